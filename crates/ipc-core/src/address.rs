@@ -1,0 +1,165 @@
+//! Endpoint addresses with a string form that a parent hands to a child.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+/// The environment variable a parent sets to tell a spawned agent where to
+/// connect ([`Address::from_env`]).
+pub const ADDRESS_ENV: &str = "IPC_ADDRESS";
+
+/// Where a transport endpoint lives.
+///
+/// The string form is `SCHEME:REST`:
+///
+/// | form | meaning |
+/// |---|---|
+/// | `pipe:stdio` | this process's stdin/stdout, connected to its parent |
+/// | `uds:/run/agent.sock` | a Unix domain socket at that absolute or relative path |
+/// | `shm:agent-7` | a shared-memory segment of that name |
+///
+/// ```
+/// use ipc_core::Address;
+/// let addr: Address = "uds:/tmp/agent.sock".parse()?;
+/// assert_eq!(addr.to_string(), "uds:/tmp/agent.sock");
+/// assert!("tcp:1.2.3.4".parse::<Address>().is_err());
+/// # Ok::<(), ipc_core::AddressError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Address {
+    /// The standard input and output of this process (`pipe:stdio`).
+    Stdio,
+    /// A Unix domain socket path (`uds:PATH`).
+    Uds(PathBuf),
+    /// A shared-memory segment name (`shm:NAME`).
+    Shm(String),
+}
+
+/// Longest shared-memory name accepted: the segment file name must fit in
+/// `NAME_MAX` with room for a suffix the transport adds.
+pub const MAX_SHM_NAME: usize = 200;
+
+/// Why an address string does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AddressError {
+    /// No `scheme:` prefix.
+    #[error("address `{0}` has no scheme; expected `pipe:stdio`, `uds:PATH` or `shm:NAME`")]
+    MissingScheme(String),
+    /// A scheme this crate does not know.
+    #[error("address `{0}` has unknown scheme `{1}`; expected `pipe`, `uds` or `shm`")]
+    UnknownScheme(String, String),
+    /// The part after the scheme is not valid for it.
+    #[error("address `{address}` is malformed: {reason}")]
+    Malformed {
+        /// The whole address.
+        address: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// [`ADDRESS_ENV`] is not set or not UTF-8.
+    #[error("environment variable {ADDRESS_ENV} is not set (or not UTF-8)")]
+    EnvMissing,
+}
+
+impl Address {
+    /// Reads the address from the [`ADDRESS_ENV`] environment variable.
+    pub fn from_env() -> Result<Self, AddressError> {
+        std::env::var(ADDRESS_ENV)
+            .map_err(|_| AddressError::EnvMissing)?
+            .parse()
+    }
+
+    /// The scheme of this address: `pipe`, `uds` or `shm`.
+    pub fn scheme(&self) -> &'static str {
+        match self {
+            Address::Stdio => "pipe",
+            Address::Uds(_) => "uds",
+            Address::Shm(_) => "shm",
+        }
+    }
+}
+
+impl FromStr for Address {
+    type Err = AddressError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let malformed = |reason| AddressError::Malformed {
+            address: s.to_owned(),
+            reason,
+        };
+        let (scheme, rest) = s
+            .split_once(':')
+            .ok_or_else(|| AddressError::MissingScheme(s.to_owned()))?;
+        match scheme {
+            "pipe" if rest == "stdio" => Ok(Address::Stdio),
+            "pipe" => Err(malformed("the only pipe address is `pipe:stdio`")),
+            "uds" if rest.is_empty() => Err(malformed("empty socket path")),
+            "uds" if rest.contains('\0') => Err(malformed("socket path contains a NUL byte")),
+            "uds" => Ok(Address::Uds(PathBuf::from(rest))),
+            "shm" if rest.is_empty() => Err(malformed("empty segment name")),
+            "shm" if rest.len() > MAX_SHM_NAME => Err(malformed("segment name is too long")),
+            "shm" if !rest.bytes().all(is_shm_name_byte) => Err(malformed(
+                "segment name may hold only ASCII letters, digits, `-`, `_` and `.`",
+            )),
+            "shm" if rest.starts_with('.') => Err(malformed("segment name may not start with `.`")),
+            "shm" => Ok(Address::Shm(rest.to_owned())),
+            _ => Err(AddressError::UnknownScheme(s.to_owned(), scheme.to_owned())),
+        }
+    }
+}
+
+fn is_shm_name_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.')
+}
+
+impl fmt::Display for Address {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Address::Stdio => f.write_str("pipe:stdio"),
+            Address::Uds(path) => write!(f, "uds:{}", path.display()),
+            Address::Shm(name) => write!(f, "shm:{name}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_every_scheme() {
+        for s in [
+            "pipe:stdio",
+            "uds:/run/x.sock",
+            "uds:rel/a b.sock",
+            "shm:agent-7",
+        ] {
+            let a: Address = s.parse().unwrap();
+            assert_eq!(a.to_string(), s);
+        }
+    }
+
+    #[test]
+    fn rejects_malformed_addresses_with_a_reason() {
+        let cases = [
+            ("", "no scheme"),
+            ("agent", "no scheme"),
+            ("tcp:1.2.3.4:80", "unknown scheme"),
+            ("pipe:", "pipe:stdio"),
+            ("pipe:other", "pipe:stdio"),
+            ("uds:", "empty socket path"),
+            ("uds:/a\0b", "NUL"),
+            ("shm:", "empty segment name"),
+            ("shm:a/b", "only ASCII"),
+            ("shm:..", "may not start"),
+        ];
+        for (input, expected) in cases {
+            let err = input.parse::<Address>().unwrap_err().to_string();
+            assert!(err.contains(expected), "{input:?} gave {err:?}");
+        }
+        let long = format!("shm:{}", "a".repeat(MAX_SHM_NAME + 1));
+        assert!(long.parse::<Address>().is_err());
+    }
+}

@@ -1,0 +1,36 @@
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_op_in_unsafe_fn)]
+#![warn(missing_docs)]
+
+mod address;
+mod capabilities;
+pub mod codec;
+mod config;
+mod error;
+pub mod frame;
+pub mod payload;
+pub mod role;
+#[cfg(feature = "tokio")]
+pub mod role_async;
+pub mod stream;
+#[cfg(feature = "tokio")]
+pub mod stream_async;
+mod typed;
+
+#[cfg(feature = "conformance")]
+pub mod conformance;
+
+pub use address::{ADDRESS_ENV, Address, AddressError, MAX_SHM_NAME};
+pub use bytes::Bytes;
+pub use capabilities::Capabilities;
+pub use codec::{Bincode, Codec, CodecError, Json, Postcard};
+pub use config::{
+    Backpressure, Config, DEFAULT_MAX_MESSAGE_SIZE, MAX_MESSAGE_SIZE_LIMIT, WaitStrategy,
+};
+pub use error::{ConnectError, RecvError, SendError};
+pub use role::{BatchSendError, Connection, Connector, FrameReceiver, FrameSender, Listener};
+#[cfg(feature = "tokio")]
+pub use role_async::{
+    AsyncConnection, AsyncConnector, AsyncFrameReceiver, AsyncFrameSender, AsyncListener,
+};
+pub use typed::{Typed, TypedRecvError, TypedSendError};

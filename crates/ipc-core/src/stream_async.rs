@@ -1,0 +1,310 @@
+//! The tokio twin of [`FramedStream`](crate::stream::FramedStream): a framed
+//! duplex connection over any `AsyncRead` + `AsyncWrite` pair (a socket, a
+//! child's stdio, a pipe), with the same framing, limits and errors.
+//!
+//! `recv` is cancel-safe because bytes read go straight into the
+//! connection's buffer. `send` is cancel-safe because a frame cut short
+//! after its first byte leaves its tail in the connection (a guard stashes
+//! it on drop), to be written before the next frame.
+
+use std::io::IoSlice;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::time::Instant;
+
+use crate::frame::{FrameDecoder, FrameError, HEADER_LEN, encode_header};
+use crate::{
+    AsyncConnection, AsyncFrameReceiver, AsyncFrameSender, Backpressure, Capabilities, Config,
+    RecvError, SendError,
+};
+
+/// Bytes asked of the reader per read when no large frame is pending.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// Frames up to this size are copied next to their header and written with
+/// one plain write, which every writer supports without extra system calls.
+const COALESCE_MAX: usize = 16 * 1024;
+
+/// A framed async duplex connection. See the [module docs](self).
+#[derive(Debug)]
+pub struct AsyncFramedStream<R, W> {
+    reader: R,
+    writer: W,
+    config: Config,
+    decoder: FrameDecoder,
+    rbuf: BytesMut,
+    /// The unsent tail of a committed frame.
+    pending: Vec<u8>,
+    scratch: Vec<u8>,
+    read_eof: bool,
+    capabilities: Capabilities,
+}
+
+impl<R, W> AsyncFramedStream<R, W>
+where
+    R: AsyncRead + Unpin + Send,
+    W: AsyncWrite + Unpin + Send,
+{
+    /// Wraps a reader and a writer; the caller has validated `config`.
+    pub fn new(reader: R, writer: W, config: Config, capabilities: Capabilities) -> Self {
+        AsyncFramedStream {
+            capabilities,
+            reader,
+            writer,
+            decoder: FrameDecoder::new(config.max_message_size),
+            config,
+            rbuf: BytesMut::new(),
+            pending: Vec::new(),
+            scratch: Vec::new(),
+            read_eof: false,
+        }
+    }
+
+    /// The reader and writer underneath.
+    pub fn get_ref(&self) -> (&R, &W) {
+        (&self.reader, &self.writer)
+    }
+
+    /// The connection's configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    async fn recv_frame(&mut self) -> Result<Bytes, RecvError> {
+        loop {
+            match self.decoder.decode(&mut self.rbuf) {
+                Ok(Some(frame)) => return Ok(frame),
+                Ok(None) => {}
+                Err(FrameError::TooLarge { len, max }) => {
+                    return Err(RecvError::FrameTooLarge { len, max });
+                }
+                Err(err @ FrameError::BadHeader(_)) => {
+                    return Err(RecvError::Corrupted(err.to_string()));
+                }
+            }
+            if self.read_eof {
+                return Err(if self.decoder.at_frame_boundary(&self.rbuf) {
+                    RecvError::Disconnected
+                } else {
+                    RecvError::Corrupted("peer closed the stream inside a frame".into())
+                });
+            }
+            let want = self.decoder.bytes_wanted(&self.rbuf).max(READ_CHUNK);
+            self.rbuf.reserve(want);
+            let read = if self.pending.is_empty() {
+                self.reader.read_buf(&mut self.rbuf).await
+            } else {
+                // Push a held-back frame tail out while waiting, so a
+                // request/response peer never stalls on a half-sent frame.
+                tokio::select! {
+                    read = self.reader.read_buf(&mut self.rbuf) => read,
+                    wrote = self.writer.write(&self.pending) => {
+                        if let Ok(n) = wrote {
+                            self.pending.drain(..n);
+                        }
+                        continue;
+                    }
+                }
+            };
+            match read {
+                Ok(0) => self.read_eof = true,
+                Ok(_) => {}
+                Err(e) => return Err(RecvError::from_io(e)),
+            }
+        }
+    }
+
+    /// Sends a frame, waiting until `deadline` at most (`None`: forever).
+    async fn send_frame(
+        &mut self,
+        frame: &[u8],
+        deadline: Option<Instant>,
+    ) -> Result<(), SendError> {
+        let max = self.config.max_message_size;
+        if frame.len() > max {
+            return Err(SendError::FrameTooLarge {
+                len: frame.len(),
+                max,
+            });
+        }
+        let backpressure = self.config.backpressure;
+        match deadline {
+            Some(at) => tokio::time::timeout_at(at, flush_all(&mut self.writer, &mut self.pending))
+                .await
+                .map_err(|_| timeout_error(backpressure))??,
+            None => flush_all(&mut self.writer, &mut self.pending).await?,
+        }
+        let header = encode_header(frame.len());
+        let parts: [&[u8]; 2] = if frame.len() <= COALESCE_MAX {
+            self.scratch.clear();
+            self.scratch.extend_from_slice(&header);
+            self.scratch.extend_from_slice(frame);
+            [&self.scratch, &[]]
+        } else {
+            [&header, frame]
+        };
+        let mut guard = FrameTail {
+            pending: &mut self.pending,
+            parts,
+            written: 0,
+        };
+        let total = HEADER_LEN + frame.len();
+        while guard.written < total {
+            let slices = guard.remaining();
+            let write = self.writer.write_vectored(&slices);
+            let wrote = match deadline {
+                Some(at) => match tokio::time::timeout_at(at, write).await {
+                    Ok(wrote) => wrote,
+                    // Out of time: nothing sent is an error; a started frame
+                    // is committed and its tail stashed by the guard.
+                    Err(_) if guard.written == 0 => return Err(timeout_error(backpressure)),
+                    Err(_) => return Ok(()),
+                },
+                None => write.await,
+            };
+            match wrote {
+                Ok(0) => return Err(SendError::Disconnected),
+                Ok(n) => guard.written += n,
+                Err(e) => {
+                    guard.abandon();
+                    return Err(SendError::from_io(e));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn send_deadline(&self) -> Option<Instant> {
+        match self.config.backpressure {
+            // An elapsed deadline still lets the write be tried once.
+            Backpressure::Fail => Some(Instant::now()),
+            Backpressure::Block => self.config.send_timeout.map(|t| Instant::now() + t),
+        }
+    }
+}
+
+/// What running out of send time means under `backpressure`.
+fn timeout_error(backpressure: Backpressure) -> SendError {
+    match backpressure {
+        Backpressure::Fail => SendError::Full,
+        Backpressure::Block => SendError::Timeout,
+    }
+}
+
+async fn flush_all<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    pending: &mut Vec<u8>,
+) -> Result<(), SendError> {
+    while !pending.is_empty() {
+        match writer.write(pending).await {
+            Ok(0) => return Err(SendError::Disconnected),
+            Ok(n) => {
+                pending.drain(..n);
+            }
+            Err(e) => return Err(SendError::from_io(e)),
+        }
+    }
+    writer.flush().await.map_err(SendError::from_io)
+}
+
+/// The part of a frame not yet written; stashes it into `pending` when
+/// dropped part way, so cancelling a send never cuts a frame.
+struct FrameTail<'a> {
+    pending: &'a mut Vec<u8>,
+    parts: [&'a [u8]; 2],
+    written: usize,
+}
+
+impl FrameTail<'_> {
+    fn remaining(&self) -> [IoSlice<'_>; 2] {
+        let mut skip = self.written;
+        self.parts.map(|part| {
+            let from = skip.min(part.len());
+            skip -= from;
+            IoSlice::new(&part[from..])
+        })
+    }
+
+    /// The connection failed: there is nothing to keep.
+    fn abandon(&mut self) {
+        self.written = 0;
+    }
+}
+
+impl Drop for FrameTail<'_> {
+    fn drop(&mut self) {
+        if self.written > 0 {
+            let mut skip = self.written;
+            for part in self.parts {
+                let from = skip.min(part.len());
+                skip -= from;
+                self.pending.extend_from_slice(&part[from..]);
+            }
+        }
+    }
+}
+
+impl<R, W> AsyncFrameSender for AsyncFramedStream<R, W>
+where
+    R: AsyncRead + Unpin + Send,
+    W: AsyncWrite + Unpin + Send,
+{
+    async fn send(&mut self, frame: &[u8]) -> Result<(), SendError> {
+        let deadline = self.send_deadline();
+        self.send_frame(frame, deadline).await
+    }
+
+    async fn send_timeout(&mut self, frame: &[u8], timeout: Duration) -> Result<(), SendError> {
+        let max = self.config.max_message_size;
+        if frame.len() > max {
+            return Err(SendError::FrameTooLarge {
+                len: frame.len(),
+                max,
+            });
+        }
+        match self.send_frame(frame, Some(Instant::now() + timeout)).await {
+            Err(SendError::Full) => Err(SendError::Timeout),
+            other => other,
+        }
+    }
+
+    async fn flush(&mut self) -> Result<(), SendError> {
+        match self.send_deadline() {
+            Some(at) => tokio::time::timeout_at(at, flush_all(&mut self.writer, &mut self.pending))
+                .await
+                .map_err(|_| timeout_error(self.config.backpressure))?,
+            None => flush_all(&mut self.writer, &mut self.pending).await,
+        }
+    }
+}
+
+impl<R, W> AsyncFrameReceiver for AsyncFramedStream<R, W>
+where
+    R: AsyncRead + Unpin + Send,
+    W: AsyncWrite + Unpin + Send,
+{
+    async fn recv(&mut self) -> Result<Bytes, RecvError> {
+        match self.config.recv_timeout {
+            Some(timeout) => self.recv_timeout(timeout).await,
+            None => self.recv_frame().await,
+        }
+    }
+
+    async fn recv_timeout(&mut self, timeout: Duration) -> Result<Bytes, RecvError> {
+        tokio::time::timeout(timeout, self.recv_frame())
+            .await
+            .unwrap_or(Err(RecvError::Timeout))
+    }
+}
+
+impl<R, W> AsyncConnection for AsyncFramedStream<R, W>
+where
+    R: AsyncRead + Unpin + Send,
+    W: AsyncWrite + Unpin + Send,
+{
+    fn capabilities(&self) -> Capabilities {
+        self.capabilities
+    }
+}

@@ -1,0 +1,93 @@
+//! The tokio listener and connections.
+
+use std::io;
+use std::path::Path;
+
+use ipc_core::stream_async::AsyncFramedStream;
+use ipc_core::{Address, AsyncConnector, AsyncListener, Config, ConnectError};
+use tokio::net::UnixStream;
+use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
+
+use crate::listener::{SocketFile, bind, uds_path};
+use crate::socket::{UnixSocket, connect_error, socket_addr};
+use crate::{CAPABILITIES, Uds};
+
+/// An async connection over a Unix stream socket.
+pub type AsyncUdsConnection = AsyncFramedStream<OwnedReadHalf, OwnedWriteHalf>;
+
+/// Accepts agents on a Unix socket path, asynchronously. Binding follows
+/// the same rules as [`UdsListener`](crate::UdsListener).
+#[derive(Debug)]
+pub struct AsyncUdsListener {
+    listener: tokio::net::UnixListener,
+    address: Address,
+    config: Config,
+    _file: SocketFile,
+}
+
+impl AsyncUdsListener {
+    /// Binds `path`. Must be called inside a tokio runtime.
+    pub fn bind(path: impl AsRef<Path>, config: &Config) -> Result<Self, ConnectError> {
+        config.validate().map_err(ConnectError::InvalidConfig)?;
+        let path = path.as_ref();
+        let (fd, file) = bind(path)?;
+        let std_listener = std::os::unix::net::UnixListener::from(fd);
+        std_listener.set_nonblocking(true)?;
+        Ok(AsyncUdsListener {
+            listener: tokio::net::UnixListener::from_std(std_listener)?,
+            address: Address::Uds(path.to_owned()),
+            config: config.clone(),
+            _file: file,
+        })
+    }
+}
+
+fn framed(stream: UnixStream, config: &Config) -> Result<AsyncUdsConnection, ConnectError> {
+    // Apply the buffer size through the blocking type, then hand it back.
+    let std_stream = stream.into_std()?;
+    let socket = UnixSocket::new(std_stream.into(), config)?;
+    let std_stream = std::os::unix::net::UnixStream::from(socket.into_fd());
+    std_stream.set_nonblocking(true)?;
+    let (reader, writer) = UnixStream::from_std(std_stream)?.into_split();
+    Ok(AsyncFramedStream::new(
+        reader,
+        writer,
+        config.clone(),
+        CAPABILITIES,
+    ))
+}
+
+impl AsyncListener for AsyncUdsListener {
+    type Connection = AsyncUdsConnection;
+
+    async fn accept(&mut self) -> Result<AsyncUdsConnection, ConnectError> {
+        let (stream, _) = self.listener.accept().await?;
+        framed(stream, &self.config)
+    }
+
+    fn address(&self) -> &Address {
+        &self.address
+    }
+}
+
+impl AsyncConnector for Uds {
+    type Connection = AsyncUdsConnection;
+
+    async fn connect(
+        &self,
+        address: &Address,
+        config: &Config,
+    ) -> Result<AsyncUdsConnection, ConnectError> {
+        config.validate().map_err(ConnectError::InvalidConfig)?;
+        let path = uds_path(address)?;
+        socket_addr(path)?;
+        let stream =
+            UnixStream::connect(path).await.map_err(
+                |e| match rustix::io::Errno::from_io_error(&e) {
+                    Some(errno) => connect_error(path, errno),
+                    None => ConnectError::Io(io::Error::from(e)),
+                },
+            )?;
+        framed(stream, config)
+    }
+}

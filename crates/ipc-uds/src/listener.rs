@@ -1,0 +1,220 @@
+//! Binding a socket path safely, and accepting agents on it.
+
+use std::io;
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ipc_core::stream::FramedStream;
+use ipc_core::{Address, Config, ConnectError, Listener};
+use rustix::event::{PollFd, PollFlags, Timespec};
+use rustix::fs::Mode;
+use rustix::net::SocketFlags;
+
+use crate::socket::{UnixSocket, connect_error, new_socket, socket_addr};
+use crate::{CAPABILITIES, UdsConnection};
+
+/// Pending connections the kernel queues before `accept`.
+const BACKLOG: i32 = 128;
+
+/// The socket file this process bound; removed on drop if it is still the
+/// same file (a later listener may have replaced it).
+#[derive(Debug)]
+pub(crate) struct SocketFile {
+    path: PathBuf,
+    dev: u64,
+    ino: u64,
+}
+
+impl Drop for SocketFile {
+    fn drop(&mut self) {
+        if let Ok(meta) = std::fs::symlink_metadata(&self.path)
+            && meta.dev() == self.dev
+            && meta.ino() == self.ino
+        {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// Binds and listens on `path`: the socket file is created owner-only
+/// (0600), a stale file from a dead listener is replaced, and a live
+/// listener's path or any other kind of file is never touched.
+pub(crate) fn bind(path: &Path) -> Result<(OwnedFd, SocketFile), ConnectError> {
+    let addr = socket_addr(path)?;
+    let shown = || path.display().to_string();
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
+        && !dir.is_dir()
+    {
+        return Err(ConnectError::NotFound(format!(
+            "{} (directory {} does not exist)",
+            shown(),
+            dir.display()
+        )));
+    }
+    for attempt in 0..2 {
+        let fd = new_socket()?;
+        // The socket inode's mode becomes the file's mode at bind, so the
+        // file is never reachable by others, not even for a moment.
+        rustix::fs::fchmod(&fd, Mode::RUSR | Mode::WUSR).map_err(io::Error::from)?;
+        match rustix::net::bind(&fd, &addr) {
+            Ok(()) => {
+                rustix::net::listen(&fd, BACKLOG).map_err(io::Error::from)?;
+                let meta = std::fs::symlink_metadata(path)?;
+                let file = SocketFile {
+                    path: path.to_owned(),
+                    dev: meta.dev(),
+                    ino: meta.ino(),
+                };
+                return Ok((fd, file));
+            }
+            Err(rustix::io::Errno::ADDRINUSE) if attempt == 0 => reclaim_if_stale(path)?,
+            Err(rustix::io::Errno::ADDRINUSE) => return Err(ConnectError::AddrInUse(shown())),
+            Err(rustix::io::Errno::ACCESS | rustix::io::Errno::PERM) => {
+                return Err(ConnectError::PermissionDenied(shown()));
+            }
+            Err(rustix::io::Errno::NOENT) => return Err(ConnectError::NotFound(shown())),
+            Err(e) => return Err(ConnectError::Io(e.into())),
+        }
+    }
+    Err(ConnectError::AddrInUse(shown()))
+}
+
+/// Removes `path` if it is a socket nobody listens on; errors if it is a
+/// live socket or not a socket at all.
+fn reclaim_if_stale(path: &Path) -> Result<(), ConnectError> {
+    let shown = path.display().to_string();
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    if !meta.file_type().is_socket() {
+        return Err(ConnectError::AddrInUse(format!(
+            "{shown} exists and is not a socket; not replacing it"
+        )));
+    }
+    // Non-blocking probe: a live listener with a full backlog answers EAGAIN
+    // instead of making us wait.
+    let probe = rustix::net::socket_with(
+        rustix::net::AddressFamily::UNIX,
+        rustix::net::SocketType::STREAM,
+        SocketFlags::CLOEXEC | SocketFlags::NONBLOCK,
+        None,
+    )
+    .map_err(io::Error::from)?;
+    match rustix::net::connect(&probe, &socket_addr(path)?) {
+        Err(rustix::io::Errno::CONNREFUSED) => match std::fs::remove_file(path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e.into()),
+        },
+        Err(rustix::io::Errno::NOENT) => Ok(()),
+        Ok(()) | Err(rustix::io::Errno::AGAIN) => Err(ConnectError::AddrInUse(shown)),
+        Err(e) => Err(connect_error(path, e)),
+    }
+}
+
+/// Accepts agents on a Unix socket path.
+///
+/// ```
+/// use ipc_core::{Config, FrameReceiver, FrameSender, Listener};
+/// use ipc_uds::{Uds, UdsListener};
+/// use ipc_core::Connector;
+///
+/// let path = std::env::temp_dir().join(format!("doc-{}.sock", std::process::id()));
+/// let mut listener = UdsListener::bind(&path, &Config::default())?;
+/// // An agent would do this in its own process, given listener.address():
+/// let mut agent = Uds.connect(listener.address(), &Config::default())?;
+/// let mut server = listener.accept()?;
+/// agent.send(b"hello")?;
+/// assert_eq!(&server.recv()?[..], b"hello");
+/// drop(listener);
+/// assert!(!path.exists(), "the socket file goes with the listener");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug)]
+pub struct UdsListener {
+    fd: OwnedFd,
+    address: Address,
+    config: Config,
+    _file: SocketFile,
+}
+
+impl UdsListener {
+    /// Binds `path`; connections accepted use `config`.
+    ///
+    /// Errors: [`ConnectError::PathTooLong`], [`ConnectError::NotFound`]
+    /// (missing directory), [`ConnectError::AddrInUse`] (a live listener,
+    /// or a file that is not a socket), [`ConnectError::PermissionDenied`],
+    /// [`ConnectError::InvalidConfig`].
+    pub fn bind(path: impl AsRef<Path>, config: &Config) -> Result<Self, ConnectError> {
+        config.validate().map_err(ConnectError::InvalidConfig)?;
+        let path = path.as_ref();
+        let (fd, file) = bind(path)?;
+        Ok(UdsListener {
+            fd,
+            address: Address::Uds(path.to_owned()),
+            config: config.clone(),
+            _file: file,
+        })
+    }
+
+    /// Binds the path of a `uds:` address.
+    pub fn bind_address(address: &Address, config: &Config) -> Result<Self, ConnectError> {
+        Self::bind(uds_path(address)?, config)
+    }
+
+    fn accept_ready(&mut self) -> Result<UdsConnection, ConnectError> {
+        loop {
+            match rustix::net::accept_with(&self.fd, SocketFlags::CLOEXEC) {
+                Ok(fd) => {
+                    let socket = UnixSocket::new(fd, &self.config)?;
+                    return Ok(FramedStream::new(socket, self.config.clone(), CAPABILITIES));
+                }
+                // A peer that gave up before we accepted: wait for the next.
+                Err(rustix::io::Errno::INTR | rustix::io::Errno::CONNABORTED) => {}
+                Err(e) => return Err(ConnectError::Io(e.into())),
+            }
+        }
+    }
+}
+
+impl Listener for UdsListener {
+    type Connection = UdsConnection;
+
+    fn accept(&mut self) -> Result<UdsConnection, ConnectError> {
+        self.accept_ready()
+    }
+
+    fn accept_timeout(&mut self, timeout: Duration) -> Result<UdsConnection, ConnectError> {
+        let timeout = Timespec::try_from(timeout).map_err(|_| {
+            ConnectError::InvalidConfig(format!("accept timeout {timeout:?} is too long"))
+        })?;
+        let mut fds = [PollFd::new(&self.fd, PollFlags::IN)];
+        loop {
+            match rustix::event::poll(&mut fds, Some(&timeout)) {
+                Ok(0) => return Err(ConnectError::Timeout),
+                Ok(_) => return self.accept_ready(),
+                Err(rustix::io::Errno::INTR) => {}
+                Err(e) => return Err(ConnectError::Io(e.into())),
+            }
+        }
+    }
+
+    fn address(&self) -> &Address {
+        &self.address
+    }
+}
+
+/// The path of a `uds:` address, or [`ConnectError::WrongTransport`].
+pub(crate) fn uds_path(address: &Address) -> Result<&Path, ConnectError> {
+    match address {
+        Address::Uds(path) => Ok(path),
+        other => Err(ConnectError::WrongTransport {
+            address: other.to_string(),
+            expected: "uds",
+        }),
+    }
+}
