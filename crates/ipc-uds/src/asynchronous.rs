@@ -8,9 +8,9 @@ use ipc_core::{Address, AsyncConnector, AsyncListener, Config, ConnectError};
 use tokio::net::UnixStream;
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 
+use crate::CAPABILITIES;
 use crate::listener::{SocketFile, bind, uds_path};
 use crate::socket::{UnixSocket, connect_error, socket_addr};
-use crate::{CAPABILITIES, Uds};
 
 /// An async connection over a Unix stream socket.
 pub type AsyncUdsConnection = AsyncFramedStream<OwnedReadHalf, OwnedWriteHalf>;
@@ -70,7 +70,12 @@ impl AsyncListener for AsyncUdsListener {
     }
 }
 
-impl AsyncConnector for Uds {
+/// The Unix-domain-socket transport for async code:
+/// `AsyncUds.connect(&address, &config).await`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AsyncUds;
+
+impl AsyncConnector for AsyncUds {
     type Connection = AsyncUdsConnection;
 
     async fn connect(

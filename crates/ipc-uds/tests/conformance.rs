@@ -5,8 +5,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use ipc_core::conformance::{BoxError, Peer, TransportUnderTest};
-use ipc_core::{ADDRESS_ENV, Address, AsyncListener, Config, Connector, Listener};
-use ipc_uds::{AsyncUdsConnection, AsyncUdsListener, Uds, UdsConnection, UdsListener};
+use ipc_core::{ADDRESS_ENV, Address, AsyncConnector, AsyncListener, Config, Connector, Listener};
+use ipc_uds::{AsyncUds, AsyncUdsConnection, AsyncUdsListener, Uds, UdsConnection, UdsListener};
 
 struct UdsUnderTest;
 
@@ -28,6 +28,7 @@ impl TransportUnderTest for UdsUnderTest {
     const NAME: &'static str = "uds";
     type Conn = UdsConnection;
     type AsyncConn = AsyncUdsConnection;
+    type AsyncPeerConn = AsyncUdsConnection;
 
     fn spawn(&self, peer: Command, config: &Config) -> Result<(UdsConnection, Peer), BoxError> {
         let mut listener = UdsListener::bind(unique_path(), config)?;
@@ -51,6 +52,13 @@ impl TransportUnderTest for UdsUnderTest {
 
     fn connect_to_parent(&self, config: &Config) -> Result<UdsConnection, BoxError> {
         Ok(Uds.connect(&Address::from_env()?, config)?)
+    }
+
+    async fn connect_to_parent_async(
+        &self,
+        config: &Config,
+    ) -> Result<AsyncUdsConnection, BoxError> {
+        Ok(AsyncUds.connect(&Address::from_env()?, config).await?)
     }
 }
 

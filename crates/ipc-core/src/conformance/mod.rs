@@ -41,8 +41,10 @@ pub trait TransportUnderTest: Send + Sync + 'static {
     const NAME: &'static str;
     /// The blocking connection type.
     type Conn: Connection + Send + 'static;
-    /// The async connection type.
+    /// The async connection type (parent side).
     type AsyncConn: AsyncConnection + 'static;
+    /// The async connection type inside the peer (the agent side).
+    type AsyncPeerConn: AsyncConnection + 'static;
 
     /// Starts `peer` (this test binary in peer mode) and returns the
     /// connection to it. The transport adds what the peer needs to find it
@@ -58,6 +60,13 @@ pub trait TransportUnderTest: Send + Sync + 'static {
 
     /// Inside the peer process: the connection back to the parent.
     fn connect_to_parent(&self, config: &Config) -> Result<Self::Conn, BoxError>;
+
+    /// Inside the peer process: the async connection back to the parent
+    /// (runs inside a tokio runtime).
+    fn connect_to_parent_async(
+        &self,
+        config: &Config,
+    ) -> impl Future<Output = Result<Self::AsyncPeerConn, BoxError>> + Send;
 }
 
 /// A running peer process; killed and reaped when dropped.

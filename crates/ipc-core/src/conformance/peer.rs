@@ -5,13 +5,17 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use super::{PEER_MAX_ENV, TransportUnderTest};
-use crate::{Config, FrameReceiver, FrameSender, RecvError, payload};
+use crate::{
+    AsyncFrameReceiver, AsyncFrameSender, Config, FrameReceiver, FrameSender, RecvError, payload,
+};
 
 /// What a peer process does once connected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PeerMode {
     /// Sends every frame back until the parent disconnects.
     Echo,
+    /// [`PeerMode::Echo`] through the async API.
+    AsyncEcho,
     /// Sends this many payload frames (sizes from [`message_size`]).
     Generate(u64),
     /// Receives and verifies this many payload frames, then replies `ok` or
@@ -46,6 +50,7 @@ impl fmt::Display for PeerMode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             PeerMode::Echo => write!(f, "echo"),
+            PeerMode::AsyncEcho => write!(f, "async-echo"),
             PeerMode::Generate(n) => write!(f, "generate:{n}"),
             PeerMode::Verify(n) => write!(f, "verify:{n}"),
             PeerMode::Silent => write!(f, "silent"),
@@ -68,6 +73,7 @@ impl FromStr for PeerMode {
         };
         Ok(match name {
             "echo" => PeerMode::Echo,
+            "async-echo" => PeerMode::AsyncEcho,
             "generate" => PeerMode::Generate(num()?),
             "verify" => PeerMode::Verify(num()?),
             "silent" => PeerMode::Silent,
@@ -98,8 +104,12 @@ fn try_run<T: TransportUnderTest>(transport: &T, mode: &str) -> Result<(), super
         .and_then(|m| m.parse().ok())
         .unwrap_or(crate::DEFAULT_MAX_MESSAGE_SIZE);
     let config = Config::default().with_max_message_size(max);
+    if mode == PeerMode::AsyncEcho {
+        return async_echo(transport, &config);
+    }
     let mut conn = transport.connect_to_parent(&config)?;
     match mode {
+        PeerMode::AsyncEcho => unreachable!("handled above"),
         PeerMode::Echo => loop {
             match conn.recv() {
                 Ok(frame) => conn.send(&frame)?,
@@ -157,6 +167,25 @@ fn try_run<T: TransportUnderTest>(transport: &T, mode: &str) -> Result<(), super
             Ok(())
         }
     }
+}
+
+fn async_echo<T: TransportUnderTest>(
+    transport: &T,
+    config: &Config,
+) -> Result<(), super::BoxError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let mut conn = transport.connect_to_parent_async(config).await?;
+        loop {
+            match conn.recv().await {
+                Ok(frame) => conn.send(&frame).await?,
+                Err(RecvError::Disconnected) => return Ok(()),
+                Err(e) => return Err(e.into()),
+            }
+        }
+    })
 }
 
 /// Receives until the parent disconnects; frames that arrive are errors.
