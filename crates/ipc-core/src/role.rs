@@ -5,7 +5,7 @@
 //! [`FrameReceiver`]. A frame is any byte string from empty up to the
 //! configured maximum; boundaries are kept exactly. Every method that can
 //! block has a `try_` form that never blocks and a `_timeout` form; the
-//! plain form waits as long as the connection's [`Config`](crate::Config)
+//! plain form waits as long as the connection's [`Config`]
 //! says.
 
 use std::time::Duration;

@@ -1,6 +1,5 @@
 //! The tokio listener and connections.
 
-use std::io;
 use std::path::Path;
 
 use ipc_core::stream_async::AsyncFramedStream;
@@ -90,7 +89,7 @@ impl AsyncConnector for AsyncUds {
             UnixStream::connect(path).await.map_err(
                 |e| match rustix::io::Errno::from_io_error(&e) {
                     Some(errno) => connect_error(path, errno),
-                    None => ConnectError::Io(io::Error::from(e)),
+                    None => ConnectError::Io(e),
                 },
             )?;
         framed(stream, config)

@@ -9,7 +9,7 @@ use std::time::Duration;
 use ipc_core::stream::FramedStream;
 use ipc_core::{Address, Config, ConnectError, Listener};
 use rustix::event::{PollFd, PollFlags, Timespec};
-use rustix::fs::Mode;
+use rustix::fs::{FlockOperation, Mode, OFlags};
 use rustix::net::SocketFlags;
 
 use crate::socket::{UnixSocket, connect_error, new_socket, socket_addr};
@@ -18,13 +18,15 @@ use crate::{CAPABILITIES, UdsConnection};
 /// Pending connections the kernel queues before `accept`.
 const BACKLOG: i32 = 128;
 
-/// The socket file this process bound; removed on drop if it is still the
-/// same file (a later listener may have replaced it).
+/// The socket file this process bound, and the lock that marks its
+/// listener alive; both are removed on drop (the socket file only if it is
+/// still the one we bound).
 #[derive(Debug)]
 pub(crate) struct SocketFile {
     path: PathBuf,
     dev: u64,
     ino: u64,
+    _lock: NameLock,
 }
 
 impl Drop for SocketFile {
@@ -34,6 +36,63 @@ impl Drop for SocketFile {
             && meta.ino() == self.ino
         {
             let _ = std::fs::remove_file(&self.path);
+        }
+        // `lock` drops after this, removing the lock file.
+    }
+}
+
+/// `PATH.lock`, held with `flock` for as long as a listener lives on PATH.
+/// The kernel drops the lock when the holder dies, however it dies, so a
+/// held lock means a live listener, and no probe connection (which the live
+/// listener would accept as a phantom agent) is needed to tell.
+#[derive(Debug)]
+struct NameLock {
+    path: PathBuf,
+    _fd: OwnedFd,
+}
+
+impl Drop for NameLock {
+    fn drop(&mut self) {
+        // Unlink while still holding the lock (the fd closes after this), so
+        // no binder can lock a file that is about to vanish.
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+impl NameLock {
+    fn acquire(socket_path: &Path) -> Result<Self, ConnectError> {
+        let mut lock_path = socket_path.as_os_str().to_owned();
+        lock_path.push(".lock");
+        let path = PathBuf::from(lock_path);
+        loop {
+            let fd = rustix::fs::open(
+                &path,
+                OFlags::CREATE | OFlags::RDWR | OFlags::CLOEXEC | OFlags::NOFOLLOW,
+                Mode::RUSR | Mode::WUSR,
+            )
+            .map_err(|e| match e {
+                rustix::io::Errno::ACCESS | rustix::io::Errno::PERM => {
+                    ConnectError::PermissionDenied(path.display().to_string())
+                }
+                e => ConnectError::Io(e.into()),
+            })?;
+            match rustix::fs::flock(&fd, FlockOperation::NonBlockingLockExclusive) {
+                Ok(()) => {}
+                Err(rustix::io::Errno::WOULDBLOCK) => {
+                    return Err(ConnectError::AddrInUse(socket_path.display().to_string()));
+                }
+                Err(e) => return Err(ConnectError::Io(e.into())),
+            }
+            // The previous holder may have unlinked the file between our
+            // open and our lock: then we hold a lock on nothing; retry.
+            let held = rustix::fs::fstat(&fd).map_err(io::Error::from)?;
+            match rustix::fs::stat(&path) {
+                Ok(now) if now.st_dev == held.st_dev && now.st_ino == held.st_ino => {
+                    return Ok(NameLock { path, _fd: fd });
+                }
+                Ok(_) | Err(rustix::io::Errno::NOENT) => continue,
+                Err(e) => return Err(ConnectError::Io(e.into())),
+            }
         }
     }
 }
@@ -53,6 +112,7 @@ pub(crate) fn bind(path: &Path) -> Result<(OwnedFd, SocketFile), ConnectError> {
             dir.display()
         )));
     }
+    let lock = NameLock::acquire(path)?;
     for attempt in 0..2 {
         let fd = new_socket()?;
         // The socket inode's mode becomes the file's mode at bind, so the
@@ -66,6 +126,7 @@ pub(crate) fn bind(path: &Path) -> Result<(OwnedFd, SocketFile), ConnectError> {
                     path: path.to_owned(),
                     dev: meta.dev(),
                     ino: meta.ino(),
+                    _lock: lock,
                 };
                 return Ok((fd, file));
             }
@@ -82,7 +143,9 @@ pub(crate) fn bind(path: &Path) -> Result<(OwnedFd, SocketFile), ConnectError> {
 }
 
 /// Removes `path` if it is a socket nobody listens on; errors if it is a
-/// live socket or not a socket at all.
+/// live socket or not a socket at all. Called with the name lock held, so
+/// no ipc-uds listener is alive there; the probe connection is for
+/// listeners of other programs.
 fn reclaim_if_stale(path: &Path) -> Result<(), ConnectError> {
     let shown = path.display().to_string();
     let meta = match std::fs::symlink_metadata(path) {

@@ -31,8 +31,11 @@ const CONCURRENT_PEERS: usize = 4;
 
 type CaseResult = Result<(), Failed>;
 
+/// A named case.
+type Case<T> = (&'static str, fn(&T) -> CaseResult);
+
 pub(super) fn trials<T: TransportUnderTest>(transport: Arc<T>) -> Vec<Trial> {
-    let sync: [(&str, fn(&T) -> CaseResult); 11] = [
+    let sync: [Case<T>; 11] = [
         ("round_trip_every_size_class", round_trip_sizes),
         ("order_and_integrity_from_peer", ordering_from_peer),
         ("order_and_integrity_to_peer", ordering_to_peer),
@@ -45,7 +48,7 @@ pub(super) fn trials<T: TransportUnderTest>(transport: Arc<T>) -> Vec<Trial> {
         ("full_buffer_backpressure", full_buffer),
         ("concurrent_connections", concurrent),
     ];
-    let asynchronous: [(&str, fn(&T) -> CaseResult); 7] = [
+    let asynchronous: [Case<T>; 7] = [
         ("round_trip_every_size_class", |t| {
             run_async(async_round_trip_sizes(t))
         }),

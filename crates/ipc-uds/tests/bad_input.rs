@@ -1,0 +1,208 @@
+//! Socket-file rules and bad input on the wire: each gets a specific error,
+//! never a panic, hang or unbounded allocation.
+
+use std::io::Write;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::os::unix::net::{UnixListener as StdListener, UnixStream as StdStream};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use ipc_core::frame::encode_header;
+use ipc_core::{Config, ConnectError, Connector, FrameReceiver, FrameSender, Listener, RecvError};
+use ipc_uds::{MAX_PATH_LEN, Uds, UdsListener};
+
+/// A fresh socket path; each test removes what it creates.
+fn path(tag: &str) -> PathBuf {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    std::env::temp_dir().join(format!("ipc-uds-{tag}-{}-{n}.sock", std::process::id()))
+}
+
+fn config() -> Config {
+    Config::default().with_recv_timeout(Some(Duration::from_secs(10)))
+}
+
+#[test]
+fn socket_file_is_owner_only_and_removed_on_drop() {
+    let p = path("mode");
+    let listener = UdsListener::bind(&p, &config()).unwrap();
+    let meta = std::fs::symlink_metadata(&p).unwrap();
+    assert!(meta.file_type().is_socket());
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    drop(listener);
+    assert!(!p.exists());
+    assert!(!lock_path(&p).exists());
+}
+
+fn lock_path(p: &std::path::Path) -> PathBuf {
+    let mut s = p.as_os_str().to_owned();
+    s.push(".lock");
+    PathBuf::from(s)
+}
+
+#[test]
+fn stale_socket_file_is_replaced() {
+    let p = path("stale");
+    // A listener that died without cleaning up leaves its file behind.
+    drop(StdListener::bind(&p).unwrap());
+    assert!(p.exists());
+    let mut listener = UdsListener::bind(&p, &config()).unwrap();
+    let mut agent = Uds.connect(listener.address(), &config()).unwrap();
+    let mut server = listener.accept().unwrap();
+    agent.send(b"fresh").unwrap();
+    assert_eq!(&server.recv().unwrap()[..], b"fresh");
+}
+
+#[test]
+fn files_left_by_a_killed_listener_are_reclaimed() {
+    let p = path("killed");
+    drop(StdListener::bind(&p).unwrap());
+    std::fs::write(lock_path(&p), b"").unwrap();
+    let listener = UdsListener::bind(&p, &config()).unwrap();
+    drop(listener);
+    assert!(!p.exists() && !lock_path(&p).exists());
+}
+
+#[test]
+fn live_listener_is_never_stolen() {
+    let p = path("live");
+    let mut first = UdsListener::bind(&p, &config()).unwrap();
+    let err = UdsListener::bind(&p, &config()).unwrap_err();
+    assert!(matches!(err, ConnectError::AddrInUse(_)), "{err:?}");
+    // The first listener still owns the path and works.
+    let mut agent = Uds.connect(first.address(), &config()).unwrap();
+    // No phantom connection was left in its queue by the second bind.
+    let mut server = first.accept().unwrap();
+    server.send(b"still mine").unwrap();
+    assert_eq!(&agent.recv().unwrap()[..], b"still mine");
+}
+
+#[test]
+fn other_files_are_never_replaced() {
+    let p = path("regular");
+    std::fs::write(&p, b"precious").unwrap();
+    let err = UdsListener::bind(&p, &config()).unwrap_err();
+    assert!(err.to_string().contains("not a socket"), "{err}");
+    assert_eq!(std::fs::read(&p).unwrap(), b"precious");
+    std::fs::remove_file(&p).unwrap();
+}
+
+#[test]
+fn bad_paths_and_addresses_get_specific_errors() {
+    let long = std::env::temp_dir().join("x".repeat(MAX_PATH_LEN));
+    let err = UdsListener::bind(&long, &config()).unwrap_err();
+    assert!(matches!(err, ConnectError::PathTooLong { .. }), "{err:?}");
+    let err = Uds
+        .connect(&ipc_core::Address::Uds(long), &config())
+        .unwrap_err();
+    assert!(matches!(err, ConnectError::PathTooLong { .. }), "{err:?}");
+
+    let missing_dir = std::env::temp_dir().join("ipc-no-such-dir/a.sock");
+    let err = UdsListener::bind(&missing_dir, &config()).unwrap_err();
+    assert!(
+        matches!(err, ConnectError::NotFound(ref m) if m.contains("directory")),
+        "{err:?}"
+    );
+
+    let err = Uds
+        .connect(&"uds:/nonexistent/x.sock".parse().unwrap(), &config())
+        .unwrap_err();
+    assert!(matches!(err, ConnectError::NotFound(_)), "{err:?}");
+
+    let stale = path("refused");
+    drop(StdListener::bind(&stale).unwrap());
+    let err = Uds
+        .connect(&ipc_core::Address::Uds(stale.clone()), &config())
+        .unwrap_err();
+    assert!(
+        matches!(err, ConnectError::NotFound(ref m) if m.contains("dead listener")),
+        "{err:?}"
+    );
+    std::fs::remove_file(&stale).unwrap();
+
+    let err = Uds
+        .connect(&"shm:agent".parse().unwrap(), &config())
+        .unwrap_err();
+    assert!(
+        matches!(err, ConnectError::WrongTransport { .. }),
+        "{err:?}"
+    );
+
+    let too_big = Config::default().with_max_message_size(usize::MAX);
+    let err = UdsListener::bind(path("cfg"), &too_big).unwrap_err();
+    assert!(matches!(err, ConnectError::InvalidConfig(_)), "{err:?}");
+}
+
+/// A listener and a raw client socket that writes whatever a test wants.
+fn raw_client(tag: &str, max: usize) -> (ipc_uds::UdsConnection, StdStream, UdsListener) {
+    let p = path(tag);
+    let mut listener = UdsListener::bind(&p, &config().with_max_message_size(max)).unwrap();
+    let raw = StdStream::connect(&p).unwrap();
+    let server = listener.accept().unwrap();
+    (server, raw, listener)
+}
+
+#[test]
+fn garbage_on_the_socket_is_corrupted_for_good() {
+    let (mut server, mut raw, _l) = raw_client("garbage", 1 << 20);
+    raw.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    assert!(matches!(server.recv(), Err(RecvError::Corrupted(_))));
+    assert!(matches!(server.recv(), Err(RecvError::Corrupted(_))));
+}
+
+#[test]
+fn frame_cut_short_by_peer_exit_is_corrupted_not_disconnected() {
+    let (mut server, mut raw, _l) = raw_client("trunc", 1 << 20);
+    raw.write_all(&encode_header(100)).unwrap();
+    raw.write_all(&[1; 10]).unwrap();
+    drop(raw);
+    let err = server.recv().unwrap_err();
+    assert!(
+        matches!(err, RecvError::Corrupted(ref m) if m.contains("inside a frame")),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn clean_close_between_frames_is_disconnected() {
+    let (mut server, mut raw, _l) = raw_client("clean", 1 << 20);
+    raw.write_all(&encode_header(3)).unwrap();
+    raw.write_all(b"abc").unwrap();
+    drop(raw);
+    assert_eq!(&server.recv().unwrap()[..], b"abc");
+    assert!(matches!(server.recv(), Err(RecvError::Disconnected)));
+}
+
+#[test]
+fn huge_length_prefix_is_rejected_before_any_body_arrives() {
+    let (mut server, mut raw, _l) = raw_client("huge", 1 << 20);
+    // Announce 4 GiB - 1 and send nothing more: the error must come now,
+    // not after buffering (or waiting for) the body.
+    raw.write_all(&encode_header(u32::MAX as usize)).unwrap();
+    let err = server.recv_timeout(Duration::from_secs(10)).unwrap_err();
+    assert!(
+        matches!(err, RecvError::FrameTooLarge { len, max } if len == u32::MAX as usize && max == 1 << 20),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn one_listener_serves_many_agents() {
+    let p = path("many");
+    let mut listener = UdsListener::bind(&p, &config()).unwrap();
+    let mut agents: Vec<_> = (0..8)
+        .map(|_| Uds.connect(listener.address(), &config()).unwrap())
+        .collect();
+    let mut servers: Vec<_> = (0..8).map(|_| listener.accept().unwrap()).collect();
+    for (i, agent) in agents.iter_mut().enumerate() {
+        agent.send(&[i as u8; 3]).unwrap();
+    }
+    for (i, server) in servers.iter_mut().enumerate() {
+        assert_eq!(&server.recv().unwrap()[..], &[i as u8; 3]);
+    }
+    assert!(matches!(
+        listener.accept_timeout(Duration::from_millis(20)),
+        Err(ConnectError::Timeout)
+    ));
+}
