@@ -9,7 +9,10 @@ use ipc_pipe::{AsyncAgentConnection, AsyncStdioConnection, Pipe, PipeConnection}
 struct PipeUnderTest;
 
 impl TransportUnderTest for PipeUnderTest {
-    const NAME: &'static str = "pipe";
+    fn name(&self) -> String {
+        "pipe".into()
+    }
+
     type Conn = PipeConnection;
     type AsyncConn = AsyncAgentConnection;
     type AsyncPeerConn = AsyncStdioConnection;
@@ -45,5 +48,5 @@ impl TransportUnderTest for PipeUnderTest {
 }
 
 fn main() {
-    ipc_core::conformance::main(PipeUnderTest);
+    ipc_core::conformance::main(vec![PipeUnderTest]);
 }

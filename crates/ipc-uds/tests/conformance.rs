@@ -25,7 +25,10 @@ fn start(mut peer: Command, address: &Address) -> Result<std::process::Child, Bo
 }
 
 impl TransportUnderTest for UdsUnderTest {
-    const NAME: &'static str = "uds";
+    fn name(&self) -> String {
+        "uds".into()
+    }
+
     type Conn = UdsConnection;
     type AsyncConn = AsyncUdsConnection;
     type AsyncPeerConn = AsyncUdsConnection;
@@ -63,5 +66,5 @@ impl TransportUnderTest for UdsUnderTest {
 }
 
 fn main() {
-    ipc_core::conformance::main(UdsUnderTest);
+    ipc_core::conformance::main(vec![UdsUnderTest]);
 }

@@ -6,7 +6,7 @@
 //! ```ignore
 //! // tests/conformance.rs
 //! fn main() {
-//!     ipc_core::conformance::main(MyTransportUnderTest);
+//!     ipc_core::conformance::main(vec![MyTransportUnderTest]);
 //! }
 //! ```
 //!
@@ -37,8 +37,9 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// A transport as the kit drives it.
 pub trait TransportUnderTest: Send + Sync + 'static {
-    /// The transport's name in test names.
-    const NAME: &'static str;
+    /// The transport's name in test names (one transport may run the kit
+    /// in several configurations, each with its own name).
+    fn name(&self) -> String;
     /// The blocking connection type.
     type Conn: Connection + Send + 'static;
     /// The async connection type (parent side).
@@ -134,14 +135,17 @@ impl PeerProcess for tokio::process::Child {
     }
 }
 
-/// The test binary's `main`: runs the peer part when [`PEER_ENV`] is set,
-/// the cases otherwise.
-pub fn main<T: TransportUnderTest>(transport: T) {
+/// The test binary's `main`: runs the peer part when [`PEER_ENV`] is set
+/// (through the first transport, which must find its configuration in the
+/// environment its `spawn` set), the cases for every transport otherwise.
+pub fn main<T: TransportUnderTest>(transports: Vec<T>) {
+    let mut transports = transports.into_iter().map(Arc::new).peekable();
     if let Ok(mode) = std::env::var(PEER_ENV) {
-        std::process::exit(peer::run(&transport, &mode));
+        let first = transports.peek().expect("at least one transport");
+        std::process::exit(peer::run(first.as_ref(), &mode));
     }
     let args = libtest_mimic::Arguments::from_args();
-    let trials = cases::trials(Arc::new(transport));
+    let trials = transports.flat_map(cases::trials).collect();
     libtest_mimic::run(&args, trials).exit();
 }
 

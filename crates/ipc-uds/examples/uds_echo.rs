@@ -2,7 +2,7 @@
 //! to it, and exchanges messages with it.
 //!
 //! ```sh
-//! cargo run --release -p ipc-uds --example echo -- [ROUNDS] [SIZE]
+//! cargo run --release -p ipc-uds --example uds_echo -- [ROUNDS] [SIZE]
 //! ```
 //!
 //! The same binary is both: the parent passes the socket address to the

@@ -2,7 +2,7 @@
 //! agent's stdin/stdout.
 //!
 //! ```sh
-//! cargo run --release -p ipc-pipe --example echo -- [ROUNDS] [SIZE]
+//! cargo run --release -p ipc-pipe --example pipe_echo -- [ROUNDS] [SIZE]
 //! ```
 //!
 //! The same binary is both: run with no `IPC_ADDRESS` it is the parent and

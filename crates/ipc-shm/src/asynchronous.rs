@@ -1,0 +1,362 @@
+//! The tokio API: `AsyncShmConnection`.
+//!
+//! Shared memory has no file descriptor for tokio's reactor to watch, so
+//! each async connection has one helper thread that parks on the segment
+//! (the same futex or event the blocking API uses) when asked to, and
+//! wakes the task through a `tokio::sync::Notify`. An idle connection's
+//! helper sleeps on a condition variable: no polling, no `spawn_blocking`
+//! per message. The data path itself (`try_send`/`try_recv` on the rings)
+//! runs on the task.
+
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use bytes::Bytes;
+use ipc_core::{
+    Address, AsyncConnection, AsyncConnector, AsyncFrameReceiver, AsyncFrameSender, Capabilities,
+    Config, ConnectError, Connector, FrameReceiver, RecvError, SendError, WaitStrategy,
+};
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use crate::connection::{Fail, ShmConnection, Wait};
+use crate::ring::RingControl;
+use crate::segment::Segment;
+use crate::sync::{Ordering, spin_loop};
+use crate::wait::{self, ADAPTIVE_SPIN, PARK_SLICE, ParkMode};
+use crate::{CAPABILITIES, Shm};
+
+/// What the task wants the helper to wait for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Want {
+    Nothing,
+    /// The receive ring's head to move past this position (and, if set,
+    /// the send ring's tail to move from this one).
+    Data {
+        position: u64,
+        space_tail: Option<u64>,
+    },
+    /// The send ring's tail to move from this position.
+    Space {
+        tail: u64,
+    },
+    Stop,
+}
+
+#[derive(Debug)]
+struct Shared {
+    segment: Arc<Segment>,
+    rx_ring: usize,
+    tx_ring: usize,
+    strategy: WaitStrategy,
+    want: Mutex<Want>,
+    wanted: Condvar,
+    ready: Notify,
+    peer_gone: AtomicBool,
+}
+
+impl Shared {
+    fn ctl(&self, ring: usize) -> &RingControl {
+        // SAFETY: the control block is inside the mapping `segment` keeps
+        // alive; it is all atomics, valid for any bytes.
+        unsafe { &*self.segment.ring(ring).ctl }
+    }
+
+    fn request(&self, want: Want) {
+        *self.want.lock().unwrap_or_else(|e| e.into_inner()) = want;
+        self.wanted.notify_one();
+    }
+
+    /// The helper thread's loop.
+    fn run(&self) {
+        loop {
+            let want = {
+                let mut guard = self.want.lock().unwrap_or_else(|e| e.into_inner());
+                while *guard == Want::Nothing {
+                    guard = self.wanted.wait(guard).unwrap_or_else(|e| e.into_inner());
+                }
+                std::mem::replace(&mut *guard, Want::Nothing)
+            };
+            if want == Want::Stop {
+                return;
+            }
+            self.wait_for(want);
+            self.ready.notify_one();
+        }
+    }
+
+    fn changed(&self, want: Want) -> bool {
+        let rx = self.ctl(self.rx_ring);
+        let tx = self.ctl(self.tx_ring);
+        match want {
+            Want::Data {
+                position,
+                space_tail,
+            } => {
+                rx.head.0.load(Ordering::Acquire) != position
+                    || space_tail.is_some_and(|t| tx.tail.0.load(Ordering::Acquire) != t)
+            }
+            Want::Space { tail } => tx.tail.0.load(Ordering::Acquire) != tail,
+            Want::Nothing | Want::Stop => true,
+        }
+    }
+
+    fn peer_gone(&self) -> bool {
+        let gone =
+            self.segment.other_closed() || self.segment.other().is_some_and(|p| !p.is_alive());
+        if gone {
+            self.peer_gone
+                .store(true, std::sync::atomic::Ordering::Release);
+        }
+        gone
+    }
+
+    /// Waits, as the strategy says, until `want` changes, the peer goes,
+    /// or a new request (such as `Stop`) arrives.
+    fn wait_for(&self, want: Want) {
+        let spin_until = std::time::Instant::now() + ADAPTIVE_SPIN;
+        let (ring, space) = match want {
+            Want::Space { .. } => (self.tx_ring, true),
+            _ => (self.rx_ring, false),
+        };
+        let ctl = self.ctl(ring);
+        let signal = if space { &ctl.space.0 } else { &ctl.data.0 };
+        let event = self.segment.event(ring, space);
+        let slice = match want {
+            // Also waiting for space it cannot park on: look often.
+            Want::Data {
+                space_tail: Some(_),
+                ..
+            } => Duration::from_millis(1),
+            _ => PARK_SLICE,
+        };
+        let mut last_check = std::time::Instant::now();
+        loop {
+            if self.changed(want) || self.new_request() {
+                return;
+            }
+            let now = std::time::Instant::now();
+            if now.duration_since(last_check) >= PARK_SLICE {
+                last_check = now;
+                if self.peer_gone() {
+                    return;
+                }
+            }
+            match self.strategy {
+                WaitStrategy::Spin => spin_loop(),
+                WaitStrategy::SpinYield => std::thread::yield_now(),
+                _ if now < spin_until => spin_loop(),
+                strategy => {
+                    let mode = if strategy == WaitStrategy::Blocking {
+                        ParkMode::Event
+                    } else {
+                        ParkMode::Futex
+                    };
+                    wait::park(signal, event, mode, slice, || !self.changed(want));
+                    if self.peer_gone() {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    fn new_request(&self) -> bool {
+        *self.want.lock().unwrap_or_else(|e| e.into_inner()) != Want::Nothing
+    }
+}
+
+/// An async shared-memory connection (either end). Build it from a
+/// blocking one with [`AsyncShmConnection::new`] or connect with
+/// [`AsyncShm`]. Must be used inside a tokio runtime.
+#[derive(Debug)]
+pub struct AsyncShmConnection {
+    inner: ShmConnection,
+    shared: Arc<Shared>,
+    helper: Option<JoinHandle<()>>,
+}
+
+impl AsyncShmConnection {
+    /// Wraps a blocking connection; starts its helper thread.
+    pub fn new(inner: ShmConnection) -> Result<Self, ConnectError> {
+        let shared = Arc::new(Shared {
+            segment: Arc::clone(&inner.seg),
+            rx_ring: inner.rx_ring,
+            tx_ring: inner.tx_ring,
+            strategy: inner.config().wait_strategy,
+            want: Mutex::new(Want::Nothing),
+            wanted: Condvar::new(),
+            ready: Notify::new(),
+            peer_gone: AtomicBool::new(false),
+        });
+        let for_helper = Arc::clone(&shared);
+        let helper = std::thread::Builder::new()
+            .name("ipc-shm-waiter".into())
+            .spawn(move || for_helper.run())?;
+        Ok(AsyncShmConnection {
+            inner,
+            shared,
+            helper: Some(helper),
+        })
+    }
+
+    /// The blocking connection inside (for its zero-copy API).
+    pub fn get_mut(&mut self) -> &mut ShmConnection {
+        &mut self.inner
+    }
+
+    fn learn_peer_gone(&mut self) {
+        if self
+            .shared
+            .peer_gone
+            .load(std::sync::atomic::Ordering::Acquire)
+        {
+            self.inner.gone = true;
+        }
+    }
+
+    async fn recv_until(&mut self, deadline: Option<Instant>) -> Result<Bytes, RecvError> {
+        loop {
+            let shared = Arc::clone(&self.shared);
+            let notified = shared.ready.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            self.learn_peer_gone();
+            match self.inner.try_recv() {
+                Err(RecvError::Empty) => {}
+                other => return other,
+            }
+            let space_tail = self.inner.has_pending().then(|| self.inner.tx.seen_tail());
+            self.shared.request(Want::Data {
+                position: self.inner.rx.position(),
+                space_tail,
+            });
+            match deadline {
+                Some(deadline) => {
+                    if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                        return Err(RecvError::Timeout);
+                    }
+                }
+                None => notified.await,
+            }
+        }
+    }
+
+    /// Runs a non-blocking send step until it stops reporting a full ring.
+    async fn until_room<T>(
+        &mut self,
+        deadline: Option<Instant>,
+        mut step: impl FnMut(&mut ShmConnection) -> Result<T, Fail>,
+    ) -> Result<T, SendError> {
+        loop {
+            let shared = Arc::clone(&self.shared);
+            let notified = shared.ready.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            self.learn_peer_gone();
+            match step(&mut self.inner) {
+                Err(Fail::WouldBlock) => {}
+                other => return other.map_err(SendError::from),
+            }
+            if self.inner.config().backpressure == ipc_core::Backpressure::Fail {
+                return Err(SendError::Full);
+            }
+            self.shared.request(Want::Space {
+                tail: self.inner.tx.seen_tail(),
+            });
+            match deadline {
+                Some(deadline) => {
+                    if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                        return Err(SendError::Timeout);
+                    }
+                }
+                None => notified.await,
+            }
+        }
+    }
+
+    async fn send_until(
+        &mut self,
+        frame: &[u8],
+        deadline: Option<Instant>,
+    ) -> Result<(), SendError> {
+        self.until_room(deadline, |c| c.flush_pending(Wait::Never))
+            .await?;
+        self.until_room(deadline, |c| match c.send_with(frame, Wait::Never) {
+            Err(SendError::Full) => Err(Fail::WouldBlock),
+            Err(SendError::Disconnected) => Err(Fail::Gone),
+            Err(SendError::Timeout) => Err(Fail::Timeout),
+            Err(SendError::FrameTooLarge { len, max }) => Err(Fail::TooLarge { len, max }),
+            Err(SendError::Corrupted(m)) => Err(Fail::Corrupt(m)),
+            Err(e) => Err(Fail::Corrupt(e.to_string())),
+            Ok(()) => Ok(()),
+        })
+        .await
+    }
+}
+
+impl Drop for AsyncShmConnection {
+    fn drop(&mut self) {
+        self.shared.request(Want::Stop);
+        if let Some(helper) = self.helper.take() {
+            // The helper parks for at most a slice; it sees Stop after it.
+            let _ = helper.join();
+        }
+    }
+}
+
+impl AsyncFrameSender for AsyncShmConnection {
+    async fn send(&mut self, frame: &[u8]) -> Result<(), SendError> {
+        let deadline = self.inner.config().send_timeout.map(|t| Instant::now() + t);
+        self.send_until(frame, deadline).await
+    }
+
+    async fn send_timeout(&mut self, frame: &[u8], timeout: Duration) -> Result<(), SendError> {
+        match self.send_until(frame, Some(Instant::now() + timeout)).await {
+            Err(SendError::Full) => Err(SendError::Timeout),
+            other => other,
+        }
+    }
+
+    async fn flush(&mut self) -> Result<(), SendError> {
+        let deadline = self.inner.config().send_timeout.map(|t| Instant::now() + t);
+        self.until_room(deadline, |c| c.flush_pending(Wait::Never))
+            .await
+    }
+}
+
+impl AsyncFrameReceiver for AsyncShmConnection {
+    async fn recv(&mut self) -> Result<Bytes, RecvError> {
+        let deadline = self.inner.config().recv_timeout.map(|t| Instant::now() + t);
+        self.recv_until(deadline).await
+    }
+
+    async fn recv_timeout(&mut self, timeout: Duration) -> Result<Bytes, RecvError> {
+        self.recv_until(Some(Instant::now() + timeout)).await
+    }
+}
+
+impl AsyncConnection for AsyncShmConnection {
+    fn capabilities(&self) -> Capabilities {
+        CAPABILITIES
+    }
+}
+
+/// The shared-memory transport for async code:
+/// `AsyncShm.connect(&address, &config).await`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AsyncShm;
+
+impl AsyncConnector for AsyncShm {
+    type Connection = AsyncShmConnection;
+
+    async fn connect(
+        &self,
+        address: &Address,
+        config: &Config,
+    ) -> Result<AsyncShmConnection, ConnectError> {
+        AsyncShmConnection::new(Shm.connect(address, config)?)
+    }
+}

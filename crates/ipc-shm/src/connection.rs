@@ -1,0 +1,670 @@
+//! `ShmConnection`: one end of a segment, sending on one ring and
+//! receiving on the other.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use ipc_core::{
+    Capabilities, Config, Connection, FrameReceiver, FrameSender, RecvError, SendError,
+    WaitStrategy,
+};
+
+use crate::CAPABILITIES;
+use crate::ring::{Consumer, Corrupt, Producer, Record, Reservation, kind};
+use crate::segment::{Segment, Side};
+use crate::sync::spin_loop;
+use crate::wait::{self, ADAPTIVE_SPIN, PARK_SLICE, ParkMode, SPINS_BEFORE_YIELD};
+
+/// How long dropping a connection waits to push out the rest of a
+/// committed message.
+const DROP_LINGER: Duration = Duration::from_secs(1);
+
+/// How long an operation may wait.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Wait {
+    Never,
+    Until(Instant),
+    Forever,
+}
+
+impl Wait {
+    pub(crate) fn from_timeout(timeout: Option<Duration>) -> Self {
+        match timeout {
+            Some(t) => Instant::now()
+                .checked_add(t)
+                .map_or(Wait::Forever, Wait::Until),
+            None => Wait::Forever,
+        }
+    }
+}
+
+/// Why an operation did not complete.
+#[derive(Debug)]
+pub(crate) enum Fail {
+    WouldBlock,
+    Timeout,
+    Gone,
+    Corrupt(String),
+    TooLarge { len: usize, max: usize },
+}
+
+impl From<Fail> for SendError {
+    fn from(f: Fail) -> Self {
+        match f {
+            Fail::WouldBlock => SendError::Full,
+            Fail::Timeout => SendError::Timeout,
+            Fail::Gone => SendError::Disconnected,
+            Fail::Corrupt(m) => SendError::Corrupted(m),
+            Fail::TooLarge { len, max } => SendError::FrameTooLarge { len, max },
+        }
+    }
+}
+
+impl From<Fail> for RecvError {
+    fn from(f: Fail) -> Self {
+        match f {
+            Fail::WouldBlock => RecvError::Empty,
+            Fail::Timeout => RecvError::Timeout,
+            Fail::Gone => RecvError::Disconnected,
+            Fail::Corrupt(m) => RecvError::Corrupted(m),
+            Fail::TooLarge { len, max } => RecvError::FrameTooLarge { len, max },
+        }
+    }
+}
+
+/// Which way a wait looks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Dir {
+    /// For data on the receive ring.
+    Data,
+    /// For space on the send ring.
+    Space,
+}
+
+/// A chunked message being received.
+#[derive(Debug)]
+enum Assembly {
+    Building {
+        buf: BytesMut,
+        total: usize,
+    },
+    /// An oversized message whose chunks are dropped until its last.
+    Skipping,
+}
+
+/// One end of a shared-memory connection. See the [crate docs](crate).
+#[derive(Debug)]
+pub struct ShmConnection {
+    pub(crate) seg: Arc<Segment>,
+    pub(crate) tx: Producer,
+    pub(crate) rx: Consumer,
+    pub(crate) tx_ring: usize,
+    pub(crate) rx_ring: usize,
+    config: Config,
+    assembly: Option<Assembly>,
+    /// The rest of a committed chunked message that ran out of time.
+    pending: Vec<u8>,
+    pub(crate) gone: bool,
+    last_liveness: Instant,
+    broken: Option<String>,
+}
+
+// SAFETY: the raw pointers inside `tx` and `rx` point into the mapping that
+// `seg` (an `Arc`, moved along) keeps alive; nothing is thread-local, and
+// `&mut self` on every operation keeps this the ring's only producer and
+// only consumer.
+unsafe impl Send for ShmConnection {}
+
+impl ShmConnection {
+    pub(crate) fn new(seg: Segment, config: Config) -> Self {
+        let (tx_ring, rx_ring) = match seg.side() {
+            Side::Owner => (0, 1),
+            Side::Peer => (1, 0),
+        };
+        // SAFETY: each side produces on one ring and consumes the other, so
+        // these are the only producer and consumer of their rings; the
+        // memory lives as long as `seg`, which the connection owns.
+        let (tx, rx) = unsafe {
+            (
+                Producer::new(seg.ring(tx_ring)),
+                Consumer::new(seg.ring(rx_ring)),
+            )
+        };
+        ShmConnection {
+            seg: Arc::new(seg),
+            tx,
+            rx,
+            tx_ring,
+            rx_ring,
+            config,
+            assembly: None,
+            pending: Vec::new(),
+            gone: false,
+            last_liveness: Instant::now(),
+            broken: None,
+        }
+    }
+
+    /// Bytes of each ring.
+    pub fn ring_capacity(&self) -> usize {
+        self.seg.capacity() as usize
+    }
+
+    /// The largest message that travels as one record, and so the largest
+    /// [`reserve`](Self::reserve) and in-place receive: half the ring less
+    /// a record header. Larger messages are chunked through the ring.
+    pub fn max_record(&self) -> usize {
+        self.tx.max_record()
+    }
+
+    /// The connection's configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Reserves `len` bytes in the ring for a message to be written in
+    /// place: fill the returned slot and [`commit`](SendSlot::commit) it;
+    /// dropping it uncommitted sends nothing. Waits for room as `send`
+    /// does. `len` may be at most [`max_record`](Self::max_record)
+    /// ([`SendError::FrameTooLarge`] otherwise).
+    ///
+    /// ```no_run
+    /// # fn demo(conn: &mut ipc_shm::ShmConnection) -> Result<(), ipc_core::SendError> {
+    /// let mut slot = conn.reserve(4096)?;
+    /// slot.fill(7); // write the message straight into shared memory
+    /// slot.commit();
+    /// # Ok(()) }
+    /// ```
+    pub fn reserve(&mut self, len: usize) -> Result<SendSlot<'_>, SendError> {
+        self.check_sendable()?;
+        let max = self.config.max_message_size.min(self.max_record());
+        if len > max {
+            return Err(SendError::FrameTooLarge { len, max });
+        }
+        let wait = self.send_wait();
+        self.flush_pending(wait)?;
+        let reservation = self.wait_until(Dir::Space, wait, |c| {
+            c.tx.try_reserve(len).map_err(|e| c.corrupt(e))
+        })?;
+        Ok(SendSlot {
+            conn: self,
+            reservation,
+        })
+    }
+
+    /// Receives the next message in place: the view borrows the ring and
+    /// releases the space when dropped. A message that was chunked (larger
+    /// than [`max_record`](Self::max_record)) is assembled into an owned
+    /// buffer instead. Waits as `recv` does.
+    pub fn recv_in_place(&mut self) -> Result<RecvView<'_>, RecvError> {
+        self.check_receivable()?;
+        let wait = Wait::from_timeout(self.config.recv_timeout);
+        let found = self.wait_until(Dir::Data, wait, |c| c.try_peek_in_place())?;
+        Ok(match found {
+            InPlace::Record(record) => RecvView {
+                conn: self,
+                record: Some(record),
+                owned: None,
+            },
+            InPlace::Owned(bytes) => RecvView {
+                conn: self,
+                record: None,
+                owned: Some(bytes),
+            },
+        })
+    }
+
+    fn send_wait(&self) -> Wait {
+        match self.config.backpressure {
+            ipc_core::Backpressure::Block => Wait::from_timeout(self.config.send_timeout),
+            ipc_core::Backpressure::Fail => Wait::Never,
+        }
+    }
+
+    fn check_sendable(&mut self) -> Result<(), SendError> {
+        if let Some(m) = &self.broken {
+            return Err(SendError::Corrupted(m.clone()));
+        }
+        if self.gone || self.seg.other_closed() {
+            self.gone = true;
+            return Err(SendError::Disconnected);
+        }
+        Ok(())
+    }
+
+    fn check_receivable(&self) -> Result<(), RecvError> {
+        match &self.broken {
+            Some(m) => Err(RecvError::Corrupted(m.clone())),
+            None => Ok(()),
+        }
+    }
+
+    fn corrupt(&mut self, c: Corrupt) -> Fail {
+        self.broken = Some(c.0.clone());
+        Fail::Corrupt(c.0)
+    }
+
+    pub(crate) fn wake_consumer(&self) {
+        wait::wake(self.tx.wake_signal(), self.seg.event(self.tx_ring, false));
+    }
+
+    pub(crate) fn wake_producer(&self) {
+        wait::wake(self.rx.wake_signal(), self.seg.event(self.rx_ring, true));
+    }
+
+    /// True once the peer is known to have gone: closed cleanly (a flag in
+    /// the segment, read every call) or died (its process is checked at
+    /// most once per [`PARK_SLICE`]).
+    pub(crate) fn peer_gone(&mut self) -> bool {
+        if self.gone {
+            return true;
+        }
+        if self.seg.other_closed() {
+            self.gone = true;
+            return true;
+        }
+        let now = Instant::now();
+        if now.duration_since(self.last_liveness) >= PARK_SLICE {
+            self.last_liveness = now;
+            if let Some(other) = self.seg.other()
+                && !other.is_alive()
+            {
+                self.gone = true;
+            }
+        }
+        self.gone
+    }
+
+    /// Runs `attempt` until it yields a value, waiting between tries as the
+    /// wait strategy says, until `wait` runs out or the peer is gone.
+    pub(crate) fn wait_until<T>(
+        &mut self,
+        dir: Dir,
+        wait: Wait,
+        mut attempt: impl FnMut(&mut Self) -> Result<Option<T>, Fail>,
+    ) -> Result<T, Fail> {
+        let strategy = self.config.wait_strategy;
+        let mut started: Option<Instant> = None;
+        let mut spins = 0u32;
+        loop {
+            if let Some(value) = attempt(self)? {
+                return Ok(value);
+            }
+            if self.peer_gone() {
+                // Whatever the peer published before it went is still ours.
+                return attempt(self)?.ok_or(Fail::Gone);
+            }
+            let now = match wait {
+                Wait::Never => return Err(Fail::WouldBlock),
+                Wait::Until(deadline) => {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        return Err(Fail::Timeout);
+                    }
+                    now
+                }
+                Wait::Forever => Instant::now(),
+            };
+            let started = *started.get_or_insert(now);
+            spins = spins.wrapping_add(1);
+            match strategy {
+                WaitStrategy::Spin => spin_loop(),
+                WaitStrategy::SpinYield if spins < SPINS_BEFORE_YIELD => spin_loop(),
+                WaitStrategy::SpinYield => std::thread::yield_now(),
+                WaitStrategy::Blocking => self.park(dir, ParkMode::Event, wait, now),
+                _ if now.duration_since(started) < ADAPTIVE_SPIN => spin_loop(),
+                _ => self.park(dir, ParkMode::Futex, wait, now),
+            }
+        }
+    }
+
+    fn park(&self, dir: Dir, mode: ParkMode, wait: Wait, now: Instant) {
+        let mut slice = PARK_SLICE;
+        if !self.pending.is_empty() {
+            // Also pushing out a held-back message: look again soon.
+            slice = Duration::from_millis(1);
+        }
+        if let Wait::Until(deadline) = wait {
+            slice = slice.min(deadline.saturating_duration_since(now));
+        }
+        match dir {
+            Dir::Data => {
+                let position = self.rx.position();
+                let event = self.seg.event(self.rx_ring, false);
+                wait::park(self.rx.park_signal(), event, mode, slice, || {
+                    self.rx.observed_head() == position && !self.seg.other_closed()
+                });
+            }
+            Dir::Space => {
+                let seen = self.tx.seen_tail();
+                let event = self.seg.event(self.tx_ring, true);
+                wait::park(self.tx.park_signal(), event, mode, slice, || {
+                    self.tx.observed_tail() == seen && !self.seg.other_closed()
+                });
+            }
+        }
+    }
+
+    /// Writes one record if it fits now.
+    fn try_write(&mut self, kind: u32, parts: &[&[u8]]) -> Result<Option<()>, Fail> {
+        match self.tx.try_write(kind, parts) {
+            Ok(Some(wake)) => {
+                if wake {
+                    self.wake_consumer();
+                }
+                Ok(Some(()))
+            }
+            Ok(None) => Ok(None),
+            Err(c) => Err(self.corrupt(c)),
+        }
+    }
+
+    /// Writes the next chunk of a message's remainder `rest`; returns the
+    /// bytes of `rest` it took.
+    fn try_write_continuation(&mut self, rest: &[u8]) -> Result<Option<usize>, Fail> {
+        let max = self.tx.max_record();
+        let (kind, n) = if rest.len() <= max {
+            (kind::LAST, rest.len())
+        } else {
+            (kind::MORE, max)
+        };
+        Ok(self.try_write(kind, &[&rest[..n]])?.map(|()| n))
+    }
+
+    pub(crate) fn send_with(&mut self, frame: &[u8], wait: Wait) -> Result<(), SendError> {
+        self.check_sendable()?;
+        let max = self.config.max_message_size;
+        if frame.len() > max {
+            return Err(SendError::FrameTooLarge {
+                len: frame.len(),
+                max,
+            });
+        }
+        self.flush_pending(wait)?;
+        let max_record = self.tx.max_record();
+        if frame.len() <= max_record {
+            return Ok(self.wait_until(Dir::Space, wait, |c| c.try_write(kind::WHOLE, &[frame]))?);
+        }
+        // Chunked: the first chunk carries the total length. Once it is
+        // in, the message is committed; what does not fit in time is kept
+        // and sent before anything else.
+        let (first, mut rest) = frame.split_at(max_record - 8);
+        let total = (frame.len() as u64).to_le_bytes();
+        self.wait_until(Dir::Space, wait, |c| {
+            c.try_write(kind::FIRST, &[&total, first])
+        })?;
+        while !rest.is_empty() {
+            match self.wait_until(Dir::Space, wait, |c| c.try_write_continuation(rest)) {
+                Ok(n) => rest = &rest[n..],
+                Err(Fail::WouldBlock | Fail::Timeout) => {
+                    self.pending.extend_from_slice(rest);
+                    return Ok(());
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends the held-back rest of a message, waiting as `wait` allows.
+    pub(crate) fn flush_pending(&mut self, wait: Wait) -> Result<(), Fail> {
+        while !self.pending.is_empty() {
+            let n = self.wait_until(Dir::Space, wait, |c| c.try_push_pending())?;
+            self.pending.drain(..n);
+        }
+        Ok(())
+    }
+
+    fn try_push_pending(&mut self) -> Result<Option<usize>, Fail> {
+        let rest = std::mem::take(&mut self.pending);
+        let result = self.try_write_continuation(&rest);
+        self.pending = rest;
+        result
+    }
+
+    pub(crate) fn has_pending(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
+    pub(crate) fn recv_with(&mut self, wait: Wait) -> Result<Bytes, RecvError> {
+        self.check_receivable()?;
+        Ok(self.wait_until(Dir::Data, wait, |c| c.try_take())?)
+    }
+
+    /// Takes the next complete message out of the ring, if there is one.
+    fn try_take(&mut self) -> Result<Option<Bytes>, Fail> {
+        if !self.pending.is_empty()
+            && let Ok(Some(n)) = self.try_push_pending()
+        {
+            self.pending.drain(..n);
+        }
+        loop {
+            let record = match self.rx.peek() {
+                Ok(Some(record)) => record,
+                Ok(None) => {
+                    if self.rx.take_wake() {
+                        self.wake_producer();
+                    }
+                    return Ok(None);
+                }
+                Err(c) => return Err(self.corrupt(c)),
+            };
+            let outcome = self.take_record(&record);
+            if self.rx.release(record) {
+                self.wake_producer();
+            }
+            match outcome {
+                Ok(Some(frame)) => return Ok(Some(frame)),
+                Ok(None) => {}
+                Err(Fail::Corrupt(m)) => return Err(self.corrupt(Corrupt(m))),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Applies one record to the message being assembled.
+    fn take_record(&mut self, record: &Record) -> Result<Option<Bytes>, Fail> {
+        let payload = self.rx.payload(record);
+        let corrupt = |what: &str| Err(Fail::Corrupt(format!("chunked message: {what}")));
+        match (record.kind, self.assembly.take()) {
+            (kind::WHOLE, None) => {
+                let max = self.config.max_message_size;
+                if payload.len() > max {
+                    // Dropped with its record; the next message follows.
+                    return Err(Fail::TooLarge {
+                        len: payload.len(),
+                        max,
+                    });
+                }
+                Ok(Some(Bytes::copy_from_slice(payload)))
+            }
+            (kind::FIRST, None) => {
+                let Some((total, chunk)) = payload.split_first_chunk::<8>() else {
+                    return corrupt("first chunk too short");
+                };
+                let total = u64::from_le_bytes(*total);
+                if total <= self.tx.max_record() as u64 || chunk.len() as u64 >= total {
+                    return corrupt("length does not need chunking");
+                }
+                let max = self.config.max_message_size;
+                if total > max as u64 {
+                    self.assembly = Some(Assembly::Skipping);
+                    return Err(Fail::TooLarge {
+                        len: usize::try_from(total).unwrap_or(usize::MAX),
+                        max,
+                    });
+                }
+                let mut buf = BytesMut::with_capacity(total as usize);
+                buf.extend_from_slice(chunk);
+                self.assembly = Some(Assembly::Building {
+                    buf,
+                    total: total as usize,
+                });
+                Ok(None)
+            }
+            (kind::MORE | kind::LAST, Some(Assembly::Skipping)) => {
+                if record.kind == kind::MORE {
+                    self.assembly = Some(Assembly::Skipping);
+                }
+                Ok(None)
+            }
+            (kind::MORE | kind::LAST, Some(Assembly::Building { mut buf, total })) => {
+                if buf.len() + payload.len() > total {
+                    return corrupt("chunks exceed the announced length");
+                }
+                buf.extend_from_slice(payload);
+                match (record.kind == kind::LAST, buf.len() == total) {
+                    (true, true) => Ok(Some(buf.freeze())),
+                    (false, false) => {
+                        self.assembly = Some(Assembly::Building { buf, total });
+                        Ok(None)
+                    }
+                    _ => corrupt("last chunk does not end the message"),
+                }
+            }
+            (kind, Some(_)) => corrupt(&format!("record kind {kind} inside a chunked message")),
+            (_, None) => corrupt("continuation without a first chunk"),
+        }
+    }
+
+    fn try_peek_in_place(&mut self) -> Result<Option<InPlace>, Fail> {
+        if self.assembly.is_none() && self.pending.is_empty() {
+            match self.rx.peek() {
+                Ok(Some(record)) if record.kind == kind::WHOLE => {
+                    return Ok(Some(InPlace::Record(record)));
+                }
+                Ok(Some(_)) => {}
+                Ok(None) => {
+                    if self.rx.take_wake() {
+                        self.wake_producer();
+                    }
+                    return Ok(None);
+                }
+                Err(c) => return Err(self.corrupt(c)),
+            }
+        }
+        Ok(self.try_take()?.map(InPlace::Owned))
+    }
+}
+
+enum InPlace {
+    Record(Record),
+    Owned(Bytes),
+}
+
+impl FrameSender for ShmConnection {
+    fn send(&mut self, frame: &[u8]) -> Result<(), SendError> {
+        let wait = self.send_wait();
+        self.send_with(frame, wait)
+    }
+
+    fn try_send(&mut self, frame: &[u8]) -> Result<(), SendError> {
+        self.send_with(frame, Wait::Never)
+    }
+
+    fn send_timeout(&mut self, frame: &[u8], timeout: Duration) -> Result<(), SendError> {
+        self.send_with(frame, Wait::from_timeout(Some(timeout)))
+    }
+
+    fn flush(&mut self) -> Result<(), SendError> {
+        let wait = self.send_wait();
+        Ok(self.flush_pending(wait)?)
+    }
+}
+
+impl FrameReceiver for ShmConnection {
+    fn recv(&mut self) -> Result<Bytes, RecvError> {
+        self.recv_with(Wait::from_timeout(self.config.recv_timeout))
+    }
+
+    fn try_recv(&mut self) -> Result<Bytes, RecvError> {
+        self.recv_with(Wait::Never)
+    }
+
+    fn recv_timeout(&mut self, timeout: Duration) -> Result<Bytes, RecvError> {
+        self.recv_with(Wait::from_timeout(Some(timeout)))
+    }
+}
+
+impl Connection for ShmConnection {
+    fn capabilities(&self) -> Capabilities {
+        CAPABILITIES
+    }
+}
+
+impl Drop for ShmConnection {
+    fn drop(&mut self) {
+        // A committed message's rest gets a bounded chance to leave.
+        let _ = self.flush_pending(Wait::from_timeout(Some(DROP_LINGER)));
+        // The segment marks this side closed and wakes the peer when the
+        // last reference (this, or an async helper's) drops.
+    }
+}
+
+/// Space reserved in the ring by [`ShmConnection::reserve`]; dereferences
+/// to the message bytes. Nothing is sent until [`commit`](Self::commit).
+#[derive(Debug)]
+pub struct SendSlot<'a> {
+    conn: &'a mut ShmConnection,
+    reservation: Reservation,
+}
+
+impl SendSlot<'_> {
+    /// Publishes the message to the peer.
+    pub fn commit(self) {
+        if self.conn.tx.commit(self.reservation, kind::WHOLE) {
+            self.conn.wake_consumer();
+        }
+    }
+}
+
+impl std::ops::Deref for SendSlot<'_> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        self.conn.tx.payload(&self.reservation)
+    }
+}
+
+impl std::ops::DerefMut for SendSlot<'_> {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        self.conn.tx.payload_mut(&self.reservation)
+    }
+}
+
+/// A message received in place by [`ShmConnection::recv_in_place`];
+/// dereferences to its bytes and frees its ring space when dropped.
+#[derive(Debug)]
+pub struct RecvView<'a> {
+    conn: &'a mut ShmConnection,
+    record: Option<Record>,
+    owned: Option<Bytes>,
+}
+
+impl RecvView<'_> {
+    /// True if the bytes are read straight from shared memory (no copy).
+    pub fn is_in_place(&self) -> bool {
+        self.record.is_some()
+    }
+}
+
+impl std::ops::Deref for RecvView<'_> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match (&self.record, &self.owned) {
+            (Some(record), _) => self.conn.rx.payload(record),
+            (None, Some(bytes)) => bytes,
+            (None, None) => &[],
+        }
+    }
+}
+
+impl Drop for RecvView<'_> {
+    fn drop(&mut self) {
+        if let Some(record) = self.record.take()
+            && self.conn.rx.release(record)
+        {
+            self.conn.wake_producer();
+        }
+    }
+}

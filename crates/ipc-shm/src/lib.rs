@@ -1,0 +1,40 @@
+#![doc = include_str!("../README.md")]
+#![warn(missing_docs)]
+#![deny(unsafe_op_in_unsafe_fn)]
+
+#[cfg(all(feature = "tokio", not(loom)))]
+mod asynchronous;
+#[cfg(not(loom))]
+mod connection;
+#[cfg(not(loom))]
+mod listener;
+#[cfg(not(loom))]
+mod liveness;
+mod ring;
+#[cfg(not(loom))]
+mod segment;
+mod sync;
+#[cfg(not(loom))]
+mod wait;
+
+#[cfg(not(loom))]
+pub use self::exports::*;
+
+#[cfg(not(loom))]
+mod exports {
+    use ipc_core::{Capabilities, MAX_MESSAGE_SIZE_LIMIT};
+
+    #[cfg(feature = "tokio")]
+    pub use crate::asynchronous::{AsyncShm, AsyncShmConnection};
+    pub use crate::connection::{RecvView, SendSlot, ShmConnection};
+    pub use crate::listener::{DEFAULT_RING_SIZE, Shm, ShmListener};
+    pub use crate::segment::LAYOUT_VERSION;
+
+    /// What this transport supports.
+    pub const CAPABILITIES: Capabilities = {
+        let mut caps = Capabilities::new(MAX_MESSAGE_SIZE_LIMIT);
+        caps.zero_copy = true;
+        caps.async_io = cfg!(feature = "tokio");
+        caps
+    };
+}

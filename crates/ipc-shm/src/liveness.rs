@@ -1,0 +1,86 @@
+//! Telling whether a process is still alive, robust to pid reuse.
+
+/// A process identity: its pid and its start time (clock ticks after boot,
+/// field 22 of `/proc/PID/stat`), so that a recycled pid is not mistaken
+/// for the process that died.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ProcessId {
+    pub(crate) pid: u32,
+    pub(crate) start: u64,
+}
+
+/// What `/proc/PID/stat` says of a process.
+struct Stat {
+    state: u8,
+    start: u64,
+}
+
+fn read_stat(pid: u32) -> Option<Stat> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may hold spaces or
+    // parentheses itself: parse from the last ')'.
+    let rest = &text[text.rfind(')')? + 1..];
+    let mut fields = rest.split_ascii_whitespace();
+    let state = fields.next()?.bytes().next()?;
+    // After the state (field 3), starttime is field 22: 19 fields further.
+    let start = fields.nth(18)?.parse().ok()?;
+    Some(Stat { state, start })
+}
+
+impl ProcessId {
+    /// This process.
+    pub(crate) fn current() -> Self {
+        let pid = std::process::id();
+        let start = read_stat(pid).map_or(0, |s| s.start);
+        ProcessId { pid, start }
+    }
+
+    /// False once the process has exited (even if not yet reaped: a
+    /// zombie is dead) or its pid now names another process.
+    pub(crate) fn is_alive(&self) -> bool {
+        if self.pid == 0 {
+            return false;
+        }
+        match read_stat(self.pid) {
+            None => false,
+            Some(stat) => !matches!(stat.state, b'Z' | b'X' | b'x') && stat.start == self.start,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn current_process_is_alive_and_others_are_not() {
+        let me = ProcessId::current();
+        assert!(me.start > 0);
+        assert!(me.is_alive());
+        assert!(
+            !ProcessId {
+                start: me.start + 1,
+                ..me
+            }
+            .is_alive(),
+            "pid reuse"
+        );
+        assert!(!ProcessId { pid: 0, start: 0 }.is_alive());
+    }
+
+    #[test]
+    fn exited_unreaped_child_is_dead() {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let id = ProcessId {
+            pid: child.id(),
+            start: read_stat(child.id()).map_or(0, |s| s.start),
+        };
+        // Give it time to exit; it stays a zombie until waited for.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while id.is_alive() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        assert!(!id.is_alive());
+        child.wait().unwrap();
+    }
+}

@@ -1,0 +1,435 @@
+//! The named shared-memory segment: layout, creation, opening, validation.
+//!
+//! ```text
+//! page 0            SegmentHeader (magic, version, ring size, who is attached)
+//! page 1            RingControl of ring 0 (owner -> peer), its two events
+//! page 2            RingControl of ring 1 (peer -> owner), its two events
+//! 3 pages + 0       data of ring 0 (cap bytes)
+//! 3 pages + cap     data of ring 1 (cap bytes)
+//! ```
+//!
+//! The segment is created with the `shared_memory` crate (`shm_open` with
+//! `O_CREAT | O_EXCL`, mode 0600, unlinked when the owner drops), as
+//! `/dev/shm/ipc-NAME`. Everything read from it is validated: the opener
+//! checks magic, layout version, header size, and that the ring size is a
+//! power of two in range and matches the mapping's real length exactly.
+
+use std::io;
+use std::time::{Duration, Instant};
+
+use ipc_core::ConnectError;
+use raw_sync::Timeout;
+use raw_sync::events::{Event, EventImpl, EventInit, EventState};
+use shared_memory::{Shmem, ShmemConf, ShmemError};
+
+use crate::liveness::ProcessId;
+use crate::ring::{RingControl, RingMemory};
+use crate::sync::{AtomicU32, AtomicU64, Ordering};
+
+/// `"IPCSHM"` and the layout version, written last by the creator.
+pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"IPCSHM\0\0");
+/// Bumped whenever the layout changes; a mismatch is `Incompatible`.
+pub const LAYOUT_VERSION: u32 = 1;
+const PAGE: usize = 4096;
+/// Offsets of the two events inside a ring's control page.
+const DATA_EVENT_AT: usize = 1024;
+const SPACE_EVENT_AT: usize = 2048;
+/// Ring sizes accepted from a segment header.
+pub(crate) const MIN_RING: u64 = 4096;
+pub(crate) const MAX_RING: u64 = 1 << 30;
+/// How long an opener waits for a creator that is still initializing.
+const INIT_WAIT: Duration = Duration::from_secs(1);
+/// A segment with no magic this old is a creator's crashed leftover.
+const STALE_INIT_AGE: Duration = Duration::from_secs(2);
+
+/// The first page of the segment. Every field is atomic: the other
+/// process may write any of them at any time.
+#[repr(C)]
+#[derive(Debug)]
+pub(crate) struct SegmentHeader {
+    magic: AtomicU64,
+    version: AtomicU32,
+    header_len: AtomicU32,
+    ring_capacity: AtomicU64,
+    owner_pid: AtomicU32,
+    owner_closed: AtomicU32,
+    owner_start: AtomicU64,
+    peer_pid: AtomicU32,
+    pub(crate) peer_attached: AtomicU32,
+    peer_start: AtomicU64,
+    peer_closed: AtomicU32,
+}
+
+/// Which end of the segment this process is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Side {
+    /// Created the segment (the listener); unlinks it on drop.
+    Owner,
+    /// Opened it (the connecting agent).
+    Peer,
+}
+
+/// A `raw_sync` event living in the segment.
+pub(crate) struct SharedEvent(Box<dyn EventImpl>);
+
+// SAFETY: the event is a process-shared pthread mutex and condvar in the
+// mapping; pthread objects initialized PTHREAD_PROCESS_SHARED may be used
+// from any thread of any process that maps them.
+unsafe impl Send for SharedEvent {}
+// SAFETY: as above; every operation goes through the pthread calls, which
+// synchronize internally.
+unsafe impl Sync for SharedEvent {}
+
+impl std::fmt::Debug for SharedEvent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SharedEvent")
+    }
+}
+
+impl SharedEvent {
+    pub(crate) fn set(&self) {
+        let _ = self.0.set(EventState::Signaled);
+    }
+
+    /// Waits at most `timeout`; spurious and failed waits just return.
+    pub(crate) fn wait(&self, timeout: Duration) {
+        let _ = self.0.wait(Timeout::Val(timeout));
+    }
+}
+
+/// The mapping, shareable across threads.
+struct Mapping(Shmem);
+
+// SAFETY: `Shmem` holds the mapping's address, length, fd and name; none
+// is tied to the creating thread, and the memory is process-wide.
+unsafe impl Send for Mapping {}
+// SAFETY: `&Mapping` only exposes the base pointer and length; all access
+// to the memory goes through atomics or validated ring offsets.
+unsafe impl Sync for Mapping {}
+
+/// An open segment: the mapping plus what this side needs of it.
+pub(crate) struct Segment {
+    map: Mapping,
+    side: Side,
+    cap: u64,
+    /// Events, indexed `[ring][0 = data, 1 = space]`.
+    events: [[SharedEvent; 2]; 2],
+}
+
+impl std::fmt::Debug for Segment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Segment")
+            .field("name", &self.map.0.get_os_id())
+            .field("side", &self.side)
+            .field("cap", &self.cap)
+            .finish()
+    }
+}
+
+/// The OS name of the segment for an address name.
+pub(crate) fn os_id(name: &str) -> String {
+    format!("ipc-{name}")
+}
+
+/// Bytes of a segment with rings of `cap` bytes.
+fn segment_len(cap: u64) -> usize {
+    3 * PAGE + 2 * cap as usize
+}
+
+fn errno_error(name: &str, errno: u32) -> ConnectError {
+    let err = io::Error::from_raw_os_error(errno as i32);
+    match err.kind() {
+        io::ErrorKind::NotFound => ConnectError::NotFound(format!("shm:{name}")),
+        io::ErrorKind::PermissionDenied => ConnectError::PermissionDenied(format!("shm:{name}")),
+        _ => ConnectError::Io(err),
+    }
+}
+
+fn shmem_error(name: &str, err: ShmemError) -> ConnectError {
+    match err {
+        ShmemError::MappingIdExists => ConnectError::AddrInUse(format!("shm:{name}")),
+        ShmemError::MapCreateFailed(errno) | ShmemError::MapOpenFailed(errno) => {
+            errno_error(name, errno)
+        }
+        other => ConnectError::Io(io::Error::other(other.to_string())),
+    }
+}
+
+impl Segment {
+    /// Creates segment `name` with rings of `cap` bytes (a power of two in
+    /// range). A segment of that name left by a dead owner is reclaimed;
+    /// one with a live owner is `AddrInUse`.
+    pub(crate) fn create(name: &str, cap: u64) -> Result<Self, ConnectError> {
+        let id = os_id(name);
+        for attempt in 0..2 {
+            match ShmemConf::new().os_id(&id).size(segment_len(cap)).create() {
+                Ok(shmem) => return Self::init(shmem, cap),
+                Err(ShmemError::MappingIdExists) if attempt == 0 => reclaim_if_stale(name)?,
+                Err(e) => return Err(shmem_error(name, e)),
+            }
+        }
+        Err(ConnectError::AddrInUse(format!("shm:{name}")))
+    }
+
+    fn init(shmem: Shmem, cap: u64) -> Result<Self, ConnectError> {
+        let map = Mapping(shmem);
+        let new_event = |ring: usize, at: usize| {
+            let ptr = ctl_page(&map, ring).wrapping_add(at);
+            // SAFETY: `ptr` is inside the fresh mapping, in a ring's control
+            // page after the RingControl, with the rest of the page free for
+            // the event (about 100 bytes); nobody else uses it before the
+            // magic is published.
+            unsafe { Event::new(ptr, true) }
+                .map(|(event, _)| SharedEvent(event))
+                .map_err(|e| ConnectError::Io(io::Error::other(e.to_string())))
+        };
+        let events = [
+            [new_event(0, DATA_EVENT_AT)?, new_event(0, SPACE_EVENT_AT)?],
+            [new_event(1, DATA_EVENT_AT)?, new_event(1, SPACE_EVENT_AT)?],
+        ];
+        let segment = Segment {
+            map,
+            side: Side::Owner,
+            cap,
+            events,
+        };
+        let me = ProcessId::current();
+        let h = segment.header();
+        h.version.store(LAYOUT_VERSION, Ordering::Relaxed);
+        h.header_len.store(PAGE as u32, Ordering::Relaxed);
+        h.ring_capacity.store(cap, Ordering::Relaxed);
+        h.owner_pid.store(me.pid, Ordering::Relaxed);
+        h.owner_start.store(me.start, Ordering::Relaxed);
+        h.magic.store(MAGIC, Ordering::Release);
+        Ok(segment)
+    }
+
+    /// Opens segment `name` as its peer and claims the peer slot.
+    pub(crate) fn open(name: &str) -> Result<Self, ConnectError> {
+        let id = os_id(name);
+        let shmem = ShmemConf::new()
+            .os_id(&id)
+            .open()
+            .map_err(|e| shmem_error(name, e))?;
+        let map = Mapping(shmem);
+        if map.0.len() < 3 * PAGE {
+            return Err(ConnectError::Incompatible(format!(
+                "shm:{name} is {} bytes, too small for an ipc-shm segment",
+                map.0.len()
+            )));
+        }
+        // SAFETY: the mapping is at least a page, page-aligned, and all-zero
+        // or written by a creator: valid bytes for an all-atomic header.
+        let h = unsafe { &*(map.0.as_ptr() as *const SegmentHeader) };
+        let deadline = Instant::now() + INIT_WAIT;
+        while h.magic.load(Ordering::Acquire) != MAGIC {
+            if Instant::now() >= deadline {
+                return Err(ConnectError::Incompatible(format!(
+                    "shm:{name} is not an ipc-shm segment (bad magic)"
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let version = h.version.load(Ordering::Relaxed);
+        if version != LAYOUT_VERSION {
+            return Err(ConnectError::Incompatible(format!(
+                "shm:{name} has layout version {version}; this library speaks {LAYOUT_VERSION}"
+            )));
+        }
+        let header_len = h.header_len.load(Ordering::Relaxed);
+        let cap = h.ring_capacity.load(Ordering::Relaxed);
+        if header_len as usize != PAGE
+            || !cap.is_power_of_two()
+            || !(MIN_RING..=MAX_RING).contains(&cap)
+            || segment_len(cap) != map.0.len()
+        {
+            return Err(ConnectError::Corrupted(format!(
+                "shm:{name}: header says {header_len}-byte header and {cap}-byte rings, \
+                 which does not match the {}-byte segment",
+                map.0.len()
+            )));
+        }
+        let owner = ProcessId {
+            pid: h.owner_pid.load(Ordering::Relaxed),
+            start: h.owner_start.load(Ordering::Relaxed),
+        };
+        if !owner.is_alive() {
+            return Err(ConnectError::NotFound(format!(
+                "shm:{name} (segment left by a dead process)"
+            )));
+        }
+        let me = ProcessId::current();
+        if h.peer_pid
+            .compare_exchange(0, me.pid, Ordering::AcqRel, Ordering::Relaxed)
+            .is_err()
+        {
+            return Err(ConnectError::AddrInUse(format!(
+                "shm:{name} already has a peer (ipc-shm connections are one-to-one)"
+            )));
+        }
+        h.peer_start.store(me.start, Ordering::Relaxed);
+        h.peer_attached.store(1, Ordering::Release);
+        let open_event = |ring: usize, at: usize| {
+            let ptr = ctl_page(&map, ring).wrapping_add(at);
+            // SAFETY: inside the mapping (length validated above); the
+            // creator initialized the event before publishing the magic.
+            // `from_existing` checks the event's own flags; the pthread
+            // state inside is trusted (see ARCHITECTURE.md, Blocking).
+            unsafe { Event::from_existing(ptr) }
+                .map(|(e, _)| SharedEvent(e))
+                .map_err(|e| ConnectError::Corrupted(format!("shm:{name}: event: {e}")))
+        };
+        let events = [
+            [
+                open_event(0, DATA_EVENT_AT)?,
+                open_event(0, SPACE_EVENT_AT)?,
+            ],
+            [
+                open_event(1, DATA_EVENT_AT)?,
+                open_event(1, SPACE_EVENT_AT)?,
+            ],
+        ];
+        Ok(Segment {
+            map,
+            side: Side::Peer,
+            cap,
+            events,
+        })
+    }
+
+    pub(crate) fn header(&self) -> &SegmentHeader {
+        // SAFETY: the mapping is at least three pages and page-aligned; the
+        // header's fields are atomics, valid for any bytes.
+        unsafe { &*(self.map.0.as_ptr() as *const SegmentHeader) }
+    }
+
+    pub(crate) fn side(&self) -> Side {
+        self.side
+    }
+
+    pub(crate) fn capacity(&self) -> u64 {
+        self.cap
+    }
+
+    /// The memory of ring `ring` (0: owner to peer, 1: peer to owner).
+    pub(crate) fn ring(&self, ring: usize) -> RingMemory {
+        RingMemory {
+            ctl: ctl_page(&self.map, ring) as *const RingControl,
+            data: self
+                .map
+                .0
+                .as_ptr()
+                .wrapping_add(3 * PAGE + ring * self.cap as usize),
+            cap: self.cap,
+        }
+    }
+
+    pub(crate) fn event(&self, ring: usize, space: bool) -> &SharedEvent {
+        &self.events[ring][usize::from(space)]
+    }
+
+    /// The other side's identity, once it is attached.
+    pub(crate) fn other(&self) -> Option<ProcessId> {
+        let h = self.header();
+        match self.side {
+            Side::Peer => Some(ProcessId {
+                pid: h.owner_pid.load(Ordering::Relaxed),
+                start: h.owner_start.load(Ordering::Relaxed),
+            }),
+            Side::Owner => (h.peer_attached.load(Ordering::Acquire) == 1).then(|| ProcessId {
+                pid: h.peer_pid.load(Ordering::Relaxed),
+                start: h.peer_start.load(Ordering::Relaxed),
+            }),
+        }
+    }
+
+    /// True once the other side has closed its end cleanly.
+    pub(crate) fn other_closed(&self) -> bool {
+        let h = self.header();
+        let flag = match self.side {
+            Side::Owner => &h.peer_closed,
+            Side::Peer => &h.owner_closed,
+        };
+        flag.load(Ordering::Acquire) != 0
+    }
+
+    /// Marks this side closed and wakes anything the other side parks on.
+    pub(crate) fn close(&self) {
+        let h = self.header();
+        let flag = match self.side {
+            Side::Owner => &h.owner_closed,
+            Side::Peer => &h.peer_closed,
+        };
+        flag.store(1, Ordering::Release);
+        for ring in 0..2 {
+            // SAFETY: `ring(..)` points at a control block inside the live
+            // mapping, valid (all-atomic) for any bytes.
+            let ctl = unsafe { &*self.ring(ring).ctl };
+            for (signal, space) in [(&ctl.data.0, false), (&ctl.space.0, true)] {
+                crate::wait::wake(signal, self.event(ring, space));
+            }
+        }
+    }
+}
+
+impl Drop for Segment {
+    fn drop(&mut self) {
+        self.close();
+        // `Shmem` unmaps, and unlinks the name if we are the owner.
+    }
+}
+
+fn ctl_page(map: &Mapping, ring: usize) -> *mut u8 {
+    map.0.as_ptr().wrapping_add(PAGE * (1 + ring))
+}
+
+/// The RingControl and both events fit in a control page.
+const _: () = assert!(std::mem::size_of::<RingControl>() <= DATA_EVENT_AT);
+const _: () = assert!(std::mem::size_of::<SegmentHeader>() <= PAGE);
+
+/// Removes segment `name` if its owner is dead (or it is a creator's
+/// leftover that never finished initializing).
+fn reclaim_if_stale(name: &str) -> Result<(), ConnectError> {
+    let id = os_id(name);
+    let mut shmem = match ShmemConf::new().os_id(&id).open() {
+        Ok(shmem) => shmem,
+        // Gone meanwhile: nothing to reclaim.
+        Err(ShmemError::MapOpenFailed(errno))
+            if errno == rustix::io::Errno::NOENT.raw_os_error() as u32 =>
+        {
+            return Ok(());
+        }
+        Err(e) => return Err(shmem_error(name, e)),
+    };
+    let stale = if shmem.len() < PAGE {
+        init_abandoned(&id)
+    } else {
+        // SAFETY: at least a page, page-aligned; all-atomic header.
+        let h = unsafe { &*(shmem.as_ptr() as *const SegmentHeader) };
+        if h.magic.load(Ordering::Acquire) == MAGIC {
+            !ProcessId {
+                pid: h.owner_pid.load(Ordering::Relaxed),
+                start: h.owner_start.load(Ordering::Relaxed),
+            }
+            .is_alive()
+        } else {
+            init_abandoned(&id)
+        }
+    };
+    if !stale {
+        return Err(ConnectError::AddrInUse(format!(
+            "shm:{name} (its owner is alive)"
+        )));
+    }
+    // Taking ownership makes dropping it unlink the name.
+    shmem.set_owner(true);
+    Ok(())
+}
+
+/// A segment file without a valid header, older than any creator takes to
+/// initialize one.
+fn init_abandoned(id: &str) -> bool {
+    std::fs::metadata(format!("/dev/shm/{id}"))
+        .and_then(|m| m.modified())
+        .is_ok_and(|t| t.elapsed().is_ok_and(|age| age > STALE_INIT_AGE))
+}
