@@ -22,6 +22,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::connection::{Fail, ShmConnection, Wait};
+use crate::liveness::PeerWatch;
 use crate::ring::RingControl;
 use crate::segment::Segment;
 use crate::sync::{Ordering, spin_loop};
@@ -54,6 +55,7 @@ struct Shared {
     want: Mutex<Want>,
     wanted: Condvar,
     ready: Notify,
+    peer: Arc<PeerWatch>,
     peer_gone: AtomicBool,
 }
 
@@ -104,8 +106,7 @@ impl Shared {
     }
 
     fn peer_gone(&self) -> bool {
-        let gone =
-            self.segment.other_closed() || self.segment.other().is_some_and(|p| !p.is_alive());
+        let gone = self.segment.other_closed() || !self.peer.is_alive();
         if gone {
             self.peer_gone
                 .store(true, std::sync::atomic::Ordering::Release);
@@ -189,6 +190,7 @@ impl AsyncShmConnection {
             want: Mutex::new(Want::Nothing),
             wanted: Condvar::new(),
             ready: Notify::new(),
+            peer: Arc::clone(&inner.peer),
             peer_gone: AtomicBool::new(false),
         });
         let for_helper = Arc::clone(&shared);

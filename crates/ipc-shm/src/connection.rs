@@ -11,10 +11,15 @@ use ipc_core::{
 };
 
 use crate::CAPABILITIES;
+use crate::liveness::PeerWatch;
 use crate::ring::{Consumer, Corrupt, Producer, Record, Reservation, kind};
 use crate::segment::{Segment, Side};
 use crate::sync::spin_loop;
 use crate::wait::{self, ADAPTIVE_SPIN, PARK_SLICE, ParkMode, SPINS_BEFORE_YIELD};
+
+/// How often a spinning wait polls the peer's pidfd (about a microsecond
+/// each), so a spinning side notices a dead peer within about this long.
+const SPIN_CHECK: Duration = Duration::from_millis(1);
 
 /// How long dropping a connection waits to push out the rest of a
 /// committed message.
@@ -106,7 +111,7 @@ pub struct ShmConnection {
     /// The rest of a committed chunked message that ran out of time.
     pending: Vec<u8>,
     pub(crate) gone: bool,
-    last_liveness: Instant,
+    pub(crate) peer: Arc<PeerWatch>,
     broken: Option<String>,
 }
 
@@ -122,6 +127,9 @@ impl ShmConnection {
             Side::Owner => (0, 1),
             Side::Peer => (1, 0),
         };
+        let other = seg
+            .other()
+            .expect("a connection is made once both sides are attached");
         // SAFETY: each side produces on one ring and consumes the other, so
         // these are the only producer and consumer of their rings; the
         // memory lives as long as `seg`, which the connection owns.
@@ -141,7 +149,7 @@ impl ShmConnection {
             assembly: None,
             pending: Vec::new(),
             gone: false,
-            last_liveness: Instant::now(),
+            peer: Arc::new(PeerWatch::new(other)),
             broken: None,
         }
     }
@@ -254,30 +262,19 @@ impl ShmConnection {
     }
 
     /// True once the peer is known to have gone: closed cleanly (a flag in
-    /// the segment, read every call) or died (its process is checked at
-    /// most once per [`PARK_SLICE`]).
-    pub(crate) fn peer_gone(&mut self) -> bool {
-        if self.gone {
-            return true;
-        }
-        if self.seg.other_closed() {
+    /// the segment, always read) or died (its pidfd polled, when
+    /// `check_process`).
+    pub(crate) fn peer_gone(&mut self, check_process: bool) -> bool {
+        if !self.gone && (self.seg.other_closed() || (check_process && !self.peer.is_alive())) {
             self.gone = true;
-            return true;
-        }
-        let now = Instant::now();
-        if now.duration_since(self.last_liveness) >= PARK_SLICE {
-            self.last_liveness = now;
-            if let Some(other) = self.seg.other()
-                && !other.is_alive()
-            {
-                self.gone = true;
-            }
         }
         self.gone
     }
 
     /// Runs `attempt` until it yields a value, waiting between tries as the
-    /// wait strategy says, until `wait` runs out or the peer is gone.
+    /// wait strategy says, until `wait` runs out or the peer is gone. The
+    /// peer's process is checked on the first try, after every park, and
+    /// every [`SPIN_CHECK`] while spinning.
     pub(crate) fn wait_until<T>(
         &mut self,
         dir: Dir,
@@ -286,35 +283,45 @@ impl ShmConnection {
     ) -> Result<T, Fail> {
         let strategy = self.config.wait_strategy;
         let mut started: Option<Instant> = None;
+        let mut last_check: Option<Instant> = None;
         let mut spins = 0u32;
         loop {
             if let Some(value) = attempt(self)? {
                 return Ok(value);
             }
-            if self.peer_gone() {
+            let now = Instant::now();
+            let check_process = last_check.is_none_or(|t| now.duration_since(t) >= SPIN_CHECK);
+            if check_process {
+                last_check = Some(now);
+            }
+            if self.peer_gone(check_process) {
                 // Whatever the peer published before it went is still ours.
                 return attempt(self)?.ok_or(Fail::Gone);
             }
-            let now = match wait {
+            match wait {
                 Wait::Never => return Err(Fail::WouldBlock),
-                Wait::Until(deadline) => {
-                    let now = Instant::now();
-                    if now >= deadline {
-                        return Err(Fail::Timeout);
-                    }
-                    now
-                }
-                Wait::Forever => Instant::now(),
-            };
+                Wait::Until(deadline) if now >= deadline => return Err(Fail::Timeout),
+                _ => {}
+            }
             let started = *started.get_or_insert(now);
             spins = spins.wrapping_add(1);
-            match strategy {
-                WaitStrategy::Spin => spin_loop(),
-                WaitStrategy::SpinYield if spins < SPINS_BEFORE_YIELD => spin_loop(),
-                WaitStrategy::SpinYield => std::thread::yield_now(),
-                WaitStrategy::Blocking => self.park(dir, ParkMode::Event, wait, now),
-                _ if now.duration_since(started) < ADAPTIVE_SPIN => spin_loop(),
-                _ => self.park(dir, ParkMode::Futex, wait, now),
+            let mode = match strategy {
+                WaitStrategy::Spin => None,
+                WaitStrategy::SpinYield if spins < SPINS_BEFORE_YIELD => None,
+                WaitStrategy::SpinYield => {
+                    std::thread::yield_now();
+                    continue;
+                }
+                WaitStrategy::Blocking => Some(ParkMode::Event),
+                _ if now.duration_since(started) < ADAPTIVE_SPIN => None,
+                _ => Some(ParkMode::Futex),
+            };
+            match mode {
+                None => spin_loop(),
+                Some(mode) => {
+                    self.park(dir, mode, wait, now);
+                    last_check = None;
+                }
             }
         }
     }

@@ -48,6 +48,50 @@ impl ProcessId {
     }
 }
 
+/// Watches one process for its death, cheaply enough to ask on every
+/// wake-up: through a pidfd (readable once the process has exited, zombie
+/// or not, and immune to pid reuse), or, where pidfds are unavailable,
+/// through `/proc`.
+#[derive(Debug)]
+pub(crate) struct PeerWatch {
+    id: ProcessId,
+    pidfd: Option<std::os::fd::OwnedFd>,
+}
+
+impl PeerWatch {
+    pub(crate) fn new(id: ProcessId) -> Self {
+        let pidfd = rustix::process::Pid::from_raw(id.pid as i32).and_then(|pid| {
+            rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).ok()
+        });
+        // The pidfd names whatever process has the pid now: it is the peer
+        // only if the peer is still alive after it was opened.
+        let alive = id.is_alive();
+        PeerWatch {
+            id,
+            pidfd: if alive { pidfd } else { None },
+        }
+    }
+
+    /// False once the process has exited.
+    pub(crate) fn is_alive(&self) -> bool {
+        match &self.pidfd {
+            Some(fd) => {
+                let mut fds = [rustix::event::PollFd::new(fd, rustix::event::PollFlags::IN)];
+                let zero = rustix::event::Timespec {
+                    tv_sec: 0,
+                    tv_nsec: 0,
+                };
+                match rustix::event::poll(&mut fds, Some(&zero)) {
+                    Ok(0) => true,
+                    Ok(_) => false,
+                    Err(_) => self.id.is_alive(),
+                }
+            }
+            None => self.id.is_alive(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -81,6 +125,26 @@ mod tests {
             std::thread::sleep(std::time::Duration::from_millis(1));
         }
         assert!(!id.is_alive());
+        child.wait().unwrap();
+    }
+
+    #[test]
+    fn watch_sees_a_child_die_before_it_is_reaped() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let watch = PeerWatch::new(ProcessId {
+            pid: child.id(),
+            start: read_stat(child.id()).map_or(0, |s| s.start),
+        });
+        assert!(watch.is_alive());
+        child.kill().unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while watch.is_alive() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        assert!(!watch.is_alive(), "killed child still looks alive");
         child.wait().unwrap();
     }
 }

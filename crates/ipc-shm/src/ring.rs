@@ -594,4 +594,69 @@ mod loom_tests {
             producer.join().unwrap();
         });
     }
+
+    fn leaked_ring(cap: usize) -> RingMemory {
+        let ctl = Box::leak(Box::new(RingControl::new()));
+        let data: &'static mut [u64] = Box::leak(vec![0u64; cap / 8].into_boxed_slice());
+        RingMemory {
+            ctl,
+            data: data.as_mut_ptr().cast(),
+            cap: cap as u64,
+        }
+    }
+
+    struct SendMem(RingMemory);
+    // SAFETY: leaked memory, alive for the whole model run.
+    unsafe impl Send for SendMem {}
+
+    /// The parking handshake: a consumer that announces it will park and
+    /// then still sees an empty ring is always seen by the producer that
+    /// publishes, so it is woken (no lost wake-up).
+    #[test]
+    fn a_parking_consumer_is_always_woken() {
+        loom::model(|| {
+            let mem = leaked_ring(64);
+            let for_producer = SendMem(mem);
+            let producer = thread::spawn(move || {
+                let m = for_producer;
+                // SAFETY: the only producer.
+                let mut p = unsafe { Producer::new(m.0) };
+                p.try_write(kind::WHOLE, &[b"x"]).unwrap().unwrap()
+            });
+            // SAFETY: the only consumer.
+            let c = unsafe { Consumer::new(mem) };
+            c.park_signal().waiting.store(1, Ordering::SeqCst);
+            fence(Ordering::SeqCst);
+            let would_sleep = c.observed_head() == c.position();
+            let woken = producer.join().unwrap();
+            assert!(!(would_sleep && !woken), "lost wake-up");
+        });
+    }
+
+    /// The same for a producer parked on a full ring.
+    #[test]
+    fn a_parking_producer_is_always_woken() {
+        loom::model(|| {
+            let mem = leaked_ring(64);
+            // SAFETY: the only producer.
+            let mut p = unsafe { Producer::new(mem) };
+            p.try_write(kind::WHOLE, &[&[1; 24]]).unwrap().unwrap();
+            p.try_write(kind::WHOLE, &[&[2; 16]]).unwrap().unwrap();
+            assert!(p.try_reserve(24).unwrap().is_none(), "ring is full");
+            let for_consumer = SendMem(mem);
+            let consumer = thread::spawn(move || {
+                let m = for_consumer;
+                // SAFETY: the only consumer.
+                let mut c = unsafe { Consumer::new(m.0) };
+                let r = c.peek().unwrap().unwrap();
+                c.release(r)
+            });
+            let seen = p.seen_tail();
+            p.park_signal().waiting.store(1, Ordering::SeqCst);
+            fence(Ordering::SeqCst);
+            let would_sleep = p.observed_tail() == seen;
+            let woken = consumer.join().unwrap();
+            assert!(!(would_sleep && !woken), "lost wake-up");
+        });
+    }
 }

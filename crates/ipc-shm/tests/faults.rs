@@ -1,1 +1,566 @@
-fn main() {}
+//! ipc-shm beyond the conformance kit: a million mixed messages, peers
+//! killed mid-send, mid-receive and while the other side is parked (in
+//! every wait strategy), corrupted segments, version mismatches, stale and
+//! live segments, permissions, and the zero-copy API across processes.
+//!
+//! `harness = false`: the binary re-runs itself as the peer (`ROLE_ENV`).
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::{FileExt, PermissionsExt};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use ipc_core::{
+    ADDRESS_ENV, Address, Config, ConnectError, Connector, FrameReceiver, FrameSender, Listener,
+    RecvError, SendError, WaitStrategy, payload,
+};
+use ipc_shm::{Shm, ShmConnection, ShmListener};
+use libtest_mimic::{Arguments, Failed, Trial};
+
+const ROLE_ENV: &str = "IPC_SHM_FAULT_ROLE";
+const STRATEGY_ENV: &str = "IPC_SHM_FAULT_STRATEGY";
+const STRATEGIES: [(&str, WaitStrategy); 4] = [
+    ("adaptive", WaitStrategy::Adaptive),
+    ("blocking", WaitStrategy::Blocking),
+    ("spin_yield", WaitStrategy::SpinYield),
+    ("spin", WaitStrategy::Spin),
+];
+/// The design bound for noticing a dead peer.
+const DEATH_BOUND: Duration = Duration::from_millis(100);
+/// Kills per fault case; the median must meet the bound (one slow run on a
+/// noisy machine is not a failure), and every one must end (no hang).
+const KILL_RUNS: usize = 5;
+const MILLION: u64 = 1_000_000;
+
+type CaseResult = Result<(), Failed>;
+
+fn ensure(ok: bool, what: impl FnOnce() -> String) -> CaseResult {
+    if ok { Ok(()) } else { Err(what().into()) }
+}
+
+fn name() -> String {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    format!(
+        "ft-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+fn config(strategy: WaitStrategy) -> Config {
+    Config::default()
+        .with_wait_strategy(strategy)
+        .with_recv_timeout(Some(Duration::from_secs(30)))
+        .with_send_timeout(Some(Duration::from_secs(30)))
+}
+
+fn strategy_named(name: &str) -> WaitStrategy {
+    STRATEGIES
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map_or(WaitStrategy::Adaptive, |s| s.1)
+}
+
+/// Sizes for the million-message case: mostly small, every 101st up to
+/// 64 KiB, every 997th 1 MiB (chunked through the 1 MiB ring).
+fn mixed_size(seq: u64) -> usize {
+    if seq.is_multiple_of(997) {
+        1 << 20
+    } else if seq.is_multiple_of(101) {
+        4096 + (seq as usize * 7919) % (60 * 1024)
+    } else {
+        (seq as usize * 31) % 2048
+    }
+}
+
+/// A peer process in `role`, connected to a fresh listener.
+struct PeerProcess {
+    conn: ShmConnection,
+    child: Child,
+}
+
+impl PeerProcess {
+    fn start(role: &str, strategy: (&str, WaitStrategy)) -> Result<Self, Failed> {
+        let mut listener = ShmListener::bind(&name(), &config(strategy.1))?;
+        let child = Command::new(std::env::current_exe()?)
+            .env(ROLE_ENV, role)
+            .env(STRATEGY_ENV, strategy.0)
+            .env(ADDRESS_ENV, listener.address().to_string())
+            .stdin(Stdio::null())
+            .spawn()?;
+        let conn = listener.accept_timeout(Duration::from_secs(30))?;
+        Ok(PeerProcess { conn, child })
+    }
+
+    /// SIGKILLs the peer; returns when the signal was sent.
+    fn kill(&mut self) -> Instant {
+        let _ = self.child.kill();
+        Instant::now()
+    }
+}
+
+impl Drop for PeerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn median(mut times: Vec<Duration>) -> Duration {
+    times.sort();
+    times[times.len() / 2]
+}
+
+fn check_death_times(what: &str, times: Vec<Duration>) -> CaseResult {
+    let worst = *times.iter().max().expect("runs");
+    let median = median(times);
+    println!("    {what}: Disconnected after median {median:?}, worst {worst:?}");
+    ensure(median < DEATH_BOUND, || {
+        format!("{what}: median {median:?} exceeds {DEATH_BOUND:?}")
+    })
+}
+
+// ---- cases ----
+
+fn million_mixed_messages() -> CaseResult {
+    let mut peer = PeerProcess::start(&format!("mixed:{MILLION}"), STRATEGIES[0])?;
+    let mut bytes = 0u64;
+    for seq in 0..MILLION {
+        let frame = peer.conn.recv()?;
+        ensure(frame.len() == mixed_size(seq), || {
+            format!(
+                "message {seq}: {} bytes, expected {}",
+                frame.len(),
+                mixed_size(seq)
+            )
+        })?;
+        payload::verify(seq, &frame)?;
+        bytes += frame.len() as u64;
+    }
+    println!("    {MILLION} messages, {bytes} bytes, all verified");
+    let extra = peer.conn.recv_timeout(Duration::from_millis(20));
+    ensure(matches!(extra, Err(RecvError::Timeout)), || {
+        "a message after the last".into()
+    })
+}
+
+fn killed_mid_send(strategy: (&str, WaitStrategy)) -> CaseResult {
+    let mut times = Vec::new();
+    for _ in 0..KILL_RUNS {
+        let mut peer = PeerProcess::start("stream", strategy)?;
+        for _ in 0..100 {
+            peer.conn.recv()?;
+        }
+        let killed = peer.kill();
+        loop {
+            match peer.conn.recv() {
+                Ok(_) => {}
+                Err(RecvError::Disconnected) => break,
+                Err(e) => return Err(format!("receiving from a killed peer gave {e:?}").into()),
+            }
+        }
+        times.push(killed.elapsed());
+    }
+    check_death_times(&format!("{}: killed mid-send", strategy.0), times)
+}
+
+fn killed_mid_receive(strategy: (&str, WaitStrategy)) -> CaseResult {
+    let mut times = Vec::new();
+    let msg = vec![5u8; 4096];
+    for _ in 0..KILL_RUNS {
+        let mut peer = PeerProcess::start("sink", strategy)?;
+        for _ in 0..100 {
+            peer.conn.send(&msg)?;
+        }
+        let killed = peer.kill();
+        loop {
+            match peer.conn.send(&msg) {
+                Ok(()) => {}
+                Err(SendError::Disconnected) => break,
+                Err(e) => return Err(format!("sending to a killed peer gave {e:?}").into()),
+            }
+        }
+        times.push(killed.elapsed());
+    }
+    check_death_times(&format!("{}: killed mid-receive", strategy.0), times)
+}
+
+fn killed_while_parked(strategy: (&str, WaitStrategy)) -> CaseResult {
+    let mut times = Vec::new();
+    for _ in 0..KILL_RUNS {
+        let mut peer = PeerProcess::start("idle", strategy)?;
+        let pid = peer.child.id() as i32;
+        let killer = std::thread::spawn(move || {
+            // Mid-way through a park slice, not on its boundary.
+            std::thread::sleep(Duration::from_millis(175));
+            let pid = rustix::process::Pid::from_raw(pid).expect("child pid");
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+            Instant::now()
+        });
+        let result = peer.conn.recv();
+        let returned = Instant::now();
+        let killed = killer.join().map_err(|_| "killer thread panicked")?;
+        ensure(matches!(result, Err(RecvError::Disconnected)), || {
+            format!(
+                "parked recv on a killed peer gave {:?}",
+                result.map(|b| b.len())
+            )
+        })?;
+        times.push(returned.saturating_duration_since(killed));
+    }
+    check_death_times(
+        &format!("{}: killed while the other side waits", strategy.0),
+        times,
+    )
+}
+
+fn zero_copy_round_trip() -> CaseResult {
+    let mut peer = PeerProcess::start("echo-in-place", STRATEGIES[0])?;
+    let max = peer.conn.max_record();
+    for (seq, size) in [0, 64, 4096, max].into_iter().enumerate() {
+        let mut slot = peer.conn.reserve(size)?;
+        payload::fill(seq as u64, &mut slot);
+        slot.commit();
+        let view = peer.conn.recv_in_place()?;
+        ensure(view.is_in_place(), || {
+            format!("{size} bytes not received in place")
+        })?;
+        payload::verify(seq as u64, &view)?;
+    }
+    // Larger than a record: sent chunked, received assembled.
+    let mut big = vec![0; 3 << 20];
+    payload::fill(9, &mut big);
+    peer.conn.send(&big)?;
+    let view = peer.conn.recv_in_place()?;
+    ensure(!view.is_in_place(), || {
+        "a chunked message claimed to be in place".into()
+    })?;
+    payload::verify(9, &view)?;
+    drop(view);
+    let err = peer.conn.reserve(max + 1).err();
+    ensure(matches!(err, Some(SendError::FrameTooLarge { .. })), || {
+        format!("reserving more than a record gave {err:?}")
+    })
+}
+
+/// A connected pair in this process, for scribbling on its segment.
+fn local_pair() -> Result<(ShmConnection, ShmConnection, std::fs::File), Failed> {
+    let name = name();
+    let cfg = config(WaitStrategy::Adaptive).with_recv_timeout(Some(Duration::from_millis(20)));
+    let mut listener = ShmListener::bind(&name, &cfg)?;
+    let peer = Shm.connect(listener.address(), &cfg)?;
+    let owner = listener.accept()?;
+    let file = std::fs::File::options()
+        .read(true)
+        .write(true)
+        .open(format!("/dev/shm/ipc-{name}"))?;
+    Ok((owner, peer, file))
+}
+
+/// Offsets in the segment (docs: segment.rs).
+const RING1_CTL: u64 = 2 * 4096;
+const RING0_CTL: u64 = 4096;
+const RING0_DATA: u64 = 3 * 4096;
+
+fn corrupted_segment_is_corrupted() -> CaseResult {
+    // The peer's incoming ring (0) gets a head far beyond its tail.
+    let (_owner, mut peer, file) = local_pair()?;
+    file.write_at(&(1u64 << 40).to_le_bytes(), RING0_CTL)?;
+    let got = peer.recv();
+    ensure(matches!(got, Err(RecvError::Corrupted(_))), || {
+        format!("wild head gave {:?}", got.map(|b| b.len()))
+    })?;
+    ensure(matches!(peer.recv(), Err(RecvError::Corrupted(_))), || {
+        "corruption is not final".into()
+    })?;
+
+    // A published record whose header is garbage.
+    let (mut owner, mut peer, file) = local_pair()?;
+    owner.send(b"hello")?;
+    file.write_at(&[0xff; 8], RING0_DATA)?;
+    let got = peer.recv();
+    ensure(matches!(got, Err(RecvError::Corrupted(_))), || {
+        format!("bad record gave {:?}", got.map(|b| b.len()))
+    })?;
+
+    // The owner's outgoing ring gets a tail its consumer never published.
+    let (mut owner, _peer, file) = local_pair()?;
+    file.write_at(&u64::MAX.to_le_bytes(), RING0_CTL + 64)?;
+    let sent = owner.send(b"x");
+    ensure(matches!(sent, Err(SendError::Corrupted(_))), || {
+        format!("wild tail gave {sent:?}")
+    })?;
+    let _ = RING1_CTL;
+    Ok(())
+}
+
+fn random_scribbles_never_panic_or_hang() -> CaseResult {
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let mut outcomes = [0usize; 3];
+    for _ in 0..100 {
+        let (mut owner, mut peer, file) = local_pair()?;
+        for i in 0..20u64 {
+            owner.send(&i.to_le_bytes().repeat((i as usize % 7) + 1))?;
+        }
+        // Scribble over control pages and the start of the data.
+        let mut junk = vec![0u8; 64 + (next() % 512) as usize];
+        junk.iter_mut().for_each(|b| *b = next() as u8);
+        let at = RING0_CTL + next() % (3 * 4096);
+        file.write_at(&junk, at)?;
+        let start = Instant::now();
+        for _ in 0..30 {
+            match peer.recv() {
+                Ok(_) => outcomes[0] += 1,
+                Err(RecvError::Corrupted(_)) => {
+                    outcomes[1] += 1;
+                    break;
+                }
+                Err(_) => {
+                    outcomes[2] += 1;
+                    break;
+                }
+            }
+        }
+        let _ = owner.try_send(b"after");
+        ensure(start.elapsed() < Duration::from_secs(10), || {
+            "a scribbled ring hung".into()
+        })?;
+    }
+    println!(
+        "    frames {}, corrupted {}, other errors {}",
+        outcomes[0], outcomes[1], outcomes[2]
+    );
+    ensure(outcomes[1] > 0, || {
+        "no scribble was detected as corruption".into()
+    })
+}
+
+fn header_mismatches_are_rejected() -> CaseResult {
+    let cases: [(u64, &[u8], &str); 3] = [
+        (8, &99u32.to_le_bytes(), "layout version"),
+        (0, b"NOTOURS!", "bad magic"),
+        (16, &12345u64.to_le_bytes(), "does not match"),
+    ];
+    for (offset, bytes, expected) in cases {
+        let name = name();
+        let listener = ShmListener::bind(&name, &Config::default())?;
+        let file = std::fs::File::options()
+            .write(true)
+            .open(format!("/dev/shm/ipc-{name}"))?;
+        file.write_at(bytes, offset)?;
+        let err = Shm.connect(listener.address(), &Config::default()).err();
+        ensure(
+            matches!(&err, Some(ConnectError::Incompatible(m) | ConnectError::Corrupted(m)) if m.contains(expected)),
+            || format!("scribbling {expected:?} gave {err:?}"),
+        )?;
+    }
+    Ok(())
+}
+
+fn stale_segment_is_reclaimed() -> CaseResult {
+    let name = name();
+    let mut child = Command::new(std::env::current_exe()?)
+        .env(ROLE_ENV, format!("own-and-wait:{name}"))
+        .stdout(Stdio::piped())
+        .spawn()?;
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().ok_or("no stdout")?).read_line(&mut line)?;
+    ensure(line.trim() == "ready", || format!("owner said {line:?}"))?;
+    // A live owner's segment is not taken.
+    let live = ShmListener::bind(&name, &Config::default()).err();
+    ensure(matches!(live, Some(ConnectError::AddrInUse(_))), || {
+        format!("live segment: {live:?}")
+    })?;
+    child.kill()?;
+    child.wait()?;
+    let path = format!("/dev/shm/ipc-{name}");
+    ensure(std::path::Path::new(&path).exists(), || {
+        "a killed owner left nothing to reclaim".into()
+    })?;
+    let err = Shm
+        .connect(&format!("shm:{name}").parse()?, &Config::default())
+        .err();
+    ensure(matches!(err, Some(ConnectError::NotFound(_))), || {
+        format!("connecting to a dead owner: {err:?}")
+    })?;
+    let listener = ShmListener::bind(&name, &Config::default())?;
+    let mode = std::fs::metadata(&path)?.permissions().mode() & 0o777;
+    ensure(mode == 0o600, || format!("segment mode {mode:o}"))?;
+    drop(listener);
+    ensure(!std::path::Path::new(&path).exists(), || {
+        "segment not unlinked on drop".into()
+    })
+}
+
+fn one_peer_per_segment_and_bad_input() -> CaseResult {
+    let mut listener = ShmListener::bind(&name(), &Config::default())?;
+    let _first = Shm.connect(listener.address(), &Config::default())?;
+    let second = Shm.connect(listener.address(), &Config::default()).err();
+    ensure(matches!(second, Some(ConnectError::AddrInUse(_))), || {
+        format!("second peer: {second:?}")
+    })?;
+    let _conn = listener.accept()?;
+    let again = listener.accept_timeout(Duration::from_millis(10)).err();
+    ensure(matches!(again, Some(ConnectError::AddrInUse(_))), || {
+        format!("second accept: {again:?}")
+    })?;
+
+    let missing = Shm
+        .connect(&"shm:no-such-segment".parse()?, &Config::default())
+        .err();
+    ensure(matches!(missing, Some(ConnectError::NotFound(_))), || {
+        format!("missing: {missing:?}")
+    })?;
+    let wrong = Shm
+        .connect(&"uds:/tmp/x".parse()?, &Config::default())
+        .err();
+    ensure(
+        matches!(wrong, Some(ConnectError::WrongTransport { .. })),
+        || format!("{wrong:?}"),
+    )?;
+    let bad_name = ShmListener::bind("a/b", &Config::default()).err();
+    ensure(
+        matches!(bad_name, Some(ConnectError::InvalidAddress(_))),
+        || format!("{bad_name:?}"),
+    )?;
+    for size in [0, 1 << 31] {
+        let cfg = Config::default().with_buffer_size(Some(size));
+        let err = ShmListener::bind(&name(), &cfg).err();
+        ensure(matches!(err, Some(ConnectError::InvalidConfig(_))), || {
+            format!("ring {size}: {err:?}")
+        })?;
+    }
+    let timeout = ShmListener::bind(&name(), &Config::default())?
+        .accept_timeout(Duration::from_millis(20))
+        .err();
+    ensure(matches!(timeout, Some(ConnectError::Timeout)), || {
+        format!("{timeout:?}")
+    })
+}
+
+// ---- the peer side ----
+
+fn run_peer(role: &str) -> Result<(), Box<dyn std::error::Error>> {
+    if let Some(name) = role.strip_prefix("own-and-wait:") {
+        let _listener = ShmListener::bind(name, &Config::default())?;
+        println!("ready");
+        std::thread::sleep(Duration::from_secs(60));
+        return Ok(());
+    }
+    let strategy = strategy_named(&std::env::var(STRATEGY_ENV).unwrap_or_default());
+    let cfg = Config::default().with_wait_strategy(strategy);
+    let mut conn = Shm.connect(&Address::from_env()?, &cfg)?;
+    let leave = |conn: &mut ShmConnection| match conn.recv() {
+        Err(RecvError::Disconnected) => Ok(()),
+        other => Err(format!(
+            "expected the parent to leave, got {:?}",
+            other.map(|b| b.len())
+        )),
+    };
+    match role.split_once(':').unwrap_or((role, "")) {
+        ("mixed", n) => {
+            let mut buf = vec![0; 1 << 20];
+            for seq in 0..n.parse::<u64>()? {
+                let msg = &mut buf[..mixed_size(seq)];
+                payload::fill(seq, msg);
+                conn.send(msg)?;
+            }
+            conn.flush()?;
+            leave(&mut conn)?;
+        }
+        ("stream", _) => {
+            let msg = vec![1u8; 4096];
+            while conn.send(&msg).is_ok() {}
+        }
+        ("sink", _) => while conn.recv().is_ok() {},
+        ("idle", _) => leave(&mut conn)?,
+        ("echo-in-place", _) => loop {
+            let frame = match conn.recv_in_place() {
+                Ok(view) => view.to_vec(),
+                Err(RecvError::Disconnected) => return Ok(()),
+                Err(e) => return Err(e.into()),
+            };
+            if frame.len() <= conn.max_record() {
+                let mut slot = conn.reserve(frame.len())?;
+                slot.copy_from_slice(&frame);
+                slot.commit();
+            } else {
+                conn.send(&frame)?;
+            }
+        },
+        _ => return Err(format!("unknown role {role}").into()),
+    }
+    Ok(())
+}
+
+fn leftover_segments() -> Vec<String> {
+    let prefix = format!("ipc-ft-{}-", std::process::id());
+    std::fs::read_dir("/dev/shm")
+        .map(|dir| {
+            dir.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with(&prefix))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn main() {
+    if let Ok(role) = std::env::var(ROLE_ENV) {
+        if let Err(e) = run_peer(&role) {
+            eprintln!("peer {role}: {e}");
+            std::process::exit(1);
+        }
+        return;
+    }
+    let mut trials = vec![
+        Trial::test("million_mixed_messages", million_mixed_messages),
+        Trial::test("zero_copy_round_trip", zero_copy_round_trip),
+        Trial::test(
+            "corrupted_segment_is_corrupted",
+            corrupted_segment_is_corrupted,
+        ),
+        Trial::test(
+            "random_scribbles_never_panic_or_hang",
+            random_scribbles_never_panic_or_hang,
+        ),
+        Trial::test(
+            "header_mismatches_are_rejected",
+            header_mismatches_are_rejected,
+        ),
+        Trial::test("stale_segment_is_reclaimed", stale_segment_is_reclaimed),
+        Trial::test(
+            "one_peer_per_segment_and_bad_input",
+            one_peer_per_segment_and_bad_input,
+        ),
+    ];
+    for strategy in STRATEGIES {
+        let (label, _) = strategy;
+        trials.push(Trial::test(
+            format!("{label}::killed_mid_send"),
+            move || killed_mid_send(strategy),
+        ));
+        trials.push(Trial::test(
+            format!("{label}::killed_mid_receive"),
+            move || killed_mid_receive(strategy),
+        ));
+        trials.push(Trial::test(
+            format!("{label}::killed_while_parked"),
+            move || killed_while_parked(strategy),
+        ));
+    }
+    let conclusion = libtest_mimic::run(&Arguments::from_args(), trials);
+    let leftovers = leftover_segments();
+    if !leftovers.is_empty() {
+        eprintln!("segments left in /dev/shm: {leftovers:?}");
+        std::process::exit(101);
+    }
+    conclusion.exit();
+}

@@ -126,6 +126,8 @@ impl PeerProcess for std::process::Child {
     }
 }
 
+// tokio has no `process` module when built for loom model checking.
+#[cfg(not(loom))]
 impl PeerProcess for tokio::process::Child {
     fn try_wait(&mut self) -> Option<ExitStatus> {
         tokio::process::Child::try_wait(self).ok().flatten()
