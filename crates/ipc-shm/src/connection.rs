@@ -15,7 +15,9 @@ use crate::liveness::PeerWatch;
 use crate::ring::{Consumer, Corrupt, Producer, Record, Reservation, kind};
 use crate::segment::{Segment, Side};
 use crate::sync::spin_loop;
-use crate::wait::{self, ADAPTIVE_SPIN, PARK_SLICE, ParkMode, SPINS_BEFORE_YIELD};
+use crate::wait::{
+    self, ADAPTIVE_PURE_SPINS, ADAPTIVE_SPIN, PARK_SLICE, ParkMode, SPINS_BEFORE_YIELD,
+};
 
 /// How often a spinning wait polls the peer's pidfd (about a microsecond
 /// each), so a spinning side notices a dead peer within about this long.
@@ -313,7 +315,13 @@ impl ShmConnection {
                     continue;
                 }
                 WaitStrategy::Blocking => Some(ParkMode::Event),
-                _ if now.duration_since(started) < ADAPTIVE_SPIN => None,
+                _ if spins < ADAPTIVE_PURE_SPINS => None,
+                _ if now.duration_since(started) < ADAPTIVE_SPIN => {
+                    // A peer on our own CPU cannot answer while we spin:
+                    // yield so it runs (a no-op when no one else is ready).
+                    std::thread::yield_now();
+                    continue;
+                }
                 _ => Some(ParkMode::Futex),
             };
             match mode {

@@ -24,11 +24,18 @@ use crate::sync::{Ordering, fence};
 pub(crate) const PARK_SLICE: Duration = Duration::from_millis(50);
 
 /// How long [`WaitStrategy::Adaptive`](ipc_core::WaitStrategy::Adaptive)
-/// spins before parking. A kernel wake-up costs about 40-50 us round trip
-/// on the machines we measure (docs/ARCHITECTURE.md); spinning somewhat
-/// longer than one catches a peer that answers fast, and parking after it
-/// caps the CPU an idle wait burns.
+/// spins (first purely, then yielding the CPU between checks) before
+/// parking. A kernel wake-up costs about 40-50 us round trip on the
+/// machines we measure (docs/ARCHITECTURE.md); spinning about as long
+/// catches a peer that answers fast, and parking after it caps the CPU an
+/// idle wait burns. Yielding matters when both processes share a CPU: a
+/// pure spin would only delay the peer it waits for.
 pub(crate) const ADAPTIVE_SPIN: Duration = Duration::from_micros(50);
+
+/// Pure spins at the start of an adaptive wait, before it spins with
+/// `sched_yield` (about a microsecond: an answer from a peer running on
+/// another CPU usually comes within it).
+pub(crate) const ADAPTIVE_PURE_SPINS: u32 = 64;
 
 /// Spins before `SpinYield` starts yielding.
 pub(crate) const SPINS_BEFORE_YIELD: u32 = 128;

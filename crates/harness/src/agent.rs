@@ -1,0 +1,284 @@
+//! The agent side of every scenario: what a spawned process does.
+//!
+//! Scenarios re-run the current binary with [`TASK_ENV`] set to a JSON
+//! [`AgentTask`]; [`main_if_requested`] (called first in `main`) runs it and
+//! exits. So the runner, the divan benches and the tests all carry their
+//! own agent, and no separate binary has to be found at run time.
+
+use std::time::{Duration, Instant};
+
+use ipc_core::{Address, FrameReceiver, FrameSender, RecvError, payload};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{HarnessError, Result};
+use crate::procfs;
+use crate::scenarios::{baselines, logging, patterns};
+use crate::transport::{AnyConnection, Variant, connect};
+
+/// The environment variable that carries an agent's task.
+pub const TASK_ENV: &str = "IPC_HARNESS_TASK";
+
+/// What an agent process is asked to do.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AgentTask {
+    /// Its part in the scenario.
+    pub role: Role,
+    /// The transport to the parent (and to other agents).
+    pub variant: Variant,
+}
+
+/// An agent's part in a scenario.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Role {
+    /// Send every frame back.
+    Echo,
+    /// Receive and verify `count` payload messages (or until the parent
+    /// leaves, if `None`), then send an [`AgentReport`].
+    Sink {
+        /// Messages to expect.
+        count: Option<u64>,
+        /// Read them in place (shared memory).
+        in_place: bool,
+    },
+    /// Wait for a start frame, send `count` payload messages of `size`
+    /// bytes, then wait for the parent to leave.
+    Source {
+        /// Messages to send.
+        count: u64,
+        /// Bytes each.
+        size: usize,
+    },
+    /// Stay connected and idle until the parent leaves.
+    Idle,
+    /// Connect to `address` and disconnect, `cycles` times, reporting RSS
+    /// before and after.
+    Churn {
+        /// Connect/disconnect cycles.
+        cycles: u32,
+        /// Listener addresses, one per cycle for one-to-one transports
+        /// (`{base}-{i}`), else the same every time.
+        address_base: String,
+        /// Whether each cycle has its own address.
+        per_cycle: bool,
+    },
+    /// Pipeline stage: forward every frame from upstream to downstream.
+    Relay {
+        /// Where this stage accepts its upstream.
+        listen: String,
+        /// Where its downstream listens.
+        downstream: String,
+    },
+    /// All-to-all member: exchange with every other member.
+    Mesh(patterns::MeshTask),
+    /// Emit `events` tracing events through the shipping layer.
+    LogEmitter {
+        /// Events to emit.
+        events: u64,
+        /// Pause between events, in microseconds (0: back to back).
+        interval_us: u64,
+    },
+    /// Raw baseline: echo `size`-byte blocks on stdin/stdout, no library.
+    RawPipeEcho {
+        /// Block size.
+        size: usize,
+    },
+    /// Raw baseline: echo `size`-byte blocks on the socket at fd 0.
+    RawSocketEcho {
+        /// Block size.
+        size: usize,
+    },
+    /// Raw baseline: ping-pong on a shared cache line (memfd at fd 0).
+    SpinEcho,
+    /// Raw baseline: ping-pong through a futex (memfd at fd 0).
+    FutexEcho,
+}
+
+/// What a sink (or churn, mesh) agent reports at the end.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct AgentReport {
+    /// Messages received.
+    pub received: u64,
+    /// Payload bytes received.
+    pub bytes: u64,
+    /// Messages that failed verification.
+    pub errors: u64,
+    /// The first failure, if any.
+    pub first_error: Option<String>,
+    /// The agent's CPU time (user + system) so far, in nanoseconds.
+    pub cpu_ns: u64,
+    /// The agent's resident set size at the start of the measured part, KiB.
+    pub rss_start_kib: u64,
+    /// Its resident set size at the end, KiB.
+    pub rss_end_kib: u64,
+    /// Time the measured part took, in nanoseconds.
+    pub elapsed_ns: u64,
+}
+
+impl AgentReport {
+    /// Fails if the agent saw any bad message.
+    pub fn check(&self, expected: Option<u64>) -> Result<()> {
+        if self.errors > 0 {
+            return Err(HarnessError::Agent(format!(
+                "{} of {} messages failed verification; first: {}",
+                self.errors,
+                self.received,
+                self.first_error.as_deref().unwrap_or("?")
+            )));
+        }
+        if let Some(n) = expected
+            && self.received != n
+        {
+            return Err(HarnessError::Agent(format!(
+                "agent received {} of {n} messages",
+                self.received
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Runs the task in [`TASK_ENV`], if any, and exits.
+pub(crate) fn main_if_requested() {
+    let Ok(task) = std::env::var(TASK_ENV) else {
+        return;
+    };
+    let code = match serde_json::from_str::<AgentTask>(&task)
+        .map_err(|e| HarnessError::Invalid(format!("bad task: {e}")))
+        .and_then(|task| run(&task))
+    {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("agent {}: {e}", std::process::id());
+            1
+        }
+    };
+    std::process::exit(code);
+}
+
+fn parent(variant: &Variant) -> Result<AnyConnection> {
+    let address = Address::from_env().unwrap_or(Address::Stdio);
+    Ok(connect(variant, &address)?)
+}
+
+fn run(task: &AgentTask) -> Result<()> {
+    let v = &task.variant;
+    match &task.role {
+        Role::Echo => echo(&mut parent(v)?),
+        Role::Sink { count, in_place } => sink(&mut parent(v)?, *count, *in_place),
+        Role::Source { count, size } => source(&mut parent(v)?, *count, *size),
+        Role::Idle => wait_for_parent_to_leave(&mut parent(v)?),
+        Role::Churn {
+            cycles,
+            address_base,
+            per_cycle,
+        } => churn(v, *cycles, address_base, *per_cycle),
+        Role::Relay { listen, downstream } => patterns::relay(v, listen, downstream),
+        Role::Mesh(mesh) => patterns::mesh_member(v, mesh, &mut parent(v)?),
+        Role::LogEmitter {
+            events,
+            interval_us,
+        } => logging::emit(parent(v)?, *events, Duration::from_micros(*interval_us)),
+        Role::RawPipeEcho { size } => baselines::raw_pipe_echo(*size),
+        Role::RawSocketEcho { size } => baselines::raw_socket_echo(*size),
+        Role::SpinEcho => baselines::spin_echo(),
+        Role::FutexEcho => baselines::futex_echo(),
+    }
+}
+
+fn echo(conn: &mut AnyConnection) -> Result<()> {
+    loop {
+        match conn.recv() {
+            Ok(frame) => conn.send(&frame)?,
+            Err(RecvError::Disconnected) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Waits for the parent to close the connection.
+pub fn wait_for_parent_to_leave(conn: &mut AnyConnection) -> Result<()> {
+    loop {
+        match conn.recv_timeout(Duration::from_secs(3600)) {
+            Err(RecvError::Disconnected) => return Ok(()),
+            Err(RecvError::Timeout) | Ok(_) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+fn sink(conn: &mut AnyConnection, count: Option<u64>, in_place: bool) -> Result<()> {
+    let mut report = AgentReport {
+        rss_start_kib: procfs::rss_kib(std::process::id()).unwrap_or(0),
+        ..AgentReport::default()
+    };
+    let start = Instant::now();
+    let note = |report: &mut AgentReport,
+                result: std::result::Result<(), payload::IntegrityError>,
+                len: usize| {
+        report.received += 1;
+        report.bytes += len as u64;
+        if let Err(e) = result {
+            report.errors += 1;
+            report.first_error.get_or_insert_with(|| e.to_string());
+        }
+    };
+    while count.is_none_or(|n| report.received < n) {
+        let seq = report.received;
+        let outcome = match (in_place, conn.as_shm()) {
+            (true, Some(shm)) => shm
+                .recv_in_place()
+                .map(|view| (payload::verify(seq, &view), view.len())),
+            _ => conn
+                .recv()
+                .map(|frame| (payload::verify(seq, &frame), frame.len())),
+        };
+        match outcome {
+            Ok((result, len)) => note(&mut report, result, len),
+            Err(RecvError::Disconnected) if count.is_none() => return Ok(()),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    report.elapsed_ns = start.elapsed().as_nanos() as u64;
+    report.cpu_ns = procfs::self_cpu_ns();
+    report.rss_end_kib = procfs::rss_kib(std::process::id()).unwrap_or(0);
+    conn.send(&serde_json::to_vec(&report)?)?;
+    wait_for_parent_to_leave(conn)
+}
+
+fn source(conn: &mut AnyConnection, count: u64, size: usize) -> Result<()> {
+    conn.recv()?;
+    let mut buf = vec![0; size];
+    for seq in 0..count {
+        payload::fill(seq, &mut buf);
+        conn.send(&buf)?;
+    }
+    conn.flush()?;
+    wait_for_parent_to_leave(conn)
+}
+
+fn churn(variant: &Variant, cycles: u32, base: &str, per_cycle: bool) -> Result<()> {
+    let mut control = parent(variant)?;
+    let mut report = AgentReport::default();
+    for cycle in 0..cycles {
+        if cycle == cycles / 10 {
+            // Measure from after a warm-up, so allocator growth to a
+            // steady state is not counted as a leak.
+            report.rss_start_kib = procfs::rss_kib(std::process::id()).unwrap_or(0);
+        }
+        let address: Address = if per_cycle {
+            format!("{base}-{cycle}").parse()
+        } else {
+            base.parse()
+        }
+        .map_err(|e| HarnessError::Invalid(format!("{e}")))?;
+        let mut conn =
+            crate::transport::connect_retrying(variant, &address, Duration::from_secs(10))?;
+        conn.send(b"hi")?;
+        conn.recv()?;
+        report.received += 1;
+    }
+    report.rss_end_kib = procfs::rss_kib(std::process::id()).unwrap_or(0);
+    report.cpu_ns = procfs::self_cpu_ns();
+    control.send(&serde_json::to_vec(&report)?)?;
+    wait_for_parent_to_leave(&mut control)
+}

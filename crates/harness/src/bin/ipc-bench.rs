@@ -1,0 +1,132 @@
+//! The scenario runner: runs a plan and writes its results as JSON.
+//!
+//! `cargo xtask bench` drives this; it can also be run alone:
+//! `cargo run --release -p harness --bin ipc-bench -- --quick --groups latency`.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use clap::Parser;
+use harness::plan::parse_size;
+use harness::{Group, Plan, Transport};
+
+/// Runs benchmark scenarios across real processes.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// Groups to run (default: all): baselines, throughput, latency,
+    /// serialization, resources, patterns, logging.
+    #[arg(long, value_delimiter = ',')]
+    groups: Vec<String>,
+    /// Quick preset (fewer samples).
+    #[arg(long)]
+    quick: bool,
+    /// Tiny preset (smoke test; figures not meaningful).
+    #[arg(long, conflicts_with = "quick")]
+    tiny: bool,
+    /// Transports (default: pipe,uds,shm).
+    #[arg(long, value_delimiter = ',')]
+    transports: Vec<String>,
+    /// Message sizes, e.g. 64,4KiB,1MiB.
+    #[arg(long, value_delimiter = ',')]
+    sizes: Vec<String>,
+    /// Agent counts for the patterns, e.g. 2,4,8.
+    #[arg(long, value_delimiter = ',')]
+    agents: Vec<usize>,
+    /// Write the JSON here instead of standard output.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Print progress as JSON lines on standard error.
+    #[arg(long)]
+    progress_json: bool,
+}
+
+fn plan(args: &Args) -> Result<Plan, harness::HarnessError> {
+    let mut plan = if args.tiny {
+        Plan::tiny()
+    } else if args.quick {
+        Plan::quick()
+    } else {
+        Plan::full()
+    };
+    if !args.groups.is_empty() {
+        plan.groups = args
+            .groups
+            .iter()
+            .map(|g| g.parse())
+            .collect::<Result<Vec<Group>, _>>()?;
+        plan.groups.sort();
+        plan.groups.dedup();
+    }
+    if !args.transports.is_empty() {
+        plan.transports = args
+            .transports
+            .iter()
+            .map(|t| t.parse())
+            .collect::<Result<Vec<Transport>, _>>()?;
+    }
+    if !args.sizes.is_empty() {
+        plan.sizes = args
+            .sizes
+            .iter()
+            .map(|s| parse_size(s))
+            .collect::<Result<_, _>>()?;
+    }
+    if !args.agents.is_empty() {
+        plan.agent_counts = args.agents.clone();
+    }
+    plan.validate()?;
+    Ok(plan)
+}
+
+fn main() {
+    harness::agent_main_if_requested();
+    let args = Args::parse();
+    let plan = match plan(&args) {
+        Ok(plan) => plan,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(1);
+        }
+    };
+    let results = harness::runner::run(&plan, |p| {
+        if args.progress_json {
+            let line = serde_json::json!({
+                "done": p.done, "total": p.total, "group": p.group.name(), "label": p.label,
+                "error": p.error, "elapsed_s": p.elapsed.as_secs_f64(), "remaining_s": p.remaining.as_secs_f64(),
+            });
+            eprintln!("{line}");
+        } else {
+            let status = p.error.map_or(String::new(), |e| format!("  FAILED: {e}"));
+            eprintln!(
+                "[{:>3}/{}] {:<13} {:<40} {:>5.0}s elapsed, ~{:.0}s left{status}",
+                p.done,
+                p.total,
+                p.group.name(),
+                p.label,
+                p.elapsed.as_secs_f64(),
+                p.remaining.as_secs_f64()
+            );
+        }
+    });
+    let results = match results {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(1);
+        }
+    };
+    let json = serde_json::to_string_pretty(&results).expect("results serialize");
+    let written = match &args.out {
+        Some(path) => std::fs::write(path, json),
+        None => std::io::stdout().write_all(json.as_bytes()),
+    };
+    if let Err(e) = written {
+        eprintln!("error: writing results: {e}");
+        std::process::exit(1);
+    }
+    if !results.failures.is_empty() {
+        eprintln!("{} scenario(s) failed", results.failures.len());
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,25 @@
+#![doc = include_str!("../README.md")]
+#![warn(missing_docs)]
+#![deny(unsafe_op_in_unsafe_fn)]
+
+pub mod agent;
+pub mod error;
+pub mod plan;
+pub mod procfs;
+pub mod runner;
+pub mod scenarios;
+pub mod schema;
+pub mod stats;
+pub mod transport;
+
+pub use error::HarnessError;
+pub use plan::{Group, Plan};
+pub use schema::{RunResults, SCHEMA_VERSION};
+pub use transport::{Strategy, Transport, Variant};
+
+/// Call first thing in `main` of any binary that runs scenarios: when this
+/// process was started as a scenario's agent, it plays that part and exits;
+/// otherwise it returns at once.
+pub fn agent_main_if_requested() {
+    agent::main_if_requested();
+}

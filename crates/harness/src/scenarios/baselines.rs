@@ -1,0 +1,303 @@
+//! The bare mechanisms under the transports, measured in the same run so
+//! every transport figure can be given as a ratio: a pipe, a socketpair, a
+//! shared cache line (both sides spin) and a futex (both sides sleep), each
+//! as a round trip between two processes with no library on top; and
+//! in-process `memcpy` bandwidth.
+
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::process::{Child, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use rustix::mm::{MapFlags, ProtFlags};
+use rustix::thread::futex;
+
+use crate::agent::{AgentTask, Role};
+use crate::error::{HarnessError, Result};
+use crate::schema::{BaselineLatency, MemcpyResult};
+use crate::stats::Recorder;
+use crate::transport::{Variant, agent_command};
+
+/// Value the parent stores to tell a spinning or futex agent to stop.
+const STOP: u32 = u32::MAX;
+/// An agent waiting this long with no change gives up (its parent died).
+const ABANDONED: Duration = Duration::from_secs(10);
+
+fn task(role: Role) -> AgentTask {
+    AgentTask {
+        role,
+        variant: Variant::of(crate::Transport::Pipe),
+    }
+}
+
+/// Reaps a baseline agent, killing it if it does not exit soon.
+struct Reaped(Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn record_round_trips(
+    warmup: u64,
+    samples: u64,
+    mut round_trip: impl FnMut() -> Result<Duration>,
+) -> Result<Recorder> {
+    for _ in 0..warmup {
+        round_trip()?;
+    }
+    let mut recorder = Recorder::new();
+    for _ in 0..samples {
+        recorder.record(round_trip()?);
+    }
+    Ok(recorder)
+}
+
+fn result(mechanism: &str, size: usize, recorder: &Recorder) -> BaselineLatency {
+    BaselineLatency {
+        mechanism: mechanism.into(),
+        size,
+        stats: recorder.summary(),
+    }
+}
+
+/// Round trips of `size` bytes through the stdin/stdout pipes of a child.
+pub fn pipe(size: usize, warmup: u64, samples: u64) -> Result<BaselineLatency> {
+    let mut cmd = agent_command(&task(Role::RawPipeEcho { size }))?;
+    let mut child = Reaped(cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).spawn()?);
+    let mut to = child
+        .0
+        .stdin
+        .take()
+        .ok_or_else(|| HarnessError::Agent("no stdin".into()))?;
+    let mut from = child
+        .0
+        .stdout
+        .take()
+        .ok_or_else(|| HarnessError::Agent("no stdout".into()))?;
+    let out = vec![7u8; size];
+    let mut back = vec![0u8; size];
+    let recorder = record_round_trips(warmup, samples, || {
+        let start = Instant::now();
+        to.write_all(&out)?;
+        from.read_exact(&mut back)?;
+        Ok(start.elapsed())
+    })?;
+    drop(to);
+    Ok(result("pipe", size, &recorder))
+}
+
+/// The agent side of [`pipe`].
+pub(crate) fn raw_pipe_echo(size: usize) -> Result<()> {
+    let mut buf = vec![0u8; size];
+    let (mut input, mut output) = (std::io::stdin().lock(), std::io::stdout().lock());
+    while input.read_exact(&mut buf).is_ok() {
+        output.write_all(&buf)?;
+        output.flush()?;
+    }
+    Ok(())
+}
+
+/// Round trips of `size` bytes over a socketpair shared with a child.
+pub fn socketpair(size: usize, warmup: u64, samples: u64) -> Result<BaselineLatency> {
+    let (mut ours, theirs) = UnixStream::pair()?;
+    let mut cmd = agent_command(&task(Role::RawSocketEcho { size }))?;
+    let _child = Reaped(cmd.stdin(Stdio::from(OwnedFd::from(theirs))).spawn()?);
+    let out = vec![7u8; size];
+    let mut back = vec![0u8; size];
+    let recorder = record_round_trips(warmup, samples, || {
+        let start = Instant::now();
+        ours.write_all(&out)?;
+        ours.read_exact(&mut back)?;
+        Ok(start.elapsed())
+    })?;
+    drop(ours);
+    Ok(result("socketpair", size, &recorder))
+}
+
+/// The agent side of [`socketpair`]: the socket is its stdin.
+pub(crate) fn raw_socket_echo(size: usize) -> Result<()> {
+    let fd = rustix::io::fcntl_dupfd_cloexec(rustix::stdio::stdin(), 3)?;
+    let mut socket = UnixStream::from(fd);
+    let mut buf = vec![0u8; size];
+    while socket.read_exact(&mut buf).is_ok() {
+        socket.write_all(&buf)?;
+    }
+    Ok(())
+}
+
+/// One page of memory shared with a child through a memfd.
+struct SharedPage {
+    ptr: *mut std::ffi::c_void,
+}
+
+impl SharedPage {
+    const LEN: usize = 4096;
+
+    /// Creates the memfd and maps it.
+    fn create() -> Result<(Self, OwnedFd)> {
+        let fd = rustix::fs::memfd_create("ipc-baseline", rustix::fs::MemfdFlags::CLOEXEC)?;
+        rustix::fs::ftruncate(&fd, Self::LEN as u64)?;
+        Ok((Self::map(fd.as_fd())?, fd))
+    }
+
+    fn map(fd: BorrowedFd<'_>) -> Result<Self> {
+        // SAFETY: a fresh shared mapping of a page-sized memfd at an address
+        // the kernel picks; it aliases no Rust object. It is unmapped on drop.
+        let ptr = unsafe {
+            rustix::mm::mmap(
+                std::ptr::null_mut(),
+                Self::LEN,
+                ProtFlags::READ | ProtFlags::WRITE,
+                MapFlags::SHARED,
+                fd,
+                0,
+            )
+        }?;
+        Ok(SharedPage { ptr })
+    }
+
+    /// The word both processes ping-pong on.
+    fn word(&self) -> &AtomicU32 {
+        // SAFETY: the mapping is page-aligned, at least 4 bytes, zeroed or
+        // written only through this atomic, and lives as long as `self`.
+        unsafe { &*(self.ptr as *const AtomicU32) }
+    }
+}
+
+impl Drop for SharedPage {
+    fn drop(&mut self) {
+        // SAFETY: `ptr` came from our `mmap` of `LEN` bytes; no reference
+        // into it outlives `self` (they borrow `self`).
+        let _ = unsafe { rustix::mm::munmap(self.ptr, Self::LEN) };
+    }
+}
+
+/// How a side waits for the other's store.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Hand {
+    Spin,
+    Futex,
+}
+
+fn await_value(word: &AtomicU32, want: u32, hand: Hand) -> Result<()> {
+    let start = Instant::now();
+    loop {
+        let now = word.load(Ordering::Acquire);
+        if now == want || now == STOP {
+            return Ok(());
+        }
+        match hand {
+            Hand::Spin => std::hint::spin_loop(),
+            Hand::Futex => {
+                let timeout = futex::Timespec {
+                    tv_sec: 1,
+                    tv_nsec: 0,
+                };
+                let _ = futex::wait(word, futex::Flags::empty(), now, Some(&timeout));
+            }
+        }
+        if start.elapsed() > ABANDONED {
+            return Err(HarnessError::Agent(
+                "the other side stopped answering".into(),
+            ));
+        }
+    }
+}
+
+fn store(word: &AtomicU32, value: u32, hand: Hand) {
+    word.store(value, Ordering::Release);
+    if hand == Hand::Futex {
+        let _ = futex::wake(word, futex::Flags::empty(), 1);
+    }
+}
+
+fn shared_word_round_trips(hand: Hand, warmup: u64, samples: u64) -> Result<BaselineLatency> {
+    let (page, fd) = SharedPage::create()?;
+    let role = if hand == Hand::Spin {
+        Role::SpinEcho
+    } else {
+        Role::FutexEcho
+    };
+    let mut cmd = agent_command(&task(role))?;
+    let _child = Reaped(cmd.stdin(Stdio::from(fd)).spawn()?);
+    let word = page.word();
+    let mut next = 1u32;
+    let recorder = record_round_trips(warmup, samples, || {
+        let start = Instant::now();
+        store(word, next, hand);
+        await_value(word, next + 1, hand)?;
+        let took = start.elapsed();
+        next += 2;
+        Ok(took)
+    })?;
+    store(word, STOP, hand);
+    let name = if hand == Hand::Spin {
+        "cache-line"
+    } else {
+        "futex"
+    };
+    Ok(result(name, 4, &recorder))
+}
+
+/// Round trips on one shared cache line, both sides spinning.
+pub fn cache_line(warmup: u64, samples: u64) -> Result<BaselineLatency> {
+    shared_word_round_trips(Hand::Spin, warmup, samples)
+}
+
+/// Round trips through a futex, both sides sleeping in the kernel.
+pub fn futex(warmup: u64, samples: u64) -> Result<BaselineLatency> {
+    shared_word_round_trips(Hand::Futex, warmup, samples)
+}
+
+fn shared_word_echo(hand: Hand) -> Result<()> {
+    let page = SharedPage::map(rustix::stdio::stdin())?;
+    let word = page.word();
+    let mut expect = 1u32;
+    loop {
+        await_value(word, expect, hand)?;
+        if word.load(Ordering::Acquire) == STOP {
+            return Ok(());
+        }
+        store(word, expect + 1, hand);
+        expect += 2;
+    }
+}
+
+/// The agent side of [`cache_line`].
+pub(crate) fn spin_echo() -> Result<()> {
+    shared_word_echo(Hand::Spin)
+}
+
+/// The agent side of [`futex`].
+pub(crate) fn futex_echo() -> Result<()> {
+    shared_word_echo(Hand::Futex)
+}
+
+/// `memcpy` bandwidth at `size`, copying about `budget` bytes in all.
+pub fn memcpy(size: usize, budget: u64) -> MemcpyResult {
+    let src = vec![1u8; size];
+    let mut dst = vec![0u8; size];
+    let rounds = (budget / size.max(1) as u64).max(4);
+    let start = Instant::now();
+    for _ in 0..rounds {
+        dst.copy_from_slice(std::hint::black_box(&src));
+        std::hint::black_box(&mut dst);
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    MemcpyResult {
+        size,
+        bytes_per_s: (rounds * size as u64) as f64 / seconds,
+    }
+}

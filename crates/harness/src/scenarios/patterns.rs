@@ -1,0 +1,407 @@
+//! Several agent processes at once: fan-out, fan-in, broadcast, pipeline
+//! and all-to-all. Every message is a verified payload.
+
+use std::time::{Duration, Instant};
+
+use ipc_core::{Address, FrameReceiver, FrameSender, payload};
+use serde::{Deserialize, Serialize};
+
+use crate::agent::{AgentReport, AgentTask, Role};
+use crate::error::{HarnessError, Result};
+use crate::schema::PatternResult;
+use crate::stats::Recorder;
+use crate::transport::{
+    Agent, AnyConnection, AnyListener, Transport, Variant, connect_retrying, spawn_agent,
+    spawn_detached, unique_name,
+};
+
+/// How long agents wait for siblings to appear.
+const PATIENCE: Duration = Duration::from_secs(30);
+
+/// Message size in the patterns.
+pub const PATTERN_SIZE: usize = 256;
+
+fn spawn_all(variant: Variant, agents: usize, role: Role) -> Result<Vec<Agent>> {
+    (0..agents)
+        .map(|_| {
+            spawn_agent(&AgentTask {
+                role: role.clone(),
+                variant,
+            })
+        })
+        .collect()
+}
+
+fn result(
+    pattern: &str,
+    variant: Variant,
+    agents: usize,
+    messages: u64,
+    seconds: f64,
+) -> PatternResult {
+    PatternResult {
+        pattern: pattern.into(),
+        transport: variant.label(),
+        agents,
+        messages,
+        size: PATTERN_SIZE,
+        seconds,
+        msgs_per_s: messages as f64 / seconds,
+        latency: None,
+    }
+}
+
+fn collect_reports(agents: &mut [Agent], expected: u64) -> Result<()> {
+    for agent in agents {
+        let report: AgentReport = serde_json::from_slice(&agent.conn().recv()?)?;
+        report.check(Some(expected))?;
+    }
+    Ok(())
+}
+
+/// 1 -> N: the parent deals `messages` out round-robin to N sinks; then the
+/// latency of a round (one message to each agent, every echo back).
+pub fn fan_out(variant: Variant, agents: usize, messages: u64) -> Result<PatternResult> {
+    let per_agent = messages / agents as u64;
+    let mut sinks = spawn_all(
+        variant,
+        agents,
+        Role::Sink {
+            count: Some(per_agent),
+            in_place: false,
+        },
+    )?;
+    let mut msg = vec![0; PATTERN_SIZE];
+    let start = Instant::now();
+    for seq in 0..per_agent {
+        payload::fill(seq, &mut msg);
+        for sink in &mut sinks {
+            sink.conn().send(&msg)?;
+        }
+    }
+    collect_reports(&mut sinks, per_agent)?;
+    let seconds = start.elapsed().as_secs_f64();
+    drop(sinks);
+
+    let mut echoes = spawn_all(variant, agents, Role::Echo)?;
+    let mut rounds = Recorder::new();
+    for seq in 0..(per_agent / 10).max(10) {
+        payload::fill(seq, &mut msg);
+        let start = Instant::now();
+        for echo in &mut echoes {
+            echo.conn().send(&msg)?;
+        }
+        for echo in &mut echoes {
+            payload::verify(seq, &echo.conn().recv()?)?;
+        }
+        rounds.record(start.elapsed());
+    }
+    let mut out = result(
+        "fan-out",
+        variant,
+        agents,
+        per_agent * agents as u64,
+        seconds,
+    );
+    out.latency = Some(rounds.summary());
+    Ok(out)
+}
+
+/// N -> 1: N sources stream to the parent, which receives on one thread per
+/// connection and verifies each source's sequence.
+pub fn fan_in(variant: Variant, agents: usize, messages: u64) -> Result<PatternResult> {
+    let per_agent = messages / agents as u64;
+    let mut sources = spawn_all(
+        variant,
+        agents,
+        Role::Source {
+            count: per_agent,
+            size: PATTERN_SIZE,
+        },
+    )?;
+    let conns: Vec<AnyConnection> = sources.iter_mut().map(Agent::take_conn).collect();
+    let start = Instant::now();
+    let receivers: Vec<_> = conns
+        .into_iter()
+        .map(|mut conn| {
+            std::thread::spawn(move || -> Result<()> {
+                conn.send(b"go")?;
+                for seq in 0..per_agent {
+                    payload::verify(seq, &conn.recv()?)?;
+                }
+                Ok(())
+            })
+        })
+        .collect();
+    for receiver in receivers {
+        receiver
+            .join()
+            .map_err(|_| HarnessError::Agent("receiver thread panicked".into()))??;
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    Ok(result(
+        "fan-in",
+        variant,
+        agents,
+        per_agent * agents as u64,
+        seconds,
+    ))
+}
+
+/// 1 -> all: every message goes to every one of N sinks.
+pub fn broadcast(variant: Variant, agents: usize, messages: u64) -> Result<PatternResult> {
+    let mut sinks = spawn_all(
+        variant,
+        agents,
+        Role::Sink {
+            count: Some(messages),
+            in_place: false,
+        },
+    )?;
+    let mut msg = vec![0; PATTERN_SIZE];
+    let start = Instant::now();
+    for seq in 0..messages {
+        payload::fill(seq, &mut msg);
+        for sink in &mut sinks {
+            sink.conn().send(&msg)?;
+        }
+    }
+    collect_reports(&mut sinks, messages)?;
+    let seconds = start.elapsed().as_secs_f64();
+    Ok(result(
+        "broadcast",
+        variant,
+        agents,
+        messages * agents as u64,
+        seconds,
+    ))
+}
+
+fn address_for(variant: &Variant, name: &str) -> String {
+    match variant.transport {
+        Transport::Shm => format!("shm:{name}"),
+        _ => format!(
+            "uds:{}",
+            std::env::temp_dir().join(format!("{name}.sock")).display()
+        ),
+    }
+}
+
+fn parse(address: &str) -> Result<Address> {
+    address
+        .parse()
+        .map_err(|e| HarnessError::Invalid(format!("{e}")))
+}
+
+fn listen(variant: &Variant, address: &str) -> Result<AnyListener> {
+    let address = parse(address)?;
+    let config = variant.config();
+    Ok(match &address {
+        Address::Uds(path) => AnyListener::Uds(ipc_uds::UdsListener::bind(path, &config)?),
+        _ => AnyListener::Shm(ipc_shm::ShmListener::bind_address(&address, &config)?),
+    })
+}
+
+/// Kills and reaps pipeline stages that outlive the scenario.
+struct Stages(Vec<std::process::Child>);
+
+impl Drop for Stages {
+    fn drop(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(2);
+        for child in &mut self.0 {
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A chain of N relay agents: parent -> a1 -> ... -> aN -> parent.
+/// Round-trip latency through the chain, then streaming throughput.
+pub fn pipeline(variant: Variant, agents: usize, messages: u64) -> Result<PatternResult> {
+    if !variant.transport.has_addresses() {
+        return Err(HarnessError::Invalid(
+            "pipeline needs agents to reach each other; pipes only join a parent and its child"
+                .into(),
+        ));
+    }
+    let run = unique_name();
+    let addresses: Vec<String> = (0..=agents)
+        .map(|i| address_for(&variant, &format!("{run}-{i}")))
+        .collect();
+    // The parent listens at the end of the chain (the last address).
+    let mut tail = listen(&variant, &addresses[agents])?;
+    let mut stages = Stages(Vec::new());
+    for i in 0..agents {
+        stages.0.push(spawn_detached(&AgentTask {
+            role: Role::Relay {
+                listen: addresses[i].clone(),
+                downstream: addresses[i + 1].clone(),
+            },
+            variant,
+        })?);
+    }
+    let mut head = connect_retrying(&variant, &parse(&addresses[0])?, PATIENCE)?;
+    let mut tail = tail.accept_timeout(PATIENCE)?;
+
+    let mut msg = vec![0; PATTERN_SIZE];
+    let mut rounds = Recorder::new();
+    let round_trips = (messages / 10).max(10);
+    for seq in 0..round_trips {
+        payload::fill(seq, &mut msg);
+        let start = Instant::now();
+        head.send(&msg)?;
+        payload::verify(seq, &tail.recv()?)?;
+        rounds.record(start.elapsed());
+    }
+    let start = Instant::now();
+    let sender = std::thread::spawn(move || -> Result<AnyConnection> {
+        let mut msg = vec![0; PATTERN_SIZE];
+        for seq in round_trips..round_trips + messages {
+            payload::fill(seq, &mut msg);
+            head.send(&msg)?;
+        }
+        Ok(head)
+    });
+    for seq in round_trips..round_trips + messages {
+        payload::verify(seq, &tail.recv()?)?;
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    let head = sender
+        .join()
+        .map_err(|_| HarnessError::Agent("sender thread panicked".into()))??;
+    drop(head);
+    drop(tail);
+    drop(stages);
+    let mut out = result("pipeline", variant, agents, messages, seconds);
+    out.latency = Some(rounds.summary());
+    Ok(out)
+}
+
+/// A pipeline stage (agent side): accept upstream at `listen`, connect to
+/// `downstream`, forward until upstream leaves.
+pub(crate) fn relay(variant: &Variant, listen_at: &str, downstream: &str) -> Result<()> {
+    let mut listener = listen(variant, listen_at)?;
+    let mut down = connect_retrying(variant, &parse(downstream)?, PATIENCE)?;
+    let mut up = listener.accept_timeout(PATIENCE)?;
+    drop(listener);
+    loop {
+        match up.recv() {
+            Ok(frame) => down.send(&frame)?,
+            Err(ipc_core::RecvError::Disconnected) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// One member of an all-to-all mesh.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MeshTask {
+    /// This member's index.
+    pub index: usize,
+    /// Members in all.
+    pub members: usize,
+    /// Exchange rounds (one message to and from every other member each).
+    pub rounds: u64,
+    /// Name stem of the pair addresses.
+    pub run: String,
+}
+
+fn pair_address(variant: &Variant, run: &str, low: usize, high: usize) -> String {
+    address_for(variant, &format!("{run}-{low}-{high}"))
+}
+
+/// N agents, each connected to every other; in each round every member
+/// sends one message to every other and receives one from each.
+pub fn all_to_all(variant: Variant, agents: usize, messages: u64) -> Result<PatternResult> {
+    if !variant.transport.has_addresses() {
+        return Err(HarnessError::Invalid(
+            "all-to-all needs agents to reach each other; pipes only join a parent and its child"
+                .into(),
+        ));
+    }
+    let run = unique_name();
+    let pairs = (agents * (agents - 1)) as u64;
+    let rounds = (messages / pairs.max(1)).max(1);
+    let mut members: Vec<Agent> = (0..agents)
+        .map(|index| {
+            spawn_agent(&AgentTask {
+                role: Role::Mesh(MeshTask {
+                    index,
+                    members: agents,
+                    rounds,
+                    run: run.clone(),
+                }),
+                variant,
+            })
+        })
+        .collect::<Result<_>>()?;
+    for member in &mut members {
+        member.conn().recv()?; // ready: its links are up
+    }
+    let start = Instant::now();
+    for member in &mut members {
+        member.conn().send(b"go")?;
+    }
+    collect_reports(&mut members, rounds * (agents as u64 - 1))?;
+    let seconds = start.elapsed().as_secs_f64();
+    Ok(result(
+        "all-to-all",
+        variant,
+        agents,
+        rounds * pairs,
+        seconds,
+    ))
+}
+
+/// A mesh member (agent side).
+pub(crate) fn mesh_member(
+    variant: &Variant,
+    task: &MeshTask,
+    parent: &mut AnyConnection,
+) -> Result<()> {
+    let mut listeners = Vec::new();
+    for other in task.index + 1..task.members {
+        listeners.push(listen(
+            variant,
+            &pair_address(variant, &task.run, task.index, other),
+        )?);
+    }
+    let mut links = Vec::new();
+    for other in 0..task.index {
+        let address = parse(&pair_address(variant, &task.run, other, task.index))?;
+        links.push(connect_retrying(variant, &address, PATIENCE)?);
+    }
+    for listener in &mut listeners {
+        links.push(listener.accept_timeout(PATIENCE)?);
+    }
+    drop(listeners);
+    parent.send(b"ready")?;
+    parent.recv()?;
+    let start = Instant::now();
+    let mut report = AgentReport::default();
+    let mut msg = vec![0; PATTERN_SIZE];
+    for round in 0..task.rounds {
+        payload::fill(round, &mut msg);
+        for link in &mut links {
+            link.send(&msg)?;
+        }
+        for link in &mut links {
+            let frame = link.recv()?;
+            report.received += 1;
+            report.bytes += frame.len() as u64;
+            if let Err(e) = payload::verify(round, &frame) {
+                report.errors += 1;
+                report.first_error.get_or_insert_with(|| e.to_string());
+            }
+        }
+    }
+    report.elapsed_ns = start.elapsed().as_nanos() as u64;
+    parent.send(&serde_json::to_vec(&report)?)?;
+    crate::agent::wait_for_parent_to_leave(parent)
+}

@@ -1,0 +1,151 @@
+//! What agents cost at rest, and whether connecting and disconnecting
+//! leaks memory.
+
+use std::time::{Duration, Instant};
+
+use ipc_core::{FrameReceiver, FrameSender};
+
+use crate::agent::{AgentReport, AgentTask, Role};
+use crate::error::{HarnessError, Result};
+use crate::procfs;
+use crate::schema::{ChurnResult, IdleResult};
+use crate::transport::{AnyListener, Transport, Variant, spawn_agent, unique_name};
+
+/// RSS growth over the churn cycles (after warm-up) above which a leak is
+/// suspected: generous, since allocators keep freed memory.
+pub const LEAK_TOLERANCE_KIB: i64 = 1024;
+
+/// Time for new agents to settle (finish starting, park) before measuring.
+const SETTLE: Duration = Duration::from_millis(300);
+
+/// `agents` idle agents connected over `variant`: their CPU over `window`
+/// and their resident memory.
+pub fn idle(variant: Variant, agents: usize, window: Duration) -> Result<IdleResult> {
+    let mut spawned = Vec::with_capacity(agents);
+    for _ in 0..agents {
+        spawned.push(spawn_agent(&AgentTask {
+            role: Role::Idle,
+            variant,
+        })?);
+    }
+    std::thread::sleep(SETTLE);
+    let pids: Vec<u32> = spawned.iter().map(|a| a.pid()).collect();
+    let cpu = |pids: &[u32]| -> Result<u64> {
+        pids.iter()
+            .map(|&pid| {
+                procfs::cpu_ns(pid)
+                    .ok_or_else(|| HarnessError::Agent(format!("agent {pid} is gone")))
+            })
+            .sum()
+    };
+    let agents_before = cpu(&pids)?;
+    let parent_before = procfs::self_cpu_ns();
+    let start = Instant::now();
+    std::thread::sleep(window);
+    let elapsed = start.elapsed();
+    let agents_cpu = cpu(&pids)? - agents_before;
+    let parent_cpu = procfs::self_cpu_ns() - parent_before;
+    let rss: Vec<u64> = pids
+        .iter()
+        .filter_map(|&pid| procfs::rss_kib(pid))
+        .collect();
+    if rss.len() != pids.len() {
+        return Err(HarnessError::Agent("an idle agent exited".into()));
+    }
+    Ok(IdleResult {
+        transport: variant.label(),
+        agents,
+        window_s: elapsed.as_secs_f64(),
+        agents_cpu_percent: procfs::cpu_percent(agents_cpu, elapsed),
+        parent_cpu_percent: procfs::cpu_percent(parent_cpu, elapsed),
+        rss_kib_mean: rss.iter().sum::<u64>() as f64 / rss.len() as f64,
+        rss_kib_max: rss.iter().copied().max().unwrap_or(0),
+    })
+}
+
+/// `cycles` connect/disconnect cycles over `variant`, each exchanging one
+/// message: RSS of the connecting agent and of the accepting parent
+/// before and after. For pipes each cycle spawns and reaps an agent.
+pub fn churn(variant: Variant, cycles: u32) -> Result<ChurnResult> {
+    let me = std::process::id();
+    let warmup = cycles / 10;
+    let mut parent_start = 0;
+    let mut agent_growth = None;
+    if variant.transport == Transport::Pipe {
+        for cycle in 0..cycles {
+            if cycle == warmup {
+                parent_start = procfs::rss_kib(me).unwrap_or(0);
+            }
+            let mut agent = spawn_agent(&AgentTask {
+                role: Role::Echo,
+                variant,
+            })?;
+            agent.conn().send(b"hi")?;
+            agent.conn().recv()?;
+        }
+    } else {
+        let per_cycle = variant.transport == Transport::Shm;
+        let base = unique_name();
+        let address_base = match variant.transport {
+            Transport::Shm => format!("shm:{base}"),
+            _ => format!(
+                "uds:{}",
+                std::env::temp_dir().join(format!("{base}.sock")).display()
+            ),
+        };
+        let mut listener = if per_cycle {
+            None
+        } else {
+            Some(bind(&address_base, &variant)?)
+        };
+        let mut agent = spawn_agent(&AgentTask {
+            role: Role::Churn {
+                cycles,
+                address_base: address_base.clone(),
+                per_cycle,
+            },
+            variant,
+        })?;
+        for cycle in 0..cycles {
+            if cycle == warmup {
+                parent_start = procfs::rss_kib(me).unwrap_or(0);
+            }
+            let mut fresh;
+            let listener = match listener.as_mut() {
+                Some(l) => l,
+                None => {
+                    fresh = bind(&format!("{address_base}-{cycle}"), &variant)?;
+                    &mut fresh
+                }
+            };
+            let mut conn = listener.accept_timeout(Duration::from_secs(30))?;
+            conn.recv()?;
+            conn.send(b"ok")?;
+        }
+        let report: AgentReport = serde_json::from_slice(&agent.conn().recv()?)?;
+        agent_growth = Some(report.rss_end_kib as i64 - report.rss_start_kib as i64);
+    }
+    let parent_growth = procfs::rss_kib(me).unwrap_or(0) as i64 - parent_start as i64;
+    Ok(ChurnResult {
+        transport: variant.label(),
+        cycles,
+        agent_rss_growth_kib: agent_growth,
+        parent_rss_growth_kib: parent_growth,
+        tolerance_kib: LEAK_TOLERANCE_KIB,
+        leak_suspected: parent_growth > LEAK_TOLERANCE_KIB
+            || agent_growth.is_some_and(|g| g > LEAK_TOLERANCE_KIB),
+    })
+}
+
+fn bind(address: &str, variant: &Variant) -> Result<AnyListener> {
+    let address: ipc_core::Address = address
+        .parse()
+        .map_err(|e| HarnessError::Invalid(format!("{e}")))?;
+    let config = variant.config();
+    Ok(match &address {
+        ipc_core::Address::Uds(path) => {
+            AnyListener::Uds(ipc_uds::UdsListener::bind(path, &config)?)
+        }
+        _ => AnyListener::Shm(ipc_shm::ShmListener::bind_address(&address, &config)?),
+    })
+}

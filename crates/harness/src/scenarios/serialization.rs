@@ -1,0 +1,251 @@
+//! Codec costs on realistic agent messages, and typed round trips.
+
+use std::time::Instant;
+
+use ipc_core::{Bincode, Codec, FrameReceiver, FrameSender, Json, Postcard};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{HarnessError, Result};
+use crate::scenarios::latency::RoundTrip;
+use crate::schema::{CodecResult, TypedRoundTrip};
+use crate::stats::Recorder;
+use crate::transport::{Variant, spawn_agent};
+
+/// A structured log event, as an agent emits many of.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogRecord {
+    /// Nanoseconds since the epoch.
+    pub timestamp_ns: u64,
+    /// Severity.
+    pub level: String,
+    /// Emitting module.
+    pub target: String,
+    /// Text.
+    pub message: String,
+    /// Structured fields.
+    pub fields: Vec<(String, Arg)>,
+}
+
+/// A value in a tool call's arguments (nested like JSON, but typed so the
+/// binary codecs can carry it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Arg {
+    /// Text.
+    Str(String),
+    /// Integer.
+    Int(i64),
+    /// Float.
+    Float(f64),
+    /// Flag.
+    Bool(bool),
+    /// A list.
+    List(Vec<Arg>),
+    /// A map.
+    Map(Vec<(String, Arg)>),
+}
+
+/// A tool call with nested arguments.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ToolCall {
+    /// Call id.
+    pub id: u64,
+    /// Tool name.
+    pub tool: String,
+    /// Arguments.
+    pub args: Vec<(String, Arg)>,
+}
+
+/// A tool result carrying a binary payload.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ToolResult {
+    /// The call it answers.
+    pub call_id: u64,
+    /// Success.
+    pub ok: bool,
+    /// Result bytes (64 KiB in the scenario).
+    #[serde(with = "serde_bytes_compat")]
+    pub payload: Vec<u8>,
+}
+
+/// Bytes as a byte string, not a sequence of numbers (which postcard and
+/// bincode would encode the same, but JSON would not).
+mod serde_bytes_compat {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(bytes)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        Vec::<u8>::deserialize(d)
+    }
+}
+
+/// The sample log record.
+pub fn log_record() -> LogRecord {
+    LogRecord {
+        timestamp_ns: 1_764_460_800_123_456_789,
+        level: "INFO".into(),
+        target: "agent::planner".into(),
+        message: "tool call finished".into(),
+        fields: vec![
+            ("tool".into(), Arg::Str("web_search".into())),
+            ("duration_ms".into(), Arg::Int(182)),
+            ("tokens".into(), Arg::Int(1_204)),
+            ("cached".into(), Arg::Bool(false)),
+        ],
+    }
+}
+
+/// The sample tool call.
+pub fn tool_call() -> ToolCall {
+    ToolCall {
+        id: 88_231,
+        tool: "web_search".into(),
+        args: vec![
+            (
+                "query".into(),
+                Arg::Str("shared memory ring buffer futex wake latency".into()),
+            ),
+            ("limit".into(), Arg::Int(10)),
+            (
+                "filters".into(),
+                Arg::Map(vec![
+                    (
+                        "lang".into(),
+                        Arg::List(vec![Arg::Str("en".into()), Arg::Str("de".into())]),
+                    ),
+                    ("since".into(), Arg::Str("2025-01-01".into())),
+                    ("score".into(), Arg::Float(0.75)),
+                ]),
+            ),
+        ],
+    }
+}
+
+/// The sample tool result: 64 KiB of payload.
+pub fn tool_result() -> ToolResult {
+    ToolResult {
+        call_id: 88_231,
+        ok: true,
+        payload: (0..64 * 1024).map(|i| (i * 31 % 251) as u8).collect(),
+    }
+}
+
+/// Median nanoseconds per call of `op`, over `iterations` calls timed in
+/// batches (a single encode is too short to time alone).
+fn median_ns(iterations: u64, mut op: impl FnMut()) -> f64 {
+    const BATCH: u64 = 16;
+    let mut per_op: Vec<f64> = (0..(iterations / BATCH).max(5))
+        .map(|_| {
+            let start = Instant::now();
+            for _ in 0..BATCH {
+                op();
+            }
+            start.elapsed().as_nanos() as f64 / BATCH as f64
+        })
+        .collect();
+    per_op.sort_by(f64::total_cmp);
+    per_op[per_op.len() / 2]
+}
+
+fn codec_on<C: Codec, T>(codec: C, name: &str, value: &T, iterations: u64) -> Result<CodecResult>
+where
+    T: Serialize + DeserializeOwned + PartialEq,
+{
+    let codec_error = |e: ipc_core::CodecError| HarnessError::Agent(e.to_string());
+    let mut buf = Vec::new();
+    codec.encode(value, &mut buf).map_err(codec_error)?;
+    let back: T = codec.decode(&buf).map_err(codec_error)?;
+    if &back != value {
+        return Err(HarnessError::Agent(format!(
+            "{} changed a {name} in a round trip",
+            C::NAME
+        )));
+    }
+    let encoded_bytes = buf.len();
+    let encode_ns = median_ns(iterations, || {
+        buf.clear();
+        let _ = codec.encode(std::hint::black_box(value), &mut buf);
+    });
+    let decode_ns = median_ns(iterations, || {
+        let _ = std::hint::black_box(codec.decode::<T>(std::hint::black_box(&buf)));
+    });
+    Ok(CodecResult {
+        codec: C::NAME.into(),
+        message: name.into(),
+        encoded_bytes,
+        encode_ns,
+        decode_ns,
+    })
+}
+
+fn codecs_on<T>(name: &str, value: &T, iterations: u64) -> Result<Vec<CodecResult>>
+where
+    T: Serialize + DeserializeOwned + PartialEq,
+{
+    Ok(vec![
+        codec_on(Postcard, name, value, iterations)?,
+        codec_on(Bincode, name, value, iterations)?,
+        codec_on(Json, name, value, iterations)?,
+    ])
+}
+
+/// Every codec on every sample message.
+pub fn codecs(iterations: u64) -> Result<Vec<CodecResult>> {
+    let mut out = codecs_on("log-record", &log_record(), iterations)?;
+    out.extend(codecs_on("tool-call", &tool_call(), iterations)?);
+    out.extend(codecs_on(
+        "tool-result-64k",
+        &tool_result(),
+        iterations.div_ceil(20),
+    )?);
+    Ok(out)
+}
+
+/// Tool calls as `C`-encoded frames through an echo agent over `variant`,
+/// each encoded, sent, echoed, received and decoded; beside the raw round
+/// trip of the same frame.
+pub fn typed_round_trip<C: Codec + Copy>(
+    variant: Variant,
+    codec: C,
+    samples: u64,
+) -> Result<TypedRoundTrip> {
+    let call = tool_call();
+    let codec_error = |e: ipc_core::CodecError| HarnessError::Agent(e.to_string());
+    let mut agent = spawn_agent(&crate::agent::AgentTask {
+        role: crate::agent::Role::Echo,
+        variant,
+    })?;
+    let conn = agent.conn();
+    let mut typed = Recorder::new();
+    let mut buf = Vec::new();
+    for _ in 0..samples {
+        let start = Instant::now();
+        buf.clear();
+        codec.encode(&call, &mut buf).map_err(codec_error)?;
+        conn.send(&buf)?;
+        let frame = conn.recv()?;
+        let back: ToolCall = codec.decode(&frame).map_err(codec_error)?;
+        typed.record(start.elapsed());
+        if back != call {
+            return Err(HarnessError::Agent(
+                "typed echo changed the tool call".into(),
+            ));
+        }
+    }
+    drop(agent);
+    let mut raw = RoundTrip::start(variant, buf.len())?;
+    let mut raw_samples = Recorder::new();
+    for _ in 0..samples {
+        raw_samples.record(raw.once()?);
+    }
+    Ok(TypedRoundTrip {
+        transport: variant.label(),
+        codec: C::NAME.into(),
+        message: "tool-call".into(),
+        typed_p50_ns: typed.summary().p50_ns,
+        raw_p50_ns: raw_samples.summary().p50_ns,
+    })
+}

@@ -1,0 +1,92 @@
+//! One-way streaming throughput: the parent streams verified payloads to a
+//! sink agent, which checks every one and reports.
+
+use std::time::Instant;
+
+use ipc_core::{FrameReceiver, FrameSender, payload};
+
+use crate::agent::{AgentReport, AgentTask, Role};
+use crate::error::Result;
+use crate::procfs;
+use crate::schema::ThroughputResult;
+use crate::transport::{Agent, Variant, spawn_agent};
+
+/// A sink agent and the sending side, for benches that time sends alone.
+#[derive(Debug)]
+pub struct Stream {
+    agent: Agent,
+    msg: Vec<u8>,
+    seq: u64,
+    zero_copy: bool,
+}
+
+impl Stream {
+    /// Spawns a sink over `variant` that verifies `count` messages (or any
+    /// number, if `None`).
+    pub fn start(variant: Variant, size: usize, count: Option<u64>) -> Result<Self> {
+        let agent = spawn_agent(&AgentTask {
+            role: Role::Sink {
+                count,
+                in_place: variant.zero_copy,
+            },
+            variant,
+        })?;
+        Ok(Stream {
+            agent,
+            msg: vec![0; size],
+            seq: 0,
+            zero_copy: variant.zero_copy,
+        })
+    }
+
+    /// Writes and sends the next message. With zero copy (shared memory,
+    /// messages up to one record), the payload is written straight into the
+    /// ring.
+    pub fn send_one(&mut self) -> Result<()> {
+        let seq = self.seq;
+        self.seq += 1;
+        let size = self.msg.len();
+        let conn = self.agent.conn();
+        if self.zero_copy
+            && let Some(shm) = conn.as_shm()
+            && size <= shm.max_record()
+        {
+            let mut slot = shm.reserve(size)?;
+            payload::fill(seq, &mut slot);
+            slot.commit();
+            return Ok(());
+        }
+        payload::fill(seq, &mut self.msg);
+        conn.send(&self.msg)?;
+        Ok(())
+    }
+
+    /// Waits for the sink's report.
+    pub fn finish(&mut self) -> Result<AgentReport> {
+        let frame = self.agent.conn().recv()?;
+        Ok(serde_json::from_slice(&frame)?)
+    }
+}
+
+/// Streams `count` messages of `size` bytes and times it to the report.
+pub fn measure(variant: Variant, size: usize, count: u64) -> Result<ThroughputResult> {
+    let mut stream = Stream::start(variant, size, Some(count))?;
+    let cpu_start = procfs::self_cpu_ns();
+    let start = Instant::now();
+    for _ in 0..count {
+        stream.send_one()?;
+    }
+    let report = stream.finish()?;
+    let seconds = start.elapsed().as_secs_f64();
+    let parent_cpu = procfs::self_cpu_ns().saturating_sub(cpu_start);
+    report.check(Some(count))?;
+    Ok(ThroughputResult {
+        transport: variant.label(),
+        size,
+        messages: count,
+        seconds,
+        msgs_per_s: count as f64 / seconds,
+        bytes_per_s: (count * size as u64) as f64 / seconds,
+        cpu_ns_per_msg: (parent_cpu + report.cpu_ns) as f64 / count as f64,
+    })
+}

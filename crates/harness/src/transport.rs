@@ -1,0 +1,420 @@
+//! The transports under test, one enum over their connections (static
+//! dispatch on the hot path), and spawning an agent connected by one.
+
+use std::fmt;
+use std::process::{Child, Command, Stdio};
+use std::str::FromStr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use ipc_core::{
+    ADDRESS_ENV, Address, Config, ConnectError, Connector, FrameReceiver, FrameSender, Listener,
+    RecvError, SendError, WaitStrategy,
+};
+use ipc_pipe::PipeConnection;
+use ipc_shm::{Shm, ShmConnection, ShmListener};
+use ipc_uds::{Uds, UdsConnection, UdsListener};
+use serde::{Deserialize, Serialize};
+
+use crate::agent::{AgentTask, TASK_ENV};
+use crate::error::{HarnessError, Result};
+
+/// A transport crate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Transport {
+    /// `ipc-pipe`: the agent's stdin/stdout.
+    Pipe,
+    /// `ipc-uds`: Unix domain sockets.
+    Uds,
+    /// `ipc-shm`: shared-memory rings.
+    Shm,
+}
+
+impl Transport {
+    /// Every transport.
+    pub const ALL: [Transport; 3] = [Transport::Pipe, Transport::Uds, Transport::Shm];
+
+    /// The name used on the command line and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Transport::Pipe => "pipe",
+            Transport::Uds => "uds",
+            Transport::Shm => "shm",
+        }
+    }
+
+    /// True if agents can reach each other by address (not only their parent).
+    pub fn has_addresses(self) -> bool {
+        !matches!(self, Transport::Pipe)
+    }
+}
+
+impl FromStr for Transport {
+    type Err = HarnessError;
+    fn from_str(s: &str) -> Result<Self> {
+        Transport::ALL
+            .into_iter()
+            .find(|t| t.name() == s)
+            .ok_or_else(|| {
+                HarnessError::Invalid(format!(
+                    "unknown transport `{s}`; expected pipe, uds or shm"
+                ))
+            })
+    }
+}
+
+impl fmt::Display for Transport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A shared-memory wait strategy, as results name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Strategy {
+    /// Spin, then park on a futex (the default).
+    Adaptive,
+    /// Busy-spin.
+    Spin,
+    /// Spin, then yield.
+    SpinYield,
+    /// Block on a `raw_sync` event.
+    Blocking,
+}
+
+impl Strategy {
+    /// Every strategy.
+    pub const ALL: [Strategy; 4] = [
+        Strategy::Adaptive,
+        Strategy::Spin,
+        Strategy::SpinYield,
+        Strategy::Blocking,
+    ];
+
+    fn wait_strategy(self) -> WaitStrategy {
+        match self {
+            Strategy::Adaptive => WaitStrategy::Adaptive,
+            Strategy::Spin => WaitStrategy::Spin,
+            Strategy::SpinYield => WaitStrategy::SpinYield,
+            Strategy::Blocking => WaitStrategy::Blocking,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Strategy::Adaptive => "adaptive",
+            Strategy::Spin => "spin",
+            Strategy::SpinYield => "spin-yield",
+            Strategy::Blocking => "blocking",
+        }
+    }
+}
+
+/// A transport as a scenario uses it: which crate, how shared memory
+/// waits, and whether messages are written and read in place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Variant {
+    /// The transport crate.
+    pub transport: Transport,
+    /// Wait strategy (shared memory only).
+    pub strategy: Strategy,
+    /// Use `reserve`/`recv_in_place` (shared memory only).
+    pub zero_copy: bool,
+}
+
+impl Variant {
+    /// The transport with its defaults.
+    pub fn of(transport: Transport) -> Self {
+        Variant {
+            transport,
+            strategy: Strategy::Adaptive,
+            zero_copy: false,
+        }
+    }
+
+    /// Shared memory with `strategy`.
+    pub fn shm(strategy: Strategy) -> Self {
+        Variant {
+            strategy,
+            ..Variant::of(Transport::Shm)
+        }
+    }
+
+    /// A label for reports: `pipe`, `uds`, `shm`, `shm-spin`, `shm-zero-copy`.
+    pub fn label(&self) -> String {
+        match (self.transport, self.strategy, self.zero_copy) {
+            (Transport::Shm, _, true) => "shm-zero-copy".into(),
+            (Transport::Shm, Strategy::Adaptive, false) => "shm".into(),
+            (Transport::Shm, s, false) => format!("shm-{}", s.name()),
+            (t, _, _) => t.name().into(),
+        }
+    }
+
+    /// The connection config agents and parents use for this variant. The
+    /// zero-copy variant uses 4 MiB rings, so that a 1 MiB message fits in
+    /// one record and is written and read in place.
+    pub fn config(&self) -> Config {
+        let config = Config::default()
+            .with_wait_strategy(self.strategy.wait_strategy())
+            .with_recv_timeout(Some(SCENARIO_TIMEOUT))
+            .with_send_timeout(Some(SCENARIO_TIMEOUT));
+        if self.zero_copy {
+            config.with_buffer_size(Some(ZERO_COPY_RING))
+        } else {
+            config
+        }
+    }
+
+    /// Shared memory with zero copy.
+    pub fn shm_zero_copy() -> Self {
+        Variant {
+            zero_copy: true,
+            ..Variant::of(Transport::Shm)
+        }
+    }
+}
+
+/// Ring size of the zero-copy variant.
+pub const ZERO_COPY_RING: usize = 4 << 20;
+
+/// Longest any single wait in a scenario may take before the scenario is
+/// declared failed (a hang guard, not a performance limit).
+pub const SCENARIO_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A connection of any transport.
+#[derive(Debug)]
+pub enum AnyConnection {
+    /// Over pipes.
+    Pipe(PipeConnection),
+    /// Over a Unix socket.
+    Uds(UdsConnection),
+    /// Over shared memory.
+    Shm(ShmConnection),
+}
+
+macro_rules! each {
+    ($conn:expr, $c:ident => $body:expr) => {
+        match $conn {
+            AnyConnection::Pipe($c) => $body,
+            AnyConnection::Uds($c) => $body,
+            AnyConnection::Shm($c) => $body,
+        }
+    };
+}
+
+impl FrameSender for AnyConnection {
+    fn send(&mut self, frame: &[u8]) -> Result<(), SendError> {
+        each!(self, c => c.send(frame))
+    }
+    fn try_send(&mut self, frame: &[u8]) -> Result<(), SendError> {
+        each!(self, c => c.try_send(frame))
+    }
+    fn send_timeout(&mut self, frame: &[u8], timeout: Duration) -> Result<(), SendError> {
+        each!(self, c => c.send_timeout(frame, timeout))
+    }
+    fn send_batch(&mut self, frames: &[&[u8]]) -> Result<(), ipc_core::BatchSendError> {
+        each!(self, c => c.send_batch(frames))
+    }
+    fn flush(&mut self) -> Result<(), SendError> {
+        each!(self, c => c.flush())
+    }
+}
+
+impl FrameReceiver for AnyConnection {
+    fn recv(&mut self) -> Result<Bytes, RecvError> {
+        each!(self, c => c.recv())
+    }
+    fn try_recv(&mut self) -> Result<Bytes, RecvError> {
+        each!(self, c => c.try_recv())
+    }
+    fn recv_timeout(&mut self, timeout: Duration) -> Result<Bytes, RecvError> {
+        each!(self, c => c.recv_timeout(timeout))
+    }
+}
+
+impl AnyConnection {
+    /// The shared-memory connection inside, for its zero-copy API.
+    pub fn as_shm(&mut self) -> Option<&mut ShmConnection> {
+        match self {
+            AnyConnection::Shm(c) => Some(c),
+            _ => None,
+        }
+    }
+}
+
+/// A listener of a transport with addresses.
+#[derive(Debug)]
+pub enum AnyListener {
+    /// A Unix socket listener.
+    Uds(UdsListener),
+    /// A shared-memory segment awaiting its peer.
+    Shm(ShmListener),
+}
+
+impl AnyListener {
+    /// Binds a fresh, unique address for `variant` (uds or shm).
+    pub fn bind_unique(variant: &Variant) -> Result<Self> {
+        let name = unique_name();
+        let config = variant.config();
+        Ok(match variant.transport {
+            Transport::Uds => AnyListener::Uds(UdsListener::bind(
+                std::env::temp_dir().join(format!("{name}.sock")),
+                &config,
+            )?),
+            Transport::Shm => AnyListener::Shm(ShmListener::bind(&name, &config)?),
+            Transport::Pipe => {
+                return Err(HarnessError::Invalid(
+                    "pipes have no address to listen on".into(),
+                ));
+            }
+        })
+    }
+
+    /// The address agents connect to.
+    pub fn address(&self) -> &Address {
+        match self {
+            AnyListener::Uds(l) => l.address(),
+            AnyListener::Shm(l) => l.address(),
+        }
+    }
+
+    /// Waits up to `timeout` for a peer.
+    pub fn accept_timeout(&mut self, timeout: Duration) -> Result<AnyConnection, ConnectError> {
+        Ok(match self {
+            AnyListener::Uds(l) => AnyConnection::Uds(l.accept_timeout(timeout)?),
+            AnyListener::Shm(l) => AnyConnection::Shm(l.accept_timeout(timeout)?),
+        })
+    }
+}
+
+/// Connects to `address` with `variant`'s config; pipes connect to the
+/// parent over stdio.
+pub fn connect(variant: &Variant, address: &Address) -> Result<AnyConnection, ConnectError> {
+    let config = variant.config();
+    Ok(match address {
+        Address::Stdio => AnyConnection::Pipe(ipc_pipe::connect_stdio(&config)?),
+        Address::Uds(_) => AnyConnection::Uds(Uds.connect(address, &config)?),
+        _ => AnyConnection::Shm(Shm.connect(address, &config)?),
+    })
+}
+
+/// Connects to `address`, retrying while nothing listens there yet (a
+/// sibling agent that is still starting), for up to `patience`.
+pub fn connect_retrying(
+    variant: &Variant,
+    address: &Address,
+    patience: Duration,
+) -> Result<AnyConnection> {
+    let deadline = Instant::now() + patience;
+    loop {
+        match connect(variant, address) {
+            Ok(conn) => return Ok(conn),
+            Err(ConnectError::NotFound(_)) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// A name for a socket file or segment that no other run uses.
+pub fn unique_name() -> String {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    format!(
+        "ipc-h-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A spawned agent process and the parent's connection to it. Dropping it
+/// closes the connection, waits briefly for the agent to exit, kills it if
+/// it does not, and reaps it.
+#[derive(Debug)]
+pub struct Agent {
+    conn: Option<AnyConnection>,
+    child: Child,
+}
+
+impl Agent {
+    /// The connection to the agent.
+    pub fn conn(&mut self) -> &mut AnyConnection {
+        self.conn.as_mut().expect("present until drop")
+    }
+
+    /// Takes the connection out (to move it to another thread); the agent
+    /// process stays owned by `self`.
+    pub fn take_conn(&mut self) -> AnyConnection {
+        self.conn.take().expect("present until taken")
+    }
+
+    /// The agent's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        drop(self.conn.take());
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The command that re-runs this binary as an agent doing `task`.
+pub fn agent_command(task: &AgentTask) -> Result<Command> {
+    let mut cmd = Command::new(std::env::current_exe()?);
+    cmd.env(
+        TASK_ENV,
+        serde_json::to_string(task).expect("tasks serialize"),
+    )
+    .stdin(Stdio::null())
+    .stdout(Stdio::null());
+    Ok(cmd)
+}
+
+/// Spawns an agent doing `task`, connected over `task.variant`.
+pub fn spawn_agent(task: &AgentTask) -> Result<Agent> {
+    let variant = task.variant;
+    let mut cmd = agent_command(task)?;
+    if variant.transport == Transport::Pipe {
+        let (conn, child) = ipc_pipe::spawn(&mut cmd, &variant.config())?.into_parts();
+        return Ok(Agent {
+            conn: Some(AnyConnection::Pipe(conn)),
+            child,
+        });
+    }
+    let mut listener = AnyListener::bind_unique(&variant)?;
+    cmd.env(ADDRESS_ENV, listener.address().to_string());
+    let mut child = cmd.spawn()?;
+    match listener.accept_timeout(Duration::from_secs(30)) {
+        Ok(conn) => Ok(Agent {
+            conn: Some(conn),
+            child,
+        }),
+        Err(e) => {
+            let _ = child.kill();
+            let status = child.wait()?;
+            Err(HarnessError::Agent(format!(
+                "agent did not connect ({e}); it exited with {status}"
+            )))
+        }
+    }
+}
+
+/// Spawns an agent process with no connection to the parent (it finds its
+/// peers by the addresses in its task).
+pub fn spawn_detached(task: &AgentTask) -> Result<Child> {
+    Ok(agent_command(task)?.spawn()?)
+}
