@@ -106,7 +106,9 @@ impl Shared {
     }
 
     fn peer_gone(&self) -> bool {
-        let gone = self.segment.other_closed() || !self.peer.is_alive();
+        let gone = self.segment.other_closed()
+            || crate::lifeline::is_dead(self.segment.other_lifeline())
+            || !self.peer.is_alive();
         if gone {
             self.peer_gone
                 .store(true, std::sync::atomic::Ordering::Release);
@@ -131,7 +133,7 @@ impl Shared {
                 space_tail: Some(_),
                 ..
             } => Duration::from_millis(1),
-            _ => PARK_SLICE,
+            _ => Duration::MAX,
         };
         let mut last_check = std::time::Instant::now();
         loop {
@@ -155,7 +157,8 @@ impl Shared {
                     } else {
                         ParkMode::Futex
                     };
-                    wait::park(signal, event, mode, slice, || !self.changed(want));
+                    let lifeline = self.segment.other_lifeline();
+                    wait::park(signal, event, mode, slice, lifeline, || !self.changed(want));
                     if self.peer_gone() {
                         return;
                     }

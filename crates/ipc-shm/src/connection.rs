@@ -11,13 +11,12 @@ use ipc_core::{
 };
 
 use crate::CAPABILITIES;
+use crate::lifeline::{self, LifelineThread};
 use crate::liveness::PeerWatch;
 use crate::ring::{Consumer, Corrupt, Producer, Record, Reservation, kind};
 use crate::segment::{Segment, Side};
 use crate::sync::spin_loop;
-use crate::wait::{
-    self, ADAPTIVE_PURE_SPINS, ADAPTIVE_SPIN, PARK_SLICE, ParkMode, SPINS_BEFORE_YIELD,
-};
+use crate::wait::{self, ADAPTIVE_PURE_SPINS, ADAPTIVE_SPIN, ParkMode, SPINS_BEFORE_YIELD};
 
 /// How often a spinning wait polls the peer's pidfd (about a microsecond
 /// each), so a spinning side notices a dead peer within about this long.
@@ -103,6 +102,8 @@ enum Assembly {
 /// One end of a shared-memory connection. See the [crate docs](crate).
 #[derive(Debug)]
 pub struct ShmConnection {
+    /// Declared before `seg`: dropped (joined) while the segment is mapped.
+    _lifeline: Option<LifelineThread>,
     pub(crate) seg: Arc<Segment>,
     pub(crate) tx: Producer,
     pub(crate) rx: Consumer,
@@ -141,7 +142,12 @@ impl ShmConnection {
                 Consumer::new(seg.ring(rx_ring)),
             )
         };
+        // SAFETY: the lifeline word is in `seg`, which the connection keeps
+        // (field `seg`, dropped after `_lifeline`), so it stays mapped
+        // until the lifeline thread is joined.
+        let lifeline = unsafe { LifelineThread::start(seg.own_lifeline()) };
         ShmConnection {
+            _lifeline: lifeline,
             seg: Arc::new(seg),
             tx,
             rx,
@@ -267,7 +273,11 @@ impl ShmConnection {
     /// the segment, always read) or died (its pidfd polled, when
     /// `check_process`).
     pub(crate) fn peer_gone(&mut self, check_process: bool) -> bool {
-        if !self.gone && (self.seg.other_closed() || (check_process && !self.peer.is_alive())) {
+        if !self.gone
+            && (self.seg.other_closed()
+                || lifeline::is_dead(self.seg.other_lifeline())
+                || (check_process && !self.peer.is_alive()))
+        {
             self.gone = true;
         }
         self.gone
@@ -335,7 +345,8 @@ impl ShmConnection {
     }
 
     fn park(&self, dir: Dir, mode: ParkMode, wait: Wait, now: Instant) {
-        let mut slice = PARK_SLICE;
+        // `wait::park` caps this at its slice for the way it parks.
+        let mut slice = Duration::MAX;
         if !self.pending.is_empty() {
             // Also pushing out a held-back message: look again soon.
             slice = Duration::from_millis(1);
@@ -347,16 +358,26 @@ impl ShmConnection {
             Dir::Data => {
                 let position = self.rx.position();
                 let event = self.seg.event(self.rx_ring, false);
-                wait::park(self.rx.park_signal(), event, mode, slice, || {
-                    self.rx.observed_head() == position && !self.seg.other_closed()
-                });
+                wait::park(
+                    self.rx.park_signal(),
+                    event,
+                    mode,
+                    slice,
+                    self.seg.other_lifeline(),
+                    || self.rx.observed_head() == position && !self.seg.other_closed(),
+                );
             }
             Dir::Space => {
                 let seen = self.tx.seen_tail();
                 let event = self.seg.event(self.tx_ring, true);
-                wait::park(self.tx.park_signal(), event, mode, slice, || {
-                    self.tx.observed_tail() == seen && !self.seg.other_closed()
-                });
+                wait::park(
+                    self.tx.park_signal(),
+                    event,
+                    mode,
+                    slice,
+                    self.seg.other_lifeline(),
+                    || self.tx.observed_tail() == seen && !self.seg.other_closed(),
+                );
             }
         }
     }

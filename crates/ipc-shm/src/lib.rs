@@ -9,6 +9,8 @@ mod asynchronous;
 #[cfg(not(loom))]
 mod connection;
 #[cfg(not(loom))]
+mod lifeline;
+#[cfg(not(loom))]
 mod listener;
 #[cfg(not(loom))]
 mod liveness;

@@ -29,7 +29,7 @@ use crate::sync::{AtomicU32, AtomicU64, Ordering};
 /// `"IPCSHM"` and the layout version, written last by the creator.
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"IPCSHM\0\0");
 /// Bumped whenever the layout changes; a mismatch is `Incompatible`.
-pub const LAYOUT_VERSION: u32 = 1;
+pub const LAYOUT_VERSION: u32 = 2;
 const PAGE: usize = 4096;
 /// Offsets of the two events inside a ring's control page.
 const DATA_EVENT_AT: usize = 1024;
@@ -58,6 +58,9 @@ pub(crate) struct SegmentHeader {
     pub(crate) peer_attached: AtomicU32,
     peer_start: AtomicU64,
     peer_closed: AtomicU32,
+    /// Robust-futex lifeline words (see `lifeline.rs`).
+    owner_lifeline: AtomicU32,
+    peer_lifeline: AtomicU32,
 }
 
 /// Which end of the segment this process is.
@@ -340,6 +343,24 @@ impl Segment {
                 pid: h.peer_pid.load(Ordering::Relaxed),
                 start: h.peer_start.load(Ordering::Relaxed),
             }),
+        }
+    }
+
+    /// This side's lifeline word.
+    pub(crate) fn own_lifeline(&self) -> &AtomicU32 {
+        let h = self.header();
+        match self.side {
+            Side::Owner => &h.owner_lifeline,
+            Side::Peer => &h.peer_lifeline,
+        }
+    }
+
+    /// The other side's lifeline word.
+    pub(crate) fn other_lifeline(&self) -> &AtomicU32 {
+        let h = self.header();
+        match self.side {
+            Side::Owner => &h.peer_lifeline,
+            Side::Peer => &h.owner_lifeline,
         }
     }
 

@@ -13,9 +13,10 @@ use std::time::Duration;
 
 use rustix::thread::futex;
 
+use crate::lifeline::{self, Lifeline};
 use crate::ring::Signal;
 use crate::segment::SharedEvent;
-use crate::sync::{Ordering, fence};
+use crate::sync::{AtomicU32, Ordering, fence};
 
 /// Longest single park; bounds how late a dead peer is noticed (the
 /// design bound is 100 ms). Each slice that ends without a wake-up costs a
@@ -63,33 +64,70 @@ pub(crate) fn wake(signal: &Signal, event: &SharedEvent) {
     }
 }
 
-/// Parks on `signal` for at most `timeout`, unless `still_waiting` turns
-/// false once the park is announced. Returns early on a wake-up, a signal,
-/// or spuriously; the caller re-checks its condition either way.
+/// Longest park on the futex while the peer's lifeline is armed: its death
+/// wakes us, so this is only a safety net (one wake-up a second).
+pub(crate) const ARMED_SLICE: Duration = Duration::from_secs(1);
+
+/// Parks on `signal` for at most `timeout` (and at most a slice), unless
+/// `still_waiting` turns false once the park is announced. With a futex,
+/// also wakes when the peer's `lifeline` owner dies. Returns early on a
+/// wake-up, a signal, or spuriously; the caller re-checks either way.
 pub(crate) fn park(
     signal: &Signal,
     event: &SharedEvent,
     mode: ParkMode,
     timeout: Duration,
+    lifeline: &AtomicU32,
     still_waiting: impl FnOnce() -> bool,
 ) {
     let seq = signal.seq.load(Ordering::Acquire);
     signal.waiting.store(mode as u32, Ordering::SeqCst);
     fence(Ordering::SeqCst);
     if still_waiting() {
-        match mode {
-            ParkMode::Futex => {
-                let timeout = rustix::thread::futex::Timespec::try_from(timeout).unwrap_or(
-                    rustix::thread::futex::Timespec {
-                        tv_sec: 1,
+        match (mode, lifeline::arm(lifeline)) {
+            (_, Lifeline::Dead) => {}
+            (ParkMode::Futex, Lifeline::Armed(alive)) => {
+                wait_either(&signal.seq, seq, lifeline, alive, timeout.min(ARMED_SLICE));
+            }
+            (ParkMode::Futex, Lifeline::Unarmed) => {
+                let timeout =
+                    futex::Timespec::try_from(timeout.min(PARK_SLICE)).unwrap_or(futex::Timespec {
+                        tv_sec: 0,
                         tv_nsec: 0,
-                    },
-                );
+                    });
                 // EAGAIN (seq moved on), ETIMEDOUT and EINTR all mean: look again.
                 let _ = futex::wait(&signal.seq, futex::Flags::empty(), seq, Some(&timeout));
             }
-            ParkMode::Event => event.wait(timeout),
+            (ParkMode::Event, _) => event.wait(timeout.min(PARK_SLICE)),
         }
     }
     signal.waiting.store(0, Ordering::Relaxed);
+}
+
+/// `futex_waitv` on the data word and the peer's lifeline at once.
+fn wait_either(data: &AtomicU32, seq: u32, lifeline: &AtomicU32, alive: u32, timeout: Duration) {
+    let mut waiters = [futex::Wait::new(), futex::Wait::new()];
+    for (w, (word, value)) in waiters.iter_mut().zip([(data, seq), (lifeline, alive)]) {
+        w.uaddr = futex::WaitPtr::new(word as *const AtomicU32 as *mut _);
+        w.val = u64::from(value);
+        // Shared (not PRIVATE): the other side is another process.
+        w.flags = futex::WaitFlags::SIZE_U32;
+    }
+    // futex_waitv takes an absolute deadline.
+    let now = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    let mut deadline = futex::Timespec {
+        tv_sec: now.tv_sec + timeout.as_secs() as i64,
+        tv_nsec: now.tv_nsec + i64::from(timeout.subsec_nanos()),
+    };
+    if deadline.tv_nsec >= 1_000_000_000 {
+        deadline.tv_sec += 1;
+        deadline.tv_nsec -= 1_000_000_000;
+    }
+    // EAGAIN (a word moved on), ETIMEDOUT and EINTR all mean: look again.
+    let _ = futex::waitv(
+        &waiters,
+        futex::WaitvFlags::empty(),
+        Some(&deadline),
+        futex::ClockId::Monotonic,
+    );
 }

@@ -7,7 +7,6 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{HarnessError, Result};
-use crate::scenarios::latency::RoundTrip;
 use crate::schema::{CodecResult, TypedRoundTrip};
 use crate::stats::Recorder;
 use crate::transport::{Variant, spawn_agent};
@@ -63,23 +62,10 @@ pub struct ToolResult {
     pub call_id: u64,
     /// Success.
     pub ok: bool,
-    /// Result bytes (64 KiB in the scenario).
-    #[serde(with = "serde_bytes_compat")]
+    /// Result bytes (64 KiB in the scenario), as a byte string: how a
+    /// runtime would declare a blob, so binary codecs copy it in one go.
+    #[serde(with = "serde_bytes")]
     pub payload: Vec<u8>,
-}
-
-/// Bytes as a byte string, not a sequence of numbers (which postcard and
-/// bincode would encode the same, but JSON would not).
-mod serde_bytes_compat {
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_bytes(bytes)
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
-        Vec::<u8>::deserialize(d)
-    }
 }
 
 /// The sample log record.
@@ -204,9 +190,9 @@ pub fn codecs(iterations: u64) -> Result<Vec<CodecResult>> {
     Ok(out)
 }
 
-/// Tool calls as `C`-encoded frames through an echo agent over `variant`,
-/// each encoded, sent, echoed, received and decoded; beside the raw round
-/// trip of the same frame.
+/// Tool calls as `C`-encoded frames through an echo agent over `variant`:
+/// each typed round trip (encode, send, echo, receive, decode) is followed
+/// by a raw round trip of the same frame, so both see the same conditions.
 pub fn typed_round_trip<C: Codec + Copy>(
     variant: Variant,
     codec: C,
@@ -219,33 +205,36 @@ pub fn typed_round_trip<C: Codec + Copy>(
         variant,
     })?;
     let conn = agent.conn();
-    let mut typed = Recorder::new();
+    let (mut typed, mut raw) = (Recorder::new(), Recorder::new());
     let mut buf = Vec::new();
+    codec.encode(&call, &mut buf).map_err(codec_error)?;
+    let frame = buf.clone();
     for _ in 0..samples {
         let start = Instant::now();
         buf.clear();
         codec.encode(&call, &mut buf).map_err(codec_error)?;
         conn.send(&buf)?;
-        let frame = conn.recv()?;
-        let back: ToolCall = codec.decode(&frame).map_err(codec_error)?;
+        let echo = conn.recv()?;
+        let back: ToolCall = codec.decode(&echo).map_err(codec_error)?;
         typed.record(start.elapsed());
         if back != call {
             return Err(HarnessError::Agent(
                 "typed echo changed the tool call".into(),
             ));
         }
-    }
-    drop(agent);
-    let mut raw = RoundTrip::start(variant, buf.len())?;
-    let mut raw_samples = Recorder::new();
-    for _ in 0..samples {
-        raw_samples.record(raw.once()?);
+        let start = Instant::now();
+        conn.send(&frame)?;
+        let echo = conn.recv()?;
+        raw.record(start.elapsed());
+        if echo != frame {
+            return Err(HarnessError::Agent("raw echo changed the frame".into()));
+        }
     }
     Ok(TypedRoundTrip {
         transport: variant.label(),
         codec: C::NAME.into(),
         message: "tool-call".into(),
         typed_p50_ns: typed.summary().p50_ns,
-        raw_p50_ns: raw_samples.summary().p50_ns,
+        raw_p50_ns: raw.summary().p50_ns,
     })
 }

@@ -1,0 +1,170 @@
+//! Every group of the runner at a tiny size, across real processes; and
+//! the integrity checks catching a corrupted, dropped or duplicated
+//! message end to end.
+//!
+//! `harness = false`: this binary is also the agent the scenarios spawn.
+
+use harness::agent::{AgentReport, AgentTask, Role};
+use harness::transport::{Transport, Variant, spawn_agent};
+use harness::{Group, Plan};
+use ipc_core::{FrameReceiver, FrameSender, payload};
+use libtest_mimic::{Arguments, Failed, Trial};
+
+fn ensure(ok: bool, what: impl FnOnce() -> String) -> Result<(), Failed> {
+    if ok { Ok(()) } else { Err(what().into()) }
+}
+
+fn run_group(group: Group) -> Result<(), Failed> {
+    let plan = Plan {
+        groups: vec![group],
+        ..Plan::tiny()
+    };
+    let mut steps = 0;
+    let r = harness::runner::run(&plan, |p| {
+        steps = p.total;
+        assert!(p.done <= p.total);
+    })?;
+    ensure(r.failures.is_empty(), || {
+        format!("failures: {:?}", r.failures)
+    })?;
+    ensure(steps > 0, || "no step ran".into())?;
+    let transports = plan.transports.len();
+    let sizes = plan.sizes.len();
+    match group {
+        Group::Baselines => {
+            ensure(r.baselines.latency.len() == 2 * sizes + 2, || {
+                format!("{:?}", r.baselines.latency.len())
+            })?;
+            ensure(
+                r.baselines.memcpy.iter().all(|m| m.bytes_per_s > 0.0),
+                || "memcpy".into(),
+            )?;
+        }
+        Group::Throughput => {
+            // pipe, uds, shm, shm-zero-copy at every size.
+            ensure(r.throughput.len() == (transports + 1) * sizes, || {
+                format!("{}", r.throughput.len())
+            })?;
+            ensure(
+                r.throughput
+                    .iter()
+                    .all(|t| t.msgs_per_s > 0.0 && t.messages > 0),
+                || "rates".into(),
+            )?;
+        }
+        Group::Latency => {
+            ensure(!r.latency.is_empty(), || "no latency".into())?;
+            for l in &r.latency {
+                let s = &l.stats;
+                ensure(
+                    s.count == plan.latency_samples || s.count == plan.parked_samples,
+                    || format!("{l:?}"),
+                )?;
+                ensure(
+                    s.min_ns <= s.p50_ns && s.p50_ns <= s.p99_ns && s.p99_ns <= s.max_ns,
+                    || format!("percentiles out of order: {s:?}"),
+                )?;
+            }
+            ensure(r.latency.iter().any(|l| l.regime == "parked"), || {
+                "no parked regime".into()
+            })?;
+        }
+        Group::Serialization => {
+            ensure(r.serialization.len() == 9, || {
+                format!("{}", r.serialization.len())
+            })?;
+            ensure(r.typed_round_trips.len() == 3 * transports, || {
+                "typed".into()
+            })?;
+        }
+        Group::Resources => {
+            ensure(r.idle.len() == transports * plan.idle_agents.len(), || {
+                "idle".into()
+            })?;
+            ensure(r.idle.iter().all(|i| i.rss_kib_max > 0), || "rss".into())?;
+            ensure(r.churn.len() == transports, || "churn".into())?;
+        }
+        Group::Patterns => {
+            // fan-out, fan-in, broadcast everywhere; pipeline and all-to-all
+            // where agents have addresses.
+            ensure(
+                r.patterns.len() == 3 * transports + 2 * (transports - 1),
+                || format!("{}", r.patterns.len()),
+            )?;
+        }
+        Group::Logging => {
+            ensure(r.logging.len() == 2 * transports, || "logging".into())?;
+            ensure(
+                r.logging.iter().all(|l| l.latency.count == l.events),
+                || "event counts".into(),
+            )?;
+        }
+    }
+    let json = serde_json::to_string(&r)?;
+    let back: harness::RunResults = serde_json::from_str(&json)?;
+    ensure(back.schema_version == harness::SCHEMA_VERSION, || {
+        "schema round trip".into()
+    })
+}
+
+/// Sends `seqs` (with an optional flipped byte in the last) to a sink that
+/// expects 0, 1, 2, ... and returns its report.
+fn sink_report(
+    transport: Transport,
+    seqs: &[u64],
+    corrupt_last: bool,
+) -> Result<AgentReport, Failed> {
+    let mut agent = spawn_agent(&AgentTask {
+        role: Role::Sink {
+            count: Some(seqs.len() as u64),
+            in_place: false,
+        },
+        variant: Variant::of(transport),
+    })?;
+    for (i, &seq) in seqs.iter().enumerate() {
+        let mut msg = vec![0; 64];
+        payload::fill(seq, &mut msg);
+        if corrupt_last && i + 1 == seqs.len() {
+            msg[40] ^= 1;
+        }
+        agent.conn().send(&msg)?;
+    }
+    Ok(serde_json::from_slice(&agent.conn().recv()?)?)
+}
+
+fn integrity_failures_are_caught() -> Result<(), Failed> {
+    for transport in Transport::ALL {
+        let clean = sink_report(transport, &[0, 1, 2], false)?;
+        ensure(clean.check(Some(3)).is_ok() && clean.errors == 0, || {
+            format!("{transport}: {clean:?}")
+        })?;
+        for (what, seqs, corrupt) in [
+            ("corrupted", &[0, 1, 2][..], true),
+            ("dropped", &[0, 2, 3][..], false),
+            ("duplicated", &[0, 1, 1][..], false),
+        ] {
+            let report = sink_report(transport, seqs, corrupt)?;
+            ensure(report.errors > 0 && report.check(Some(3)).is_err(), || {
+                format!("{transport}: a {what} message went unnoticed: {report:?}")
+            })?;
+        }
+    }
+    Ok(())
+}
+
+fn main() {
+    harness::agent_main_if_requested();
+    let mut trials: Vec<Trial> = Group::ALL
+        .into_iter()
+        .map(|g| Trial::test(format!("tiny_run::{g}"), move || run_group(g)))
+        .collect();
+    trials.push(Trial::test(
+        "integrity_failures_are_caught",
+        integrity_failures_are_caught,
+    ));
+    // Scenarios measure; running them side by side on two cores only adds
+    // noise and risks timeouts, so one at a time.
+    let mut args = Arguments::from_args();
+    args.test_threads = Some(1);
+    libtest_mimic::run(&args, trials).exit();
+}
