@@ -94,12 +94,28 @@ fn latency_variants(transport: Transport, plan: &Plan) -> Vec<(Variant, Vec<usiz
     }
 }
 
-fn throughput_variants(transport: Transport) -> Vec<Variant> {
+/// The throughput variants and sizes measured for `transport`: shared
+/// memory also with zero copy, and with other ring sizes at the smallest
+/// and largest message size (why the default ring is what it is).
+fn throughput_variants(transport: Transport, plan: &Plan) -> Vec<(Variant, Vec<usize>)> {
+    let all = plan.sizes.clone();
     match transport {
-        Transport::Shm => vec![Variant::of(Transport::Shm), Variant::shm_zero_copy()],
-        t => vec![Variant::of(t)],
+        Transport::Shm => {
+            let ends = vec![plan.sizes[0], *plan.sizes.last().expect("validated")];
+            let mut out = vec![
+                (Variant::of(Transport::Shm), all.clone()),
+                (Variant::shm_zero_copy(), all),
+            ];
+            out.extend(RING_SIZES_KIB.map(|kib| (Variant::shm_ring(kib), ends.clone())));
+            out
+        }
+        t => vec![(Variant::of(t), all)],
     }
 }
+
+/// Ring sizes compared (at the largest and smallest message size) to show
+/// why the default is what it is.
+const RING_SIZES_KIB: [u32; 3] = [256, 1024, 4096];
 
 fn plan_steps(plan: &Plan) -> Vec<Step> {
     let mut steps = Vec::new();
@@ -146,8 +162,8 @@ fn plan_steps(plan: &Plan) -> Vec<Step> {
             }
             Group::Throughput => {
                 for &t in &p.transports {
-                    for variant in throughput_variants(t) {
-                        for &size in &p.sizes {
+                    for (variant, sizes) in throughput_variants(t, &p) {
+                        for size in sizes {
                             let count = p.throughput_messages(size);
                             let label = format!("{} {size} B x {count}", variant.label());
                             steps.push(step(group, label, 1.0, move |r| {

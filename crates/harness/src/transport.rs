@@ -123,6 +123,8 @@ pub struct Variant {
     pub strategy: Strategy,
     /// Use `reserve`/`recv_in_place` (shared memory only).
     pub zero_copy: bool,
+    /// Ring size in KiB, if not the default (shared memory only).
+    pub ring_kib: Option<u32>,
 }
 
 impl Variant {
@@ -132,6 +134,7 @@ impl Variant {
             transport,
             strategy: Strategy::Adaptive,
             zero_copy: false,
+            ring_kib: None,
         }
     }
 
@@ -143,8 +146,21 @@ impl Variant {
         }
     }
 
-    /// A label for reports: `pipe`, `uds`, `shm`, `shm-spin`, `shm-zero-copy`.
+    /// Shared memory with rings of `kib` KiB.
+    pub fn shm_ring(kib: u32) -> Self {
+        Variant {
+            ring_kib: Some(kib),
+            ..Variant::of(Transport::Shm)
+        }
+    }
+
+    /// A label for reports: `pipe`, `uds`, `shm`, `shm-spin`,
+    /// `shm-zero-copy`, `shm-ring-256k`.
     pub fn label(&self) -> String {
+        if let (Transport::Shm, Some(kib), false) = (self.transport, self.ring_kib, self.zero_copy)
+        {
+            return format!("shm-ring-{kib}k");
+        }
         match (self.transport, self.strategy, self.zero_copy) {
             (Transport::Shm, _, true) => "shm-zero-copy".into(),
             (Transport::Shm, Strategy::Adaptive, false) => "shm".into(),
@@ -161,10 +177,10 @@ impl Variant {
             .with_wait_strategy(self.strategy.wait_strategy())
             .with_recv_timeout(Some(SCENARIO_TIMEOUT))
             .with_send_timeout(Some(SCENARIO_TIMEOUT));
-        if self.zero_copy {
-            config.with_buffer_size(Some(ZERO_COPY_RING))
-        } else {
-            config
+        match (self.zero_copy, self.ring_kib) {
+            (true, _) => config.with_buffer_size(Some(ZERO_COPY_RING)),
+            (false, Some(kib)) => config.with_buffer_size(Some(kib as usize * 1024)),
+            (false, None) => config,
         }
     }
 

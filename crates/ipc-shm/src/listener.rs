@@ -12,7 +12,7 @@ use crate::wait::PARK_SLICE;
 
 /// Ring size (each direction) when `Config::buffer_size` is not set.
 /// See docs/ARCHITECTURE.md for the measurement behind it.
-pub const DEFAULT_RING_SIZE: usize = 1 << 20;
+pub const DEFAULT_RING_SIZE: usize = 256 << 10;
 
 /// The ring size a config asks for: `buffer_size` rounded up to a power of
 /// two, or the default.

@@ -63,7 +63,7 @@ fn strategy_named(name: &str) -> WaitStrategy {
 }
 
 /// Sizes for the million-message case: mostly small, every 101st up to
-/// 64 KiB, every 997th 1 MiB (chunked through the 1 MiB ring).
+/// 64 KiB, every 997th 1 MiB (chunked through the 256 KiB ring).
 fn mixed_size(seq: u64) -> usize {
     if seq.is_multiple_of(997) {
         1 << 20
