@@ -77,6 +77,8 @@ pub enum Role {
         /// Pause between events, in microseconds (0: back to back).
         interval_us: u64,
     },
+    /// For every frame received, emit one tracing event (shipped back).
+    LogEcho,
     /// Raw baseline: echo `size`-byte blocks on stdin/stdout, no library.
     RawPipeEcho {
         /// Block size.
@@ -178,6 +180,7 @@ fn run(task: &AgentTask) -> Result<()> {
             events,
             interval_us,
         } => logging::emit(parent(v)?, *events, Duration::from_micros(*interval_us)),
+        Role::LogEcho => logging::echo_as_events(parent(v)?),
         Role::RawPipeEcho { size } => baselines::raw_pipe_echo(*size),
         Role::RawSocketEcho { size } => baselines::raw_socket_echo(*size),
         Role::SpinEcho => baselines::spin_echo(),

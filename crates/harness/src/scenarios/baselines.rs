@@ -33,6 +33,7 @@ fn task(role: Role) -> AgentTask {
 }
 
 /// Reaps a baseline agent, killing it if it does not exit soon.
+#[derive(Debug)]
 struct Reaped(Child);
 
 impl Drop for Reaped {
@@ -72,29 +73,60 @@ fn result(mechanism: &str, size: usize, recorder: &Recorder) -> BaselineLatency 
     }
 }
 
+/// A child echoing `size`-byte blocks on its stdin/stdout: the bare pipe.
+pub struct RawPipe {
+    to: std::process::ChildStdin,
+    from: std::process::ChildStdout,
+    out: Vec<u8>,
+    back: Vec<u8>,
+    _child: Reaped,
+}
+
+impl std::fmt::Debug for RawPipe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RawPipe")
+            .field("size", &self.out.len())
+            .finish()
+    }
+}
+
+impl RawPipe {
+    /// Spawns the echoing child.
+    pub fn start(size: usize) -> Result<Self> {
+        let mut cmd = agent_command(&task(Role::RawPipeEcho { size }))?;
+        let mut child = Reaped(cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).spawn()?);
+        let to = child
+            .0
+            .stdin
+            .take()
+            .ok_or_else(|| HarnessError::Agent("no stdin".into()))?;
+        let from = child
+            .0
+            .stdout
+            .take()
+            .ok_or_else(|| HarnessError::Agent("no stdout".into()))?;
+        Ok(RawPipe {
+            to,
+            from,
+            out: vec![7u8; size],
+            back: vec![0u8; size],
+            _child: child,
+        })
+    }
+
+    /// One round trip.
+    pub fn once(&mut self) -> Result<Duration> {
+        let start = Instant::now();
+        self.to.write_all(&self.out)?;
+        self.from.read_exact(&mut self.back)?;
+        Ok(start.elapsed())
+    }
+}
+
 /// Round trips of `size` bytes through the stdin/stdout pipes of a child.
 pub fn pipe(size: usize, warmup: u64, samples: u64) -> Result<BaselineLatency> {
-    let mut cmd = agent_command(&task(Role::RawPipeEcho { size }))?;
-    let mut child = Reaped(cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).spawn()?);
-    let mut to = child
-        .0
-        .stdin
-        .take()
-        .ok_or_else(|| HarnessError::Agent("no stdin".into()))?;
-    let mut from = child
-        .0
-        .stdout
-        .take()
-        .ok_or_else(|| HarnessError::Agent("no stdout".into()))?;
-    let out = vec![7u8; size];
-    let mut back = vec![0u8; size];
-    let recorder = record_round_trips(warmup, samples, || {
-        let start = Instant::now();
-        to.write_all(&out)?;
-        from.read_exact(&mut back)?;
-        Ok(start.elapsed())
-    })?;
-    drop(to);
+    let mut raw = RawPipe::start(size)?;
+    let recorder = record_round_trips(warmup, samples, || raw.once())?;
     Ok(result("pipe", size, &recorder))
 }
 
@@ -109,20 +141,42 @@ pub(crate) fn raw_pipe_echo(size: usize) -> Result<()> {
     Ok(())
 }
 
+/// A child echoing `size`-byte blocks over a socketpair: the bare socket.
+#[derive(Debug)]
+pub struct RawSocket {
+    ours: UnixStream,
+    out: Vec<u8>,
+    back: Vec<u8>,
+    _child: Reaped,
+}
+
+impl RawSocket {
+    /// Spawns the echoing child with the other end as its stdin.
+    pub fn start(size: usize) -> Result<Self> {
+        let (ours, theirs) = UnixStream::pair()?;
+        let mut cmd = agent_command(&task(Role::RawSocketEcho { size }))?;
+        let child = Reaped(cmd.stdin(Stdio::from(OwnedFd::from(theirs))).spawn()?);
+        Ok(RawSocket {
+            ours,
+            out: vec![7u8; size],
+            back: vec![0u8; size],
+            _child: child,
+        })
+    }
+
+    /// One round trip.
+    pub fn once(&mut self) -> Result<Duration> {
+        let start = Instant::now();
+        self.ours.write_all(&self.out)?;
+        self.ours.read_exact(&mut self.back)?;
+        Ok(start.elapsed())
+    }
+}
+
 /// Round trips of `size` bytes over a socketpair shared with a child.
 pub fn socketpair(size: usize, warmup: u64, samples: u64) -> Result<BaselineLatency> {
-    let (mut ours, theirs) = UnixStream::pair()?;
-    let mut cmd = agent_command(&task(Role::RawSocketEcho { size }))?;
-    let _child = Reaped(cmd.stdin(Stdio::from(OwnedFd::from(theirs))).spawn()?);
-    let out = vec![7u8; size];
-    let mut back = vec![0u8; size];
-    let recorder = record_round_trips(warmup, samples, || {
-        let start = Instant::now();
-        ours.write_all(&out)?;
-        ours.read_exact(&mut back)?;
-        Ok(start.elapsed())
-    })?;
-    drop(ours);
+    let mut raw = RawSocket::start(size)?;
+    let recorder = record_round_trips(warmup, samples, || raw.once())?;
     Ok(result("socketpair", size, &recorder))
 }
 
@@ -138,6 +192,7 @@ pub(crate) fn raw_socket_echo(size: usize) -> Result<()> {
 }
 
 /// One page of memory shared with a child through a memfd.
+#[derive(Debug)]
 struct SharedPage {
     ptr: *mut std::ffi::c_void,
 }
@@ -185,7 +240,7 @@ impl Drop for SharedPage {
 }
 
 /// How a side waits for the other's store.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Hand {
     Spin,
     Futex,
@@ -223,26 +278,65 @@ fn store(word: &AtomicU32, value: u32, hand: Hand) {
     }
 }
 
-fn shared_word_round_trips(hand: Hand, warmup: u64, samples: u64) -> Result<BaselineLatency> {
-    let (page, fd) = SharedPage::create()?;
-    let role = if hand == Hand::Spin {
-        Role::SpinEcho
-    } else {
-        Role::FutexEcho
-    };
-    let mut cmd = agent_command(&task(role))?;
-    let _child = Reaped(cmd.stdin(Stdio::from(fd)).spawn()?);
-    let word = page.word();
-    let mut next = 1u32;
-    let recorder = record_round_trips(warmup, samples, || {
+/// A child ping-ponging on a word shared through a memfd: spinning (the
+/// bare cache line) or sleeping (the bare futex).
+#[derive(Debug)]
+pub struct SharedWordPingPong {
+    page: SharedPage,
+    hand: Hand,
+    next: u32,
+    _child: Reaped,
+}
+
+impl SharedWordPingPong {
+    fn start(hand: Hand) -> Result<Self> {
+        let (page, fd) = SharedPage::create()?;
+        let role = if hand == Hand::Spin {
+            Role::SpinEcho
+        } else {
+            Role::FutexEcho
+        };
+        let mut cmd = agent_command(&task(role))?;
+        let child = Reaped(cmd.stdin(Stdio::from(fd)).spawn()?);
+        Ok(SharedWordPingPong {
+            page,
+            hand,
+            next: 1,
+            _child: child,
+        })
+    }
+
+    /// Both sides spin on the cache line.
+    pub fn spinning() -> Result<Self> {
+        Self::start(Hand::Spin)
+    }
+
+    /// Both sides sleep on a futex.
+    pub fn sleeping() -> Result<Self> {
+        Self::start(Hand::Futex)
+    }
+
+    /// One round trip.
+    pub fn once(&mut self) -> Result<Duration> {
+        let word = self.page.word();
         let start = Instant::now();
-        store(word, next, hand);
-        await_value(word, next + 1, hand)?;
+        store(word, self.next, self.hand);
+        await_value(word, self.next + 1, self.hand)?;
         let took = start.elapsed();
-        next += 2;
+        self.next += 2;
         Ok(took)
-    })?;
-    store(word, STOP, hand);
+    }
+}
+
+impl Drop for SharedWordPingPong {
+    fn drop(&mut self) {
+        store(self.page.word(), STOP, self.hand);
+    }
+}
+
+fn shared_word_round_trips(hand: Hand, warmup: u64, samples: u64) -> Result<BaselineLatency> {
+    let mut ping = SharedWordPingPong::start(hand)?;
+    let recorder = record_round_trips(warmup, samples, || ping.once())?;
     let name = if hand == Hand::Spin {
         "cache-line"
     } else {

@@ -53,6 +53,97 @@ pub fn collect(variant: Variant, events: u64, interval: Duration) -> Result<Logg
     })
 }
 
+/// An agent that answers each frame with one tracing event: for benches
+/// that time a single event end to end.
+#[derive(Debug)]
+pub struct EventRoundTrip {
+    agent: crate::transport::Agent,
+    seq: u64,
+}
+
+impl EventRoundTrip {
+    /// Spawns the agent.
+    pub fn start(variant: Variant) -> Result<Self> {
+        Ok(EventRoundTrip {
+            agent: spawn_agent(&AgentTask {
+                role: Role::LogEcho,
+                variant,
+            })?,
+            seq: 0,
+        })
+    }
+
+    /// Asks for one event and receives and decodes it; returns its latency
+    /// from emission to decoding.
+    pub fn once(&mut self) -> Result<Duration> {
+        let conn = self.agent.conn();
+        conn.send(&self.seq.to_le_bytes())?;
+        let frame = conn.recv()?;
+        let now = ipc_tracing::monotonic_ns();
+        let record = ipc_tracing::decode(&frame).map_err(|e| HarnessError::Agent(e.to_string()))?;
+        if record.fields.first().map(|(_, v)| v) != Some(&ipc_tracing::FieldValue::U64(self.seq)) {
+            return Err(HarnessError::Agent(format!(
+                "event {} came back wrong",
+                self.seq
+            )));
+        }
+        self.seq += 1;
+        Ok(Duration::from_nanos(now.saturating_sub(record.emitted_ns)))
+    }
+}
+
+/// The agent side of [`EventRoundTrip`].
+pub(crate) fn echo_as_events(conn: AnyConnection) -> Result<()> {
+    // The layer and the request loop share the one connection.
+    let conn = std::sync::Arc::new(std::sync::Mutex::new(conn));
+    let layer = ipc_tracing::ShippingLayer::new(SharedConn(std::sync::Arc::clone(&conn)));
+    let subscriber = tracing_subscriber::registry().with(layer);
+    tracing::subscriber::with_default(subscriber, || -> Result<()> {
+        loop {
+            let request = conn
+                .lock()
+                .map_err(|_| HarnessError::Agent("poisoned".into()))?
+                .recv();
+            match request {
+                Ok(frame) => {
+                    let seq = u64::from_le_bytes(frame[..].try_into().unwrap_or_default());
+                    tracing::info!(target: "agent", seq, "requested event");
+                }
+                Err(ipc_core::RecvError::Disconnected) => return Ok(()),
+                Err(e) => return Err(e.into()),
+            }
+        }
+    })
+}
+
+/// A connection shared between the receive loop and the shipping layer.
+struct SharedConn(std::sync::Arc<std::sync::Mutex<AnyConnection>>);
+
+impl FrameSender for SharedConn {
+    fn send(&mut self, frame: &[u8]) -> std::result::Result<(), ipc_core::SendError> {
+        self.0
+            .lock()
+            .map_err(|_| ipc_core::SendError::Disconnected)?
+            .send(frame)
+    }
+    fn try_send(&mut self, frame: &[u8]) -> std::result::Result<(), ipc_core::SendError> {
+        self.0
+            .lock()
+            .map_err(|_| ipc_core::SendError::Disconnected)?
+            .try_send(frame)
+    }
+    fn send_timeout(
+        &mut self,
+        frame: &[u8],
+        timeout: Duration,
+    ) -> std::result::Result<(), ipc_core::SendError> {
+        self.0
+            .lock()
+            .map_err(|_| ipc_core::SendError::Disconnected)?
+            .send_timeout(frame, timeout)
+    }
+}
+
 /// The agent side: wait for the collector's start frame, then emit.
 pub(crate) fn emit(mut conn: AnyConnection, events: u64, interval: Duration) -> Result<()> {
     conn.recv()?;
