@@ -12,25 +12,25 @@ mod baselines {
 
     #[divan::bench(args = SIZES)]
     fn pipe(bencher: Bencher<'_, '_>, size: usize) {
-        let mut raw = RawPipe::start(size).expect("child");
+        let mut raw = RawPipe::start(size, None).expect("child");
         bencher.bench_local(|| raw.once().expect("round trip"));
     }
 
     #[divan::bench(args = SIZES)]
     fn socketpair(bencher: Bencher<'_, '_>, size: usize) {
-        let mut raw = RawSocket::start(size).expect("child");
+        let mut raw = RawSocket::start(size, None).expect("child");
         bencher.bench_local(|| raw.once().expect("round trip"));
     }
 
     #[divan::bench]
     fn cache_line(bencher: Bencher<'_, '_>) {
-        let mut ping = SharedWordPingPong::spinning().expect("child");
+        let mut ping = SharedWordPingPong::spinning(None).expect("child");
         bencher.bench_local(|| ping.once().expect("round trip"));
     }
 
     #[divan::bench]
     fn futex(bencher: Bencher<'_, '_>) {
-        let mut ping = SharedWordPingPong::sleeping().expect("child");
+        let mut ping = SharedWordPingPong::sleeping(None).expect("child");
         bencher.bench_local(|| ping.once().expect("round trip"));
     }
 

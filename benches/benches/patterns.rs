@@ -18,6 +18,7 @@ mod patterns {
         let mut agents: Vec<_> = (0..AGENTS)
             .map(|_| {
                 spawn_agent(&AgentTask {
+                    cpu: None,
                     role: Role::Echo,
                     variant,
                 })

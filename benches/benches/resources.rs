@@ -16,6 +16,7 @@ mod resources {
     #[divan::bench(args = benches::TRANSPORTS, sample_count = 20)]
     fn spawn_connected_agent(bencher: Bencher<'_, '_>, transport: &str) {
         let task = AgentTask {
+            cpu: None,
             role: Role::Idle,
             variant: benches::variant(transport),
         };

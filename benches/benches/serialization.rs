@@ -73,6 +73,7 @@ mod serialization {
     #[divan::bench(args = benches::TRANSPORTS)]
     fn typed_round_trip(bencher: Bencher<'_, '_>, transport: &str) {
         let mut agent = harness::transport::spawn_agent(&harness::agent::AgentTask {
+            cpu: None,
             role: harness::agent::Role::Echo,
             variant: benches::variant(transport),
         })

@@ -25,6 +25,9 @@ pub struct AgentTask {
     pub role: Role,
     /// The transport to the parent (and to other agents).
     pub variant: Variant,
+    /// The CPU to pin this agent to, if the scenario is pinned.
+    #[serde(default)]
+    pub cpu: Option<usize>,
 }
 
 /// An agent's part in a scenario.
@@ -163,6 +166,9 @@ fn parent(variant: &Variant) -> Result<AnyConnection> {
 }
 
 fn run(task: &AgentTask) -> Result<()> {
+    if let Some(cpu) = task.cpu {
+        crate::pin::pin_current_thread(cpu);
+    }
     let v = &task.variant;
     match &task.role {
         Role::Echo => echo(&mut parent(v)?),

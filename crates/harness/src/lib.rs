@@ -4,6 +4,7 @@
 
 pub mod agent;
 pub mod error;
+pub mod pin;
 pub mod plan;
 pub mod procfs;
 pub mod runner;

@@ -117,6 +117,9 @@ pub struct Plan {
     pub agent_counts: Vec<usize>,
     /// Whether this is the quick preset.
     pub quick: bool,
+    /// Pin the two processes of latency, throughput and baseline scenarios
+    /// to two different CPUs (when the machine has two).
+    pub pin: bool,
     /// Round trips recorded per latency figure (after the warm-up).
     pub latency_samples: u64,
     /// Round trips before recording starts.
@@ -163,6 +166,7 @@ impl Plan {
             sizes: DEFAULT_SIZES.to_vec(),
             agent_counts: vec![2, 4, 8],
             quick: false,
+            pin: true,
             latency_samples: 20_000,
             latency_warmup: 2_000,
             parked_samples: 1_000,

@@ -120,6 +120,7 @@ const RING_SIZES_KIB: [u32; 3] = [256, 1024, 4096];
 fn plan_steps(plan: &Plan) -> Vec<Step> {
     let mut steps = Vec::new();
     let p = plan.clone();
+    let pin = plan.pin;
     for &group in &plan.groups {
         match group {
             Group::Baselines => {
@@ -130,7 +131,7 @@ fn plan_steps(plan: &Plan) -> Vec<Step> {
                         format!("pipe round trip {size} B"),
                         1.0,
                         move |r| {
-                            r.baselines.latency.push(baselines::pipe(size, w, n)?);
+                            r.baselines.latency.push(baselines::pipe(size, w, n, pin)?);
                             Ok(())
                         },
                     ));
@@ -139,17 +140,19 @@ fn plan_steps(plan: &Plan) -> Vec<Step> {
                         format!("socketpair round trip {size} B"),
                         1.0,
                         move |r| {
-                            r.baselines.latency.push(baselines::socketpair(size, w, n)?);
+                            r.baselines
+                                .latency
+                                .push(baselines::socketpair(size, w, n, pin)?);
                             Ok(())
                         },
                     ));
                 }
                 steps.push(step(group, "cache-line ping-pong".into(), 0.5, move |r| {
-                    r.baselines.latency.push(baselines::cache_line(w, n)?);
+                    r.baselines.latency.push(baselines::cache_line(w, n, pin)?);
                     Ok(())
                 }));
                 steps.push(step(group, "futex ping-pong".into(), 1.0, move |r| {
-                    r.baselines.latency.push(baselines::futex(w, n)?);
+                    r.baselines.latency.push(baselines::futex(w, n, pin)?);
                     Ok(())
                 }));
                 let budget = p.throughput_bytes;
@@ -168,7 +171,7 @@ fn plan_steps(plan: &Plan) -> Vec<Step> {
                             let label = format!("{} {size} B x {count}", variant.label());
                             steps.push(step(group, label, 1.0, move |r| {
                                 r.throughput
-                                    .push(throughput::measure(variant, size, count)?);
+                                    .push(throughput::measure(variant, size, count, pin)?);
                                 Ok(())
                             }));
                         }
@@ -186,7 +189,7 @@ fn plan_steps(plan: &Plan) -> Vec<Step> {
                             let label = format!("{} {size} B {}", variant.label(), regime.name());
                             steps.push(step(group, label, 1.0, move |r| {
                                 r.latency
-                                    .push(latency::measure(variant, size, regime, w, n)?);
+                                    .push(latency::measure(variant, size, regime, w, n, pin)?);
                                 Ok(())
                             }));
                         }

@@ -63,6 +63,8 @@ pub struct ThroughputResult {
     pub bytes_per_s: f64,
     /// CPU time of both processes per message, nanoseconds.
     pub cpu_ns_per_msg: f64,
+    /// Parent and agent pinned to two different CPUs.
+    pub pinned: bool,
 }
 
 /// Round-trip latency of `size`-byte messages to an echoing agent.
@@ -75,6 +77,8 @@ pub struct LatencyResult {
     /// `back-to-back` (the peer is hot) or `parked` (a pause between round
     /// trips lets the peer go to sleep).
     pub regime: String,
+    /// Parent and agent pinned to two different CPUs.
+    pub pinned: bool,
     /// Round-trip percentiles.
     pub stats: LatencyStats,
 }
@@ -95,6 +99,8 @@ pub struct BaselineLatency {
     pub mechanism: String,
     /// Bytes per round trip each way (the cache line and futex carry a word).
     pub size: usize,
+    /// Parent and child pinned to two different CPUs.
+    pub pinned: bool,
     /// Round-trip percentiles.
     pub stats: LatencyStats,
 }

@@ -115,6 +115,7 @@ fn sink_report(
     corrupt_last: bool,
 ) -> Result<AgentReport, Failed> {
     let mut agent = spawn_agent(&AgentTask {
+        cpu: None,
         role: Role::Sink {
             count: Some(seqs.len() as u64),
             in_place: false,

@@ -209,18 +209,7 @@ impl Segment {
 
     /// Opens segment `name` as its peer and claims the peer slot.
     pub(crate) fn open(name: &str) -> Result<Self, ConnectError> {
-        let id = os_id(name);
-        let shmem = ShmemConf::new()
-            .os_id(&id)
-            .open()
-            .map_err(|e| shmem_error(name, e))?;
-        let map = Mapping(shmem);
-        if map.0.len() < 3 * PAGE {
-            return Err(ConnectError::Incompatible(format!(
-                "shm:{name} is {} bytes, too small for an ipc-shm segment",
-                map.0.len()
-            )));
-        }
+        let map = Self::map_existing(name)?;
         // SAFETY: the mapping is at least a page, page-aligned, and all-zero
         // or written by a creator: valid bytes for an all-atomic header.
         let h = unsafe { &*(map.0.as_ptr() as *const SegmentHeader) };
@@ -298,6 +287,33 @@ impl Segment {
             cap,
             events,
         })
+    }
+
+    /// Maps an existing segment. A creator makes the file first and sizes
+    /// it after, so an empty or short file is retried for a moment before
+    /// it counts as not ours.
+    fn map_existing(name: &str) -> Result<Mapping, ConnectError> {
+        let id = os_id(name);
+        let deadline = Instant::now() + INIT_WAIT;
+        loop {
+            let len = match ShmemConf::new().os_id(&id).open() {
+                Ok(shmem) if shmem.len() >= 3 * PAGE => return Ok(Mapping(shmem)),
+                Ok(shmem) => shmem.len(),
+                // mmap of a zero-length file.
+                Err(ShmemError::MapOpenFailed(errno))
+                    if errno == rustix::io::Errno::INVAL.raw_os_error() as u32 =>
+                {
+                    0
+                }
+                Err(e) => return Err(shmem_error(name, e)),
+            };
+            if Instant::now() >= deadline {
+                return Err(ConnectError::Incompatible(format!(
+                    "shm:{name} is {len} bytes, too small for an ipc-shm segment"
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
 
     pub(crate) fn header(&self) -> &SegmentHeader {
@@ -419,6 +435,15 @@ fn reclaim_if_stale(name: &str) -> Result<(), ConnectError> {
             if errno == rustix::io::Errno::NOENT.raw_os_error() as u32 =>
         {
             return Ok(());
+        }
+        // An empty file (a creator died before sizing it) cannot be mapped.
+        Err(ShmemError::MapOpenFailed(errno))
+            if errno == rustix::io::Errno::INVAL.raw_os_error() as u32 && init_abandoned(&id) =>
+        {
+            return match std::fs::remove_file(format!("/dev/shm/{id}")) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e.into()),
+                _ => Ok(()),
+            };
         }
         Err(e) => return Err(shmem_error(name, e)),
     };

@@ -25,11 +25,20 @@ const STOP: u32 = u32::MAX;
 /// An agent waiting this long with no change gives up (its parent died).
 const ABANDONED: Duration = Duration::from_secs(10);
 
-fn task(role: Role) -> AgentTask {
+fn task(role: Role, cpu: Option<usize>) -> AgentTask {
     AgentTask {
         role,
         variant: Variant::of(crate::Transport::Pipe),
+        cpu,
     }
+}
+
+/// Runs `measure` with the parent pinned (and hands it the agent's CPU),
+/// if `pin` and the machine has two CPUs.
+fn placed<T>(pin: bool, measure: impl FnOnce(Option<usize>) -> Result<T>) -> Result<(T, bool)> {
+    let cpus = pin.then(crate::pin::cpus).flatten();
+    let _pinned = crate::pin::PinGuard::new(cpus.map(|c| c.0));
+    Ok((measure(cpus.map(|c| c.1))?, cpus.is_some()))
 }
 
 /// Reaps a baseline agent, killing it if it does not exit soon.
@@ -65,10 +74,11 @@ fn record_round_trips(
     Ok(recorder)
 }
 
-fn result(mechanism: &str, size: usize, recorder: &Recorder) -> BaselineLatency {
+fn result(mechanism: &str, size: usize, (recorder, pinned): (Recorder, bool)) -> BaselineLatency {
     BaselineLatency {
         mechanism: mechanism.into(),
         size,
+        pinned,
         stats: recorder.summary(),
     }
 }
@@ -91,9 +101,9 @@ impl std::fmt::Debug for RawPipe {
 }
 
 impl RawPipe {
-    /// Spawns the echoing child.
-    pub fn start(size: usize) -> Result<Self> {
-        let mut cmd = agent_command(&task(Role::RawPipeEcho { size }))?;
+    /// Spawns the echoing child (pinned to `cpu`, if given).
+    pub fn start(size: usize, cpu: Option<usize>) -> Result<Self> {
+        let mut cmd = agent_command(&task(Role::RawPipeEcho { size }, cpu))?;
         let mut child = Reaped(cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).spawn()?);
         let to = child
             .0
@@ -124,10 +134,12 @@ impl RawPipe {
 }
 
 /// Round trips of `size` bytes through the stdin/stdout pipes of a child.
-pub fn pipe(size: usize, warmup: u64, samples: u64) -> Result<BaselineLatency> {
-    let mut raw = RawPipe::start(size)?;
-    let recorder = record_round_trips(warmup, samples, || raw.once())?;
-    Ok(result("pipe", size, &recorder))
+pub fn pipe(size: usize, warmup: u64, samples: u64, pin: bool) -> Result<BaselineLatency> {
+    let measured = placed(pin, |cpu| {
+        let mut raw = RawPipe::start(size, cpu)?;
+        record_round_trips(warmup, samples, || raw.once())
+    })?;
+    Ok(result("pipe", size, measured))
 }
 
 /// The agent side of [`pipe`].
@@ -151,10 +163,11 @@ pub struct RawSocket {
 }
 
 impl RawSocket {
-    /// Spawns the echoing child with the other end as its stdin.
-    pub fn start(size: usize) -> Result<Self> {
+    /// Spawns the echoing child with the other end as its stdin (pinned
+    /// to `cpu`, if given).
+    pub fn start(size: usize, cpu: Option<usize>) -> Result<Self> {
         let (ours, theirs) = UnixStream::pair()?;
-        let mut cmd = agent_command(&task(Role::RawSocketEcho { size }))?;
+        let mut cmd = agent_command(&task(Role::RawSocketEcho { size }, cpu))?;
         let child = Reaped(cmd.stdin(Stdio::from(OwnedFd::from(theirs))).spawn()?);
         Ok(RawSocket {
             ours,
@@ -174,10 +187,12 @@ impl RawSocket {
 }
 
 /// Round trips of `size` bytes over a socketpair shared with a child.
-pub fn socketpair(size: usize, warmup: u64, samples: u64) -> Result<BaselineLatency> {
-    let mut raw = RawSocket::start(size)?;
-    let recorder = record_round_trips(warmup, samples, || raw.once())?;
-    Ok(result("socketpair", size, &recorder))
+pub fn socketpair(size: usize, warmup: u64, samples: u64, pin: bool) -> Result<BaselineLatency> {
+    let measured = placed(pin, |cpu| {
+        let mut raw = RawSocket::start(size, cpu)?;
+        record_round_trips(warmup, samples, || raw.once())
+    })?;
+    Ok(result("socketpair", size, measured))
 }
 
 /// The agent side of [`socketpair`]: the socket is its stdin.
@@ -289,14 +304,14 @@ pub struct SharedWordPingPong {
 }
 
 impl SharedWordPingPong {
-    fn start(hand: Hand) -> Result<Self> {
+    fn start(hand: Hand, cpu: Option<usize>) -> Result<Self> {
         let (page, fd) = SharedPage::create()?;
         let role = if hand == Hand::Spin {
             Role::SpinEcho
         } else {
             Role::FutexEcho
         };
-        let mut cmd = agent_command(&task(role))?;
+        let mut cmd = agent_command(&task(role, cpu))?;
         let child = Reaped(cmd.stdin(Stdio::from(fd)).spawn()?);
         Ok(SharedWordPingPong {
             page,
@@ -306,14 +321,14 @@ impl SharedWordPingPong {
         })
     }
 
-    /// Both sides spin on the cache line.
-    pub fn spinning() -> Result<Self> {
-        Self::start(Hand::Spin)
+    /// Both sides spin on the cache line (the child pinned to `cpu`).
+    pub fn spinning(cpu: Option<usize>) -> Result<Self> {
+        Self::start(Hand::Spin, cpu)
     }
 
-    /// Both sides sleep on a futex.
-    pub fn sleeping() -> Result<Self> {
-        Self::start(Hand::Futex)
+    /// Both sides sleep on a futex (the child pinned to `cpu`).
+    pub fn sleeping(cpu: Option<usize>) -> Result<Self> {
+        Self::start(Hand::Futex, cpu)
     }
 
     /// One round trip.
@@ -334,25 +349,32 @@ impl Drop for SharedWordPingPong {
     }
 }
 
-fn shared_word_round_trips(hand: Hand, warmup: u64, samples: u64) -> Result<BaselineLatency> {
-    let mut ping = SharedWordPingPong::start(hand)?;
-    let recorder = record_round_trips(warmup, samples, || ping.once())?;
+fn shared_word_round_trips(
+    hand: Hand,
+    warmup: u64,
+    samples: u64,
+    pin: bool,
+) -> Result<BaselineLatency> {
+    let measured = placed(pin, |cpu| {
+        let mut ping = SharedWordPingPong::start(hand, cpu)?;
+        record_round_trips(warmup, samples, || ping.once())
+    })?;
     let name = if hand == Hand::Spin {
         "cache-line"
     } else {
         "futex"
     };
-    Ok(result(name, 4, &recorder))
+    Ok(result(name, 4, measured))
 }
 
 /// Round trips on one shared cache line, both sides spinning.
-pub fn cache_line(warmup: u64, samples: u64) -> Result<BaselineLatency> {
-    shared_word_round_trips(Hand::Spin, warmup, samples)
+pub fn cache_line(warmup: u64, samples: u64, pin: bool) -> Result<BaselineLatency> {
+    shared_word_round_trips(Hand::Spin, warmup, samples, pin)
 }
 
 /// Round trips through a futex, both sides sleeping in the kernel.
-pub fn futex(warmup: u64, samples: u64) -> Result<BaselineLatency> {
-    shared_word_round_trips(Hand::Futex, warmup, samples)
+pub fn futex(warmup: u64, samples: u64, pin: bool) -> Result<BaselineLatency> {
+    shared_word_round_trips(Hand::Futex, warmup, samples, pin)
 }
 
 fn shared_word_echo(hand: Hand) -> Result<()> {

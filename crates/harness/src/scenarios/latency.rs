@@ -22,8 +22,14 @@ pub struct RoundTrip {
 impl RoundTrip {
     /// Spawns an echo agent over `variant` for `size`-byte messages.
     pub fn start(variant: Variant, size: usize) -> Result<Self> {
+        Self::start_on(variant, size, None)
+    }
+
+    /// Like [`start`](Self::start), with the agent pinned to `cpu`.
+    pub fn start_on(variant: Variant, size: usize, cpu: Option<usize>) -> Result<Self> {
         Ok(RoundTrip {
             agent: spawn_agent(&AgentTask {
+                cpu,
                 role: Role::Echo,
                 variant,
             })?,
@@ -74,15 +80,19 @@ impl Regime {
     }
 }
 
-/// Measures `samples` round trips of `size` bytes after `warmup`.
+/// Measures `samples` round trips of `size` bytes after `warmup`, with
+/// the two processes pinned to two CPUs if `pin` (and there are two).
 pub fn measure(
     variant: Variant,
     size: usize,
     regime: Regime,
     warmup: u64,
     samples: u64,
+    pin: bool,
 ) -> Result<LatencyResult> {
-    let mut rt = RoundTrip::start(variant, size)?;
+    let cpus = pin.then(crate::pin::cpus).flatten();
+    let _pinned = crate::pin::PinGuard::new(cpus.map(|c| c.0));
+    let mut rt = RoundTrip::start_on(variant, size, cpus.map(|c| c.1))?;
     for _ in 0..warmup {
         rt.once()?;
     }
@@ -97,6 +107,7 @@ pub fn measure(
         transport: variant.label(),
         size,
         regime: regime.name().into(),
+        pinned: cpus.is_some(),
         stats: recorder.summary(),
     })
 }

@@ -16,6 +16,7 @@ use crate::transport::{AnyConnection, Variant, spawn_agent};
 /// one's latency from emission (in the agent) to decoding (here).
 pub fn collect(variant: Variant, events: u64, interval: Duration) -> Result<LoggingResult> {
     let mut agent = spawn_agent(&AgentTask {
+        cpu: None,
         role: Role::LogEmitter {
             events,
             interval_us: interval.as_micros() as u64,
@@ -66,6 +67,7 @@ impl EventRoundTrip {
     pub fn start(variant: Variant) -> Result<Self> {
         Ok(EventRoundTrip {
             agent: spawn_agent(&AgentTask {
+                cpu: None,
                 role: Role::LogEcho,
                 variant,
             })?,

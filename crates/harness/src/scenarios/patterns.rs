@@ -25,6 +25,7 @@ fn spawn_all(variant: Variant, agents: usize, role: Role) -> Result<Vec<Agent>> 
     (0..agents)
         .map(|_| {
             spawn_agent(&AgentTask {
+                cpu: None,
                 role: role.clone(),
                 variant,
             })
@@ -239,6 +240,7 @@ pub fn pipeline(variant: Variant, agents: usize, messages: u64) -> Result<Patter
     let mut stages = Stages(Vec::new());
     for i in 0..agents {
         stages.0.push(spawn_detached(&AgentTask {
+            cpu: None,
             role: Role::Relay {
                 listen: addresses[i].clone(),
                 downstream: addresses[i + 1].clone(),
@@ -331,6 +333,7 @@ pub fn all_to_all(variant: Variant, agents: usize, messages: u64) -> Result<Patt
     let mut members: Vec<Agent> = (0..agents)
         .map(|index| {
             spawn_agent(&AgentTask {
+                cpu: None,
                 role: Role::Mesh(MeshTask {
                     index,
                     members: agents,

@@ -24,6 +24,7 @@ pub fn idle(variant: Variant, agents: usize, window: Duration) -> Result<IdleRes
     let mut spawned = Vec::with_capacity(agents);
     for _ in 0..agents {
         spawned.push(spawn_agent(&AgentTask {
+            cpu: None,
             role: Role::Idle,
             variant,
         })?);
@@ -77,6 +78,7 @@ pub fn churn(variant: Variant, cycles: u32) -> Result<ChurnResult> {
                 parent_start = procfs::rss_kib(me).unwrap_or(0);
             }
             let mut agent = spawn_agent(&AgentTask {
+                cpu: None,
                 role: Role::Echo,
                 variant,
             })?;
@@ -99,6 +101,7 @@ pub fn churn(variant: Variant, cycles: u32) -> Result<ChurnResult> {
             Some(bind(&address_base, &variant)?)
         };
         let mut agent = spawn_agent(&AgentTask {
+            cpu: None,
             role: Role::Churn {
                 cycles,
                 address_base: address_base.clone(),

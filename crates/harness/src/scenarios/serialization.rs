@@ -201,6 +201,7 @@ pub fn typed_round_trip<C: Codec + Copy>(
     let call = tool_call();
     let codec_error = |e: ipc_core::CodecError| HarnessError::Agent(e.to_string());
     let mut agent = spawn_agent(&crate::agent::AgentTask {
+        cpu: None,
         role: crate::agent::Role::Echo,
         variant,
     })?;

@@ -24,7 +24,18 @@ impl Stream {
     /// Spawns a sink over `variant` that verifies `count` messages (or any
     /// number, if `None`).
     pub fn start(variant: Variant, size: usize, count: Option<u64>) -> Result<Self> {
+        Self::start_on(variant, size, count, None)
+    }
+
+    /// Like [`start`](Self::start), with the sink pinned to `cpu`.
+    pub fn start_on(
+        variant: Variant,
+        size: usize,
+        count: Option<u64>,
+        cpu: Option<usize>,
+    ) -> Result<Self> {
         let agent = spawn_agent(&AgentTask {
+            cpu,
             role: Role::Sink {
                 count,
                 in_place: variant.zero_copy,
@@ -68,9 +79,12 @@ impl Stream {
     }
 }
 
-/// Streams `count` messages of `size` bytes and times it to the report.
-pub fn measure(variant: Variant, size: usize, count: u64) -> Result<ThroughputResult> {
-    let mut stream = Stream::start(variant, size, Some(count))?;
+/// Streams `count` messages of `size` bytes and times it to the report,
+/// with the two processes on two CPUs if `pin`.
+pub fn measure(variant: Variant, size: usize, count: u64, pin: bool) -> Result<ThroughputResult> {
+    let cpus = pin.then(crate::pin::cpus).flatten();
+    let _pinned = crate::pin::PinGuard::new(cpus.map(|c| c.0));
+    let mut stream = Stream::start_on(variant, size, Some(count), cpus.map(|c| c.1))?;
     let cpu_start = procfs::self_cpu_ns();
     let start = Instant::now();
     for _ in 0..count {
@@ -88,5 +102,6 @@ pub fn measure(variant: Variant, size: usize, count: u64) -> Result<ThroughputRe
         msgs_per_s: count as f64 / seconds,
         bytes_per_s: (count * size as u64) as f64 / seconds,
         cpu_ns_per_msg: (parent_cpu + report.cpu_ns) as f64 / count as f64,
+        pinned: cpus.is_some(),
     })
 }

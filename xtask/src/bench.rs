@@ -1,0 +1,300 @@
+//! `cargo xtask bench`: build the runner, run the groups with progress,
+//! and write the record, the summary, the charts and the exports.
+
+use std::io::{BufRead, BufReader, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use harness::plan::parse_size;
+use harness::{Group, Transport};
+
+use crate::compare::{self, Comparison, Rule};
+use crate::record::{self, BenchRecord, Machine};
+use crate::{Failure, Outcome, exports, report, targets};
+
+/// What `cargo xtask bench` was asked.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BenchArgs {
+    /// Groups to run (default: all): baselines, throughput, latency,
+    /// serialization, resources, patterns, logging.
+    pub groups: Vec<String>,
+    /// Quick preset: every figure, fewer samples (about a minute).
+    #[arg(long)]
+    pub quick: bool,
+    /// Smoke-test preset: every scenario at a tiny size; figures are not
+    /// meaningful (used by CI to exercise the main job).
+    #[arg(long, conflicts_with = "quick")]
+    pub tiny: bool,
+    /// Transports, comma-separated (default: pipe,uds,shm).
+    #[arg(long, value_delimiter = ',')]
+    pub transports: Vec<String>,
+    /// Message sizes, comma-separated, e.g. 64,4KiB,1MiB.
+    #[arg(long, value_delimiter = ',')]
+    pub sizes: Vec<String>,
+    /// Agent counts for the patterns, comma-separated, e.g. 2,4,8.
+    #[arg(long, value_delimiter = ',')]
+    pub agents: Vec<usize>,
+    /// Where results go.
+    #[arg(long, default_value = "benchmark_results")]
+    pub out: PathBuf,
+    /// Targets file (default: the built-in xtask/targets.toml).
+    #[arg(long)]
+    pub targets: Option<PathBuf>,
+    /// Compare with this record instead of the previous run in --out.
+    #[arg(long)]
+    pub baseline: Option<PathBuf>,
+    /// Regression factor for absolute figures (default 3.0).
+    #[arg(long, default_value_t = 3.0)]
+    pub threshold: f64,
+}
+
+/// Checks every input before anything runs or is written.
+fn validate(args: &BenchArgs) -> Result<Vec<String>, Failure> {
+    let bad = |e: harness::HarnessError| Failure::Input(e.to_string());
+    for g in &args.groups {
+        g.parse::<Group>().map_err(bad)?;
+    }
+    for t in &args.transports {
+        t.parse::<Transport>().map_err(bad)?;
+    }
+    for s in &args.sizes {
+        parse_size(s).map_err(bad)?;
+    }
+    if let Some(&n) = args.agents.iter().find(|&&n| n == 0 || n > 64) {
+        return Err(Failure::Input(format!("agent count {n} is outside 1..=64")));
+    }
+    if !(args.threshold > 1.0) {
+        return Err(Failure::Input("--threshold must be above 1.0".into()));
+    }
+    let mut runner_args = Vec::new();
+    if !args.groups.is_empty() {
+        runner_args.push(format!("--groups={}", args.groups.join(",")));
+    }
+    if args.quick {
+        runner_args.push("--quick".into());
+    }
+    if args.tiny {
+        runner_args.push("--tiny".into());
+    }
+    if !args.transports.is_empty() {
+        runner_args.push(format!("--transports={}", args.transports.join(",")));
+    }
+    if !args.sizes.is_empty() {
+        runner_args.push(format!("--sizes={}", args.sizes.join(",")));
+    }
+    if !args.agents.is_empty() {
+        let agents: Vec<String> = args.agents.iter().map(|n| n.to_string()).collect();
+        runner_args.push(format!("--agents={}", agents.join(",")));
+    }
+    Ok(runner_args)
+}
+
+/// The workspace root (xtask lives in `<root>/xtask`).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask is inside the workspace")
+        .to_owned()
+}
+
+fn build_runner(root: &Path) -> Result<PathBuf, Failure> {
+    eprintln!("building the benchmark runner (release)...");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .args([
+            "build",
+            "--release",
+            "--package",
+            "harness",
+            "--bin",
+            "ipc-bench",
+        ])
+        .current_dir(root)
+        .status()
+        .map_err(|e| Failure::Error(format!("running cargo: {e}")))?;
+    if !status.success() {
+        return Err(Failure::Error("building the runner failed".into()));
+    }
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
+    Ok(target.join("release").join("ipc-bench"))
+}
+
+/// Renders the runner's progress lines (JSON on its stderr).
+fn show_progress(line: &str, live: bool) {
+    let Ok(p) = serde_json::from_str::<serde_json::Value>(line) else {
+        // Not progress: an agent's or the runner's own message.
+        if live {
+            eprint!("\r\x1b[2K");
+        }
+        eprintln!("{line}");
+        return;
+    };
+    let text = format!(
+        "[{:>3}/{}] {:<13} {:<44} {:>4.0}s elapsed, ~{:.0}s left{}",
+        p["done"],
+        p["total"],
+        p["group"].as_str().unwrap_or(""),
+        p["label"].as_str().unwrap_or(""),
+        p["elapsed_s"].as_f64().unwrap_or(0.0),
+        p["remaining_s"].as_f64().unwrap_or(0.0),
+        p["error"]
+            .as_str()
+            .map_or(String::new(), |e| format!("  FAILED: {e}")),
+    );
+    if live && p["error"].is_null() {
+        eprint!("\r\x1b[2K{text}");
+        let _ = std::io::stderr().flush();
+    } else {
+        if live {
+            eprint!("\r\x1b[2K");
+        }
+        eprintln!("{text}");
+    }
+}
+
+fn run_runner(runner: &Path, runner_args: &[String], partial: &Path) -> Result<(), Failure> {
+    let mut child = Command::new(runner)
+        .args(runner_args)
+        .arg("--progress-json")
+        .arg("--out")
+        .arg(partial)
+        .stdout(Stdio::inherit())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| Failure::Error(format!("starting {}: {e}", runner.display())))?;
+    let live = std::io::stderr().is_terminal();
+    if let Some(stderr) = child.stderr.take() {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            show_progress(&line, live);
+        }
+    }
+    if live {
+        eprintln!();
+    }
+    let status = child.wait().map_err(|e| Failure::Error(e.to_string()))?;
+    // Exit 1 with results written means some scenarios failed: the record
+    // lists them, and the bench exits as an error after writing it.
+    if !partial.exists() {
+        return Err(Failure::Error(format!(
+            "the runner wrote no results ({status})"
+        )));
+    }
+    Ok(())
+}
+
+/// Writes the summary, charts and exports for `record` into `dir`, and
+/// prints the console summary.
+pub fn publish(
+    dir: &Path,
+    record: &BenchRecord,
+    targets_file: Option<&Path>,
+    baseline: Option<(String, &BenchRecord)>,
+    rule: Rule,
+) -> Result<Outcome, Failure> {
+    let targets = targets::load(targets_file).map_err(Failure::Input)?;
+    let verdicts = targets::evaluate(&record.results, &targets);
+    let comparison: Option<(String, Comparison)> =
+        baseline.map(|(name, b)| (name, compare::compare(&b.results, &record.results, rule)));
+    let io = |e: std::io::Error| Failure::Error(format!("writing the report: {e}"));
+    let charts = report::write_charts(dir, &record.results).map_err(io)?;
+    let summary = report::summary(
+        record,
+        &verdicts,
+        comparison.as_ref().map(|(n, c)| (n.as_str(), c)),
+        &charts,
+    );
+    record::write_atomic(&dir.join("LATEST_SUMMARY.md"), summary.as_bytes()).map_err(io)?;
+    let bmf =
+        serde_json::to_vec_pretty(&exports::bencher_bmf(&record.results)).expect("serializes");
+    record::write_atomic(&dir.join("LATEST_bencher_bmf.json"), &bmf).map_err(io)?;
+    let gab = serde_json::to_vec_pretty(&exports::smaller_is_better(&record.results))
+        .expect("serializes");
+    record::write_atomic(&dir.join("LATEST_github_action_benchmark.json"), &gab).map_err(io)?;
+    print!(
+        "{}",
+        report::console(record, &verdicts, comparison.as_ref().map(|(_, c)| c))
+    );
+    println!("\nsummary: {}", dir.join("LATEST_SUMMARY.md").display());
+    Ok(Outcome {
+        failed_scenarios: !record.results.failures.is_empty(),
+        target_missed: verdicts.iter().any(|v| v.missed()),
+        regression: comparison.is_some_and(|(_, c)| c.regressions().next().is_some()),
+    })
+}
+
+/// Runs `cargo xtask bench`.
+pub fn run(args: &BenchArgs) -> Result<Outcome, Failure> {
+    let runner_args = validate(args)?;
+    // Load what the report needs before measuring, so bad input fails fast.
+    targets::load(args.targets.as_deref()).map_err(Failure::Input)?;
+    let baseline = match &args.baseline {
+        Some(path) => Some((
+            path.display().to_string(),
+            record::load(path).map_err(|e| Failure::Input(e.to_string()))?,
+        )),
+        None => record::stored_runs(&args.out)
+            .into_iter()
+            .rev()
+            .find_map(|p| {
+                let loaded = record::load(&p);
+                if let Err(e) = &loaded {
+                    eprintln!("note: not comparing with {}: {e}", p.display());
+                }
+                loaded.ok().map(|r| {
+                    (
+                        p.file_name()
+                            .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
+                        r,
+                    )
+                })
+            }),
+    };
+    let root = workspace_root();
+    let runner = build_runner(&root)?;
+    std::fs::create_dir_all(&args.out)
+        .map_err(|e| Failure::Error(format!("creating {}: {e}", args.out.display())))?;
+    let now = time::OffsetDateTime::now_utc();
+    let stamp = now
+        .format(time::macros::format_description!(
+            "[year][month][day]T[hour][minute][second]Z"
+        ))
+        .expect("formats");
+    let partial = args.out.join(format!(".partial_{stamp}.json"));
+    let outcome = run_runner(&runner, &runner_args, &partial);
+    let results = outcome.and_then(|()| {
+        let text = std::fs::read(&partial).map_err(|e| Failure::Error(e.to_string()));
+        let _ = std::fs::remove_file(&partial);
+        serde_json::from_slice::<harness::RunResults>(&text?)
+            .map_err(|e| Failure::Error(format!("the runner's results do not parse: {e}")))
+    });
+    let _ = std::fs::remove_file(&partial);
+    let results = results?;
+    let record = BenchRecord {
+        record_schema: record::RECORD_SCHEMA,
+        started_utc: now
+            .format(&time::format_description::well_known::Rfc3339)
+            .expect("formats"),
+        machine: Machine::detect(),
+        toolchain: record::toolchain(),
+        git: record::git_state(&root),
+        command: std::env::args().collect(),
+        results,
+    };
+    let path = args.out.join(format!("benchmark_{stamp}.json"));
+    let json = serde_json::to_vec_pretty(&record).expect("records serialize");
+    record::write_atomic(&path, &json)
+        .map_err(|e| Failure::Error(format!("writing {}: {e}", path.display())))?;
+    eprintln!("record: {}", path.display());
+    let rule = Rule {
+        factor: args.threshold,
+        ..Rule::default()
+    };
+    publish(
+        &args.out,
+        &record,
+        args.targets.as_deref(),
+        baseline.as_ref().map(|(n, r)| (n.clone(), r)),
+        rule,
+    )
+}

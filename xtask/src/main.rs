@@ -1,0 +1,199 @@
+//! `cargo xtask`: the project's automation, reached through the cargo alias
+//! in `.cargo/config.toml`. One module per subcommand.
+
+mod bench;
+mod charts;
+mod compare;
+mod exports;
+mod history;
+mod record;
+mod report;
+mod targets;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+const EXIT_CODES: &str = "Exit codes: 0 all targets met and no regression; 1 error (bad input, \
+a failed build or scenario); 2 a target missed; 3 a regression against the baseline. When several \
+apply, the lowest non-zero code wins (an error hides a missed target, a missed target hides a \
+regression).";
+
+/// Benchmark automation for the IPC workspace.
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask", about, after_help = EXIT_CODES)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Build in release mode, run the benchmark groups across real
+    /// processes, and write benchmark_<UTC>.json, LATEST_SUMMARY.md, SVG
+    /// charts and CI-tracker exports into --out.
+    #[command(after_help = EXIT_CODES)]
+    Bench(bench::BenchArgs),
+    /// Regenerate the summary, charts and exports from a stored record.
+    Report {
+        /// The record (benchmark_<UTC>.json).
+        record: PathBuf,
+        /// Where to write (default: beside the record).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Targets file.
+        #[arg(long)]
+        targets: Option<PathBuf>,
+        /// Compare with this record.
+        #[arg(long)]
+        baseline: Option<PathBuf>,
+    },
+    /// Compare two stored records figure by figure (exit 3 on a regression).
+    Compare {
+        /// The baseline record.
+        baseline: PathBuf,
+        /// The record to judge.
+        current: PathBuf,
+        /// Regression factor for absolute figures.
+        #[arg(long, default_value_t = 3.0)]
+        threshold: f64,
+    },
+    /// Show the headline figures of every stored run, oldest first.
+    History {
+        /// Where the records are.
+        #[arg(long, default_value = "benchmark_results")]
+        dir: PathBuf,
+    },
+}
+
+/// Why a command failed.
+#[derive(Debug)]
+pub enum Failure {
+    /// Bad input: nothing was run or written.
+    Input(String),
+    /// Something failed along the way.
+    Error(String),
+}
+
+/// What a run found, for the exit code.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Outcome {
+    /// Some scenarios failed.
+    pub failed_scenarios: bool,
+    /// Some target was missed.
+    pub target_missed: bool,
+    /// Some figure regressed.
+    pub regression: bool,
+}
+
+impl Outcome {
+    fn code(self) -> u8 {
+        if self.failed_scenarios {
+            1
+        } else if self.target_missed {
+            2
+        } else if self.regression {
+            3
+        } else {
+            0
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<u8, Failure> {
+    match cli.command {
+        Cmd::Bench(args) => Ok(bench::run(&args)?.code()),
+        Cmd::Report {
+            record,
+            out,
+            targets,
+            baseline,
+        } => {
+            let loaded = record::load(&record).map_err(|e| Failure::Input(e.to_string()))?;
+            let base = baseline
+                .map(|p| record::load(&p).map(|r| (p.display().to_string(), r)))
+                .transpose()
+                .map_err(|e| Failure::Input(e.to_string()))?;
+            let dir = out.unwrap_or_else(|| {
+                record
+                    .parent()
+                    .map_or_else(|| PathBuf::from("."), |p| p.to_owned())
+            });
+            std::fs::create_dir_all(&dir).map_err(|e| Failure::Error(e.to_string()))?;
+            let outcome = bench::publish(
+                &dir,
+                &loaded,
+                targets.as_deref(),
+                base.as_ref().map(|(n, r)| (n.clone(), r)),
+                compare::Rule::default(),
+            )?;
+            Ok(outcome.code())
+        }
+        Cmd::Compare {
+            baseline,
+            current,
+            threshold,
+        } => {
+            if !(threshold > 1.0) {
+                return Err(Failure::Input("--threshold must be above 1.0".into()));
+            }
+            let a = record::load(&baseline).map_err(|e| Failure::Input(e.to_string()))?;
+            let b = record::load(&current).map_err(|e| Failure::Input(e.to_string()))?;
+            let rule = compare::Rule {
+                factor: threshold,
+                ..compare::Rule::default()
+            };
+            let c = compare::compare(&a.results, &b.results, rule);
+            println!("Rule: {}.", rule.describe());
+            println!("{} figures compared.", c.compared);
+            for ch in &c.changes {
+                println!(
+                    "{:<12} {}: {:.4} -> {:.4} ({:.2}x {})",
+                    format!("{:?}", ch.outcome).to_uppercase(),
+                    ch.figure,
+                    ch.baseline,
+                    ch.current,
+                    if ch.worse_by >= 1.0 {
+                        ch.worse_by
+                    } else {
+                        1.0 / ch.worse_by
+                    },
+                    if ch.worse_by >= 1.0 {
+                        "worse"
+                    } else {
+                        "better"
+                    }
+                );
+            }
+            let regressed = c.regressions().next().is_some();
+            println!(
+                "{}",
+                if regressed {
+                    "Regressions found."
+                } else {
+                    "No regression."
+                }
+            );
+            Ok(if regressed { 3 } else { 0 })
+        }
+        Cmd::History { dir } => {
+            print!("{}", history::table(&dir).map_err(Failure::Input)?);
+            Ok(0)
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(code) => ExitCode::from(code),
+        Err(Failure::Input(e)) => {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
+        }
+        Err(Failure::Error(e)) => {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
+        }
+    }
+}

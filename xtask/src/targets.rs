@@ -1,0 +1,348 @@
+//! Performance targets: what is measured against which limit, per
+//! transport, read from a TOML file (`xtask/targets.toml` by default).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use harness::{RunResults, Transport};
+use serde::{Deserialize, Serialize};
+
+/// Which side of the limit passes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Direction {
+    /// The value must be below the limit.
+    Below,
+    /// The value must be above the limit.
+    Above,
+}
+
+/// A target this tool knows how to measure.
+#[derive(Debug)]
+pub struct TargetDef {
+    /// Key in the TOML file.
+    pub id: &'static str,
+    /// What it is, for the report.
+    pub description: &'static str,
+    /// Unit of the value and the limit.
+    pub unit: &'static str,
+    /// Which side passes.
+    pub direction: Direction,
+    /// Reads the value for one transport out of a run.
+    pub extract: fn(&RunResults, Transport) -> Option<f64>,
+}
+
+fn smallest_size(r: &RunResults) -> usize {
+    r.plan.sizes.iter().copied().min().unwrap_or(64)
+}
+
+/// Every target id the tool knows.
+pub const KNOWN: [TargetDef; 7] = [
+    TargetDef {
+        id: "event_logging_latency",
+        description: "event logging latency, p99 (paced events)",
+        unit: "ms",
+        direction: Direction::Below,
+        extract: |r, t| {
+            r.logging
+                .iter()
+                .find(|l| l.transport == t.name() && l.regime == "paced")
+                .map(|l| l.latency.p99_ns as f64 / 1e6)
+        },
+    },
+    TargetDef {
+        id: "small_message_throughput",
+        description: "small-message throughput (smallest size, one way)",
+        unit: "msg/s",
+        direction: Direction::Above,
+        extract: |r, t| {
+            let size = smallest_size(r);
+            r.throughput
+                .iter()
+                .find(|x| x.transport == t.name() && x.size == size)
+                .map(|x| x.msgs_per_s)
+        },
+    },
+    TargetDef {
+        id: "idle_cpu",
+        description: "idle agent CPU (per agent, largest idle group)",
+        unit: "% of a core",
+        direction: Direction::Below,
+        extract: |r, t| {
+            r.idle
+                .iter()
+                .filter(|i| i.transport == t.name())
+                .max_by_key(|i| i.agents)
+                .map(|i| i.agents_cpu_percent / i.agents as f64)
+        },
+    },
+    TargetDef {
+        id: "idle_memory",
+        description: "idle agent memory (largest RSS seen)",
+        unit: "MB",
+        direction: Direction::Below,
+        extract: |r, t| {
+            r.idle
+                .iter()
+                .filter(|i| i.transport == t.name())
+                .map(|i| i.rss_kib_max as f64 * 1024.0 / 1e6)
+                .reduce(f64::max)
+        },
+    },
+    TargetDef {
+        id: "p95_round_trip",
+        description: "p95 round trip (smallest size, back to back)",
+        unit: "us",
+        direction: Direction::Below,
+        extract: |r, t| {
+            let size = smallest_size(r);
+            r.latency
+                .iter()
+                .find(|l| l.transport == t.name() && l.size == size && l.regime == "back-to-back")
+                .map(|l| l.stats.p95_ns as f64 / 1e3)
+        },
+    },
+    TargetDef {
+        id: "overhead_vs_mechanism",
+        description: "p50 round trip over the bare mechanism's (pipe/pipe, uds/socketpair, shm-spin/cache line)",
+        unit: "x",
+        direction: Direction::Below,
+        extract: |r, t| {
+            let (label, mechanism) = match t {
+                Transport::Pipe => ("pipe", "pipe"),
+                Transport::Uds => ("uds", "socketpair"),
+                Transport::Shm => ("shm-spin", "cache-line"),
+            };
+            r.ratios
+                .iter()
+                .find(|x| x.transport == label && x.mechanism == mechanism)
+                .map(|x| x.ratio)
+        },
+    },
+    TargetDef {
+        id: "connection_churn_leak",
+        description: "memory growth over connect/disconnect cycles",
+        unit: "KiB",
+        direction: Direction::Below,
+        extract: |r, t| {
+            r.churn.iter().find(|c| c.transport == t.name()).map(|c| {
+                c.parent_rss_growth_kib
+                    .max(c.agent_rss_growth_kib.unwrap_or(0)) as f64
+            })
+        },
+    },
+];
+
+/// A target as configured.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TargetConfig {
+    limit: f64,
+    #[serde(default = "enabled")]
+    enabled: bool,
+}
+
+fn enabled() -> bool {
+    true
+}
+
+/// The default targets file, built in.
+pub const DEFAULT_TARGETS: &str = include_str!("../targets.toml");
+
+/// A target to check: its definition and limit.
+#[derive(Debug)]
+pub struct Target {
+    /// What is measured.
+    pub def: &'static TargetDef,
+    /// The limit.
+    pub limit: f64,
+}
+
+/// Parses a targets file; unknown ids and bad values are errors.
+pub fn parse(text: &str, origin: &str) -> Result<Vec<Target>, String> {
+    let table: BTreeMap<String, TargetConfig> =
+        toml::from_str(text).map_err(|e| format!("{origin}: {e}"))?;
+    let mut targets = Vec::new();
+    for (id, config) in table {
+        let def = KNOWN.iter().find(|d| d.id == id).ok_or_else(|| {
+            let known: Vec<_> = KNOWN.iter().map(|d| d.id).collect();
+            format!(
+                "{origin}: unknown target `{id}`; known: {}",
+                known.join(", ")
+            )
+        })?;
+        if !config.limit.is_finite() {
+            return Err(format!(
+                "{origin}: target `{id}` has a limit that is not a number"
+            ));
+        }
+        if config.enabled {
+            targets.push(Target {
+                def,
+                limit: config.limit,
+            });
+        }
+    }
+    // Report in the order of KNOWN.
+    targets.sort_by_key(|t| KNOWN.iter().position(|d| d.id == t.def.id));
+    Ok(targets)
+}
+
+/// Loads the targets file at `path`, or the built-in defaults.
+pub fn load(path: Option<&Path>) -> Result<Vec<Target>, String> {
+    match path {
+        Some(path) => {
+            let text =
+                std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            parse(&text, &path.display().to_string())
+        }
+        None => parse(DEFAULT_TARGETS, "built-in targets"),
+    }
+}
+
+/// One transport against one target.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TransportVerdict {
+    /// The transport.
+    pub transport: String,
+    /// The measured value, if the run measured it.
+    pub value: Option<f64>,
+    /// Whether it is on the passing side of the limit.
+    pub met: Option<bool>,
+    /// How far on the passing side: limit/value (below) or value/limit
+    /// (above); above 1 means met, with that much headroom.
+    pub margin: Option<f64>,
+}
+
+/// One target's verdicts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Verdict {
+    /// Target id.
+    pub id: String,
+    /// Description.
+    pub description: String,
+    /// Unit.
+    pub unit: String,
+    /// Which side passes.
+    pub direction: Direction,
+    /// Limit.
+    pub limit: f64,
+    /// Per transport.
+    pub transports: Vec<TransportVerdict>,
+}
+
+impl Verdict {
+    /// True if any transport missed.
+    pub fn missed(&self) -> bool {
+        self.transports.iter().any(|t| t.met == Some(false))
+    }
+}
+
+/// Checks `results` against `targets`, for every transport of the run.
+pub fn evaluate(results: &RunResults, targets: &[Target]) -> Vec<Verdict> {
+    targets
+        .iter()
+        .map(|target| Verdict {
+            id: target.def.id.into(),
+            description: target.def.description.into(),
+            unit: target.def.unit.into(),
+            direction: target.def.direction,
+            limit: target.limit,
+            transports: results
+                .plan
+                .transports
+                .iter()
+                .map(|&t| {
+                    let value = (target.def.extract)(results, t);
+                    let margin = value.map(|v| match target.def.direction {
+                        Direction::Below => target.limit / v.max(f64::MIN_POSITIVE),
+                        Direction::Above => v / target.limit,
+                    });
+                    TransportVerdict {
+                        transport: t.name().into(),
+                        value,
+                        met: margin.map(|m| m >= 1.0),
+                        margin,
+                    }
+                })
+                .collect(),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use harness::schema::{IdleResult, ThroughputResult};
+
+    #[test]
+    fn the_default_file_parses_with_every_target() {
+        let targets = load(None).unwrap();
+        assert_eq!(targets.len(), KNOWN.len());
+        assert_eq!(targets[0].def.id, "event_logging_latency");
+    }
+
+    #[test]
+    fn bad_files_are_rejected_with_the_reason() {
+        assert!(
+            parse("[nonsense]\nlimit = 1", "t")
+                .unwrap_err()
+                .contains("unknown target `nonsense`")
+        );
+        assert!(parse("[idle_cpu]\nlimit = \"fast\"", "t").is_err());
+        assert!(parse("[idle_cpu]\nlimt = 1", "t").is_err());
+        assert!(parse("not toml at all [", "t").is_err());
+        assert_eq!(
+            parse("[idle_cpu]\nlimit = 1\nenabled = false", "t")
+                .unwrap()
+                .len(),
+            0
+        );
+    }
+
+    #[test]
+    fn verdicts_have_value_limit_and_margin_per_transport() {
+        let mut r = RunResults::default();
+        r.plan.transports = vec![Transport::Pipe, Transport::Uds, Transport::Shm];
+        r.plan.sizes = vec![64];
+        for (t, rate) in [("pipe", 40_000.0), ("uds", 5_000.0)] {
+            r.throughput.push(ThroughputResult {
+                transport: t.into(),
+                size: 64,
+                messages: 1,
+                seconds: 1.0,
+                msgs_per_s: rate,
+                bytes_per_s: rate * 64.0,
+                cpu_ns_per_msg: 1.0,
+                pinned: true,
+            });
+        }
+        r.idle.push(IdleResult {
+            transport: "pipe".into(),
+            agents: 16,
+            window_s: 1.0,
+            agents_cpu_percent: 0.8,
+            parent_cpu_percent: 0.0,
+            rss_kib_mean: 3000.0,
+            rss_kib_max: 3100,
+        });
+        let targets = parse(
+            "[small_message_throughput]\nlimit = 10000\n[idle_cpu]\nlimit = 1",
+            "t",
+        )
+        .unwrap();
+        let v = evaluate(&r, &targets);
+        let tp = &v[0].transports;
+        assert_eq!((tp[0].met, tp[0].margin), (Some(true), Some(4.0)));
+        assert_eq!((tp[1].met, tp[1].margin), (Some(false), Some(0.5)));
+        assert_eq!((tp[2].value, tp[2].met), (None, None), "shm not measured");
+        assert!(v[0].missed());
+        // 0.8 % over 16 agents = 0.05 % each, 20x under the 1 % limit.
+        let idle = &v[1].transports[0];
+        assert!(
+            (idle.value.unwrap() - 0.05).abs() < 1e-12
+                && (idle.margin.unwrap() - 20.0).abs() < 1e-9
+        );
+        assert!(!v[1].missed());
+    }
+}
