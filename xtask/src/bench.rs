@@ -63,7 +63,7 @@ fn validate(args: &BenchArgs) -> Result<Vec<String>, Failure> {
     if let Some(&n) = args.agents.iter().find(|&&n| n == 0 || n > 64) {
         return Err(Failure::Input(format!("agent count {n} is outside 1..=64")));
     }
-    if !(args.threshold > 1.0) {
+    if args.threshold.is_nan() || args.threshold <= 1.0 {
         return Err(Failure::Input("--threshold must be above 1.0".into()));
     }
     let mut runner_args = Vec::new();

@@ -135,7 +135,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             current,
             threshold,
         } => {
-            if !(threshold > 1.0) {
+            if threshold.is_nan() || threshold <= 1.0 {
                 return Err(Failure::Input("--threshold must be above 1.0".into()));
             }
             let a = record::load(&baseline).map_err(|e| Failure::Input(e.to_string()))?;
