@@ -227,6 +227,17 @@ impl Plan {
         }
     }
 
+    /// Round trips recorded per latency figure at `size`: large messages
+    /// take milliseconds each, so they get a twentieth of the samples (at
+    /// least 50).
+    pub fn latency_samples_at(&self, size: usize) -> u64 {
+        if size > 64 << 10 {
+            (self.latency_samples / 20).max(50).min(self.latency_samples)
+        } else {
+            self.latency_samples
+        }
+    }
+
     /// Messages per throughput figure at `size`.
     pub fn throughput_messages(&self, size: usize) -> u64 {
         (self.throughput_bytes / size.max(1) as u64)

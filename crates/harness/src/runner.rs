@@ -124,8 +124,9 @@ fn plan_steps(plan: &Plan) -> Vec<Step> {
     for &group in &plan.groups {
         match group {
             Group::Baselines => {
-                let (w, n) = (p.latency_warmup, p.latency_samples);
+                let w = p.latency_warmup;
                 for &size in &p.sizes {
+                    let n = p.latency_samples_at(size);
                     steps.push(step(
                         group,
                         format!("pipe round trip {size} B"),
@@ -147,6 +148,7 @@ fn plan_steps(plan: &Plan) -> Vec<Step> {
                         },
                     ));
                 }
+                let n = p.latency_samples;
                 steps.push(step(group, "cache-line ping-pong".into(), 0.5, move |r| {
                     r.baselines.latency.push(baselines::cache_line(w, n, pin)?);
                     Ok(())
@@ -183,7 +185,7 @@ fn plan_steps(plan: &Plan) -> Vec<Step> {
                     for (variant, sizes, regime) in latency_variants(t, &p) {
                         for size in sizes {
                             let (w, n) = match regime {
-                                Regime::BackToBack => (p.latency_warmup, p.latency_samples),
+                                Regime::BackToBack => (p.latency_warmup, p.latency_samples_at(size)),
                                 Regime::Parked(_) => (p.latency_warmup / 10, p.parked_samples),
                             };
                             let label = format!("{} {size} B {}", variant.label(), regime.name());
