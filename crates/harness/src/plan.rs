@@ -232,7 +232,9 @@ impl Plan {
     /// least 50).
     pub fn latency_samples_at(&self, size: usize) -> u64 {
         if size > 64 << 10 {
-            (self.latency_samples / 20).max(50).min(self.latency_samples)
+            (self.latency_samples / 20)
+                .max(50)
+                .min(self.latency_samples)
         } else {
             self.latency_samples
         }

@@ -185,7 +185,9 @@ fn plan_steps(plan: &Plan) -> Vec<Step> {
                     for (variant, sizes, regime) in latency_variants(t, &p) {
                         for size in sizes {
                             let (w, n) = match regime {
-                                Regime::BackToBack => (p.latency_warmup, p.latency_samples_at(size)),
+                                Regime::BackToBack => {
+                                    (p.latency_warmup, p.latency_samples_at(size))
+                                }
                                 Regime::Parked(_) => (p.latency_warmup / 10, p.parked_samples),
                             };
                             let label = format!("{} {size} B {}", variant.label(), regime.name());
