@@ -89,6 +89,17 @@ fn validate(args: &BenchArgs) -> Result<Vec<String>, Failure> {
     Ok(runner_args)
 }
 
+/// The latency sample count of the preset `args` asks for (identifies it).
+fn preset_samples(args: &BenchArgs) -> u64 {
+    if args.tiny {
+        harness::Plan::tiny().latency_samples
+    } else if args.quick {
+        harness::Plan::quick().latency_samples
+    } else {
+        harness::Plan::full().latency_samples
+    }
+}
+
 /// The workspace root (xtask lives in `<root>/xtask`).
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -241,13 +252,22 @@ pub fn run(args: &BenchArgs) -> Result<Outcome, Failure> {
                 if let Err(e) = &loaded {
                     eprintln!("note: not comparing with {}: {e}", p.display());
                 }
-                loaded.ok().map(|r| {
-                    (
-                        p.file_name()
-                            .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
-                        r,
-                    )
-                })
+                // Only a run of the same preset: a quick run's figures (fewer
+                // messages, shorter windows) are not comparable with a full
+                // run's.
+                loaded
+                    .ok()
+                    .filter(|r| {
+                        r.results.plan.quick == args.quick
+                            && r.results.plan.latency_samples == preset_samples(args)
+                    })
+                    .map(|r| {
+                        (
+                            p.file_name()
+                                .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
+                            r,
+                        )
+                    })
             }),
     };
     let root = workspace_root();

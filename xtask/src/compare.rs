@@ -6,7 +6,7 @@
 //! machines move 2-5x between runs, see `../shared/MEASURE.md`) **and**,
 //! for latency, the current median lies above the baseline's p95 (the
 //! ranges do not overlap). Same-run ratios, which cancel most machine
-//! noise, use a tighter factor (default 1.5x). Tiny absolute changes (idle
+//! noise, use a tighter factor (default 2x). Tiny absolute changes (idle
 //! CPU under 0.1 point, memory under 512 KiB) never count.
 
 use std::collections::BTreeMap;
@@ -27,7 +27,7 @@ impl Default for Rule {
     fn default() -> Self {
         Rule {
             factor: 3.0,
-            ratio_factor: 1.5,
+            ratio_factor: 2.0,
         }
     }
 }
