@@ -108,7 +108,7 @@ pub fn workspace_root() -> PathBuf {
         .to_owned()
 }
 
-fn build_runner(root: &Path) -> Result<PathBuf, Failure> {
+pub fn build_runner(root: &Path) -> Result<PathBuf, Failure> {
     eprintln!("building the benchmark runner (release)...");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(cargo)

@@ -8,6 +8,7 @@ mod exports;
 mod history;
 mod record;
 mod report;
+mod soak;
 mod targets;
 
 use std::path::PathBuf;
@@ -58,6 +59,21 @@ enum Cmd {
         /// Regression factor for absolute figures.
         #[arg(long, default_value_t = 3.0)]
         threshold: f64,
+    },
+    /// Soak every transport (mixed sizes, several agents, every message
+    /// verified) and check memory and descriptors stay flat; optionally
+    /// run the backpressure bound too. Exit 1 unless everything passed.
+    Soak {
+        /// How long, e.g. 60s, 10m.
+        #[arg(long, default_value = "60s")]
+        duration: String,
+        /// Also run the backpressure bound (consumer 100x slower) for this
+        /// long per transport, e.g. 30s.
+        #[arg(long)]
+        backpressure: Option<String>,
+        /// Transports, comma-separated (default: all).
+        #[arg(long, value_delimiter = ',')]
+        transports: Vec<String>,
     },
     /// Show the headline figures of every stored run, oldest first.
     History {
@@ -177,6 +193,11 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             );
             Ok(if regressed { 3 } else { 0 })
         }
+        Cmd::Soak {
+            duration,
+            backpressure,
+            transports,
+        } => soak::run(&duration, backpressure.as_deref(), &transports),
         Cmd::History { dir } => {
             print!("{}", history::table(&dir).map_err(Failure::Input)?);
             Ok(0)

@@ -53,6 +53,36 @@ pub enum Role {
     },
     /// Stay connected and idle until the parent leaves.
     Idle,
+    /// Connect, never read, sleep until killed (a hung consumer).
+    Stall,
+    /// Receive and verify one message per `delay_us` until an empty frame,
+    /// then report.
+    SlowSink {
+        /// Pause after each message, microseconds.
+        delay_us: u64,
+    },
+    /// Send `count` payload messages, then exit at once (a clean close in
+    /// the middle of the parent's stream).
+    Burst {
+        /// Messages to send.
+        count: u64,
+    },
+    /// Write part of a frame and hang (until killed): pipes and sockets
+    /// get a header and half a body; shared memory the first chunks of a
+    /// large message.
+    HalfFrame,
+    /// Bind `address` as a listener, say `ready` on stdout, and wait to be
+    /// killed (leaving its files behind).
+    OwnAndWait {
+        /// The address to bind.
+        address: String,
+    },
+    /// Try to connect to `address` (run as another user); exit 0 if that
+    /// was refused for permission, 2 if it connected, 1 otherwise.
+    ConnectAs {
+        /// The address to try.
+        address: String,
+    },
     /// Connect to `address` and disconnect, `cycles` times, reporting RSS
     /// before and after.
     Churn {
@@ -175,6 +205,45 @@ fn run(task: &AgentTask) -> Result<()> {
         Role::Sink { count, in_place } => sink(&mut parent(v)?, *count, *in_place),
         Role::Source { count, size } => source(&mut parent(v)?, *count, *size),
         Role::Idle => wait_for_parent_to_leave(&mut parent(v)?),
+        Role::Stall => {
+            let _conn = parent(v)?;
+            std::thread::sleep(Duration::from_secs(120));
+            Ok(())
+        }
+        Role::SlowSink { delay_us } => slow_sink(&mut parent(v)?, Duration::from_micros(*delay_us)),
+        Role::Burst { count } => {
+            let mut conn = parent(v)?;
+            let mut buf = vec![0; 256];
+            for seq in 0..*count {
+                payload::fill(seq, &mut buf);
+                conn.send(&buf)?;
+            }
+            conn.flush()?;
+            Ok(())
+        }
+        Role::HalfFrame => half_frame(v),
+        Role::OwnAndWait { address } => {
+            let address: Address = address
+                .parse()
+                .map_err(|e| HarnessError::Invalid(format!("{e}")))?;
+            let _listener = crate::transport::AnyListener::bind(v, &address)?;
+            println!("ready");
+            std::thread::sleep(Duration::from_secs(120));
+            Ok(())
+        }
+        Role::ConnectAs { address } => {
+            let address: Address = address
+                .parse()
+                .map_err(|e| HarnessError::Invalid(format!("{e}")))?;
+            std::process::exit(match connect(v, &address) {
+                Err(ipc_core::ConnectError::PermissionDenied(_)) => 0,
+                Ok(_) => 2,
+                Err(e) => {
+                    eprintln!("connect as another user: {e}");
+                    1
+                }
+            });
+        }
         Role::Churn {
             cycles,
             address_base,
@@ -192,6 +261,35 @@ fn run(task: &AgentTask) -> Result<()> {
         Role::SpinEcho => baselines::spin_echo(),
         Role::FutexEcho => baselines::futex_echo(),
     }
+}
+
+/// Leaves a partial frame on the connection and hangs.
+fn half_frame(variant: &Variant) -> Result<()> {
+    use std::io::Write;
+    let header = ipc_core::frame::encode_header(1000);
+    match Address::from_env().unwrap_or(Address::Stdio) {
+        Address::Stdio => {
+            let mut out = std::io::stdout();
+            out.write_all(&header)?;
+            out.write_all(&[7; 500])?;
+            out.flush()?;
+        }
+        Address::Uds(path) => {
+            let mut raw = std::os::unix::net::UnixStream::connect(path)?;
+            raw.write_all(&header)?;
+            raw.write_all(&[7; 500])?;
+            std::mem::forget(raw);
+        }
+        address => {
+            // A message four times the ring: its first chunks go in, the
+            // rest waits (the parent does not read yet) and is held back.
+            let mut conn = connect(variant, &address)?;
+            let _ = conn.send_timeout(&vec![7; 1 << 20], Duration::from_millis(50));
+            std::mem::forget(conn);
+        }
+    }
+    std::thread::sleep(Duration::from_secs(120));
+    Ok(())
 }
 
 fn echo(conn: &mut AnyConnection) -> Result<()> {
@@ -250,6 +348,24 @@ fn sink(conn: &mut AnyConnection, count: Option<u64>, in_place: bool) -> Result<
     report.elapsed_ns = start.elapsed().as_nanos() as u64;
     report.cpu_ns = procfs::self_cpu_ns();
     report.rss_end_kib = procfs::rss_kib(std::process::id()).unwrap_or(0);
+    conn.send(&serde_json::to_vec(&report)?)?;
+    wait_for_parent_to_leave(conn)
+}
+
+fn slow_sink(conn: &mut AnyConnection, delay: Duration) -> Result<()> {
+    let mut report = AgentReport::default();
+    loop {
+        let frame = conn.recv()?;
+        if frame.is_empty() {
+            break;
+        }
+        if let Err(e) = payload::verify(report.received, &frame) {
+            report.errors += 1;
+            report.first_error.get_or_insert_with(|| e.to_string());
+        }
+        report.received += 1;
+        std::thread::sleep(delay);
+    }
     conn.send(&serde_json::to_vec(&report)?)?;
     wait_for_parent_to_leave(conn)
 }

@@ -289,6 +289,16 @@ impl AnyListener {
         })
     }
 
+    /// Binds `address` (uds or shm) with `variant`'s config.
+    pub fn bind(variant: &Variant, address: &Address) -> Result<Self> {
+        let config = variant.config();
+        Ok(match address {
+            Address::Uds(path) => AnyListener::Uds(UdsListener::bind(path, &config)?),
+            Address::Shm(_) => AnyListener::Shm(ShmListener::bind_address(address, &config)?),
+            _ => return Err(HarnessError::Invalid(format!("cannot listen on {address}"))),
+        })
+    }
+
     /// The address agents connect to.
     pub fn address(&self) -> &Address {
         match self {

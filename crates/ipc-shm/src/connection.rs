@@ -465,7 +465,14 @@ impl ShmConnection {
 
     pub(crate) fn recv_with(&mut self, wait: Wait) -> Result<Bytes, RecvError> {
         self.check_receivable()?;
-        Ok(self.wait_until(Dir::Data, wait, |c| c.try_take())?)
+        match self.wait_until(Dir::Data, wait, |c| c.try_take()) {
+            // Like a stream cut inside a frame: the peer went away part way
+            // through a chunked message.
+            Err(Fail::Gone) if self.assembly.take().is_some() => Err(RecvError::Corrupted(
+                "peer went away inside a chunked message".into(),
+            )),
+            other => Ok(other?),
+        }
     }
 
     /// Takes the next complete message out of the ring, if there is one.

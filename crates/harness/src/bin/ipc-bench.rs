@@ -39,6 +39,42 @@ struct Args {
     /// Print progress as JSON lines on standard error.
     #[arg(long)]
     progress_json: bool,
+    /// Instead of the groups: soak every chosen transport for SECS seconds
+    /// and print the soak report (exit 1 unless it passed).
+    #[arg(long, value_name = "SECS")]
+    soak: Option<u64>,
+    /// Instead of the groups: run the backpressure bound for SECS seconds
+    /// per transport and print the reports (exit 1 unless all passed).
+    #[arg(long, value_name = "SECS")]
+    backpressure: Option<u64>,
+}
+
+/// Runs a long reliability mode; returns whether it passed.
+fn long_run(args: &Args, transports: &[Transport]) -> Result<bool, harness::HarnessError> {
+    use harness::scenarios::soak;
+    use std::time::Duration;
+    let mut passed = true;
+    let mut reports = Vec::new();
+    if let Some(secs) = args.soak {
+        eprintln!("soaking {transports:?} for {secs} s...");
+        let report = soak::soak(transports, 2, Duration::from_secs(secs))?;
+        passed &= report.passed;
+        reports.push(serde_json::to_value(&report).expect("serializes"));
+    }
+    if let Some(secs) = args.backpressure {
+        for &t in transports {
+            eprintln!("backpressure on {t} for {secs} s...");
+            let report =
+                soak::backpressure(t, Duration::from_secs(secs), Duration::from_millis(1))?;
+            passed &= report.passed;
+            reports.push(serde_json::to_value(&report).expect("serializes"));
+        }
+    }
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&reports).expect("serializes")
+    );
+    Ok(passed)
 }
 
 fn plan(args: &Args) -> Result<Plan, harness::HarnessError> {
@@ -89,6 +125,19 @@ fn main() {
             std::process::exit(1);
         }
     };
+    if args.soak.is_some() || args.backpressure.is_some() {
+        match long_run(&args, &plan.transports) {
+            Ok(true) => return,
+            Ok(false) => {
+                eprintln!("FAILED: see the report");
+                std::process::exit(1);
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                std::process::exit(1);
+            }
+        }
+    }
     let results = harness::runner::run(&plan, |p| {
         if args.progress_json {
             let line = serde_json::json!({

@@ -10,4 +10,5 @@ pub mod logging;
 pub mod patterns;
 pub mod resources;
 pub mod serialization;
+pub mod soak;
 pub mod throughput;
