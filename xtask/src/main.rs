@@ -5,6 +5,7 @@ mod bench;
 mod charts;
 mod compare;
 mod exports;
+mod fuzz;
 mod history;
 mod record;
 mod report;
@@ -74,6 +75,16 @@ enum Cmd {
         /// Transports, comma-separated (default: all).
         #[arg(long, value_delimiter = ',')]
         transports: Vec<String>,
+    },
+    /// Replay the saved crash inputs, then fuzz each target (frame decoder,
+    /// address parsing, codec decoding, shared-memory ring) with
+    /// cargo-fuzz on nightly. Exit 1 on a crash.
+    Fuzz {
+        /// Seconds per target.
+        #[arg(long, default_value_t = 60)]
+        time: u64,
+        /// Targets (default: all).
+        targets: Vec<String>,
     },
     /// Show the headline figures of every stored run, oldest first.
     History {
@@ -198,6 +209,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             backpressure,
             transports,
         } => soak::run(&duration, backpressure.as_deref(), &transports),
+        Cmd::Fuzz { time, targets } => fuzz::run(time, &targets),
         Cmd::History { dir } => {
             print!("{}", history::table(&dir).map_err(Failure::Input)?);
             Ok(0)

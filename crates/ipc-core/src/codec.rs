@@ -72,10 +72,20 @@ impl Codec for Postcard {
 }
 
 /// [bincode 2](https://docs.rs/bincode) with its standard configuration
-/// (varint integers, little endian). Kept for comparison: 2.x is no longer
-/// maintained and 3.0.0 is an empty release.
+/// (varint integers, little endian), plus a decode limit: without one, a
+/// length prefix in hostile bytes makes bincode allocate whatever it says
+/// (found by the `codec_decode` fuzz target). Kept for comparison: 2.x is
+/// no longer maintained and 3.0.0 is an empty release.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Bincode;
+
+/// The most bytes a bincode decode may claim: the default maximum message
+/// size, since a frame is never larger.
+pub const BINCODE_DECODE_LIMIT: usize = crate::DEFAULT_MAX_MESSAGE_SIZE;
+
+fn bincode_config() -> impl bincode::config::Config {
+    bincode::config::standard().with_limit::<BINCODE_DECODE_LIMIT>()
+}
 
 impl Codec for Bincode {
     const NAME: &'static str = "bincode";
@@ -85,13 +95,13 @@ impl Codec for Bincode {
         value: &T,
         out: &mut Vec<u8>,
     ) -> Result<(), CodecError> {
-        bincode::serde::encode_into_std_write(value, out, bincode::config::standard())
+        bincode::serde::encode_into_std_write(value, out, bincode_config())
             .map_err(|e| error(Self::NAME, "encode", e))?;
         Ok(())
     }
 
     fn decode<T: DeserializeOwned>(&self, bytes: &[u8]) -> Result<T, CodecError> {
-        let (value, used) = bincode::serde::decode_from_slice(bytes, bincode::config::standard())
+        let (value, used) = bincode::serde::decode_from_slice(bytes, bincode_config())
             .map_err(|e| error(Self::NAME, "decode", e))?;
         if used != bytes.len() {
             return Err(error(
@@ -177,6 +187,19 @@ mod tests {
         round_trip(Postcard);
         round_trip(Bincode);
         round_trip(Json);
+    }
+
+    /// Found by the `codec_decode` fuzz target: a 4 GiB string length in
+    /// 6 bytes of input must be an error, not a 4 GiB allocation.
+    #[test]
+    fn hostile_length_prefixes_do_not_allocate() {
+        let hostile = [0x00, 0xFC, 0xFF, 0xFF, 0xFF, 0xFE];
+        assert!(Bincode.decode::<ToolCall>(&hostile).is_err());
+        assert!(
+            Postcard
+                .decode::<ToolCall>(&[0x00, 0xFF, 0xFF, 0xFF, 0xFF, 0x0F])
+                .is_err()
+        );
     }
 
     #[test]

@@ -459,6 +459,7 @@ impl ShmConnection {
         result
     }
 
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
     pub(crate) fn has_pending(&self) -> bool {
         !self.pending.is_empty()
     }

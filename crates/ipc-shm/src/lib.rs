@@ -8,6 +8,9 @@
 mod asynchronous;
 #[cfg(not(loom))]
 mod connection;
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub mod fuzzing;
 #[cfg(not(loom))]
 mod lifeline;
 #[cfg(not(loom))]

@@ -77,7 +77,7 @@ pub(crate) struct RingControl {
 impl RingControl {
     /// An empty ring's control block (for tests; shared memory starts
     /// zeroed, which is the same).
-    #[cfg(any(test, loom))]
+    #[cfg(any(test, loom, fuzzing))]
     pub(crate) fn new() -> Self {
         RingControl {
             head: CacheLine(AtomicU64::new(0)),
@@ -151,12 +151,15 @@ impl Producer {
     /// # Safety
     /// `mem` must describe a live ring of which this is the only producer,
     /// valid for as long as the producer is used.
+    ///
+    /// The producer starts at position 0, whatever the shared head says:
+    /// rings are fresh when a connection is made, and a position taken
+    /// from shared memory could be chosen to overflow.
     pub(crate) unsafe fn new(mem: RingMemory) -> Self {
-        let head = mem.ctl().head.0.load(Ordering::Relaxed);
         Producer {
             mem,
-            head,
-            seen_tail: head,
+            head: 0,
+            seen_tail: 0,
         }
     }
 
@@ -306,11 +309,13 @@ impl Consumer {
     /// # Safety
     /// `mem` must describe a live ring of which this is the only consumer,
     /// valid for as long as the consumer is used.
+    ///
+    /// The consumer starts at position 0, whatever the shared tail says
+    /// (see [`Producer::new`]).
     pub(crate) unsafe fn new(mem: RingMemory) -> Self {
-        let tail = mem.ctl().tail.0.load(Ordering::Relaxed);
         Consumer {
             mem,
-            tail,
+            tail: 0,
             wake_pending: false,
         }
     }
@@ -515,6 +520,23 @@ mod tests {
         // A tail the consumer never published.
         ring.ctl.tail.0.store(u64::MAX, Ordering::Relaxed);
         assert!(p.try_write(kind::WHOLE, &[b"x"]).is_err());
+    }
+
+    /// Found by the `shm_ring` fuzz target: positions near the end of the
+    /// u64 range in the shared indices must not overflow ours.
+    #[test]
+    fn extreme_shared_indices_are_corrupt_not_overflow() {
+        let mut ring = TestRing::new(256);
+        ring.ctl.head.0.store(u64::MAX - 8, Ordering::Relaxed);
+        ring.ctl.tail.0.store(u64::MAX - 16, Ordering::Relaxed);
+        let mem = ring.mem();
+        // SAFETY: one producer and one consumer over the test ring.
+        let (mut p, mut c) = unsafe { (Producer::new(mem), Consumer::new(mem)) };
+        assert!(c.peek().is_err(), "a head 2^64 bytes ahead is corrupt");
+        assert!(
+            p.try_write(kind::WHOLE, &[b"x"]).is_err(),
+            "a tail ahead of our head is corrupt"
+        );
     }
 
     #[test]
