@@ -183,6 +183,17 @@ pub struct Change {
     pub outcome: Outcome,
 }
 
+impl Change {
+    /// The change as a factor in words: `2.50x worse`, `1.80x better`.
+    pub fn factor(&self) -> String {
+        if self.worse_by >= 1.0 {
+            format!("{:.2}x worse", self.worse_by)
+        } else {
+            format!("{:.2}x better", 1.0 / self.worse_by)
+        }
+    }
+}
+
 /// The comparison of two runs.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Comparison {

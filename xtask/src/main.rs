@@ -176,21 +176,12 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             println!("{} figures compared.", c.compared);
             for ch in &c.changes {
                 println!(
-                    "{:<12} {}: {:.4} -> {:.4} ({:.2}x {})",
+                    "{:<12} {}: {:.4} -> {:.4} ({})",
                     format!("{:?}", ch.outcome).to_uppercase(),
                     ch.figure,
                     ch.baseline,
                     ch.current,
-                    if ch.worse_by >= 1.0 {
-                        ch.worse_by
-                    } else {
-                        1.0 / ch.worse_by
-                    },
-                    if ch.worse_by >= 1.0 {
-                        "worse"
-                    } else {
-                        "better"
-                    }
+                    ch.factor()
                 );
             }
             let regressed = c.regressions().next().is_some();

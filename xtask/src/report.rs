@@ -582,19 +582,7 @@ pub fn summary(
                         ch.figure.clone(),
                         format!("{:.4}", ch.baseline),
                         format!("{:.4}", ch.current),
-                        format!(
-                            "{:.2}x {}",
-                            if ch.worse_by >= 1.0 {
-                                ch.worse_by
-                            } else {
-                                1.0 / ch.worse_by
-                            },
-                            if ch.worse_by >= 1.0 {
-                                "worse"
-                            } else {
-                                "better"
-                            }
-                        ),
+                        ch.factor(),
                         format!("{:?}", ch.outcome).to_lowercase(),
                     ]
                 })

@@ -133,6 +133,36 @@ impl FrameDecoder {
         }
     }
 
+    /// The next frame for a receiver: [`decode`](Self::decode) with its
+    /// errors as the receive errors they are, and the end of the stream
+    /// (`at_eof`) told apart: between frames it is `Disconnected`, inside
+    /// one `Corrupted`. `Ok(None)`: read more.
+    pub fn next_frame(
+        &mut self,
+        buf: &mut BytesMut,
+        at_eof: bool,
+    ) -> Result<Option<Bytes>, crate::RecvError> {
+        use crate::RecvError;
+        match self.decode(buf) {
+            Ok(Some(frame)) => return Ok(Some(frame)),
+            Ok(None) => {}
+            Err(FrameError::TooLarge { len, max }) => {
+                return Err(RecvError::FrameTooLarge { len, max });
+            }
+            Err(err @ FrameError::BadHeader(_)) => {
+                return Err(RecvError::Corrupted(err.to_string()));
+            }
+        }
+        if !at_eof {
+            return Ok(None);
+        }
+        Err(if self.at_frame_boundary(buf) {
+            RecvError::Disconnected
+        } else {
+            RecvError::Corrupted("peer closed the stream inside a frame".into())
+        })
+    }
+
     /// How many more bytes the current frame needs before `decode` can
     /// return it; a hint for sizing the next read (never above the maximum
     /// message size plus a header).

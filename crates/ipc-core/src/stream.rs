@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use rustix::event::{PollFd, PollFlags, Timespec};
 
-use crate::frame::{FrameDecoder, FrameError, HEADER_LEN, encode_header};
+use crate::frame::{FrameDecoder, HEADER_LEN, encode_header};
 use crate::{
     Backpressure, BatchSendError, Capabilities, Config, Connection, FrameReceiver, FrameSender,
     RecvError, SendError,
@@ -120,22 +120,8 @@ impl<S: RawStream> FramedStream<S> {
 
     fn recv_with(&mut self, wait: Wait) -> Result<Bytes, RecvError> {
         loop {
-            match self.decoder.decode(&mut self.rbuf) {
-                Ok(Some(frame)) => return Ok(frame),
-                Ok(None) => {}
-                Err(FrameError::TooLarge { len, max }) => {
-                    return Err(RecvError::FrameTooLarge { len, max });
-                }
-                Err(err @ FrameError::BadHeader(_)) => {
-                    return Err(RecvError::Corrupted(err.to_string()));
-                }
-            }
-            if self.read_eof {
-                return Err(if self.decoder.at_frame_boundary(&self.rbuf) {
-                    RecvError::Disconnected
-                } else {
-                    RecvError::Corrupted("peer closed the stream inside a frame".into())
-                });
+            if let Some(frame) = self.decoder.next_frame(&mut self.rbuf, self.read_eof)? {
+                return Ok(frame);
             }
             let want = self.decoder.bytes_wanted(&self.rbuf).max(READ_CHUNK);
             self.rbuf.reserve(want);

@@ -195,12 +195,7 @@ fn parse(address: &str) -> Result<Address> {
 }
 
 fn listen(variant: &Variant, address: &str) -> Result<AnyListener> {
-    let address = parse(address)?;
-    let config = variant.config();
-    Ok(match &address {
-        Address::Uds(path) => AnyListener::Uds(ipc_uds::UdsListener::bind(path, &config)?),
-        _ => AnyListener::Shm(ipc_shm::ShmListener::bind_address(&address, &config)?),
-    })
+    AnyListener::bind(variant, &parse(address)?)
 }
 
 /// Kills and reaps pipeline stages that outlive the scenario.

@@ -144,11 +144,5 @@ fn bind(address: &str, variant: &Variant) -> Result<AnyListener> {
     let address: ipc_core::Address = address
         .parse()
         .map_err(|e| HarnessError::Invalid(format!("{e}")))?;
-    let config = variant.config();
-    Ok(match &address {
-        ipc_core::Address::Uds(path) => {
-            AnyListener::Uds(ipc_uds::UdsListener::bind(path, &config)?)
-        }
-        _ => AnyListener::Shm(ipc_shm::ShmListener::bind_address(&address, &config)?),
-    })
+    AnyListener::bind(variant, &address)
 }
