@@ -147,13 +147,23 @@ fn figures(r: &RunResults) -> BTreeMap<String, Figure> {
         );
     }
     for l in &r.logging {
-        put(
-            format!("logging {} {} p50 (ns)", l.transport, l.regime),
-            l.latency.p50_ns as f64,
-            Kind::Latency {
-                p95: l.latency.p95_ns as f64,
-            },
-        );
+        if l.regime == "burst" {
+            // A burst's latency is queueing, all or nothing from run to
+            // run; its rate is the figure.
+            put(
+                format!("logging {} burst (events/s)", l.transport),
+                l.events_per_s,
+                Kind::Higher,
+            );
+        } else {
+            put(
+                format!("logging {} {} p50 (ns)", l.transport, l.regime),
+                l.latency.p50_ns as f64,
+                Kind::Latency {
+                    p95: l.latency.p95_ns as f64,
+                },
+            );
+        }
     }
     out
 }
