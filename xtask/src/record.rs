@@ -114,9 +114,16 @@ pub fn git_state(root: &Path) -> Option<GitState> {
             .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
     };
     let commit = git(&["rev-parse", "HEAD"])?.trim().to_owned();
-    let dirty = !git(&["status", "--porcelain", "--untracked-files=no"])?
-        .trim()
-        .is_empty();
+    // Report files the bench itself rewrites are not source changes.
+    let status = [
+        "status",
+        "--porcelain",
+        "--untracked-files=no",
+        "--",
+        ".",
+        ":!benchmark_results",
+    ];
+    let dirty = !git(&status)?.trim().is_empty();
     Some(GitState { commit, dirty })
 }
 

@@ -1,0 +1,220 @@
+//! `cargo xtask` as a user runs it: reports from a fixture record, exit
+//! codes, and bad input that must fail with a message and write nothing.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn xtask(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(args)
+        .output()
+        .expect("xtask runs")
+}
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+fn files_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|d| {
+            d.filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+#[test]
+fn report_from_a_fixture_has_every_part() {
+    let out = tempfile::tempdir().unwrap();
+    let record = fixture("record_quick.json");
+    let run = xtask(&[
+        "report",
+        record.to_str().unwrap(),
+        "--out",
+        out.path().to_str().unwrap(),
+    ]);
+    assert_eq!(
+        run.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let summary = std::fs::read_to_string(out.path().join("LATEST_SUMMARY.md")).unwrap();
+    assert!(summary.starts_with("# Benchmark summary\n\n**Verdict:** All 21 target checks met"));
+    for section in [
+        "## Targets",
+        "## Recommendations",
+        "## Charts",
+        "## Latency (round trip)",
+        "## Throughput",
+        "## Baselines and ratios",
+        "## Serialization",
+        "## Resources",
+        "## Patterns",
+        "## Event logging",
+    ] {
+        assert!(summary.contains(section), "missing {section}");
+    }
+    // The target table has a column per transport and a row per target.
+    assert!(summary.contains("| target | limit | pipe | uds | shm |"));
+    assert_eq!(summary.matches("headroom)").count(), 21);
+    for file in [
+        "LATEST_bencher_bmf.json",
+        "LATEST_github_action_benchmark.json",
+        "latency_percentiles.svg",
+        "throughput_by_size.svg",
+        "patterns_by_agents.svg",
+        "idle_cpu.svg",
+        "idle_rss.svg",
+    ] {
+        assert!(
+            files_in(out.path()).contains(&file.to_string()),
+            "missing {file}"
+        );
+    }
+    let bmf: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out.path().join("LATEST_bencher_bmf.json")).unwrap(),
+    )
+    .unwrap();
+    assert!(
+        bmf["latency/shm/64B/back-to-back"]["latency"]["value"]
+            .as_f64()
+            .unwrap()
+            > 0.0
+    );
+    let console = String::from_utf8_lossy(&run.stdout);
+    assert!(console.contains("small_message_throughput"));
+}
+
+#[test]
+fn compare_exit_codes_follow_the_rule() {
+    let quick = fixture("record_quick.json");
+    let regressed = fixture("record_regressed.json");
+    let same = xtask(&["compare", quick.to_str().unwrap(), quick.to_str().unwrap()]);
+    assert_eq!(same.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&same.stdout).contains("No regression."));
+    let worse = xtask(&[
+        "compare",
+        quick.to_str().unwrap(),
+        regressed.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        worse.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&worse.stdout)
+    );
+    assert!(String::from_utf8_lossy(&worse.stdout).contains("REGRESSION"));
+    // A report against a regressed baseline the other way round: improvements only.
+    let better = xtask(&[
+        "compare",
+        regressed.to_str().unwrap(),
+        quick.to_str().unwrap(),
+    ]);
+    assert_eq!(better.status.code(), Some(0));
+}
+
+#[test]
+fn a_missed_target_is_exit_2() {
+    let out = tempfile::tempdir().unwrap();
+    let strict = out.path().join("targets.toml");
+    std::fs::write(&strict, "[p95_round_trip]\nlimit = 0.001\n").unwrap();
+    let record = fixture("record_quick.json");
+    let run = xtask(&[
+        "report",
+        record.to_str().unwrap(),
+        "--out",
+        out.path().to_str().unwrap(),
+        "--targets",
+        strict.to_str().unwrap(),
+    ]);
+    assert_eq!(run.status.code(), Some(2));
+    let summary = std::fs::read_to_string(out.path().join("LATEST_SUMMARY.md")).unwrap();
+    assert!(summary.contains("❌"));
+}
+
+#[test]
+fn bad_input_fails_with_a_message_and_writes_nothing() {
+    let out = tempfile::tempdir().unwrap();
+    let dir = out.path().join("results");
+    let dir_arg = dir.to_str().unwrap();
+    let foreign = out.path().join("foreign.json");
+    std::fs::write(&foreign, r#"{"hello": "world"}"#).unwrap();
+    let bad_targets = out.path().join("bad.toml");
+    std::fs::write(&bad_targets, "[no_such_target]\nlimit = 1\n").unwrap();
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec!["bench", "latencies", "--out", dir_arg],
+            "unknown group",
+        ),
+        (
+            vec!["bench", "--transports", "tcp", "--out", dir_arg],
+            "unknown transport",
+        ),
+        (
+            vec!["bench", "--sizes", "12 parsecs", "--out", dir_arg],
+            "bad size",
+        ),
+        (
+            vec!["bench", "--agents", "0", "--out", dir_arg],
+            "agent count",
+        ),
+        (
+            vec![
+                "bench",
+                "--targets",
+                bad_targets.to_str().unwrap(),
+                "--out",
+                dir_arg,
+            ],
+            "unknown target",
+        ),
+        (
+            vec![
+                "bench",
+                "--baseline",
+                foreign.to_str().unwrap(),
+                "--out",
+                dir_arg,
+            ],
+            "not a benchmark record",
+        ),
+        (
+            vec![
+                "bench",
+                "--baseline",
+                "/no/such/file.json",
+                "--out",
+                dir_arg,
+            ],
+            "No such file",
+        ),
+        (
+            vec![
+                "compare",
+                foreign.to_str().unwrap(),
+                foreign.to_str().unwrap(),
+            ],
+            "not a benchmark record",
+        ),
+        (vec!["report", "/no/such/file.json"], "No such file"),
+        (vec!["soak", "--duration", "ten"], "bad duration"),
+        (vec!["fuzz", "no_such_target"], "unknown fuzz target"),
+    ];
+    for (args, expected) in cases {
+        let run = xtask(&args);
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert_eq!(run.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+        assert!(
+            !dir.exists() || files_in(&dir).is_empty(),
+            "{args:?} wrote {:?}",
+            files_in(&dir)
+        );
+    }
+}
