@@ -757,7 +757,8 @@ fn main() {
         ("short_backpressure", short_backpressure, ALL),
     ];
     let mut trials = vec![Trial::test("short_soak", short_soak)];
-    let async_cases: [(&str, fn(Transport) -> CaseResult); 4] = [
+    type AsyncCase = (&'static str, fn(Transport) -> CaseResult);
+    let async_cases: [AsyncCase; 4] = [
         ("async_killed_mid_send", asynchronous::killed_mid_send),
         ("async_killed_mid_receive", asynchronous::killed_mid_receive),
         (
