@@ -26,11 +26,7 @@ pub const EXIT_GRACE: Duration = Duration::from_secs(1);
 /// [`ConnectError::InvalidConfig`].
 pub fn spawn(command: &mut Command, config: &Config) -> Result<AgentProcess, ConnectError> {
     config.validate().map_err(ConnectError::InvalidConfig)?;
-    let mut child = command
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .env(ADDRESS_ENV, Address::Stdio.to_string())
-        .spawn()?;
+    let mut child = as_agent(command).spawn()?;
     let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
         unreachable!("both streams were set to piped");
     };
@@ -46,6 +42,15 @@ pub fn spawn(command: &mut Command, config: &Config) -> Result<AgentProcess, Con
             Err(e)
         }
     }
+}
+
+/// Sets `command` up as an agent: stdin and stdout piped to us, and
+/// [`ADDRESS_ENV`] saying so.
+pub(crate) fn as_agent(command: &mut Command) -> &mut Command {
+    command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .env(ADDRESS_ENV, Address::Stdio.to_string())
 }
 
 /// A running agent process and the connection to it.

@@ -1,14 +1,14 @@
 //! Async spawning and connections on tokio.
 
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus};
 use std::time::Duration;
 
 use ipc_core::stream_async::AsyncFramedStream;
-use ipc_core::{ADDRESS_ENV, Address, Config, ConnectError};
+use ipc_core::{Config, ConnectError};
 use tokio::net::unix::pipe;
 use tokio::process::{Child, ChildStdin, ChildStdout};
 
-use crate::agent::EXIT_GRACE;
+use crate::agent::{EXIT_GRACE, as_agent};
 use crate::pipes::ensure_pipe;
 use crate::{CAPABILITIES, stdio};
 
@@ -21,16 +21,12 @@ pub type AsyncStdioConnection = AsyncFramedStream<pipe::Receiver, pipe::Sender>;
 /// Spawns `command` as an agent, like [`spawn`](crate::spawn), on tokio.
 /// Must be called inside a tokio runtime.
 pub async fn spawn_async(
-    command: Command,
+    mut command: Command,
     config: &Config,
 ) -> Result<AsyncAgentProcess, ConnectError> {
     config.validate().map_err(ConnectError::InvalidConfig)?;
-    let mut command = tokio::process::Command::from(command);
-    let mut child = command
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .env(ADDRESS_ENV, Address::Stdio.to_string())
-        .spawn()?;
+    as_agent(&mut command);
+    let mut child = tokio::process::Command::from(command).spawn()?;
     let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
         unreachable!("both streams were set to piped");
     };
