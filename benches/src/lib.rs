@@ -1,4 +1,5 @@
 //! Shared bits of the divan bench targets (see `README.md`).
+#![forbid(unsafe_code)]
 
 use harness::{Transport, Variant};
 

@@ -1,6 +1,8 @@
 //! `cargo xtask`: the project's automation, reached through the cargo alias
 //! in `.cargo/config.toml`. One module per subcommand.
 
+#![forbid(unsafe_code)]
+
 mod bench;
 mod charts;
 mod compare;
