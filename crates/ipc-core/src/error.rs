@@ -10,8 +10,9 @@
 use std::io;
 
 /// Why a frame could not be sent. The frame was **not** sent (not even in
-/// part) when this is returned, except for [`SendError::Disconnected`] and
-/// [`SendError::Io`], after which the connection is unusable anyway.
+/// part) when this is returned, except for [`SendError::Disconnected`],
+/// [`SendError::Corrupted`] and [`SendError::Io`], after which the
+/// connection is unusable anyway.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SendError {
