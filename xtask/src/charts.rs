@@ -71,6 +71,10 @@ pub fn si(v: f64) -> String {
     };
     if scaled.abs() >= 100.0 || scaled.fract() == 0.0 {
         format!("{scaled:.0}{suffix}")
+    } else if a < 1.0 {
+        // Two significant digits for small values (0.012, not 0.0).
+        let decimals = (-a.log10()).ceil() as usize + 1;
+        format!("{v:.decimals$}")
     } else {
         format!("{scaled:.1}{suffix}")
     }
@@ -417,6 +421,7 @@ mod tests {
         assert_eq!(si(64.0), "64");
         assert_eq!(si(1536.0), "1.5k");
         assert_eq!(si(2_000_000.0), "2M");
-        assert_eq!(si(0.5), "0.5");
+        assert_eq!(si(0.5), "0.50");
+        assert_eq!(si(0.012), "0.012");
     }
 }

@@ -420,7 +420,10 @@ pub fn write_charts(dir: &Path, r: &RunResults) -> std::io::Result<Vec<(String, 
     let mut idle_labels: Vec<&str> = r.idle.iter().map(|i| i.transport.as_str()).collect();
     idle_labels.dedup();
     if !groups.is_empty() {
-        let categories: Vec<String> = groups.iter().map(|n| format!("{n} agents")).collect();
+        let categories: Vec<String> = groups
+            .iter()
+            .map(|&n| format!("{n} agent{}", if n == 1 { "" } else { "s" }))
+            .collect();
         let cell = |label: &str, n: usize, f: fn(&harness::schema::IdleResult) -> f64| {
             r.idle
                 .iter()
