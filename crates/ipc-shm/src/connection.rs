@@ -262,11 +262,19 @@ impl ShmConnection {
     }
 
     pub(crate) fn wake_consumer(&self) {
-        wait::wake(self.tx.wake_signal(), self.seg.event(self.tx_ring, false));
+        wait::wake(
+            self.tx.wake_signal(),
+            self.seg.event(self.tx_ring, false),
+            self.seg.other_lifeline(),
+        );
     }
 
     pub(crate) fn wake_producer(&self) {
-        wait::wake(self.rx.wake_signal(), self.seg.event(self.rx_ring, true));
+        wait::wake(
+            self.rx.wake_signal(),
+            self.seg.event(self.rx_ring, true),
+            self.seg.other_lifeline(),
+        );
     }
 
     /// True once the peer is known to have gone: closed cleanly (a flag in

@@ -403,7 +403,7 @@ impl Segment {
             // mapping, valid (all-atomic) for any bytes.
             let ctl = unsafe { &*self.ring(ring).ctl };
             for (signal, space) in [(&ctl.data.0, false), (&ctl.space.0, true)] {
-                crate::wait::wake(signal, self.event(ring, space));
+                crate::wait::wake(signal, self.event(ring, space), self.other_lifeline());
             }
         }
     }

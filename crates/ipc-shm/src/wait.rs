@@ -51,15 +51,20 @@ pub(crate) enum ParkMode {
     Event = 2,
 }
 
-/// Wakes whoever is parked on `signal`, however it parks.
-pub(crate) fn wake(signal: &Signal, event: &SharedEvent) {
+/// Wakes whoever is parked on `signal`, however it parks. The waiter is
+/// the process whose lifeline is `waiter_lifeline`.
+pub(crate) fn wake(signal: &Signal, event: &SharedEvent, waiter_lifeline: &AtomicU32) {
     signal.seq.fetch_add(1, Ordering::Release);
     match signal.waiting.load(Ordering::Relaxed) {
         w if w == ParkMode::Futex as u32 => {
             // Shared (not PRIVATE) futex: the waiter is another process.
             let _ = futex::wake(&signal.seq, futex::Flags::empty(), u32::MAX);
         }
-        w if w == ParkMode::Event as u32 => event.set(),
+        // raw_sync's `set` locks the event's mutex without a timeout, and
+        // a waiter killed inside its critical section leaves that mutex
+        // locked for good: never signal a waiter known to be dead (the
+        // kernel marks its lifeline the moment it dies).
+        w if w == ParkMode::Event as u32 && !lifeline::is_dead(waiter_lifeline) => event.set(),
         _ => {}
     }
 }
