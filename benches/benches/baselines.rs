@@ -8,7 +8,7 @@ mod baselines {
     use benches::SIZES;
     use divan::Bencher;
     use divan::counter::BytesCount;
-    use harness::scenarios::baselines::{RawPipe, RawSocket, SharedWordPingPong};
+    use harness::scenarios::baselines::{Hand, RawPipe, RawSocket, SharedEcho};
 
     #[divan::bench(args = SIZES)]
     fn pipe(bencher: Bencher<'_, '_>, size: usize) {
@@ -22,16 +22,16 @@ mod baselines {
         bencher.bench_local(|| raw.once().expect("round trip"));
     }
 
-    #[divan::bench]
-    fn cache_line(bencher: Bencher<'_, '_>) {
-        let mut ping = SharedWordPingPong::spinning(None).expect("child");
-        bencher.bench_local(|| ping.once().expect("round trip"));
+    #[divan::bench(args = SIZES)]
+    fn shared_buffer(bencher: Bencher<'_, '_>, size: usize) {
+        let mut echo = SharedEcho::start(size, Hand::Spin, None).expect("child");
+        bencher.bench_local(|| echo.once().expect("round trip"));
     }
 
-    #[divan::bench]
-    fn futex(bencher: Bencher<'_, '_>) {
-        let mut ping = SharedWordPingPong::sleeping(None).expect("child");
-        bencher.bench_local(|| ping.once().expect("round trip"));
+    #[divan::bench(args = SIZES)]
+    fn futex(bencher: Bencher<'_, '_>, size: usize) {
+        let mut echo = SharedEcho::start(size, Hand::Adaptive, None).expect("child");
+        bencher.bench_local(|| echo.once().expect("round trip"));
     }
 
     #[divan::bench(args = [64, 4096, 1 << 20, 64 << 20])]

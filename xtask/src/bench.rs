@@ -8,8 +8,10 @@ use std::process::{Command, Stdio};
 use harness::plan::parse_size;
 use harness::{Group, Transport};
 
-use crate::compare::{self, Comparison, Rule};
+use harness::compare::{self, Rule};
+
 use crate::record::{self, BenchRecord, Machine};
+use crate::report::Baseline;
 use crate::{Failure, Outcome, exports, report, targets};
 
 /// What `cargo xtask bench` was asked.
@@ -40,12 +42,22 @@ pub struct BenchArgs {
     /// Targets file (default: the built-in xtask/targets.toml).
     #[arg(long)]
     pub targets: Option<PathBuf>,
-    /// Compare with this record instead of the previous run in --out.
+    /// Compare with this record (from any machine) instead of the
+    /// previous run of the same preset on this machine in --out.
     #[arg(long)]
     pub baseline: Option<PathBuf>,
-    /// Regression factor for absolute figures (default 3.0).
-    #[arg(long, default_value_t = 3.0)]
+    /// Regression factor for absolute figures; same-run ratios use half
+    /// the excess (2.0 -> 1.5).
+    #[arg(long, default_value_t = Rule::default().factor)]
     pub threshold: f64,
+}
+
+/// The rule for a `--threshold`.
+pub fn rule(threshold: f64) -> Rule {
+    Rule {
+        factor: threshold,
+        ratio_factor: 1.0 + (threshold - 1.0) / 2.0,
+    }
 }
 
 /// Checks every input before anything runs or is written.
@@ -89,15 +101,58 @@ fn validate(args: &BenchArgs) -> Result<Vec<String>, Failure> {
     Ok(runner_args)
 }
 
-/// The latency sample count of the preset `args` asks for (identifies it).
-fn preset_samples(args: &BenchArgs) -> u64 {
+/// The preset `args` asks for.
+fn preset(args: &BenchArgs) -> harness::Plan {
     if args.tiny {
-        harness::Plan::tiny().latency_samples
+        harness::Plan::tiny()
     } else if args.quick {
-        harness::Plan::quick().latency_samples
+        harness::Plan::quick()
     } else {
-        harness::Plan::full().latency_samples
+        harness::Plan::full()
     }
+}
+
+/// True if `plan` was run with the same preset as `want` (same trials,
+/// samples and windows): other presets' figures are not comparable.
+fn same_preset(plan: &harness::Plan, want: &harness::Plan) -> bool {
+    plan.preset == want.preset
+        && plan.trials == want.trials
+        && plan.latency_samples == want.latency_samples
+        && plan.throughput_bytes == want.throughput_bytes
+}
+
+/// The newest stored run in `dir` that is a fair baseline for this run:
+/// same machine, same preset, no handicap. Says why there is none.
+fn previous_run(dir: &Path, want: &harness::Plan) -> Result<(String, BenchRecord), String> {
+    let here = Machine::detect();
+    let mut elsewhere = 0;
+    for path in record::stored_runs(dir).into_iter().rev() {
+        let loaded = match record::load(&path) {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("note: not comparing with {}: {e}", path.display());
+                continue;
+            }
+        };
+        if !loaded.machine.same_as(&here) {
+            elsewhere += 1;
+            continue;
+        }
+        if same_preset(&loaded.results.plan, want) && loaded.results.plan.handicap.is_none() {
+            let name = path
+                .file_name()
+                .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+            return Ok((name, loaded));
+        }
+    }
+    let mut why = "no baseline from this machine yet; this run becomes the baseline".to_string();
+    if elsewhere > 0 {
+        why.push_str(&format!(
+            " ({elsewhere} stored run(s) in {} were measured on other machines and are not compared;              name one with --baseline to compare anyway)",
+            dir.display()
+        ));
+    }
+    Err(why)
 }
 
 /// The workspace root (xtask lives in `<root>/xtask`).
@@ -142,11 +197,13 @@ fn show_progress(line: &str, live: bool) {
         return;
     };
     let text = format!(
-        "[{:>3}/{}] {:<13} {:<44} {:>4.0}s elapsed, ~{:.0}s left{}",
+        "[{:>4}/{}] {:<13} {:<44} trial {}/{} {:>4.0}s elapsed, ~{:.0}s left{}",
         p["done"],
         p["total"],
         p["group"].as_str().unwrap_or(""),
         p["label"].as_str().unwrap_or(""),
+        p["trial"],
+        p["trials"],
         p["elapsed_s"].as_f64().unwrap_or(0.0),
         p["remaining_s"].as_f64().unwrap_or(0.0),
         p["error"]
@@ -200,21 +257,24 @@ pub fn publish(
     dir: &Path,
     record: &BenchRecord,
     targets_file: Option<&Path>,
-    baseline: Option<(String, &BenchRecord)>,
+    baseline: Result<(String, &BenchRecord), String>,
     rule: Rule,
 ) -> Result<Outcome, Failure> {
     let targets = targets::load(targets_file).map_err(Failure::Input)?;
     let verdicts = targets::evaluate(&record.results, &targets);
-    let comparison: Option<(String, Comparison)> =
-        baseline.map(|(name, b)| (name, compare::compare(&b.results, &record.results, rule)));
+    let comparison = baseline.map(|(name, b)| {
+        (
+            name,
+            compare::compare(&b.results.figures, &record.results.figures, rule),
+        )
+    });
+    let shown = match &comparison {
+        Ok((name, c)) => Baseline::Compared(name, c),
+        Err(why) => Baseline::Missing(why),
+    };
     let io = |e: std::io::Error| Failure::Error(format!("writing the report: {e}"));
     let charts = report::write_charts(dir, &record.results).map_err(io)?;
-    let summary = report::summary(
-        record,
-        &verdicts,
-        comparison.as_ref().map(|(n, c)| (n.as_str(), c)),
-        &charts,
-    );
+    let summary = report::summary(record, &verdicts, shown, &charts);
     record::write_atomic(&dir.join("LATEST_SUMMARY.md"), summary.as_bytes()).map_err(io)?;
     let bmf =
         serde_json::to_vec_pretty(&exports::bencher_bmf(&record.results)).expect("serializes");
@@ -222,15 +282,12 @@ pub fn publish(
     let gab = serde_json::to_vec_pretty(&exports::smaller_is_better(&record.results))
         .expect("serializes");
     record::write_atomic(&dir.join("LATEST_github_action_benchmark.json"), &gab).map_err(io)?;
-    print!(
-        "{}",
-        report::console(record, &verdicts, comparison.as_ref().map(|(_, c)| c))
-    );
+    print!("{}", report::console(record, &verdicts, shown));
     println!("\nsummary: {}", dir.join("LATEST_SUMMARY.md").display());
     Ok(Outcome {
         failed_scenarios: !record.results.failures.is_empty(),
         target_missed: verdicts.iter().any(|v| v.missed()),
-        regression: comparison.is_some_and(|(_, c)| c.regressions().next().is_some()),
+        regression: comparison.is_ok_and(|(_, c)| c.regressions().next().is_some()),
     })
 }
 
@@ -240,35 +297,11 @@ pub fn run(args: &BenchArgs) -> Result<Outcome, Failure> {
     // Load what the report needs before measuring, so bad input fails fast.
     targets::load(args.targets.as_deref()).map_err(Failure::Input)?;
     let baseline = match &args.baseline {
-        Some(path) => Some((
+        Some(path) => Ok((
             path.display().to_string(),
             record::load(path).map_err(|e| Failure::Input(e.to_string()))?,
         )),
-        None => record::stored_runs(&args.out)
-            .into_iter()
-            .rev()
-            .find_map(|p| {
-                let loaded = record::load(&p);
-                if let Err(e) = &loaded {
-                    eprintln!("note: not comparing with {}: {e}", p.display());
-                }
-                // Only a run of the same preset: a quick run's figures (fewer
-                // messages, shorter windows) are not comparable with a full
-                // run's.
-                loaded
-                    .ok()
-                    .filter(|r| {
-                        r.results.plan.quick == args.quick
-                            && r.results.plan.latency_samples == preset_samples(args)
-                    })
-                    .map(|r| {
-                        (
-                            p.file_name()
-                                .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
-                            r,
-                        )
-                    })
-            }),
+        None => previous_run(&args.out, &preset(args)),
     };
     let root = workspace_root();
     let runner = build_runner(&root)?;
@@ -306,15 +339,73 @@ pub fn run(args: &BenchArgs) -> Result<Outcome, Failure> {
     record::write_atomic(&path, &json)
         .map_err(|e| Failure::Error(format!("writing {}: {e}", path.display())))?;
     eprintln!("record: {}", path.display());
-    let rule = Rule {
-        factor: args.threshold,
-        ..Rule::default()
-    };
     publish(
         &args.out,
         &record,
         args.targets.as_deref(),
-        baseline.as_ref().map(|(n, r)| (n.clone(), r)),
-        rule,
+        baseline
+            .as_ref()
+            .map(|(n, r)| (n.clone(), r))
+            .map_err(Clone::clone),
+        rule(args.threshold),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture() -> BenchRecord {
+        let path = workspace_root().join("xtask/tests/fixtures/record_tiny.json");
+        record::load(&path).expect("the fixture loads")
+    }
+
+    fn store(dir: &Path, name: &str, record: &BenchRecord) {
+        let json = serde_json::to_vec(record).unwrap();
+        record::write_atomic(&dir.join(name), &json).unwrap();
+    }
+
+    #[test]
+    fn only_runs_from_this_machine_and_preset_are_baselines() {
+        let dir = tempfile::tempdir().unwrap();
+        let tiny = harness::Plan::tiny();
+        let mut elsewhere = fixture();
+        elsewhere.machine = Machine {
+            cpu_model: "Some Other CPU".into(),
+            ..Machine::detect()
+        };
+        store(dir.path(), "benchmark_20260101T000000Z.json", &elsewhere);
+        let why = previous_run(dir.path(), &tiny).unwrap_err();
+        assert!(
+            why.starts_with("no baseline from this machine yet; this run becomes the baseline"),
+            "{why}"
+        );
+        assert!(why.contains("1 stored run(s)"), "{why}");
+
+        // A handicapped run and another preset from this machine: still none.
+        let mut here = fixture();
+        here.machine = Machine::detect();
+        let mut handicapped = here.clone();
+        handicapped.results.plan.handicap = Some(harness::handicap::Handicap {
+            label: "shm".into(),
+            ns: 1,
+        });
+        store(dir.path(), "benchmark_20260102T000000Z.json", &handicapped);
+        let mut quick = here.clone();
+        quick.results.plan.preset = "quick".into();
+        store(dir.path(), "benchmark_20260103T000000Z.json", &quick);
+        assert!(previous_run(dir.path(), &tiny).is_err());
+
+        // The newest fair one wins.
+        store(dir.path(), "benchmark_20260104T000000Z.json", &here);
+        let (name, _) = previous_run(dir.path(), &tiny).unwrap();
+        assert_eq!(name, "benchmark_20260104T000000Z.json");
+    }
+
+    #[test]
+    fn the_threshold_sets_both_factors() {
+        let r = rule(2.0);
+        assert_eq!((r.factor, r.ratio_factor), (2.0, 1.5));
+        assert_eq!(rule(3.0).ratio_factor, 2.0);
+    }
 }

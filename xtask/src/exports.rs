@@ -1,59 +1,44 @@
 //! Results in the formats CI trackers read: Bencher's Metric Format and
-//! github-action-benchmark's `customSmallerIsBetter`.
+//! github-action-benchmark's `customSmallerIsBetter`. Both carry every
+//! judged figure: the median over trials, with its interval.
 
-use harness::RunResults;
+use harness::figures::{Better, Unit};
+use harness::{Figure, RunResults, Statistic};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
-/// Bencher Metric Format: `{benchmark: {measure: {value, lower_value?,
-/// upper_value?}}}`.
+/// The measure name Bencher files a figure under.
+fn measure(f: &Figure) -> &'static str {
+    match (f.id.statistic, f.unit) {
+        (Statistic::Ratio, _) => "ratio",
+        (_, Unit::Ns) => "latency",
+        (_, Unit::PerS | Unit::BytesPerS) => "throughput",
+        (_, Unit::PercentCore) => "cpu-percent",
+        (_, Unit::Kib) => "rss-kib",
+        _ => "value",
+    }
+}
+
+/// The figure's key without its statistic (Bencher's benchmark name).
+fn bench_name(f: &Figure) -> String {
+    let key = f.id.key();
+    key.rsplit_once('/')
+        .map_or(key.clone(), |(b, _)| b.to_owned())
+}
+
+/// Bencher Metric Format: `{benchmark: {measure: {value, lower_value,
+/// upper_value}}}`, value the median, bounds its interval.
 pub fn bencher_bmf(r: &RunResults) -> Value {
     let mut out = Map::new();
-    let mut put = |bench: String, measure: &str, value: Value| {
-        out.entry(bench)
+    for f in r.figures.iter().filter(|f| f.judged) {
+        let slot = out
+            .entry(bench_name(f))
             .or_insert_with(|| Value::Object(Map::new()))
             .as_object_mut()
-            .expect("objects only")
-            .insert(measure.to_owned(), value);
-    };
-    for l in &r.latency {
-        put(
-            format!("latency/{}/{}B/{}", l.transport, l.size, l.regime),
-            "latency",
-            json!({"value": l.stats.p50_ns as f64, "lower_value": l.stats.min_ns as f64, "upper_value": l.stats.p99_ns as f64}),
-        );
-    }
-    for t in &r.throughput {
-        put(
-            format!("throughput/{}/{}B", t.transport, t.size),
-            "throughput",
-            json!({"value": t.msgs_per_s}),
-        );
-    }
-    for p in &r.patterns {
-        put(
-            format!("patterns/{}/{}/x{}", p.pattern, p.transport, p.agents),
-            "throughput",
-            json!({"value": p.msgs_per_s}),
-        );
-    }
-    for l in &r.logging {
-        put(
-            format!("logging/{}/{}", l.transport, l.regime),
-            "latency",
-            json!({"value": l.latency.p50_ns as f64, "upper_value": l.latency.p99_ns as f64}),
-        );
-    }
-    for i in &r.idle {
-        put(
-            format!("idle/{}/x{}", i.transport, i.agents),
-            "cpu-percent",
-            json!({"value": i.agents_cpu_percent}),
-        );
-        put(
-            format!("idle/{}/x{}", i.transport, i.agents),
-            "rss-kib",
-            json!({"value": i.rss_kib_max as f64}),
+            .expect("objects only");
+        slot.insert(
+            measure(f).to_owned(),
+            json!({"value": f.median, "lower_value": f.low, "upper_value": f.high}),
         );
     }
     Value::Object(out)
@@ -68,7 +53,7 @@ pub struct CustomEntry {
     pub unit: String,
     /// Value (smaller is better).
     pub value: f64,
-    /// Spread, as text.
+    /// The interval, as text.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub range: Option<String>,
     /// Extra text.
@@ -76,74 +61,77 @@ pub struct CustomEntry {
     pub extra: Option<String>,
 }
 
-/// `customSmallerIsBetter`: latencies, and throughput as time per message.
+/// `customSmallerIsBetter`: every judged figure, rates turned into time
+/// per message so that smaller is better throughout.
 pub fn smaller_is_better(r: &RunResults) -> Vec<CustomEntry> {
-    let mut out = Vec::new();
-    for l in &r.latency {
-        out.push(CustomEntry {
-            name: format!("latency {} {} B {} p50", l.transport, l.size, l.regime),
-            unit: "ns".into(),
-            value: l.stats.p50_ns as f64,
-            range: Some(format!("p99 {}", l.stats.p99_ns)),
-            extra: Some(format!("{} samples", l.stats.count)),
-        });
-    }
-    for t in &r.throughput {
-        out.push(CustomEntry {
-            name: format!("throughput {} {} B, time per message", t.transport, t.size),
-            unit: "ns".into(),
-            value: 1e9 / t.msgs_per_s,
-            range: None,
-            extra: Some(format!("{:.0} msg/s", t.msgs_per_s)),
-        });
-    }
-    for l in &r.logging {
-        out.push(CustomEntry {
-            name: format!("event logging {} {} p50", l.transport, l.regime),
-            unit: "ns".into(),
-            value: l.latency.p50_ns as f64,
-            range: Some(format!("p99 {}", l.latency.p99_ns)),
-            extra: None,
-        });
-    }
-    for i in &r.idle {
-        out.push(CustomEntry {
-            name: format!("idle CPU {} x{} agents", i.transport, i.agents),
-            unit: "% of a core".into(),
-            value: i.agents_cpu_percent,
-            range: None,
-            extra: None,
-        });
-    }
-    out
+    r.figures
+        .iter()
+        .filter(|f| f.judged)
+        .map(|f| {
+            let trials = format!("median of {} trials", f.trials.len());
+            match f.better {
+                Better::Lower => CustomEntry {
+                    name: f.id.key(),
+                    unit: f.unit.symbol().into(),
+                    value: f.median,
+                    range: Some(format!("{:.4}..{:.4}", f.low, f.high)),
+                    extra: Some(trials),
+                },
+                Better::Higher => {
+                    let inverse = |v: f64| if v > 0.0 { 1.0 / v } else { f64::INFINITY };
+                    let (unit, scale) = match f.unit {
+                        Unit::PerS => ("ns per message", 1e9),
+                        Unit::BytesPerS => ("ns per byte", 1e9),
+                        _ => ("1 / value", 1.0),
+                    };
+                    CustomEntry {
+                        name: format!("{} (inverse)", f.id.key()),
+                        unit: unit.into(),
+                        value: scale * inverse(f.median),
+                        range: Some(format!(
+                            "{:.4}..{:.4}",
+                            scale * inverse(f.high),
+                            scale * inverse(f.low)
+                        )),
+                        extra: Some(format!("{trials}: {:.4} {}", f.median, f.unit.symbol())),
+                    }
+                }
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use harness::schema::ThroughputResult;
+    use harness::figures::FigureId;
+    use harness::{Group, Regime, Subject, Transport, Variant};
 
     #[test]
-    fn exports_carry_the_figures() {
+    fn exports_carry_the_medians_and_intervals() {
+        let id = FigureId {
+            group: Group::Throughput,
+            subject: Subject::Transport(Variant::of(Transport::Uds)),
+            regime: Regime::OneWay,
+            size: Some(64),
+            agents: None,
+            statistic: Statistic::Rate,
+        };
         let r = RunResults {
-            throughput: vec![ThroughputResult {
-                transport: "uds".into(),
-                size: 64,
-                messages: 10,
-                seconds: 1.0,
-                msgs_per_s: 1e6,
-                bytes_per_s: 64e6,
-                cpu_ns_per_msg: 5.0,
-                pinned: true,
-            }],
+            figures: vec![Figure::new(
+                id,
+                Unit::PerS,
+                Better::Higher,
+                vec![0.9e6, 1e6, 1.1e6],
+            )],
             ..RunResults::default()
         };
         let bmf = bencher_bmf(&r);
-        assert_eq!(bmf["throughput/uds/64B"]["throughput"]["value"], 1e6);
+        let entry = &bmf["throughput/uds/one-way/64B"]["throughput"];
+        assert_eq!(entry["value"], 1e6);
+        assert_eq!(entry["lower_value"], 0.9e6);
         let custom = smaller_is_better(&r);
         assert_eq!(custom.len(), 1);
-        assert!((custom[0].value - 1000.0).abs() < 1e-9 && custom[0].unit == "ns");
-        let json = serde_json::to_value(&custom).unwrap();
-        assert!(json[0].get("range").is_none());
+        assert!((custom[0].value - 1000.0).abs() < 1e-9 && custom[0].unit == "ns per message");
     }
 }

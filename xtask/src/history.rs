@@ -1,8 +1,12 @@
 //! `cargo xtask history`: headline figures of every stored run, oldest
-//! first, so trends show.
+//! first, so trends show. The machine column tells runs from different
+//! machines apart: compare only within one machine.
 
 use std::fmt::Write;
 use std::path::Path;
+
+use harness::figures::FigureId;
+use harness::{Group, Regime, Statistic, Subject, Transport, Variant};
 
 use crate::record;
 use crate::report::{bytes, ns};
@@ -15,17 +19,19 @@ pub fn table(dir: &Path) -> Result<String, String> {
         return Err(format!("no stored runs in {}", dir.display()));
     }
     let targets = targets::load(None)?;
+    let here = record::Machine::detect();
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<22} {:<10} {:<6} {:>11} {:>11} {:>11} {:>11} {:>12} {:>8}",
+        "{:<22} {:<10} {:<6} {:<8} {:>11} {:>11} {:>11} {:>12} {:>12} {:>8}",
         "run (UTC)",
         "commit",
         "preset",
+        "machine",
         "pipe p50",
         "uds p50",
         "shm p50",
-        "shm-spin",
+        "shm / buffer",
         "best 1 MiB",
         "missed"
     );
@@ -44,24 +50,56 @@ pub fn table(dir: &Path) -> Result<String, String> {
         };
         let r = &record.results;
         let small = r.plan.sizes.iter().copied().min().unwrap_or(64);
-        let p50 = |label: &str| {
-            r.latency
+        let find = |subject, group, statistic, size| {
+            r.figures
                 .iter()
-                .find(|l| l.transport == label && l.size == small && l.regime == "back-to-back")
-                .map_or("-".into(), |l| ns(l.stats.p50_ns as f64))
+                .find(|f| {
+                    f.id == FigureId {
+                        group,
+                        subject,
+                        regime: if group == Group::Throughput {
+                            Regime::OneWay
+                        } else {
+                            Regime::BackToBack
+                        },
+                        size: Some(size),
+                        agents: None,
+                        statistic,
+                    }
+                })
+                .map(|f| f.median)
         };
-        let large = r.plan.sizes.iter().copied().max().unwrap_or(1 << 20);
+        let p50 = |t: Transport| {
+            find(
+                Subject::Transport(Variant::of(t)),
+                Group::Latency,
+                Statistic::P50,
+                small,
+            )
+            .map_or("-".into(), ns)
+        };
+        let ratio = find(
+            Subject::Over(
+                Variant::of(Transport::Shm),
+                harness::schema::Mechanism::SharedBuffer,
+            ),
+            Group::Latency,
+            Statistic::Ratio,
+            small,
+        )
+        .map_or("-".into(), |x| format!("{x:.2}x"));
         let best = r
-            .throughput
+            .figures
             .iter()
-            .filter(|t| t.size == large)
-            .map(|t| t.bytes_per_s)
-            .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))))
+            .filter(|f| {
+                f.id.group == Group::Throughput
+                    && f.id.size == Some(1 << 20)
+                    && f.id.statistic == Statistic::Bandwidth
+            })
+            .map(|f| f.median)
+            .reduce(f64::max)
             .map_or("-".into(), |b| format!("{}/s", bytes(b)));
-        let missed: usize = targets::evaluate(r, &targets)
-            .iter()
-            .map(|v| v.transports.iter().filter(|t| t.met == Some(false)).count())
-            .sum();
+        let missed = targets::tally(&targets::evaluate(r, &targets)).1;
         let commit = record.git.as_ref().map_or("-".to_string(), |g| {
             format!(
                 "{}{}",
@@ -69,16 +107,22 @@ pub fn table(dir: &Path) -> Result<String, String> {
                 if g.dirty { "+" } else { "" }
             )
         });
+        let machine = if record.machine.same_as(&here) {
+            "this".to_string()
+        } else {
+            "other".to_string()
+        };
         let _ = writeln!(
             out,
-            "{:<22} {:<10} {:<6} {:>11} {:>11} {:>11} {:>11} {:>12} {:>8}",
+            "{:<22} {:<10} {:<6} {:<8} {:>11} {:>11} {:>11} {:>12} {:>12} {:>8}",
             record.started_utc.chars().take(20).collect::<String>(),
             commit,
-            if r.plan.quick { "quick" } else { "full" },
-            p50("pipe"),
-            p50("uds"),
-            p50("shm"),
-            p50("shm-spin"),
+            r.plan.preset,
+            machine,
+            p50(Transport::Pipe),
+            p50(Transport::Uds),
+            p50(Transport::Shm),
+            ratio,
             best,
             missed
         );

@@ -5,7 +5,6 @@
 
 mod bench;
 mod charts;
-mod compare;
 mod exports;
 mod fuzz;
 mod history;
@@ -53,14 +52,16 @@ enum Cmd {
         #[arg(long)]
         baseline: Option<PathBuf>,
     },
-    /// Compare two stored records figure by figure (exit 3 on a regression).
+    /// Compare two stored records figure by figure (exit 3 on a
+    /// regression). Records from different machines are compared as asked,
+    /// with a warning.
     Compare {
         /// The baseline record.
         baseline: PathBuf,
         /// The record to judge.
         current: PathBuf,
-        /// Regression factor for absolute figures.
-        #[arg(long, default_value_t = 3.0)]
+        /// Regression factor for absolute figures (ratios: half the excess).
+        #[arg(long, default_value_t = harness::compare::Rule::default().factor)]
         threshold: f64,
     },
     /// Soak every transport (mixed sizes, several agents, every message
@@ -154,8 +155,10 @@ fn run(cli: Cli) -> Result<u8, Failure> {
                 &dir,
                 &loaded,
                 targets.as_deref(),
-                base.as_ref().map(|(n, r)| (n.clone(), r)),
-                compare::Rule::default(),
+                base.as_ref()
+                    .map(|(n, r)| (n.clone(), r))
+                    .ok_or_else(|| "no baseline given (--baseline FILE)".to_string()),
+                harness::compare::Rule::default(),
             )?;
             Ok(outcome.code())
         }
@@ -169,20 +172,32 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             }
             let a = record::load(&baseline).map_err(|e| Failure::Input(e.to_string()))?;
             let b = record::load(&current).map_err(|e| Failure::Input(e.to_string()))?;
-            let rule = compare::Rule {
-                factor: threshold,
-                ..compare::Rule::default()
-            };
-            let c = compare::compare(&a.results, &b.results, rule);
+            if !a.machine.same_as(&b.machine) {
+                eprintln!(
+                    "warning: the two records come from different machines ({} / {}); \
+                     absolute figures are not comparable across machines, ratios roughly are",
+                    a.machine.cpu_model, b.machine.cpu_model
+                );
+            }
+            let rule = bench::rule(threshold);
+            let c = harness::compare::compare(&a.results.figures, &b.results.figures, rule);
             println!("Rule: {}.", rule.describe());
-            println!("{} figures compared.", c.compared);
+            println!(
+                "{} figures compared, {} too noisy to judge.",
+                c.compared,
+                c.noisy.len()
+            );
             for ch in &c.changes {
                 println!(
-                    "{:<12} {}: {:.4} -> {:.4} ({})",
+                    "{:<12} {}: {:.4} [{:.4}–{:.4}] -> {:.4} [{:.4}–{:.4}] ({})",
                     format!("{:?}", ch.outcome).to_uppercase(),
                     ch.figure,
-                    ch.baseline,
-                    ch.current,
+                    ch.baseline.0,
+                    ch.baseline.1,
+                    ch.baseline.2,
+                    ch.current.0,
+                    ch.current.1,
+                    ch.current.2,
                     ch.factor()
                 );
             }

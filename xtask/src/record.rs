@@ -8,7 +8,7 @@ use harness::RunResults;
 use serde::{Deserialize, Serialize};
 
 /// Version of [`BenchRecord`]; readers refuse other versions.
-pub const RECORD_SCHEMA: u32 = 1;
+pub const RECORD_SCHEMA: u32 = 2;
 
 /// One run, as written to `benchmark_<UTC>.json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -42,6 +42,9 @@ pub struct Machine {
     pub kernel: String,
     /// Hypervisor, if the CPU reports one (vendor from DMI if readable).
     pub hypervisor: Option<String>,
+    /// `/etc/machine-id` (or D-Bus's), where one exists: tells two
+    /// machines of the same kind apart.
+    pub machine_id: Option<String>,
 }
 
 /// The source tree measured.
@@ -82,13 +85,33 @@ impl Machine {
             })
             .map_or(0, |kib| kib / 1024);
         let uname = rustix::system::uname();
+        let machine_id = ["/etc/machine-id", "/var/lib/dbus/machine-id"]
+            .iter()
+            .find_map(|p| std::fs::read_to_string(p).ok())
+            .map(|id| id.trim().to_owned())
+            .filter(|id| !id.is_empty());
         Machine {
             cpu_model: field("model name").unwrap_or_else(|| "unknown".into()),
             cpus: std::thread::available_parallelism().map_or(0, |n| n.get()),
             memory_mib,
             kernel: uname.release().to_string_lossy().into_owned(),
             hypervisor,
+            machine_id,
         }
+    }
+
+    /// True if `other` is this machine, as far as the records can tell:
+    /// same CPU model, core count, memory (within 1 %: the kernel's
+    /// reservation moves a little between boots), kernel, hypervisor and
+    /// machine id. A regression is judged only against a run on the same
+    /// machine (or a baseline the user names).
+    pub fn same_as(&self, other: &Machine) -> bool {
+        self.cpu_model == other.cpu_model
+            && self.cpus == other.cpus
+            && self.memory_mib.abs_diff(other.memory_mib) * 100 <= self.memory_mib.max(1)
+            && self.kernel == other.kernel
+            && self.hypervisor == other.hypervisor
+            && self.machine_id == other.machine_id
     }
 }
 
@@ -250,5 +273,28 @@ mod tests {
     fn machine_facts_are_read() {
         let m = Machine::detect();
         assert!(m.cpus >= 1 && m.memory_mib > 0 && !m.kernel.is_empty());
+    }
+
+    #[test]
+    fn another_machine_is_not_the_same() {
+        let here = Machine::detect();
+        assert!(here.same_as(&here.clone()));
+        let mut rebooted = here.clone();
+        rebooted.memory_mib += here.memory_mib / 200;
+        assert!(
+            here.same_as(&rebooted),
+            "memory moves a little between boots"
+        );
+        for change in [
+            |m: &mut Machine| m.cpus += 1,
+            |m: &mut Machine| m.kernel.push('+'),
+            |m: &mut Machine| m.machine_id = Some("another".into()),
+            |m: &mut Machine| m.cpu_model = "another CPU".into(),
+            |m: &mut Machine| m.memory_mib *= 2,
+        ] {
+            let mut other = here.clone();
+            change(&mut other);
+            assert!(!here.same_as(&other), "{other:?}");
+        }
     }
 }

@@ -1,15 +1,19 @@
 //! The Markdown summary, its charts, the recommendations, and the console
-//! summary: everything a person reads after a run.
+//! summary: everything a person reads after a run. Every number comes from
+//! the run's figures (medians over trials, with their intervals); one
+//! function writes each section.
 
+use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::path::Path;
 
-use harness::RunResults;
+use harness::compare::Comparison;
+use harness::figures::{FigureId, Unit};
+use harness::{Figure, Group, Regime, RunResults, Statistic, Subject, Variant};
 
 use crate::charts::{Axis, BarChart, LineChart, Series};
-use crate::compare::Comparison;
 use crate::record::BenchRecord;
-use crate::targets::{Direction, Verdict};
+use crate::targets::{self, Direction, Verdict};
 
 /// A duration in nanoseconds, readably.
 pub fn ns(v: f64) -> String {
@@ -48,12 +52,45 @@ pub fn bytes(v: f64) -> String {
     }
 }
 
+/// A value in a figure's unit, readably.
+pub fn in_unit(v: f64, unit: Unit) -> String {
+    match unit {
+        Unit::Ns => ns(v),
+        Unit::PerS => format!("{}/s", rate(v)),
+        Unit::BytesPerS => format!("{}/s", bytes(v)),
+        Unit::PercentCore => format!("{v:.3} %"),
+        Unit::Kib => bytes(v * 1024.0),
+        Unit::Bytes => format!("{v:.0} B"),
+        Unit::Times => format!("{v:.2}x"),
+    }
+}
+
+/// A figure's median with its interval: `441 ns [430 ns–470 ns]`.
+pub fn with_interval(f: &Figure) -> String {
+    format!(
+        "{} [{}–{}]",
+        in_unit(f.median, f.unit),
+        in_unit(f.low, f.unit),
+        in_unit(f.high, f.unit)
+    )
+}
+
 fn value(v: f64, unit: &str) -> String {
     match unit {
         "msg/s" => format!("{}msg/s", rate(v)),
         "x" => format!("{v:.2}x"),
         _ if v != 0.0 && v.abs() < 0.01 => format!("{v:.4} {unit}"),
         _ => format!("{v:.2} {unit}"),
+    }
+}
+
+fn margin(m: f64) -> String {
+    if m.is_infinite() || m > 1e6 {
+        "∞".into()
+    } else if m >= 10.0 {
+        format!("{m:.0}")
+    } else {
+        format!("{m:.1}")
     }
 }
 
@@ -70,165 +107,208 @@ fn verdict_cell(t: &crate::targets::TransportVerdict, unit: &str) -> String {
     }
 }
 
-fn margin(m: f64) -> String {
-    if m.is_infinite() || m > 1e6 {
-        "∞".into()
-    } else if m >= 10.0 {
-        format!("{m:.0}")
-    } else {
-        format!("{m:.1}")
+/// The run's figures by id.
+struct Index<'a> {
+    r: &'a RunResults,
+    by_id: BTreeMap<FigureId, &'a Figure>,
+}
+
+impl<'a> Index<'a> {
+    fn new(r: &'a RunResults) -> Self {
+        Index {
+            r,
+            by_id: r.figures.iter().map(|f| (f.id, f)).collect(),
+        }
     }
+
+    fn get(&self, id: FigureId) -> Option<&'a Figure> {
+        self.by_id.get(&id).copied()
+    }
+
+    /// The sibling of `id` with another statistic.
+    fn stat(&self, id: FigureId, statistic: Statistic) -> Option<&'a Figure> {
+        self.get(FigureId { statistic, ..id })
+    }
+
+    fn all(&self, pick: impl Fn(&FigureId) -> bool) -> Vec<&'a Figure> {
+        self.r.figures.iter().filter(|f| pick(&f.id)).collect()
+    }
+
+    fn smallest(&self) -> usize {
+        self.r.plan.sizes.iter().copied().min().unwrap_or(64)
+    }
+
+    fn largest(&self) -> usize {
+        self.r.plan.sizes.iter().copied().max().unwrap_or(1 << 20)
+    }
+}
+
+fn is_default(subject: &Subject) -> bool {
+    matches!(subject, Subject::Transport(v) if *v == Variant::of(v.transport))
+}
+
+fn cell(f: Option<&Figure>) -> String {
+    f.map_or("-".into(), |f| in_unit(f.median, f.unit))
+}
+
+fn cell_interval(f: Option<&Figure>) -> String {
+    f.map_or("-".into(), with_interval)
 }
 
 /// Recommendations derived from this run's numbers.
 pub fn recommendations(r: &RunResults) -> Vec<String> {
+    let ix = Index::new(r);
     let mut out = Vec::new();
-    let defaults = ["pipe", "uds", "shm"];
-    let small = r.plan.sizes.iter().copied().min().unwrap_or(64);
-    let large = r.plan.sizes.iter().copied().max().unwrap_or(1 << 20);
+    let (small, large) = (ix.smallest(), ix.largest());
 
-    let mut hot: Vec<_> = r
-        .latency
-        .iter()
-        .filter(|l| {
-            defaults.contains(&l.transport.as_str())
-                && l.size == small
-                && l.regime == "back-to-back"
-        })
-        .collect();
-    hot.sort_by_key(|l| l.stats.p50_ns);
+    let mut hot = ix.all(|id| {
+        is_default(&id.subject)
+            && id.group == Group::Latency
+            && id.size == Some(small)
+            && id.regime == Regime::BackToBack
+            && id.statistic == Statistic::P50
+    });
+    hot.sort_by(|a, b| a.median.total_cmp(&b.median));
     if let [best, second, ..] = hot.as_slice() {
-        let cpu = |label: &str| {
-            r.throughput
-                .iter()
-                .find(|t| t.transport == label && t.size == small)
-                .map(|t| format!("{} CPU per message", ns(t.cpu_ns_per_msg)))
+        let cpu = |f: &Figure| {
+            let id = FigureId {
+                group: Group::Throughput,
+                regime: Regime::OneWay,
+                statistic: Statistic::CpuPerOp,
+                ..f.id
+            };
+            ix.get(id)
+                .map(|c| format!("{} CPU per message", ns(c.median)))
                 .unwrap_or_default()
         };
+        let p99 = |f: &Figure| cell(ix.stat(f.id, Statistic::P99));
         out.push(format!(
             "**Small, latency-critical messages: `{}`.** {} B round trip p50 {} / p99 {}, against {} / {} for `{}` \
              ({:.1}x faster at the median). Cost: {} (vs {} for `{}`).",
-            best.transport,
+            best.id.subject.label(),
             small,
-            ns(best.stats.p50_ns as f64),
-            ns(best.stats.p99_ns as f64),
-            ns(second.stats.p50_ns as f64),
-            ns(second.stats.p99_ns as f64),
-            second.transport,
-            second.stats.p50_ns as f64 / best.stats.p50_ns.max(1) as f64,
-            cpu(&best.transport),
-            cpu(&second.transport),
-            second.transport,
+            with_interval(best),
+            p99(best),
+            with_interval(second),
+            p99(second),
+            second.id.subject.label(),
+            second.median / best.median.max(1.0),
+            cpu(best),
+            cpu(second),
+            second.id.subject.label(),
         ));
     }
-    let mut parked: Vec<_> = r
-        .latency
-        .iter()
-        .filter(|l| l.regime == "parked" && l.size == small)
-        .collect();
-    parked.sort_by_key(|l| l.stats.p50_ns);
+    let mut parked = ix.all(|id| {
+        id.group == Group::Latency
+            && id.regime == Regime::Parked
+            && id.size == Some(small)
+            && id.statistic == Statistic::P50
+    });
+    parked.sort_by(|a, b| a.median.total_cmp(&b.median));
     if let Some(best) = parked.first() {
         let list: Vec<String> = parked
             .iter()
-            .map(|l| format!("`{}` {}", l.transport, ns(l.stats.p50_ns as f64)))
+            .map(|f| {
+                let cpu = ix
+                    .stat(f.id, Statistic::CpuPerOp)
+                    .map_or(String::new(), |c| format!(" ({} CPU each)", ns(c.median)));
+                format!("`{}` {}{cpu}", f.id.subject.label(), ns(f.median))
+            })
             .collect();
         out.push(format!(
-            "**Messages with pauses between them** (the receiver has gone to sleep): `{}` is quickest, p50 round trip {}.",
-            best.transport,
+            "**Messages with pauses between them** (the receiver has gone to sleep): `{}` is quickest; p50 round trip {}.",
+            best.id.subject.label(),
             list.join(", ")
         ));
     }
-    let mut bulk: Vec<_> = r.throughput.iter().filter(|t| t.size == large).collect();
-    bulk.sort_by(|a, b| b.bytes_per_s.total_cmp(&a.bytes_per_s));
+    let mut bulk = ix.all(|id| {
+        id.group == Group::Throughput
+            && id.size == Some(large)
+            && id.statistic == Statistic::Bandwidth
+    });
+    bulk.sort_by(|a, b| b.median.total_cmp(&a.median));
     if let [best, ..] = bulk.as_slice() {
         let others: Vec<String> = bulk
             .iter()
             .skip(1)
-            .filter(|t| defaults.contains(&t.transport.as_str()))
-            .map(|t| format!("`{}` {}/s", t.transport, bytes(t.bytes_per_s)))
+            .filter(|f| is_default(&f.id.subject))
+            .map(|f| format!("`{}` {}", f.id.subject.label(), cell(Some(f))))
             .collect();
         out.push(format!(
-            "**Bulk transfer: `{}`.** {}/s with {} messages ({} CPU per message); {}.",
-            best.transport,
-            bytes(best.bytes_per_s),
+            "**Bulk transfer: `{}`.** {} with {} messages; {}.",
+            best.id.subject.label(),
+            with_interval(best),
             bytes(large as f64),
-            ns(best.cpu_ns_per_msg),
             others.join(", ")
         ));
     }
-    let max_agents = r.idle.iter().map(|i| i.agents).max();
-    let mut idle: Vec<_> = r
-        .idle
-        .iter()
-        .filter(|i| Some(i.agents) == max_agents)
-        .collect();
-    idle.sort_by(|a, b| a.agents_cpu_percent.total_cmp(&b.agents_cpu_percent));
+    let idle = ix.all(|id| id.regime == Regime::Idle && id.statistic == Statistic::CpuPercent);
+    let most = idle.iter().filter_map(|f| f.id.agents).max();
+    let mut idle: Vec<_> = idle.into_iter().filter(|f| f.id.agents == most).collect();
+    idle.sort_by(|a, b| a.median.total_cmp(&b.median));
     if let Some(best) = idle.first() {
         let list: Vec<String> = idle
             .iter()
-            .map(|i| {
+            .map(|f| {
                 format!(
-                    "`{}` {:.3} % CPU, {} RSS each",
-                    i.transport,
-                    i.agents_cpu_percent,
-                    bytes(i.rss_kib_mean * 1024.0)
+                    "`{}` {} CPU, {} max RSS",
+                    f.id.subject.label(),
+                    in_unit(f.median, f.unit),
+                    cell(ix.stat(f.id, Statistic::Rss))
                 )
             })
             .collect();
         out.push(format!(
             "**Many idle agents:** with {} idle agents connected, {}. Lowest: `{}`.",
-            best.agents,
+            most.unwrap_or(0),
             list.join("; "),
-            best.transport
+            best.id.subject.label()
         ));
     }
-    let max_n = r
-        .patterns
-        .iter()
-        .filter(|p| p.pattern == "fan-out")
-        .map(|p| p.agents)
-        .max();
-    let mut fan: Vec<_> = r
-        .patterns
-        .iter()
-        .filter(|p| p.pattern == "fan-out" && Some(p.agents) == max_n)
-        .collect();
-    fan.sort_by(|a, b| b.msgs_per_s.total_cmp(&a.msgs_per_s));
+    let fan = ix.all(|id| id.regime == Regime::FanOut && id.statistic == Statistic::Rate);
+    let most = fan.iter().filter_map(|f| f.id.agents).max();
+    let mut fan: Vec<_> = fan.into_iter().filter(|f| f.id.agents == most).collect();
+    fan.sort_by(|a, b| b.median.total_cmp(&a.median));
     if let [best, ..] = fan.as_slice() {
         out.push(format!(
-            "**A hub dealing work to {} agents:** `{}` moves {}msg/s ({}).",
-            best.agents,
-            best.transport,
-            rate(best.msgs_per_s),
+            "**A hub dealing work to {} agents:** `{}` moves {} ({}).",
+            most.unwrap_or(0),
+            best.id.subject.label(),
+            with_interval(best),
             fan.iter()
                 .skip(1)
-                .map(|p| format!("`{}` {}msg/s", p.transport, rate(p.msgs_per_s)))
+                .map(|f| format!("`{}` {}", f.id.subject.label(), cell(Some(f))))
                 .collect::<Vec<_>>()
                 .join(", ")
         ));
     }
-    let mut codecs: Vec<_> = r
-        .serialization
-        .iter()
-        .filter(|c| c.message == "tool-call")
+    let encode = |f: &Figure| {
+        ix.get(FigureId {
+            regime: Regime::Encode(harness::schema::Message::ToolCall),
+            ..f.id
+        })
+    };
+    let mut codecs: Vec<(&Figure, &Figure)> = ix
+        .all(|id| {
+            id.regime == Regime::Decode(harness::schema::Message::ToolCall)
+                && id.statistic == Statistic::Time
+        })
+        .into_iter()
+        .filter_map(|d| encode(d).map(|e| (e, d)))
         .collect();
-    codecs.sort_by(|a, b| (a.encode_ns + a.decode_ns).total_cmp(&(b.encode_ns + b.decode_ns)));
-    if let [best, ..] = codecs.as_slice() {
+    codecs.sort_by(|a, b| (a.0.median + a.1.median).total_cmp(&(b.0.median + b.1.median)));
+    if let [(e, d), rest @ ..] = codecs.as_slice() {
         out.push(format!(
-            "**Typed messages: `{}`.** A tool call encodes in {} and decodes in {} ({} B); {}.",
-            best.codec,
-            ns(best.encode_ns),
-            ns(best.decode_ns),
-            best.encoded_bytes,
-            codecs
-                .iter()
-                .skip(1)
-                .map(|c| format!(
-                    "`{}` {} + {} ({} B)",
-                    c.codec,
-                    ns(c.encode_ns),
-                    ns(c.decode_ns),
-                    c.encoded_bytes
+            "**Typed messages: `{}`.** A tool call encodes in {} and decodes in {}; {}.",
+            e.id.subject.label(),
+            ns(e.median),
+            ns(d.median),
+            rest.iter()
+                .map(|(e, d)| format!(
+                    "`{}` {} + {}",
+                    e.id.subject.label(),
+                    ns(e.median),
+                    ns(d.median)
                 ))
                 .collect::<Vec<_>>()
                 .join(", ")
@@ -237,12 +317,26 @@ pub fn recommendations(r: &RunResults) -> Vec<String> {
     out
 }
 
+/// What the run was compared with.
+#[derive(Debug, Clone, Copy)]
+pub enum Baseline<'a> {
+    /// Compared with the named record.
+    Compared(&'a str, &'a Comparison),
+    /// Not compared, and why.
+    Missing(&'a str),
+}
+
+impl<'a> Baseline<'a> {
+    fn comparison(&self) -> Option<&'a Comparison> {
+        match self {
+            Baseline::Compared(_, c) => Some(c),
+            Baseline::Missing(_) => None,
+        }
+    }
+}
+
 /// The headline: targets and regressions in one sentence.
-pub fn verdict_line(
-    verdicts: &[Verdict],
-    comparison: Option<&Comparison>,
-    failures: usize,
-) -> String {
+pub fn verdict_line(verdicts: &[Verdict], baseline: Baseline<'_>, failures: usize) -> String {
     let missed: Vec<String> = verdicts
         .iter()
         .flat_map(|v| {
@@ -252,10 +346,8 @@ pub fn verdict_line(
                 .map(move |t| format!("{} ({})", v.id, t.transport))
         })
         .collect();
-    let checks: usize = verdicts
-        .iter()
-        .map(|v| v.transports.iter().filter(|t| t.met.is_some()).count())
-        .sum();
+    let (met, n_missed, unmeasured) = targets::tally(verdicts);
+    let checks = met + n_missed;
     let mut line = if missed.is_empty() {
         format!("All {checks} target checks met")
     } else {
@@ -265,24 +357,37 @@ pub fn verdict_line(
             missed.join(", ")
         )
     };
-    match comparison {
-        Some(c) => {
+    if unmeasured > 0 {
+        let _ = write!(line, " ({unmeasured} not measured in this run)");
+    }
+    match baseline {
+        Baseline::Compared(_, c) => {
             let n = c.regressions().count();
             if n == 0 {
                 let _ = write!(
                     line,
-                    "; no regression against the baseline ({} figures compared)",
+                    "; 0 regressions against the baseline ({} figures compared",
                     c.compared
                 );
             } else {
-                let _ = write!(line, "; {n} regression(s) against the baseline");
+                let _ = write!(
+                    line,
+                    "; {n} regression(s) against the baseline ({} figures compared",
+                    c.compared
+                );
             }
+            if !c.noisy.is_empty() {
+                let _ = write!(line, ", {} too noisy to judge", c.noisy.len());
+            }
+            line.push(')');
             let better = c.improvements().count();
             if better > 0 {
                 let _ = write!(line, ", {better} improvement(s)");
             }
         }
-        None => line.push_str("; no baseline to compare with"),
+        Baseline::Missing(why) => {
+            let _ = write!(line, "; {why}");
+        }
     }
     if failures > 0 {
         let _ = write!(line, "; {failures} scenario(s) FAILED");
@@ -292,6 +397,9 @@ pub fn verdict_line(
 }
 
 fn table(out: &mut String, header: &[&str], rows: &[Vec<String>]) {
+    if rows.is_empty() {
+        return;
+    }
     let _ = writeln!(out, "| {} |", header.join(" | "));
     let _ = writeln!(
         out,
@@ -304,102 +412,101 @@ fn table(out: &mut String, header: &[&str], rows: &[Vec<String>]) {
     out.push('\n');
 }
 
-/// Writes the charts into `dir`; returns their file names.
+/// Writes the charts into `dir`; returns their file names and titles.
 pub fn write_charts(dir: &Path, r: &RunResults) -> std::io::Result<Vec<(String, String)>> {
+    let ix = Index::new(r);
     let mut files = Vec::new();
-    let small = r.plan.sizes.iter().copied().min().unwrap_or(64);
+    let small = ix.smallest();
     let mut save = |name: &str, title: &str, svg: String| -> std::io::Result<()> {
         std::fs::write(dir.join(name), svg)?;
         files.push((name.to_owned(), title.to_owned()));
         Ok(())
     };
-    let percentiles = ["p50", "p95", "p99", "p99.9", "max"];
-    let series: Vec<Series> = r
-        .latency
-        .iter()
-        .filter(|l| l.size == small)
-        .map(|l| Series {
-            name: format!(
-                "{} {}",
-                l.transport,
-                if l.regime == "parked" { "(parked)" } else { "" }
-            )
-            .trim()
-            .to_owned(),
-            points: [
-                l.stats.p50_ns,
-                l.stats.p95_ns,
-                l.stats.p99_ns,
-                l.stats.p999_ns,
-                l.stats.max_ns,
-            ]
-            .iter()
-            .enumerate()
-            .map(|(i, &v)| (i as f64, v as f64))
-            .collect(),
+    let percentiles = [
+        Statistic::P50,
+        Statistic::P95,
+        Statistic::P99,
+        Statistic::P999,
+        Statistic::Max,
+    ];
+    let series: Vec<Series> = ix
+        .all(|id| {
+            id.group == Group::Latency && id.size == Some(small) && id.statistic == Statistic::P50
+        })
+        .into_iter()
+        .map(|f| Series {
+            name: if f.id.regime == Regime::Parked {
+                format!("{} (parked)", f.id.subject.label())
+            } else {
+                f.id.subject.label()
+            },
+            points: percentiles
+                .iter()
+                .enumerate()
+                .filter_map(|(i, &s)| ix.stat(f.id, s).map(|x| (i as f64, x.median)))
+                .collect(),
         })
         .collect();
     if !series.is_empty() {
-        let title = format!("Round-trip latency percentiles, {small} B");
+        let title = format!("Round-trip latency percentiles, {small} B (medians over trials)");
         let chart = LineChart {
             title: title.clone(),
             x_label: "percentile".into(),
             y_label: "round trip (ns, log)".into(),
-            x_axis: Axis::Categories(percentiles.iter().map(|s| s.to_string()).collect()),
+            x_axis: Axis::Categories(percentiles.iter().map(|s| s.name().to_string()).collect()),
             y_axis: Axis::Log,
             series,
         };
         save("latency_percentiles.svg", &title, chart.render())?;
     }
-    let mut labels: Vec<&str> = r.throughput.iter().map(|t| t.transport.as_str()).collect();
-    labels.dedup();
-    let series: Vec<Series> = labels
-        .iter()
-        .filter(|l| !l.contains("-ring-"))
-        .map(|&label| Series {
-            name: label.into(),
-            points: r
-                .throughput
-                .iter()
-                .filter(|t| t.transport == label)
-                .map(|t| (t.size as f64, t.bytes_per_s / 1e6))
-                .collect(),
-        })
-        .collect();
+    let line_series = |pick: &dyn Fn(&FigureId) -> bool, x: &dyn Fn(&FigureId) -> f64| {
+        let mut by: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
+        for f in ix.all(pick) {
+            by.entry(f.id.subject.label())
+                .or_default()
+                .push((x(&f.id), f.median));
+        }
+        by.into_iter()
+            .map(|(name, mut points)| {
+                points.sort_by(|a, b| a.0.total_cmp(&b.0));
+                Series { name, points }
+            })
+            .collect::<Vec<_>>()
+    };
+    let series = line_series(
+        &|id| {
+            id.group == Group::Throughput
+                && id.statistic == Statistic::Bandwidth
+                && !matches!(id.subject, Subject::Transport(v) if v.ring_kib.is_some())
+        },
+        &|id| id.size.unwrap_or(1) as f64,
+    );
     if !series.is_empty() {
         let title = "One-way throughput by message size".to_string();
         let chart = LineChart {
             title: title.clone(),
             x_label: "message size (bytes, log)".into(),
-            y_label: "MB/s (log)".into(),
+            y_label: "bytes/s (log)".into(),
             x_axis: Axis::Log,
             y_axis: Axis::Log,
             series,
         };
         save("throughput_by_size.svg", &title, chart.render())?;
     }
-    let mut pattern_names: Vec<&str> = r.patterns.iter().map(|p| p.pattern.as_str()).collect();
-    pattern_names.sort();
-    pattern_names.dedup();
     let mut series = Vec::new();
-    for pattern in &pattern_names {
-        let mut transports: Vec<&str> = r
-            .patterns
-            .iter()
-            .filter(|p| p.pattern == *pattern)
-            .map(|p| p.transport.as_str())
-            .collect();
-        transports.dedup();
-        for t in transports {
-            series.push(Series {
-                name: format!("{pattern} {t}"),
-                points: r
-                    .patterns
-                    .iter()
-                    .filter(|p| p.pattern == *pattern && p.transport == t)
-                    .map(|p| (p.agents as f64, p.msgs_per_s))
-                    .collect(),
-            });
+    for pattern in [
+        Regime::FanOut,
+        Regime::FanIn,
+        Regime::Broadcast,
+        Regime::Pipeline,
+        Regime::AllToAll,
+    ] {
+        for mut s in line_series(
+            &|id| id.regime == pattern && id.statistic == Statistic::Rate,
+            &|id| id.agents.unwrap_or(0) as f64,
+        ) {
+            s.name = format!("{} {}", pattern.name(), s.name);
+            series.push(s);
         }
     }
     if !series.is_empty() {
@@ -414,76 +521,59 @@ pub fn write_charts(dir: &Path, r: &RunResults) -> std::io::Result<Vec<(String, 
         };
         save("patterns_by_agents.svg", &title, chart.render())?;
     }
-    let mut groups: Vec<usize> = r.idle.iter().map(|i| i.agents).collect();
+    let idle = ix.all(|id| id.regime == Regime::Idle && id.statistic == Statistic::CpuPercent);
+    let mut groups: Vec<usize> = idle.iter().filter_map(|f| f.id.agents).collect();
     groups.sort();
     groups.dedup();
-    let mut idle_labels: Vec<&str> = r.idle.iter().map(|i| i.transport.as_str()).collect();
-    idle_labels.dedup();
+    let mut labels: Vec<Subject> = idle.iter().map(|f| f.id.subject).collect();
+    labels.dedup();
     if !groups.is_empty() {
         let categories: Vec<String> = groups
             .iter()
             .map(|&n| format!("{n} agent{}", if n == 1 { "" } else { "s" }))
             .collect();
-        let cell = |label: &str, n: usize, f: fn(&harness::schema::IdleResult) -> f64| {
-            r.idle
+        let bars = |statistic: Statistic, scale: f64| {
+            labels
                 .iter()
-                .find(|i| i.transport == label && i.agents == n)
-                .map_or(0.0, f)
+                .map(|s| {
+                    let values = groups
+                        .iter()
+                        .map(|&n| {
+                            idle.iter()
+                                .find(|f| f.id.subject == *s && f.id.agents == Some(n))
+                                .and_then(|f| ix.stat(f.id, statistic))
+                                .map_or(0.0, |f| f.median * scale)
+                        })
+                        .collect();
+                    (s.label(), values)
+                })
+                .collect::<Vec<_>>()
         };
         let cpu = BarChart {
-            title: "CPU of idle agents (all together)".into(),
+            title: "CPU of idle agents (all together, median)".into(),
             y_label: "% of one core".into(),
             categories: categories.clone(),
-            series: idle_labels
-                .iter()
-                .map(|&l| {
-                    (
-                        l.to_owned(),
-                        groups
-                            .iter()
-                            .map(|&n| cell(l, n, |i| i.agents_cpu_percent))
-                            .collect(),
-                    )
-                })
-                .collect(),
+            series: bars(Statistic::CpuPercent, 1.0),
         };
         save("idle_cpu.svg", "CPU of idle agents", cpu.render())?;
         let rss = BarChart {
-            title: "Resident memory per idle agent".into(),
-            y_label: "MiB (mean)".into(),
+            title: "Resident memory of an idle agent (largest, median)".into(),
+            y_label: "MiB".into(),
             categories,
-            series: idle_labels
-                .iter()
-                .map(|&l| {
-                    (
-                        l.to_owned(),
-                        groups
-                            .iter()
-                            .map(|&n| cell(l, n, |i| i.rss_kib_mean / 1024.0))
-                            .collect(),
-                    )
-                })
-                .collect(),
+            series: bars(Statistic::Rss, 1.0 / 1024.0),
         };
         save("idle_rss.svg", "Memory of idle agents", rss.render())?;
     }
     Ok(files)
 }
 
-/// The whole Markdown summary.
-pub fn summary(
-    record: &BenchRecord,
-    verdicts: &[Verdict],
-    comparison: Option<(&str, &Comparison)>,
-    charts: &[(String, String)],
-) -> String {
+fn section_header(out: &mut String, record: &BenchRecord, verdicts: &[Verdict], b: Baseline<'_>) {
     let r = &record.results;
-    let mut out = String::new();
     let _ = writeln!(out, "# Benchmark summary\n");
     let _ = writeln!(
         out,
         "**Verdict:** {}\n",
-        verdict_line(verdicts, comparison.map(|c| c.1), r.failures.len())
+        verdict_line(verdicts, b, r.failures.len())
     );
     let m = &record.machine;
     let git = record
@@ -504,7 +594,7 @@ pub fn summary(
         out,
         "Run {} · {} preset · {:.0} s · commit {} · {} · {} CPUs ({}) · {} MiB · kernel {}{}\n",
         record.started_utc,
-        if r.plan.quick { "quick" } else { "full" },
+        r.plan.preset,
         r.duration_s,
         git,
         record.toolchain,
@@ -516,21 +606,64 @@ pub fn summary(
             .as_ref()
             .map_or(String::new(), |h| format!(" · hypervisor: {h}")),
     );
-    let pinned = r.latency.iter().any(|l| l.pinned) || r.throughput.iter().any(|t| t.pinned);
+    if let Some(h) = &r.plan.handicap {
+        let _ = writeln!(
+            out,
+            "**Handicapped run:** the harness spun {} ns before every message over `{}` (IPC_BENCH_HANDICAP), to show that the comparison catches a slowdown.\n",
+            h.ns, h.label
+        );
+    }
+}
+
+fn section_method(out: &mut String, r: &RunResults) {
+    let p = &r.plan;
+    let coverage = r
+        .figures
+        .iter()
+        .find(|f| f.trials.len() == p.trials as usize)
+        .map_or(0.0, |f| f.confidence);
+    let windows: Vec<f64> = r.throughput.iter().map(|t| t.seconds * 1e3).collect();
+    let shortest = windows.iter().copied().fold(f64::INFINITY, f64::min);
+    let mut sorted = windows.clone();
+    sorted.sort_by(f64::total_cmp);
+    let median = sorted.get(sorted.len() / 2).copied().unwrap_or(0.0);
+    let _ = writeln!(out, "## Method\n");
     let _ = writeln!(
         out,
-        "Regime: round trips unless marked one-way; {}; every message written and verified (sequence + \
-         pattern). Absolute times on shared machines move 2-5x between runs: compare within a run, as \
-         ratios.\n",
-        if pinned {
-            "latency, throughput and baselines with the two processes pinned to two different CPUs \
+        "Every figure is the median of **{} independent trials** (fresh processes each), run interleaved \
+         with the other variants of its block and with the bare mechanism each is compared with \
+         (A B C, A B C, ...). Brackets give the order-statistic interval of the median ({:.1} % coverage \
+         with {} trials). Ratios to a mechanism are computed per trial, against the mechanism trial run \
+         beside it, then summarized. Per trial: {} round trips after {} warm-up ({} at sizes above 64 KiB); \
+         parked: {} round trips {} µs apart; throughput: {} to {} messages (windows {:.0} ms shortest, \
+         {:.0} ms median); idle: {} ms windows; codecs: {} timed batches of at least 50 µs. \
+         Round trips unless marked one-way; {}; every message written and verified (sequence + pattern), \
+         by the transports and the mechanisms alike.\n",
+        p.trials,
+        coverage * 100.0,
+        p.trials,
+        p.latency_samples,
+        p.latency_warmup,
+        p.latency_samples_at(usize::MAX),
+        p.parked_samples,
+        p.parked_gap_us,
+        p.throughput_min_messages,
+        p.throughput_max_messages,
+        if shortest.is_finite() { shortest } else { 0.0 },
+        median,
+        p.idle_window_ms,
+        p.codec_batches,
+        if p.pin {
+            "latency, throughput and mechanisms with the two processes pinned to two different CPUs \
              (patterns, resources and logging unpinned)"
         } else {
             "no process pinned to a CPU"
         }
     );
+}
 
-    let _ = writeln!(out, "## Targets\n");
+fn section_targets(out: &mut String, r: &RunResults, verdicts: &[Verdict]) {
+    let _ = writeln!(out, "## Targets (medians over trials)\n");
     let transports: Vec<String> = r
         .plan
         .transports
@@ -556,8 +689,10 @@ pub fn summary(
             row
         })
         .collect();
-    table(&mut out, &header, &rows);
+    table(out, &header, &rows);
+}
 
+fn section_recommendations(out: &mut String, r: &RunResults) {
     let recs = recommendations(r);
     if !recs.is_empty() {
         let _ = writeln!(out, "## Recommendations\n");
@@ -566,342 +701,462 @@ pub fn summary(
         }
         out.push('\n');
     }
+}
 
-    if let Some((name, c)) = comparison {
-        let _ = writeln!(out, "## Compared with {name}\n");
-        let _ = writeln!(out, "Rule: {}.\n", c.rule.describe());
-        if c.changes.is_empty() {
-            let _ = writeln!(
-                out,
-                "No figure changed beyond the rule ({} compared).\n",
-                c.compared
-            );
-        } else {
+fn section_comparison(out: &mut String, b: Baseline<'_>) {
+    match b {
+        Baseline::Missing(why) => {
+            let _ = writeln!(out, "## Comparison\n\n{}.\n", capitalize(why));
+        }
+        Baseline::Compared(name, c) => {
+            let _ = writeln!(out, "## Compared with {name}\n");
+            let _ = writeln!(out, "Rule: {}.\n", c.rule.describe());
+            if c.changes.is_empty() {
+                let _ = writeln!(
+                    out,
+                    "No figure changed beyond the rule ({} compared).\n",
+                    c.compared
+                );
+            }
             let rows: Vec<Vec<String>> = c
                 .changes
                 .iter()
                 .map(|ch| {
+                    let iv = |(m, lo, hi): (f64, f64, f64)| format!("{m:.4} [{lo:.4}–{hi:.4}]");
                     vec![
                         ch.figure.clone(),
-                        format!("{:.4}", ch.baseline),
-                        format!("{:.4}", ch.current),
+                        iv(ch.baseline),
+                        iv(ch.current),
                         ch.factor(),
                         format!("{:?}", ch.outcome).to_lowercase(),
                     ]
                 })
                 .collect();
             table(
-                &mut out,
+                out,
                 &["figure", "baseline", "now", "change", "verdict"],
                 &rows,
             );
+            if !c.noisy.is_empty() {
+                let _ = writeln!(
+                    out,
+                    "Too noisy to judge ({}: an interval wider than the factor in one of the runs): {}.\n",
+                    c.noisy.len(),
+                    c.noisy
+                        .iter()
+                        .map(|k| format!("`{k}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            }
         }
     }
+}
 
+fn capitalize(s: &str) -> String {
+    let mut c = s.chars();
+    c.next()
+        .map_or(String::new(), |f| f.to_uppercase().chain(c).collect())
+}
+
+fn section_charts(out: &mut String, charts: &[(String, String)]) {
     if !charts.is_empty() {
         let _ = writeln!(out, "## Charts\n");
         for (file, title) in charts {
             let _ = writeln!(out, "![{title}]({file})\n");
         }
     }
+}
 
-    if !r.latency.is_empty() {
-        let _ = writeln!(out, "## Latency (round trip)\n");
-        let rows: Vec<Vec<String>> = r
-            .latency
-            .iter()
-            .map(|l| {
-                let s = &l.stats;
-                vec![
-                    l.transport.clone(),
-                    bytes(l.size as f64),
-                    l.regime.clone(),
-                    ns(s.p50_ns as f64),
-                    ns(s.p95_ns as f64),
-                    ns(s.p99_ns as f64),
-                    ns(s.p999_ns as f64),
-                    ns(s.max_ns as f64),
-                    s.count.to_string(),
-                ]
-            })
-            .collect();
-        table(
-            &mut out,
-            &[
-                "transport",
-                "size",
-                "regime",
-                "p50",
-                "p95",
-                "p99",
-                "p99.9",
-                "max",
-                "samples",
-            ],
-            &rows,
-        );
+fn section_latency(out: &mut String, ix: &Index<'_>) {
+    let rows: Vec<Vec<String>> = ix
+        .all(|id| id.group == Group::Latency && id.statistic == Statistic::P50)
+        .into_iter()
+        .map(|f| {
+            let s = |st| cell(ix.stat(f.id, st));
+            vec![
+                f.id.subject.label(),
+                bytes(f.id.size.unwrap_or(0) as f64),
+                f.id.regime.name(),
+                with_interval(f),
+                s(Statistic::P95),
+                s(Statistic::P99),
+                s(Statistic::P999),
+                s(Statistic::Max),
+                s(Statistic::CpuPerOp),
+            ]
+        })
+        .collect();
+    if rows.is_empty() {
+        return;
     }
-    if !r.throughput.is_empty() {
-        let _ = writeln!(
-            out,
-            "## Throughput (one way, every message verified by the receiver)\n"
-        );
-        let rows: Vec<Vec<String>> = r
-            .throughput
-            .iter()
-            .map(|t| {
-                vec![
-                    t.transport.clone(),
-                    bytes(t.size as f64),
-                    format!("{}msg/s", rate(t.msgs_per_s)),
-                    format!("{}/s", bytes(t.bytes_per_s)),
-                    ns(t.cpu_ns_per_msg),
-                    t.messages.to_string(),
-                ]
-            })
-            .collect();
-        table(
-            &mut out,
-            &[
-                "transport",
-                "size",
-                "messages",
-                "bytes",
-                "CPU / message",
-                "count",
-            ],
-            &rows,
-        );
+    let _ = writeln!(out, "## Latency (round trip)\n");
+    table(
+        out,
+        &[
+            "transport",
+            "size",
+            "regime",
+            "p50 [interval]",
+            "p95",
+            "p99",
+            "p99.9",
+            "max",
+            "CPU / round trip",
+        ],
+        &rows,
+    );
+}
+
+fn section_throughput(out: &mut String, ix: &Index<'_>) {
+    let rows: Vec<Vec<String>> = ix
+        .all(|id| id.group == Group::Throughput && id.statistic == Statistic::Rate)
+        .into_iter()
+        .map(|f| {
+            let window =
+                ix.r.throughput
+                    .iter()
+                    .filter(|t| {
+                        Subject::Transport(t.variant) == f.id.subject && Some(t.size) == f.id.size
+                    })
+                    .map(|t| (t.messages, t.seconds))
+                    .next();
+            vec![
+                f.id.subject.label(),
+                bytes(f.id.size.unwrap_or(0) as f64),
+                with_interval(f),
+                cell_interval(ix.stat(f.id, Statistic::Bandwidth)),
+                cell(ix.stat(f.id, Statistic::CpuPerOp)),
+                window.map_or("-".into(), |(n, s)| format!("{n} / {:.0} ms", s * 1e3)),
+            ]
+        })
+        .collect();
+    if rows.is_empty() {
+        return;
     }
-    if !r.baselines.latency.is_empty() || !r.ratios.is_empty() {
-        let _ = writeln!(out, "## Baselines and ratios (same run)\n");
-        let rows: Vec<Vec<String>> = r
-            .baselines
-            .latency
-            .iter()
-            .map(|b| {
-                vec![
-                    b.mechanism.clone(),
-                    bytes(b.size as f64),
-                    ns(b.stats.p50_ns as f64),
-                    ns(b.stats.p99_ns as f64),
-                ]
-            })
-            .collect();
-        table(
-            &mut out,
-            &["mechanism", "size", "p50 round trip", "p99"],
-            &rows,
-        );
-        let rows: Vec<Vec<String>> = r
-            .baselines
-            .memcpy
-            .iter()
-            .map(|m| vec![bytes(m.size as f64), format!("{}/s", bytes(m.bytes_per_s))])
-            .collect();
-        table(&mut out, &["memcpy size", "bandwidth"], &rows);
-        let rows: Vec<Vec<String>> = r
-            .ratios
-            .iter()
-            .map(|x| {
-                vec![
-                    x.transport.clone(),
-                    x.mechanism.clone(),
-                    x.metric.clone(),
-                    format!("{:.2}x", x.ratio),
-                ]
-            })
-            .collect();
-        table(
-            &mut out,
-            &["transport", "mechanism", "figure", "transport / mechanism"],
-            &rows,
-        );
+    let _ = writeln!(
+        out,
+        "## Throughput (one way, every message verified by the receiver)\n"
+    );
+    table(
+        out,
+        &[
+            "transport",
+            "size",
+            "messages [interval]",
+            "bytes [interval]",
+            "CPU / message",
+            "messages / window (trial 1)",
+        ],
+        &rows,
+    );
+}
+
+fn section_baselines(out: &mut String, ix: &Index<'_>) {
+    let mechanisms: Vec<Vec<String>> = ix
+        .all(|id| id.group == Group::Baselines && id.statistic == Statistic::P50)
+        .into_iter()
+        .map(|f| {
+            vec![
+                f.id.subject.label(),
+                bytes(f.id.size.unwrap_or(0) as f64),
+                f.id.regime.name(),
+                with_interval(f),
+                cell(ix.stat(f.id, Statistic::P99)),
+                cell(ix.stat(f.id, Statistic::CpuPerOp)),
+            ]
+        })
+        .collect();
+    let bandwidth: Vec<Vec<String>> = ix
+        .all(|id| id.group == Group::Baselines && id.statistic == Statistic::Bandwidth)
+        .into_iter()
+        .map(|f| {
+            vec![
+                f.id.subject.label(),
+                bytes(f.id.size.unwrap_or(0) as f64),
+                with_interval(f),
+            ]
+        })
+        .collect();
+    let ratios: Vec<Vec<String>> = ix
+        .all(|id| id.statistic == Statistic::Ratio)
+        .into_iter()
+        .map(|f| {
+            vec![
+                f.id.subject.label(),
+                f.id.group.name().into(),
+                bytes(f.id.size.unwrap_or(0) as f64),
+                f.id.regime.name(),
+                with_interval(f),
+            ]
+        })
+        .collect();
+    if mechanisms.is_empty() && bandwidth.is_empty() {
+        return;
     }
-    if !r.serialization.is_empty() {
-        let _ = writeln!(out, "## Serialization\n");
-        let rows: Vec<Vec<String>> = r
-            .serialization
-            .iter()
-            .map(|c| {
-                vec![
-                    c.codec.clone(),
-                    c.message.clone(),
-                    c.encoded_bytes.to_string(),
-                    ns(c.encode_ns),
-                    ns(c.decode_ns),
-                ]
-            })
-            .collect();
-        table(
-            &mut out,
-            &["codec", "message", "bytes", "encode", "decode"],
-            &rows,
-        );
-        let rows: Vec<Vec<String>> = r
-            .typed_round_trips
-            .iter()
-            .map(|t| {
-                vec![
-                    t.transport.clone(),
-                    t.codec.clone(),
-                    ns(t.typed_p50_ns as f64),
-                    ns(t.raw_p50_ns as f64),
-                ]
-            })
-            .collect();
-        table(
-            &mut out,
-            &[
-                "transport",
-                "codec",
-                "typed round trip p50",
-                "raw frame p50",
-            ],
-            &rows,
-        );
+    let _ = writeln!(
+        out,
+        "## Baselines and ratios (same run, paired per trial)\n"
+    );
+    table(
+        out,
+        &[
+            "mechanism",
+            "size",
+            "regime",
+            "p50 round trip [interval]",
+            "p99",
+            "CPU / round trip",
+        ],
+        &mechanisms,
+    );
+    table(
+        out,
+        &["mechanism", "block size", "bandwidth [interval]"],
+        &bandwidth,
+    );
+    table(
+        out,
+        &[
+            "transport / mechanism",
+            "figure",
+            "size",
+            "regime",
+            "ratio [interval]",
+        ],
+        &ratios,
+    );
+}
+
+fn section_serialization(out: &mut String, ix: &Index<'_>) {
+    let codecs: Vec<Vec<String>> = ix
+        .all(|id| matches!(id.regime, Regime::Encode(_)) && id.statistic == Statistic::Time)
+        .into_iter()
+        .map(|e| {
+            let Regime::Encode(message) = e.id.regime else {
+                unreachable!("filtered")
+            };
+            let decode = ix.get(FigureId {
+                regime: Regime::Decode(message),
+                ..e.id
+            });
+            vec![
+                e.id.subject.label(),
+                message.name().into(),
+                cell(ix.stat(e.id, Statistic::EncodedSize)),
+                with_interval(e),
+                cell_interval(decode),
+            ]
+        })
+        .collect();
+    let typed: Vec<Vec<String>> = ix
+        .all(|id| matches!(id.regime, Regime::Typed(_)) && id.statistic == Statistic::P50)
+        .into_iter()
+        .map(|t| {
+            let Regime::Typed(codec) = t.id.regime else {
+                unreachable!("filtered")
+            };
+            let raw = ix.get(FigureId {
+                regime: Regime::Raw(codec),
+                ..t.id
+            });
+            vec![
+                t.id.subject.label(),
+                codec.name().into(),
+                with_interval(t),
+                cell_interval(raw),
+            ]
+        })
+        .collect();
+    if codecs.is_empty() && typed.is_empty() {
+        return;
     }
-    if !r.idle.is_empty() || !r.churn.is_empty() {
-        let _ = writeln!(out, "## Resources\n");
-        let rows: Vec<Vec<String>> = r
-            .idle
-            .iter()
-            .map(|i| {
-                vec![
-                    i.transport.clone(),
-                    i.agents.to_string(),
-                    format!("{:.1} s", i.window_s),
-                    format!("{:.3} %", i.agents_cpu_percent),
-                    format!("{:.3} %", i.parent_cpu_percent),
-                    bytes(i.rss_kib_mean * 1024.0),
-                    bytes(i.rss_kib_max as f64 * 1024.0),
-                ]
-            })
-            .collect();
-        table(
-            &mut out,
-            &[
-                "transport",
-                "idle agents",
-                "window",
-                "agents' CPU",
-                "parent CPU",
-                "RSS / agent",
-                "max RSS",
-            ],
-            &rows,
-        );
-        let rows: Vec<Vec<String>> = r
-            .churn
-            .iter()
-            .map(|c| {
-                vec![
-                    c.transport.clone(),
-                    c.cycles.to_string(),
-                    c.agent_rss_growth_kib
-                        .map_or("n/a (new agent each cycle)".into(), |g| format!("{g} KiB")),
-                    format!("{} KiB", c.parent_rss_growth_kib),
-                    format!("{} KiB", c.tolerance_kib),
-                    if c.leak_suspected {
-                        "**leak suspected**".into()
-                    } else {
-                        "no".into()
-                    },
-                ]
-            })
-            .collect();
-        table(
-            &mut out,
-            &[
-                "transport",
-                "connect/disconnect cycles",
-                "agent RSS growth",
-                "parent RSS growth",
-                "tolerance",
-                "leak?",
-            ],
-            &rows,
-        );
+    let _ = writeln!(out, "## Serialization\n");
+    table(
+        out,
+        &[
+            "codec",
+            "message",
+            "bytes",
+            "encode [interval]",
+            "decode [interval]",
+        ],
+        &codecs,
+    );
+    table(
+        out,
+        &[
+            "transport",
+            "codec",
+            "typed round trip p50",
+            "raw frame p50",
+        ],
+        &typed,
+    );
+}
+
+fn section_resources(out: &mut String, ix: &Index<'_>) {
+    let idle: Vec<Vec<String>> = ix
+        .all(|id| id.regime == Regime::Idle && id.statistic == Statistic::CpuPercent)
+        .into_iter()
+        .map(|f| {
+            vec![
+                f.id.subject.label(),
+                f.id.agents.unwrap_or(0).to_string(),
+                with_interval(f),
+                cell_interval(ix.stat(f.id, Statistic::Rss)),
+            ]
+        })
+        .collect();
+    let churn: Vec<Vec<String>> = ix
+        .all(|id| id.regime == Regime::Churn)
+        .into_iter()
+        .map(|f| {
+            vec![
+                f.id.subject.label(),
+                ix.r.plan.churn_cycles.to_string(),
+                with_interval(f),
+            ]
+        })
+        .collect();
+    if idle.is_empty() && churn.is_empty() {
+        return;
     }
-    if !r.patterns.is_empty() {
-        let _ = writeln!(out, "## Patterns\n");
-        let rows: Vec<Vec<String>> = r
-            .patterns
-            .iter()
-            .map(|p| {
-                vec![
-                    p.pattern.clone(),
-                    p.transport.clone(),
-                    p.agents.to_string(),
-                    format!("{}msg/s", rate(p.msgs_per_s)),
-                    p.latency.as_ref().map_or("-".into(), |l| {
-                        format!("{} / {}", ns(l.p50_ns as f64), ns(l.p99_ns as f64))
-                    }),
-                    p.messages.to_string(),
-                ]
-            })
-            .collect();
-        table(
-            &mut out,
-            &[
-                "pattern",
-                "transport",
-                "agents",
-                "deliveries",
-                "round p50 / p99",
-                "messages",
-            ],
-            &rows,
-        );
+    let _ = writeln!(out, "## Resources\n");
+    table(
+        out,
+        &[
+            "transport",
+            "idle agents",
+            "agents' CPU (all together) [interval]",
+            "largest agent RSS [interval]",
+        ],
+        &idle,
+    );
+    table(
+        out,
+        &[
+            "transport",
+            "connect/disconnect cycles",
+            "RSS growth after warm-up [interval]",
+        ],
+        &churn,
+    );
+}
+
+fn section_patterns(out: &mut String, ix: &Index<'_>) {
+    let rows: Vec<Vec<String>> = ix
+        .all(|id| id.group == Group::Patterns && id.statistic == Statistic::Rate)
+        .into_iter()
+        .map(|f| {
+            vec![
+                f.id.regime.name(),
+                f.id.subject.label(),
+                f.id.agents.unwrap_or(0).to_string(),
+                with_interval(f),
+                cell(ix.stat(f.id, Statistic::P50)),
+            ]
+        })
+        .collect();
+    if rows.is_empty() {
+        return;
     }
-    if !r.logging.is_empty() {
-        let _ = writeln!(
-            out,
-            "## Event logging (tracing events shipped to a collector)\n"
-        );
-        let rows: Vec<Vec<String>> = r
-            .logging
-            .iter()
-            .map(|l| {
-                vec![
-                    l.transport.clone(),
-                    l.regime.clone(),
-                    format!("{}events/s", rate(l.events_per_s)),
-                    ns(l.latency.p50_ns as f64),
-                    ns(l.latency.p95_ns as f64),
-                    ns(l.latency.p99_ns as f64),
-                    l.events.to_string(),
-                ]
-            })
-            .collect();
-        table(
-            &mut out,
-            &["transport", "regime", "rate", "p50", "p95", "p99", "events"],
-            &rows,
-        );
+    let _ = writeln!(out, "## Patterns\n");
+    table(
+        out,
+        &[
+            "pattern",
+            "transport",
+            "agents",
+            "deliveries [interval]",
+            "round p50",
+        ],
+        &rows,
+    );
+}
+
+fn section_logging(out: &mut String, ix: &Index<'_>) {
+    let rows: Vec<Vec<String>> = ix
+        .all(|id| {
+            id.group == Group::Logging && matches!(id.statistic, Statistic::Rate | Statistic::P50)
+        })
+        .into_iter()
+        .map(|f| {
+            vec![
+                f.id.subject.label(),
+                f.id.regime.name(),
+                with_interval(f),
+                cell(ix.stat(f.id, Statistic::P99)),
+            ]
+        })
+        .collect();
+    if rows.is_empty() {
+        return;
     }
+    let _ = writeln!(
+        out,
+        "## Event logging (tracing events shipped to a collector)\n"
+    );
+    table(
+        out,
+        &["transport", "regime", "rate or p50 [interval]", "p99"],
+        &rows,
+    );
+}
+
+fn section_failures(out: &mut String, r: &RunResults) {
     if !r.failures.is_empty() {
         let _ = writeln!(out, "## Failed scenarios\n");
         for f in &r.failures {
-            let _ = writeln!(out, "- {} / {}: {}", f.group, f.scenario, f.error);
+            let _ = writeln!(
+                out,
+                "- {} / {} (trial {}): {}",
+                f.group,
+                f.scenario,
+                f.trial + 1,
+                f.error
+            );
         }
         out.push('\n');
     }
+}
+
+/// The whole Markdown summary.
+pub fn summary(
+    record: &BenchRecord,
+    verdicts: &[Verdict],
+    baseline: Baseline<'_>,
+    charts: &[(String, String)],
+) -> String {
+    let r = &record.results;
+    let ix = Index::new(r);
+    let mut out = String::new();
+    section_header(&mut out, record, verdicts, baseline);
+    section_targets(&mut out, r, verdicts);
+    section_recommendations(&mut out, r);
+    section_comparison(&mut out, baseline);
+    section_method(&mut out, r);
+    section_charts(&mut out, charts);
+    section_latency(&mut out, &ix);
+    section_throughput(&mut out, &ix);
+    section_baselines(&mut out, &ix);
+    section_serialization(&mut out, &ix);
+    section_resources(&mut out, &ix);
+    section_patterns(&mut out, &ix);
+    section_logging(&mut out, &ix);
+    section_failures(&mut out, r);
     out
 }
 
 /// A short plain-text summary for the console.
-pub fn console(
-    record: &BenchRecord,
-    verdicts: &[Verdict],
-    comparison: Option<&Comparison>,
-) -> String {
+pub fn console(record: &BenchRecord, verdicts: &[Verdict], baseline: Baseline<'_>) -> String {
     let r = &record.results;
+    let ix = Index::new(r);
     let mut out = String::new();
     let _ = writeln!(
         out,
         "\n{}\n",
-        verdict_line(verdicts, comparison, r.failures.len())
+        verdict_line(verdicts, baseline, r.failures.len())
     );
     let transports: Vec<&str> = r.plan.transports.iter().map(|t| t.name()).collect();
     let _ = write!(out, "{:<48}", "target");
@@ -928,54 +1183,60 @@ pub fn console(
             let cell = match (t.value, t.met) {
                 (Some(x), Some(true)) => format!("ok {}", value(x, &v.unit)),
                 (Some(x), Some(false)) => format!("MISSED {}", value(x, &v.unit)),
-                _ => "-".into(),
+                _ => "not measured".into(),
             };
             let _ = write!(out, "{cell:>24}");
         }
         out.push('\n');
     }
-    let small = r.plan.sizes.iter().copied().min().unwrap_or(64);
+    let small = ix.smallest();
     let _ = writeln!(
         out,
-        "\n{:<18}{:>14}{:>14}{:>16}",
-        "transport", "p50 RTT", "p99 RTT", "msg/s (one way)"
+        "\n{:<22}{:>28}{:>14}{:>16}",
+        "transport", "p50 RTT [interval]", "p99 RTT", "msg/s (one way)"
     );
-    let mut labels: Vec<&str> = r
-        .latency
-        .iter()
-        .filter(|l| l.size == small && l.regime == "back-to-back")
-        .map(|l| l.transport.as_str())
-        .collect();
-    labels.dedup();
-    for label in labels {
-        let l = r
-            .latency
-            .iter()
-            .find(|l| l.transport == label && l.size == small && l.regime == "back-to-back");
-        let t = r
-            .throughput
-            .iter()
-            .find(|t| t.transport == label && t.size == small);
+    for f in ix.all(|id| {
+        id.group == Group::Latency
+            && id.size == Some(small)
+            && id.regime == Regime::BackToBack
+            && id.statistic == Statistic::P50
+    }) {
+        let rate = ix.get(FigureId {
+            group: Group::Throughput,
+            regime: Regime::OneWay,
+            statistic: Statistic::Rate,
+            ..f.id
+        });
         let _ = writeln!(
             out,
-            "{:<18}{:>14}{:>14}{:>16}",
-            format!("{label} {small} B"),
-            l.map_or("-".into(), |l| ns(l.stats.p50_ns as f64)),
-            l.map_or("-".into(), |l| ns(l.stats.p99_ns as f64)),
-            t.map_or("-".into(), |t| rate(t.msgs_per_s)),
+            "{:<22}{:>28}{:>14}{:>16}",
+            format!("{} {small} B", f.id.subject.label()),
+            format!("{} [{}–{}]", ns(f.median), ns(f.low), ns(f.high)),
+            cell(ix.stat(f.id, Statistic::P99)),
+            rate.map_or("-".into(), |t| crate::report::rate(t.median)),
         );
     }
-    if let Some(c) = comparison {
+    if let Some(c) = baseline.comparison() {
         for ch in c.regressions() {
             let _ = writeln!(
                 out,
-                "REGRESSION {}: {:.4} -> {:.4} ({:.2}x worse)",
-                ch.figure, ch.baseline, ch.current, ch.worse_by
+                "REGRESSION {}: {:.4} -> {:.4} ({})",
+                ch.figure,
+                ch.baseline.0,
+                ch.current.0,
+                ch.factor()
             );
         }
     }
     for f in &r.failures {
-        let _ = writeln!(out, "FAILED {} / {}: {}", f.group, f.scenario, f.error);
+        let _ = writeln!(
+            out,
+            "FAILED {} / {} (trial {}): {}",
+            f.group,
+            f.scenario,
+            f.trial + 1,
+            f.error
+        );
     }
     out
 }

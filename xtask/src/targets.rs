@@ -4,7 +4,9 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use harness::{RunResults, Transport};
+use harness::figures::{FigureId, mechanism_of};
+use harness::schema::Regime;
+use harness::{Figure, Group, RunResults, Statistic, Subject, Transport, Variant};
 use serde::{Deserialize, Serialize};
 
 /// Which side of the limit passes.
@@ -28,12 +30,52 @@ pub struct TargetDef {
     pub unit: &'static str,
     /// Which side passes.
     pub direction: Direction,
-    /// Reads the value for one transport out of a run.
-    pub extract: fn(&RunResults, Transport) -> Option<f64>,
+    /// Reads the value (a median over trials) for one transport.
+    pub extract: fn(&Figures<'_>, Transport) -> Option<f64>,
 }
 
-fn smallest_size(r: &RunResults) -> usize {
-    r.plan.sizes.iter().copied().min().unwrap_or(64)
+/// A run's figures, looked up by what they are.
+#[derive(Debug)]
+pub struct Figures<'a> {
+    results: &'a RunResults,
+}
+
+impl<'a> Figures<'a> {
+    /// The figures of `results`.
+    pub fn of(results: &'a RunResults) -> Self {
+        Figures { results }
+    }
+
+    /// The smallest message size of the run.
+    pub fn smallest_size(&self) -> usize {
+        self.results.plan.sizes.iter().copied().min().unwrap_or(64)
+    }
+
+    /// Every figure matching `pick`.
+    pub fn select(&self, pick: impl Fn(&FigureId) -> bool) -> impl Iterator<Item = &'a Figure> {
+        self.results.figures.iter().filter(move |f| pick(&f.id))
+    }
+
+    /// The median of the figure of transport `t`'s default variant in
+    /// `group` / `regime` / `size` / `statistic`.
+    fn median(
+        &self,
+        group: Group,
+        t: Transport,
+        regime: Regime,
+        size: Option<usize>,
+        statistic: Statistic,
+    ) -> Option<f64> {
+        self.select(|id| {
+            id.group == group
+                && id.subject == Subject::Transport(Variant::of(t))
+                && id.regime == regime
+                && id.size == size
+                && id.statistic == statistic
+        })
+        .next()
+        .map(|f| f.median)
+    }
 }
 
 /// Every target id the tool knows.
@@ -43,11 +85,9 @@ pub const KNOWN: [TargetDef; 7] = [
         description: "event logging latency, p99 (paced events)",
         unit: "ms",
         direction: Direction::Below,
-        extract: |r, t| {
-            r.logging
-                .iter()
-                .find(|l| l.transport == t.name() && l.regime == "paced")
-                .map(|l| l.latency.p99_ns as f64 / 1e6)
+        extract: |f, t| {
+            f.median(Group::Logging, t, Regime::Paced, None, Statistic::P99)
+                .map(|ns| ns / 1e6)
         },
     },
     TargetDef {
@@ -55,12 +95,9 @@ pub const KNOWN: [TargetDef; 7] = [
         description: "small-message throughput (smallest size, one way)",
         unit: "msg/s",
         direction: Direction::Above,
-        extract: |r, t| {
-            let size = smallest_size(r);
-            r.throughput
-                .iter()
-                .find(|x| x.transport == t.name() && x.size == size)
-                .map(|x| x.msgs_per_s)
+        extract: |f, t| {
+            let size = Some(f.smallest_size());
+            f.median(Group::Throughput, t, Regime::OneWay, size, Statistic::Rate)
         },
     },
     TargetDef {
@@ -68,12 +105,14 @@ pub const KNOWN: [TargetDef; 7] = [
         description: "idle agent CPU (per agent, largest idle group)",
         unit: "% of a core",
         direction: Direction::Below,
-        extract: |r, t| {
-            r.idle
-                .iter()
-                .filter(|i| i.transport == t.name())
-                .max_by_key(|i| i.agents)
-                .map(|i| i.agents_cpu_percent / i.agents as f64)
+        extract: |f, t| {
+            f.select(|id| {
+                id.subject == Subject::Transport(Variant::of(t))
+                    && id.regime == Regime::Idle
+                    && id.statistic == Statistic::CpuPercent
+            })
+            .max_by_key(|x| x.id.agents)
+            .map(|x| x.median / x.id.agents.unwrap_or(1).max(1) as f64)
         },
     },
     TargetDef {
@@ -81,12 +120,14 @@ pub const KNOWN: [TargetDef; 7] = [
         description: "idle agent memory (largest RSS seen)",
         unit: "MB",
         direction: Direction::Below,
-        extract: |r, t| {
-            r.idle
-                .iter()
-                .filter(|i| i.transport == t.name())
-                .map(|i| i.rss_kib_max as f64 * 1024.0 / 1e6)
-                .reduce(f64::max)
+        extract: |f, t| {
+            f.select(|id| {
+                id.subject == Subject::Transport(Variant::of(t))
+                    && id.regime == Regime::Idle
+                    && id.statistic == Statistic::Rss
+            })
+            .map(|x| x.median * 1024.0 / 1e6)
+            .reduce(f64::max)
         },
     },
     TargetDef {
@@ -94,29 +135,29 @@ pub const KNOWN: [TargetDef; 7] = [
         description: "p95 round trip (smallest size, back to back)",
         unit: "us",
         direction: Direction::Below,
-        extract: |r, t| {
-            let size = smallest_size(r);
-            r.latency
-                .iter()
-                .find(|l| l.transport == t.name() && l.size == size && l.regime == "back-to-back")
-                .map(|l| l.stats.p95_ns as f64 / 1e3)
+        extract: |f, t| {
+            let size = Some(f.smallest_size());
+            f.median(Group::Latency, t, Regime::BackToBack, size, Statistic::P95)
+                .map(|ns| ns / 1e3)
         },
     },
     TargetDef {
         id: "overhead_vs_mechanism",
-        description: "p50 round trip over the bare mechanism's (pipe/pipe, uds/socketpair, shm-spin/cache line)",
+        description: "p50 round trip over the bare mechanism's, paired per trial (pipe/pipe, uds/socketpair, shm/shared buffer; smallest size)",
         unit: "x",
         direction: Direction::Below,
-        extract: |r, t| {
-            let (label, mechanism) = match t {
-                Transport::Pipe => ("pipe", "pipe"),
-                Transport::Uds => ("uds", "socketpair"),
-                Transport::Shm => ("shm-spin", "cache-line"),
-            };
-            r.ratios
-                .iter()
-                .find(|x| x.transport == label && x.mechanism == mechanism)
-                .map(|x| x.ratio)
+        extract: |f, t| {
+            let size = Some(f.smallest_size());
+            let v = Variant::of(t);
+            let over = Subject::Over(v, mechanism_of(v, Regime::BackToBack));
+            f.select(|id| {
+                id.subject == over
+                    && id.regime == Regime::BackToBack
+                    && id.size == size
+                    && id.statistic == Statistic::Ratio
+            })
+            .next()
+            .map(|x| x.median)
         },
     },
     TargetDef {
@@ -124,12 +165,7 @@ pub const KNOWN: [TargetDef; 7] = [
         description: "memory growth over connect/disconnect cycles",
         unit: "KiB",
         direction: Direction::Below,
-        extract: |r, t| {
-            r.churn.iter().find(|c| c.transport == t.name()).map(|c| {
-                c.parent_rss_growth_kib
-                    .max(c.agent_rss_growth_kib.unwrap_or(0)) as f64
-            })
-        },
+        extract: |f, t| f.median(Group::Resources, t, Regime::Churn, None, Statistic::Growth),
     },
 ];
 
@@ -238,8 +274,16 @@ impl Verdict {
     }
 }
 
+/// Target checks met, missed and not measured (no figure in the run).
+pub fn tally(verdicts: &[Verdict]) -> (usize, usize, usize) {
+    let all = verdicts.iter().flat_map(|v| &v.transports);
+    let count = |m: Option<bool>| all.clone().filter(|t| t.met == m).count();
+    (count(Some(true)), count(Some(false)), count(None))
+}
+
 /// Checks `results` against `targets`, for every transport of the run.
 pub fn evaluate(results: &RunResults, targets: &[Target]) -> Vec<Verdict> {
+    let figures = Figures::of(results);
     targets
         .iter()
         .map(|target| Verdict {
@@ -253,7 +297,7 @@ pub fn evaluate(results: &RunResults, targets: &[Target]) -> Vec<Verdict> {
                 .transports
                 .iter()
                 .map(|&t| {
-                    let value = (target.def.extract)(results, t);
+                    let value = (target.def.extract)(&figures, t);
                     let margin = value.map(|v| match target.def.direction {
                         Direction::Below => target.limit / v.max(f64::MIN_POSITIVE),
                         Direction::Above => v / target.limit,
@@ -273,7 +317,6 @@ pub fn evaluate(results: &RunResults, targets: &[Target]) -> Vec<Verdict> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use harness::schema::{IdleResult, ThroughputResult};
 
     #[test]
     fn the_default_file_parses_with_every_target() {
@@ -302,30 +345,52 @@ mod tests {
 
     #[test]
     fn verdicts_have_value_limit_and_margin_per_transport() {
+        use harness::figures::{Better, Unit};
         let mut r = RunResults::default();
         r.plan.transports = vec![Transport::Pipe, Transport::Uds, Transport::Shm];
         r.plan.sizes = vec![64];
-        for (t, rate) in [("pipe", 40_000.0), ("uds", 5_000.0)] {
-            r.throughput.push(ThroughputResult {
-                transport: t.into(),
-                size: 64,
-                messages: 1,
-                seconds: 1.0,
-                msgs_per_s: rate,
-                bytes_per_s: rate * 64.0,
-                cpu_ns_per_msg: 1.0,
-                pinned: true,
-            });
-        }
-        r.idle.push(IdleResult {
-            transport: "pipe".into(),
-            agents: 16,
-            window_s: 1.0,
-            agents_cpu_percent: 0.8,
-            parent_cpu_percent: 0.0,
-            rss_kib_mean: 3000.0,
-            rss_kib_max: 3100,
-        });
+        let fig = |t: Transport, regime, agents, statistic, v: f64| {
+            Figure::new(
+                FigureId {
+                    group: if regime == Regime::Idle {
+                        Group::Resources
+                    } else {
+                        Group::Throughput
+                    },
+                    subject: Subject::Transport(Variant::of(t)),
+                    regime,
+                    size: (regime == Regime::OneWay).then_some(64),
+                    agents,
+                    statistic,
+                },
+                Unit::PerS,
+                Better::Higher,
+                vec![v * 0.9, v, v * 1.1],
+            )
+        };
+        r.figures = vec![
+            fig(
+                Transport::Pipe,
+                Regime::OneWay,
+                None,
+                Statistic::Rate,
+                40_000.0,
+            ),
+            fig(
+                Transport::Uds,
+                Regime::OneWay,
+                None,
+                Statistic::Rate,
+                5_000.0,
+            ),
+            fig(
+                Transport::Pipe,
+                Regime::Idle,
+                Some(16),
+                Statistic::CpuPercent,
+                0.8,
+            ),
+        ];
         let targets = parse(
             "[small_message_throughput]\nlimit = 10000\n[idle_cpu]\nlimit = 1",
             "t",
@@ -344,5 +409,7 @@ mod tests {
                 && (idle.margin.unwrap() - 20.0).abs() < 1e-9
         );
         assert!(!v[1].missed());
+        // Met: pipe rate, pipe idle; missed: uds rate; not measured: the rest.
+        assert_eq!(tally(&v), (2, 1, 3));
     }
 }

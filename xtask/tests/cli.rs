@@ -31,24 +31,29 @@ fn files_in(dir: &Path) -> Vec<String> {
 #[test]
 fn report_from_a_fixture_has_every_part() {
     let out = tempfile::tempdir().unwrap();
-    let record = fixture("record_quick.json");
+    let record = fixture("record_tiny.json");
     let run = xtask(&[
         "report",
         record.to_str().unwrap(),
         "--out",
         out.path().to_str().unwrap(),
     ]);
-    assert_eq!(
-        run.status.code(),
-        Some(0),
+    // 0 (every target met) or 2 (a tiny run's figure missed one): not an
+    // error, and never 3 without a baseline.
+    assert!(
+        matches!(run.status.code(), Some(0 | 2)),
         "{}",
         String::from_utf8_lossy(&run.stderr)
     );
     let summary = std::fs::read_to_string(out.path().join("LATEST_SUMMARY.md")).unwrap();
-    assert!(summary.starts_with("# Benchmark summary\n\n**Verdict:** All 21 target checks met"));
+    assert!(summary.starts_with("# Benchmark summary\n\n**Verdict:** "));
+    assert!(summary.contains("target checks"));
+    assert!(summary.contains("no baseline given"));
     for section in [
         "## Targets",
         "## Recommendations",
+        "## Comparison",
+        "## Method",
         "## Charts",
         "## Latency (round trip)",
         "## Throughput",
@@ -62,7 +67,13 @@ fn report_from_a_fixture_has_every_part() {
     }
     // The target table has a column per transport and a row per target.
     assert!(summary.contains("| target | limit | pipe | uds | shm |"));
-    assert_eq!(summary.matches("headroom)").count(), 21);
+    assert_eq!(
+        summary.matches("headroom)").count() + summary.matches("of limit)").count(),
+        21
+    );
+    // Medians come with their intervals, and the method says how many trials.
+    assert!(summary.contains("independent trials"));
+    assert!(summary.contains("p50 [interval]"));
     for file in [
         "LATEST_bencher_bmf.json",
         "LATEST_github_action_benchmark.json",
@@ -81,19 +92,18 @@ fn report_from_a_fixture_has_every_part() {
         &std::fs::read_to_string(out.path().join("LATEST_bencher_bmf.json")).unwrap(),
     )
     .unwrap();
-    assert!(
-        bmf["latency/shm/64B/back-to-back"]["latency"]["value"]
-            .as_f64()
-            .unwrap()
-            > 0.0
-    );
+    let p50 = &bmf["latency/shm/back-to-back/64B"]["latency"];
+    assert!(p50["value"].as_f64().unwrap() > 0.0);
+    assert!(p50["lower_value"].as_f64().unwrap() <= p50["value"].as_f64().unwrap());
     let console = String::from_utf8_lossy(&run.stdout);
     assert!(console.contains("small_message_throughput"));
 }
 
 #[test]
 fn compare_exit_codes_follow_the_rule() {
-    let quick = fixture("record_quick.json");
+    // The regressed record: the same tiny preset with a 300 µs handicap on
+    // every uds message (IPC_BENCH_HANDICAP=uds:300000).
+    let quick = fixture("record_tiny.json");
     let regressed = fixture("record_regressed.json");
     let same = xtask(&["compare", quick.to_str().unwrap(), quick.to_str().unwrap()]);
     assert_eq!(same.status.code(), Some(0));
@@ -109,7 +119,12 @@ fn compare_exit_codes_follow_the_rule() {
         "{}",
         String::from_utf8_lossy(&worse.stdout)
     );
-    assert!(String::from_utf8_lossy(&worse.stdout).contains("REGRESSION"));
+    let text = String::from_utf8_lossy(&worse.stdout);
+    assert!(text.contains("REGRESSION"));
+    // Only the handicapped transport's figures regress.
+    for line in text.lines().filter(|l| l.starts_with("REGRESSION")) {
+        assert!(line.contains("/uds"), "{line}");
+    }
     // A report against a regressed baseline the other way round: improvements only.
     let better = xtask(&[
         "compare",
@@ -124,7 +139,7 @@ fn a_missed_target_is_exit_2() {
     let out = tempfile::tempdir().unwrap();
     let strict = out.path().join("targets.toml");
     std::fs::write(&strict, "[p95_round_trip]\nlimit = 0.001\n").unwrap();
-    let record = fixture("record_quick.json");
+    let record = fixture("record_tiny.json");
     let run = xtask(&[
         "report",
         record.to_str().unwrap(),

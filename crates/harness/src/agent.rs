@@ -122,10 +122,20 @@ pub enum Role {
         /// Block size.
         size: usize,
     },
-    /// Raw baseline: ping-pong on a shared cache line (memfd at fd 0).
-    SpinEcho,
-    /// Raw baseline: ping-pong through a futex (memfd at fd 0).
-    FutexEcho,
+    /// Raw baseline: echo `size`-byte blocks through a shared buffer
+    /// (memfd at fd 0).
+    SharedEcho {
+        /// Block size.
+        size: usize,
+        /// How each side waits.
+        hand: baselines::Hand,
+    },
+    /// Raw baseline: receive and verify `size`-byte blocks streamed
+    /// through two shared slots (memfd at fd 0).
+    SharedSink {
+        /// Block size.
+        size: usize,
+    },
 }
 
 /// What a sink (or churn, mesh) agent reports at the end.
@@ -258,8 +268,8 @@ fn run(task: &AgentTask) -> Result<()> {
         Role::LogEcho => logging::echo_as_events(parent(v)?),
         Role::RawPipeEcho { size } => baselines::raw_pipe_echo(*size),
         Role::RawSocketEcho { size } => baselines::raw_socket_echo(*size),
-        Role::SpinEcho => baselines::spin_echo(),
-        Role::FutexEcho => baselines::futex_echo(),
+        Role::SharedEcho { size, hand } => baselines::shared_echo(*size, *hand),
+        Role::SharedSink { size } => baselines::shared_sink(*size),
     }
 }
 

@@ -3,7 +3,10 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod agent;
+pub mod compare;
 pub mod error;
+pub mod figures;
+pub mod handicap;
 pub mod pin;
 pub mod plan;
 pub mod procfs;
@@ -14,8 +17,9 @@ pub mod stats;
 pub mod transport;
 
 pub use error::HarnessError;
+pub use figures::{Figure, FigureId, Statistic, Subject};
 pub use plan::{Group, Plan};
-pub use schema::{RunResults, SCHEMA_VERSION};
+pub use schema::{Regime, RunResults, SCHEMA_VERSION};
 pub use transport::{Strategy, Transport, Variant};
 
 /// Call first thing in `main` of any binary that runs scenarios: when this

@@ -12,7 +12,9 @@ use crate::transport::Transport;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Group {
-    /// Bare pipe, socketpair, cache line, futex and memcpy.
+    /// The bare mechanisms alone (with latency or throughput in the run
+    /// they are measured inside those groups, beside the transports), and
+    /// in-process memcpy.
     Baselines,
     /// One-way streaming msg/s and bytes/s.
     Throughput,
@@ -115,7 +117,9 @@ pub struct Plan {
     pub sizes: Vec<usize>,
     /// Agent counts for the patterns.
     pub agent_counts: Vec<usize>,
-    /// Whether this is the quick preset.
+    /// The preset it started from: `full`, `quick` or `tiny`.
+    pub preset: String,
+    /// Whether this is the quick (or tiny) preset.
     pub quick: bool,
     /// Pin the two processes of latency, throughput and baseline scenarios
     /// to two different CPUs (when the machine has two).
@@ -144,8 +148,15 @@ pub struct Plan {
     pub pattern_messages: u64,
     /// Events per logging figure.
     pub log_events: u64,
-    /// Iterations per codec figure.
-    pub codec_iterations: u64,
+    /// Timed batches per codec figure and trial (each batch at least
+    /// 50 µs of calls).
+    pub codec_batches: u64,
+    /// Independent trials of every scenario, interleaved.
+    pub trials: u32,
+    /// A deliberate slowdown of one variant (to prove the regression rule
+    /// catches it); never set by a preset.
+    #[serde(default)]
+    pub handicap: Option<crate::handicap::Handicap>,
 }
 
 /// The message sizes every transport is measured at by default.
@@ -158,49 +169,55 @@ impl Default for Plan {
 }
 
 impl Plan {
-    /// The full preset: enough samples for stable percentiles.
+    /// The full preset: eight trials of every figure (so the median's
+    /// interval can drop the most extreme trial at each end).
     pub fn full() -> Self {
         Plan {
             groups: Group::ALL.to_vec(),
             transports: Transport::ALL.to_vec(),
             sizes: DEFAULT_SIZES.to_vec(),
             agent_counts: vec![2, 4, 8],
+            preset: "full".into(),
             quick: false,
             pin: true,
-            latency_samples: 20_000,
-            latency_warmup: 2_000,
-            parked_samples: 1_000,
+            latency_samples: 5_000,
+            latency_warmup: 1_000,
+            parked_samples: 300,
             parked_gap_us: 1_000,
             throughput_bytes: 512 << 20,
-            throughput_min_messages: 200,
-            throughput_max_messages: 500_000,
+            throughput_min_messages: 256,
+            throughput_max_messages: 1_000_000,
             idle_agents: vec![1, 4, 16],
-            idle_window_ms: 10_000,
-            churn_cycles: 1_000,
-            pattern_messages: 20_000,
-            log_events: 20_000,
-            codec_iterations: 20_000,
+            idle_window_ms: 2_000,
+            churn_cycles: 500,
+            pattern_messages: 10_000,
+            log_events: 10_000,
+            codec_batches: 101,
+            trials: 8,
+            handicap: None,
         }
     }
 
-    /// The quick preset: every figure, fewer samples (under 90 s on two
-    /// cores).
+    /// The quick preset: every figure, five trials of shorter windows
+    /// (under 90 s of measuring on two cores).
     pub fn quick() -> Self {
         Plan {
+            preset: "quick".into(),
             quick: true,
             agent_counts: vec![2, 4],
-            latency_samples: 2_000,
+            latency_samples: 1_000,
             latency_warmup: 200,
-            parked_samples: 200,
-            throughput_bytes: 64 << 20,
-            throughput_min_messages: 32,
-            throughput_max_messages: 50_000,
-            idle_agents: vec![1, 4, 16],
-            idle_window_ms: 1_000,
-            churn_cycles: 200,
-            pattern_messages: 2_000,
-            log_events: 2_000,
-            codec_iterations: 2_000,
+            parked_samples: 60,
+            throughput_bytes: 128 << 20,
+            throughput_min_messages: 64,
+            throughput_max_messages: 200_000,
+            idle_agents: vec![16],
+            idle_window_ms: 500,
+            churn_cycles: 100,
+            pattern_messages: 1_000,
+            log_events: 1_000,
+            codec_batches: 31,
+            trials: 5,
             ..Plan::full()
         }
     }
@@ -209,6 +226,7 @@ impl Plan {
     /// meaningful.
     pub fn tiny() -> Self {
         Plan {
+            preset: "tiny".into(),
             sizes: vec![64, 4096, 1 << 20],
             agent_counts: vec![2],
             latency_samples: 50,
@@ -222,7 +240,8 @@ impl Plan {
             churn_cycles: 20,
             pattern_messages: 100,
             log_events: 100,
-            codec_iterations: 50,
+            codec_batches: 5,
+            trials: 2,
             ..Plan::quick()
         }
     }
@@ -268,6 +287,9 @@ impl Plan {
         }
         if self.latency_samples == 0 || self.log_events == 0 || self.pattern_messages == 0 {
             return bad("sample counts must be positive");
+        }
+        if self.trials == 0 || self.trials > 100 {
+            return bad("trials must be between 1 and 100");
         }
         Ok(())
     }

@@ -1,5 +1,9 @@
-//! Runs a [`Plan`]: every scenario of every chosen group, in order, with
-//! progress reported after each step. A failing scenario is recorded in
+//! Runs a [`Plan`]: its scenarios as *blocks* of cells, each block repeated
+//! for every trial with its cells interleaved (A B C, A B C, ...), so that
+//! host drift hits every variant of a block alike; and each bare mechanism
+//! sits in the block of the transports compared with it, next to them, so
+//! that per-trial ratios pair measurements taken moments apart. Progress is
+//! reported after each cell; a failing cell is recorded in
 //! [`RunResults::failures`] and the run goes on.
 
 use std::time::{Duration, Instant};
@@ -7,25 +11,29 @@ use std::time::{Duration, Instant};
 use ipc_core::{Bincode, Json, Postcard};
 
 use crate::error::Result;
+use crate::figures::BULK_SIZE;
 use crate::plan::{Group, Plan};
-use crate::scenarios::latency::Regime;
 use crate::scenarios::{
     baselines, latency, logging, patterns, resources, serialization, throughput,
 };
-use crate::schema::{Failure, Ratio, RunResults, SCHEMA_VERSION};
+use crate::schema::{
+    CodecKind, Failure, Mechanism, PatternResult, Regime, RunResults, SCHEMA_VERSION,
+};
 use crate::transport::{Strategy, Transport, Variant};
 
-/// Where a run is, after a step.
+/// Where a run is, after a cell.
 #[derive(Debug, Clone)]
 pub struct Progress<'a> {
-    /// Steps done, including this one.
+    /// Cells run, including this one.
     pub done: usize,
-    /// Steps in the run.
+    /// Cells in the run (every trial of every block).
     pub total: usize,
-    /// The group of the step.
+    /// The group of the cell.
     pub group: Group,
-    /// What the step measured.
+    /// What the cell measured.
     pub label: &'a str,
+    /// Its trial (from 1) and the number of trials.
+    pub trial: (u32, u32),
     /// Whether it failed (and why).
     pub error: Option<&'a str>,
     /// Time since the run started.
@@ -34,82 +42,76 @@ pub struct Progress<'a> {
     pub remaining: Duration,
 }
 
-type Action = Box<dyn FnOnce(&mut RunResults) -> Result<()>>;
+type Action = Box<dyn Fn(&mut RunResults, u32) -> Result<()>>;
 
-struct Step {
-    group: Group,
+/// One scenario with fresh processes: run once per trial.
+struct Cell {
     label: String,
     /// Relative cost, for the time-left estimate.
     weight: f64,
     action: Action,
 }
 
-fn step(
+/// Cells whose trials are interleaved with each other.
+struct Block {
     group: Group,
+    cells: Vec<Cell>,
+}
+
+fn cell(
     label: String,
     weight: f64,
-    action: impl FnOnce(&mut RunResults) -> Result<()> + 'static,
-) -> Step {
-    Step {
-        group,
+    action: impl Fn(&mut RunResults, u32) -> Result<()> + 'static,
+) -> Cell {
+    Cell {
         label,
         weight,
         action: Box::new(action),
     }
 }
 
-/// The latency variants and sizes measured for `transport`.
-fn latency_variants(transport: Transport, plan: &Plan) -> Vec<(Variant, Vec<usize>, Regime)> {
-    let parked = Regime::Parked(Duration::from_micros(plan.parked_gap_us));
-    let small = vec![plan.sizes[0]];
+/// The latency variants of `transport` at `size`, back to back.
+fn latency_variants(transport: Transport, size: usize, smallest: usize) -> Vec<Variant> {
     match transport {
+        Transport::Shm if size == smallest => vec![
+            Variant::shm(Strategy::Adaptive),
+            Variant::shm(Strategy::Spin),
+            Variant::shm(Strategy::SpinYield),
+            Variant::shm(Strategy::Blocking),
+        ],
         Transport::Shm => vec![
-            (
-                Variant::shm(Strategy::Adaptive),
-                plan.sizes.clone(),
-                Regime::BackToBack,
-            ),
-            (
-                Variant::shm(Strategy::Spin),
-                plan.sizes.clone(),
-                Regime::BackToBack,
-            ),
-            (
-                Variant::shm(Strategy::SpinYield),
-                small.clone(),
-                Regime::BackToBack,
-            ),
-            (
-                Variant::shm(Strategy::Blocking),
-                small.clone(),
-                Regime::BackToBack,
-            ),
-            (Variant::shm(Strategy::Adaptive), small.clone(), parked),
-            (Variant::shm(Strategy::Blocking), small, parked),
+            Variant::shm(Strategy::Adaptive),
+            Variant::shm(Strategy::Spin),
         ],
-        t => vec![
-            (Variant::of(t), plan.sizes.clone(), Regime::BackToBack),
-            (Variant::of(t), small, parked),
-        ],
+        t => vec![Variant::of(t)],
     }
 }
 
-/// The throughput variants and sizes measured for `transport`: shared
-/// memory also with zero copy, and with other ring sizes at the smallest
-/// and largest message size (why the default ring is what it is).
-fn throughput_variants(transport: Transport, plan: &Plan) -> Vec<(Variant, Vec<usize>)> {
-    let all = plan.sizes.clone();
+/// The variants measured in the parked regime.
+fn parked_variants(transport: Transport) -> Vec<Variant> {
+    match transport {
+        Transport::Shm => vec![
+            Variant::shm(Strategy::Adaptive),
+            Variant::shm(Strategy::Blocking),
+        ],
+        t => vec![Variant::of(t)],
+    }
+}
+
+/// The throughput variants of `transport` at `size`: shared memory also
+/// with zero copy, and with other ring sizes at the smallest and largest
+/// message size (why the default ring is what it is).
+fn throughput_variants(transport: Transport, size: usize, plan: &Plan) -> Vec<Variant> {
     match transport {
         Transport::Shm => {
-            let ends = vec![plan.sizes[0], *plan.sizes.last().expect("validated")];
-            let mut out = vec![
-                (Variant::of(Transport::Shm), all.clone()),
-                (Variant::shm_zero_copy(), all),
-            ];
-            out.extend(RING_SIZES_KIB.map(|kib| (Variant::shm_ring(kib), ends.clone())));
+            let mut out = vec![Variant::of(Transport::Shm), Variant::shm_zero_copy()];
+            let ends = [plan.sizes[0], *plan.sizes.last().expect("validated")];
+            if ends.contains(&size) {
+                out.extend(RING_SIZES_KIB.map(Variant::shm_ring));
+            }
             out
         }
-        t => vec![(Variant::of(t), all)],
+        t => vec![Variant::of(t)],
     }
 }
 
@@ -117,212 +119,339 @@ fn throughput_variants(transport: Transport, plan: &Plan) -> Vec<(Variant, Vec<u
 /// why the default is what it is.
 const RING_SIZES_KIB: [u32; 3] = [256, 1024, 4096];
 
-fn plan_steps(plan: &Plan) -> Vec<Step> {
-    let mut steps = Vec::new();
+fn mechanism_cell(plan: &Plan, mechanism: Mechanism, size: usize) -> Cell {
+    let (w, n, pin) = (plan.latency_warmup, plan.latency_samples_at(size), plan.pin);
+    cell(
+        format!("{} round trip {size} B", mechanism.name()),
+        1.0,
+        move |r, trial| {
+            r.baselines
+                .latency
+                .push(baselines::back_to_back(mechanism, size, w, n, pin, trial)?);
+            Ok(())
+        },
+    )
+}
+
+fn latency_cell(plan: &Plan, variant: Variant, size: usize, regime: Regime) -> Cell {
+    let (samples, gap) = match regime {
+        Regime::Parked => (
+            (plan.latency_warmup / 10, plan.parked_samples),
+            Duration::from_micros(plan.parked_gap_us),
+        ),
+        _ => (
+            (plan.latency_warmup, plan.latency_samples_at(size)),
+            Duration::ZERO,
+        ),
+    };
+    let pin = plan.pin;
+    cell(
+        format!("{} {size} B {}", variant.label(), regime.name()),
+        1.0,
+        move |r, trial| {
+            r.latency.push(latency::measure(
+                variant, size, regime, gap, samples, pin, trial,
+            )?);
+            Ok(())
+        },
+    )
+}
+
+fn parked_mechanism_cell(plan: &Plan, size: usize) -> Cell {
+    let (w, n, pin) = (plan.latency_warmup / 10, plan.parked_samples, plan.pin);
+    let gap = Duration::from_micros(plan.parked_gap_us);
+    cell(
+        format!("futex round trip {size} B parked"),
+        1.0,
+        move |r, trial| {
+            r.baselines
+                .latency
+                .push(baselines::parked(size, gap, w, n, pin, trial)?);
+            Ok(())
+        },
+    )
+}
+
+fn copy_stream_cell(plan: &Plan, size: usize) -> Cell {
+    let (blocks, pin) = (plan.throughput_messages(size), plan.pin);
+    cell(
+        format!("shared-buffer copy stream {size} B x {blocks}"),
+        1.0,
+        move |r, trial| {
+            r.baselines
+                .bandwidth
+                .push(baselines::copy_stream(size, blocks, pin, trial)?);
+            Ok(())
+        },
+    )
+}
+
+/// The mechanism of `transport` back to back.
+fn mechanism_of(transport: Transport) -> Mechanism {
+    crate::figures::mechanism_of(Variant::of(transport), Regime::BackToBack)
+}
+
+/// Round-trip blocks: per size, each transport's mechanism beside its
+/// variants; then the parked regime beside its mechanism. Without
+/// `with_transports`, the mechanisms alone (the baselines group).
+fn round_trip_blocks(p: &Plan, group: Group, with_transports: bool) -> Vec<Block> {
+    let smallest = p.sizes[0];
+    let mut blocks = Vec::new();
+    for &size in &p.sizes {
+        let mut cells = Vec::new();
+        for &t in &p.transports {
+            cells.push(mechanism_cell(p, mechanism_of(t), size));
+            if with_transports {
+                for v in latency_variants(t, size, smallest) {
+                    cells.push(latency_cell(p, v, size, Regime::BackToBack));
+                }
+            }
+        }
+        blocks.push(Block { group, cells });
+    }
+    let mut cells = vec![parked_mechanism_cell(p, smallest)];
+    if with_transports {
+        for &t in &p.transports {
+            for v in parked_variants(t) {
+                cells.push(latency_cell(p, v, smallest, Regime::Parked));
+            }
+        }
+    }
+    blocks.push(Block { group, cells });
+    blocks
+}
+
+fn plan_blocks(plan: &Plan) -> Vec<Block> {
     let p = plan.clone();
     let pin = plan.pin;
+    let has = |g: Group| plan.groups.contains(&g);
+    let mut blocks = Vec::new();
     for &group in &plan.groups {
         match group {
             Group::Baselines => {
-                let w = p.latency_warmup;
-                for &size in &p.sizes {
-                    let n = p.latency_samples_at(size);
-                    steps.push(step(
-                        group,
-                        format!("pipe round trip {size} B"),
-                        1.0,
-                        move |r| {
-                            r.baselines.latency.push(baselines::pipe(size, w, n, pin)?);
-                            Ok(())
-                        },
-                    ));
-                    steps.push(step(
-                        group,
-                        format!("socketpair round trip {size} B"),
-                        1.0,
-                        move |r| {
-                            r.baselines
-                                .latency
-                                .push(baselines::socketpair(size, w, n, pin)?);
-                            Ok(())
-                        },
-                    ));
+                // With latency (or throughput) in the run, the mechanisms
+                // are measured inside those groups' blocks, beside the
+                // transports; alone, they get blocks of their own.
+                if !has(Group::Latency) {
+                    blocks.extend(round_trip_blocks(&p, group, false));
                 }
-                let n = p.latency_samples;
-                steps.push(step(group, "cache-line ping-pong".into(), 0.5, move |r| {
-                    r.baselines.latency.push(baselines::cache_line(w, n, pin)?);
-                    Ok(())
-                }));
-                steps.push(step(group, "futex ping-pong".into(), 1.0, move |r| {
-                    r.baselines.latency.push(baselines::futex(w, n, pin)?);
-                    Ok(())
-                }));
+                if !has(Group::Throughput) {
+                    let cells = p
+                        .sizes
+                        .iter()
+                        .filter(|&&s| s >= BULK_SIZE)
+                        .map(|&s| copy_stream_cell(&p, s))
+                        .collect();
+                    blocks.push(Block { group, cells });
+                }
                 let budget = p.throughput_bytes;
-                steps.push(step(group, "memcpy bandwidth".into(), 1.0, move |r| {
-                    for size in [64, 256, 1024, 4096, 64 << 10, 1 << 20, 64 << 20] {
-                        r.baselines.memcpy.push(baselines::memcpy(size, budget));
+                let memcpy = cell("memcpy bandwidth".into(), 0.5, move |r, trial| {
+                    for size in [64, 4096, 64 << 10, 1 << 20, 64 << 20] {
+                        r.baselines
+                            .bandwidth
+                            .push(baselines::memcpy(size, budget, trial));
                     }
                     Ok(())
-                }));
+                });
+                blocks.push(Block {
+                    group,
+                    cells: vec![memcpy],
+                });
             }
+            Group::Latency => blocks.extend(round_trip_blocks(&p, group, true)),
             Group::Throughput => {
-                for &t in &p.transports {
-                    for (variant, sizes) in throughput_variants(t, &p) {
-                        for size in sizes {
+                for &size in &p.sizes {
+                    let mut cells = Vec::new();
+                    if size >= BULK_SIZE && p.transports.contains(&Transport::Shm) {
+                        cells.push(copy_stream_cell(&p, size));
+                    }
+                    for &t in &p.transports {
+                        for variant in throughput_variants(t, size, &p) {
                             let count = p.throughput_messages(size);
                             let label = format!("{} {size} B x {count}", variant.label());
-                            steps.push(step(group, label, 1.0, move |r| {
+                            cells.push(cell(label, 1.0, move |r, trial| {
                                 r.throughput
-                                    .push(throughput::measure(variant, size, count, pin)?);
+                                    .push(throughput::measure(variant, size, count, pin, trial)?);
                                 Ok(())
                             }));
                         }
                     }
-                }
-            }
-            Group::Latency => {
-                for &t in &p.transports {
-                    for (variant, sizes, regime) in latency_variants(t, &p) {
-                        for size in sizes {
-                            let (w, n) = match regime {
-                                Regime::BackToBack => {
-                                    (p.latency_warmup, p.latency_samples_at(size))
-                                }
-                                Regime::Parked(_) => (p.latency_warmup / 10, p.parked_samples),
-                            };
-                            let label = format!("{} {size} B {}", variant.label(), regime.name());
-                            steps.push(step(group, label, 1.0, move |r| {
-                                r.latency
-                                    .push(latency::measure(variant, size, regime, w, n, pin)?);
-                                Ok(())
-                            }));
-                        }
-                    }
+                    blocks.push(Block { group, cells });
                 }
             }
             Group::Serialization => {
-                let iterations = p.codec_iterations;
-                steps.push(step(group, "codecs".into(), 2.0, move |r| {
-                    r.serialization = serialization::codecs(iterations)?;
+                let batches = p.codec_batches;
+                let codecs = cell("codecs".into(), 2.0, move |r, trial| {
+                    r.serialization
+                        .extend(serialization::codecs(batches, trial)?);
                     Ok(())
-                }));
-                for &t in &p.transports {
-                    let variant = Variant::of(t);
-                    let n = p.latency_samples / 4;
-                    steps.push(step(
-                        group,
-                        format!("typed round trips over {t}"),
-                        1.5,
-                        move |r| {
-                            r.typed_round_trips
-                                .push(serialization::typed_round_trip(variant, Postcard, n)?);
-                            r.typed_round_trips
-                                .push(serialization::typed_round_trip(variant, Bincode, n)?);
-                            r.typed_round_trips
-                                .push(serialization::typed_round_trip(variant, Json, n)?);
-                            Ok(())
-                        },
-                    ));
-                }
+                });
+                blocks.push(Block {
+                    group,
+                    cells: vec![codecs],
+                });
+                let cells = p
+                    .transports
+                    .iter()
+                    .map(|&t| {
+                        let variant = Variant::of(t);
+                        let n = p.latency_samples / 4;
+                        cell(
+                            format!("typed round trips over {t}"),
+                            1.5,
+                            move |r, trial| {
+                                use serialization::typed_round_trip;
+                                let rt = &mut r.typed_round_trips;
+                                rt.push(typed_round_trip(
+                                    variant,
+                                    Postcard,
+                                    CodecKind::Postcard,
+                                    n,
+                                    trial,
+                                )?);
+                                rt.push(typed_round_trip(
+                                    variant,
+                                    Bincode,
+                                    CodecKind::Bincode,
+                                    n,
+                                    trial,
+                                )?);
+                                rt.push(typed_round_trip(
+                                    variant,
+                                    Json,
+                                    CodecKind::Json,
+                                    n,
+                                    trial,
+                                )?);
+                                Ok(())
+                            },
+                        )
+                    })
+                    .collect();
+                blocks.push(Block { group, cells });
             }
             Group::Resources => {
                 let window = Duration::from_millis(p.idle_window_ms);
-                for &t in &p.transports {
-                    let variant = Variant::of(t);
-                    for &agents in &p.idle_agents {
-                        let weight = 1.0 + window.as_secs_f64() * 4.0;
-                        steps.push(step(
-                            group,
-                            format!("{t}: {agents} idle agents"),
-                            weight,
-                            move |r| {
-                                r.idle.push(resources::idle(variant, agents, window)?);
-                                Ok(())
-                            },
-                        ));
-                    }
-                    let cycles = p.churn_cycles;
-                    steps.push(step(
-                        group,
-                        format!("{t}: {cycles} connect/disconnect cycles"),
-                        3.0,
-                        move |r| {
-                            r.churn.push(resources::churn(variant, cycles)?);
-                            Ok(())
-                        },
-                    ));
-                }
-            }
-            Group::Patterns => {
-                type PatternFn = fn(Variant, usize, u64) -> Result<crate::schema::PatternResult>;
-                let patterns: [(&str, PatternFn); 5] = [
-                    ("fan-out", patterns::fan_out),
-                    ("fan-in", patterns::fan_in),
-                    ("broadcast", patterns::broadcast),
-                    ("pipeline", patterns::pipeline),
-                    ("all-to-all", patterns::all_to_all),
-                ];
-                for &t in &p.transports {
-                    for (name, run) in patterns {
-                        let needs_addresses = matches!(name, "pipeline" | "all-to-all");
-                        if needs_addresses && !t.has_addresses() {
-                            continue;
-                        }
-                        for &agents in &p.agent_counts {
-                            if name == "all-to-all" && agents < 2 {
-                                continue;
-                            }
-                            let messages = p.pattern_messages;
+                for &agents in &p.idle_agents {
+                    let weight = 1.0 + window.as_secs_f64() * 4.0;
+                    let cells = p
+                        .transports
+                        .iter()
+                        .map(|&t| {
                             let variant = Variant::of(t);
-                            steps.push(step(
-                                group,
-                                format!("{name} {t} x{agents}"),
-                                1.5,
-                                move |r| {
-                                    r.patterns.push(run(variant, agents, messages)?);
+                            cell(
+                                format!("{t}: {agents} idle agents"),
+                                weight,
+                                move |r, trial| {
+                                    let mut idle = resources::idle(variant, agents, window)?;
+                                    idle.trial = trial;
+                                    r.idle.push(idle);
                                     Ok(())
                                 },
-                            ));
+                            )
+                        })
+                        .collect();
+                    blocks.push(Block { group, cells });
+                }
+                let cycles = p.churn_cycles;
+                let cells = p
+                    .transports
+                    .iter()
+                    .map(|&t| {
+                        let variant = Variant::of(t);
+                        cell(
+                            format!("{t}: {cycles} connect/disconnect cycles"),
+                            3.0,
+                            move |r, trial| {
+                                let mut churn = resources::churn(variant, cycles)?;
+                                churn.trial = trial;
+                                r.churn.push(churn);
+                                Ok(())
+                            },
+                        )
+                    })
+                    .collect();
+                blocks.push(Block { group, cells });
+            }
+            Group::Patterns => {
+                type PatternFn = fn(Variant, usize, u64) -> Result<PatternResult>;
+                let patterns: [(Regime, PatternFn); 5] = [
+                    (Regime::FanOut, patterns::fan_out),
+                    (Regime::FanIn, patterns::fan_in),
+                    (Regime::Broadcast, patterns::broadcast),
+                    (Regime::Pipeline, patterns::pipeline),
+                    (Regime::AllToAll, patterns::all_to_all),
+                ];
+                for (pattern, run) in patterns {
+                    for &agents in &p.agent_counts {
+                        if pattern == Regime::AllToAll && agents < 2 {
+                            continue;
+                        }
+                        let needs_addresses =
+                            matches!(pattern, Regime::Pipeline | Regime::AllToAll);
+                        let messages = p.pattern_messages;
+                        let cells: Vec<Cell> = p
+                            .transports
+                            .iter()
+                            .filter(|t| !needs_addresses || t.has_addresses())
+                            .map(|&t| {
+                                let variant = Variant::of(t);
+                                cell(
+                                    format!("{} {t} x{agents}", pattern.name()),
+                                    1.5,
+                                    move |r, trial| {
+                                        let mut out = run(variant, agents, messages)?;
+                                        out.trial = trial;
+                                        r.patterns.push(out);
+                                        Ok(())
+                                    },
+                                )
+                            })
+                            .collect();
+                        if !cells.is_empty() {
+                            blocks.push(Block { group, cells });
                         }
                     }
                 }
             }
             Group::Logging => {
-                for &t in &p.transports {
-                    let variant = Variant::of(t);
-                    let events = p.log_events;
-                    steps.push(step(
-                        group,
-                        format!("{t}: {events} events, burst"),
-                        1.0,
-                        move |r| {
-                            r.logging
-                                .push(logging::collect(variant, events, Duration::ZERO)?);
-                            Ok(())
-                        },
-                    ));
-                    let paced = (events / 10).max(10);
-                    steps.push(step(
-                        group,
-                        format!("{t}: {paced} events, 1 ms apart"),
-                        2.0,
-                        move |r| {
-                            r.logging.push(logging::collect(
-                                variant,
-                                paced,
-                                Duration::from_millis(1),
-                            )?);
-                            Ok(())
-                        },
-                    ));
+                let events = p.log_events;
+                let paced = (events / 10).max(10);
+                for (count, interval, weight) in [
+                    (events, Duration::ZERO, 1.0),
+                    (paced, Duration::from_millis(1), 2.0),
+                ] {
+                    let what = if interval.is_zero() {
+                        "burst"
+                    } else {
+                        "1 ms apart"
+                    };
+                    let cells = p
+                        .transports
+                        .iter()
+                        .map(|&t| {
+                            let variant = Variant::of(t);
+                            cell(
+                                format!("{t}: {count} events, {what}"),
+                                weight,
+                                move |r, trial| {
+                                    let mut out = logging::collect(variant, count, interval)?;
+                                    out.trial = trial;
+                                    r.logging.push(out);
+                                    Ok(())
+                                },
+                            )
+                        })
+                        .collect();
+                    blocks.push(Block { group, cells });
                 }
             }
         }
     }
-    steps
+    blocks
 }
 
-/// Runs `plan`, calling `on_step` after every step.
+/// Runs `plan`, calling `on_step` after every cell.
 pub fn run(plan: &Plan, mut on_step: impl FnMut(&Progress<'_>)) -> Result<RunResults> {
     plan.validate()?;
     let mut results = RunResults {
@@ -330,91 +459,94 @@ pub fn run(plan: &Plan, mut on_step: impl FnMut(&Progress<'_>)) -> Result<RunRes
         plan: plan.clone(),
         ..RunResults::default()
     };
-    let steps = plan_steps(plan);
-    let total = steps.len();
-    let total_weight: f64 = steps.iter().map(|s| s.weight).sum();
+    let blocks = plan_blocks(plan);
+    crate::handicap::set(plan.handicap.clone());
+    let trials = plan.trials;
+    let total: usize = blocks.iter().map(|b| b.cells.len()).sum::<usize>() * trials as usize;
+    let total_weight: f64 = blocks
+        .iter()
+        .flat_map(|b| &b.cells)
+        .map(|c| c.weight)
+        .sum::<f64>()
+        * f64::from(trials);
     let mut done_weight = 0.0;
+    let mut done = 0;
     let start = Instant::now();
-    for (i, s) in steps.into_iter().enumerate() {
-        let outcome = (s.action)(&mut results);
-        let error = outcome.err().map(|e| e.to_string());
-        if let Some(e) = &error {
-            results.failures.push(Failure {
-                group: s.group.name().into(),
-                scenario: s.label.clone(),
-                error: e.clone(),
-            });
+    for block in &blocks {
+        for trial in 0..trials {
+            for c in &block.cells {
+                let outcome = (c.action)(&mut results, trial);
+                let error = outcome.err().map(|e| e.to_string());
+                if let Some(e) = &error {
+                    results.failures.push(Failure {
+                        group: block.group.name().into(),
+                        scenario: c.label.clone(),
+                        trial,
+                        error: e.clone(),
+                    });
+                }
+                done += 1;
+                done_weight += c.weight;
+                let elapsed = start.elapsed();
+                let pace = elapsed.as_secs_f64() / done_weight;
+                on_step(&Progress {
+                    done,
+                    total,
+                    group: block.group,
+                    label: &c.label,
+                    trial: (trial + 1, trials),
+                    error: error.as_deref(),
+                    elapsed,
+                    remaining: Duration::from_secs_f64(
+                        pace * (total_weight - done_weight).max(0.0),
+                    ),
+                });
+            }
         }
-        done_weight += s.weight;
-        let elapsed = start.elapsed();
-        let pace = elapsed.as_secs_f64() / done_weight;
-        on_step(&Progress {
-            done: i + 1,
-            total,
-            group: s.group,
-            label: &s.label,
-            error: error.as_deref(),
-            elapsed,
-            remaining: Duration::from_secs_f64(pace * (total_weight - done_weight).max(0.0)),
-        });
     }
-    results.ratios = ratios(&results);
+    results.figures = crate::figures::figures(&results);
     results.duration_s = start.elapsed().as_secs_f64();
     Ok(results)
 }
 
-/// Each transport's figure over its mechanism's, where both were measured.
-pub fn ratios(r: &RunResults) -> Vec<Ratio> {
-    let mut out = Vec::new();
-    let size = r.plan.sizes.first().copied().unwrap_or(64);
-    let latency_p50 = |label: &str, regime: &str| {
-        r.latency
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blocks_interleave_transports_with_their_mechanisms() {
+        let plan = Plan::quick();
+        let blocks = plan_blocks(&plan);
+        let first = blocks
             .iter()
-            .find(|l| l.transport == label && l.size == size && l.regime == regime)
-            .map(|l| l.stats.p50_ns as f64)
-    };
-    let baseline_p50 = |mechanism: &str, size: Option<usize>| {
-        r.baselines
-            .latency
-            .iter()
-            .find(|b| b.mechanism == mechanism && size.is_none_or(|s| b.size == s))
-            .map(|b| b.stats.p50_ns as f64)
-    };
-    let pairs = [
-        ("pipe", "back-to-back", "pipe", Some(size)),
-        ("uds", "back-to-back", "socketpair", Some(size)),
-        ("shm-spin", "back-to-back", "cache-line", None),
-        ("shm", "back-to-back", "cache-line", None),
-        ("shm", "parked", "futex", None),
-        ("shm-blocking", "parked", "futex", None),
-    ];
-    for (label, regime, mechanism, msize) in pairs {
-        if let (Some(t), Some(m)) = (latency_p50(label, regime), baseline_p50(mechanism, msize)) {
-            out.push(Ratio {
-                transport: label.into(),
-                mechanism: mechanism.into(),
-                metric: format!("p50 round trip, {size} B, {regime}"),
-                transport_value: t,
-                mechanism_value: m,
-                ratio: t / m,
-            });
-        }
+            .find(|b| b.cells.iter().any(|c| c.label == "pipe 64 B back-to-back"))
+            .expect("a 64 B round-trip block");
+        let labels: Vec<&str> = first.cells.iter().map(|c| c.label.as_str()).collect();
+        // The pipe mechanism right before pipe, socketpair before uds,
+        // the shared buffer before shm, all at the same size.
+        let at = |l: &str| labels.iter().position(|x| *x == l).unwrap();
+        assert_eq!(at("pipe 64 B back-to-back"), at("pipe round trip 64 B") + 1);
+        assert_eq!(
+            at("uds 64 B back-to-back"),
+            at("socketpair round trip 64 B") + 1
+        );
+        assert_eq!(
+            at("shm 64 B back-to-back"),
+            at("shared-buffer round trip 64 B") + 1
+        );
+        // The parked regime has its mechanism in its block.
+        assert!(blocks.iter().any(|b| {
+            b.cells
+                .iter()
+                .any(|c| c.label == "futex round trip 64 B parked")
+                && b.cells.iter().any(|c| c.label == "shm 64 B parked")
+        }));
+        // Bulk throughput sits beside the cross-process copy baseline.
+        assert!(blocks.iter().any(|b| {
+            b.cells
+                .iter()
+                .any(|c| c.label.starts_with("shared-buffer copy stream 1048576 B"))
+                && b.cells.iter().any(|c| c.label.starts_with("shm 1048576 B"))
+        }));
     }
-    // memcpy of small blocks runs from L1 cache at rates no IPC can mean
-    // anything against; compare bulk sizes only.
-    for t in r.throughput.iter().filter(|t| t.size >= 64 << 10) {
-        if let Some(m) = r.baselines.memcpy.iter().find(|m| m.size == t.size)
-            && t.transport.starts_with("shm")
-        {
-            out.push(Ratio {
-                transport: t.transport.clone(),
-                mechanism: "memcpy".into(),
-                metric: format!("bytes/s, {} B messages", t.size),
-                transport_value: t.bytes_per_s,
-                mechanism_value: m.bytes_per_s,
-                ratio: t.bytes_per_s / m.bytes_per_s,
-            });
-        }
-    }
-    out
 }

@@ -1,16 +1,169 @@
 //! The versioned, machine-readable result of a run.
 //!
-//! Every figure the runner produces lands here; `cargo xtask bench` wraps
-//! it with machine facts and writes it as JSON. Bump [`SCHEMA_VERSION`]
-//! on any change a reader of old files would trip over.
+//! Every scenario run (one *trial*: fresh processes, one measuring window)
+//! lands here as a raw record tagged with its trial number; [`figures`]
+//! (crate::figures) turns the trials into the one typed list of figures
+//! (median and interval over trials) that every report, comparison, target
+//! and export reads. Bump [`SCHEMA_VERSION`] on any change a reader of old
+//! files would trip over.
 
 use serde::{Deserialize, Serialize};
 
+use crate::figures::Figure;
 use crate::plan::Plan;
 use crate::stats::LatencyStats;
+use crate::transport::Variant;
 
 /// The schema version of [`RunResults`].
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
+
+/// How the traffic of a measurement flows: the regime a figure was
+/// measured in. One list, so reports, comparisons and exports name
+/// regimes alike.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Regime {
+    /// Round trips one after another: both sides stay hot.
+    BackToBack,
+    /// Round trips with a pause between them: the receiver goes to sleep
+    /// and must be woken.
+    Parked,
+    /// Streaming one way, as fast as the receiver verifies.
+    OneWay,
+    /// Events emitted back to back (logging).
+    Burst,
+    /// Events emitted with a pause between them (logging).
+    Paced,
+    /// Connected agents doing nothing.
+    Idle,
+    /// Connect/disconnect cycles.
+    Churn,
+    /// The hub sends to every agent in turn and gathers the replies.
+    FanOut,
+    /// Every agent streams to the hub.
+    FanIn,
+    /// The hub sends every message to every agent.
+    Broadcast,
+    /// Messages pass through a chain of agents.
+    Pipeline,
+    /// Every agent exchanges with every other.
+    AllToAll,
+    /// Encoding a message type (codecs).
+    Encode(Message),
+    /// Decoding a message type (codecs).
+    Decode(Message),
+    /// Typed round trip: encode, send, echo, receive, decode.
+    Typed(CodecKind),
+    /// The raw round trip of the same encoded frame.
+    Raw(CodecKind),
+}
+
+impl Regime {
+    /// Its name in reports and keys.
+    pub fn name(self) -> String {
+        match self {
+            Regime::BackToBack => "back-to-back".into(),
+            Regime::Parked => "parked".into(),
+            Regime::OneWay => "one-way".into(),
+            Regime::Burst => "burst".into(),
+            Regime::Paced => "paced".into(),
+            Regime::Idle => "idle".into(),
+            Regime::Churn => "churn".into(),
+            Regime::FanOut => "fan-out".into(),
+            Regime::FanIn => "fan-in".into(),
+            Regime::Broadcast => "broadcast".into(),
+            Regime::Pipeline => "pipeline".into(),
+            Regime::AllToAll => "all-to-all".into(),
+            Regime::Encode(m) => format!("encode {}", m.name()),
+            Regime::Decode(m) => format!("decode {}", m.name()),
+            Regime::Typed(c) => format!("typed {}", c.name()),
+            Regime::Raw(c) => format!("raw {}", c.name()),
+        }
+    }
+}
+
+/// A sample agent message of the serialization group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Message {
+    /// A structured log record.
+    LogRecord,
+    /// A tool call with nested arguments.
+    ToolCall,
+    /// A tool result carrying 64 KiB.
+    ToolResult64k,
+}
+
+impl Message {
+    /// Its name in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Message::LogRecord => "log-record",
+            Message::ToolCall => "tool-call",
+            Message::ToolResult64k => "tool-result-64k",
+        }
+    }
+}
+
+/// A codec of ipc-core.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CodecKind {
+    /// postcard (the default).
+    Postcard,
+    /// bincode 2.
+    Bincode,
+    /// serde_json.
+    Json,
+}
+
+impl CodecKind {
+    /// Its name in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            CodecKind::Postcard => "postcard",
+            CodecKind::Bincode => "bincode",
+            CodecKind::Json => "json",
+        }
+    }
+}
+
+/// A bare mechanism measured beside the transports, with no library on
+/// top. Each does the same per-message work as the transport compared
+/// with it: the payload is filled before and verified after the timed
+/// part, and every byte crosses between the processes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mechanism {
+    /// A child's stdin/stdout pipes, echoing blocks (the mechanism of `pipe`).
+    Pipe,
+    /// A socketpair with a child, echoing blocks (the mechanism of `uds`).
+    Socketpair,
+    /// A shared buffer with both sides spinning: copy in, publish a flag,
+    /// copy out (round trips), or two slots streamed one way (throughput).
+    /// The mechanism of `shm`.
+    SharedBuffer,
+    /// The shared buffer, but the receiver sleeps on a futex after a
+    /// brief spin, as the adaptive wait does; the parked regime's
+    /// mechanism.
+    Futex,
+    /// `memcpy` between two buffers in one process (cache-hot; for
+    /// reference, not a cross-process figure).
+    Memcpy,
+}
+
+impl Mechanism {
+    /// Its name in reports and keys.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mechanism::Pipe => "pipe",
+            Mechanism::Socketpair => "socketpair",
+            Mechanism::SharedBuffer => "shared-buffer",
+            Mechanism::Futex => "futex",
+            Mechanism::Memcpy => "memcpy",
+        }
+    }
+}
 
 /// Everything one run measured.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -19,14 +172,15 @@ pub struct RunResults {
     pub schema_version: u32,
     /// What was asked for.
     pub plan: Plan,
-    /// One-way streaming throughput.
+    /// Every figure, summarized over trials (derived from the raw records
+    /// below by [`crate::figures::figures`]).
+    pub figures: Vec<Figure>,
+    /// One-way streaming throughput, one record per trial.
     pub throughput: Vec<ThroughputResult>,
-    /// Round-trip latency.
+    /// Round-trip latency, one record per trial.
     pub latency: Vec<LatencyResult>,
-    /// The bare mechanisms, measured in the same run.
+    /// The bare mechanisms, measured interleaved with the transports.
     pub baselines: Baselines,
-    /// Transports relative to the mechanism each rides on.
-    pub ratios: Vec<Ratio>,
     /// Codec costs on agent messages.
     pub serialization: Vec<CodecResult>,
     /// Typed (encode + send + receive + decode) round trips.
@@ -49,8 +203,10 @@ pub struct RunResults {
 /// every message verified by the agent.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ThroughputResult {
-    /// Transport variant label.
-    pub transport: String,
+    /// The transport variant.
+    pub variant: Variant,
+    /// Trial number.
+    pub trial: u32,
     /// Message size, bytes.
     pub size: usize,
     /// Messages sent and verified.
@@ -61,7 +217,8 @@ pub struct ThroughputResult {
     pub msgs_per_s: f64,
     /// Payload bytes per second.
     pub bytes_per_s: f64,
-    /// CPU time of both processes per message, nanoseconds.
+    /// CPU time of both processes per message, nanoseconds, both measured
+    /// over the same window (first send to the report).
     pub cpu_ns_per_msg: f64,
     /// Parent and agent pinned to two different CPUs.
     pub pinned: bool,
@@ -70,15 +227,19 @@ pub struct ThroughputResult {
 /// Round-trip latency of `size`-byte messages to an echoing agent.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LatencyResult {
-    /// Transport variant label.
-    pub transport: String,
+    /// The transport variant.
+    pub variant: Variant,
+    /// Trial number.
+    pub trial: u32,
     /// Message size, bytes.
     pub size: usize,
-    /// `back-to-back` (the peer is hot) or `parked` (a pause between round
-    /// trips lets the peer go to sleep).
-    pub regime: String,
+    /// Back to back or parked.
+    pub regime: Regime,
     /// Parent and agent pinned to two different CPUs.
     pub pinned: bool,
+    /// CPU time of both processes per round trip over the measured
+    /// window, nanoseconds (in the parked regime: what spinning costs).
+    pub cpu_ns_per_op: f64,
     /// Round-trip percentiles.
     pub stats: LatencyStats,
 }
@@ -88,61 +249,59 @@ pub struct LatencyResult {
 pub struct Baselines {
     /// Round trips over each mechanism.
     pub latency: Vec<BaselineLatency>,
-    /// Memory copy bandwidth.
-    pub memcpy: Vec<MemcpyResult>,
+    /// Bandwidth of copying mechanisms (cross-process shared buffer,
+    /// in-process memcpy).
+    pub bandwidth: Vec<BaselineBandwidth>,
 }
 
 /// Round trips over a bare mechanism.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BaselineLatency {
-    /// `pipe`, `socketpair`, `cache-line` or `futex`.
-    pub mechanism: String,
-    /// Bytes per round trip each way (the cache line and futex carry a word).
+    /// Which mechanism.
+    pub mechanism: Mechanism,
+    /// Trial number.
+    pub trial: u32,
+    /// Bytes per round trip each way.
     pub size: usize,
+    /// Back to back or parked.
+    pub regime: Regime,
     /// Parent and child pinned to two different CPUs.
     pub pinned: bool,
+    /// CPU time of both processes per round trip, nanoseconds.
+    pub cpu_ns_per_op: f64,
     /// Round-trip percentiles.
     pub stats: LatencyStats,
 }
 
-/// `memcpy` bandwidth at one size.
+/// Copy bandwidth of a mechanism at one block size.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct MemcpyResult {
-    /// Bytes per copy.
+pub struct BaselineBandwidth {
+    /// `shared-buffer` (two processes) or `memcpy` (one).
+    pub mechanism: Mechanism,
+    /// Trial number.
+    pub trial: u32,
+    /// Bytes per block.
     pub size: usize,
-    /// Bytes copied per second.
+    /// Blocks moved.
+    pub blocks: u64,
+    /// Bytes moved per second.
     pub bytes_per_s: f64,
 }
 
-/// A transport's figure divided by its mechanism's figure, same run.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Ratio {
-    /// Transport variant label.
-    pub transport: String,
-    /// The mechanism it is compared with.
-    pub mechanism: String,
-    /// What is compared (e.g. `p50 round trip, 64 B`).
-    pub metric: String,
-    /// The transport's value.
-    pub transport_value: f64,
-    /// The mechanism's value.
-    pub mechanism_value: f64,
-    /// `transport_value / mechanism_value`.
-    pub ratio: f64,
-}
-
-/// One codec on one message type.
+/// One codec on one message type: one trial of many timed batches.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CodecResult {
-    /// `postcard`, `bincode` or `json`.
-    pub codec: String,
-    /// `log-record`, `tool-call` or `tool-result-64k`.
-    pub message: String,
+    /// The codec.
+    pub codec: CodecKind,
+    /// The message type.
+    pub message: Message,
+    /// Trial number.
+    pub trial: u32,
     /// Encoded size, bytes.
     pub encoded_bytes: usize,
-    /// Median encode time, nanoseconds.
+    /// Median encode time over the trial's batches, nanoseconds.
     pub encode_ns: f64,
-    /// Median decode time, nanoseconds.
+    /// Median decode time over the trial's batches, nanoseconds.
     pub decode_ns: f64,
 }
 
@@ -150,12 +309,14 @@ pub struct CodecResult {
 /// decode; beside the raw-bytes round trip of the same frame.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TypedRoundTrip {
-    /// Transport variant label.
-    pub transport: String,
+    /// The transport variant.
+    pub variant: Variant,
+    /// Trial number.
+    pub trial: u32,
     /// Codec.
-    pub codec: String,
+    pub codec: CodecKind,
     /// Message type.
-    pub message: String,
+    pub message: Message,
     /// Median typed round trip, nanoseconds.
     pub typed_p50_ns: u64,
     /// Median raw round trip of the encoded frame, nanoseconds.
@@ -165,8 +326,10 @@ pub struct TypedRoundTrip {
 /// Idle connected agents over a window.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct IdleResult {
-    /// Transport variant label.
-    pub transport: String,
+    /// The transport variant.
+    pub variant: Variant,
+    /// Trial number.
+    pub trial: u32,
     /// Agents connected.
     pub agents: usize,
     /// Window, seconds.
@@ -184,8 +347,10 @@ pub struct IdleResult {
 /// Connect/disconnect cycles: does memory grow?
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChurnResult {
-    /// Transport variant label.
-    pub transport: String,
+    /// The transport variant.
+    pub variant: Variant,
+    /// Trial number.
+    pub trial: u32,
     /// Cycles run.
     pub cycles: u32,
     /// Connecting agent's RSS growth after warm-up, KiB (pipes: none, each
@@ -202,10 +367,12 @@ pub struct ChurnResult {
 /// A multi-agent pattern.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PatternResult {
-    /// `fan-out`, `fan-in`, `pipeline`, `broadcast` or `all-to-all`.
-    pub pattern: String,
-    /// Transport variant label.
-    pub transport: String,
+    /// Fan-out, fan-in, pipeline, broadcast or all-to-all.
+    pub pattern: Regime,
+    /// The transport variant.
+    pub variant: Variant,
+    /// Trial number.
+    pub trial: u32,
     /// Agent processes.
     pub agents: usize,
     /// Message deliveries counted.
@@ -223,10 +390,12 @@ pub struct PatternResult {
 /// Tracing events shipped from an agent to the collecting parent.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LoggingResult {
-    /// Transport variant label.
-    pub transport: String,
-    /// `burst` (back to back) or `paced` (with a pause between events).
-    pub regime: String,
+    /// The transport variant.
+    pub variant: Variant,
+    /// Trial number.
+    pub trial: u32,
+    /// Burst (back to back) or paced (with a pause between events).
+    pub regime: Regime,
     /// Events received.
     pub events: u64,
     /// Wall time, seconds.
@@ -244,6 +413,8 @@ pub struct Failure {
     pub group: String,
     /// What it was.
     pub scenario: String,
+    /// Trial number.
+    pub trial: u32,
     /// Why it failed.
     pub error: String,
 }

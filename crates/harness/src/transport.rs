@@ -72,7 +72,7 @@ impl fmt::Display for Transport {
 }
 
 /// A shared-memory wait strategy, as results name it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Strategy {
     /// Spin, then park on a futex (the default).
@@ -81,7 +81,7 @@ pub enum Strategy {
     Spin,
     /// Spin, then yield.
     SpinYield,
-    /// Block on a `raw_sync` event.
+    /// Park on a futex at once, no spinning.
     Blocking,
 }
 
@@ -115,7 +115,7 @@ impl Strategy {
 
 /// A transport as a scenario uses it: which crate, how shared memory
 /// waits, and whether messages are written and read in place.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Variant {
     /// The transport crate.
     pub transport: Transport,

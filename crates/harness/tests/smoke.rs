@@ -30,22 +30,31 @@ fn run_group(group: Group) -> Result<(), Failed> {
     ensure(steps > 0, || "no step ran".into())?;
     let transports = plan.transports.len();
     let sizes = plan.sizes.len();
+    // Every scenario runs once per trial.
+    let k = plan.trials as usize;
+    ensure(k >= 2, || "the tiny preset runs two trials".into())?;
     match group {
         Group::Baselines => {
-            ensure(r.baselines.latency.len() == 2 * sizes + 2, || {
+            // Each transport's mechanism at every size, and the parked one.
+            ensure(r.baselines.latency.len() == k * (3 * sizes + 1), || {
                 format!("{:?}", r.baselines.latency.len())
             })?;
+            // The copy stream at the one bulk size, memcpy at five.
+            ensure(r.baselines.bandwidth.len() == k * 6, || {
+                format!("{:?}", r.baselines.bandwidth.len())
+            })?;
             ensure(
-                r.baselines.memcpy.iter().all(|m| m.bytes_per_s > 0.0),
-                || "memcpy".into(),
+                r.baselines.bandwidth.iter().all(|m| m.bytes_per_s > 0.0),
+                || "bandwidth".into(),
             )?;
         }
         Group::Throughput => {
             // pipe, uds, shm, shm-zero-copy at every size; three ring sizes
             // at the smallest and the largest.
-            ensure(r.throughput.len() == (transports + 1) * sizes + 6, || {
-                format!("{}", r.throughput.len())
-            })?;
+            ensure(
+                r.throughput.len() == k * ((transports + 1) * sizes + 6),
+                || format!("{}", r.throughput.len()),
+            )?;
             ensure(
                 r.throughput
                     .iter()
@@ -58,7 +67,7 @@ fn run_group(group: Group) -> Result<(), Failed> {
             for l in &r.latency {
                 let s = &l.stats;
                 ensure(
-                    s.count == plan.latency_samples || s.count == plan.parked_samples,
+                    s.count == plan.latency_samples_at(l.size) || s.count == plan.parked_samples,
                     || format!("{l:?}"),
                 )?;
                 ensure(
@@ -66,41 +75,68 @@ fn run_group(group: Group) -> Result<(), Failed> {
                     || format!("percentiles out of order: {s:?}"),
                 )?;
             }
-            ensure(r.latency.iter().any(|l| l.regime == "parked"), || {
-                "no parked regime".into()
+            ensure(
+                r.latency
+                    .iter()
+                    .any(|l| l.regime == harness::schema::Regime::Parked),
+                || "no parked regime".into(),
+            )?;
+            // Every transport's p50 has a ratio to its mechanism, paired
+            // over every trial.
+            let ratios: Vec<_> = r
+                .figures
+                .iter()
+                .filter(|f| f.id.statistic == harness::Statistic::Ratio)
+                .collect();
+            let p50s = r
+                .figures
+                .iter()
+                .filter(|f| {
+                    f.id.group == Group::Latency && f.id.statistic == harness::Statistic::P50
+                })
+                .count();
+            ensure(ratios.len() == p50s && p50s > 0, || {
+                format!("{} ratios for {p50s} latency figures", ratios.len())
+            })?;
+            ensure(ratios.iter().all(|f| f.trials.len() == k), || {
+                "a ratio missed a trial".into()
             })?;
         }
         Group::Serialization => {
-            ensure(r.serialization.len() == 9, || {
+            ensure(r.serialization.len() == 9 * k, || {
                 format!("{}", r.serialization.len())
             })?;
-            ensure(r.typed_round_trips.len() == 3 * transports, || {
+            ensure(r.typed_round_trips.len() == 3 * transports * k, || {
                 "typed".into()
             })?;
         }
         Group::Resources => {
-            ensure(r.idle.len() == transports * plan.idle_agents.len(), || {
-                "idle".into()
-            })?;
+            ensure(
+                r.idle.len() == k * transports * plan.idle_agents.len(),
+                || "idle".into(),
+            )?;
             ensure(r.idle.iter().all(|i| i.rss_kib_max > 0), || "rss".into())?;
-            ensure(r.churn.len() == transports, || "churn".into())?;
+            ensure(r.churn.len() == k * transports, || "churn".into())?;
         }
         Group::Patterns => {
             // fan-out, fan-in, broadcast everywhere; pipeline and all-to-all
             // where agents have addresses.
             ensure(
-                r.patterns.len() == 3 * transports + 2 * (transports - 1),
+                r.patterns.len() == k * (3 * transports + 2 * (transports - 1)),
                 || format!("{}", r.patterns.len()),
             )?;
         }
         Group::Logging => {
-            ensure(r.logging.len() == 2 * transports, || "logging".into())?;
+            ensure(r.logging.len() == 2 * transports * k, || "logging".into())?;
             ensure(
                 r.logging.iter().all(|l| l.latency.count == l.events),
                 || "event counts".into(),
             )?;
         }
     }
+    ensure(r.figures.iter().all(|f| f.trials.len() == k), || {
+        "every figure has a value from every trial".into()
+    })?;
     let json = serde_json::to_string(&r)?;
     let back: harness::RunResults = serde_json::from_str(&json)?;
     ensure(back.schema_version == harness::SCHEMA_VERSION, || {
@@ -154,6 +190,53 @@ fn integrity_failures_are_caught() -> Result<(), Failed> {
     Ok(())
 }
 
+/// The regression rule end to end: two runs of the same small plan, the
+/// second with the default shm variant made slower by 200 µs per message
+/// (the harness's handicap); the comparison flags that variant's figures
+/// and nothing else.
+fn a_real_slowdown_is_flagged() -> Result<(), Failed> {
+    use harness::Transport;
+    use harness::compare::{Rule, compare};
+    use harness::handicap::Handicap;
+    let plan = Plan {
+        groups: vec![Group::Latency],
+        transports: vec![Transport::Pipe, Transport::Shm],
+        sizes: vec![64],
+        latency_samples: 300,
+        latency_warmup: 50,
+        parked_samples: 20,
+        trials: 5,
+        preset: "test".into(),
+        ..Plan::quick()
+    };
+    let before = harness::runner::run(&plan, |_| {})?;
+    let slower = Plan {
+        handicap: Some(Handicap {
+            label: "shm".into(),
+            ns: 200_000,
+        }),
+        ..plan
+    };
+    let after = harness::runner::run(&slower, |_| {})?;
+    ensure(
+        before.failures.is_empty() && after.failures.is_empty(),
+        || format!("failures: {:?} {:?}", before.failures, after.failures),
+    )?;
+    let c = compare(&before.figures, &after.figures, Rule::default());
+    let flagged: Vec<&str> = c.regressions().map(|r| r.figure.as_str()).collect();
+    println!("    flagged: {flagged:?}; too noisy: {:?}", c.noisy);
+    ensure(
+        flagged.contains(&"latency/shm/back-to-back/64B/p50"),
+        || format!("the slowed-down figure was not flagged: {c:?}"),
+    )?;
+    ensure(
+        flagged
+            .iter()
+            .all(|k| k.starts_with("latency/shm/") || k.starts_with("latency/shm-over-")),
+        || format!("an unaffected figure was flagged: {flagged:?}"),
+    )
+}
+
 fn main() {
     harness::agent_main_if_requested();
     let mut trials: Vec<Trial> = Group::ALL
@@ -163,6 +246,10 @@ fn main() {
     trials.push(Trial::test(
         "integrity_failures_are_caught",
         integrity_failures_are_caught,
+    ));
+    trials.push(Trial::test(
+        "a_real_slowdown_is_flagged",
+        a_real_slowdown_is_flagged,
     ));
     // Scenarios measure; running them side by side on two cores only adds
     // noise and risks timeouts, so one at a time.

@@ -26,7 +26,7 @@ use crate::liveness::PeerWatch;
 use crate::ring::RingControl;
 use crate::segment::Segment;
 use crate::sync::{Ordering, spin_loop};
-use crate::wait::{self, ADAPTIVE_SPIN, PARK_SLICE, ParkMode};
+use crate::wait::{self, ADAPTIVE_SPIN, PARK_SLICE};
 use crate::{CAPABILITIES, Shm};
 
 /// What the task wants the helper to wait for.
@@ -126,7 +126,6 @@ impl Shared {
         };
         let ctl = self.ctl(ring);
         let signal = if space { &ctl.space.0 } else { &ctl.data.0 };
-        let event = self.segment.event(ring, space);
         let slice = match want {
             // Also waiting for space it cannot park on: look often.
             Want::Data {
@@ -150,15 +149,11 @@ impl Shared {
             match self.strategy {
                 WaitStrategy::Spin => spin_loop(),
                 WaitStrategy::SpinYield => std::thread::yield_now(),
-                _ if now < spin_until => spin_loop(),
-                strategy => {
-                    let mode = if strategy == WaitStrategy::Blocking {
-                        ParkMode::Event
-                    } else {
-                        ParkMode::Futex
-                    };
+                // Blocking parks at once; Adaptive spins first.
+                WaitStrategy::Adaptive if now < spin_until => spin_loop(),
+                _ => {
                     let lifeline = self.segment.other_lifeline();
-                    wait::park(signal, event, mode, slice, lifeline, || !self.changed(want));
+                    wait::park(signal, slice, lifeline, || !self.changed(want));
                     if self.peer_gone() {
                         return;
                     }

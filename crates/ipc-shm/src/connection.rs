@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use ipc_core::{
-    Capabilities, Config, Connection, FrameReceiver, FrameSender, RecvError, SendError,
-    WaitStrategy,
+    Capabilities, Config, ConnectError, Connection, FrameReceiver, FrameSender, RecvError,
+    SendError, WaitStrategy,
 };
 
 use crate::CAPABILITIES;
@@ -16,7 +16,7 @@ use crate::liveness::PeerWatch;
 use crate::ring::{Consumer, Corrupt, Producer, Record, Reservation, kind};
 use crate::segment::{Segment, Side};
 use crate::sync::spin_loop;
-use crate::wait::{self, ADAPTIVE_PURE_SPINS, ADAPTIVE_SPIN, ParkMode, SPINS_BEFORE_YIELD};
+use crate::wait::{self, ADAPTIVE_PURE_SPINS, ADAPTIVE_SPIN, SPINS_BEFORE_YIELD};
 
 /// How often a spinning wait polls the peer's pidfd (about a microsecond
 /// each), so a spinning side notices a dead peer within about this long.
@@ -125,14 +125,17 @@ pub struct ShmConnection {
 unsafe impl Send for ShmConnection {}
 
 impl ShmConnection {
-    pub(crate) fn new(seg: Segment, config: Config) -> Self {
+    /// The connection over `seg`, once both sides are attached. The
+    /// attach word is the peer's to write: anything but "attached" is
+    /// `Corrupted`, never a panic.
+    pub(crate) fn new(seg: Segment, config: Config) -> Result<Self, ConnectError> {
         let (tx_ring, rx_ring) = match seg.side() {
             Side::Owner => (0, 1),
             Side::Peer => (1, 0),
         };
-        let other = seg
-            .other()
-            .expect("a connection is made once both sides are attached");
+        let other = seg.other().ok_or_else(|| {
+            ConnectError::Corrupted("the peer's attach word changed after it attached".into())
+        })?;
         // SAFETY: each side produces on one ring and consumes the other, so
         // these are the only producer and consumer of their rings; the
         // memory lives as long as `seg`, which the connection owns.
@@ -146,7 +149,7 @@ impl ShmConnection {
         // (field `seg`, dropped after `_lifeline`), so it stays mapped
         // until the lifeline thread is joined.
         let lifeline = unsafe { LifelineThread::start(seg.own_lifeline()) };
-        ShmConnection {
+        Ok(ShmConnection {
             _lifeline: lifeline,
             seg: Arc::new(seg),
             tx,
@@ -159,7 +162,7 @@ impl ShmConnection {
             gone: false,
             peer: Arc::new(PeerWatch::new(other)),
             broken: None,
-        }
+        })
     }
 
     /// Bytes of each ring.
@@ -262,19 +265,11 @@ impl ShmConnection {
     }
 
     pub(crate) fn wake_consumer(&self) {
-        wait::wake(
-            self.tx.wake_signal(),
-            self.seg.event(self.tx_ring, false),
-            self.seg.other_lifeline(),
-        );
+        wait::wake(self.tx.wake_signal());
     }
 
     pub(crate) fn wake_producer(&self) {
-        wait::wake(
-            self.rx.wake_signal(),
-            self.seg.event(self.rx_ring, true),
-            self.seg.other_lifeline(),
-        );
+        wait::wake(self.rx.wake_signal());
     }
 
     /// True once the peer is known to have gone: closed cleanly (a flag in
@@ -325,34 +320,34 @@ impl ShmConnection {
             }
             let started = *started.get_or_insert(now);
             spins = spins.wrapping_add(1);
-            let mode = match strategy {
-                WaitStrategy::Spin => None,
-                WaitStrategy::SpinYield if spins < SPINS_BEFORE_YIELD => None,
+            let park = match strategy {
+                WaitStrategy::Spin => false,
+                WaitStrategy::SpinYield if spins < SPINS_BEFORE_YIELD => false,
                 WaitStrategy::SpinYield => {
                     std::thread::yield_now();
                     continue;
                 }
-                WaitStrategy::Blocking => Some(ParkMode::Event),
-                _ if spins < ADAPTIVE_PURE_SPINS => None,
+                // Blocking parks at once: no spinning, no CPU while waiting.
+                WaitStrategy::Blocking => true,
+                _ if spins < ADAPTIVE_PURE_SPINS => false,
                 _ if now.duration_since(started) < ADAPTIVE_SPIN => {
                     // A peer on our own CPU cannot answer while we spin:
                     // yield so it runs (a no-op when no one else is ready).
                     std::thread::yield_now();
                     continue;
                 }
-                _ => Some(ParkMode::Futex),
+                _ => true,
             };
-            match mode {
-                None => spin_loop(),
-                Some(mode) => {
-                    self.park(dir, mode, wait, now);
-                    last_check = None;
-                }
+            if park {
+                self.park(dir, wait, now);
+                last_check = None;
+            } else {
+                spin_loop();
             }
         }
     }
 
-    fn park(&self, dir: Dir, mode: ParkMode, wait: Wait, now: Instant) {
+    fn park(&self, dir: Dir, wait: Wait, now: Instant) {
         // `wait::park` caps this at its slice for the way it parks.
         let mut slice = Duration::MAX;
         if !self.pending.is_empty() {
@@ -365,11 +360,8 @@ impl ShmConnection {
         match dir {
             Dir::Data => {
                 let position = self.rx.position();
-                let event = self.seg.event(self.rx_ring, false);
                 wait::park(
                     self.rx.park_signal(),
-                    event,
-                    mode,
                     slice,
                     self.seg.other_lifeline(),
                     || self.rx.observed_head() == position && !self.seg.other_closed(),
@@ -377,11 +369,8 @@ impl ShmConnection {
             }
             Dir::Space => {
                 let seen = self.tx.seen_tail();
-                let event = self.seg.event(self.tx_ring, true);
                 wait::park(
                     self.tx.park_signal(),
-                    event,
-                    mode,
                     slice,
                     self.seg.other_lifeline(),
                     || self.tx.observed_tail() == seen && !self.seg.other_closed(),

@@ -95,7 +95,17 @@ impl ShmListener {
             ))
         })?;
         let attached = &segment.header().peer_attached;
-        while attached.load(Ordering::Acquire) == 0 {
+        loop {
+            match attached.load(Ordering::Acquire) {
+                0 => {}
+                1 => break,
+                other => {
+                    return Err(ConnectError::Corrupted(format!(
+                        "{}: the peer's attach word holds {other}",
+                        self.address
+                    )));
+                }
+            }
             let mut slice = PARK_SLICE;
             if let Some(deadline) = deadline {
                 let left = deadline.saturating_duration_since(Instant::now());
@@ -110,7 +120,7 @@ impl ShmListener {
             let _ = futex::wait(attached, futex::Flags::empty(), 0, Some(&timeout));
         }
         let segment = self.segment.take().expect("checked above");
-        Ok(ShmConnection::new(segment, self.config.clone()))
+        ShmConnection::new(segment, self.config.clone())
     }
 }
 
@@ -149,6 +159,6 @@ impl Connector for Shm {
         config.validate().map_err(ConnectError::InvalidConfig)?;
         let segment = Segment::open(shm_name(address)?)?;
         let _ = futex::wake(&segment.header().peer_attached, futex::Flags::empty(), 1);
-        Ok(ShmConnection::new(segment, config.clone()))
+        ShmConnection::new(segment, config.clone())
     }
 }

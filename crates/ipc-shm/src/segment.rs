@@ -2,8 +2,8 @@
 //!
 //! ```text
 //! page 0            SegmentHeader (magic, version, ring size, who is attached)
-//! page 1            RingControl of ring 0 (owner -> peer), its two events
-//! page 2            RingControl of ring 1 (peer -> owner), its two events
+//! page 1            RingControl of ring 0 (owner -> peer)
+//! page 2            RingControl of ring 1 (peer -> owner)
 //! 3 pages + 0       data of ring 0 (cap bytes)
 //! 3 pages + cap     data of ring 1 (cap bytes)
 //! ```
@@ -18,8 +18,6 @@ use std::io;
 use std::time::{Duration, Instant};
 
 use ipc_core::ConnectError;
-use raw_sync::Timeout;
-use raw_sync::events::{Event, EventImpl, EventInit, EventState};
 use shared_memory::{Shmem, ShmemConf, ShmemError};
 
 use crate::liveness::ProcessId;
@@ -28,12 +26,11 @@ use crate::sync::{AtomicU32, AtomicU64, Ordering};
 
 /// `"IPCSHM"` and the layout version, written last by the creator.
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"IPCSHM\0\0");
-/// Bumped whenever the layout changes; a mismatch is `Incompatible`.
-pub const LAYOUT_VERSION: u32 = 2;
+/// Bumped whenever the layout or the wait protocol changes; a mismatch is
+/// `Incompatible`. (3: every side parks on the futex word; the pthread
+/// events of version 2 are gone.)
+pub const LAYOUT_VERSION: u32 = 3;
 const PAGE: usize = 4096;
-/// Offsets of the two events inside a ring's control page.
-const DATA_EVENT_AT: usize = 1024;
-const SPACE_EVENT_AT: usize = 2048;
 /// Ring sizes accepted from a segment header.
 pub(crate) const MIN_RING: u64 = 4096;
 pub(crate) const MAX_RING: u64 = 1 << 30;
@@ -72,34 +69,6 @@ pub(crate) enum Side {
     Peer,
 }
 
-/// A `raw_sync` event living in the segment.
-pub(crate) struct SharedEvent(Box<dyn EventImpl>);
-
-// SAFETY: the event is a process-shared pthread mutex and condvar in the
-// mapping; pthread objects initialized PTHREAD_PROCESS_SHARED may be used
-// from any thread of any process that maps them.
-unsafe impl Send for SharedEvent {}
-// SAFETY: as above; every operation goes through the pthread calls, which
-// synchronize internally.
-unsafe impl Sync for SharedEvent {}
-
-impl std::fmt::Debug for SharedEvent {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("SharedEvent")
-    }
-}
-
-impl SharedEvent {
-    pub(crate) fn set(&self) {
-        let _ = self.0.set(EventState::Signaled);
-    }
-
-    /// Waits at most `timeout`; spurious and failed waits just return.
-    pub(crate) fn wait(&self, timeout: Duration) {
-        let _ = self.0.wait(Timeout::Val(timeout));
-    }
-}
-
 /// The mapping, shareable across threads.
 struct Mapping(Shmem);
 
@@ -115,8 +84,6 @@ pub(crate) struct Segment {
     map: Mapping,
     side: Side,
     cap: u64,
-    /// Events, indexed `[ring][0 = data, 1 = space]`.
-    events: [[SharedEvent; 2]; 2],
 }
 
 impl std::fmt::Debug for Segment {
@@ -175,26 +142,10 @@ impl Segment {
     }
 
     fn init(shmem: Shmem, cap: u64) -> Result<Self, ConnectError> {
-        let map = Mapping(shmem);
-        let new_event = |ring: usize, at: usize| {
-            let ptr = ctl_page(&map, ring).wrapping_add(at);
-            // SAFETY: `ptr` is inside the fresh mapping, in a ring's control
-            // page after the RingControl, with the rest of the page free for
-            // the event (about 100 bytes); nobody else uses it before the
-            // magic is published.
-            unsafe { Event::new(ptr, true) }
-                .map(|(event, _)| SharedEvent(event))
-                .map_err(|e| ConnectError::Io(io::Error::other(e.to_string())))
-        };
-        let events = [
-            [new_event(0, DATA_EVENT_AT)?, new_event(0, SPACE_EVENT_AT)?],
-            [new_event(1, DATA_EVENT_AT)?, new_event(1, SPACE_EVENT_AT)?],
-        ];
         let segment = Segment {
-            map,
+            map: Mapping(shmem),
             side: Side::Owner,
             cap,
-            events,
         };
         let me = ProcessId::current();
         let h = segment.header();
@@ -261,31 +212,10 @@ impl Segment {
         }
         h.peer_start.store(me.start, Ordering::Relaxed);
         h.peer_attached.store(1, Ordering::Release);
-        let open_event = |ring: usize, at: usize| {
-            let ptr = ctl_page(&map, ring).wrapping_add(at);
-            // SAFETY: inside the mapping (length validated above); the
-            // creator initialized the event before publishing the magic.
-            // `from_existing` checks the event's own flags; the pthread
-            // state inside is trusted (see ARCHITECTURE.md, Blocking).
-            unsafe { Event::from_existing(ptr) }
-                .map(|(e, _)| SharedEvent(e))
-                .map_err(|e| ConnectError::Corrupted(format!("shm:{name}: event: {e}")))
-        };
-        let events = [
-            [
-                open_event(0, DATA_EVENT_AT)?,
-                open_event(0, SPACE_EVENT_AT)?,
-            ],
-            [
-                open_event(1, DATA_EVENT_AT)?,
-                open_event(1, SPACE_EVENT_AT)?,
-            ],
-        ];
         Ok(Segment {
             map,
             side: Side::Peer,
             cap,
-            events,
         })
     }
 
@@ -343,10 +273,6 @@ impl Segment {
         }
     }
 
-    pub(crate) fn event(&self, ring: usize, space: bool) -> &SharedEvent {
-        &self.events[ring][usize::from(space)]
-    }
-
     /// The other side's identity, once it is attached.
     pub(crate) fn other(&self) -> Option<ProcessId> {
         let h = self.header();
@@ -402,8 +328,8 @@ impl Segment {
             // SAFETY: `ring(..)` points at a control block inside the live
             // mapping, valid (all-atomic) for any bytes.
             let ctl = unsafe { &*self.ring(ring).ctl };
-            for (signal, space) in [(&ctl.data.0, false), (&ctl.space.0, true)] {
-                crate::wait::wake(signal, self.event(ring, space), self.other_lifeline());
+            for signal in [&ctl.data.0, &ctl.space.0] {
+                crate::wait::wake(signal);
             }
         }
     }
@@ -420,8 +346,8 @@ fn ctl_page(map: &Mapping, ring: usize) -> *mut u8 {
     map.0.as_ptr().wrapping_add(PAGE * (1 + ring))
 }
 
-/// The RingControl and both events fit in a control page.
-const _: () = assert!(std::mem::size_of::<RingControl>() <= DATA_EVENT_AT);
+/// The RingControl fits in a control page.
+const _: () = assert!(std::mem::size_of::<RingControl>() <= PAGE);
 const _: () = assert!(std::mem::size_of::<SegmentHeader>() <= PAGE);
 
 /// Removes segment `name` if its owner is dead (or it is a creator's

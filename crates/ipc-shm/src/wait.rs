@@ -2,12 +2,15 @@
 //!
 //! A side that must wait first re-checks its condition in a loop whose
 //! shape is the [`WaitStrategy`](ipc_core::WaitStrategy): spinning,
-//! yielding, or parking. Parking announces itself in the direction's
-//! [`Signal`] (`waiting` = how it parks) so the other side knows to wake it
-//! after publishing (see `ring.rs` for why no wake-up is lost). Every park
-//! lasts at most [`PARK_SLICE`], after which the caller re-checks its
-//! condition and the peer's liveness: a dead peer is noticed within a slice
-//! even though it will never wake us.
+//! yielding, or parking. Parking is always a futex wait on the direction's
+//! [`Signal`], announced in its `waiting` word so the other side knows to
+//! wake it after publishing (see `ring.rs` for why no wake-up is lost).
+//! Waking is one `FUTEX_WAKE` and never waits on anything: whatever the
+//! peer writes into the shared words, a side's deadline and drop hold
+//! (there is no lock in the segment that a peer could hold). A park lasts
+//! at most [`ARMED_SLICE`] while the peer's lifeline is armed (its death
+//! wakes us at once) and [`PARK_SLICE`] otherwise, after which the caller
+//! re-checks its condition and the peer's liveness.
 
 use std::time::Duration;
 
@@ -15,7 +18,6 @@ use rustix::thread::futex;
 
 use crate::lifeline::{self, Lifeline};
 use crate::ring::Signal;
-use crate::segment::SharedEvent;
 use crate::sync::{AtomicU32, Ordering, fence};
 
 /// Longest single park; bounds how late a dead peer is noticed (the
@@ -41,31 +43,14 @@ pub(crate) const ADAPTIVE_PURE_SPINS: u32 = 64;
 /// Spins before `SpinYield` starts yielding.
 pub(crate) const SPINS_BEFORE_YIELD: u32 = 128;
 
-/// How a parked side waits, as stored in `Signal::waiting`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u32)]
-pub(crate) enum ParkMode {
-    /// `FUTEX_WAIT` on `Signal::seq`.
-    Futex = 1,
-    /// On the direction's `raw_sync` event.
-    Event = 2,
-}
-
-/// Wakes whoever is parked on `signal`, however it parks. The waiter is
-/// the process whose lifeline is `waiter_lifeline`.
-pub(crate) fn wake(signal: &Signal, event: &SharedEvent, waiter_lifeline: &AtomicU32) {
+/// Wakes whoever is parked on `signal`. The `waiting` word is only a
+/// hint that saves the system call when no one parks: a peer that writes
+/// garbage there costs us one needless `FUTEX_WAKE`, nothing more.
+pub(crate) fn wake(signal: &Signal) {
     signal.seq.fetch_add(1, Ordering::Release);
-    match signal.waiting.load(Ordering::Relaxed) {
-        w if w == ParkMode::Futex as u32 => {
-            // Shared (not PRIVATE) futex: the waiter is another process.
-            let _ = futex::wake(&signal.seq, futex::Flags::empty(), u32::MAX);
-        }
-        // raw_sync's `set` locks the event's mutex without a timeout, and
-        // a waiter killed inside its critical section leaves that mutex
-        // locked for good: never signal a waiter known to be dead (the
-        // kernel marks its lifeline the moment it dies).
-        w if w == ParkMode::Event as u32 && !lifeline::is_dead(waiter_lifeline) => event.set(),
-        _ => {}
+    if signal.waiting.load(Ordering::Relaxed) != 0 {
+        // Shared (not PRIVATE) futex: the waiter is another process.
+        let _ = futex::wake(&signal.seq, futex::Flags::empty(), u32::MAX);
     }
 }
 
@@ -79,22 +64,20 @@ pub(crate) const ARMED_SLICE: Duration = Duration::from_secs(1);
 /// wake-up, a signal, or spuriously; the caller re-checks either way.
 pub(crate) fn park(
     signal: &Signal,
-    event: &SharedEvent,
-    mode: ParkMode,
     timeout: Duration,
     lifeline: &AtomicU32,
     still_waiting: impl FnOnce() -> bool,
 ) {
     let seq = signal.seq.load(Ordering::Acquire);
-    signal.waiting.store(mode as u32, Ordering::SeqCst);
+    signal.waiting.store(1, Ordering::SeqCst);
     fence(Ordering::SeqCst);
     if still_waiting() {
-        match (mode, lifeline::arm(lifeline)) {
-            (_, Lifeline::Dead) => {}
-            (ParkMode::Futex, Lifeline::Armed(alive)) => {
+        match lifeline::arm(lifeline) {
+            Lifeline::Dead => {}
+            Lifeline::Armed(alive) => {
                 wait_either(&signal.seq, seq, lifeline, alive, timeout.min(ARMED_SLICE));
             }
-            (ParkMode::Futex, Lifeline::Unarmed) => {
+            Lifeline::Unarmed => {
                 let timeout =
                     futex::Timespec::try_from(timeout.min(PARK_SLICE)).unwrap_or(futex::Timespec {
                         tv_sec: 0,
@@ -103,7 +86,6 @@ pub(crate) fn park(
                 // EAGAIN (seq moved on), ETIMEDOUT and EINTR all mean: look again.
                 let _ = futex::wait(&signal.seq, futex::Flags::empty(), seq, Some(&timeout));
             }
-            (ParkMode::Event, _) => event.wait(timeout.min(PARK_SLICE)),
         }
     }
     signal.waiting.store(0, Ordering::Relaxed);

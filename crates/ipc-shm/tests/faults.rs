@@ -78,11 +78,13 @@ fn mixed_size(seq: u64) -> usize {
 struct PeerProcess {
     conn: ShmConnection,
     child: Child,
+    name: String,
 }
 
 impl PeerProcess {
     fn start(role: &str, strategy: (&str, WaitStrategy)) -> Result<Self, Failed> {
-        let mut listener = ShmListener::bind(&name(), &config(strategy.1))?;
+        let name = name();
+        let mut listener = ShmListener::bind(&name, &config(strategy.1))?;
         let child = Command::new(std::env::current_exe()?)
             .env(ROLE_ENV, role)
             .env(STRATEGY_ENV, strategy.0)
@@ -90,7 +92,16 @@ impl PeerProcess {
             .stdin(Stdio::null())
             .spawn()?;
         let conn = listener.accept_timeout(Duration::from_secs(30))?;
-        Ok(PeerProcess { conn, child })
+        Ok(PeerProcess { conn, child, name })
+    }
+
+    /// The segment file, opened for writing as a hostile same-user peer
+    /// would.
+    fn segment_file(&self) -> std::io::Result<std::fs::File> {
+        std::fs::File::options()
+            .read(true)
+            .write(true)
+            .open(format!("/dev/shm/ipc-{}", self.name))
     }
 
     /// SIGKILLs the peer; returns when the signal was sent.
@@ -262,6 +273,110 @@ fn local_pair() -> Result<(ShmConnection, ShmConnection, std::fs::File), Failed>
 const RING1_CTL: u64 = 2 * 4096;
 const RING0_CTL: u64 = 4096;
 const RING0_DATA: u64 = 3 * 4096;
+
+/// CPU time of the calling thread.
+fn thread_cpu() -> Duration {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
+}
+
+/// A Blocking receiver parks: it uses no CPU while it waits (raw_sync's
+/// timed wait, used before, returned EINVAL at once during the last 50 ms
+/// of every second and so spun 5 % of the time), and its deadline holds.
+fn blocking_receiver_uses_no_cpu() -> CaseResult {
+    let mut peer = PeerProcess::start("idle", ("blocking", WaitStrategy::Blocking))?;
+    let wait = Duration::from_millis(2500);
+    let before = thread_cpu();
+    let start = Instant::now();
+    let got = peer.conn.recv_timeout(wait);
+    let took = start.elapsed();
+    let used = thread_cpu() - before;
+    println!("    parked {took:?}, used {used:?} of CPU");
+    ensure(matches!(got, Err(RecvError::Timeout)), || {
+        format!("an idle peer gave {:?}", got.map(|b| b.len()))
+    })?;
+    ensure(took >= wait && took < wait + Duration::from_secs(2), || {
+        format!("a {wait:?} deadline returned after {took:?}")
+    })?;
+    ensure(used < Duration::from_millis(25), || {
+        format!("a parked Blocking receiver used {used:?} of CPU in {took:?}")
+    })
+}
+
+/// A peer that writes "someone is parked, in the old pthread-event mode"
+/// into every wait word, and fills the areas where the pthread events
+/// used to live with a locked-looking pattern, cannot make this side wait
+/// past its deadlines or hang on drop, in any strategy: waking never
+/// takes a lock.
+fn hostile_wait_words_cannot_hang(strategy: (&str, WaitStrategy)) -> CaseResult {
+    let peer = PeerProcess::start("stall", strategy)?;
+    let file = peer.segment_file()?;
+    for ctl in [RING0_CTL, RING1_CTL] {
+        // Signal::waiting of the data and space signals (cache lines 2, 3).
+        for signal in [128, 192] {
+            file.write_at(&2u32.to_le_bytes(), ctl + signal + 4)?;
+        }
+        file.write_at(&[1u8; 1024], ctl + 1024)?;
+        file.write_at(&[1u8; 1024], ctl + 2048)?;
+    }
+    let (done, outcome) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut peer = peer;
+        let msg = vec![9u8; 4096];
+        let timeout = Duration::from_millis(100);
+        // The idle peer never reads: fill the ring, waking at every send.
+        let start = Instant::now();
+        let full = loop {
+            if let Err(e) = peer.conn.send_timeout(&msg, timeout) {
+                break e;
+            }
+            if start.elapsed() > Duration::from_secs(10) {
+                break SendError::Io(std::io::Error::other("never full"));
+            }
+        };
+        let t = Instant::now();
+        let recv = peer.conn.recv_timeout(timeout);
+        let recv_took = t.elapsed();
+        let t = Instant::now();
+        drop(peer);
+        let _ = done.send((full, recv.map(|b| b.len()), recv_took, t.elapsed()));
+    });
+    let (full, recv, recv_took, drop_took) = outcome
+        .recv_timeout(Duration::from_secs(30))
+        .map_err(|_| format!("{}: hung (no answer in 30 s)", strategy.0))?;
+    ensure(matches!(full, SendError::Timeout), || {
+        format!("filling gave {full:?}")
+    })?;
+    ensure(matches!(recv, Err(RecvError::Timeout)), || {
+        format!("receiving gave {recv:?}")
+    })?;
+    ensure(recv_took < Duration::from_secs(2), || {
+        format!("a 100 ms receive took {recv_took:?}")
+    })?;
+    ensure(drop_took < Duration::from_secs(5), || {
+        format!("dropping took {drop_took:?}")
+    })
+}
+
+/// A same-user process that writes a value other than 0 or 1 into a
+/// listener's attach word gets the listener a clear error, not a panic.
+fn hostile_attach_word_is_an_error() -> CaseResult {
+    let name = name();
+    let mut listener = ShmListener::bind(&name, &config(WaitStrategy::Adaptive))?;
+    let file = std::fs::File::options()
+        .write(true)
+        .open(format!("/dev/shm/ipc-{name}"))?;
+    // SegmentHeader::peer_attached (after magic, version, header_len,
+    // ring_capacity, owner_pid, owner_closed, owner_start, peer_pid).
+    file.write_at(&2u32.to_le_bytes(), 44)?;
+    let got = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        listener.accept_timeout(Duration::from_millis(200))
+    }))
+    .map_err(|_| "accept panicked")?;
+    ensure(matches!(got, Err(ConnectError::Corrupted(_))), || {
+        format!("a hostile attach word gave {:?}", got.map(|_| ()))
+    })
+}
 
 fn corrupted_segment_is_corrupted() -> CaseResult {
     // The peer's incoming ring (0) gets a head far beyond its tail.
@@ -481,6 +596,8 @@ fn run_peer(role: &str) -> Result<(), Box<dyn std::error::Error>> {
         }
         ("sink", _) => while conn.recv().is_ok() {},
         ("idle", _) => leave(&mut conn)?,
+        // Connected, never reads, never writes: until killed.
+        ("stall", _) => std::thread::sleep(Duration::from_secs(120)),
         ("echo-in-place", _) => loop {
             let frame = match conn.recv_in_place() {
                 Ok(view) => view.to_vec(),
@@ -537,6 +654,14 @@ fn main() {
         ),
         Trial::test("stale_segment_is_reclaimed", stale_segment_is_reclaimed),
         Trial::test(
+            "blocking_receiver_uses_no_cpu",
+            blocking_receiver_uses_no_cpu,
+        ),
+        Trial::test(
+            "hostile_attach_word_is_an_error",
+            hostile_attach_word_is_an_error,
+        ),
+        Trial::test(
             "one_peer_per_segment_and_bad_input",
             one_peer_per_segment_and_bad_input,
         ),
@@ -554,6 +679,10 @@ fn main() {
         trials.push(Trial::test(
             format!("{label}::killed_while_parked"),
             move || killed_while_parked(strategy),
+        ));
+        trials.push(Trial::test(
+            format!("{label}::hostile_wait_words_cannot_hang"),
+            move || hostile_wait_words_cannot_hang(strategy),
         ));
     }
     let conclusion = libtest_mimic::run(&Arguments::from_args(), trials);

@@ -111,6 +111,14 @@ fn plan(args: &Args) -> Result<Plan, harness::HarnessError> {
     if !args.agents.is_empty() {
         plan.agent_counts = args.agents.clone();
     }
+    if let Ok(text) = std::env::var(harness::handicap::HANDICAP_ENV) {
+        plan.handicap = Some(harness::handicap::Handicap::parse(&text).ok_or_else(|| {
+            harness::HarnessError::Invalid(format!(
+                "{}={text}: expected LABEL:NANOSECONDS, e.g. shm:500",
+                harness::handicap::HANDICAP_ENV
+            ))
+        })?);
+    }
     plan.validate()?;
     Ok(plan)
 }
@@ -142,17 +150,20 @@ fn main() {
         if args.progress_json {
             let line = serde_json::json!({
                 "done": p.done, "total": p.total, "group": p.group.name(), "label": p.label,
+                "trial": p.trial.0, "trials": p.trial.1,
                 "error": p.error, "elapsed_s": p.elapsed.as_secs_f64(), "remaining_s": p.remaining.as_secs_f64(),
             });
             eprintln!("{line}");
         } else {
             let status = p.error.map_or(String::new(), |e| format!("  FAILED: {e}"));
             eprintln!(
-                "[{:>3}/{}] {:<13} {:<40} {:>5.0}s elapsed, ~{:.0}s left{status}",
+                "[{:>4}/{}] {:<13} {:<44} trial {}/{} {:>5.0}s elapsed, ~{:.0}s left{status}",
                 p.done,
                 p.total,
                 p.group.name(),
                 p.label,
+                p.trial.0,
+                p.trial.1,
                 p.elapsed.as_secs_f64(),
                 p.remaining.as_secs_f64()
             );

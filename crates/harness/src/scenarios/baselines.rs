@@ -1,29 +1,52 @@
-//! The bare mechanisms under the transports, measured in the same run so
-//! every transport figure can be given as a ratio: a pipe, a socketpair, a
-//! shared cache line (both sides spin) and a futex (both sides sleep), each
-//! as a round trip between two processes with no library on top; and
-//! in-process `memcpy` bandwidth.
+//! The bare mechanisms under the transports, measured interleaved with them
+//! so every transport figure can be given as a ratio to the mechanism it
+//! rides on, trial by trial.
+//!
+//! Like with like: each mechanism moves the same payload as the transport
+//! compared with it, in the same regime, with the same per-message work.
+//! The parent fills every payload (sequence number + pattern) before the
+//! timed part and verifies the echo after it, as the transport round trips
+//! do; the echoing child copies every byte out and back in, as an echo
+//! agent's `recv` + `send` do.
+//!
+//! - `pipe`, `socketpair`: blocks echoed through a child's pipes / a
+//!   socketpair.
+//! - `shared-buffer`: a shared mapping with both sides spinning: copy in,
+//!   publish a sequence word, copy out (round trips); or two slots
+//!   streamed one way, every block verified by the child (bandwidth). The
+//!   hardware limit of a copying shared-memory transport.
+//! - `futex`: the shared buffer in the parked regime: the same pause
+//!   between round trips as the transports, and each side spins briefly
+//!   then sleeps on a futex, as the adaptive wait does. So the receiver
+//!   pays one kernel wake-up per round trip, exactly like `shm` parked.
+//! - `memcpy`: in-process copy between two cache-hot buffers, for
+//!   reference only (no hand-over between cores).
 
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::process::{Child, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering, fence};
 use std::time::{Duration, Instant};
 
+use ipc_core::payload;
 use rustix::mm::{MapFlags, ProtFlags};
 use rustix::thread::futex;
+use serde::{Deserialize, Serialize};
 
 use crate::agent::{AgentTask, Role};
 use crate::error::{HarnessError, Result};
-use crate::schema::{BaselineLatency, MemcpyResult};
+use crate::procfs;
+use crate::schema::{BaselineBandwidth, BaselineLatency, Mechanism, Regime};
 use crate::stats::Recorder;
 use crate::transport::{Variant, agent_command};
 
-/// Value the parent stores to tell a spinning or futex agent to stop.
-const STOP: u32 = u32::MAX;
 /// An agent waiting this long with no change gives up (its parent died).
 const ABANDONED: Duration = Duration::from_secs(10);
+
+/// How long a [`Hand::Adaptive`] side spins before it sleeps: the
+/// adaptive wait's spin phase (`ipc_shm`'s `ADAPTIVE_SPIN`).
+const ADAPTIVE_SPIN: Duration = Duration::from_micros(50);
 
 fn task(role: Role, cpu: Option<usize>) -> AgentTask {
     AgentTask {
@@ -45,6 +68,12 @@ fn placed<T>(pin: bool, measure: impl FnOnce(Option<usize>) -> Result<T>) -> Res
 #[derive(Debug)]
 struct Reaped(Child);
 
+impl Reaped {
+    fn cpu_ns(&self) -> u64 {
+        procfs::cpu_ns(self.0.id()).unwrap_or(0)
+    }
+}
+
 impl Drop for Reaped {
     fn drop(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(2);
@@ -59,28 +88,46 @@ impl Drop for Reaped {
     }
 }
 
-fn record_round_trips(
-    warmup: u64,
-    samples: u64,
-    mut round_trip: impl FnMut() -> Result<Duration>,
-) -> Result<Recorder> {
-    for _ in 0..warmup {
-        round_trip()?;
-    }
-    let mut recorder = Recorder::new();
-    for _ in 0..samples {
-        recorder.record(round_trip()?);
-    }
-    Ok(recorder)
+/// A round-trip mechanism with a child on the other side.
+trait Echoing {
+    /// One round trip of the current payload: timed part only.
+    fn round_trip(&mut self) -> Result<Duration>;
+    /// The payload buffer to fill before, and the echo to verify after.
+    fn buffers(&mut self) -> (&mut [u8], &[u8]);
+    /// The child.
+    fn child(&self) -> &Reaped;
 }
 
-fn result(mechanism: &str, size: usize, (recorder, pinned): (Recorder, bool)) -> BaselineLatency {
-    BaselineLatency {
-        mechanism: mechanism.into(),
-        size,
-        pinned,
-        stats: recorder.summary(),
+/// Warm-up, then `samples` timed round trips (with `gap` before each),
+/// every payload filled before and verified after the timed part. Also
+/// the CPU both processes used over the recorded window, per round trip.
+fn record_round_trips<M: Echoing>(
+    m: &mut M,
+    warmup: u64,
+    samples: u64,
+    gap: Duration,
+) -> Result<(Recorder, f64)> {
+    let mut seq = 0u64;
+    let mut once = |m: &mut M| -> Result<Duration> {
+        payload::fill(seq, m.buffers().0);
+        let took = m.round_trip()?;
+        payload::verify(seq, m.buffers().1)?;
+        seq += 1;
+        Ok(took)
+    };
+    for _ in 0..warmup {
+        once(m)?;
     }
+    let cpu_start = procfs::self_cpu_ns() + m.child().cpu_ns();
+    let mut recorder = Recorder::new();
+    for _ in 0..samples {
+        if !gap.is_zero() {
+            std::thread::sleep(gap);
+        }
+        recorder.record(once(m)?);
+    }
+    let cpu = (procfs::self_cpu_ns() + m.child().cpu_ns()).saturating_sub(cpu_start);
+    Ok((recorder, cpu as f64 / samples.max(1) as f64))
 }
 
 /// A child echoing `size`-byte blocks on its stdin/stdout: the bare pipe.
@@ -89,7 +136,7 @@ pub struct RawPipe {
     from: std::process::ChildStdout,
     out: Vec<u8>,
     back: Vec<u8>,
-    _child: Reaped,
+    child: Reaped,
 }
 
 impl std::fmt::Debug for RawPipe {
@@ -118,31 +165,34 @@ impl RawPipe {
         Ok(RawPipe {
             to,
             from,
-            out: vec![7u8; size],
+            out: vec![0u8; size],
             back: vec![0u8; size],
-            _child: child,
+            child,
         })
     }
 
-    /// One round trip.
+    /// One round trip of the current payload.
     pub fn once(&mut self) -> Result<Duration> {
+        self.round_trip()
+    }
+}
+
+impl Echoing for RawPipe {
+    fn round_trip(&mut self) -> Result<Duration> {
         let start = Instant::now();
         self.to.write_all(&self.out)?;
         self.from.read_exact(&mut self.back)?;
         Ok(start.elapsed())
     }
+    fn buffers(&mut self) -> (&mut [u8], &[u8]) {
+        (&mut self.out, &self.back)
+    }
+    fn child(&self) -> &Reaped {
+        &self.child
+    }
 }
 
-/// Round trips of `size` bytes through the stdin/stdout pipes of a child.
-pub fn pipe(size: usize, warmup: u64, samples: u64, pin: bool) -> Result<BaselineLatency> {
-    let measured = placed(pin, |cpu| {
-        let mut raw = RawPipe::start(size, cpu)?;
-        record_round_trips(warmup, samples, || raw.once())
-    })?;
-    Ok(result("pipe", size, measured))
-}
-
-/// The agent side of [`pipe`].
+/// The agent side of the pipe baseline.
 pub(crate) fn raw_pipe_echo(size: usize) -> Result<()> {
     let mut buf = vec![0u8; size];
     let (mut input, mut output) = (std::io::stdin().lock(), std::io::stdout().lock());
@@ -159,7 +209,7 @@ pub struct RawSocket {
     ours: UnixStream,
     out: Vec<u8>,
     back: Vec<u8>,
-    _child: Reaped,
+    child: Reaped,
 }
 
 impl RawSocket {
@@ -171,31 +221,34 @@ impl RawSocket {
         let child = Reaped(cmd.stdin(Stdio::from(OwnedFd::from(theirs))).spawn()?);
         Ok(RawSocket {
             ours,
-            out: vec![7u8; size],
+            out: vec![0u8; size],
             back: vec![0u8; size],
-            _child: child,
+            child,
         })
     }
 
-    /// One round trip.
+    /// One round trip of the current payload.
     pub fn once(&mut self) -> Result<Duration> {
+        self.round_trip()
+    }
+}
+
+impl Echoing for RawSocket {
+    fn round_trip(&mut self) -> Result<Duration> {
         let start = Instant::now();
         self.ours.write_all(&self.out)?;
         self.ours.read_exact(&mut self.back)?;
         Ok(start.elapsed())
     }
+    fn buffers(&mut self) -> (&mut [u8], &[u8]) {
+        (&mut self.out, &self.back)
+    }
+    fn child(&self) -> &Reaped {
+        &self.child
+    }
 }
 
-/// Round trips of `size` bytes over a socketpair shared with a child.
-pub fn socketpair(size: usize, warmup: u64, samples: u64, pin: bool) -> Result<BaselineLatency> {
-    let measured = placed(pin, |cpu| {
-        let mut raw = RawSocket::start(size, cpu)?;
-        record_round_trips(warmup, samples, || raw.once())
-    })?;
-    Ok(result("socketpair", size, measured))
-}
-
-/// The agent side of [`socketpair`]: the socket is its stdin.
+/// The agent side of the socketpair baseline: the socket is its stdin.
 pub(crate) fn raw_socket_echo(size: usize) -> Result<()> {
     let fd = rustix::io::fcntl_dupfd_cloexec(rustix::stdio::stdin(), 3)?;
     let mut socket = UnixStream::from(fd);
@@ -206,79 +259,170 @@ pub(crate) fn raw_socket_echo(size: usize) -> Result<()> {
     Ok(())
 }
 
-/// One page of memory shared with a child through a memfd.
-#[derive(Debug)]
-struct SharedPage {
-    ptr: *mut std::ffi::c_void,
+/// How a side of the shared buffer waits for the other's store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Hand {
+    /// Spin on the word.
+    Spin,
+    /// Spin for [`ADAPTIVE_SPIN`], then sleep on a futex (announced in a
+    /// waiting word so the other side wakes it only when needed).
+    Adaptive,
 }
 
-impl SharedPage {
-    const LEN: usize = 4096;
+/// The control words of a shared buffer, each on its own cache line.
+#[repr(C, align(64))]
+struct Word {
+    value: AtomicU64,
+    /// 1 while the reader of `value` sleeps on `futex`.
+    waiting: AtomicU32,
+    /// Bumped with every store of `value`; what sleepers wait on.
+    futex: AtomicU32,
+}
 
-    /// Creates the memfd and maps it.
-    fn create() -> Result<(Self, OwnedFd)> {
-        let fd = rustix::fs::memfd_create("ipc-baseline", rustix::fs::MemfdFlags::CLOEXEC)?;
-        rustix::fs::ftruncate(&fd, Self::LEN as u64)?;
-        Ok((Self::map(fd.as_fd())?, fd))
+/// The head of the mapping: the parent's word, the child's word, and the
+/// child's count of blocks that failed verification.
+#[repr(C)]
+struct Control {
+    to_child: Word,
+    to_parent: Word,
+    errors: Word,
+}
+
+/// Where the two data slots start (after the control page).
+const DATA_AT: usize = 4096;
+
+/// Value that tells the child to stop.
+const STOP: u64 = u64::MAX;
+
+/// A memory mapping shared with a child through a memfd: a control page,
+/// then two `slot`-byte data slots.
+#[derive(Debug)]
+struct SharedBuffer {
+    ptr: *mut std::ffi::c_void,
+    len: usize,
+    slot: usize,
+}
+
+impl SharedBuffer {
+    fn layout(size: usize) -> (usize, usize) {
+        let slot = size.max(1).next_multiple_of(4096);
+        (slot, DATA_AT + 2 * slot)
     }
 
-    fn map(fd: BorrowedFd<'_>) -> Result<Self> {
-        // SAFETY: a fresh shared mapping of a page-sized memfd at an address
-        // the kernel picks; it aliases no Rust object. It is unmapped on drop.
+    /// Creates the memfd for `size`-byte blocks and maps it.
+    fn create(size: usize) -> Result<(Self, OwnedFd)> {
+        let fd = rustix::fs::memfd_create("ipc-baseline", rustix::fs::MemfdFlags::CLOEXEC)?;
+        let (_, len) = Self::layout(size);
+        rustix::fs::ftruncate(&fd, len as u64)?;
+        Ok((Self::map(fd.as_fd(), size)?, fd))
+    }
+
+    fn map(fd: BorrowedFd<'_>, size: usize) -> Result<Self> {
+        let (slot, len) = Self::layout(size);
+        if rustix::fs::fstat(fd)?.st_size < len as i64 {
+            return Err(HarnessError::Agent("shared buffer is too small".into()));
+        }
+        // SAFETY: a fresh shared mapping of the memfd (checked above to be
+        // at least `len` bytes) at an address the kernel picks; it aliases
+        // no Rust object and is unmapped on drop.
         let ptr = unsafe {
             rustix::mm::mmap(
                 std::ptr::null_mut(),
-                Self::LEN,
+                len,
                 ProtFlags::READ | ProtFlags::WRITE,
                 MapFlags::SHARED,
                 fd,
                 0,
             )
         }?;
-        Ok(SharedPage { ptr })
+        Ok(SharedBuffer { ptr, len, slot })
     }
 
-    /// The word both processes ping-pong on.
-    fn word(&self) -> &AtomicU32 {
-        // SAFETY: the mapping is page-aligned, at least 4 bytes, zeroed or
-        // written only through this atomic, and lives as long as `self`.
-        unsafe { &*(self.ptr as *const AtomicU32) }
+    fn control(&self) -> &Control {
+        // SAFETY: the mapping is page-aligned and at least a page long, so
+        // it holds a `Control` (192 bytes, 64-byte aligned) made only of
+        // atomics, for which any bit pattern (zeroed at creation) is valid;
+        // it lives as long as `self`.
+        unsafe { &*(self.ptr as *const Control) }
+    }
+
+    /// Slot `i` (0 or 1) as a raw pointer: both processes write the slots,
+    /// so they are only touched by `copy_in` / `copy_out` while the
+    /// protocol's sequence words say this side owns them.
+    fn slot_ptr(&self, i: usize) -> *mut u8 {
+        debug_assert!(i < 2);
+        // SAFETY: DATA_AT + (i + 1) * slot <= len by `layout`.
+        unsafe { (self.ptr as *mut u8).add(DATA_AT + i * self.slot) }
+    }
+
+    fn copy_in(&self, i: usize, from: &[u8]) {
+        assert!(from.len() <= self.slot);
+        // SAFETY: the slot holds `slot` >= `from.len()` bytes; the other
+        // process does not touch it until this side publishes its store
+        // (Release) after the copy, so the regions are not concurrently
+        // written; source and destination do not overlap (one is private
+        // memory).
+        unsafe { std::ptr::copy_nonoverlapping(from.as_ptr(), self.slot_ptr(i), from.len()) };
+    }
+
+    fn copy_out(&self, i: usize, to: &mut [u8]) {
+        assert!(to.len() <= self.slot);
+        // SAFETY: as in `copy_in`, with this side reading a slot the other
+        // published (Acquire) and will not write again before this side
+        // answers.
+        unsafe { std::ptr::copy_nonoverlapping(self.slot_ptr(i), to.as_mut_ptr(), to.len()) };
     }
 }
 
-impl Drop for SharedPage {
+impl Drop for SharedBuffer {
     fn drop(&mut self) {
-        // SAFETY: `ptr` came from our `mmap` of `LEN` bytes; no reference
+        // SAFETY: `ptr` came from our `mmap` of `len` bytes; no reference
         // into it outlives `self` (they borrow `self`).
-        let _ = unsafe { rustix::mm::munmap(self.ptr, Self::LEN) };
+        let _ = unsafe { rustix::mm::munmap(self.ptr, self.len) };
     }
 }
 
-/// How a side waits for the other's store.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Hand {
-    Spin,
-    Futex,
+/// Publishes `value` in `word`, waking its reader if it sleeps.
+fn publish(word: &Word, value: u64, hand: Hand) {
+    word.value.store(value, Ordering::Release);
+    if hand == Hand::Adaptive {
+        word.futex.fetch_add(1, Ordering::Release);
+        // Pairs with the reader's fence between announcing its sleep and
+        // re-checking the value: one of the two sees the other.
+        fence(Ordering::SeqCst);
+        if word.waiting.load(Ordering::Relaxed) == 1 {
+            let _ = futex::wake(&word.futex, futex::Flags::empty(), 1);
+        }
+    }
 }
 
-fn await_value(word: &AtomicU32, want: u32, hand: Hand) -> Result<()> {
+/// Waits until `word` holds at least `want` (values only grow; [`STOP`]
+/// is the largest); returns what it holds.
+fn await_value(word: &Word, want: u64, hand: Hand) -> Result<u64> {
     let start = Instant::now();
+    let mut spins = 0u32;
     loop {
-        let now = word.load(Ordering::Acquire);
-        if now == want || now == STOP {
-            return Ok(());
+        let now = word.value.load(Ordering::Acquire);
+        if now >= want {
+            return Ok(now);
         }
-        match hand {
-            Hand::Spin => std::hint::spin_loop(),
-            Hand::Futex => {
+        spins = spins.wrapping_add(1);
+        if hand == Hand::Adaptive && spins.is_multiple_of(64) && start.elapsed() > ADAPTIVE_SPIN {
+            let seen = word.futex.load(Ordering::Acquire);
+            word.waiting.store(1, Ordering::Relaxed);
+            fence(Ordering::SeqCst);
+            if word.value.load(Ordering::Acquire) < want {
                 let timeout = futex::Timespec {
                     tv_sec: 1,
                     tv_nsec: 0,
                 };
-                let _ = futex::wait(word, futex::Flags::empty(), now, Some(&timeout));
+                let _ = futex::wait(&word.futex, futex::Flags::empty(), seen, Some(&timeout));
             }
+            word.waiting.store(0, Ordering::Relaxed);
+        } else {
+            std::hint::spin_loop();
         }
-        if start.elapsed() > ABANDONED {
+        if spins.is_multiple_of(4096) && start.elapsed() > ABANDONED {
             return Err(HarnessError::Agent(
                 "the other side stopped answering".into(),
             ));
@@ -286,123 +430,237 @@ fn await_value(word: &AtomicU32, want: u32, hand: Hand) -> Result<()> {
     }
 }
 
-fn store(word: &AtomicU32, value: u32, hand: Hand) {
-    word.store(value, Ordering::Release);
-    if hand == Hand::Futex {
-        let _ = futex::wake(word, futex::Flags::empty(), 1);
-    }
-}
-
-/// A child ping-ponging on a word shared through a memfd: spinning (the
-/// bare cache line) or sleeping (the bare futex).
+/// A child echoing blocks through a shared buffer: copy in, publish,
+/// wait, copy out.
 #[derive(Debug)]
-pub struct SharedWordPingPong {
-    page: SharedPage,
+pub struct SharedEcho {
+    buf: SharedBuffer,
     hand: Hand,
-    next: u32,
-    _child: Reaped,
+    next: u64,
+    out: Vec<u8>,
+    back: Vec<u8>,
+    child: Reaped,
 }
 
-impl SharedWordPingPong {
-    fn start(hand: Hand, cpu: Option<usize>) -> Result<Self> {
-        let (page, fd) = SharedPage::create()?;
-        let role = if hand == Hand::Spin {
-            Role::SpinEcho
-        } else {
-            Role::FutexEcho
-        };
-        let mut cmd = agent_command(&task(role, cpu))?;
+impl SharedEcho {
+    /// Spawns the echoing child for `size`-byte blocks (pinned to `cpu`).
+    pub fn start(size: usize, hand: Hand, cpu: Option<usize>) -> Result<Self> {
+        let (buf, fd) = SharedBuffer::create(size)?;
+        let mut cmd = agent_command(&task(Role::SharedEcho { size, hand }, cpu))?;
         let child = Reaped(cmd.stdin(Stdio::from(fd)).spawn()?);
-        Ok(SharedWordPingPong {
-            page,
+        Ok(SharedEcho {
+            buf,
             hand,
             next: 1,
-            _child: child,
+            out: vec![0u8; size],
+            back: vec![0u8; size],
+            child,
         })
     }
 
-    /// Both sides spin on the cache line (the child pinned to `cpu`).
-    pub fn spinning(cpu: Option<usize>) -> Result<Self> {
-        Self::start(Hand::Spin, cpu)
-    }
-
-    /// Both sides sleep on a futex (the child pinned to `cpu`).
-    pub fn sleeping(cpu: Option<usize>) -> Result<Self> {
-        Self::start(Hand::Futex, cpu)
-    }
-
-    /// One round trip.
+    /// One round trip of the current payload.
     pub fn once(&mut self) -> Result<Duration> {
-        let word = self.page.word();
+        self.round_trip()
+    }
+}
+
+impl Echoing for SharedEcho {
+    fn round_trip(&mut self) -> Result<Duration> {
+        let c = self.buf.control();
         let start = Instant::now();
-        store(word, self.next, self.hand);
-        await_value(word, self.next + 1, self.hand)?;
+        self.buf.copy_in(0, &self.out);
+        publish(&c.to_child, self.next, self.hand);
+        if await_value(&c.to_parent, self.next, self.hand)? == STOP {
+            return Err(HarnessError::Agent("the echo stopped".into()));
+        }
+        self.buf.copy_out(1, &mut self.back);
         let took = start.elapsed();
-        self.next += 2;
+        self.next += 1;
         Ok(took)
     }
-}
-
-impl Drop for SharedWordPingPong {
-    fn drop(&mut self) {
-        store(self.page.word(), STOP, self.hand);
+    fn buffers(&mut self) -> (&mut [u8], &[u8]) {
+        (&mut self.out, &self.back)
+    }
+    fn child(&self) -> &Reaped {
+        &self.child
     }
 }
 
-fn shared_word_round_trips(
-    hand: Hand,
+impl Drop for SharedEcho {
+    fn drop(&mut self) {
+        publish(&self.buf.control().to_child, STOP, self.hand);
+    }
+}
+
+/// The agent side of [`SharedEcho`]: copy out (as `recv` does), copy back
+/// in (as `send` does), publish.
+pub(crate) fn shared_echo(size: usize, hand: Hand) -> Result<()> {
+    let buf = SharedBuffer::map(rustix::stdio::stdin(), size)?;
+    let c = buf.control();
+    let mut local = vec![0u8; size];
+    let mut expect = 1u64;
+    loop {
+        if await_value(&c.to_child, expect, hand)? == STOP {
+            return Ok(());
+        }
+        buf.copy_out(0, &mut local);
+        buf.copy_in(1, &local);
+        publish(&c.to_parent, expect, hand);
+        expect += 1;
+    }
+}
+
+fn round_trips(
+    mechanism: Mechanism,
+    size: usize,
+    regime: Regime,
+    gap: Duration,
+    (warmup, samples): (u64, u64),
+    pin: bool,
+    trial: u32,
+) -> Result<BaselineLatency> {
+    let ((recorder, cpu), pinned) = placed(pin, |cpu| match mechanism {
+        Mechanism::Pipe => {
+            record_round_trips(&mut RawPipe::start(size, cpu)?, warmup, samples, gap)
+        }
+        Mechanism::Socketpair => {
+            record_round_trips(&mut RawSocket::start(size, cpu)?, warmup, samples, gap)
+        }
+        Mechanism::SharedBuffer => record_round_trips(
+            &mut SharedEcho::start(size, Hand::Spin, cpu)?,
+            warmup,
+            samples,
+            gap,
+        ),
+        Mechanism::Futex => record_round_trips(
+            &mut SharedEcho::start(size, Hand::Adaptive, cpu)?,
+            warmup,
+            samples,
+            gap,
+        ),
+        Mechanism::Memcpy => Err(HarnessError::Invalid("memcpy has no round trip".into())),
+    })?;
+    Ok(BaselineLatency {
+        mechanism,
+        trial,
+        size,
+        regime,
+        pinned,
+        cpu_ns_per_op: cpu,
+        stats: recorder.summary(),
+    })
+}
+
+/// Round trips of `size`-byte blocks over `mechanism`, back to back.
+pub fn back_to_back(
+    mechanism: Mechanism,
+    size: usize,
     warmup: u64,
     samples: u64,
     pin: bool,
+    trial: u32,
 ) -> Result<BaselineLatency> {
-    let measured = placed(pin, |cpu| {
-        let mut ping = SharedWordPingPong::start(hand, cpu)?;
-        record_round_trips(warmup, samples, || ping.once())
+    round_trips(
+        mechanism,
+        size,
+        Regime::BackToBack,
+        Duration::ZERO,
+        (warmup, samples),
+        pin,
+        trial,
+    )
+}
+
+/// Round trips of `size`-byte blocks through the shared buffer with `gap`
+/// between them, both sides spinning briefly and then sleeping on a
+/// futex: the mechanism of the parked regime.
+pub fn parked(
+    size: usize,
+    gap: Duration,
+    warmup: u64,
+    samples: u64,
+    pin: bool,
+    trial: u32,
+) -> Result<BaselineLatency> {
+    round_trips(
+        Mechanism::Futex,
+        size,
+        Regime::Parked,
+        gap,
+        (warmup, samples),
+        pin,
+        trial,
+    )
+}
+
+/// Streams `blocks` blocks of `size` bytes one way through two shared
+/// slots, both sides spinning: the parent fills each block and copies it
+/// in, the child copies it out and verifies it. What a copying
+/// shared-memory transport's throughput is bounded by.
+pub fn copy_stream(size: usize, blocks: u64, pin: bool, trial: u32) -> Result<BaselineBandwidth> {
+    let (seconds, _) = placed(pin, |cpu| {
+        let (buf, fd) = SharedBuffer::create(size)?;
+        let mut cmd = agent_command(&task(Role::SharedSink { size }, cpu))?;
+        let child = Reaped(cmd.stdin(Stdio::from(fd)).spawn()?);
+        let c = buf.control();
+        let mut msg = vec![0u8; size];
+        let start = Instant::now();
+        for seq in 0..blocks {
+            // Slot seq % 2 is free once the child consumed block seq - 2.
+            if seq >= 2 && await_value(&c.to_parent, seq - 1, Hand::Spin)? == STOP {
+                return Err(HarnessError::Agent("the sink stopped".into()));
+            }
+            payload::fill(seq, &mut msg);
+            buf.copy_in((seq % 2) as usize, &msg);
+            publish(&c.to_child, seq + 1, Hand::Spin);
+        }
+        if await_value(&c.to_parent, blocks, Hand::Spin)? == STOP {
+            return Err(HarnessError::Agent("the sink stopped".into()));
+        }
+        let seconds = start.elapsed().as_secs_f64();
+        publish(&c.to_child, STOP, Hand::Spin);
+        let errors = c.errors.value.load(Ordering::Acquire);
+        drop(child);
+        if errors > 0 {
+            return Err(HarnessError::Agent(format!(
+                "{errors} blocks failed verification"
+            )));
+        }
+        Ok(seconds)
     })?;
-    let name = if hand == Hand::Spin {
-        "cache-line"
-    } else {
-        "futex"
-    };
-    Ok(result(name, 4, measured))
+    Ok(BaselineBandwidth {
+        mechanism: Mechanism::SharedBuffer,
+        trial,
+        size,
+        blocks,
+        bytes_per_s: (blocks * size as u64) as f64 / seconds,
+    })
 }
 
-/// Round trips on one shared cache line, both sides spinning.
-pub fn cache_line(warmup: u64, samples: u64, pin: bool) -> Result<BaselineLatency> {
-    shared_word_round_trips(Hand::Spin, warmup, samples, pin)
-}
-
-/// Round trips through a futex, both sides sleeping in the kernel.
-pub fn futex(warmup: u64, samples: u64, pin: bool) -> Result<BaselineLatency> {
-    shared_word_round_trips(Hand::Futex, warmup, samples, pin)
-}
-
-fn shared_word_echo(hand: Hand) -> Result<()> {
-    let page = SharedPage::map(rustix::stdio::stdin())?;
-    let word = page.word();
-    let mut expect = 1u32;
+/// The agent side of [`copy_stream`].
+pub(crate) fn shared_sink(size: usize) -> Result<()> {
+    let buf = SharedBuffer::map(rustix::stdio::stdin(), size)?;
+    let c = buf.control();
+    let mut local = vec![0u8; size];
+    let mut seq = 0u64;
     loop {
-        await_value(word, expect, hand)?;
-        if word.load(Ordering::Acquire) == STOP {
+        // The parent publishes seq + 1 once block `seq` is in (it may be a
+        // block further ahead already).
+        if await_value(&c.to_child, seq + 1, Hand::Spin)? == STOP {
             return Ok(());
         }
-        store(word, expect + 1, hand);
-        expect += 2;
+        buf.copy_out((seq % 2) as usize, &mut local);
+        if payload::verify(seq, &local).is_err() {
+            c.errors.value.fetch_add(1, Ordering::AcqRel);
+        }
+        seq += 1;
+        publish(&c.to_parent, seq, Hand::Spin);
     }
 }
 
-/// The agent side of [`cache_line`].
-pub(crate) fn spin_echo() -> Result<()> {
-    shared_word_echo(Hand::Spin)
-}
-
-/// The agent side of [`futex`].
-pub(crate) fn futex_echo() -> Result<()> {
-    shared_word_echo(Hand::Futex)
-}
-
-/// `memcpy` bandwidth at `size`, copying about `budget` bytes in all.
-pub fn memcpy(size: usize, budget: u64) -> MemcpyResult {
+/// `memcpy` bandwidth at `size` in one process, copying about `budget`
+/// bytes in all.
+pub fn memcpy(size: usize, budget: u64, trial: u32) -> BaselineBandwidth {
     let src = vec![1u8; size];
     let mut dst = vec![0u8; size];
     let rounds = (budget / size.max(1) as u64).max(4);
@@ -412,8 +670,11 @@ pub fn memcpy(size: usize, budget: u64) -> MemcpyResult {
         std::hint::black_box(&mut dst);
     }
     let seconds = start.elapsed().as_secs_f64();
-    MemcpyResult {
+    BaselineBandwidth {
+        mechanism: Mechanism::Memcpy,
+        trial,
         size,
+        blocks: rounds,
         bytes_per_s: (rounds * size as u64) as f64 / seconds,
     }
 }

@@ -7,7 +7,8 @@ use ipc_core::{FrameReceiver, FrameSender, payload};
 
 use crate::agent::{AgentTask, Role};
 use crate::error::{HarnessError, Result};
-use crate::schema::LatencyResult;
+use crate::procfs;
+use crate::schema::{LatencyResult, Regime};
 use crate::stats::Recorder;
 use crate::transport::{Agent, Variant, spawn_agent};
 
@@ -17,6 +18,7 @@ pub struct RoundTrip {
     agent: Agent,
     msg: Vec<u8>,
     seq: u64,
+    label: crate::handicap::Label,
 }
 
 impl RoundTrip {
@@ -35,6 +37,7 @@ impl RoundTrip {
             })?,
             msg: vec![0; size],
             seq: 0,
+            label: crate::handicap::Label::of(&variant),
         })
     }
 
@@ -44,6 +47,7 @@ impl RoundTrip {
         payload::fill(self.seq, &mut self.msg);
         let conn = self.agent.conn();
         let start = Instant::now();
+        crate::handicap::delay(self.label);
         conn.send(&self.msg)?;
         let echo = conn.recv()?;
         let took = start.elapsed();
@@ -60,35 +64,19 @@ impl RoundTrip {
     }
 }
 
-/// How round trips are spaced.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Regime {
-    /// One after another: the agent stays hot.
-    BackToBack,
-    /// With this pause between them: the agent parks (for shared memory,
-    /// longer than its spin phase).
-    Parked(Duration),
-}
-
-impl Regime {
-    /// Its name in results.
-    pub fn name(self) -> &'static str {
-        match self {
-            Regime::BackToBack => "back-to-back",
-            Regime::Parked(_) => "parked",
-        }
-    }
-}
-
 /// Measures `samples` round trips of `size` bytes after `warmup`, with
-/// the two processes pinned to two CPUs if `pin` (and there are two).
+/// `gap` before each (the parked regime) and the two processes pinned to
+/// two CPUs if `pin` (and there are two). Also records the CPU both
+/// processes used over the recorded window, per round trip.
+#[allow(clippy::too_many_arguments)]
 pub fn measure(
     variant: Variant,
     size: usize,
     regime: Regime,
-    warmup: u64,
-    samples: u64,
+    gap: Duration,
+    (warmup, samples): (u64, u64),
     pin: bool,
+    trial: u32,
 ) -> Result<LatencyResult> {
     let cpus = pin.then(crate::pin::cpus).flatten();
     let _pinned = crate::pin::PinGuard::new(cpus.map(|c| c.0));
@@ -96,18 +84,24 @@ pub fn measure(
     for _ in 0..warmup {
         rt.once()?;
     }
+    let agent = rt.agent.pid();
+    let cpu = || procfs::self_cpu_ns() + procfs::cpu_ns(agent).unwrap_or(0);
+    let cpu_start = cpu();
     let mut recorder = Recorder::new();
     for _ in 0..samples {
-        if let Regime::Parked(gap) = regime {
+        if !gap.is_zero() {
             std::thread::sleep(gap);
         }
         recorder.record(rt.once()?);
     }
+    let cpu_ns_per_op = cpu().saturating_sub(cpu_start) as f64 / samples.max(1) as f64;
     Ok(LatencyResult {
-        transport: variant.label(),
+        variant,
+        trial,
         size,
-        regime: regime.name().into(),
+        regime,
         pinned: cpus.is_some(),
+        cpu_ns_per_op,
         stats: recorder.summary(),
     })
 }

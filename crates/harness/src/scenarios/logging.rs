@@ -8,7 +8,7 @@ use tracing_subscriber::layer::SubscriberExt;
 
 use crate::agent::{AgentTask, Role};
 use crate::error::{HarnessError, Result};
-use crate::schema::LoggingResult;
+use crate::schema::{LoggingResult, Regime};
 use crate::stats::Recorder;
 use crate::transport::{AnyConnection, Variant, spawn_agent};
 
@@ -45,8 +45,13 @@ pub fn collect(variant: Variant, events: u64, interval: Duration) -> Result<Logg
     }
     let seconds = start.elapsed().as_secs_f64();
     Ok(LoggingResult {
-        transport: variant.label(),
-        regime: if interval.is_zero() { "burst" } else { "paced" }.into(),
+        variant,
+        trial: 0,
+        regime: if interval.is_zero() {
+            Regime::Burst
+        } else {
+            Regime::Paced
+        },
         events,
         seconds,
         events_per_s: events as f64 / seconds,

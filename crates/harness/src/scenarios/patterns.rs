@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::agent::{AgentReport, AgentTask, Role};
 use crate::error::{HarnessError, Result};
-use crate::schema::PatternResult;
+use crate::schema::{PatternResult, Regime};
 use crate::stats::Recorder;
 use crate::transport::{
     Agent, AnyConnection, AnyListener, Transport, Variant, connect_retrying, spawn_agent,
@@ -34,15 +34,16 @@ fn spawn_all(variant: Variant, agents: usize, role: Role) -> Result<Vec<Agent>> 
 }
 
 fn result(
-    pattern: &str,
+    pattern: Regime,
     variant: Variant,
     agents: usize,
     messages: u64,
     seconds: f64,
 ) -> PatternResult {
     PatternResult {
-        pattern: pattern.into(),
-        transport: variant.label(),
+        pattern,
+        variant,
+        trial: 0,
         agents,
         messages,
         size: PATTERN_SIZE,
@@ -98,7 +99,7 @@ pub fn fan_out(variant: Variant, agents: usize, messages: u64) -> Result<Pattern
         rounds.record(start.elapsed());
     }
     let mut out = result(
-        "fan-out",
+        Regime::FanOut,
         variant,
         agents,
         per_agent * agents as u64,
@@ -141,7 +142,7 @@ pub fn fan_in(variant: Variant, agents: usize, messages: u64) -> Result<PatternR
     }
     let seconds = start.elapsed().as_secs_f64();
     Ok(result(
-        "fan-in",
+        Regime::FanIn,
         variant,
         agents,
         per_agent * agents as u64,
@@ -170,7 +171,7 @@ pub fn broadcast(variant: Variant, agents: usize, messages: u64) -> Result<Patte
     collect_reports(&mut sinks, messages)?;
     let seconds = start.elapsed().as_secs_f64();
     Ok(result(
-        "broadcast",
+        Regime::Broadcast,
         variant,
         agents,
         messages * agents as u64,
@@ -275,7 +276,7 @@ pub fn pipeline(variant: Variant, agents: usize, messages: u64) -> Result<Patter
     drop(head);
     drop(tail);
     drop(stages);
-    let mut out = result("pipeline", variant, agents, messages, seconds);
+    let mut out = result(Regime::Pipeline, variant, agents, messages, seconds);
     out.latency = Some(rounds.summary());
     Ok(out)
 }
@@ -349,7 +350,7 @@ pub fn all_to_all(variant: Variant, agents: usize, messages: u64) -> Result<Patt
     collect_reports(&mut members, rounds * (agents as u64 - 1))?;
     let seconds = start.elapsed().as_secs_f64();
     Ok(result(
-        "all-to-all",
+        Regime::AllToAll,
         variant,
         agents,
         rounds * pairs,

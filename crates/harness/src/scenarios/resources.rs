@@ -54,7 +54,8 @@ pub fn idle(variant: Variant, agents: usize, window: Duration) -> Result<IdleRes
         return Err(HarnessError::Agent("an idle agent exited".into()));
     }
     Ok(IdleResult {
-        transport: variant.label(),
+        variant,
+        trial: 0,
         agents,
         window_s: elapsed.as_secs_f64(),
         agents_cpu_percent: procfs::cpu_percent(agents_cpu, elapsed),
@@ -130,7 +131,8 @@ pub fn churn(variant: Variant, cycles: u32) -> Result<ChurnResult> {
     }
     let parent_growth = procfs::rss_kib(me).unwrap_or(0) as i64 - parent_start as i64;
     Ok(ChurnResult {
-        transport: variant.label(),
+        variant,
+        trial: 0,
         cycles,
         agent_rss_growth_kib: agent_growth,
         parent_rss_growth_kib: parent_growth,

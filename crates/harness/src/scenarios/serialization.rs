@@ -7,7 +7,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{HarnessError, Result};
-use crate::schema::{CodecResult, TypedRoundTrip};
+use crate::schema::{CodecKind, CodecResult, Message, TypedRoundTrip};
 use crate::stats::Recorder;
 use crate::transport::{Variant, spawn_agent};
 
@@ -119,24 +119,55 @@ pub fn tool_result() -> ToolResult {
     }
 }
 
-/// Median nanoseconds per call of `op`, over `iterations` calls timed in
-/// batches (a single encode is too short to time alone).
-fn median_ns(iterations: u64, mut op: impl FnMut()) -> f64 {
-    const BATCH: u64 = 16;
-    let mut per_op: Vec<f64> = (0..(iterations / BATCH).max(5))
+/// Median nanoseconds per call of `op`. A single call is too short to
+/// time alone, so calls are timed in batches sized to take at least
+/// [`BATCH_TIME`] each; warm-up batches come first (caches, allocator
+/// free lists), then `batches` timed ones, and the median batch counts.
+fn median_ns(batches: u64, mut op: impl FnMut()) -> f64 {
+    let mut batch = 1u64;
+    loop {
+        let start = Instant::now();
+        for _ in 0..batch {
+            op();
+        }
+        if start.elapsed() >= BATCH_TIME || batch >= 1 << 20 {
+            break;
+        }
+        batch *= 2;
+    }
+    for _ in 0..WARMUP_BATCHES {
+        for _ in 0..batch {
+            op();
+        }
+    }
+    let mut per_op: Vec<f64> = (0..batches.max(5))
         .map(|_| {
             let start = Instant::now();
-            for _ in 0..BATCH {
+            for _ in 0..batch {
                 op();
             }
-            start.elapsed().as_nanos() as f64 / BATCH as f64
+            start.elapsed().as_nanos() as f64 / batch as f64
         })
         .collect();
     per_op.sort_by(f64::total_cmp);
     per_op[per_op.len() / 2]
 }
 
-fn codec_on<C: Codec, T>(codec: C, name: &str, value: &T, iterations: u64) -> Result<CodecResult>
+/// Shortest timed batch of codec calls: long against the clock's
+/// resolution and a timer interrupt, short against a time slice.
+const BATCH_TIME: std::time::Duration = std::time::Duration::from_micros(50);
+
+/// Untimed batches before the timed ones.
+const WARMUP_BATCHES: u64 = 8;
+
+fn codec_on<C: Codec, T>(
+    codec: C,
+    kind: CodecKind,
+    message: Message,
+    value: &T,
+    batches: u64,
+    trial: u32,
+) -> Result<CodecResult>
 where
     T: Serialize + DeserializeOwned + PartialEq,
 {
@@ -146,46 +177,57 @@ where
     let back: T = codec.decode(&buf).map_err(codec_error)?;
     if &back != value {
         return Err(HarnessError::Agent(format!(
-            "{} changed a {name} in a round trip",
-            C::NAME
+            "{} changed a {} in a round trip",
+            C::NAME,
+            message.name()
         )));
     }
     let encoded_bytes = buf.len();
-    let encode_ns = median_ns(iterations, || {
+    let encode_ns = median_ns(batches, || {
         buf.clear();
         let _ = codec.encode(std::hint::black_box(value), &mut buf);
     });
-    let decode_ns = median_ns(iterations, || {
+    let decode_ns = median_ns(batches, || {
         let _ = std::hint::black_box(codec.decode::<T>(std::hint::black_box(&buf)));
     });
     Ok(CodecResult {
-        codec: C::NAME.into(),
-        message: name.into(),
+        codec: kind,
+        message,
+        trial,
         encoded_bytes,
         encode_ns,
         decode_ns,
     })
 }
 
-fn codecs_on<T>(name: &str, value: &T, iterations: u64) -> Result<Vec<CodecResult>>
+fn codecs_on<T>(message: Message, value: &T, batches: u64, trial: u32) -> Result<Vec<CodecResult>>
 where
     T: Serialize + DeserializeOwned + PartialEq,
 {
     Ok(vec![
-        codec_on(Postcard, name, value, iterations)?,
-        codec_on(Bincode, name, value, iterations)?,
-        codec_on(Json, name, value, iterations)?,
+        codec_on(
+            Postcard,
+            CodecKind::Postcard,
+            message,
+            value,
+            batches,
+            trial,
+        )?,
+        codec_on(Bincode, CodecKind::Bincode, message, value, batches, trial)?,
+        codec_on(Json, CodecKind::Json, message, value, batches, trial)?,
     ])
 }
 
-/// Every codec on every sample message.
-pub fn codecs(iterations: u64) -> Result<Vec<CodecResult>> {
-    let mut out = codecs_on("log-record", &log_record(), iterations)?;
-    out.extend(codecs_on("tool-call", &tool_call(), iterations)?);
+/// Every codec on every sample message: one trial of `batches` timed
+/// batches each.
+pub fn codecs(batches: u64, trial: u32) -> Result<Vec<CodecResult>> {
+    let mut out = codecs_on(Message::LogRecord, &log_record(), batches, trial)?;
+    out.extend(codecs_on(Message::ToolCall, &tool_call(), batches, trial)?);
     out.extend(codecs_on(
-        "tool-result-64k",
+        Message::ToolResult64k,
         &tool_result(),
-        iterations.div_ceil(20),
+        batches,
+        trial,
     )?);
     Ok(out)
 }
@@ -196,7 +238,9 @@ pub fn codecs(iterations: u64) -> Result<Vec<CodecResult>> {
 pub fn typed_round_trip<C: Codec + Copy>(
     variant: Variant,
     codec: C,
+    kind: CodecKind,
     samples: u64,
+    trial: u32,
 ) -> Result<TypedRoundTrip> {
     let call = tool_call();
     let codec_error = |e: ipc_core::CodecError| HarnessError::Agent(e.to_string());
@@ -232,9 +276,10 @@ pub fn typed_round_trip<C: Codec + Copy>(
         }
     }
     Ok(TypedRoundTrip {
-        transport: variant.label(),
-        codec: C::NAME.into(),
-        message: "tool-call".into(),
+        variant,
+        trial,
+        codec: kind,
+        message: Message::ToolCall,
         typed_p50_ns: typed.summary().p50_ns,
         raw_p50_ns: raw.summary().p50_ns,
     })

@@ -18,6 +18,7 @@ pub struct Stream {
     msg: Vec<u8>,
     seq: u64,
     zero_copy: bool,
+    label: crate::handicap::Label,
 }
 
 impl Stream {
@@ -47,6 +48,7 @@ impl Stream {
             msg: vec![0; size],
             seq: 0,
             zero_copy: variant.zero_copy,
+            label: crate::handicap::Label::of(&variant),
         })
     }
 
@@ -54,6 +56,7 @@ impl Stream {
     /// messages up to one record), the payload is written straight into the
     /// ring.
     pub fn send_one(&mut self) -> Result<()> {
+        crate::handicap::delay(self.label);
         let seq = self.seq;
         self.seq += 1;
         let size = self.msg.len();
@@ -81,27 +84,38 @@ impl Stream {
 
 /// Streams `count` messages of `size` bytes and times it to the report,
 /// with the two processes on two CPUs if `pin`.
-pub fn measure(variant: Variant, size: usize, count: u64, pin: bool) -> Result<ThroughputResult> {
+pub fn measure(
+    variant: Variant,
+    size: usize,
+    count: u64,
+    pin: bool,
+    trial: u32,
+) -> Result<ThroughputResult> {
     let cpus = pin.then(crate::pin::cpus).flatten();
     let _pinned = crate::pin::PinGuard::new(cpus.map(|c| c.0));
     let mut stream = Stream::start_on(variant, size, Some(count), cpus.map(|c| c.1))?;
-    let cpu_start = procfs::self_cpu_ns();
+    // Both processes' CPU over the same window (first send to the
+    // report): the agent's start-up and connecting are not counted.
+    let agent = stream.agent.pid();
+    let cpu = || procfs::self_cpu_ns() + procfs::cpu_ns(agent).unwrap_or(0);
+    let cpu_start = cpu();
     let start = Instant::now();
     for _ in 0..count {
         stream.send_one()?;
     }
     let report = stream.finish()?;
     let seconds = start.elapsed().as_secs_f64();
-    let parent_cpu = procfs::self_cpu_ns().saturating_sub(cpu_start);
+    let window_cpu = cpu().saturating_sub(cpu_start);
     report.check(Some(count))?;
     Ok(ThroughputResult {
-        transport: variant.label(),
+        variant,
+        trial,
         size,
         messages: count,
         seconds,
         msgs_per_s: count as f64 / seconds,
         bytes_per_s: (count * size as u64) as f64 / seconds,
-        cpu_ns_per_msg: (parent_cpu + report.cpu_ns) as f64 / count as f64,
+        cpu_ns_per_msg: window_cpu as f64 / count as f64,
         pinned: cpus.is_some(),
     })
 }

@@ -1,0 +1,751 @@
+//! The one typed list of figures a run produced.
+//!
+//! Every scenario runs as several independent *trials* (fresh processes,
+//! interleaved with the other variants of its block, see `runner.rs`).
+//! [`figures`] groups the raw per-trial records of [`RunResults`] into
+//! [`Figure`]s: one value per trial, their median, and an order-statistic
+//! confidence interval for that median. Same-run ratios are computed per
+//! trial, pairing each transport trial with the mechanism trial measured
+//! next to it, and only then summarized, so host drift cancels.
+//!
+//! Reports, comparisons, targets, exports and history all read this list;
+//! adding a figure means adding it here, once.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::plan::Group;
+use crate::schema::{CodecKind, Mechanism, Regime, RunResults};
+use crate::stats::LatencyStats;
+use crate::transport::{Transport, Variant};
+
+/// What is measured of a scenario.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Statistic {
+    /// Median of the trial's samples.
+    P50,
+    /// 95th percentile.
+    P95,
+    /// 99th percentile.
+    P99,
+    /// 99.9th percentile.
+    P999,
+    /// Largest sample.
+    Max,
+    /// CPU time of both processes per operation.
+    CpuPerOp,
+    /// Messages (or events) per second.
+    Rate,
+    /// Payload bytes per second.
+    Bandwidth,
+    /// CPU as a percentage of one core.
+    CpuPercent,
+    /// Resident memory (largest of the agents).
+    Rss,
+    /// Memory growth.
+    Growth,
+    /// Time per operation (codecs).
+    Time,
+    /// Encoded size (codecs).
+    EncodedSize,
+    /// The subject's figure over its mechanism's, paired per trial.
+    Ratio,
+}
+
+impl Statistic {
+    /// Its name in reports and keys.
+    pub fn name(self) -> &'static str {
+        match self {
+            Statistic::P50 => "p50",
+            Statistic::P95 => "p95",
+            Statistic::P99 => "p99",
+            Statistic::P999 => "p99.9",
+            Statistic::Max => "max",
+            Statistic::CpuPerOp => "cpu-per-op",
+            Statistic::Rate => "rate",
+            Statistic::Bandwidth => "bandwidth",
+            Statistic::CpuPercent => "cpu",
+            Statistic::Rss => "rss",
+            Statistic::Growth => "growth",
+            Statistic::Time => "time",
+            Statistic::EncodedSize => "size",
+            Statistic::Ratio => "ratio",
+        }
+    }
+}
+
+/// The unit of a figure's values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Unit {
+    /// Nanoseconds.
+    Ns,
+    /// Per second.
+    PerS,
+    /// Bytes per second.
+    BytesPerS,
+    /// Percent of one core.
+    PercentCore,
+    /// KiB.
+    Kib,
+    /// Bytes.
+    Bytes,
+    /// A dimensionless ratio.
+    Times,
+}
+
+impl Unit {
+    /// The unit as written after a value.
+    pub fn symbol(self) -> &'static str {
+        match self {
+            Unit::Ns => "ns",
+            Unit::PerS => "/s",
+            Unit::BytesPerS => "B/s",
+            Unit::PercentCore => "% of a core",
+            Unit::Kib => "KiB",
+            Unit::Bytes => "B",
+            Unit::Times => "x",
+        }
+    }
+}
+
+/// Which direction is better.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Better {
+    /// Smaller values are better (times, CPU, memory, ratios of times).
+    Lower,
+    /// Larger values are better (rates, bandwidth).
+    Higher,
+}
+
+/// Whose figure it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Subject {
+    /// A transport variant.
+    Transport(Variant),
+    /// A bare mechanism.
+    Mechanism(Mechanism),
+    /// A codec, alone.
+    Codec(CodecKind),
+    /// A transport variant over the mechanism it rides on.
+    Over(Variant, Mechanism),
+}
+
+impl Subject {
+    /// Its label in reports: `shm`, `socketpair`, `postcard`, `shm / shared-buffer`.
+    pub fn label(&self) -> String {
+        match self {
+            Subject::Transport(v) => v.label(),
+            Subject::Mechanism(m) => m.name().into(),
+            Subject::Codec(c) => c.name().into(),
+            Subject::Over(v, m) => format!("{} / {}", v.label(), m.name()),
+        }
+    }
+
+    /// The transport crate, if this is (or is over) one.
+    pub fn transport(&self) -> Option<Transport> {
+        match self {
+            Subject::Transport(v) | Subject::Over(v, _) => Some(v.transport),
+            _ => None,
+        }
+    }
+
+    /// The variant, if this is (or is over) one.
+    pub fn variant(&self) -> Option<Variant> {
+        match self {
+            Subject::Transport(v) | Subject::Over(v, _) => Some(*v),
+            _ => None,
+        }
+    }
+}
+
+/// What identifies a figure within and across runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct FigureId {
+    /// The scenario group.
+    pub group: Group,
+    /// Whose figure.
+    pub subject: Subject,
+    /// How the traffic flowed.
+    pub regime: Regime,
+    /// Message size, bytes, where it applies.
+    pub size: Option<usize>,
+    /// Agent processes, where it applies.
+    pub agents: Option<usize>,
+    /// What is measured.
+    pub statistic: Statistic,
+}
+
+impl FigureId {
+    /// A stable, readable key: `latency/shm/back-to-back/64B/p50`.
+    pub fn key(&self) -> String {
+        let mut key = format!(
+            "{}/{}/{}",
+            self.group.name(),
+            self.subject.label().replace(" / ", "-over-"),
+            self.regime.name().replace(' ', "-")
+        );
+        if let Some(size) = self.size {
+            key.push_str(&format!("/{size}B"));
+        }
+        if let Some(agents) = self.agents {
+            key.push_str(&format!("/x{agents}"));
+        }
+        key.push('/');
+        key.push_str(self.statistic.name());
+        key
+    }
+}
+
+impl fmt::Display for FigureId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.key())
+    }
+}
+
+/// One figure: its trials and their summary.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Figure {
+    /// What it is.
+    pub id: FigureId,
+    /// Unit of the values.
+    pub unit: Unit,
+    /// Which direction is better.
+    pub better: Better,
+    /// Whether comparisons judge it (tails, CPU costs and the bare
+    /// mechanisms are reported, not judged: a mechanism's speed is the
+    /// machine's, not the code's).
+    pub judged: bool,
+    /// Absolute changes smaller than this are never a regression (idle
+    /// CPU, memory: tiny values whose ratio means nothing).
+    pub floor: f64,
+    /// One value per trial, in trial order.
+    pub trials: Vec<f64>,
+    /// Median of the trials.
+    pub median: f64,
+    /// Lower end of the confidence interval of the median.
+    pub low: f64,
+    /// Upper end of the confidence interval of the median.
+    pub high: f64,
+    /// Coverage of that interval (0.9375 for five trials: their range).
+    pub confidence: f64,
+}
+
+impl Figure {
+    /// A figure from its trial values (at least one).
+    pub fn new(id: FigureId, unit: Unit, better: Better, trials: Vec<f64>) -> Self {
+        let summary = Summary::of(&trials);
+        let judged = !matches!(id.subject, Subject::Mechanism(_))
+            && matches!(
+                id.statistic,
+                Statistic::P50
+                    | Statistic::Rate
+                    | Statistic::Ratio
+                    | Statistic::Time
+                    | Statistic::CpuPercent
+                    | Statistic::Rss
+            );
+        let floor = match id.statistic {
+            Statistic::CpuPercent => 0.1,
+            Statistic::Rss => 512.0,
+            _ => 0.0,
+        };
+        Figure {
+            id,
+            unit,
+            better,
+            judged,
+            floor,
+            trials,
+            median: summary.median,
+            low: summary.low,
+            high: summary.high,
+            confidence: summary.confidence,
+        }
+    }
+
+    /// How wide the interval is, as a factor (`high / low`): 1 is a
+    /// figure that did not move between trials.
+    pub fn spread(&self) -> f64 {
+        if self.low > 0.0 {
+            self.high / self.low
+        } else if self.high == self.low {
+            1.0
+        } else {
+            f64::INFINITY
+        }
+    }
+}
+
+/// Median and order-statistic interval of a sample.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Summary {
+    /// The median.
+    pub median: f64,
+    /// Lower end of the interval.
+    pub low: f64,
+    /// Upper end of the interval.
+    pub high: f64,
+    /// Its coverage.
+    pub confidence: f64,
+}
+
+/// The coverage asked of the median's interval.
+pub const CONFIDENCE: f64 = 0.90;
+
+impl Summary {
+    /// The median of `values` and the narrowest symmetric order-statistic
+    /// interval `[x(k), x(n+1-k)]` that covers the true median with at
+    /// least [`CONFIDENCE`] (distribution-free: the number of trials below
+    /// the median is Binomial(n, 1/2)). With too few trials for that, the
+    /// whole range, with its lower coverage.
+    pub fn of(values: &[f64]) -> Self {
+        let mut x: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
+        x.sort_by(f64::total_cmp);
+        let n = x.len();
+        if n == 0 {
+            return Summary {
+                median: f64::NAN,
+                low: f64::NAN,
+                high: f64::NAN,
+                confidence: 0.0,
+            };
+        }
+        let median = if n % 2 == 1 {
+            x[n / 2]
+        } else {
+            (x[n / 2 - 1] + x[n / 2]) / 2.0
+        };
+        // coverage(k) = 1 - 2 P(Bin(n, 1/2) <= k - 1)
+        let coverage = |k: usize| 1.0 - 2.0 * binomial_cdf_half(n, k - 1);
+        let mut k = 1;
+        while k < n.div_ceil(2) && coverage(k + 1) >= CONFIDENCE {
+            k += 1;
+        }
+        Summary {
+            median,
+            low: x[k - 1],
+            high: x[n - k],
+            confidence: if n == 1 { 0.0 } else { coverage(k) },
+        }
+    }
+}
+
+/// P(Bin(n, 1/2) <= k).
+fn binomial_cdf_half(n: usize, k: usize) -> f64 {
+    let mut term = 0.5f64.powi(n as i32); // C(n, 0) / 2^n
+    let mut sum = term;
+    for i in 1..=k.min(n) {
+        term *= (n + 1 - i) as f64 / i as f64;
+        sum += term;
+    }
+    sum
+}
+
+/// Trial values gathered per figure before summarizing.
+#[derive(Default)]
+struct Gather {
+    values: BTreeMap<FigureId, (Unit, Better, BTreeMap<u32, f64>)>,
+}
+
+impl Gather {
+    fn put(&mut self, id: FigureId, unit: Unit, better: Better, trial: u32, value: f64) {
+        if value.is_finite() {
+            self.values
+                .entry(id)
+                .or_insert_with(|| (unit, better, BTreeMap::new()))
+                .2
+                .insert(trial, value);
+        }
+    }
+
+    fn percentiles(&mut self, id: FigureId, trial: u32, s: &LatencyStats) {
+        for (statistic, v) in [
+            (Statistic::P50, s.p50_ns),
+            (Statistic::P95, s.p95_ns),
+            (Statistic::P99, s.p99_ns),
+            (Statistic::P999, s.p999_ns),
+            (Statistic::Max, s.max_ns),
+        ] {
+            self.put(
+                FigureId { statistic, ..id },
+                Unit::Ns,
+                Better::Lower,
+                trial,
+                v as f64,
+            );
+        }
+    }
+
+    /// Ratios of `subject` over `mechanism` for every trial both have.
+    fn paired(&mut self, over: FigureId, under: FigureId, better: Better) {
+        let (Some(a), Some(b)) = (self.values.get(&over), self.values.get(&under)) else {
+            return;
+        };
+        let (Subject::Transport(v), Subject::Mechanism(m)) = (over.subject, under.subject) else {
+            return;
+        };
+        let ratios: Vec<(u32, f64)> =
+            a.2.iter()
+                .filter_map(|(t, x)| b.2.get(t).map(|y| (*t, x / y)))
+                .collect();
+        let id = FigureId {
+            subject: Subject::Over(v, m),
+            statistic: Statistic::Ratio,
+            ..over
+        };
+        for (t, r) in ratios {
+            self.put(id, Unit::Times, better, t, r);
+        }
+    }
+
+    fn finish(self) -> Vec<Figure> {
+        self.values
+            .into_iter()
+            .map(|(id, (unit, better, trials))| {
+                Figure::new(id, unit, better, trials.into_values().collect())
+            })
+            .collect()
+    }
+}
+
+/// The mechanism a transport's round trip rides on, in `regime`.
+pub fn mechanism_of(variant: Variant, regime: Regime) -> Mechanism {
+    match (regime, variant.transport) {
+        (Regime::Parked, _) => Mechanism::Futex,
+        (_, Transport::Pipe) => Mechanism::Pipe,
+        (_, Transport::Uds) => Mechanism::Socketpair,
+        (_, Transport::Shm) => Mechanism::SharedBuffer,
+    }
+}
+
+/// Smallest message size compared with a copy baseline for bandwidth:
+/// below it, per-message costs, not copying, decide throughput.
+pub const BULK_SIZE: usize = 64 << 10;
+
+/// Every figure of `r`, from its per-trial records.
+pub fn figures(r: &RunResults) -> Vec<Figure> {
+    let mut g = Gather::default();
+    let id = |group, subject, regime, size, agents, statistic| FigureId {
+        group,
+        subject,
+        regime,
+        size,
+        agents,
+        statistic,
+    };
+    for l in &r.latency {
+        let base = id(
+            Group::Latency,
+            Subject::Transport(l.variant),
+            l.regime,
+            Some(l.size),
+            None,
+            Statistic::P50,
+        );
+        g.percentiles(base, l.trial, &l.stats);
+        let cpu = FigureId {
+            statistic: Statistic::CpuPerOp,
+            ..base
+        };
+        g.put(cpu, Unit::Ns, Better::Lower, l.trial, l.cpu_ns_per_op);
+    }
+    for b in &r.baselines.latency {
+        let base = id(
+            Group::Baselines,
+            Subject::Mechanism(b.mechanism),
+            b.regime,
+            Some(b.size),
+            None,
+            Statistic::P50,
+        );
+        g.percentiles(base, b.trial, &b.stats);
+        let cpu = FigureId {
+            statistic: Statistic::CpuPerOp,
+            ..base
+        };
+        g.put(cpu, Unit::Ns, Better::Lower, b.trial, b.cpu_ns_per_op);
+    }
+    for b in &r.baselines.bandwidth {
+        let fid = id(
+            Group::Baselines,
+            Subject::Mechanism(b.mechanism),
+            Regime::OneWay,
+            Some(b.size),
+            None,
+            Statistic::Bandwidth,
+        );
+        g.put(fid, Unit::BytesPerS, Better::Higher, b.trial, b.bytes_per_s);
+    }
+    for t in &r.throughput {
+        let base = id(
+            Group::Throughput,
+            Subject::Transport(t.variant),
+            Regime::OneWay,
+            Some(t.size),
+            None,
+            Statistic::Rate,
+        );
+        g.put(base, Unit::PerS, Better::Higher, t.trial, t.msgs_per_s);
+        let bw = FigureId {
+            statistic: Statistic::Bandwidth,
+            ..base
+        };
+        g.put(bw, Unit::BytesPerS, Better::Higher, t.trial, t.bytes_per_s);
+        let cpu = FigureId {
+            statistic: Statistic::CpuPerOp,
+            ..base
+        };
+        g.put(cpu, Unit::Ns, Better::Lower, t.trial, t.cpu_ns_per_msg);
+    }
+    for c in &r.serialization {
+        let subject = Subject::Codec(c.codec);
+        for (regime, v) in [
+            (Regime::Encode(c.message), c.encode_ns),
+            (Regime::Decode(c.message), c.decode_ns),
+        ] {
+            let fid = id(
+                Group::Serialization,
+                subject,
+                regime,
+                None,
+                None,
+                Statistic::Time,
+            );
+            g.put(fid, Unit::Ns, Better::Lower, c.trial, v);
+        }
+        let size = id(
+            Group::Serialization,
+            subject,
+            Regime::Encode(c.message),
+            None,
+            None,
+            Statistic::EncodedSize,
+        );
+        g.put(
+            size,
+            Unit::Bytes,
+            Better::Lower,
+            c.trial,
+            c.encoded_bytes as f64,
+        );
+    }
+    for t in &r.typed_round_trips {
+        for (regime, v) in [
+            (Regime::Typed(t.codec), t.typed_p50_ns),
+            (Regime::Raw(t.codec), t.raw_p50_ns),
+        ] {
+            let fid = id(
+                Group::Serialization,
+                Subject::Transport(t.variant),
+                regime,
+                None,
+                None,
+                Statistic::P50,
+            );
+            g.put(fid, Unit::Ns, Better::Lower, t.trial, v as f64);
+        }
+    }
+    for i in &r.idle {
+        let base = id(
+            Group::Resources,
+            Subject::Transport(i.variant),
+            Regime::Idle,
+            None,
+            Some(i.agents),
+            Statistic::CpuPercent,
+        );
+        g.put(
+            base,
+            Unit::PercentCore,
+            Better::Lower,
+            i.trial,
+            i.agents_cpu_percent,
+        );
+        let rss = FigureId {
+            statistic: Statistic::Rss,
+            ..base
+        };
+        g.put(rss, Unit::Kib, Better::Lower, i.trial, i.rss_kib_max as f64);
+    }
+    for c in &r.churn {
+        let fid = id(
+            Group::Resources,
+            Subject::Transport(c.variant),
+            Regime::Churn,
+            None,
+            None,
+            Statistic::Growth,
+        );
+        let growth = c
+            .parent_rss_growth_kib
+            .max(c.agent_rss_growth_kib.unwrap_or(0));
+        g.put(fid, Unit::Kib, Better::Lower, c.trial, growth as f64);
+    }
+    for p in &r.patterns {
+        let base = id(
+            Group::Patterns,
+            Subject::Transport(p.variant),
+            p.pattern,
+            Some(p.size),
+            Some(p.agents),
+            Statistic::Rate,
+        );
+        g.put(base, Unit::PerS, Better::Higher, p.trial, p.msgs_per_s);
+        if let Some(l) = &p.latency {
+            g.percentiles(
+                FigureId {
+                    statistic: Statistic::P50,
+                    ..base
+                },
+                p.trial,
+                l,
+            );
+        }
+    }
+    for l in &r.logging {
+        let base = id(
+            Group::Logging,
+            Subject::Transport(l.variant),
+            l.regime,
+            None,
+            None,
+            Statistic::Rate,
+        );
+        if l.regime == Regime::Burst {
+            // A burst's latency is queueing, all or nothing from run to
+            // run; its rate is the figure.
+            g.put(base, Unit::PerS, Better::Higher, l.trial, l.events_per_s);
+        } else {
+            g.percentiles(
+                FigureId {
+                    statistic: Statistic::P50,
+                    ..base
+                },
+                l.trial,
+                &l.latency,
+            );
+        }
+    }
+    // Same-run ratios, paired per trial.
+    let pairs: Vec<(FigureId, FigureId, Better)> = g
+        .values
+        .keys()
+        .filter_map(|&fid| {
+            let Subject::Transport(v) = fid.subject else {
+                return None;
+            };
+            let mechanism = match (fid.group, fid.statistic) {
+                (Group::Latency, Statistic::P50) => mechanism_of(v, fid.regime),
+                (Group::Throughput, Statistic::Bandwidth)
+                    if v.transport == Transport::Shm && fid.size >= Some(BULK_SIZE) =>
+                {
+                    Mechanism::SharedBuffer
+                }
+                _ => return None,
+            };
+            let under = FigureId {
+                group: Group::Baselines,
+                subject: Subject::Mechanism(mechanism),
+                ..fid
+            };
+            let better = if fid.statistic == Statistic::Bandwidth {
+                Better::Higher
+            } else {
+                Better::Lower
+            };
+            Some((fid, under, better))
+        })
+        .collect();
+    for (over, under, better) in pairs {
+        g.paired(over, under, better);
+    }
+    g.finish()
+}
+
+/// Looks up a figure.
+pub fn find(figures: &[Figure], id: &FigureId) -> Option<Figure> {
+    figures.iter().find(|f| f.id == *id).cloned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn order_statistic_intervals_have_the_stated_coverage() {
+        // Five trials: only the range covers 90 % (93.75 %).
+        let s = Summary::of(&[5.0, 1.0, 3.0, 2.0, 4.0]);
+        assert_eq!((s.median, s.low, s.high), (3.0, 1.0, 5.0));
+        assert!((s.confidence - 0.9375).abs() < 1e-12);
+        // Eight trials: the second-smallest and second-largest (92.97 %).
+        let s = Summary::of(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]);
+        assert_eq!((s.median, s.low, s.high), (4.5, 2.0, 7.0));
+        assert!((s.confidence - 0.9296875).abs() < 1e-12);
+        // Too few trials for 90 %: the range, with what it covers.
+        let s = Summary::of(&[2.0, 1.0, 3.0]);
+        assert_eq!((s.low, s.high), (1.0, 3.0));
+        assert!((s.confidence - 0.75).abs() < 1e-12);
+        assert_eq!(Summary::of(&[7.0]).confidence, 0.0);
+        assert!(Summary::of(&[]).median.is_nan());
+    }
+
+    #[test]
+    fn ratios_pair_trials_and_cancel_drift() {
+        use crate::schema::{BaselineLatency, LatencyResult};
+        use crate::stats::Recorder;
+        let stats = |ns: u64| {
+            let mut r = Recorder::new();
+            r.record_ns(ns);
+            r.summary()
+        };
+        let mut r = RunResults::default();
+        // The host slows down 4x over the trials; the transport is always
+        // 3x its mechanism.
+        for (trial, drift) in [(0u32, 1u64), (1, 2), (2, 4)] {
+            r.latency.push(LatencyResult {
+                variant: Variant::of(Transport::Uds),
+                trial,
+                size: 64,
+                regime: Regime::BackToBack,
+                pinned: true,
+                cpu_ns_per_op: 0.0,
+                stats: stats(3000 * drift),
+            });
+            r.baselines.latency.push(BaselineLatency {
+                mechanism: Mechanism::Socketpair,
+                trial,
+                size: 64,
+                regime: Regime::BackToBack,
+                pinned: true,
+                cpu_ns_per_op: 0.0,
+                stats: stats(1000 * drift),
+            });
+        }
+        let all = figures(&r);
+        let ratio = all
+            .iter()
+            .find(|f| f.id.statistic == Statistic::Ratio)
+            .expect("a ratio");
+        assert_eq!(
+            ratio.id.subject,
+            Subject::Over(Variant::of(Transport::Uds), Mechanism::Socketpair)
+        );
+        assert_eq!(ratio.trials.len(), 3);
+        assert!(ratio.spread() < 1.01, "{ratio:?}");
+        assert!((ratio.median - 3.0).abs() < 0.01);
+        let p50 = all
+            .iter()
+            .find(|f| {
+                f.id.statistic == Statistic::P50 && f.id.subject.transport() == Some(Transport::Uds)
+            })
+            .unwrap();
+        assert!(p50.spread() > 3.5, "absolute figures keep the drift");
+        assert!(p50.judged && !ratio.id.key().contains(' '));
+    }
+}
