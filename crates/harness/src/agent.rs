@@ -67,6 +67,11 @@ pub enum Role {
         /// Messages to send.
         count: u64,
     },
+    /// Connect, wait 300 ms (the parent commits part of a large frame
+    /// meanwhile), then stop reading for good while staying alive: a pipe
+    /// agent puts /dev/null over its stdin, a socket agent shuts down its
+    /// reading side. Hangs until killed.
+    ShutRead,
     /// Write part of a frame and hang (until killed): pipes and sockets
     /// get a header and half a body; shared memory the first chunks of a
     /// large message.
@@ -232,6 +237,7 @@ fn run(task: &AgentTask) -> Result<()> {
             Ok(())
         }
         Role::HalfFrame => half_frame(v),
+        Role::ShutRead => shut_read(),
         Role::OwnAndWait { address } => {
             let address: Address = address
                 .parse()
@@ -271,6 +277,21 @@ fn run(task: &AgentTask) -> Result<()> {
         Role::SharedEcho { size, hand } => baselines::shared_echo(*size, *hand),
         Role::SharedSink { size } => baselines::shared_sink(*size),
     }
+}
+
+/// Stops reading for good, alive (see [`Role::ShutRead`]).
+fn shut_read() -> Result<()> {
+    let socket = match Address::from_env().unwrap_or(Address::Stdio) {
+        Address::Uds(path) => Some(std::os::unix::net::UnixStream::connect(path)?),
+        _ => None,
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    match &socket {
+        Some(s) => s.shutdown(std::net::Shutdown::Read)?,
+        None => rustix::stdio::dup2_stdin(std::fs::File::open("/dev/null")?)?,
+    }
+    std::thread::sleep(Duration::from_secs(120));
+    Ok(())
 }
 
 /// Leaves a partial frame on the connection and hangs.

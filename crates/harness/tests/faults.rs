@@ -418,6 +418,14 @@ mod asynchronous {
             }
         }
 
+        pub async fn recv_timeout(&mut self, t: Duration) -> Result<Bytes, RecvError> {
+            match self {
+                Conn::Pipe(c) => c.recv_timeout(t).await,
+                Conn::Uds(c) => c.recv_timeout(t).await,
+                Conn::Shm(c) => c.recv_timeout(t).await,
+            }
+        }
+
         pub async fn send_timeout(&mut self, frame: &[u8], t: Duration) -> Result<(), SendError> {
             match self {
                 Conn::Pipe(c) => c.send_timeout(frame, t).await,
@@ -599,6 +607,26 @@ mod asynchronous {
         })
     }
 
+    /// The async twin of [`super::silent_half_closed_peer`].
+    pub fn silent_half_closed_peer(t: Transport) -> CaseResult {
+        leak_checked(|| {
+            block_on(async {
+                let mut agent = spawn(Role::ShutRead, t).await?;
+                let big = vec![3u8; 4 << 20];
+                let sent = agent
+                    .conn
+                    .send_timeout(&big, Duration::from_millis(100))
+                    .await;
+                ensure(sent.is_ok(), || format!("a started frame: {sent:?}"))?;
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                let before = thread_cpu();
+                let start = Instant::now();
+                let got = agent.conn.recv_timeout(HALF_CLOSED_WAIT).await;
+                super::check_half_closed_wait(t, got.map(|b| b.len()), start, before)
+            })
+        })
+    }
+
     pub fn hung_consumer_and_clean_close(t: Transport) -> CaseResult {
         leak_checked(|| {
             block_on(async {
@@ -634,6 +662,56 @@ mod asynchronous {
             })
         })
     }
+}
+
+/// CPU time of the calling thread.
+fn thread_cpu() -> Duration {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
+}
+
+/// How long the half-closed cases wait for a frame that never comes.
+const HALF_CLOSED_WAIT: Duration = Duration::from_secs(1);
+
+/// A receive under a silent half-closed peer ended in time, as a
+/// timeout, without burning CPU.
+fn check_half_closed_wait(
+    t: Transport,
+    got: Result<usize, RecvError>,
+    start: Instant,
+    cpu_before: Duration,
+) -> CaseResult {
+    let took = start.elapsed();
+    let cpu = thread_cpu() - cpu_before;
+    println!("    {t}: waited {took:?}, used {cpu:?} of CPU");
+    ensure(matches!(got, Err(RecvError::Timeout)), || {
+        format!("{t}: a silent peer gave {got:?}")
+    })?;
+    ensure(took < HALF_CLOSED_WAIT + Duration::from_secs(2), || {
+        format!("{t}: a {HALF_CLOSED_WAIT:?} receive returned after {took:?}")
+    })?;
+    ensure(cpu < HALF_CLOSED_WAIT / 4, || {
+        format!("{t}: waiting {took:?} used {cpu:?} of CPU (a busy loop)")
+    })
+}
+
+/// A send ran out of time after its frame started (the tail is held
+/// back), then the peer stopped reading for good but stayed alive: the
+/// next receive still honours its deadline and sleeps while it waits.
+fn silent_half_closed_peer(t: Transport) -> CaseResult {
+    leak_checked(|| {
+        let mut agent = spawn_agent(&task(Role::ShutRead, t))?;
+        let big = vec![3u8; 4 << 20];
+        let sent = agent.conn().send_timeout(&big, Duration::from_millis(100));
+        ensure(sent.is_ok(), || format!("a started frame: {sent:?}"))?;
+        std::thread::sleep(Duration::from_millis(500));
+        let before = thread_cpu();
+        let start = Instant::now();
+        let got = agent.conn().recv_timeout(HALF_CLOSED_WAIT);
+        check_half_closed_wait(t, got.map(|b| b.len()), start, before)?;
+        kill(agent.pid());
+        Ok(())
+    })
 }
 
 fn kill(pid: u32) -> Instant {
@@ -732,7 +810,8 @@ fn main() {
     );
     const ALL: &[Transport] = &Transport::ALL;
     const ADDRESSED: &[Transport] = &[Transport::Uds, Transport::Shm];
-    let cases: [Case; 10] = [
+    const STREAMS: &[Transport] = &[Transport::Pipe, Transport::Uds];
+    let cases: [Case; 11] = [
         ("killed_before_connect", killed_before_connect, ALL),
         ("killed_mid_send", killed_mid_send, ALL),
         ("killed_mid_receive", killed_mid_receive, ALL),
@@ -755,6 +834,7 @@ fn main() {
             ADDRESSED,
         ),
         ("short_backpressure", short_backpressure, ALL),
+        ("silent_half_closed_peer", silent_half_closed_peer, STREAMS),
     ];
     let mut trials = vec![Trial::test("short_soak", short_soak)];
     type AsyncCase = (&'static str, fn(Transport) -> CaseResult);
@@ -774,6 +854,12 @@ fn main() {
         for t in Transport::ALL {
             trials.push(Trial::test(format!("{t}::{name}"), move || case(t)));
         }
+    }
+    for t in [Transport::Pipe, Transport::Uds] {
+        trials.push(Trial::test(
+            format!("{t}::async_silent_half_closed_peer"),
+            move || asynchronous::silent_half_closed_peer(t),
+        ));
     }
     for (name, case, transports) in cases {
         for &t in transports {

@@ -21,7 +21,8 @@ pub enum WaitStrategy {
     Spin,
     /// Spin briefly, then `sched_yield` in a loop.
     SpinYield,
-    /// Block on an OS event (mutex/condvar) in the segment.
+    /// Park on a futex word in the segment at once, without spinning: no
+    /// CPU while waiting, a kernel wake-up per message.
     Blocking,
     /// Spin for a bounded time, then park on a futex word in the segment.
     #[default]

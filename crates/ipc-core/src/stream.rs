@@ -222,13 +222,27 @@ impl<S: RawStream> FramedStream<S> {
     /// Waits until the read side is readable. While a frame tail is held
     /// back, it is pushed out meanwhile, so a request/response peer never
     /// stalls on a half-sent frame.
+    ///
+    /// The deadline is checked on every round, not only when `poll` times
+    /// out: a write side that keeps reporting ready (a peer that shut its
+    /// reading side reports an error at once, for good) must not keep this
+    /// loop from ending. Once a flush attempt moves nothing, this wait
+    /// stops polling for writability, so it sleeps in `poll` instead of
+    /// spinning; the failure shows up on the next send.
     fn wait_readable(&mut self, wait: Wait) -> Result<(), WaitFailed> {
+        let mut flush_stalled = false;
         loop {
-            let flush_too = !self.pending.is_empty();
+            if let Wait::Until(deadline) = wait
+                && Instant::now() >= deadline
+            {
+                return Err(WaitFailed::TimedOut);
+            }
+            let flush_too = !self.pending.is_empty() && !flush_stalled;
             let (readable, writable) = poll_fds(&self.stream, true, flush_too, wait)?;
             if flush_too && writable {
-                // Best effort: a failure shows up on the next send.
-                let _ = self.flush_with(Wait::Never);
+                let before = self.pending.len();
+                let flushed = self.flush_with(Wait::Never);
+                flush_stalled = flushed.is_err() && self.pending.len() == before;
             }
             if readable {
                 return Ok(());

@@ -73,13 +73,17 @@ where
     }
 
     async fn recv_frame(&mut self) -> Result<Bytes, RecvError> {
+        // Set once a write of the held-back tail fails or moves nothing: a
+        // peer that shut its reading side fails every write at once, and
+        // retrying would spin. The failure shows up on the next send.
+        let mut flush_stalled = false;
         loop {
             if let Some(frame) = self.decoder.next_frame(&mut self.rbuf, self.read_eof)? {
                 return Ok(frame);
             }
             let want = self.decoder.bytes_wanted(&self.rbuf).max(READ_CHUNK);
             self.rbuf.reserve(want);
-            let read = if self.pending.is_empty() {
+            let read = if self.pending.is_empty() || flush_stalled {
                 self.reader.read_buf(&mut self.rbuf).await
             } else {
                 // Push a held-back frame tail out while waiting, so a
@@ -87,8 +91,11 @@ where
                 tokio::select! {
                     read = self.reader.read_buf(&mut self.rbuf) => read,
                     wrote = self.writer.write(&self.pending) => {
-                        if let Ok(n) = wrote {
-                            self.pending.drain(..n);
+                        match wrote {
+                            Ok(n) if n > 0 => {
+                                self.pending.drain(..n);
+                            }
+                            _ => flush_stalled = true,
                         }
                         continue;
                     }
