@@ -801,6 +801,85 @@ fn another_user_cannot_connect(t: Transport) -> CaseResult {
     outcome
 }
 
+/// Another user squats the address an agent is told to connect to (a
+/// listener of theirs, bound first): the agent's connect refuses it,
+/// before sending anything, though root could open the 0600 endpoint.
+fn squatted_endpoint_is_refused(t: Transport) -> CaseResult {
+    if !rustix::process::geteuid().is_root() {
+        println!("    skipped: creating a second user needs root");
+        return Ok(());
+    }
+    let (uid, gid, created) = match other_user() {
+        Ok(ids) => ids,
+        Err(e) => {
+            println!("    skipped: {e}");
+            return Ok(());
+        }
+    };
+    let outcome = leak_checked(|| {
+        let name = unique_name();
+        let address: Address = match t {
+            Transport::Uds => format!(
+                "uds:{}",
+                std::env::temp_dir().join(format!("{name}.sock")).display()
+            ),
+            _ => format!("shm:{name}"),
+        }
+        .parse()?;
+        let mut cmd = agent_command(&task(
+            Role::OwnAndWait {
+                address: address.to_string(),
+            },
+            t,
+        ))?;
+        std::os::unix::process::CommandExt::uid(&mut cmd, uid);
+        std::os::unix::process::CommandExt::gid(&mut cmd, gid);
+        let mut squatter = cmd.stdout(Stdio::piped()).spawn()?;
+        let mut line = String::new();
+        if let Some(out) = squatter.stdout.take() {
+            BufReader::new(out).read_line(&mut line)?;
+        }
+        let result = if line.trim() != "ready" {
+            let status = squatter.wait()?;
+            println!("    skipped: the other user's listener did not start ({status})");
+            Ok(())
+        } else {
+            let got = harness::transport::connect(&Variant::of(t), &address);
+            match got {
+                Err(ipc_core::ConnectError::PermissionDenied(why))
+                    if why.contains(&format!("uid {uid}")) =>
+                {
+                    Ok(())
+                }
+                other => Err(format!(
+                    "{t}: connecting to another user's endpoint gave {:?}",
+                    other.map(|_| "a connection")
+                )
+                .into()),
+            }
+        };
+        let _ = squatter.kill();
+        let _ = squatter.wait();
+        // The killed squatter's files.
+        match &address {
+            Address::Uds(path) => {
+                let _ = std::fs::remove_file(path);
+                let mut lock = path.as_os_str().to_owned();
+                lock.push(".lock");
+                let _ = std::fs::remove_file(lock);
+            }
+            _ => {
+                let _ = std::fs::remove_file(format!("/dev/shm/ipc-{name}"));
+            }
+        }
+        result
+    });
+    if created {
+        let _ = Command::new("userdel").arg(OTHER_USER).status();
+    }
+    outcome
+}
+
 fn main() {
     harness::agent_main_if_requested();
     type Case = (
@@ -811,7 +890,12 @@ fn main() {
     const ALL: &[Transport] = &Transport::ALL;
     const ADDRESSED: &[Transport] = &[Transport::Uds, Transport::Shm];
     const STREAMS: &[Transport] = &[Transport::Pipe, Transport::Uds];
-    let cases: [Case; 11] = [
+    let cases: [Case; 12] = [
+        (
+            "squatted_endpoint_is_refused",
+            squatted_endpoint_is_refused,
+            ADDRESSED,
+        ),
         ("killed_before_connect", killed_before_connect, ALL),
         ("killed_mid_send", killed_mid_send, ALL),
         ("killed_mid_receive", killed_mid_receive, ALL),

@@ -29,6 +29,42 @@ pub enum WaitStrategy {
     Adaptive,
 }
 
+/// Whose endpoint a connecting side accepts: checked before anything is
+/// sent, so an agent is never captured by a name another user squatted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum PeerOwner {
+    /// The endpoint must belong to this process's effective user.
+    #[default]
+    SameUser,
+    /// The endpoint must belong to this user id.
+    Uid(u32),
+    /// Any owner (only for endpoints in a directory no one else can write).
+    Any,
+}
+
+impl PeerOwner {
+    /// Checks an endpoint owned by `uid`; the error says who owns it and
+    /// who was expected.
+    pub fn check(self, uid: u32, what: &dyn std::fmt::Display) -> Result<(), String> {
+        let expected = match self {
+            PeerOwner::Any => return Ok(()),
+            PeerOwner::SameUser => rustix::process::geteuid().as_raw(),
+            PeerOwner::Uid(u) => u,
+        };
+        if uid == expected {
+            Ok(())
+        } else {
+            Err(format!(
+                "{what} belongs to uid {uid}, not the expected uid {expected} (Config::peer_owner)"
+            ))
+        }
+    }
+}
+
+/// How long connecting waits by default for a listener whose queue is full.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Tuning knobs of a connection. Each transport documents which it honours.
 ///
 /// ```
@@ -56,6 +92,11 @@ pub struct Config {
     pub backpressure: Backpressure,
     /// How a shared-memory endpoint waits.
     pub wait_strategy: WaitStrategy,
+    /// How long connecting may wait (a listener's full queue); `None`
+    /// waits forever. Default: [`DEFAULT_CONNECT_TIMEOUT`].
+    pub connect_timeout: Option<Duration>,
+    /// Whose endpoint a connecting side accepts (default: its own user).
+    pub peer_owner: PeerOwner,
 }
 
 /// The default maximum message size: 16 MiB.
@@ -74,6 +115,8 @@ impl Default for Config {
             recv_timeout: None,
             backpressure: Backpressure::Block,
             wait_strategy: WaitStrategy::Adaptive,
+            connect_timeout: Some(DEFAULT_CONNECT_TIMEOUT),
+            peer_owner: PeerOwner::SameUser,
         }
     }
 }
@@ -107,6 +150,16 @@ impl Config {
     /// Sets [`Config::wait_strategy`].
     pub fn with_wait_strategy(mut self, strategy: WaitStrategy) -> Self {
         self.wait_strategy = strategy;
+        self
+    }
+    /// Sets [`Config::connect_timeout`].
+    pub fn with_connect_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+    /// Sets [`Config::peer_owner`].
+    pub fn with_peer_owner(mut self, owner: PeerOwner) -> Self {
+        self.peer_owner = owner;
         self
     }
 

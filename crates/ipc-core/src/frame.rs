@@ -127,7 +127,7 @@ impl FrameDecoder {
                         return Ok(None);
                     }
                     self.state = State::Header;
-                    return Ok(Some(buf.split_to(len).freeze()));
+                    return Ok(Some(take_frame(buf, len)));
                 }
             }
         }
@@ -184,6 +184,21 @@ impl FrameDecoder {
     /// True once a bad header has been seen.
     pub fn is_broken(&self) -> bool {
         matches!(self.state, State::Broken(_))
+    }
+}
+
+/// Takes the first `len` bytes of `buf` as a frame. A frame that is most
+/// of the buffer shares its allocation (no copy); a small one is copied
+/// out, so a frame the caller keeps never pins a read buffer much larger
+/// than itself (a peer alternating huge and tiny frames would otherwise
+/// make every kept tiny frame hold a huge buffer alive).
+fn take_frame(buf: &mut BytesMut, len: usize) -> Bytes {
+    if len.saturating_mul(2) >= buf.capacity() {
+        buf.split_to(len).freeze()
+    } else {
+        let frame = Bytes::copy_from_slice(&buf[..len]);
+        buf.advance(len);
+        frame
     }
 }
 

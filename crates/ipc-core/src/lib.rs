@@ -25,7 +25,8 @@ pub use bytes::Bytes;
 pub use capabilities::Capabilities;
 pub use codec::{Bincode, Codec, CodecError, Json, Postcard};
 pub use config::{
-    Backpressure, Config, DEFAULT_MAX_MESSAGE_SIZE, MAX_MESSAGE_SIZE_LIMIT, WaitStrategy,
+    Backpressure, Config, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_MESSAGE_SIZE,
+    MAX_MESSAGE_SIZE_LIMIT, PeerOwner, WaitStrategy,
 };
 pub use error::{ConnectError, RecvError, SendError};
 pub use role::{BatchSendError, Connection, Connector, FrameReceiver, FrameSender, Listener};

@@ -31,8 +31,14 @@ pub async fn spawn_async(
         unreachable!("both streams were set to piped");
     };
     if let Some(size) = config.buffer_size {
-        rustix::pipe::fcntl_setpipe_size(&stdin, size).map_err(std::io::Error::from)?;
-        rustix::pipe::fcntl_setpipe_size(&stdout, size).map_err(std::io::Error::from)?;
+        let sized = rustix::pipe::fcntl_setpipe_size(&stdin, size)
+            .and_then(|_| rustix::pipe::fcntl_setpipe_size(&stdout, size));
+        if let Err(e) = sized {
+            // The agent is running: never leave it behind on an error.
+            let _ = child.start_kill();
+            let _ = child.wait().await;
+            return Err(std::io::Error::from(e).into());
+        }
     }
     Ok(AsyncAgentProcess {
         conn: Some(AsyncFramedStream::new(

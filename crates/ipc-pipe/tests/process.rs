@@ -158,6 +158,52 @@ fn run_agent(role: &str) -> Result<(), String> {
     }
 }
 
+/// A pipe size the kernel refuses (above what `F_SETPIPE_SZ` takes).
+const REFUSED_PIPE_SIZE: usize = 1 << 40;
+
+/// When setting up the pipes fails after the child started, the async
+/// spawn kills and reaps it, as the blocking one does.
+fn failed_async_spawn_leaves_no_child() -> Result<(), Failed> {
+    let dir = tempfile_dir()?;
+    let pid_file = dir.join("pid");
+    let mut cmd = shell(&format!("echo $$ > {}; exec sleep 30", pid_file.display()));
+    cmd.stdin(Stdio::null());
+    let config = config().with_buffer_size(Some(REFUSED_PIPE_SIZE));
+    let outcome = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(ipc_pipe::spawn_async(cmd, &config));
+    ensure(outcome.is_err(), || {
+        "a pipe size of 1 TiB was accepted; the test needs one the kernel refuses".into()
+    })?;
+    // A child left running writes its pid within a second; one killed
+    // at once may never have written it.
+    let read_pid = || {
+        std::fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|s| s.trim().parse::<u32>().ok())
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(1);
+    let mut pid = read_pid();
+    while pid.is_none() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+        pid = read_pid();
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    if let Some(pid) = pid {
+        ensure(!process_exists(pid), || {
+            format!("agent {pid} still runs after spawn_async failed")
+        })?;
+    }
+    Ok(())
+}
+
+fn tempfile_dir() -> std::io::Result<std::path::PathBuf> {
+    let dir = std::env::temp_dir().join(format!("ipc-pipe-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
 fn main() {
     if let Ok(role) = std::env::var(AGENT_ENV) {
         if let Err(e) = run_agent(&role) {
@@ -167,7 +213,11 @@ fn main() {
         return;
     }
     type Case = (&'static str, fn() -> Result<(), Failed>);
-    let cases: [Case; 8] = [
+    let cases: [Case; 9] = [
+        (
+            "failed_async_spawn_leaves_no_child",
+            failed_async_spawn_leaves_no_child,
+        ),
         ("missing_program", missing_program),
         (
             "crash_is_disconnected_and_reaped",

@@ -69,6 +69,12 @@ impl Shared {
     fn request(&self, want: Want) {
         *self.want.lock().unwrap_or_else(|e| e.into_inner()) = want;
         self.wanted.notify_one();
+        // The helper may be parked on the segment for up to a second for
+        // an earlier want: wake it, so a new request (or Stop, on drop) is
+        // seen at once. These are the words this side parks on; the peer
+        // parks on the other two, so it sees nothing.
+        wait::wake(&self.ctl(self.rx_ring).data.0);
+        wait::wake(&self.ctl(self.tx_ring).space.0);
     }
 
     /// The helper thread's loop.
@@ -301,7 +307,7 @@ impl Drop for AsyncShmConnection {
     fn drop(&mut self) {
         self.shared.request(Want::Stop);
         if let Some(helper) = self.helper.take() {
-            // The helper parks for at most a slice; it sees Stop after it.
+            // `request` woke the helper if it was parked: it sees Stop now.
             let _ = helper.join();
         }
     }

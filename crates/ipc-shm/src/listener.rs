@@ -114,10 +114,16 @@ impl ShmListener {
                 }
                 slice = slice.min(left);
             }
-            let timeout = futex::Timespec::try_from(slice).expect("slice fits a timespec");
+            let timeout = futex::Timespec::try_from(slice).unwrap_or(futex::Timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            });
             // The peer wakes this futex once attached; a slice bounds a
             // missed wake-up.
             let _ = futex::wait(attached, futex::Flags::empty(), 0, Some(&timeout));
+            // A peer that claimed the slot and died before attaching must
+            // not block the name for good: free the slot for the next one.
+            segment.release_abandoned_claim();
         }
         let segment = self.segment.take().expect("checked above");
         ShmConnection::new(segment, self.config.clone())
@@ -157,7 +163,7 @@ impl Connector for Shm {
     /// header), [`ConnectError::PermissionDenied`].
     fn connect(&self, address: &Address, config: &Config) -> Result<ShmConnection, ConnectError> {
         config.validate().map_err(ConnectError::InvalidConfig)?;
-        let segment = Segment::open(shm_name(address)?)?;
+        let segment = Segment::open(shm_name(address)?, config.peer_owner)?;
         let _ = futex::wake(&segment.header().peer_attached, futex::Flags::empty(), 1);
         ShmConnection::new(segment, config.clone())
     }

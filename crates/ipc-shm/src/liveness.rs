@@ -27,6 +27,20 @@ fn read_stat(pid: u32) -> Option<Stat> {
     Some(Stat { state, start })
 }
 
+/// This process's PID namespace (the inode of `/proc/self/ns/pid`), or 0
+/// where it cannot be read. Pids and `/proc` mean something only within
+/// one PID namespace.
+pub(crate) fn pid_namespace() -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self/ns/pid").map_or(0, |m| m.ino())
+}
+
+/// True while process `pid` runs (exists and is not a zombie), whoever
+/// it is: for judging a process whose start time is not known yet.
+pub(crate) fn pid_running(pid: u32) -> bool {
+    pid != 0 && read_stat(pid).is_some_and(|s| !matches!(s.state, b'Z' | b'X' | b'x'))
+}
+
 impl ProcessId {
     /// This process.
     pub(crate) fn current() -> Self {

@@ -17,7 +17,9 @@
 use std::io;
 use std::time::{Duration, Instant};
 
-use ipc_core::ConnectError;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+
+use ipc_core::{ConnectError, PeerOwner};
 use shared_memory::{Shmem, ShmemConf, ShmemError};
 
 use crate::liveness::ProcessId;
@@ -58,6 +60,8 @@ pub(crate) struct SegmentHeader {
     /// Robust-futex lifeline words (see `lifeline.rs`).
     owner_lifeline: AtomicU32,
     peer_lifeline: AtomicU32,
+    /// The owner's PID namespace (see `liveness::pid_namespace`).
+    owner_pidns: AtomicU64,
 }
 
 /// Which end of the segment this process is.
@@ -154,13 +158,24 @@ impl Segment {
         h.ring_capacity.store(cap, Ordering::Relaxed);
         h.owner_pid.store(me.pid, Ordering::Relaxed);
         h.owner_start.store(me.start, Ordering::Relaxed);
+        h.owner_pidns
+            .store(crate::liveness::pid_namespace(), Ordering::Relaxed);
         h.magic.store(MAGIC, Ordering::Release);
         Ok(segment)
     }
 
-    /// Opens segment `name` as its peer and claims the peer slot.
-    pub(crate) fn open(name: &str) -> Result<Self, ConnectError> {
+    /// Opens segment `name` as its peer and claims the peer slot, once the
+    /// segment file is known to belong to the user `owner` names.
+    pub(crate) fn open(name: &str, owner: PeerOwner) -> Result<Self, ConnectError> {
         let map = Self::map_existing(name)?;
+        // Checked after mapping: /dev/shm is sticky, so only the file's
+        // owner can replace it, and a squatter's file fails here however
+        // it was swapped in.
+        let path = format!("/dev/shm/{}", os_id(name));
+        let uid = std::fs::symlink_metadata(&path).map(|m| m.uid())?;
+        owner
+            .check(uid, &format!("shm:{name}"))
+            .map_err(ConnectError::PermissionDenied)?;
         // SAFETY: the mapping is at least a page, page-aligned, and all-zero
         // or written by a creator: valid bytes for an all-atomic header.
         let h = unsafe { &*(map.0.as_ptr() as *const SegmentHeader) };
@@ -196,6 +211,17 @@ impl Segment {
             pid: h.owner_pid.load(Ordering::Relaxed),
             start: h.owner_start.load(Ordering::Relaxed),
         };
+        let (theirs, ours) = (
+            h.owner_pidns.load(Ordering::Relaxed),
+            crate::liveness::pid_namespace(),
+        );
+        if theirs != 0 && ours != 0 && theirs != ours {
+            return Err(ConnectError::Incompatible(format!(
+                "shm:{name} was created in another PID namespace (pid:[{theirs}], this process is in \
+                 pid:[{ours}]): ipc-shm tells a live peer from a dead one by its pid, so both \
+                 sides must share a PID namespace (share it between the containers, or use uds)"
+            )));
+        }
         if !owner.is_alive() {
             return Err(ConnectError::NotFound(format!(
                 "shm:{name} (segment left by a dead process)"
@@ -273,6 +299,23 @@ impl Segment {
         }
     }
 
+    /// Owner side: frees the peer slot if a peer claimed it (wrote its
+    /// pid) but its process is gone before it attached.
+    pub(crate) fn release_abandoned_claim(&self) {
+        let h = self.header();
+        let pid = h.peer_pid.load(Ordering::Acquire);
+        if pid == 0 || h.peer_attached.load(Ordering::Acquire) != 0 {
+            return;
+        }
+        // The claimant's start time may not be written yet: judge by the
+        // pid alone (a recycled pid only delays the release).
+        if !crate::liveness::pid_running(pid) {
+            let _ = h
+                .peer_pid
+                .compare_exchange(pid, 0, Ordering::AcqRel, Ordering::Relaxed);
+        }
+    }
+
     /// The other side's identity, once it is attached.
     pub(crate) fn other(&self) -> Option<ProcessId> {
         let h = self.header();
@@ -346,62 +389,100 @@ fn ctl_page(map: &Mapping, ring: usize) -> *mut u8 {
     map.0.as_ptr().wrapping_add(PAGE * (1 + ring))
 }
 
+// `is_stale` reads the owner's identity at these offsets.
+const _: () = assert!(std::mem::offset_of!(SegmentHeader, owner_pid) == 24);
+const _: () = assert!(std::mem::offset_of!(SegmentHeader, owner_start) == 32);
+
 /// The RingControl fits in a control page.
 const _: () = assert!(std::mem::size_of::<RingControl>() <= PAGE);
 const _: () = assert!(std::mem::size_of::<SegmentHeader>() <= PAGE);
 
 /// Removes segment `name` if its owner is dead (or it is a creator's
 /// leftover that never finished initializing).
+///
+/// Two binders may find the same stale segment at once. Each takes an
+/// exclusive `flock` on the file it inspected and unlinks the name only if
+/// the name still refers to that very file: the first one removes it and
+/// creates its own; the second then finds the name gone or naming the
+/// first one's new segment, and leaves it alone (its create then fails
+/// with `AddrInUse`). The lock is only ever tried, never waited on for
+/// long: a process holding it forever costs a bind `AddrInUse`, not a hang.
 fn reclaim_if_stale(name: &str) -> Result<(), ConnectError> {
-    let id = os_id(name);
-    let mut shmem = match ShmemConf::new().os_id(&id).open() {
-        Ok(shmem) => shmem,
+    let path = format!("/dev/shm/{}", os_id(name));
+    let file = match std::fs::File::options()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&path)
+    {
+        Ok(file) => file,
         // Gone meanwhile: nothing to reclaim.
-        Err(ShmemError::MapOpenFailed(errno))
-            if errno == rustix::io::Errno::NOENT.raw_os_error() as u32 =>
-        {
-            return Ok(());
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            return Err(ConnectError::AddrInUse(format!(
+                "shm:{name} (a symbolic link is in the way)"
+            )));
         }
-        // An empty file (a creator died before sizing it) cannot be mapped.
-        Err(ShmemError::MapOpenFailed(errno))
-            if errno == rustix::io::Errno::INVAL.raw_os_error() as u32 && init_abandoned(&id) =>
-        {
-            return match std::fs::remove_file(format!("/dev/shm/{id}")) {
-                Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e.into()),
-                _ => Ok(()),
-            };
-        }
-        Err(e) => return Err(shmem_error(name, e)),
+        Err(e) => return Err(errno_error(name, e.raw_os_error().unwrap_or(0) as u32)),
     };
-    let stale = if shmem.len() < PAGE {
-        init_abandoned(&id)
-    } else {
-        // SAFETY: at least a page, page-aligned; all-atomic header.
-        let h = unsafe { &*(shmem.as_ptr() as *const SegmentHeader) };
-        if h.magic.load(Ordering::Acquire) == MAGIC {
-            !ProcessId {
-                pid: h.owner_pid.load(Ordering::Relaxed),
-                start: h.owner_start.load(Ordering::Relaxed),
-            }
-            .is_alive()
-        } else {
-            init_abandoned(&id)
+    let deadline = Instant::now() + RECLAIM_LOCK_WAIT;
+    while rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_err() {
+        if Instant::now() >= deadline {
+            return Err(ConnectError::AddrInUse(format!(
+                "shm:{name} (another process is reclaiming it)"
+            )));
         }
-    };
-    if !stale {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let inspected = file.metadata()?;
+    match std::fs::symlink_metadata(&path) {
+        Ok(now) if now.ino() == inspected.ino() && now.dev() == inspected.dev() => {}
+        // Removed, or replaced by someone else's new segment: not ours to touch.
+        _ => return Ok(()),
+    }
+    if !is_stale(&file, inspected.len(), &path)? {
         return Err(ConnectError::AddrInUse(format!(
             "shm:{name} (its owner is alive)"
         )));
     }
-    // Taking ownership makes dropping it unlink the name.
-    shmem.set_owner(true);
-    Ok(())
+    match std::fs::remove_file(&path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e.into()),
+        _ => Ok(()),
+    }
+}
+
+/// How long a binder tries for the reclaim lock before it gives up.
+const RECLAIM_LOCK_WAIT: Duration = Duration::from_secs(1);
+
+/// Whether the segment in `file` (`len` bytes) was left by a dead owner or
+/// abandoned half-initialized. Reads the header fields with `pread`: the
+/// file may be any size and hold anything.
+fn is_stale(file: &std::fs::File, len: u64, path: &str) -> Result<bool, ConnectError> {
+    use std::os::unix::fs::FileExt;
+    if len < PAGE as u64 {
+        return Ok(init_abandoned_at(path));
+    }
+    let mut header = [0u8; 40];
+    file.read_exact_at(&mut header, 0)?;
+    let word = |at: usize, n: usize| {
+        let mut b = [0u8; 8];
+        b[..n].copy_from_slice(&header[at..at + n]);
+        u64::from_le_bytes(b)
+    };
+    if word(0, 8) != MAGIC {
+        return Ok(init_abandoned_at(path));
+    }
+    // SegmentHeader: owner_pid at 24 (u32), owner_start at 32 (u64).
+    let owner = ProcessId {
+        pid: word(24, 4) as u32,
+        start: word(32, 8),
+    };
+    Ok(!owner.is_alive())
 }
 
 /// A segment file without a valid header, older than any creator takes to
 /// initialize one.
-fn init_abandoned(id: &str) -> bool {
-    std::fs::metadata(format!("/dev/shm/{id}"))
+fn init_abandoned_at(path: &str) -> bool {
+    std::fs::metadata(path)
         .and_then(|m| m.modified())
         .is_ok_and(|t| t.elapsed().is_ok_and(|age| age > STALE_INIT_AGE))
 }

@@ -479,6 +479,149 @@ fn header_mismatches_are_rejected() -> CaseResult {
     Ok(())
 }
 
+/// Two binders racing to reclaim the same stale segment: exactly one
+/// wins, the other gets `AddrInUse` (before, both often "won" and one
+/// listener then held a segment no agent could find).
+fn racing_reclaims_have_one_winner() -> CaseResult {
+    const ROUNDS: usize = 40;
+    let mut dead = Command::new("true").spawn()?;
+    let dead_pid = dead.id();
+    dead.wait()?;
+    for round in 0..ROUNDS {
+        let name = name();
+        // A segment whose owner is dead: a real one, its owner identity
+        // overwritten with a process that has exited, its name kept.
+        let listener = ShmListener::bind(&name, &Config::default())?;
+        let file = std::fs::File::options()
+            .write(true)
+            .open(format!("/dev/shm/ipc-{name}"))?;
+        file.write_at(&dead_pid.to_le_bytes(), 24)?;
+        file.write_at(&1u64.to_le_bytes(), 32)?;
+        std::mem::forget(listener);
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(2));
+        let binders: Vec<_> = (0..2)
+            .map(|_| {
+                let (name, barrier) = (name.clone(), barrier.clone());
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    ShmListener::bind(&name, &Config::default())
+                })
+            })
+            .collect();
+        let results: Vec<_> = binders
+            .into_iter()
+            .map(|b| b.join().expect("binder thread"))
+            .collect();
+        let winners = results.iter().filter(|r| r.is_ok()).count();
+        let in_use = results
+            .iter()
+            .filter(|r| matches!(r, Err(ConnectError::AddrInUse(_))))
+            .count();
+        ensure(winners == 1 && in_use == 1, || {
+            format!(
+                "round {round}: {winners} binders won, {in_use} got AddrInUse: {:?}",
+                results.iter().map(|r| r.as_ref().err()).collect::<Vec<_>>()
+            )
+        })?;
+        // The winner's segment is the one at the name.
+        let mut winner = results.into_iter().find_map(Result::ok).expect("a winner");
+        let mut agent = Shm.connect(winner.address(), &Config::default())?;
+        let mut conn = winner.accept_timeout(Duration::from_secs(5))?;
+        agent.send(b"found")?;
+        ensure(&conn.recv()?[..] == b"found", || "wrong segment".into())?;
+    }
+    Ok(())
+}
+
+/// Dropping an async connection whose helper thread is parked (a receive
+/// was cancelled) returns at once: it used to wait for the helper's
+/// one-second park to end, blocking the runtime thread.
+fn dropping_a_parked_async_connection_is_prompt() -> CaseResult {
+    let name = name();
+    let mut listener = ShmListener::bind(&name, &config(WaitStrategy::Adaptive))?;
+    let _peer = Shm.connect(listener.address(), &config(WaitStrategy::Adaptive))?;
+    let owner = listener.accept()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let took = runtime.block_on(async {
+        let mut conn = ipc_shm::AsyncShmConnection::new(owner)?;
+        let cancelled = tokio::time::timeout(
+            Duration::from_millis(200),
+            ipc_core::AsyncFrameReceiver::recv(&mut conn),
+        )
+        .await;
+        ensure(cancelled.is_err(), || {
+            "a receive from a silent peer ended".into()
+        })?;
+        let start = Instant::now();
+        drop(conn);
+        Ok::<_, Failed>(start.elapsed())
+    })?;
+    println!("    dropped in {took:?}");
+    ensure(took < Duration::from_millis(250), || {
+        format!("dropping a parked async connection took {took:?}")
+    })
+}
+
+/// An agent in another PID namespace (sharing /dev/shm, as two containers
+/// of one pod do) gets a clear `Incompatible` error saying why, not a
+/// "segment left by a dead process".
+fn another_pid_namespace_is_refused_clearly() -> CaseResult {
+    if !rustix::process::geteuid().is_root() {
+        println!("    skipped: a new PID namespace needs root");
+        return Ok(());
+    }
+    let name = name();
+    let _listener = ShmListener::bind(&name, &Config::default())?;
+    let out = match Command::new("unshare")
+        .args(["--pid", "--fork"])
+        .arg(std::env::current_exe()?)
+        .env(ROLE_ENV, "connect-from-another-pid-namespace")
+        .env(ADDRESS_ENV, format!("shm:{name}"))
+        .output()
+    {
+        Ok(out) => out,
+        Err(e) => {
+            println!("    skipped: unshare: {e}");
+            return Ok(());
+        }
+    };
+    let said = String::from_utf8_lossy(&out.stdout);
+    println!("    {}", said.trim());
+    ensure(out.status.success(), || {
+        format!(
+            "the agent in another PID namespace: {} {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+/// A peer that claimed a listener's slot and died before attaching does
+/// not block the name for good: the listener frees the slot and the next
+/// agent connects.
+fn abandoned_claim_is_released() -> CaseResult {
+    let mut dead = Command::new("true").spawn()?;
+    let dead_pid = dead.id();
+    dead.wait()?;
+    let name = name();
+    let mut listener = ShmListener::bind(&name, &Config::default())?;
+    let file = std::fs::File::options()
+        .write(true)
+        .open(format!("/dev/shm/ipc-{name}"))?;
+    // SegmentHeader::peer_pid: claimed, never attached.
+    file.write_at(&dead_pid.to_le_bytes(), 40)?;
+    let nobody = listener.accept_timeout(Duration::from_millis(200));
+    ensure(matches!(nobody, Err(ConnectError::Timeout)), || {
+        format!("{:?}", nobody.map(|_| ()))
+    })?;
+    let mut agent = Shm.connect(listener.address(), &Config::default())?;
+    let mut conn = listener.accept_timeout(Duration::from_secs(5))?;
+    agent.send(b"in")?;
+    ensure(&conn.recv()?[..] == b"in", || "wrong message".into())
+}
+
 fn stale_segment_is_reclaimed() -> CaseResult {
     let name = name();
     let mut child = Command::new(std::env::current_exe()?)
@@ -569,6 +712,16 @@ fn run_peer(role: &str) -> Result<(), Box<dyn std::error::Error>> {
         std::thread::sleep(Duration::from_secs(60));
         return Ok(());
     }
+    if role == "connect-from-another-pid-namespace" {
+        // Exit 0 only for the clear refusal.
+        return match Shm.connect(&Address::from_env()?, &Config::default()) {
+            Err(ConnectError::Incompatible(why)) if why.contains("PID namespace") => {
+                println!("{why}");
+                Ok(())
+            }
+            other => Err(format!("got {:?}", other.map(|_| "a connection")).into()),
+        };
+    }
     let strategy = strategy_named(&std::env::var(STRATEGY_ENV).unwrap_or_default());
     let cfg = Config::default().with_wait_strategy(strategy);
     let mut conn = Shm.connect(&Address::from_env()?, &cfg)?;
@@ -653,6 +806,19 @@ fn main() {
             header_mismatches_are_rejected,
         ),
         Trial::test("stale_segment_is_reclaimed", stale_segment_is_reclaimed),
+        Trial::test(
+            "racing_reclaims_have_one_winner",
+            racing_reclaims_have_one_winner,
+        ),
+        Trial::test(
+            "dropping_a_parked_async_connection_is_prompt",
+            dropping_a_parked_async_connection_is_prompt,
+        ),
+        Trial::test("abandoned_claim_is_released", abandoned_claim_is_released),
+        Trial::test(
+            "another_pid_namespace_is_refused_clearly",
+            another_pid_namespace_is_refused_clearly,
+        ),
         Trial::test(
             "blocking_receiver_uses_no_cpu",
             blocking_receiver_uses_no_cpu,

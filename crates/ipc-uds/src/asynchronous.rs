@@ -1,6 +1,7 @@
 //! The tokio listener and connections.
 
 use std::path::Path;
+use std::time::Duration;
 
 use ipc_core::stream_async::AsyncFramedStream;
 use ipc_core::{Address, AsyncConnector, AsyncListener, Config, ConnectError};
@@ -9,7 +10,7 @@ use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 
 use crate::CAPABILITIES;
 use crate::listener::{SocketFile, bind, uds_path};
-use crate::socket::{UnixSocket, connect_error, socket_addr};
+use crate::socket::{MAX_CONNECT_PAUSE, UnixSocket, check_owner, connect_error, socket_addr};
 
 /// An async connection over a Unix stream socket.
 pub type AsyncUdsConnection = AsyncFramedStream<OwnedReadHalf, OwnedWriteHalf>;
@@ -85,13 +86,33 @@ impl AsyncConnector for AsyncUds {
         config.validate().map_err(ConnectError::InvalidConfig)?;
         let path = uds_path(address)?;
         socket_addr(path)?;
-        let stream =
-            UnixStream::connect(path).await.map_err(
-                |e| match rustix::io::Errno::from_io_error(&e) {
-                    Some(errno) => connect_error(path, errno),
-                    None => ConnectError::Io(e),
-                },
-            )?;
+        // As the blocking connect: a full queue is retried, backing off,
+        // until the connect timeout; the listener's owner is checked.
+        let attempts = async {
+            let mut pause = Duration::from_millis(1);
+            loop {
+                match UnixStream::connect(path).await {
+                    Ok(stream) => return Ok(stream),
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        tokio::time::sleep(pause).await;
+                        pause = (pause * 2).min(MAX_CONNECT_PAUSE);
+                    }
+                    Err(e) => {
+                        return Err(match rustix::io::Errno::from_io_error(&e) {
+                            Some(errno) => connect_error(path, errno),
+                            None => ConnectError::Io(e),
+                        });
+                    }
+                }
+            }
+        };
+        let stream = match config.connect_timeout {
+            Some(t) => tokio::time::timeout(t, attempts)
+                .await
+                .map_err(|_| ConnectError::Timeout)??,
+            None => attempts.await?,
+        };
+        check_owner(&stream, path, config)?;
         framed(stream, config)
     }
 }

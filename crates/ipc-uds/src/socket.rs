@@ -4,6 +4,7 @@ use std::io::{self, IoSlice};
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use ipc_core::stream::RawStream;
 use ipc_core::{Config, ConnectError};
@@ -14,6 +15,25 @@ use rustix::net::{
 
 /// Longest socket path the kernel accepts (`sun_path` minus its NUL).
 pub const MAX_PATH_LEN: usize = 107;
+
+/// Longest pause between connect attempts to a listener whose queue is
+/// full.
+pub(crate) const MAX_CONNECT_PAUSE: Duration = Duration::from_millis(20);
+
+/// Checks the listener at the other end of `fd` belongs to the user
+/// [`Config::peer_owner`] names (`SO_PEERCRED`: the listener's
+/// credentials when it called `listen`).
+pub(crate) fn check_owner(
+    fd: &impl AsFd,
+    path: &Path,
+    config: &Config,
+) -> Result<(), ConnectError> {
+    let cred = sockopt::socket_peercred(fd).map_err(io::Error::from)?;
+    config
+        .peer_owner
+        .check(cred.uid.as_raw(), &format!("uds:{}", path.display()))
+        .map_err(ConnectError::PermissionDenied)
+}
 
 /// One end of a connected Unix stream socket.
 #[derive(Debug)]
@@ -29,12 +49,42 @@ impl UnixSocket {
         Ok(UnixSocket(fd))
     }
 
-    /// Connects to the listener at `path`.
+    /// Connects to the listener at `path`. A listener whose queue is full
+    /// makes a non-blocking connect fail with `EAGAIN` at once: that is
+    /// retried, backing off, until [`Config::connect_timeout`], then
+    /// `Timeout`. The listener's owner is checked against
+    /// [`Config::peer_owner`] before the connection is handed out.
     pub(crate) fn connect(path: &Path, config: &Config) -> Result<Self, ConnectError> {
         let addr = socket_addr(path)?;
-        let fd = new_socket()?;
-        rustix::net::connect(&fd, &addr).map_err(|e| connect_error(path, e))?;
-        Self::new(fd, config)
+        let deadline = config
+            .connect_timeout
+            .and_then(|t| Instant::now().checked_add(t));
+        let mut pause = Duration::from_millis(1);
+        loop {
+            let fd = rustix::net::socket_with(
+                AddressFamily::UNIX,
+                SocketType::STREAM,
+                SocketFlags::CLOEXEC | SocketFlags::NONBLOCK,
+                None,
+            )
+            .map_err(io::Error::from)?;
+            match rustix::net::connect(&fd, &addr) {
+                Ok(()) => {
+                    check_owner(&fd, path, config)?;
+                    return Self::new(fd, config);
+                }
+                Err(rustix::io::Errno::AGAIN) => {
+                    let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+                    if left == Some(Duration::ZERO) {
+                        return Err(ConnectError::Timeout);
+                    }
+                    std::thread::sleep(left.map_or(pause, |l| l.min(pause)));
+                    pause = (pause * 2).min(MAX_CONNECT_PAUSE);
+                }
+                Err(rustix::io::Errno::INTR) => {}
+                Err(e) => return Err(connect_error(path, e)),
+            }
+        }
     }
 
     /// Unwraps the descriptor.

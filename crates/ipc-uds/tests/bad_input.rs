@@ -206,3 +206,116 @@ fn one_listener_serves_many_agents() {
         Err(ConnectError::Timeout)
     ));
 }
+
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// A peer alternating 8 MiB and 1-byte frames: keeping only the small
+/// ones must not keep the large read buffers alive (it held 184 MiB for
+/// 24 kept bytes when every frame was split off the shared buffer).
+#[test]
+fn kept_small_frames_do_not_pin_large_buffers() {
+    const PAIRS: usize = 24;
+    const BIG: usize = 8 << 20;
+    let p = path("retain");
+    let mut listener = UdsListener::bind(&p, &config()).unwrap();
+    let mut big = encode_header(BIG).to_vec();
+    big.resize(8 + BIG, 7);
+    let mut small = encode_header(1).to_vec();
+    small.push(1);
+    let mut peer = StdStream::connect(&p).unwrap();
+    let mut server = listener.accept().unwrap();
+    let writer = std::thread::spawn(move || {
+        for _ in 0..PAIRS {
+            peer.write_all(&big).unwrap();
+            peer.write_all(&small).unwrap();
+        }
+        peer
+    });
+    let before = rss_kib();
+    let mut kept = Vec::new();
+    for _ in 0..PAIRS {
+        assert_eq!(server.recv().unwrap().len(), BIG);
+        let frame = server.recv().unwrap();
+        assert_eq!(&frame[..], &[1]);
+        kept.push(frame);
+    }
+    let grown_mib = rss_kib().saturating_sub(before) / 1024;
+    drop(writer.join().unwrap());
+    assert!(
+        grown_mib < 64,
+        "{PAIRS} kept 1-byte frames hold {grown_mib} MiB"
+    );
+    assert_eq!(kept.len(), PAIRS);
+}
+
+/// A live listener whose accept queue is full (it never accepts): both
+/// connects honour `Config::connect_timeout` and agree on `Timeout`.
+#[test]
+fn connect_to_a_full_listener_times_out() {
+    use ipc_core::AsyncConnector;
+    use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
+    let p = path("full");
+    let listener = UdsListener::bind(&p, &config()).unwrap();
+    // Fill the queue with idle connections until the kernel refuses one.
+    let addr = SocketAddrUnix::new(&p).unwrap();
+    let mut queued = Vec::new();
+    loop {
+        let fd = rustix::net::socket_with(
+            AddressFamily::UNIX,
+            SocketType::STREAM,
+            SocketFlags::NONBLOCK | SocketFlags::CLOEXEC,
+            None,
+        )
+        .unwrap();
+        match rustix::net::connect(&fd, &addr) {
+            Ok(()) => queued.push(fd),
+            Err(rustix::io::Errno::AGAIN) => break,
+            Err(e) => panic!("filling the queue: {e}"),
+        }
+        assert!(queued.len() < 100_000, "the queue never filled");
+    }
+    let wait = Duration::from_millis(300);
+    let cfg = config().with_connect_timeout(Some(wait));
+    let address = listener.address().clone();
+    let (done, outcome) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let start = std::time::Instant::now();
+        let blocking = Uds.connect(&address, &cfg).err();
+        let blocking_took = start.elapsed();
+        let start = std::time::Instant::now();
+        let asynchronous = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(ipc_uds::AsyncUds.connect(&address, &cfg))
+            .err();
+        let _ = done.send((blocking, blocking_took, asynchronous, start.elapsed()));
+    });
+    let (blocking, blocking_took, asynchronous, async_took) = outcome
+        .recv_timeout(Duration::from_secs(20))
+        .expect("connect to a full listener hung");
+    assert!(
+        matches!(blocking, Some(ConnectError::Timeout)),
+        "blocking: {blocking:?}"
+    );
+    assert!(
+        matches!(asynchronous, Some(ConnectError::Timeout)),
+        "async: {asynchronous:?}"
+    );
+    for took in [blocking_took, async_took] {
+        assert!(
+            took >= wait && took < wait + Duration::from_secs(3),
+            "{took:?}"
+        );
+    }
+    drop(queued);
+}
