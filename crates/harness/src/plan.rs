@@ -146,7 +146,8 @@ pub struct Plan {
     pub churn_cycles: u32,
     /// Messages per pattern figure (per agent where the pattern says so).
     pub pattern_messages: u64,
-    /// Events per logging figure.
+    /// Events per burst logging figure (paced figures send a fiftieth,
+    /// 1 ms apart).
     pub log_events: u64,
     /// Timed batches per codec figure and trial (each batch at least
     /// 50 µs of calls).
@@ -190,8 +191,8 @@ impl Plan {
             idle_agents: vec![1, 4, 16],
             idle_window_ms: 2_000,
             churn_cycles: 500,
-            pattern_messages: 10_000,
-            log_events: 10_000,
+            pattern_messages: 40_000,
+            log_events: 50_000,
             codec_batches: 101,
             trials: 8,
             handicap: None,
@@ -214,8 +215,8 @@ impl Plan {
             idle_agents: vec![16],
             idle_window_ms: 500,
             churn_cycles: 100,
-            pattern_messages: 1_000,
-            log_events: 1_000,
+            pattern_messages: 10_000,
+            log_events: 20_000,
             codec_batches: 31,
             trials: 5,
             ..Plan::full()

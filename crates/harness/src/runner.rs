@@ -416,7 +416,9 @@ fn plan_blocks(plan: &Plan) -> Vec<Block> {
             }
             Group::Logging => {
                 let events = p.log_events;
-                let paced = (events / 10).max(10);
+                // Paced events are 1 ms apart: a fiftieth of the burst keeps
+                // their window near a second in the full preset.
+                let paced = (events / 50).max(10);
                 for (count, interval, weight) in [
                     (events, Duration::ZERO, 1.0),
                     (paced, Duration::from_millis(1), 2.0),

@@ -71,22 +71,26 @@ impl Codec for Postcard {
     }
 }
 
-/// [bincode 2](https://docs.rs/bincode) with its standard configuration
+/// [bincode 2](https://docs.rs/bincode) (feature `bincode`) with its standard configuration
 /// (varint integers, little endian), plus a decode limit: without one, a
 /// length prefix in hostile bytes makes bincode allocate whatever it says
 /// (found by the `codec_decode` fuzz target). Kept for comparison: 2.x is
 /// no longer maintained and 3.0.0 is an empty release.
+#[cfg(feature = "bincode")]
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Bincode;
 
 /// The most bytes a bincode decode may claim: the default maximum message
 /// size, since a frame is never larger.
+#[cfg(feature = "bincode")]
 pub const BINCODE_DECODE_LIMIT: usize = crate::DEFAULT_MAX_MESSAGE_SIZE;
 
+#[cfg(feature = "bincode")]
 fn bincode_config() -> impl bincode::config::Config {
     bincode::config::standard().with_limit::<BINCODE_DECODE_LIMIT>()
 }
 
+#[cfg(feature = "bincode")]
 impl Codec for Bincode {
     const NAME: &'static str = "bincode";
 
@@ -114,10 +118,13 @@ impl Codec for Bincode {
     }
 }
 
-/// JSON via [serde_json](https://docs.rs/serde_json): readable, largest.
+/// JSON via [serde_json](https://docs.rs/serde_json) (feature `json`):
+/// readable, largest.
+#[cfg(feature = "json")]
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Json;
 
+#[cfg(feature = "json")]
 impl Codec for Json {
     const NAME: &'static str = "json";
 
@@ -185,7 +192,9 @@ mod tests {
     #[test]
     fn every_codec_round_trips_and_rejects_bad_bytes() {
         round_trip(Postcard);
+        #[cfg(feature = "bincode")]
         round_trip(Bincode);
+        #[cfg(feature = "json")]
         round_trip(Json);
     }
 
@@ -193,8 +202,12 @@ mod tests {
     /// 6 bytes of input must be an error, not a 4 GiB allocation.
     #[test]
     fn hostile_length_prefixes_do_not_allocate() {
-        let hostile = [0x00, 0xFC, 0xFF, 0xFF, 0xFF, 0xFE];
-        assert!(Bincode.decode::<ToolCall>(&hostile).is_err());
+        #[cfg(feature = "bincode")]
+        assert!(
+            Bincode
+                .decode::<ToolCall>(&[0x00, 0xFC, 0xFF, 0xFF, 0xFF, 0xFE])
+                .is_err()
+        );
         assert!(
             Postcard
                 .decode::<ToolCall>(&[0x00, 0xFF, 0xFF, 0xFF, 0xFF, 0x0F])

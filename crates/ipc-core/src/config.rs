@@ -62,6 +62,32 @@ impl PeerOwner {
     }
 }
 
+/// Why a [`Config`] cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// `max_message_size` above what frame headers can carry.
+    #[error("max_message_size {size} exceeds the limit of {limit}")]
+    MaxMessageSizeTooLarge {
+        /// The value asked for.
+        size: usize,
+        /// The largest accepted.
+        limit: usize,
+    },
+    /// `buffer_size` of zero.
+    #[error("buffer_size must not be zero")]
+    ZeroBufferSize,
+    /// A value this transport cannot use (a ring size out of range, a
+    /// timeout too long to represent).
+    #[error("{field}: {why}")]
+    OutOfRange {
+        /// Which setting.
+        field: &'static str,
+        /// What is wrong with it.
+        why: String,
+    },
+}
+
 /// How long connecting waits by default for a listener whose queue is full.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -164,15 +190,15 @@ impl Config {
     }
 
     /// Checks the values are usable; transports call this before opening.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), ConfigError> {
         if self.max_message_size > MAX_MESSAGE_SIZE_LIMIT {
-            return Err(format!(
-                "max_message_size {} exceeds the limit of {MAX_MESSAGE_SIZE_LIMIT}",
-                self.max_message_size
-            ));
+            return Err(ConfigError::MaxMessageSizeTooLarge {
+                size: self.max_message_size,
+                limit: MAX_MESSAGE_SIZE_LIMIT,
+            });
         }
         if self.buffer_size == Some(0) {
-            return Err("buffer_size must not be zero".into());
+            return Err(ConfigError::ZeroBufferSize);
         }
         Ok(())
     }

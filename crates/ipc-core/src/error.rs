@@ -93,7 +93,7 @@ pub enum ConnectError {
     },
     /// The configuration is not valid for this transport.
     #[error("invalid configuration: {0}")]
-    InvalidConfig(String),
+    InvalidConfig(#[from] crate::ConfigError),
     /// A socket path longer than the kernel accepts.
     #[error("socket path `{path}` is {len} bytes; the limit is {max}")]
     PathTooLong {

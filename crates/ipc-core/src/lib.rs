@@ -16,6 +16,8 @@ pub mod stream;
 #[cfg(feature = "tokio")]
 pub mod stream_async;
 mod typed;
+#[cfg(feature = "tokio")]
+mod typed_async;
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
@@ -23,9 +25,13 @@ pub mod conformance;
 pub use address::{ADDRESS_ENV, Address, AddressError, MAX_SHM_NAME};
 pub use bytes::Bytes;
 pub use capabilities::Capabilities;
-pub use codec::{Bincode, Codec, CodecError, Json, Postcard};
+#[cfg(feature = "bincode")]
+pub use codec::Bincode;
+#[cfg(feature = "json")]
+pub use codec::Json;
+pub use codec::{Codec, CodecError, Postcard};
 pub use config::{
-    Backpressure, Config, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_MESSAGE_SIZE,
+    Backpressure, Config, ConfigError, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_MESSAGE_SIZE,
     MAX_MESSAGE_SIZE_LIMIT, PeerOwner, WaitStrategy,
 };
 pub use error::{ConnectError, RecvError, SendError};
@@ -35,3 +41,5 @@ pub use role_async::{
     AsyncConnection, AsyncConnector, AsyncFrameReceiver, AsyncFrameSender, AsyncListener,
 };
 pub use typed::{Typed, TypedRecvError, TypedSendError};
+#[cfg(feature = "tokio")]
+pub use typed_async::AsyncTyped;

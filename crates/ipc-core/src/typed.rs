@@ -35,7 +35,7 @@ pub enum TypedRecvError {
 /// A connection that sends `Out` and receives `In` values, encoded by `C`.
 ///
 /// ```
-/// # use ipc_core::{Typed, Json, FrameSender, FrameReceiver, SendError, RecvError};
+/// # use ipc_core::{Typed, Postcard, FrameSender, FrameReceiver, SendError, RecvError};
 /// # use bytes::Bytes;
 /// # use std::{collections::VecDeque, time::Duration};
 /// # #[derive(Default)] struct Loopback(VecDeque<Bytes>);
@@ -50,8 +50,8 @@ pub enum TypedRecvError {
 /// #   fn recv_timeout(&mut self, _: Duration) -> Result<Bytes, RecvError> { self.recv() }
 /// # }
 /// // Any connection works; a loopback stands in for one here.
-/// let mut chan: Typed<_, (u32, String), (u32, String), Json> =
-///     Typed::with_codec(Loopback::default(), Json);
+/// let mut chan: Typed<_, (u32, String), (u32, String), Postcard> =
+///     Typed::with_codec(Loopback::default(), Postcard);
 /// chan.send(&(1, "hello".to_string()))?;
 /// assert_eq!(chan.recv()?, (1, "hello".to_string()));
 /// # Ok::<(), Box<dyn std::error::Error>>(())

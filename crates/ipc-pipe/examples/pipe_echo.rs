@@ -11,15 +11,21 @@
 
 use std::time::{Duration, Instant};
 
-use ipc_core::{Address, Config, Connector, FrameReceiver, FrameSender, RecvError, payload};
+use ipc_core::{
+    ADDRESS_ENV, Address, AddressError, Config, Connector, FrameReceiver, FrameSender, RecvError,
+    payload,
+};
 use ipc_pipe::Pipe;
 
 type Error = Box<dyn std::error::Error>;
 
 fn main() -> Result<(), Error> {
+    // No address: this is the parent. A malformed one is an error, never
+    // a reason to start a second parent.
     match Address::from_env() {
         Ok(address) => agent(&address),
-        Err(_) => parent(),
+        Err(AddressError::EnvMissing) => parent(),
+        Err(e) => Err(format!("{ADDRESS_ENV}: {e}").into()),
     }
 }
 

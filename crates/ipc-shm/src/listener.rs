@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use ipc_core::{Address, Config, ConnectError, Connector, Listener};
+use ipc_core::{Address, Config, ConfigError, ConnectError, Connector, Listener};
 use rustix::thread::futex;
 
 use crate::connection::ShmConnection;
@@ -20,9 +20,10 @@ fn ring_size(config: &Config) -> Result<u64, ConnectError> {
     let asked = config.buffer_size.unwrap_or(DEFAULT_RING_SIZE) as u64;
     let size = asked.checked_next_power_of_two().unwrap_or(u64::MAX);
     if !(MIN_RING..=MAX_RING).contains(&size) {
-        return Err(ConnectError::InvalidConfig(format!(
-            "buffer_size {asked} is outside {MIN_RING}..={MAX_RING} bytes"
-        )));
+        return Err(ConnectError::InvalidConfig(ConfigError::OutOfRange {
+            field: "buffer_size",
+            why: format!("{asked} is outside {MIN_RING}..={MAX_RING} bytes"),
+        }));
     }
     Ok(size)
 }

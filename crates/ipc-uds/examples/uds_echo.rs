@@ -12,17 +12,20 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use ipc_core::{
-    ADDRESS_ENV, Address, Config, Connector, FrameReceiver, FrameSender, Listener, RecvError,
-    payload,
+    ADDRESS_ENV, Address, AddressError, Config, Connector, FrameReceiver, FrameSender, Listener,
+    RecvError, payload,
 };
 use ipc_uds::{Uds, UdsListener};
 
 type Error = Box<dyn std::error::Error>;
 
 fn main() -> Result<(), Error> {
+    // No address: this is the parent. A malformed one is an error, never
+    // a reason to start a second parent.
     match Address::from_env() {
         Ok(address) => agent(&address),
-        Err(_) => parent(),
+        Err(AddressError::EnvMissing) => parent(),
+        Err(e) => Err(format!("{ADDRESS_ENV}: {e}").into()),
     }
 }
 

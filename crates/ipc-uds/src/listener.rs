@@ -253,7 +253,10 @@ impl Listener for UdsListener {
 
     fn accept_timeout(&mut self, timeout: Duration) -> Result<UdsConnection, ConnectError> {
         let timeout = Timespec::try_from(timeout).map_err(|_| {
-            ConnectError::InvalidConfig(format!("accept timeout {timeout:?} is too long"))
+            ConnectError::InvalidConfig(ipc_core::ConfigError::OutOfRange {
+                field: "accept timeout",
+                why: format!("{timeout:?} is too long"),
+            })
         })?;
         let mut fds = [PollFd::new(&self.fd, PollFlags::IN)];
         loop {
