@@ -144,8 +144,13 @@ pub struct Plan {
     pub idle_window_ms: u64,
     /// Connect/disconnect cycles in the leak check.
     pub churn_cycles: u32,
-    /// Messages per pattern figure (per agent where the pattern says so).
+    /// Messages per pattern figure (per agent where the pattern says so),
+    /// before calibration: a pattern whose pilot run is shorter than
+    /// `pattern_window_ms` is run with proportionally more.
     pub pattern_messages: u64,
+    /// Shortest measuring window of a pattern figure, milliseconds.
+    #[serde(default)]
+    pub pattern_window_ms: u64,
     /// Events per burst logging figure (paced figures send a fiftieth,
     /// 1 ms apart).
     pub log_events: u64,
@@ -191,7 +196,8 @@ impl Plan {
             idle_agents: vec![1, 4, 16],
             idle_window_ms: 2_000,
             churn_cycles: 500,
-            pattern_messages: 40_000,
+            pattern_messages: 20_000,
+            pattern_window_ms: 100,
             log_events: 50_000,
             codec_batches: 101,
             trials: 8,
@@ -215,7 +221,8 @@ impl Plan {
             idle_agents: vec![16],
             idle_window_ms: 500,
             churn_cycles: 100,
-            pattern_messages: 10_000,
+            pattern_messages: 5_000,
+            pattern_window_ms: 25,
             log_events: 20_000,
             codec_batches: 31,
             trials: 5,
@@ -240,6 +247,7 @@ impl Plan {
             idle_window_ms: 100,
             churn_cycles: 20,
             pattern_messages: 100,
+            pattern_window_ms: 0,
             log_events: 100,
             codec_batches: 5,
             trials: 2,

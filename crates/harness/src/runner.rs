@@ -390,6 +390,7 @@ fn plan_blocks(plan: &Plan) -> Vec<Block> {
                         let needs_addresses =
                             matches!(pattern, Regime::Pipeline | Regime::AllToAll);
                         let messages = p.pattern_messages;
+                        let window = Duration::from_millis(p.pattern_window_ms);
                         let cells: Vec<Cell> = p
                             .transports
                             .iter()
@@ -400,7 +401,8 @@ fn plan_blocks(plan: &Plan) -> Vec<Block> {
                                     format!("{} {t} x{agents}", pattern.name()),
                                     1.5,
                                     move |r, trial| {
-                                        let mut out = run(variant, agents, messages)?;
+                                        let mut out =
+                                            calibrated(run, variant, agents, messages, window)?;
                                         out.trial = trial;
                                         r.patterns.push(out);
                                         Ok(())
@@ -452,6 +454,35 @@ fn plan_blocks(plan: &Plan) -> Vec<Block> {
     }
     blocks
 }
+
+/// Runs a pattern with enough messages for a window of at least `window`:
+/// a pilot run with `messages` tells the rate, and a shorter-than-window
+/// run is followed by one with proportionally more (until the window is
+/// reached, at most [`MAX_PATTERN_SCALE`] times the messages). Fast transports would otherwise give windows of a few
+/// milliseconds, too short to mean anything on a shared host.
+fn calibrated(
+    run: fn(Variant, usize, u64) -> Result<PatternResult>,
+    variant: Variant,
+    agents: usize,
+    messages: u64,
+    window: Duration,
+) -> Result<PatternResult> {
+    let most = messages.saturating_mul(MAX_PATTERN_SCALE);
+    let mut count = messages;
+    loop {
+        let out = run(variant, agents, count)?;
+        // Fixed costs (spawning, connecting) make a short run look
+        // slower than it is, so aim past the window and look again.
+        let short_by = window.as_secs_f64() / out.seconds.max(1e-9);
+        if short_by <= 1.0 || count >= most {
+            return Ok(out);
+        }
+        count = ((count as f64 * short_by * 1.5).ceil() as u64).min(most);
+    }
+}
+
+/// Most a pattern's message count is scaled up to reach its window.
+const MAX_PATTERN_SCALE: u64 = 256;
 
 /// Runs `plan`, calling `on_step` after every cell.
 pub fn run(plan: &Plan, mut on_step: impl FnMut(&Progress<'_>)) -> Result<RunResults> {
