@@ -154,14 +154,6 @@ impl Subject {
             _ => None,
         }
     }
-
-    /// The variant, if this is (or is over) one.
-    pub fn variant(&self) -> Option<Variant> {
-        match self {
-            Subject::Transport(v) | Subject::Over(v, _) => Some(*v),
-            _ => None,
-        }
-    }
 }
 
 /// What identifies a figure within and across runs.
@@ -666,11 +658,6 @@ pub fn figures(r: &RunResults) -> Vec<Figure> {
         g.paired(over, under, better);
     }
     g.finish()
-}
-
-/// Looks up a figure.
-pub fn find(figures: &[Figure], id: &FigureId) -> Option<Figure> {
-    figures.iter().find(|f| f.id == *id).cloned()
 }
 
 #[cfg(test)]
