@@ -8,7 +8,7 @@ mod baselines {
     use benches::SIZES;
     use divan::Bencher;
     use divan::counter::BytesCount;
-    use harness::scenarios::baselines::{Hand, RawPipe, RawSocket, SharedEcho};
+    use harness::scenarios::baselines::{Echoing, Hand, RawPipe, RawSocket, SharedEcho};
 
     #[divan::bench(args = SIZES)]
     fn pipe(bencher: Bencher<'_, '_>, size: usize) {

@@ -186,6 +186,11 @@ fn copy_stream_cell(plan: &Plan, size: usize) -> Cell {
     )
 }
 
+/// One cell per transport of the plan, in the plan's order.
+fn per_transport(plan: &Plan, make: impl Fn(Transport) -> Cell) -> Vec<Cell> {
+    plan.transports.iter().map(|&t| make(t)).collect()
+}
+
 /// The mechanism of `transport` back to back.
 fn mechanism_of(transport: Transport) -> Mechanism {
     crate::figures::mechanism_of(Variant::of(transport), Regime::BackToBack)
@@ -334,43 +339,35 @@ fn plan_blocks(plan: &Plan) -> Vec<Block> {
                 let window = Duration::from_millis(p.idle_window_ms);
                 for &agents in &p.idle_agents {
                     let weight = 1.0 + window.as_secs_f64() * 4.0;
-                    let cells = p
-                        .transports
-                        .iter()
-                        .map(|&t| {
-                            let variant = Variant::of(t);
-                            cell(
-                                format!("{t}: {agents} idle agents"),
-                                weight,
-                                move |r, trial| {
-                                    let mut idle = resources::idle(variant, agents, window)?;
-                                    idle.trial = trial;
-                                    r.idle.push(idle);
-                                    Ok(())
-                                },
-                            )
-                        })
-                        .collect();
-                    blocks.push(Block { group, cells });
-                }
-                let cycles = p.churn_cycles;
-                let cells = p
-                    .transports
-                    .iter()
-                    .map(|&t| {
+                    let cells = per_transport(&p, |t| {
                         let variant = Variant::of(t);
                         cell(
-                            format!("{t}: {cycles} connect/disconnect cycles"),
-                            3.0,
+                            format!("{t}: {agents} idle agents"),
+                            weight,
                             move |r, trial| {
-                                let mut churn = resources::churn(variant, cycles)?;
-                                churn.trial = trial;
-                                r.churn.push(churn);
+                                let mut idle = resources::idle(variant, agents, window)?;
+                                idle.trial = trial;
+                                r.idle.push(idle);
                                 Ok(())
                             },
                         )
-                    })
-                    .collect();
+                    });
+                    blocks.push(Block { group, cells });
+                }
+                let cycles = p.churn_cycles;
+                let cells = per_transport(&p, |t| {
+                    let variant = Variant::of(t);
+                    cell(
+                        format!("{t}: {cycles} connect/disconnect cycles"),
+                        3.0,
+                        move |r, trial| {
+                            let mut churn = resources::churn(variant, cycles)?;
+                            churn.trial = trial;
+                            r.churn.push(churn);
+                            Ok(())
+                        },
+                    )
+                });
                 blocks.push(Block { group, cells });
             }
             Group::Patterns => {
@@ -430,23 +427,19 @@ fn plan_blocks(plan: &Plan) -> Vec<Block> {
                     } else {
                         "1 ms apart"
                     };
-                    let cells = p
-                        .transports
-                        .iter()
-                        .map(|&t| {
-                            let variant = Variant::of(t);
-                            cell(
-                                format!("{t}: {count} events, {what}"),
-                                weight,
-                                move |r, trial| {
-                                    let mut out = logging::collect(variant, count, interval)?;
-                                    out.trial = trial;
-                                    r.logging.push(out);
-                                    Ok(())
-                                },
-                            )
-                        })
-                        .collect();
+                    let cells = per_transport(&p, |t| {
+                        let variant = Variant::of(t);
+                        cell(
+                            format!("{t}: {count} events, {what}"),
+                            weight,
+                            move |r, trial| {
+                                let mut out = logging::collect(variant, count, interval)?;
+                                out.trial = trial;
+                                r.logging.push(out);
+                                Ok(())
+                            },
+                        )
+                    });
                     blocks.push(Block { group, cells });
                 }
             }
