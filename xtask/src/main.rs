@@ -34,13 +34,13 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Cmd {
     /// Build in release mode, run the benchmark groups across real
-    /// processes, and write benchmark_<UTC>.json, LATEST_SUMMARY.md, SVG
+    /// processes, and write `benchmark_<UTC>.json`, `LATEST_SUMMARY.md`, SVG
     /// charts and CI-tracker exports into --out.
     #[command(after_help = EXIT_CODES)]
     Bench(bench::BenchArgs),
     /// Regenerate the summary, charts and exports from a stored record.
     Report {
-        /// The record (benchmark_<UTC>.json).
+        /// The record (`benchmark_<UTC>.json`).
         record: PathBuf,
         /// Where to write (default: beside the record).
         #[arg(long)]

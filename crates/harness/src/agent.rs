@@ -1,7 +1,7 @@
 //! The agent side of every scenario: what a spawned process does.
 //!
 //! Scenarios re-run the current binary with [`TASK_ENV`] set to a JSON
-//! [`AgentTask`]; [`main_if_requested`] (called first in `main`) runs it and
+//! [`AgentTask`]; `main_if_requested` (called first in `main`) runs it and
 //! exits. So the runner, the divan benches and the tests all carry their
 //! own agent, and no separate binary has to be found at run time.
 

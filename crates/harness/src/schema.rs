@@ -1,8 +1,8 @@
 //! The versioned, machine-readable result of a run.
 //!
 //! Every scenario run (one *trial*: fresh processes, one measuring window)
-//! lands here as a raw record tagged with its trial number; [`figures`]
-//! (crate::figures) turns the trials into the one typed list of figures
+//! lands here as a raw record tagged with its trial number;
+//! [`figures`](crate::figures::figures) turns the trials into the one typed list of figures
 //! (median and interval over trials) that every report, comparison, target
 //! and export reads. Bump [`SCHEMA_VERSION`] on any change a reader of old
 //! files would trip over.

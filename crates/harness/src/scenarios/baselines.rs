@@ -259,7 +259,7 @@ pub(crate) fn raw_socket_echo(size: usize) -> Result<()> {
 pub enum Hand {
     /// Spin on the word.
     Spin,
-    /// Spin for [`ADAPTIVE_SPIN`], then sleep on a futex (announced in a
+    /// Spin for `ADAPTIVE_SPIN` (50 µs), then sleep on a futex (announced in a
     /// waiting word so the other side wakes it only when needed).
     Adaptive,
 }

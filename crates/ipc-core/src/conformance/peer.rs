@@ -16,7 +16,7 @@ pub enum PeerMode {
     Echo,
     /// [`PeerMode::Echo`] through the async API.
     AsyncEcho,
-    /// Sends this many payload frames (sizes from [`message_size`]).
+    /// Sends this many payload frames (sizes from `message_size`).
     Generate(u64),
     /// Receives and verifies this many payload frames, then replies `ok` or
     /// the first error.
