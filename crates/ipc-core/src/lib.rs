@@ -8,7 +8,13 @@ pub mod codec;
 mod config;
 mod error;
 pub mod frame;
+#[cfg(feature = "tokio")]
+mod frames;
+// Verifiable messages for the conformance kit and the benchmark harness:
+// shared by them, not part of the API a runtime uses.
+#[doc(hidden)]
 pub mod payload;
+mod peer;
 pub mod role;
 #[cfg(feature = "tokio")]
 pub mod role_async;
@@ -35,10 +41,14 @@ pub use config::{
     MAX_MESSAGE_SIZE_LIMIT, PeerOwner, WaitStrategy,
 };
 pub use error::{ConnectError, RecvError, SendError};
+#[cfg(feature = "tokio")]
+pub use frames::{FrameSink, Frames};
+pub use peer::PeerCredentials;
 pub use role::{BatchSendError, Connection, Connector, FrameReceiver, FrameSender, Listener};
 #[cfg(feature = "tokio")]
 pub use role_async::{
     AsyncConnection, AsyncConnector, AsyncFrameReceiver, AsyncFrameSender, AsyncListener,
+    AsyncSplit,
 };
 pub use typed::{Typed, TypedRecvError, TypedSendError};
 #[cfg(feature = "tokio")]

@@ -1,9 +1,20 @@
 //! The tokio-async twins of the [role traits](crate::role).
 //!
 //! They are separate traits implemented by separate types: the blocking
-//! path never runs an async runtime underneath. The futures are
-//! cancel-safe: dropping a `recv` loses no frame, and dropping a `send`
-//! either sends nothing or commits the whole frame.
+//! path never runs an async runtime underneath.
+//!
+//! **Cancel safety.** Every future here is cancel-safe, so each can be a
+//! branch of `tokio::select!`: dropping a `recv` loses no frame (the next
+//! `recv` returns it), and dropping a `send` either sent nothing or
+//! committed the whole frame (its tail goes out before the next frame; see
+//! [`FrameWriteHalf`](crate::stream_async::FrameWriteHalf) for split
+//! halves). The conformance kit and `ipc-core`'s tests check both.
+//!
+//! **Many connections at once.** [`AsyncSplit::into_split`] gives owned
+//! halves, so one task reads while another writes; [`AsyncFrameReceiver::into_frames`]
+//! and [`AsyncFrameSender::into_sink`] turn a half into a `futures`
+//! [`Stream`](futures_core::Stream) and [`Sink`](futures_sink::Sink) for
+//! `StreamMap`, `select_all` and `forward`.
 
 use std::future::Future;
 use std::pin::pin;
@@ -12,32 +23,46 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use crate::{Address, Capabilities, Config, ConnectError, RecvError, SendError};
+use crate::frames::{FrameSink, Frames};
+use crate::{Address, Capabilities, Config, ConnectError, PeerCredentials, RecvError, SendError};
 
 /// The sending half of an async connection.
 pub trait AsyncFrameSender: Send {
     /// Sends one frame; see [`FrameSender::send`](crate::FrameSender::send)
-    /// for the contract, including [`Config::send_timeout`].
+    /// for the contract, including [`Config::send_timeout`]. Cancel-safe:
+    /// dropped, it sent nothing or committed the whole frame.
     fn send(&mut self, frame: &[u8]) -> impl Future<Output = Result<(), SendError>> + Send;
 
-    /// Sends one frame, waiting at most `timeout` for room.
+    /// Sends one frame, waiting at most `timeout` for room. Cancel-safe
+    /// as [`send`](Self::send).
     fn send_timeout(
         &mut self,
         frame: &[u8],
         timeout: Duration,
     ) -> impl Future<Output = Result<(), SendError>> + Send;
 
-    /// Pushes out anything the connection holds back.
+    /// Pushes out anything the connection holds back. Cancel-safe: what
+    /// it wrote stays written, the rest stays held.
     fn flush(&mut self) -> impl Future<Output = Result<(), SendError>> + Send;
+
+    /// This sender as a [`Sink`](futures_sink::Sink) of frames (see
+    /// [`FrameSink`]).
+    fn into_sink(self) -> FrameSink<Self>
+    where
+        Self: Sized + 'static,
+    {
+        FrameSink::new(self)
+    }
 }
 
 /// The receiving half of an async connection.
 pub trait AsyncFrameReceiver: Send {
     /// Receives the next frame, waiting at most [`Config::recv_timeout`].
+    /// Cancel-safe: dropped, it took no frame (the next call returns it).
     fn recv(&mut self) -> impl Future<Output = Result<Bytes, RecvError>> + Send;
 
     /// Receives the next frame, waiting at most `timeout` (instead of the
-    /// configured receive timeout).
+    /// configured receive timeout). Cancel-safe as [`recv`](Self::recv).
     fn recv_timeout(
         &mut self,
         timeout: Duration,
@@ -53,12 +78,39 @@ pub trait AsyncFrameReceiver: Send {
             Poll::Pending => Err(RecvError::Empty),
         }
     }
+
+    /// This receiver as a [`Stream`](futures_core::Stream) of frames (see
+    /// [`Frames`]).
+    fn into_frames(self) -> Frames<Self>
+    where
+        Self: Sized + 'static,
+    {
+        Frames::new(self)
+    }
 }
 
 /// A duplex async connection to one peer.
 pub trait AsyncConnection: AsyncFrameSender + AsyncFrameReceiver {
     /// What this connection's transport supports.
     fn capabilities(&self) -> Capabilities;
+
+    /// The peer process as the operating system reports it (unknown
+    /// fields are `None`).
+    fn peer_credentials(&self) -> PeerCredentials {
+        PeerCredentials::default()
+    }
+}
+
+/// An async connection that splits into owned halves, so one task can
+/// receive while another sends (neither waits for the other).
+pub trait AsyncSplit: AsyncConnection + Sized {
+    /// The receiving half.
+    type ReadHalf: AsyncFrameReceiver + 'static;
+    /// The sending half.
+    type WriteHalf: AsyncFrameSender + 'static;
+
+    /// Splits the connection. Dropping both halves closes it.
+    fn into_split(self) -> (Self::ReadHalf, Self::WriteHalf);
 }
 
 /// Accepts async connections from peers at an address.
@@ -66,7 +118,8 @@ pub trait AsyncListener: Send {
     /// The connection type accepted.
     type Connection: AsyncConnection;
 
-    /// Waits for the next peer.
+    /// Waits for the next peer. Cancel-safe for the stream transports (a
+    /// connection the kernel queued stays queued); see each transport.
     fn accept(&mut self) -> impl Future<Output = Result<Self::Connection, ConnectError>> + Send;
 
     /// The address peers connect to.

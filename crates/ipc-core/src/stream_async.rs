@@ -16,8 +16,8 @@ use tokio::time::Instant;
 
 use crate::frame::{FrameDecoder, HEADER_LEN, encode_header};
 use crate::{
-    AsyncConnection, AsyncFrameReceiver, AsyncFrameSender, Backpressure, Capabilities, Config,
-    RecvError, SendError,
+    AsyncConnection, AsyncFrameReceiver, AsyncFrameSender, AsyncSplit, Backpressure, Capabilities,
+    Config, PeerCredentials, RecvError, SendError,
 };
 
 /// Bytes asked of the reader per read when no large frame is pending.
@@ -28,18 +28,44 @@ const READ_CHUNK: usize = 64 * 1024;
 const COALESCE_MAX: usize = 16 * 1024;
 
 /// A framed async duplex connection. See the [module docs](self).
+///
+/// [`into_split`](crate::AsyncSplit::into_split) gives its owned halves,
+/// [`FrameReadHalf`] and [`FrameWriteHalf`], so one task can read while
+/// another writes.
 #[derive(Debug)]
 pub struct AsyncFramedStream<R, W> {
+    read: FrameReadHalf<R>,
+    write: FrameWriteHalf<W>,
+    capabilities: Capabilities,
+    peer: PeerCredentials,
+}
+
+/// The receiving half of an [`AsyncFramedStream`].
+///
+/// `recv` is cancel-safe: bytes read go straight into the half's buffer.
+#[derive(Debug)]
+pub struct FrameReadHalf<R> {
     reader: R,
-    writer: W,
     config: Config,
     decoder: FrameDecoder,
     rbuf: BytesMut,
+    read_eof: bool,
+}
+
+/// The sending half of an [`AsyncFramedStream`].
+///
+/// `send` is cancel-safe: a frame cut short after its first byte leaves its
+/// tail in the half, written before the next frame or by
+/// [`flush`](AsyncFrameSender::flush). Once split, nothing else pushes that
+/// tail out, so a task that cancels a send should flush before it waits
+/// for an answer.
+#[derive(Debug)]
+pub struct FrameWriteHalf<W> {
+    writer: W,
+    config: Config,
     /// The unsent tail of a committed frame.
     pending: Vec<u8>,
     scratch: Vec<u8>,
-    read_eof: bool,
-    capabilities: Capabilities,
 }
 
 impl<R, W> AsyncFramedStream<R, W>
@@ -51,25 +77,38 @@ where
     pub fn new(reader: R, writer: W, config: Config, capabilities: Capabilities) -> Self {
         AsyncFramedStream {
             capabilities,
-            reader,
-            writer,
-            decoder: FrameDecoder::new(config.max_message_size),
-            config,
-            rbuf: BytesMut::new(),
-            pending: Vec::new(),
-            scratch: Vec::new(),
-            read_eof: false,
+            peer: PeerCredentials::default(),
+            read: FrameReadHalf {
+                reader,
+                decoder: FrameDecoder::new(config.max_message_size),
+                config: config.clone(),
+                rbuf: BytesMut::new(),
+                read_eof: false,
+            },
+            write: FrameWriteHalf {
+                writer,
+                config,
+                pending: Vec::new(),
+                scratch: Vec::new(),
+            },
         }
+    }
+
+    /// Records what the operating system says about the peer (the
+    /// transport knows it: `SO_PEERCRED`, a child's pid).
+    pub fn with_peer(mut self, peer: PeerCredentials) -> Self {
+        self.peer = peer;
+        self
     }
 
     /// The reader and writer underneath.
     pub fn get_ref(&self) -> (&R, &W) {
-        (&self.reader, &self.writer)
+        (&self.read.reader, &self.write.writer)
     }
 
     /// The connection's configuration.
     pub fn config(&self) -> &Config {
-        &self.config
+        &self.write.config
     }
 
     async fn recv_frame(&mut self) -> Result<Bytes, RecvError> {
@@ -78,22 +117,21 @@ where
         // retrying would spin. The failure shows up on the next send.
         let mut flush_stalled = false;
         loop {
-            if let Some(frame) = self.decoder.next_frame(&mut self.rbuf, self.read_eof)? {
+            if let Some(frame) = self.read.next_frame()? {
                 return Ok(frame);
             }
-            let want = self.decoder.bytes_wanted(&self.rbuf).max(READ_CHUNK);
-            self.rbuf.reserve(want);
-            let read = if self.pending.is_empty() || flush_stalled {
-                self.reader.read_buf(&mut self.rbuf).await
+            let pending = &mut self.write.pending;
+            let read = if pending.is_empty() || flush_stalled {
+                self.read.fill().await
             } else {
                 // Push a held-back frame tail out while waiting, so a
                 // request/response peer never stalls on a half-sent frame.
                 tokio::select! {
-                    read = self.reader.read_buf(&mut self.rbuf) => read,
-                    wrote = self.writer.write(&self.pending) => {
+                    read = self.read.fill() => read,
+                    wrote = self.write.writer.write(pending) => {
                         match wrote {
                             Ok(n) if n > 0 => {
-                                self.pending.drain(..n);
+                                pending.drain(..n);
                             }
                             _ => flush_stalled = true,
                         }
@@ -101,14 +139,41 @@ where
                     }
                 }
             };
-            match read {
-                Ok(0) => self.read_eof = true,
-                Ok(_) => {}
-                Err(e) => return Err(RecvError::from_io(e)),
-            }
+            read?;
         }
     }
+}
 
+impl<R: AsyncRead + Unpin + Send> FrameReadHalf<R> {
+    /// A complete frame already buffered, if any.
+    fn next_frame(&mut self) -> Result<Option<Bytes>, RecvError> {
+        self.decoder.next_frame(&mut self.rbuf, self.read_eof)
+    }
+
+    /// Reads more bytes into the buffer (cancel-safe: `read_buf` either
+    /// moved bytes into it or did nothing).
+    async fn fill(&mut self) -> Result<(), RecvError> {
+        let want = self.decoder.bytes_wanted(&self.rbuf).max(READ_CHUNK);
+        self.rbuf.reserve(want);
+        match self.reader.read_buf(&mut self.rbuf).await {
+            Ok(0) => self.read_eof = true,
+            Ok(_) => {}
+            Err(e) => return Err(RecvError::from_io(e)),
+        }
+        Ok(())
+    }
+
+    async fn recv_frame(&mut self) -> Result<Bytes, RecvError> {
+        loop {
+            if let Some(frame) = self.next_frame()? {
+                return Ok(frame);
+            }
+            self.fill().await?;
+        }
+    }
+}
+
+impl<W: AsyncWrite + Unpin + Send> FrameWriteHalf<W> {
     /// Sends a frame, waiting until `deadline` at most (`None`: forever).
     async fn send_frame(
         &mut self,
@@ -239,24 +304,13 @@ impl Drop for FrameTail<'_> {
     }
 }
 
-impl<R, W> AsyncFrameSender for AsyncFramedStream<R, W>
-where
-    R: AsyncRead + Unpin + Send,
-    W: AsyncWrite + Unpin + Send,
-{
+impl<W: AsyncWrite + Unpin + Send> AsyncFrameSender for FrameWriteHalf<W> {
     async fn send(&mut self, frame: &[u8]) -> Result<(), SendError> {
         let deadline = self.send_deadline();
         self.send_frame(frame, deadline).await
     }
 
     async fn send_timeout(&mut self, frame: &[u8], timeout: Duration) -> Result<(), SendError> {
-        let max = self.config.max_message_size;
-        if frame.len() > max {
-            return Err(SendError::FrameTooLarge {
-                len: frame.len(),
-                max,
-            });
-        }
         match self.send_frame(frame, Some(Instant::now() + timeout)).await {
             Err(SendError::Full) => Err(SendError::Timeout),
             other => other,
@@ -273,13 +327,46 @@ where
     }
 }
 
+impl<R: AsyncRead + Unpin + Send> AsyncFrameReceiver for FrameReadHalf<R> {
+    async fn recv(&mut self) -> Result<Bytes, RecvError> {
+        match self.config.recv_timeout {
+            Some(timeout) => self.recv_timeout(timeout).await,
+            None => self.recv_frame().await,
+        }
+    }
+
+    async fn recv_timeout(&mut self, timeout: Duration) -> Result<Bytes, RecvError> {
+        tokio::time::timeout(timeout, self.recv_frame())
+            .await
+            .unwrap_or(Err(RecvError::Timeout))
+    }
+}
+
+impl<R, W> AsyncFrameSender for AsyncFramedStream<R, W>
+where
+    R: AsyncRead + Unpin + Send,
+    W: AsyncWrite + Unpin + Send,
+{
+    async fn send(&mut self, frame: &[u8]) -> Result<(), SendError> {
+        self.write.send(frame).await
+    }
+
+    async fn send_timeout(&mut self, frame: &[u8], timeout: Duration) -> Result<(), SendError> {
+        self.write.send_timeout(frame, timeout).await
+    }
+
+    async fn flush(&mut self) -> Result<(), SendError> {
+        self.write.flush().await
+    }
+}
+
 impl<R, W> AsyncFrameReceiver for AsyncFramedStream<R, W>
 where
     R: AsyncRead + Unpin + Send,
     W: AsyncWrite + Unpin + Send,
 {
     async fn recv(&mut self) -> Result<Bytes, RecvError> {
-        match self.config.recv_timeout {
+        match self.read.config.recv_timeout {
             Some(timeout) => self.recv_timeout(timeout).await,
             None => self.recv_frame().await,
         }
@@ -299,5 +386,22 @@ where
 {
     fn capabilities(&self) -> Capabilities {
         self.capabilities
+    }
+
+    fn peer_credentials(&self) -> PeerCredentials {
+        self.peer
+    }
+}
+
+impl<R, W> AsyncSplit for AsyncFramedStream<R, W>
+where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    type ReadHalf = FrameReadHalf<R>;
+    type WriteHalf = FrameWriteHalf<W>;
+
+    fn into_split(self) -> (FrameReadHalf<R>, FrameWriteHalf<W>) {
+        (self.read, self.write)
     }
 }

@@ -3,8 +3,13 @@
 use std::process::{Command, ExitStatus};
 use std::time::Duration;
 
-use ipc_core::stream_async::AsyncFramedStream;
-use ipc_core::{Config, ConnectError};
+use std::ops::{Deref, DerefMut};
+
+use ipc_core::stream_async::{AsyncFramedStream, FrameReadHalf, FrameWriteHalf};
+use ipc_core::{
+    AsyncConnection, AsyncFrameReceiver, AsyncFrameSender, AsyncSplit, Bytes, Capabilities, Config,
+    ConnectError, PeerCredentials, RecvError, SendError,
+};
 use tokio::net::unix::pipe;
 use tokio::process::{Child, ChildStdin, ChildStdout};
 
@@ -26,7 +31,11 @@ pub async fn spawn_async(
 ) -> Result<AsyncAgentProcess, ConnectError> {
     config.validate().map_err(ConnectError::InvalidConfig)?;
     as_agent(&mut command);
-    let mut child = tokio::process::Command::from(command).spawn()?;
+    // If the reaping task never runs (the runtime shuts down first), the
+    // child is killed rather than left behind as an orphan.
+    let mut child = tokio::process::Command::from(command)
+        .kill_on_drop(true)
+        .spawn()?;
     let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
         unreachable!("both streams were set to piped");
     };
@@ -40,13 +49,14 @@ pub async fn spawn_async(
             return Err(std::io::Error::from(e).into());
         }
     }
+    let peer = PeerCredentials {
+        pid: child.id(),
+        uid: Some(rustix::process::getuid().as_raw()),
+    };
     Ok(AsyncAgentProcess {
-        conn: Some(AsyncFramedStream::new(
-            stdout,
-            stdin,
-            config.clone(),
-            CAPABILITIES,
-        )),
+        conn: Some(
+            AsyncFramedStream::new(stdout, stdin, config.clone(), CAPABILITIES).with_peer(peer),
+        ),
         child: Some(child),
     })
 }
@@ -96,14 +106,14 @@ async fn reap(mut child: Child, grace: Duration) -> std::io::Result<ExitStatus> 
     }
 }
 
-impl std::ops::Deref for AsyncAgentProcess {
+impl Deref for AsyncAgentProcess {
     type Target = AsyncAgentConnection;
     fn deref(&self) -> &AsyncAgentConnection {
         self.conn.as_ref().expect("present until consumed")
     }
 }
 
-impl std::ops::DerefMut for AsyncAgentProcess {
+impl DerefMut for AsyncAgentProcess {
     fn deref_mut(&mut self) -> &mut AsyncAgentConnection {
         self.conn.as_mut().expect("present until consumed")
     }
@@ -112,20 +122,105 @@ impl std::ops::DerefMut for AsyncAgentProcess {
 impl Drop for AsyncAgentProcess {
     fn drop(&mut self) {
         drop(self.conn.take());
-        let Some(mut child) = self.child.take() else {
-            return;
-        };
-        match tokio::runtime::Handle::try_current() {
-            Ok(handle) => {
-                handle.spawn(async move {
-                    let _ = reap(child, EXIT_GRACE).await;
-                });
-            }
-            // No runtime to wait in: kill now; tokio reaps orphans.
-            Err(_) => {
-                let _ = child.start_kill();
-            }
+        if let Some(child) = self.child.take() {
+            reap_later(child);
         }
+    }
+}
+
+/// Gives a child whose connection closed [`EXIT_GRACE`] to exit, then
+/// kills and reaps it, on a task when a runtime is there.
+fn reap_later(mut child: Child) {
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) => {
+            handle.spawn(async move {
+                let _ = reap(child, EXIT_GRACE).await;
+            });
+        }
+        // No runtime to wait in: kill now; tokio reaps orphans.
+        Err(_) => {
+            let _ = child.start_kill();
+        }
+    }
+}
+
+impl AsyncFrameSender for AsyncAgentProcess {
+    async fn send(&mut self, frame: &[u8]) -> Result<(), SendError> {
+        self.deref_mut().send(frame).await
+    }
+    async fn send_timeout(&mut self, frame: &[u8], timeout: Duration) -> Result<(), SendError> {
+        self.deref_mut().send_timeout(frame, timeout).await
+    }
+    async fn flush(&mut self) -> Result<(), SendError> {
+        self.deref_mut().flush().await
+    }
+}
+
+impl AsyncFrameReceiver for AsyncAgentProcess {
+    async fn recv(&mut self) -> Result<Bytes, RecvError> {
+        self.deref_mut().recv().await
+    }
+    async fn recv_timeout(&mut self, timeout: Duration) -> Result<Bytes, RecvError> {
+        self.deref_mut().recv_timeout(timeout).await
+    }
+}
+
+impl AsyncConnection for AsyncAgentProcess {
+    fn capabilities(&self) -> Capabilities {
+        self.deref().capabilities()
+    }
+    fn peer_credentials(&self) -> PeerCredentials {
+        self.deref().peer_credentials()
+    }
+}
+
+/// The sending half of a split [`AsyncAgentProcess`]. It owns the child:
+/// when the half drops, its pipe closes and the child gets [`EXIT_GRACE`]
+/// to exit before it is killed and reaped.
+#[derive(Debug)]
+pub struct AgentWriteHalf {
+    // Declared first, so it drops (closing the agent's stdin) first.
+    half: FrameWriteHalf<ChildStdin>,
+    _child: Reaper,
+}
+
+#[derive(Debug)]
+struct Reaper(Option<Child>);
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        if let Some(child) = self.0.take() {
+            reap_later(child);
+        }
+    }
+}
+
+impl AsyncFrameSender for AgentWriteHalf {
+    async fn send(&mut self, frame: &[u8]) -> Result<(), SendError> {
+        self.half.send(frame).await
+    }
+    async fn send_timeout(&mut self, frame: &[u8], timeout: Duration) -> Result<(), SendError> {
+        self.half.send_timeout(frame, timeout).await
+    }
+    async fn flush(&mut self) -> Result<(), SendError> {
+        self.half.flush().await
+    }
+}
+
+impl AsyncSplit for AsyncAgentProcess {
+    type ReadHalf = FrameReadHalf<ChildStdout>;
+    type WriteHalf = AgentWriteHalf;
+
+    fn into_split(self) -> (FrameReadHalf<ChildStdout>, AgentWriteHalf) {
+        let (conn, child) = self.into_parts();
+        let (read, write) = conn.into_split();
+        (
+            read,
+            AgentWriteHalf {
+                half: write,
+                _child: Reaper(Some(child)),
+            },
+        )
     }
 }
 
@@ -143,10 +238,10 @@ pub fn connect_stdio_async(config: &Config) -> Result<AsyncStdioConnection, Conn
     }
     let receiver = pipe::Receiver::from_owned_fd(read)?;
     let sender = pipe::Sender::from_owned_fd(write)?;
-    Ok(AsyncFramedStream::new(
-        receiver,
-        sender,
-        config.clone(),
-        CAPABILITIES,
-    ))
+    let parent = rustix::process::getppid().map(|pid| pid.as_raw_nonzero().get() as u32);
+    let peer = PeerCredentials {
+        pid: parent,
+        uid: Some(rustix::process::getuid().as_raw()),
+    };
+    Ok(AsyncFramedStream::new(receiver, sender, config.clone(), CAPABILITIES).with_peer(peer))
 }

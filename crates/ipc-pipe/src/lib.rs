@@ -14,7 +14,8 @@ use ipc_core::{Address, Capabilities, Config, ConnectError, Connector, MAX_MESSA
 pub use agent::{AgentProcess, EXIT_GRACE, spawn};
 #[cfg(feature = "tokio")]
 pub use asynchronous::{
-    AsyncAgentConnection, AsyncAgentProcess, AsyncStdioConnection, connect_stdio_async, spawn_async,
+    AgentWriteHalf, AsyncAgentConnection, AsyncAgentProcess, AsyncStdioConnection,
+    connect_stdio_async, spawn_async,
 };
 pub use pipes::PipePair;
 
@@ -25,7 +26,6 @@ pub type PipeConnection = FramedStream<PipePair>;
 pub const CAPABILITIES: Capabilities = {
     let mut caps = Capabilities::new(MAX_MESSAGE_SIZE_LIMIT);
     caps.async_io = cfg!(feature = "tokio");
-    caps.batched_send = true;
     caps
 };
 

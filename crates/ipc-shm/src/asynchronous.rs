@@ -15,8 +15,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use ipc_core::{
-    Address, AsyncConnection, AsyncConnector, AsyncFrameReceiver, AsyncFrameSender, Capabilities,
-    Config, ConnectError, Connector, FrameReceiver, RecvError, SendError, WaitStrategy,
+    Address, AsyncConnection, AsyncConnector, AsyncFrameReceiver, AsyncFrameSender, AsyncSplit,
+    Capabilities, Config, ConnectError, Connector, FrameReceiver, PeerCredentials, RecvError,
+    SendError, WaitStrategy,
 };
 use tokio::sync::Notify;
 use tokio::time::Instant;
@@ -173,19 +174,35 @@ impl Shared {
     }
 }
 
-/// An async shared-memory connection (either end). Build it from a
-/// blocking one with [`AsyncShmConnection::new`] or connect with
-/// [`AsyncShm`]. Must be used inside a tokio runtime.
+/// Access to the blocking connection underneath: owned by an unsplit
+/// connection, shared (behind a lock held only for one non-blocking step)
+/// by split halves.
+trait Access: Send {
+    fn with<T>(&mut self, f: impl FnOnce(&mut ShmConnection) -> T) -> T;
+}
+
+impl Access for ShmConnection {
+    fn with<T>(&mut self, f: impl FnOnce(&mut ShmConnection) -> T) -> T {
+        f(self)
+    }
+}
+
+impl Access for Arc<Mutex<ShmConnection>> {
+    fn with<T>(&mut self, f: impl FnOnce(&mut ShmConnection) -> T) -> T {
+        f(&mut self.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+/// A helper thread and what it shares with the task it serves. Dropping
+/// it stops and joins the thread.
 #[derive(Debug)]
-pub struct AsyncShmConnection {
-    inner: ShmConnection,
+struct Waiter {
     shared: Arc<Shared>,
     helper: Option<JoinHandle<()>>,
 }
 
-impl AsyncShmConnection {
-    /// Wraps a blocking connection; starts its helper thread.
-    pub fn new(inner: ShmConnection) -> Result<Self, ConnectError> {
+impl Waiter {
+    fn start(inner: &ShmConnection) -> Result<Waiter, ConnectError> {
         let shared = Arc::new(Shared {
             segment: Arc::clone(&inner.seg),
             rx_ring: inner.rx_ring,
@@ -201,44 +218,47 @@ impl AsyncShmConnection {
         let helper = std::thread::Builder::new()
             .name("ipc-shm-waiter".into())
             .spawn(move || for_helper.run())?;
-        Ok(AsyncShmConnection {
-            inner,
+        Ok(Waiter {
             shared,
             helper: Some(helper),
         })
     }
 
-    /// The blocking connection inside (for its zero-copy API).
-    pub fn get_mut(&mut self) -> &mut ShmConnection {
-        &mut self.inner
-    }
-
-    fn learn_peer_gone(&mut self) {
+    fn learn_peer_gone(&self, conn: &mut impl Access) {
         if self
             .shared
             .peer_gone
             .load(std::sync::atomic::Ordering::Acquire)
         {
-            self.inner.gone = true;
+            conn.with(|c| c.gone = true);
         }
     }
 
-    async fn recv_until(&mut self, deadline: Option<Instant>) -> Result<Bytes, RecvError> {
+    /// Receives, waiting until `deadline`. `flush_too`: also push out the
+    /// rest of a chunked message while waiting (an unsplit connection;
+    /// a write half does that itself).
+    async fn recv_until(
+        &self,
+        conn: &mut impl Access,
+        deadline: Option<Instant>,
+        flush_too: bool,
+    ) -> Result<Bytes, RecvError> {
         loop {
-            let shared = Arc::clone(&self.shared);
-            let notified = shared.ready.notified();
+            let notified = self.shared.ready.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            self.learn_peer_gone();
-            match self.inner.try_recv() {
-                Err(RecvError::Empty) => {}
-                other => return other,
-            }
-            let space_tail = self.inner.has_pending().then(|| self.inner.tx.seen_tail());
-            self.shared.request(Want::Data {
-                position: self.inner.rx.position(),
-                space_tail,
+            self.learn_peer_gone(conn);
+            let want = conn.with(|c| match c.try_recv() {
+                Err(RecvError::Empty) => Ok(Want::Data {
+                    position: c.rx.position(),
+                    space_tail: (flush_too && c.has_pending()).then(|| c.tx.seen_tail()),
+                }),
+                other => Err(other),
             });
+            match want {
+                Ok(want) => self.shared.request(want),
+                Err(received) => return received,
+            }
             match deadline {
                 Some(deadline) => {
                     if tokio::time::timeout_at(deadline, notified).await.is_err() {
@@ -251,27 +271,32 @@ impl AsyncShmConnection {
     }
 
     /// Runs a non-blocking send step until it stops reporting a full ring.
-    async fn until_room<T>(
-        &mut self,
+    async fn until_room<A: Access, T>(
+        &self,
+        conn: &mut A,
         deadline: Option<Instant>,
         mut step: impl FnMut(&mut ShmConnection) -> Result<T, Fail>,
     ) -> Result<T, SendError> {
         loop {
-            let shared = Arc::clone(&self.shared);
-            let notified = shared.ready.notified();
+            let notified = self.shared.ready.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            self.learn_peer_gone();
-            match step(&mut self.inner) {
-                Err(Fail::WouldBlock) => {}
-                other => return other.map_err(SendError::from),
-            }
-            if self.inner.config().backpressure == ipc_core::Backpressure::Fail {
+            self.learn_peer_gone(conn);
+            let attempt = conn.with(|c| match step(c) {
+                Err(Fail::WouldBlock) => Ok((
+                    c.config().backpressure == ipc_core::Backpressure::Fail,
+                    c.tx.seen_tail(),
+                )),
+                other => Err(other.map_err(SendError::from)),
+            });
+            let (fail_when_full, tail) = match attempt {
+                Ok(full) => full,
+                Err(done) => return done,
+            };
+            if fail_when_full {
                 return Err(SendError::Full);
             }
-            self.shared.request(Want::Space {
-                tail: self.inner.tx.seen_tail(),
-            });
+            self.shared.request(Want::Space { tail });
             match deadline {
                 Some(deadline) => {
                     if tokio::time::timeout_at(deadline, notified).await.is_err() {
@@ -284,13 +309,14 @@ impl AsyncShmConnection {
     }
 
     async fn send_until(
-        &mut self,
+        &self,
+        conn: &mut impl Access,
         frame: &[u8],
         deadline: Option<Instant>,
     ) -> Result<(), SendError> {
-        self.until_room(deadline, |c| c.flush_pending(Wait::Never))
+        self.until_room(conn, deadline, |c| c.flush_pending(Wait::Never))
             .await?;
-        self.until_room(deadline, |c| match c.send_with(frame, Wait::Never) {
+        self.until_room(conn, deadline, |c| match c.send_with(frame, Wait::Never) {
             Err(SendError::Full) => Err(Fail::WouldBlock),
             Err(SendError::Disconnected) => Err(Fail::Gone),
             Err(SendError::Timeout) => Err(Fail::Timeout),
@@ -303,7 +329,7 @@ impl AsyncShmConnection {
     }
 }
 
-impl Drop for AsyncShmConnection {
+impl Drop for Waiter {
     fn drop(&mut self) {
         self.shared.request(Want::Stop);
         if let Some(helper) = self.helper.take() {
@@ -313,9 +339,184 @@ impl Drop for AsyncShmConnection {
     }
 }
 
+fn deadline_after(timeout: Option<Duration>) -> Option<Instant> {
+    timeout.map(|t| Instant::now() + t)
+}
+
+/// An async shared-memory connection (either end). Build it from a
+/// blocking one with [`AsyncShmConnection::new`] or connect with
+/// [`AsyncShm`]. Must be used inside a tokio runtime.
+#[derive(Debug)]
+pub struct AsyncShmConnection {
+    // Declared first: the helper stops before the connection closes.
+    waiter: Waiter,
+    inner: ShmConnection,
+}
+
+impl AsyncShmConnection {
+    /// Wraps a blocking connection; starts its helper thread.
+    pub fn new(inner: ShmConnection) -> Result<Self, ConnectError> {
+        Ok(AsyncShmConnection {
+            waiter: Waiter::start(&inner)?,
+            inner,
+        })
+    }
+
+    /// The blocking connection inside (for its zero-copy API).
+    pub fn get_mut(&mut self) -> &mut ShmConnection {
+        &mut self.inner
+    }
+}
+
 impl AsyncFrameSender for AsyncShmConnection {
     async fn send(&mut self, frame: &[u8]) -> Result<(), SendError> {
-        let deadline = self.inner.config().send_timeout.map(|t| Instant::now() + t);
+        let deadline = deadline_after(self.inner.config().send_timeout);
+        self.waiter
+            .send_until(&mut self.inner, frame, deadline)
+            .await
+    }
+
+    async fn send_timeout(&mut self, frame: &[u8], timeout: Duration) -> Result<(), SendError> {
+        let deadline = Some(Instant::now() + timeout);
+        match self
+            .waiter
+            .send_until(&mut self.inner, frame, deadline)
+            .await
+        {
+            Err(SendError::Full) => Err(SendError::Timeout),
+            other => other,
+        }
+    }
+
+    async fn flush(&mut self) -> Result<(), SendError> {
+        let deadline = deadline_after(self.inner.config().send_timeout);
+        self.waiter
+            .until_room(&mut self.inner, deadline, |c| c.flush_pending(Wait::Never))
+            .await
+    }
+}
+
+impl AsyncFrameReceiver for AsyncShmConnection {
+    async fn recv(&mut self) -> Result<Bytes, RecvError> {
+        let deadline = deadline_after(self.inner.config().recv_timeout);
+        self.waiter
+            .recv_until(&mut self.inner, deadline, true)
+            .await
+    }
+
+    async fn recv_timeout(&mut self, timeout: Duration) -> Result<Bytes, RecvError> {
+        let deadline = Some(Instant::now() + timeout);
+        self.waiter
+            .recv_until(&mut self.inner, deadline, true)
+            .await
+    }
+}
+
+impl AsyncConnection for AsyncShmConnection {
+    fn capabilities(&self) -> Capabilities {
+        CAPABILITIES
+    }
+
+    fn peer_credentials(&self) -> PeerCredentials {
+        self.inner.peer_credentials()
+    }
+}
+
+impl AsyncSplit for AsyncShmConnection {
+    type ReadHalf = ShmReadHalf;
+    type WriteHalf = ShmWriteHalf;
+
+    /// Splits into halves that share the connection (each step takes a
+    /// lock for a moment, never across a wait); the write half gets a
+    /// helper thread of its own, so both can wait at once. The connection
+    /// closes when both halves are gone; dropping the write half alone
+    /// tells the peer this side is closing (its sends then fail, its
+    /// receives drain what is left).
+    fn into_split(self) -> (ShmReadHalf, ShmWriteHalf) {
+        let AsyncShmConnection { waiter, inner } = self;
+        // A second helper thread; if it cannot start, the write half waits
+        // with the reader's helper by polling (never fails the split).
+        let writer_waiter = Waiter::start(&inner).ok();
+        let segment = Arc::clone(&inner.seg);
+        let conn = Arc::new(Mutex::new(inner));
+        (
+            ShmReadHalf {
+                waiter,
+                conn: Arc::clone(&conn),
+            },
+            ShmWriteHalf {
+                waiter: writer_waiter,
+                conn,
+                segment,
+            },
+        )
+    }
+}
+
+/// The receiving half of a split [`AsyncShmConnection`].
+#[derive(Debug)]
+pub struct ShmReadHalf {
+    waiter: Waiter,
+    conn: Arc<Mutex<ShmConnection>>,
+}
+
+/// The sending half of a split [`AsyncShmConnection`].
+#[derive(Debug)]
+pub struct ShmWriteHalf {
+    waiter: Option<Waiter>,
+    conn: Arc<Mutex<ShmConnection>>,
+    segment: Arc<Segment>,
+}
+
+impl ShmWriteHalf {
+    fn config(&self) -> Config {
+        self.conn
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .config()
+            .clone()
+    }
+}
+
+impl AsyncFrameReceiver for ShmReadHalf {
+    async fn recv(&mut self) -> Result<Bytes, RecvError> {
+        let timeout = self
+            .conn
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .config()
+            .recv_timeout;
+        self.waiter
+            .recv_until(&mut self.conn, deadline_after(timeout), false)
+            .await
+    }
+
+    async fn recv_timeout(&mut self, timeout: Duration) -> Result<Bytes, RecvError> {
+        let deadline = Some(Instant::now() + timeout);
+        self.waiter
+            .recv_until(&mut self.conn, deadline, false)
+            .await
+    }
+}
+
+impl ShmWriteHalf {
+    async fn send_until(
+        &mut self,
+        frame: &[u8],
+        deadline: Option<Instant>,
+    ) -> Result<(), SendError> {
+        match &self.waiter {
+            Some(waiter) => waiter.send_until(&mut self.conn, frame, deadline).await,
+            None => Err(SendError::Io(std::io::Error::other(
+                "the write half's helper thread could not start",
+            ))),
+        }
+    }
+}
+
+impl AsyncFrameSender for ShmWriteHalf {
+    async fn send(&mut self, frame: &[u8]) -> Result<(), SendError> {
+        let deadline = deadline_after(self.config().send_timeout);
         self.send_until(frame, deadline).await
     }
 
@@ -327,26 +528,26 @@ impl AsyncFrameSender for AsyncShmConnection {
     }
 
     async fn flush(&mut self) -> Result<(), SendError> {
-        let deadline = self.inner.config().send_timeout.map(|t| Instant::now() + t);
-        self.until_room(deadline, |c| c.flush_pending(Wait::Never))
-            .await
+        let deadline = deadline_after(self.config().send_timeout);
+        match &self.waiter {
+            Some(waiter) => {
+                waiter
+                    .until_room(&mut self.conn, deadline, |c| c.flush_pending(Wait::Never))
+                    .await
+            }
+            None => Ok(()),
+        }
     }
 }
 
-impl AsyncFrameReceiver for AsyncShmConnection {
-    async fn recv(&mut self) -> Result<Bytes, RecvError> {
-        let deadline = self.inner.config().recv_timeout.map(|t| Instant::now() + t);
-        self.recv_until(deadline).await
-    }
-
-    async fn recv_timeout(&mut self, timeout: Duration) -> Result<Bytes, RecvError> {
-        self.recv_until(Some(Instant::now() + timeout)).await
-    }
-}
-
-impl AsyncConnection for AsyncShmConnection {
-    fn capabilities(&self) -> Capabilities {
-        CAPABILITIES
+impl Drop for ShmWriteHalf {
+    fn drop(&mut self) {
+        // Stop this half's helper, push out the rest of a committed
+        // message, then tell the peer this side is done (the read half
+        // still drains what the peer sent).
+        self.waiter.take();
+        self.conn.lock().unwrap_or_else(|e| e.into_inner()).linger();
+        self.segment.close();
     }
 }
 

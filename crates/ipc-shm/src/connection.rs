@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use ipc_core::{
-    Capabilities, Config, ConnectError, Connection, FrameReceiver, FrameSender, RecvError,
-    SendError, WaitStrategy,
+    Capabilities, Config, ConnectError, Connection, FrameReceiver, FrameSender, PeerCredentials,
+    RecvError, SendError, WaitStrategy,
 };
 
 use crate::CAPABILITIES;
@@ -163,6 +163,25 @@ impl ShmConnection {
             peer: Arc::new(PeerWatch::new(other)),
             broken: None,
         })
+    }
+
+    /// The peer process: the pid it wrote into the segment when it
+    /// attached (checked against its start time, like every liveness
+    /// check) and the uid `/proc` gives for that process. A peer can write
+    /// any pid; it cannot make another process's start time match, so a
+    /// lie shows as a peer that is not alive (uid `None`).
+    pub fn peer_credentials(&self) -> PeerCredentials {
+        let id = self.peer.id();
+        PeerCredentials {
+            pid: Some(id.pid),
+            uid: id.uid(),
+        }
+    }
+
+    /// Pushes out the rest of a committed chunked message, waiting a
+    /// bounded time (as dropping the connection does).
+    pub(crate) fn linger(&mut self) {
+        let _ = self.flush_pending(Wait::from_timeout(Some(DROP_LINGER)));
     }
 
     /// Bytes of each ring.
@@ -637,7 +656,7 @@ impl Connection for ShmConnection {
 impl Drop for ShmConnection {
     fn drop(&mut self) {
         // A committed message's rest gets a bounded chance to leave.
-        let _ = self.flush_pending(Wait::from_timeout(Some(DROP_LINGER)));
+        self.linger();
         // The segment marks this side closed and wakes the peer when the
         // last reference (this, or an async helper's) drops.
     }

@@ -32,7 +32,7 @@ mod exports {
     use ipc_core::{Capabilities, MAX_MESSAGE_SIZE_LIMIT};
 
     #[cfg(feature = "tokio")]
-    pub use crate::asynchronous::{AsyncShm, AsyncShmConnection};
+    pub use crate::asynchronous::{AsyncShm, AsyncShmConnection, ShmReadHalf, ShmWriteHalf};
     pub use crate::connection::{RecvView, SendSlot, ShmConnection};
     pub use crate::listener::{DEFAULT_RING_SIZE, Shm, ShmListener};
     pub use crate::segment::LAYOUT_VERSION;
@@ -40,7 +40,6 @@ mod exports {
     /// What this transport supports.
     pub const CAPABILITIES: Capabilities = {
         let mut caps = Capabilities::new(MAX_MESSAGE_SIZE_LIMIT);
-        caps.zero_copy = true;
         caps.async_io = cfg!(feature = "tokio");
         caps
     };

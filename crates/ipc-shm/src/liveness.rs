@@ -42,6 +42,14 @@ pub(crate) fn pid_running(pid: u32) -> bool {
 }
 
 impl ProcessId {
+    /// The process's user id, while it is this very process (start time
+    /// checked, so a recycled pid gives `None`).
+    pub(crate) fn uid(&self) -> Option<u32> {
+        use std::os::unix::fs::MetadataExt;
+        let uid = std::fs::metadata(format!("/proc/{}", self.pid)).ok()?.uid();
+        self.is_alive().then_some(uid)
+    }
+
     /// This process.
     pub(crate) fn current() -> Self {
         let pid = std::process::id();
@@ -73,6 +81,11 @@ pub(crate) struct PeerWatch {
 }
 
 impl PeerWatch {
+    /// The process watched.
+    pub(crate) fn id(&self) -> ProcessId {
+        self.id
+    }
+
     pub(crate) fn new(id: ProcessId) -> Self {
         let pidfd = rustix::process::Pid::from_raw(id.pid as i32).and_then(|pid| {
             rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).ok()

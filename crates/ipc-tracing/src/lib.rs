@@ -9,8 +9,14 @@ use std::sync::{Arc, Mutex};
 use ipc_core::{Codec, CodecError, FrameSender, Postcard};
 use serde::{Deserialize, Serialize};
 use tracing::field::{Field, Visit};
-use tracing::{Event, Subscriber};
+use tracing::{Event, Subscriber, span};
 use tracing_subscriber::layer::{Context, Layer};
+use tracing_subscriber::registry::LookupSpan;
+
+#[cfg(feature = "tokio")]
+mod shipper;
+#[cfg(feature = "tokio")]
+pub use shipper::{AsyncShippingLayer, Delivery, ShipReport, Shipper, ShipperOptions};
 
 /// One tracing event as it travels.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -24,6 +30,25 @@ pub struct EventRecord {
     /// The `message` field.
     pub message: String,
     /// Every other field, in order.
+    pub fields: Vec<(String, FieldValue)>,
+    /// The spans the event happened in, outermost first, with their
+    /// fields (`tool_call{tool=search, call_id=42}`).
+    pub spans: Vec<SpanRecord>,
+    /// The agent's name, as its layer was told (empty if not).
+    pub agent: String,
+    /// The emitting process.
+    pub pid: u32,
+    /// Events this agent's layer dropped before this record was shipped
+    /// (a running total, so the newest record has the exact count).
+    pub dropped: u64,
+}
+
+/// A span around an event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SpanRecord {
+    /// The span's name.
+    pub name: String,
+    /// Its fields, as recorded so far.
     pub fields: Vec<(String, FieldValue)>,
 }
 
@@ -53,11 +78,14 @@ pub fn decode(frame: &[u8]) -> Result<EventRecord, CodecError> {
     Postcard.decode(frame)
 }
 
-/// A layer that sends every event over a connection. See the crate docs.
+/// A layer that sends every event over a blocking connection, on the
+/// thread that logs. See the crate docs; async agents want
+/// [`AsyncShippingLayer`] (feature `tokio`).
 #[derive(Debug)]
 pub struct ShippingLayer<C> {
     conn: Mutex<C>,
     dropped: DroppedEvents,
+    agent: String,
 }
 
 /// Counts the events a [`ShippingLayer`] could not send (connection full
@@ -79,7 +107,14 @@ impl<C> ShippingLayer<C> {
         ShippingLayer {
             conn: Mutex::new(conn),
             dropped: DroppedEvents::default(),
+            agent: String::new(),
         }
+    }
+
+    /// Names the agent in every record.
+    pub fn with_agent(mut self, name: impl Into<String>) -> Self {
+        self.agent = name.into();
+        self
     }
 
     /// A handle on the count of events that could not be sent.
@@ -124,23 +159,99 @@ impl Visit for Collect {
     }
 }
 
+/// A span's fields, kept in the span's extensions by the layers.
+struct SpanFields(Vec<(String, FieldValue)>);
+
+/// Remembers a new span's fields (both layers call it).
+fn on_new_span<S>(attrs: &span::Attributes<'_>, id: &span::Id, ctx: &Context<'_, S>)
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    let mut collect = Collect::default();
+    attrs.record(&mut collect);
+    if let Some(span) = ctx.span(id) {
+        let mut fields = collect.fields;
+        if !collect.message.is_empty() {
+            fields.insert(0, ("message".into(), FieldValue::Str(collect.message)));
+        }
+        span.extensions_mut().insert(SpanFields(fields));
+    }
+}
+
+/// Adds fields recorded on a span later (`span.record(..)`).
+fn on_record<S>(id: &span::Id, values: &span::Record<'_>, ctx: &Context<'_, S>)
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    let mut collect = Collect::default();
+    values.record(&mut collect);
+    if let Some(span) = ctx.span(id) {
+        let mut extensions = span.extensions_mut();
+        if let Some(SpanFields(fields)) = extensions.get_mut::<SpanFields>() {
+            for (name, value) in collect.fields {
+                match fields.iter_mut().find(|(n, _)| *n == name) {
+                    Some(slot) => slot.1 = value,
+                    None => fields.push((name, value)),
+                }
+            }
+        }
+    }
+}
+
+/// The record of `event`, with its spans; `dropped` is filled when shipped.
+fn record_of<S>(event: &Event<'_>, ctx: &Context<'_, S>, agent: &str) -> EventRecord
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    let emitted_ns = monotonic_ns();
+    let mut collect = Collect::default();
+    event.record(&mut collect);
+    let meta = event.metadata();
+    let spans = ctx
+        .event_scope(event)
+        .map(|scope| {
+            scope
+                .from_root()
+                .map(|span| SpanRecord {
+                    name: span.name().to_owned(),
+                    fields: span
+                        .extensions()
+                        .get::<SpanFields>()
+                        .map(|f| f.0.clone())
+                        .unwrap_or_default(),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    EventRecord {
+        emitted_ns,
+        level: meta.level().to_string(),
+        target: meta.target().to_owned(),
+        message: collect.message,
+        fields: collect.fields,
+        spans,
+        agent: agent.to_owned(),
+        pid: std::process::id(),
+        dropped: 0,
+    }
+}
+
 impl<S, C> Layer<S> for ShippingLayer<C>
 where
-    S: Subscriber,
+    S: Subscriber + for<'a> LookupSpan<'a>,
     C: FrameSender + Send + 'static,
 {
-    fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
-        let emitted_ns = monotonic_ns();
-        let mut collect = Collect::default();
-        event.record(&mut collect);
-        let meta = event.metadata();
-        let record = EventRecord {
-            emitted_ns,
-            level: meta.level().to_string(),
-            target: meta.target().to_owned(),
-            message: collect.message,
-            fields: collect.fields,
-        };
+    fn on_new_span(&self, attrs: &span::Attributes<'_>, id: &span::Id, ctx: Context<'_, S>) {
+        on_new_span(attrs, id, &ctx);
+    }
+
+    fn on_record(&self, id: &span::Id, values: &span::Record<'_>, ctx: Context<'_, S>) {
+        on_record(id, values, &ctx);
+    }
+
+    fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+        let mut record = record_of(event, &ctx, &self.agent);
+        record.dropped = self.dropped.get();
         let mut frame = Vec::with_capacity(128);
         let sent = Postcard.encode(&record, &mut frame).is_ok()
             && self

@@ -1,5 +1,6 @@
 //! The tokio listener and connections.
 
+use std::os::fd::AsFd;
 use std::path::Path;
 use std::time::Duration;
 
@@ -10,7 +11,9 @@ use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 
 use crate::CAPABILITIES;
 use crate::listener::{SocketFile, bind, uds_path};
-use crate::socket::{MAX_CONNECT_PAUSE, UnixSocket, check_owner, connect_error, socket_addr};
+use crate::socket::{
+    MAX_CONNECT_PAUSE, UnixSocket, check_owner, connect_error, peer_credentials, socket_addr,
+};
 
 /// An async connection over a Unix stream socket.
 pub type AsyncUdsConnection = AsyncFramedStream<OwnedReadHalf, OwnedWriteHalf>;
@@ -44,17 +47,13 @@ impl AsyncUdsListener {
 
 fn framed(stream: UnixStream, config: &Config) -> Result<AsyncUdsConnection, ConnectError> {
     // Apply the buffer size through the blocking type, then hand it back.
+    let peer = peer_credentials(&stream.as_fd())?;
     let std_stream = stream.into_std()?;
     let socket = UnixSocket::new(std_stream.into(), config)?;
     let std_stream = std::os::unix::net::UnixStream::from(socket.into_fd());
     std_stream.set_nonblocking(true)?;
     let (reader, writer) = UnixStream::from_std(std_stream)?.into_split();
-    Ok(AsyncFramedStream::new(
-        reader,
-        writer,
-        config.clone(),
-        CAPABILITIES,
-    ))
+    Ok(AsyncFramedStream::new(reader, writer, config.clone(), CAPABILITIES).with_peer(peer))
 }
 
 impl AsyncListener for AsyncUdsListener {

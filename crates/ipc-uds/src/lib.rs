@@ -22,8 +22,6 @@ pub type UdsConnection = FramedStream<UnixSocket>;
 pub const CAPABILITIES: Capabilities = {
     let mut caps = Capabilities::new(MAX_MESSAGE_SIZE_LIMIT);
     caps.async_io = cfg!(feature = "tokio");
-    caps.many_peers = true;
-    caps.batched_send = true;
     caps
 };
 

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use ipc_core::stream::RawStream;
-use ipc_core::{Config, ConnectError};
+use ipc_core::{Config, ConnectError, PeerCredentials};
 use rustix::net::{
     AddressFamily, RecvFlags, SendAncillaryBuffer, SendFlags, SocketAddrUnix, SocketFlags,
     SocketType, sockopt,
@@ -33,6 +33,15 @@ pub(crate) fn check_owner(
         .peer_owner
         .check(cred.uid.as_raw(), &format!("uds:{}", path.display()))
         .map_err(ConnectError::PermissionDenied)
+}
+
+/// What `SO_PEERCRED` says about the process at the other end.
+pub(crate) fn peer_credentials(fd: &impl AsFd) -> Result<PeerCredentials, ConnectError> {
+    let cred = sockopt::socket_peercred(fd).map_err(io::Error::from)?;
+    Ok(PeerCredentials {
+        pid: u32::try_from(cred.pid.as_raw_nonzero().get()).ok(),
+        uid: Some(cred.uid.as_raw()),
+    })
 }
 
 /// One end of a connected Unix stream socket.

@@ -9,8 +9,8 @@ use libtest_mimic::{Failed, Trial};
 use super::peer::{AFTER_OVERSIZED, VERIFY_OK, message_size};
 use super::{PeerMode, TransportUnderTest, peer_command};
 use crate::{
-    AsyncFrameReceiver, AsyncFrameSender, Backpressure, Config, DEFAULT_MAX_MESSAGE_SIZE,
-    FrameReceiver, FrameSender, RecvError, SendError, payload,
+    AsyncConnection, AsyncFrameReceiver, AsyncFrameSender, Backpressure, Config, Connection,
+    DEFAULT_MAX_MESSAGE_SIZE, FrameReceiver, FrameSender, RecvError, SendError, payload,
 };
 
 /// Upper bound on any wait in a case, so a broken transport fails the case
@@ -35,7 +35,8 @@ type CaseResult = Result<(), Failed>;
 type Case<T> = (&'static str, fn(&T) -> CaseResult);
 
 pub(super) fn trials<T: TransportUnderTest>(transport: Arc<T>) -> Vec<Trial> {
-    let sync: [Case<T>; 11] = [
+    let sync: [Case<T>; 12] = [
+        ("capabilities_hold", capabilities_hold),
         ("round_trip_every_size_class", round_trip_sizes),
         ("order_and_integrity_from_peer", ordering_from_peer),
         ("order_and_integrity_to_peer", ordering_to_peer),
@@ -48,7 +49,10 @@ pub(super) fn trials<T: TransportUnderTest>(transport: Arc<T>) -> Vec<Trial> {
         ("full_buffer_backpressure", full_buffer),
         ("concurrent_connections", concurrent),
     ];
-    let asynchronous: [Case<T>; 7] = [
+    let asynchronous: [Case<T>; 8] = [
+        ("capabilities_hold", |t| {
+            run_async(async_capabilities_hold(t))
+        }),
         ("round_trip_every_size_class", |t| {
             run_async(async_round_trip_sizes(t))
         }),
@@ -127,6 +131,33 @@ fn run_async(case: impl Future<Output = CaseResult>) -> CaseResult {
 }
 
 // ---- blocking cases ----
+
+/// What [`Capabilities`](crate::Capabilities) claims, checked: the kit's
+/// async cases need async types, the round trip sends a frame of the
+/// default maximum, and a larger maximum than the transport's is refused.
+fn capabilities_hold<T: TransportUnderTest>(t: &T) -> CaseResult {
+    let caps = {
+        let (conn, _peer) = t.spawn(peer(PeerMode::Echo), &parent_config())?;
+        conn.capabilities()
+    };
+    ensure(caps.async_io, || {
+        "async_io is false, yet the transport has async connections".into()
+    })?;
+    ensure(caps.max_message_size >= DEFAULT_MAX_MESSAGE_SIZE, || {
+        format!(
+            "max_message_size {} is below the default {DEFAULT_MAX_MESSAGE_SIZE}",
+            caps.max_message_size
+        )
+    })?;
+    if let Some(beyond) = caps.max_message_size.checked_add(1) {
+        let config = parent_config().with_max_message_size(beyond);
+        let refused = t.spawn(peer(PeerMode::Echo), &config);
+        ensure(refused.is_err(), || {
+            format!("a max_message_size of {beyond}, beyond the stated maximum, was accepted")
+        })?;
+    }
+    Ok(())
+}
 
 fn round_trip_sizes<T: TransportUnderTest>(t: &T) -> CaseResult {
     let (mut conn, _peer) = t.spawn(peer(PeerMode::Echo), &parent_config())?;
@@ -334,6 +365,20 @@ fn expect_recv_err<T>(
 }
 
 // ---- async cases ----
+
+async fn async_capabilities_hold<T: TransportUnderTest>(t: &T) -> CaseResult {
+    let (conn, _peer) = t.spawn(peer(PeerMode::Echo), &parent_config())?;
+    let (async_conn, _async_peer) = t
+        .spawn_async(peer(PeerMode::Echo), &parent_config())
+        .await?;
+    ensure(async_conn.capabilities() == conn.capabilities(), || {
+        format!(
+            "async {:?} and blocking {:?} connections disagree",
+            async_conn.capabilities(),
+            conn.capabilities()
+        )
+    })
+}
 
 async fn async_round_trip_sizes<T: TransportUnderTest>(t: &T) -> CaseResult {
     let (mut conn, _peer) = t

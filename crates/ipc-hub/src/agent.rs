@@ -1,0 +1,315 @@
+//! The agent's side: join a hub, answer its calls, send it messages and
+//! logs, call it.
+
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ipc_core::{
+    AsyncFrameReceiver, AsyncFrameSender, AsyncSplit, PeerCredentials, Postcard, RecvError,
+    SendError,
+};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use crate::link::{Inbound, Link};
+use crate::message::{HubCodec, encode};
+use crate::wire::{self, Kind};
+use crate::{CallError, HubConfig, JoinError, LeaveReason, Payload, PeerId, Request, SendToError};
+
+/// Something the hub sent; see [`Agent::next`].
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum AgentEvent<C = Postcard> {
+    /// A one-way message.
+    Message(Payload<C>),
+    /// A call to answer with [`Request::reply`].
+    Call(Request<C>),
+    /// The hub is shutting down: finish up and [`close`](Agent::close).
+    Shutdown(String),
+    /// The connection to the hub ended; `next` returns `None` from now on.
+    Left(LeaveReason),
+}
+
+/// An agent's membership of a hub, over any connection.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// use ipc_hub::{Agent, AgentEvent, HubConfig};
+/// let conn = ipc_pipe::connect_stdio_async(&ipc_core::Config::default())?;
+/// let mut agent = Agent::join(conn, "searcher", HubConfig::default()).await?;
+/// while let Some(event) = agent.next().await {
+///     match event {
+///         AgentEvent::Call(request) => {
+///             let query: String = request.decode()?;
+///             request.reply(&format!("results for {query}")).await?;
+///         }
+///         AgentEvent::Shutdown(_) => break,
+///         _ => {}
+///     }
+/// }
+/// agent.close("done", std::time::Duration::from_secs(1)).await;
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct Agent<C = Postcard> {
+    id: PeerId,
+    hub: PeerCredentials,
+    link: Arc<Link>,
+    events: mpsc::Receiver<Inbound>,
+    ended: bool,
+    _codec: PhantomData<fn() -> C>,
+}
+
+impl Agent<Postcard> {
+    /// Joins the hub at the other end of `conn` as `name` (postcard).
+    pub async fn join<T: AsyncSplit + 'static>(
+        conn: T,
+        name: &str,
+        config: HubConfig,
+    ) -> Result<Self, JoinError> {
+        Agent::join_with_codec(conn, name, config).await
+    }
+}
+
+impl<C: HubCodec> Agent<C> {
+    /// Joins the hub at the other end of `conn` as `name`, speaking `C`:
+    /// says hello and waits up to [`HubConfig::handshake_timeout`] for the
+    /// welcome.
+    pub async fn join_with_codec<T: AsyncSplit + 'static>(
+        conn: T,
+        name: &str,
+        config: HubConfig,
+    ) -> Result<Self, JoinError> {
+        config.validate()?;
+        wire::check_name(name.as_bytes()).map_err(JoinError::InvalidName)?;
+        let hub = conn.peer_credentials();
+        let (mut read, mut write) = conn.into_split();
+        let deadline = Instant::now() + config.handshake_timeout;
+        write
+            .send_timeout(&wire::hello(name), config.handshake_timeout)
+            .await
+            .map_err(JoinError::Send)?;
+        let left = deadline.saturating_duration_since(Instant::now());
+        let welcome = match read.recv_timeout(left).await {
+            Ok(frame) => frame,
+            Err(RecvError::Timeout) => return Err(JoinError::Timeout),
+            Err(e) => return Err(JoinError::Recv(e)),
+        };
+        let welcome = wire::decode(welcome).map_err(|e| JoinError::Refused(e.to_string()))?;
+        if welcome.kind != Kind::Welcome {
+            return Err(JoinError::Refused(format!(
+                "the hub answered with a {:?}",
+                welcome.kind
+            )));
+        }
+        let id = PeerId(welcome.id);
+        let (events_tx, events) = mpsc::channel(config.event_queue);
+        // On this side the link's peer is the hub; events carry our id.
+        let (link, reader) = Link::new(
+            id,
+            read,
+            write,
+            config.queue_len,
+            config.send_timeout,
+            events_tx,
+        );
+        reader.start();
+        Ok(Agent {
+            id,
+            hub,
+            link,
+            events,
+            ended: false,
+            _codec: PhantomData,
+        })
+    }
+
+    /// The id the hub gave this agent.
+    pub fn id(&self) -> PeerId {
+        self.id
+    }
+
+    /// The hub process, as the OS says.
+    pub fn hub_credentials(&self) -> PeerCredentials {
+        self.hub
+    }
+
+    /// The next event from the hub; `None` once the connection has ended
+    /// and its [`AgentEvent::Left`] was returned. Cancel-safe.
+    pub async fn next(&mut self) -> Option<AgentEvent<C>> {
+        if self.ended {
+            return None;
+        }
+        loop {
+            let Some(inbound) = self.events.recv().await else {
+                self.ended = true;
+                return None;
+            };
+            return Some(match inbound {
+                Inbound::Message(_, body) => AgentEvent::Message(Payload::new(body)),
+                Inbound::Call(peer, id, body, link) => {
+                    AgentEvent::Call(Request::new(peer, id, body, link))
+                }
+                Inbound::Bye(reason) => AgentEvent::Shutdown(reason),
+                Inbound::Left(_, reason) => {
+                    self.ended = true;
+                    AgentEvent::Left(reason)
+                }
+                // A hub does not ship logs to its agents; the rest are hub
+                // notices that never reach an agent's queue.
+                Inbound::Log(..)
+                | Inbound::Joined(_)
+                | Inbound::Rejected(..)
+                | Inbound::AcceptFailed(_) => continue,
+            });
+        }
+    }
+
+    /// Answers the hub's calls with `handler` until the hub shuts down or
+    /// the connection ends, then closes (waiting up to 1 s for the
+    /// goodbye to go out). Calls are answered one at a time, in order; a
+    /// request that does not decode as `Q` is failed with the reason, and
+    /// an `Err` from the handler fails the call with that text. One-way
+    /// messages are not for `serve` (use [`next`](Self::next)); they are
+    /// counted in the result, not answered.
+    ///
+    /// ```no_run
+    /// # async fn run(agent: ipc_hub::Agent) {
+    /// let served = agent
+    ///     .serve(|n: u64| async move { Ok::<_, String>(n * 2) })
+    ///     .await;
+    /// println!("answered {} calls", served.answered);
+    /// # }
+    /// ```
+    pub async fn serve<Q, A, F, Fut>(mut self, mut handler: F) -> Served
+    where
+        Q: DeserializeOwned,
+        A: Serialize,
+        F: FnMut(Q) -> Fut,
+        Fut: std::future::Future<Output = Result<A, String>>,
+    {
+        let mut served = Served::default();
+        while let Some(event) = self.next().await {
+            match event {
+                AgentEvent::Call(request) => {
+                    let answered = match request.decode::<Q>() {
+                        Ok(call) => match handler(call).await {
+                            Ok(answer) => request.reply(&answer).await,
+                            Err(why) => request.fail(&why).await,
+                        },
+                        Err(e) => request.fail(&format!("undecodable request: {e}")).await,
+                    };
+                    served.answered += u64::from(answered.is_ok());
+                }
+                AgentEvent::Message(_) => served.messages_ignored += 1,
+                AgentEvent::Shutdown(_) => break,
+                AgentEvent::Left(reason) => {
+                    served.left = Some(reason);
+                    break;
+                }
+            }
+        }
+        self.close("done", Duration::from_secs(1)).await;
+        served
+    }
+
+    /// Sends a one-way message to the hub, waiting up to
+    /// [`HubConfig::send_timeout`] for room in the queue.
+    pub async fn send<T: Serialize + ?Sized>(&self, message: &T) -> Result<(), SendToError> {
+        let frame = encode::<C, T>(Kind::Message, 0, message).map_err(SendToError::Encode)?;
+        self.link.post_default(frame).await
+    }
+
+    /// Calls the hub and waits for its answer until `timeout`
+    /// (see [`HubHandle::call`](crate::HubHandle::call)).
+    pub async fn call<Q, A>(&self, request: &Q, timeout: Duration) -> Result<A, CallError>
+    where
+        Q: Serialize + ?Sized,
+        A: DeserializeOwned,
+    {
+        let deadline = Instant::now() + timeout;
+        let reply = self
+            .link
+            .call(
+                |id| encode::<C, Q>(Kind::Call, id, request).map_err(CallError::Encode),
+                deadline,
+            )
+            .await?;
+        C::default().decode(&reply).map_err(CallError::Decode)
+    }
+
+    /// A sender of log records to the hub over this agent's connection
+    /// (no second connection), for `ipc_tracing::AsyncShippingLayer`. The
+    /// hub sees them as [`HubEvent::Log`](crate::HubEvent::Log).
+    pub fn log_sink(&self) -> LogSink {
+        LogSink {
+            link: Arc::clone(&self.link),
+        }
+    }
+
+    /// Says goodbye, waits up to `grace` for the queue to drain and the
+    /// hub to close its side, then closes. The hub reports this agent as
+    /// [`LeaveReason::Closed`].
+    pub async fn close(mut self, reason: &str, grace: Duration) {
+        let deadline = Instant::now() + grace;
+        // Our reader must not wait for room to report the end.
+        self.events.close();
+        // Everything queued before (messages, replies, logs) goes first.
+        if self.link.say_goodbye_by(reason, deadline).await {
+            self.link.ended_by(deadline).await;
+        }
+        self.link.abort();
+    }
+}
+
+impl<C> Drop for Agent<C> {
+    fn drop(&mut self) {
+        self.link.abort();
+    }
+}
+
+/// What [`Agent::serve`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Served {
+    /// Calls answered (with a reply or a failure).
+    pub answered: u64,
+    /// One-way messages received and not handled.
+    pub messages_ignored: u64,
+    /// Why the connection ended, if it ended before a goodbye from the hub.
+    pub left: Option<LeaveReason>,
+}
+
+/// Ships frames to the hub as log records; see [`Agent::log_sink`].
+#[derive(Debug, Clone)]
+pub struct LogSink {
+    link: Arc<Link>,
+}
+
+impl LogSink {
+    fn map(e: SendToError) -> SendError {
+        match e {
+            SendToError::Full => SendError::Timeout,
+            _ => SendError::Disconnected,
+        }
+    }
+}
+
+impl AsyncFrameSender for LogSink {
+    async fn send(&mut self, frame: &[u8]) -> Result<(), SendError> {
+        let frame = wire::encode(Kind::Log, 0, frame);
+        self.link.post_default(frame).await.map_err(Self::map)
+    }
+
+    async fn send_timeout(&mut self, frame: &[u8], timeout: Duration) -> Result<(), SendError> {
+        let frame = wire::encode(Kind::Log, 0, frame);
+        self.link.post(frame, timeout).await.map_err(Self::map)
+    }
+
+    async fn flush(&mut self) -> Result<(), SendError> {
+        Ok(())
+    }
+}

@@ -1,0 +1,91 @@
+//! The hub's and agent's settings.
+
+use std::time::Duration;
+
+/// Settings of a [`Hub`](crate::Hub) or an [`Agent`](crate::Agent).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct HubConfig {
+    /// Frames queued per peer before sends to it report
+    /// [`Full`](crate::SendToError::Full): what bounds the memory one slow
+    /// or hung peer can hold. Default 64.
+    pub queue_len: usize,
+    /// How long a sender waits for room in a peer's queue
+    /// ([`send_to`](crate::HubHandle::send_to), replies, the agent's sends).
+    /// [`broadcast`](crate::HubHandle::broadcast) never waits. Default 1 s.
+    pub send_timeout: Duration,
+    /// How long a new connection has to complete the handshake (and an
+    /// agent waits for the hub's welcome). Default 5 s.
+    pub handshake_timeout: Duration,
+    /// Handshakes under way at once; further accepts wait, so a flood of
+    /// silent connections cannot exhaust file descriptors. Default 64.
+    pub max_handshakes: usize,
+    /// Events buffered for [`next`](crate::Hub::next); when full, readers
+    /// wait (pushing back on the peers). Replies bypass it. Default 1024.
+    pub event_queue: usize,
+}
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        HubConfig {
+            queue_len: 64,
+            send_timeout: Duration::from_secs(1),
+            handshake_timeout: Duration::from_secs(5),
+            max_handshakes: 64,
+            event_queue: 1024,
+        }
+    }
+}
+
+/// Largest queue length, event queue or handshake count accepted.
+pub const MAX_COUNT: usize = 1 << 20;
+
+/// A setting out of range.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("HubConfig::{field} must be between 1 and {MAX_COUNT}")]
+pub struct HubConfigError {
+    /// The setting.
+    pub field: &'static str,
+}
+
+impl HubConfig {
+    /// Sets [`HubConfig::queue_len`].
+    pub fn with_queue_len(mut self, frames: usize) -> Self {
+        self.queue_len = frames;
+        self
+    }
+    /// Sets [`HubConfig::send_timeout`].
+    pub fn with_send_timeout(mut self, timeout: Duration) -> Self {
+        self.send_timeout = timeout;
+        self
+    }
+    /// Sets [`HubConfig::handshake_timeout`].
+    pub fn with_handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.handshake_timeout = timeout;
+        self
+    }
+    /// Sets [`HubConfig::max_handshakes`].
+    pub fn with_max_handshakes(mut self, n: usize) -> Self {
+        self.max_handshakes = n;
+        self
+    }
+    /// Sets [`HubConfig::event_queue`].
+    pub fn with_event_queue(mut self, events: usize) -> Self {
+        self.event_queue = events;
+        self
+    }
+
+    /// Checks every count is between 1 and [`MAX_COUNT`].
+    pub fn validate(&self) -> Result<(), HubConfigError> {
+        for (field, value) in [
+            ("queue_len", self.queue_len),
+            ("max_handshakes", self.max_handshakes),
+            ("event_queue", self.event_queue),
+        ] {
+            if value == 0 || value > MAX_COUNT {
+                return Err(HubConfigError { field });
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,595 @@
+//! The hub: a set of peers over any transports, one event stream.
+
+use std::collections::{HashMap, VecDeque};
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use bytes::Bytes;
+use ipc_core::{
+    AsyncConnection, AsyncFrameReceiver, AsyncFrameSender, AsyncListener, AsyncSplit, ConnectError,
+    PeerCredentials, Postcard, RecvError,
+};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::sync::{Semaphore, mpsc};
+use tokio::task::AbortHandle;
+use tokio::time::Instant;
+
+use crate::link::{Inbound, Link};
+use crate::message::{HubCodec, encode};
+use crate::wire::{self, Kind};
+use crate::{
+    AdmitError, CallError, HubConfig, HubConfigError, LeaveReason, Payload, PeerId, PeerInfo,
+    Request, SendToError,
+};
+
+/// Something that happened at the hub; see [`Hub::next`].
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum HubEvent<C = Postcard> {
+    /// A peer completed the handshake. Nothing from it comes before this.
+    Joined(PeerInfo),
+    /// A one-way message from a peer.
+    Message {
+        /// The sender.
+        peer: PeerId,
+        /// What it sent.
+        payload: Payload<C>,
+    },
+    /// A peer calls the hub; answer with [`Request::reply`].
+    Call(Request<C>),
+    /// A log record a peer's tracing layer shipped (decode it with
+    /// `ipc_tracing::decode`).
+    Log {
+        /// The sender.
+        peer: PeerId,
+        /// The encoded record.
+        record: Bytes,
+    },
+    /// A peer left; nothing more comes from it, its waiting calls have
+    /// failed with [`CallError::PeerGone`].
+    Left {
+        /// Who it was.
+        peer: PeerInfo,
+        /// Why it left.
+        reason: LeaveReason,
+    },
+    /// A connection that did not complete the handshake (silent, not a
+    /// hub agent, or broken). It was closed.
+    Rejected {
+        /// The process behind it, as the OS says.
+        from: PeerCredentials,
+        /// What went wrong.
+        error: AdmitError,
+    },
+    /// A listener's accept failed (other than running out of file
+    /// descriptors, which is retried with a back-off). It goes on.
+    AcceptFailed(ConnectError),
+}
+
+#[derive(Debug)]
+struct Peer {
+    info: PeerInfo,
+    link: Arc<Link>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    config: HubConfig,
+    peers: Mutex<HashMap<PeerId, Peer>>,
+    next_peer: AtomicU64,
+    events: mpsc::Sender<Inbound>,
+    handshakes: Arc<Semaphore>,
+    background: Mutex<Vec<AbortHandle>>,
+    closing: AtomicBool,
+    /// Rejections and accept failures not reported for lack of room.
+    unreported: AtomicU64,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A hub: the peers that joined it over any transports, and one stream of
+/// their events.
+///
+/// Every peer has its own bounded queue and writer task, so a slow or hung
+/// peer fills only its own queue: sends to it report
+/// [`SendToError::Full`], calls to it time out, and everyone else goes on.
+/// `C` is the codec of the values (postcard by default).
+///
+/// Dropping the hub closes every connection at once;
+/// [`shutdown`](Self::shutdown) says goodbye first. Calls, sends and the
+/// peer list are [`HubHandle`]'s methods, reached through `Deref`.
+#[derive(Debug)]
+pub struct Hub<C = Postcard> {
+    handle: HubHandle<C>,
+    events: mpsc::Receiver<Inbound>,
+    /// Events read while waiting for joins, returned by `next` first.
+    backlog: VecDeque<HubEvent<C>>,
+}
+
+/// A cloneable handle on a [`Hub`] for other tasks: calls, sends,
+/// broadcasts and the peer list (events stay with the hub).
+#[derive(Debug)]
+pub struct HubHandle<C = Postcard> {
+    shared: Arc<Shared>,
+    _codec: PhantomData<fn() -> C>,
+}
+
+impl<C> Clone for HubHandle<C> {
+    fn clone(&self) -> Self {
+        HubHandle {
+            shared: Arc::clone(&self.shared),
+            _codec: PhantomData,
+        }
+    }
+}
+
+impl Hub<Postcard> {
+    /// A hub speaking postcard.
+    pub fn new(config: HubConfig) -> Result<Self, HubConfigError> {
+        Hub::with_codec(config)
+    }
+}
+
+impl<C: HubCodec> Hub<C> {
+    /// A hub speaking codec `C`.
+    pub fn with_codec(config: HubConfig) -> Result<Self, HubConfigError> {
+        config.validate()?;
+        let (events_tx, events) = mpsc::channel(config.event_queue);
+        let shared = Arc::new(Shared {
+            handshakes: Arc::new(Semaphore::new(config.max_handshakes)),
+            config,
+            peers: Mutex::default(),
+            next_peer: AtomicU64::new(1),
+            events: events_tx,
+            background: Mutex::default(),
+            closing: AtomicBool::new(false),
+            unreported: AtomicU64::new(0),
+        });
+        Ok(Hub {
+            handle: HubHandle {
+                shared,
+                _codec: PhantomData,
+            },
+            events,
+            backlog: VecDeque::new(),
+        })
+    }
+
+    /// A handle for other tasks.
+    pub fn handle(&self) -> HubHandle<C> {
+        self.handle.clone()
+    }
+
+    /// The next event. Waits until there is one (a hub with no peers waits
+    /// for one to join); cancel-safe, so it can be a `select!` branch.
+    pub async fn next(&mut self) -> HubEvent<C> {
+        if let Some(event) = self.backlog.pop_front() {
+            return event;
+        }
+        self.next_new().await
+    }
+
+    /// Waits until `n` more peers have joined, at most `timeout`, and
+    /// returns them in the order they joined. Other events that come
+    /// meanwhile are kept for [`next`](Self::next), in order.
+    pub async fn wait_for_peers(
+        &mut self,
+        n: usize,
+        timeout: Duration,
+    ) -> Result<Vec<PeerInfo>, PeersMissing> {
+        let deadline = Instant::now() + timeout;
+        let mut joined = Vec::with_capacity(n);
+        let mut other = VecDeque::new();
+        while joined.len() < n {
+            match tokio::time::timeout_at(deadline, self.next_new()).await {
+                Ok(HubEvent::Joined(peer)) => joined.push(peer),
+                Ok(event) => other.push_back(event),
+                Err(_) => break,
+            }
+        }
+        self.backlog.extend(other);
+        if joined.len() < n {
+            return Err(PeersMissing { wanted: n, joined });
+        }
+        Ok(joined)
+    }
+
+    /// The next event from the queue (not the backlog).
+    async fn next_new(&mut self) -> HubEvent<C> {
+        loop {
+            // The hub holds a sender itself, so the channel never closes.
+            let Some(inbound) = self.events.recv().await else {
+                continue;
+            };
+            let shared = &self.handle.shared;
+            return match inbound {
+                Inbound::Joined(info) => HubEvent::Joined(info),
+                Inbound::Rejected(from, error) => HubEvent::Rejected { from, error },
+                Inbound::AcceptFailed(error) => HubEvent::AcceptFailed(error),
+                Inbound::Message(peer, body) => HubEvent::Message {
+                    peer,
+                    payload: Payload::new(body),
+                },
+                Inbound::Call(peer, id, body, link) => {
+                    HubEvent::Call(Request::new(peer, id, body, link))
+                }
+                Inbound::Log(peer, record) => HubEvent::Log { peer, record },
+                // The peer is leaving; its `Left` follows when it closes.
+                Inbound::Bye(..) => continue,
+                Inbound::Left(peer, reason) => {
+                    let Some(gone) = lock(&shared.peers).remove(&peer) else {
+                        continue;
+                    };
+                    HubEvent::Left {
+                        peer: gone.info,
+                        reason,
+                    }
+                }
+            };
+        }
+    }
+
+    /// Says goodbye to every peer still connected, waits up to `grace`
+    /// for their queues to drain and their connections to close, then
+    /// closes whatever is left. Returns how many closed within `grace`.
+    pub async fn shutdown(mut self, grace: Duration) -> usize {
+        // No one reads events any more: let readers finish without waiting
+        // for room.
+        self.events.close();
+        let shared = &self.handle.shared;
+        shared.closing.store(true, Ordering::Release);
+        for task in lock(&shared.background).drain(..) {
+            task.abort();
+        }
+        let links: Vec<Arc<Link>> = lock(&shared.peers)
+            .values()
+            .filter(|p| p.link.left().is_none())
+            .map(|p| Arc::clone(&p.link))
+            .collect();
+        // All at once: a hung peer whose queue is full holds up no one.
+        let deadline = Instant::now() + grace;
+        let goodbyes = links
+            .iter()
+            .map(|link| link.say_goodbye_by("the hub is shutting down", deadline));
+        futures_util::future::join_all(goodbyes).await;
+        // Dropping the hub afterwards stops whatever is still running.
+        let ends = links.iter().map(|link| link.ended_by(deadline));
+        futures_util::future::join_all(ends)
+            .await
+            .into_iter()
+            .filter(|ended| *ended)
+            .count()
+    }
+}
+
+impl<C> Drop for Hub<C> {
+    fn drop(&mut self) {
+        let shared = &self.handle.shared;
+        shared.closing.store(true, Ordering::Release);
+        for task in lock(&shared.background).drain(..) {
+            task.abort();
+        }
+        for (_, peer) in lock(&shared.peers).drain() {
+            peer.link.abort();
+        }
+    }
+}
+
+impl<C> std::ops::Deref for Hub<C> {
+    type Target = HubHandle<C>;
+    fn deref(&self) -> &HubHandle<C> {
+        &self.handle
+    }
+}
+
+impl<C: HubCodec> HubHandle<C> {
+    /// Adds a connection (a spawned agent, a connection you accepted or
+    /// opened yourself): runs the handshake and returns the new peer. Its
+    /// [`HubEvent::Joined`] comes from [`Hub::next`] too.
+    pub async fn add<T>(&self, conn: T) -> Result<PeerInfo, AdmitError>
+    where
+        T: AsyncSplit + 'static,
+    {
+        admit(&self.shared, conn).await
+    }
+
+    /// Accepts peers from `listener` on a task until the hub shuts down:
+    /// each connection gets [`HubConfig::handshake_timeout`] to say hello
+    /// ([`HubEvent::Rejected`] otherwise), at most
+    /// [`HubConfig::max_handshakes`] at once. Running out of file
+    /// descriptors pauses accepting (doubling from 10 ms to 1 s) instead of
+    /// spinning. Must be called inside a tokio runtime.
+    pub fn listen<L>(&self, listener: L) -> std::io::Result<()>
+    where
+        L: AsyncListener + 'static,
+        L::Connection: AsyncSplit + 'static,
+    {
+        let runtime = tokio::runtime::Handle::try_current()
+            .map_err(|e| std::io::Error::other(format!("Hub::listen: {e}")))?;
+        let task = runtime.spawn(accept_loop::<L>(Arc::clone(&self.shared), listener));
+        lock(&self.shared.background).push(task.abort_handle());
+        Ok(())
+    }
+
+    /// Rejected connections and failed accepts that were not reported as
+    /// events because the event queue was full.
+    pub fn unreported_notices(&self) -> u64 {
+        self.shared.unreported.load(Ordering::Relaxed)
+    }
+
+    /// The peers connected now (a peer that left is gone from here even
+    /// before its [`HubEvent::Left`] is read).
+    pub fn peers(&self) -> Vec<PeerInfo> {
+        let mut peers: Vec<PeerInfo> = lock(&self.shared.peers)
+            .values()
+            .filter(|p| p.link.left().is_none())
+            .map(|p| p.info.clone())
+            .collect();
+        peers.sort_by_key(|p| p.id);
+        peers
+    }
+
+    fn link(&self, peer: PeerId) -> Option<Arc<Link>> {
+        lock(&self.shared.peers)
+            .get(&peer)
+            .map(|p| Arc::clone(&p.link))
+    }
+
+    /// Calls `peer` with `request` and waits for its answer until
+    /// `timeout`. Replies are matched by correlation id, so many calls can
+    /// be out at once, to one peer or many, answered in any order.
+    /// Cancel-safe: dropping the future forgets the call (a late reply is
+    /// discarded).
+    pub async fn call<Q, A>(
+        &self,
+        peer: PeerId,
+        request: &Q,
+        timeout: Duration,
+    ) -> Result<A, CallError>
+    where
+        Q: Serialize + ?Sized,
+        A: DeserializeOwned,
+    {
+        let deadline = Instant::now() + timeout;
+        let link = self.link(peer).ok_or(CallError::UnknownPeer(peer))?;
+        let reply = link
+            .call(
+                |id| encode::<C, Q>(Kind::Call, id, request).map_err(CallError::Encode),
+                deadline,
+            )
+            .await?;
+        C::default().decode(&reply).map_err(CallError::Decode)
+    }
+
+    /// Calls each of `peers` (ids, or `&PeerInfo`s) with the same request
+    /// at once (encoded once) and gathers the answers until `timeout`, in
+    /// the order of `peers`: fan-out and gather. A dead or hung peer costs
+    /// only its own entry.
+    pub async fn call_each<Q, A, P>(
+        &self,
+        peers: impl IntoIterator<Item = P>,
+        request: &Q,
+        timeout: Duration,
+    ) -> Vec<Result<A, CallError>>
+    where
+        Q: Serialize + ?Sized,
+        A: DeserializeOwned,
+        P: Into<PeerId>,
+    {
+        let peers: Vec<PeerId> = peers.into_iter().map(Into::into).collect();
+        let deadline = Instant::now() + timeout;
+        let mut body = Vec::new();
+        if let Err(e) = C::default().encode(request, &mut body) {
+            let why = e.to_string();
+            return peers
+                .iter()
+                .map(|_| {
+                    Err(CallError::Encode(ipc_core::CodecError {
+                        codec: C::NAME,
+                        op: "encode",
+                        message: why.clone(),
+                    }))
+                })
+                .collect();
+        }
+        let calls = peers.iter().map(|&peer| {
+            let link = self.link(peer);
+            let body = &body;
+            async move {
+                let link = link.ok_or(CallError::UnknownPeer(peer))?;
+                let reply = link
+                    .call(|id| Ok(wire::encode(Kind::Call, id, body)), deadline)
+                    .await?;
+                C::default().decode(&reply).map_err(CallError::Decode)
+            }
+        });
+        futures_util::future::join_all(calls).await
+    }
+
+    /// Queues a one-way message for `peer`, waiting up to
+    /// [`HubConfig::send_timeout`] for room in its queue.
+    pub async fn send_to<T: Serialize + ?Sized>(
+        &self,
+        peer: PeerId,
+        message: &T,
+    ) -> Result<(), SendToError> {
+        let link = self.link(peer).ok_or(SendToError::UnknownPeer(peer))?;
+        let frame = encode::<C, T>(Kind::Message, 0, message).map_err(SendToError::Encode)?;
+        link.post_default(frame).await
+    }
+
+    /// Queues a one-way message for every peer without waiting: a peer
+    /// whose queue is full (or that is leaving) is skipped and named in
+    /// the result.
+    pub fn broadcast<T: Serialize + ?Sized>(&self, message: &T) -> Result<Broadcast, SendToError> {
+        let frame = encode::<C, T>(Kind::Message, 0, message).map_err(SendToError::Encode)?;
+        let links: Vec<Arc<Link>> = lock(&self.shared.peers)
+            .values()
+            .map(|p| Arc::clone(&p.link))
+            .collect();
+        let mut report = Broadcast::default();
+        for link in links {
+            // `Bytes` clones share one buffer.
+            match link.try_post(frame.clone()) {
+                Ok(()) => report.queued.push(link.peer),
+                Err(_) => report.skipped.push(link.peer),
+            }
+        }
+        report.queued.sort();
+        report.skipped.sort();
+        Ok(report)
+    }
+
+    /// Closes the connection to `peer` now (it sees the connection end);
+    /// its [`HubEvent::Left`] follows with [`LeaveReason::Removed`].
+    pub fn remove(&self, peer: PeerId) -> bool {
+        match self.link(peer) {
+            Some(link) => {
+                link.leave(LeaveReason::Removed);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// Fewer peers joined than [`Hub::wait_for_peers`] waited for.
+#[derive(Debug, thiserror::Error)]
+#[error("{} of {wanted} peers joined before the deadline", joined.len())]
+pub struct PeersMissing {
+    /// How many were awaited.
+    pub wanted: usize,
+    /// Those that joined.
+    pub joined: Vec<PeerInfo>,
+}
+
+/// Who a [`broadcast`](HubHandle::broadcast) reached.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Broadcast {
+    /// Peers the message was queued for.
+    pub queued: Vec<PeerId>,
+    /// Peers whose queue was full or that were leaving.
+    pub skipped: Vec<PeerId>,
+}
+
+async fn admit<T: AsyncSplit + 'static>(
+    shared: &Arc<Shared>,
+    conn: T,
+) -> Result<PeerInfo, AdmitError> {
+    if shared.closing.load(Ordering::Acquire) {
+        return Err(AdmitError::ShuttingDown);
+    }
+    let credentials = conn.peer_credentials();
+    let (mut read, mut write) = conn.into_split();
+    let timeout = shared.config.handshake_timeout;
+    let first = match read.recv_timeout(timeout).await {
+        Ok(frame) => frame,
+        Err(RecvError::Timeout) => return Err(AdmitError::Timeout),
+        Err(e) => return Err(AdmitError::Connection(e.to_string())),
+    };
+    let hello = wire::decode(first)?;
+    if hello.kind != Kind::Hello {
+        return Err(wire::WireError::BadHello(format!(
+            "the first frame is a {:?}, not a hello",
+            hello.kind
+        ))
+        .into());
+    }
+    let name = wire::parse_hello(&hello.body)?;
+    let id = PeerId(shared.next_peer.fetch_add(1, Ordering::Relaxed));
+    write
+        .send_timeout(&wire::encode(Kind::Welcome, id.0, b""), timeout)
+        .await
+        .map_err(|e| AdmitError::Connection(e.to_string()))?;
+    let (link, reader) = Link::new(
+        id,
+        read,
+        write,
+        shared.config.queue_len,
+        shared.config.send_timeout,
+        shared.events.clone(),
+    );
+    let info = PeerInfo {
+        id,
+        name,
+        credentials,
+    };
+    {
+        let mut peers = lock(&shared.peers);
+        if shared.closing.load(Ordering::Acquire) {
+            link.abort();
+            return Err(AdmitError::ShuttingDown);
+        }
+        peers.insert(
+            id,
+            Peer {
+                info: info.clone(),
+                link,
+            },
+        );
+    }
+    // Joined goes out before the reader starts: nothing from the peer can
+    // overtake it.
+    let _ = shared.events.send(Inbound::Joined(info.clone())).await;
+    reader.start();
+    Ok(info)
+}
+
+async fn accept_loop<L>(shared: Arc<Shared>, mut listener: L)
+where
+    L: AsyncListener + 'static,
+    L::Connection: AsyncSplit + 'static,
+{
+    let mut pause = Duration::from_millis(10);
+    loop {
+        let Ok(permit) = Arc::clone(&shared.handshakes).acquire_owned().await else {
+            return;
+        };
+        match listener.accept().await {
+            Ok(conn) => {
+                pause = Duration::from_millis(10);
+                let for_task = Arc::clone(&shared);
+                let task = tokio::spawn(async move {
+                    let from = conn.peer_credentials();
+                    if let Err(error) = admit(&for_task, conn).await {
+                        for_task.notice(Inbound::Rejected(from, error));
+                    }
+                    drop(permit);
+                });
+                let mut background = lock(&shared.background);
+                background.retain(|t| !t.is_finished());
+                background.push(task.abort_handle());
+            }
+            Err(e) => {
+                let out_of_fds = matches!(&e, ConnectError::Io(io)
+                    if matches!(io.raw_os_error(), Some(EMFILE | ENFILE)));
+                if !out_of_fds {
+                    shared.notice(Inbound::AcceptFailed(e));
+                }
+                // Either way, never retry in a tight loop.
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(1));
+            }
+        }
+    }
+}
+
+// Linux's errno values for "too many open files" (process, system).
+const EMFILE: i32 = 24;
+const ENFILE: i32 = 23;
+
+impl Shared {
+    /// Reports a rejected connection or a failed accept without waiting:
+    /// a flood of bad connections must not stall the accept loop. When the
+    /// event queue is full the notice is counted instead.
+    fn notice(&self, notice: Inbound) {
+        if self.events.try_send(notice).is_err() {
+            self.unreported.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}

@@ -1,0 +1,65 @@
+#![doc = include_str!("../README.md")]
+#![warn(missing_docs)]
+#![forbid(unsafe_code)]
+
+mod agent;
+mod config;
+mod error;
+mod hub;
+mod link;
+mod message;
+mod wire;
+
+use std::fmt;
+
+pub use agent::{Agent, AgentEvent, LogSink, Served};
+pub use config::{HubConfig, HubConfigError, MAX_COUNT};
+pub use error::{AdmitError, CallError, JoinError, LeaveReason, SendToError};
+pub use hub::{Broadcast, Hub, HubEvent, HubHandle, PeersMissing};
+pub use ipc_core::PeerCredentials;
+pub use message::{HubCodec, Payload, Request};
+pub use wire::{MAX_NAME_LEN, WireError};
+
+/// A peer's number at its hub, unique for the hub's lifetime (never
+/// reused).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PeerId(pub(crate) u64);
+
+impl PeerId {
+    /// The number.
+    pub fn get(self) -> u64 {
+        self.0
+    }
+}
+
+impl fmt::Display for PeerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "#{}", self.0)
+    }
+}
+
+impl From<&PeerInfo> for PeerId {
+    fn from(peer: &PeerInfo) -> PeerId {
+        peer.id
+    }
+}
+
+/// Who a peer is: the name it gave and what the OS says about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerInfo {
+    /// Its number at this hub.
+    pub id: PeerId,
+    /// The name it gave in its hello (checked: 1 to [`MAX_NAME_LEN`]
+    /// bytes of utf-8 without control characters; not unique, not
+    /// proof of anything).
+    pub name: String,
+    /// Its process, as the OS reports it (`SO_PEERCRED` for a socket, the
+    /// child's pid for a spawned agent).
+    pub credentials: PeerCredentials,
+}
+
+impl fmt::Display for PeerInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {} ({})", self.id, self.name, self.credentials)
+    }
+}

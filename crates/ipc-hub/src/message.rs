@@ -1,0 +1,144 @@
+//! What arrives from a peer: one-way payloads and requests to answer.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use ipc_core::{Codec, CodecError};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::link::Link;
+use crate::wire::{self, Kind};
+use crate::{PeerId, SendToError};
+
+/// The codecs a hub can speak: any [`Codec`] that is a plain value.
+pub trait HubCodec: Codec + Default + Send + Sync + 'static {}
+impl<C: Codec + Default + Send + Sync + 'static> HubCodec for C {}
+
+pub(crate) fn encode<C: HubCodec, T: Serialize + ?Sized>(
+    kind: Kind,
+    id: u64,
+    value: &T,
+) -> Result<Bytes, CodecError> {
+    wire::encode_with(kind, id, |out| C::default().encode(value, out))
+}
+
+/// The body of a one-way message, decoded on demand.
+pub struct Payload<C> {
+    body: Bytes,
+    _codec: PhantomData<fn() -> C>,
+}
+
+impl<C: HubCodec> Payload<C> {
+    pub(crate) fn new(body: Bytes) -> Self {
+        Payload {
+            body,
+            _codec: PhantomData,
+        }
+    }
+
+    /// Decodes the payload as a `T`; bytes that are not a `T` are an
+    /// error, never a panic.
+    pub fn decode<T: DeserializeOwned>(&self) -> Result<T, CodecError> {
+        C::default().decode(&self.body)
+    }
+
+    /// The encoded bytes.
+    pub fn bytes(&self) -> &Bytes {
+        &self.body
+    }
+}
+
+impl<C> fmt::Debug for Payload<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Payload({} bytes)", self.body.len())
+    }
+}
+
+/// A call from a peer, waiting for an answer.
+///
+/// Answer it with [`reply`](Self::reply) or [`fail`](Self::fail). A request
+/// dropped unanswered fails the call at once ("dropped without an
+/// answer"), so a caller never waits out its deadline for nothing.
+pub struct Request<C> {
+    peer: PeerId,
+    id: u64,
+    body: Bytes,
+    link: Arc<Link>,
+    answered: bool,
+    _codec: PhantomData<fn() -> C>,
+}
+
+impl<C: HubCodec> Request<C> {
+    pub(crate) fn new(peer: PeerId, id: u64, body: Bytes, link: Arc<Link>) -> Self {
+        Request {
+            peer,
+            id,
+            body,
+            link,
+            answered: false,
+            _codec: PhantomData,
+        }
+    }
+
+    /// Who called.
+    pub fn peer(&self) -> PeerId {
+        self.peer
+    }
+
+    /// Decodes the request as a `T`.
+    pub fn decode<T: DeserializeOwned>(&self) -> Result<T, CodecError> {
+        C::default().decode(&self.body)
+    }
+
+    /// The encoded bytes.
+    pub fn bytes(&self) -> &Bytes {
+        &self.body
+    }
+
+    /// Answers with `value`, waiting up to the send timeout for room in
+    /// the caller's queue. An encoding failure is reported to the caller
+    /// as a failed call, and returned here.
+    pub async fn reply<T: Serialize + ?Sized>(mut self, value: &T) -> Result<(), SendToError> {
+        self.answered = true;
+        match encode::<C, T>(Kind::Reply, self.id, value) {
+            Ok(frame) => self.link.post_default(frame).await,
+            Err(e) => {
+                let why = format!("the reply could not be encoded: {e}");
+                let _ = self
+                    .link
+                    .try_post(wire::encode(Kind::Fail, self.id, why.as_bytes()));
+                Err(SendToError::Encode(e))
+            }
+        }
+    }
+
+    /// Answers that the call failed, with a reason the caller sees as
+    /// [`CallError::Failed`](crate::CallError::Failed).
+    pub async fn fail(mut self, reason: &str) -> Result<(), SendToError> {
+        self.answered = true;
+        let frame = wire::encode(Kind::Fail, self.id, reason.as_bytes());
+        self.link.post_default(frame).await
+    }
+}
+
+impl<C> Drop for Request<C> {
+    fn drop(&mut self) {
+        if !self.answered {
+            let frame = wire::encode(Kind::Fail, self.id, b"dropped without an answer");
+            let _ = self.link.try_post(frame);
+        }
+    }
+}
+
+impl<C> fmt::Debug for Request<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Request")
+            .field("peer", &self.peer)
+            .field("id", &self.id)
+            .field("bytes", &self.body.len())
+            .finish()
+    }
+}

@@ -1,0 +1,178 @@
+//! The hub protocol on the wire: every frame is one envelope,
+//! `[kind: u8][id: u64 LE][body]`. Bodies are the application's encoded
+//! values, opaque here. Decoding checks everything a peer could get wrong.
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+/// Protocol version sent in `Hello`; a hub refuses any other.
+pub(crate) const PROTOCOL: u16 = 1;
+/// Longest agent name, in bytes.
+pub const MAX_NAME_LEN: usize = 256;
+pub(crate) const HEADER: usize = 9;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// Agent to hub, first frame: body `[protocol u16 LE][name utf-8]`.
+    Hello = 1,
+    /// Hub to agent, answer to `Hello`: id is the agent's peer id.
+    Welcome = 2,
+    /// A one-way message.
+    Message = 3,
+    /// A request: id is the caller's correlation id.
+    Call = 4,
+    /// The answer to the call with this id.
+    Reply = 5,
+    /// The callee could not answer the call with this id: body is a
+    /// utf-8 reason.
+    Fail = 6,
+    /// A log record (ipc-tracing's encoding, opaque here).
+    Log = 7,
+    /// The sender is leaving: body is a utf-8 reason.
+    Bye = 8,
+}
+
+impl Kind {
+    fn from_u8(b: u8) -> Option<Kind> {
+        Some(match b {
+            1 => Kind::Hello,
+            2 => Kind::Welcome,
+            3 => Kind::Message,
+            4 => Kind::Call,
+            5 => Kind::Reply,
+            6 => Kind::Fail,
+            7 => Kind::Log,
+            8 => Kind::Bye,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Envelope {
+    pub kind: Kind,
+    pub id: u64,
+    pub body: Bytes,
+}
+
+/// A frame that is not a valid envelope.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WireError {
+    /// Shorter than the envelope header.
+    #[error("frame of {0} bytes is shorter than the {HEADER}-byte envelope header")]
+    Short(usize),
+    /// An envelope kind this protocol does not have.
+    #[error("unknown envelope kind {0}")]
+    UnknownKind(u8),
+    /// A `Hello` that does not parse.
+    #[error("bad hello: {0}")]
+    BadHello(String),
+}
+
+pub(crate) fn encode(kind: Kind, id: u64, body: &[u8]) -> Bytes {
+    let mut out = BytesMut::with_capacity(HEADER + body.len());
+    out.put_u8(kind as u8);
+    out.put_u64_le(id);
+    out.extend_from_slice(body);
+    out.freeze()
+}
+
+/// An envelope whose body is encoded straight after the header (one
+/// buffer, no copy of the body).
+pub(crate) fn encode_with(
+    kind: Kind,
+    id: u64,
+    fill: impl FnOnce(&mut Vec<u8>) -> Result<(), ipc_core::CodecError>,
+) -> Result<Bytes, ipc_core::CodecError> {
+    let mut out = Vec::with_capacity(64);
+    out.push(kind as u8);
+    out.extend_from_slice(&id.to_le_bytes());
+    fill(&mut out)?;
+    Ok(Bytes::from(out))
+}
+
+pub(crate) fn decode(frame: Bytes) -> Result<Envelope, WireError> {
+    if frame.len() < HEADER {
+        return Err(WireError::Short(frame.len()));
+    }
+    let kind = Kind::from_u8(frame[0]).ok_or(WireError::UnknownKind(frame[0]))?;
+    let id = u64::from_le_bytes(frame[1..HEADER].try_into().expect("8 bytes"));
+    Ok(Envelope {
+        kind,
+        id,
+        body: frame.slice(HEADER..),
+    })
+}
+
+pub(crate) fn hello(name: &str) -> Bytes {
+    let mut body = Vec::with_capacity(2 + name.len());
+    body.extend_from_slice(&PROTOCOL.to_le_bytes());
+    body.extend_from_slice(name.as_bytes());
+    encode(Kind::Hello, 0, &body)
+}
+
+/// The name in a `Hello` body, checked.
+pub(crate) fn parse_hello(body: &[u8]) -> Result<String, WireError> {
+    let bad = |why: String| WireError::BadHello(why);
+    let (version, name) = body
+        .split_first_chunk::<2>()
+        .ok_or_else(|| bad("no protocol version".into()))?;
+    let version = u16::from_le_bytes(*version);
+    if version != PROTOCOL {
+        return Err(bad(format!(
+            "protocol {version}, this hub speaks {PROTOCOL}"
+        )));
+    }
+    check_name(name).map_err(bad)
+}
+
+pub(crate) fn check_name(name: &[u8]) -> Result<String, String> {
+    if name.is_empty() || name.len() > MAX_NAME_LEN {
+        return Err(format!(
+            "name of {} bytes (1 to {MAX_NAME_LEN} allowed)",
+            name.len()
+        ));
+    }
+    let name = std::str::from_utf8(name).map_err(|_| "name is not utf-8".to_string())?;
+    if name.chars().any(char::is_control) {
+        return Err("name has control characters".into());
+    }
+    Ok(name.to_owned())
+}
+
+/// A utf-8 reason from a peer, lossily decoded and cut to a sane length.
+pub(crate) fn reason(body: &[u8]) -> String {
+    let cut = &body[..body.len().min(1024)];
+    String::from_utf8_lossy(cut).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn envelopes_round_trip_and_bad_frames_are_errors() {
+        let frame = encode(Kind::Call, 42, b"body");
+        let env = decode(frame).unwrap();
+        assert_eq!(
+            (env.kind, env.id, &env.body[..]),
+            (Kind::Call, 42, &b"body"[..])
+        );
+        assert_eq!(
+            decode(Bytes::from_static(b"\x03abc")),
+            Err(WireError::Short(4))
+        );
+        assert_eq!(
+            decode(Bytes::from_static(&[99; 9])),
+            Err(WireError::UnknownKind(99))
+        );
+        let hello = decode(hello("planner")).unwrap();
+        assert_eq!(parse_hello(&hello.body).unwrap(), "planner");
+        assert!(parse_hello(&[2, 0, b'a']).is_err(), "wrong protocol");
+        assert!(parse_hello(&[1, 0]).is_err(), "empty name");
+        assert!(parse_hello(&[1, 0, 0xff]).is_err(), "not utf-8");
+        assert!(parse_hello(&[1, 0, b'\n']).is_err(), "control character");
+        assert!(parse_hello(&[1]).is_err(), "no version");
+        let long = [&[1, 0][..], &[b'a'; MAX_NAME_LEN + 1]].concat();
+        assert!(parse_hello(&long).is_err(), "too long");
+    }
+}

@@ -1,0 +1,652 @@
+//! The hub across real processes, over pipes and over a Unix socket: who
+//! answered, who died, who hung; replies out of order; a hung agent that
+//! never stalls the others; calls from agents; bad replies and bad
+//! handshakes; goodbyes both ways.
+//!
+//! `harness = false`: this binary re-runs itself as the agent (the role in
+//! `ROLE_ENV`); libtest's output on stdout would corrupt a pipe agent.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use ipc_core::{Address, AsyncConnector, Config, Listener};
+use ipc_hub::{
+    AdmitError, Agent, AgentEvent, CallError, Hub, HubConfig, HubEvent, LeaveReason, PeerInfo,
+    SendToError,
+};
+use libtest_mimic::{Arguments, Failed, Trial};
+use serde::{Deserialize, Serialize};
+
+const ROLE_ENV: &str = "IPC_HUB_TEST_ROLE";
+const SOCKET_ENV: &str = "IPC_HUB_TEST_SOCKET";
+const MARK_ENV: &str = "IPC_HUB_TEST_MARK";
+const SHM_ENV: &str = "IPC_HUB_TEST_SHM";
+
+/// Generous: a deadline here bounds a wait that should end much sooner.
+const LONG: Duration = Duration::from_secs(20);
+
+#[derive(Debug, Serialize, Deserialize)]
+struct ToolCall {
+    id: u64,
+    delay_ms: u64,
+}
+
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+struct ToolResult {
+    id: u64,
+    by: String,
+}
+
+fn ensure(ok: bool, what: impl FnOnce() -> String) -> Result<(), Failed> {
+    if ok { Ok(()) } else { Err(what().into()) }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Via {
+    Pipe,
+    Uds,
+    /// One shared-memory listener per agent (ipc-shm links two processes).
+    Shm,
+}
+
+/// A hub and the agents it started; the socket directory and the uds
+/// agents' processes go with it.
+struct Setup {
+    hub: Hub,
+    dir: tempfile::TempDir,
+    via: Via,
+    children: Vec<tokio::process::Child>,
+}
+
+impl Setup {
+    fn new(via: Via, config: HubConfig) -> Result<Setup, Failed> {
+        let hub = Hub::new(config)?;
+        let dir = tempfile::tempdir()?;
+        if let Via::Uds = via {
+            let listener =
+                ipc_uds::AsyncUdsListener::bind(dir.path().join("hub.sock"), &Config::default())?;
+            hub.listen(listener)?;
+        }
+        Ok(Setup {
+            hub,
+            dir,
+            via,
+            children: Vec::new(),
+        })
+    }
+
+    fn mark(&self, role: &str) -> PathBuf {
+        self.dir.path().join(format!("{role}.mark"))
+    }
+
+    /// Starts an agent playing `role`; returns its pid.
+    async fn spawn(&mut self, role: &str) -> Result<u32, Failed> {
+        let mut cmd = Command::new(std::env::current_exe()?);
+        cmd.env(ROLE_ENV, role).env(MARK_ENV, self.mark(role));
+        match self.via {
+            Via::Pipe => {
+                let process = ipc_pipe::spawn_async(cmd, &Config::default()).await?;
+                let pid = process.id().ok_or("no pid")?;
+                self.hub.add(process).await?;
+                Ok(pid)
+            }
+            Via::Uds => {
+                cmd.env(SOCKET_ENV, self.dir.path().join("hub.sock"));
+                let child = tokio::process::Command::from(cmd)
+                    .kill_on_drop(true)
+                    .spawn()?;
+                let pid = child.id().ok_or("no pid")?;
+                self.children.push(child);
+                Ok(pid)
+            }
+            Via::Shm => {
+                static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+                let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let name = format!("hubtest-{}-{n}", std::process::id());
+                let mut listener = ipc_shm::ShmListener::bind(&name, &Config::default())?;
+                cmd.env(SHM_ENV, &name);
+                let child = tokio::process::Command::from(cmd)
+                    .kill_on_drop(true)
+                    .spawn()?;
+                let pid = child.id().ok_or("no pid")?;
+                self.children.push(child);
+                let conn =
+                    tokio::task::spawn_blocking(move || listener.accept_timeout(LONG)).await??;
+                self.hub
+                    .add(ipc_shm::AsyncShmConnection::new(conn)?)
+                    .await?;
+                Ok(pid)
+            }
+        }
+    }
+
+    /// The next event.
+    async fn next(&mut self) -> Result<HubEvent, Failed> {
+        Ok(tokio::time::timeout(LONG, self.hub.next()).await?)
+    }
+
+    /// Waits for `n` joins; other events stay queued for `next`.
+    async fn joins(&mut self, n: usize) -> Result<Vec<PeerInfo>, Failed> {
+        Ok(self.hub.wait_for_peers(n, LONG).await?)
+    }
+
+    /// Spawns one agent per role and waits until all joined; returns them
+    /// in the order of `roles`, each checked against its pid.
+    async fn start(&mut self, roles: &[&str]) -> Result<Vec<PeerInfo>, Failed> {
+        let mut pids = Vec::new();
+        for role in roles {
+            pids.push(self.spawn(role).await?);
+        }
+        let joined = self.joins(roles.len()).await?;
+        let mut ordered = Vec::new();
+        for (role, pid) in roles.iter().zip(pids) {
+            let peer = joined
+                .iter()
+                .find(|p| p.name == *role)
+                .ok_or_else(|| format!("{role} did not join: {joined:?}"))?;
+            ensure(peer.credentials.pid == Some(pid), || {
+                format!(
+                    "{role}: the OS says pid {:?}, the child is {pid}",
+                    peer.credentials
+                )
+            })?;
+            ensure(
+                peer.credentials.uid == Some(rustix::process::getuid().as_raw()),
+                || format!("{role}: uid {:?}", peer.credentials),
+            )?;
+            ordered.push(peer.clone());
+        }
+        Ok(ordered)
+    }
+
+    /// The next `Left` event, skipping others.
+    async fn left(&mut self) -> Result<(PeerInfo, LeaveReason), Failed> {
+        loop {
+            if let HubEvent::Left { peer, reason } = self.next().await? {
+                return Ok((peer, reason));
+            }
+        }
+    }
+}
+
+fn call(id: u64, delay_ms: u64) -> ToolCall {
+    ToolCall { id, delay_ms }
+}
+
+// ---- the tests ----
+
+fn answers_deaths_and_hangs_are_told_apart(via: Via) -> Result<(), Failed> {
+    runtime().block_on(async {
+        let mut s = Setup::new(via, HubConfig::default())?;
+        let peers = s.start(&["server", "crash", "hang"]).await?;
+        let deadline = Duration::from_millis(1500);
+        let answers: Vec<Result<ToolResult, _>> =
+            s.hub.call_each(&peers, &call(7, 0), deadline).await;
+        match &answers[0] {
+            Ok(r) => ensure(
+                r == &ToolResult {
+                    id: 7,
+                    by: "server".into(),
+                },
+                || format!("server answered {r:?}"),
+            )?,
+            Err(e) => return Err(format!("server: {e}").into()),
+        }
+        ensure(
+            matches!(
+                answers[1],
+                Err(CallError::PeerGone(LeaveReason::Disconnected))
+            ),
+            || format!("crash: {:?}", answers[1]),
+        )?;
+        ensure(matches!(answers[2], Err(CallError::Timeout)), || {
+            format!("hang: {:?}", answers[2])
+        })?;
+        let (gone, reason) = s.left().await?;
+        ensure(
+            gone.name == "crash" && reason == LeaveReason::Disconnected,
+            || format!("left: {gone} {reason:?}"),
+        )?;
+        ensure(s.hub.peers().len() == 2, || {
+            format!("peers {:?}", s.hub.peers())
+        })?;
+        let gone = s
+            .hub
+            .call::<_, ToolResult>(peers[1].id, &call(0, 0), deadline)
+            .await;
+        ensure(matches!(gone, Err(CallError::UnknownPeer(_))), || {
+            format!("a call to a peer that left: {gone:?}")
+        })?;
+        Ok(())
+    })
+}
+
+fn replies_are_matched_out_of_order(via: Via) -> Result<(), Failed> {
+    runtime().block_on(async {
+        let mut s = Setup::new(via, HubConfig::default())?;
+        let peer = s.start(&["echo"]).await?.remove(0);
+        // The slowest call goes first; replies come back fastest first.
+        let delays = [400, 0, 200, 50];
+        let hub = &s.hub;
+        let calls = delays.iter().enumerate().map(|(i, delay)| async move {
+            hub.call::<_, ToolResult>(peer.id, &call(i as u64, *delay), LONG)
+                .await
+        });
+        let answers = futures::future::join_all(calls).await;
+        for (i, answer) in answers.into_iter().enumerate() {
+            let answer = answer?;
+            ensure(answer.id == i as u64, || {
+                format!("call {i} got the reply to {}", answer.id)
+            })?;
+        }
+        Ok(())
+    })
+}
+
+fn a_hung_agent_never_stalls_the_others(via: Via) -> Result<(), Failed> {
+    let frozen_pid = runtime().block_on(async {
+        let config = HubConfig::default()
+            .with_queue_len(4)
+            .with_send_timeout(Duration::from_millis(200));
+        let mut s = Setup::new(via, config)?;
+        let peers = s.start(&["echo", "freeze"]).await?;
+        let (echo, frozen) = (&peers[0], &peers[1]);
+        // The frozen agent stops its whole process on its first call.
+        let hung = s
+            .hub
+            .call::<_, ToolResult>(frozen.id, &call(0, 0), Duration::from_millis(300))
+            .await;
+        ensure(matches!(hung, Err(CallError::Timeout)), || {
+            format!("{hung:?}")
+        })?;
+        // Fill the frozen agent's transport buffer and queue.
+        let big = vec![7u8; 64 * 1024];
+        let mut skipped = false;
+        for _ in 0..400 {
+            let report = s.hub.broadcast(&big)?;
+            ensure(!report.skipped.contains(&echo.id), || {
+                format!("the echo agent was skipped: {report:?}")
+            })?;
+            if report.skipped.contains(&frozen.id) {
+                skipped = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        ensure(skipped, || "the frozen agent's queue never filled".into())?;
+        let full = s.hub.send_to(frozen.id, &1u8).await;
+        ensure(matches!(full, Err(SendToError::Full)), || {
+            format!("send_to a full queue: {full:?}")
+        })?;
+        // Meanwhile the other agent answers as ever.
+        for i in 0..20 {
+            let answer: ToolResult = s.hub.call(echo.id, &call(i, 0), LONG).await?;
+            ensure(answer.id == i, || format!("{answer:?}"))?;
+        }
+        Ok::<_, Failed>(frozen.credentials.pid.ok_or("no pid")?)
+    })?;
+    // The runtime is gone, and with it the hub: the frozen agent, which
+    // would sleep for an hour, must not be left running.
+    let waited = std::time::Instant::now();
+    while running(frozen_pid) && waited.elapsed() < LONG {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    ensure(!running(frozen_pid), || {
+        format!("the frozen agent {frozen_pid} outlived its hub")
+    })
+}
+
+/// Whether `pid` is a live process (not gone, not a zombie).
+fn running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        let state = stat
+            .rsplit(')')
+            .next()
+            .and_then(|rest| rest.split_whitespace().next());
+        !matches!(state, Some("Z" | "X") | None)
+    })
+}
+
+fn agents_call_the_hub_and_bad_replies_are_errors(via: Via) -> Result<(), Failed> {
+    runtime().block_on(async {
+        let mut s = Setup::new(via, HubConfig::default())?;
+        let peers = s.start(&["caller", "garbage"]).await?;
+        let bad = s
+            .hub
+            .call::<_, ToolResult>(peers[1].id, &call(1, 0), LONG)
+            .await;
+        ensure(matches!(bad, Err(CallError::Decode(_))), || {
+            format!("garbage reply: {bad:?}")
+        })?;
+        let refused = s
+            .hub
+            .call::<_, ToolResult>(peers[1].id, &call(2, 0), LONG)
+            .await;
+        ensure(
+            matches!(&refused, Err(CallError::Failed(why)) if why.contains("dropped")),
+            || format!("unanswered request: {refused:?}"),
+        )?;
+        // The caller asks the hub for a number, then reports what it got.
+        let request = loop {
+            if let HubEvent::Call(request) = s.next().await? {
+                break request;
+            }
+        };
+        ensure(request.peer() == peers[0].id, || format!("{request:?}"))?;
+        let asked: u64 = request.decode()?;
+        request.reply(&(asked + 1)).await?;
+        let (peer, payload) = loop {
+            if let HubEvent::Message { peer, payload } = s.next().await? {
+                break (peer, payload);
+            }
+        };
+        ensure(
+            peer == peers[0].id && payload.decode::<u64>()? == asked + 1,
+            || format!("the caller reported {payload:?}"),
+        )?;
+        // It then says goodbye.
+        let (gone, reason) = s.left().await?;
+        ensure(
+            gone.id == peers[0].id && reason == LeaveReason::Closed("done".into()),
+            || format!("{gone}: {reason:?}"),
+        )?;
+        Ok(())
+    })
+}
+
+fn shutdown_tells_every_agent(via: Via) -> Result<(), Failed> {
+    runtime().block_on(async {
+        let mut s = Setup::new(via, HubConfig::default())?;
+        let roles = ["echo", "caller-quiet"];
+        s.start(&roles).await?;
+        let marks: Vec<PathBuf> = roles.iter().map(|r| s.mark(r)).collect();
+        let closed = s.hub.shutdown(LONG).await;
+        ensure(closed == roles.len(), || {
+            format!("{closed} of {} closed", roles.len())
+        })?;
+        for mark in &marks {
+            // The agent writes it when it reads the goodbye, which may be
+            // after the hub saw its connection close.
+            let waited = tokio::time::Instant::now();
+            let written = || std::fs::read_to_string(mark).is_ok_and(|s| !s.is_empty());
+            while !written() && waited.elapsed() < LONG {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            let told = std::fs::read_to_string(mark).unwrap_or_default();
+            ensure(told.contains("the hub is shutting down"), || {
+                format!("{}: {told:?}", mark.display())
+            })?;
+        }
+        for mut child in s.children {
+            let status = tokio::time::timeout(LONG, child.wait()).await??;
+            ensure(status.success(), || {
+                format!("an agent exited with {status}")
+            })?;
+        }
+        Ok(())
+    })
+}
+
+fn bad_handshakes_are_rejected() -> Result<(), Failed> {
+    use tokio::io::AsyncWriteExt;
+    runtime().block_on(async {
+        let config = HubConfig::default().with_handshake_timeout(Duration::from_millis(300));
+        let mut s = Setup::new(Via::Uds, config)?;
+        let path = s.dir.path().join("hub.sock");
+        let me = Some(std::process::id());
+        // A silent connection.
+        let _silent = tokio::net::UnixStream::connect(&path).await?;
+        let event = tokio::time::timeout(LONG, s.hub.next()).await?;
+        ensure(
+            matches!(&event, HubEvent::Rejected { from, error: AdmitError::Timeout } if from.pid == me),
+            || format!("silent: {event:?}"),
+        )?;
+        // A frame that is not a hello, then one with a bad name.
+        for (frame, what) in [(&[5u8, 0, 0, 0, 0, 0, 0, 0, 0][..], "a reply"), (&[1, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, b'\n'][..], "a bad name")] {
+            let mut raw = tokio::net::UnixStream::connect(&path).await?;
+            raw.write_all(&ipc_core::frame::encode_header(frame.len())).await?;
+            raw.write_all(frame).await?;
+            let event = tokio::time::timeout(LONG, s.hub.next()).await?;
+            ensure(
+                matches!(&event, HubEvent::Rejected { error: AdmitError::Protocol(_), .. }),
+                || format!("{what}: {event:?}"),
+            )?;
+        }
+        // A peer that joins properly, then sends garbage, is dropped.
+        let conn = ipc_uds::AsyncUds.connect(&Address::Uds(path.clone()), &Config::default()).await?;
+        let mut conn = Some(conn);
+        let joined = Agent::join(conn.take().unwrap(), "rogue", HubConfig::default()).await?;
+        let peer = s.joins(1).await?.remove(0);
+        drop(joined);
+        let (gone, reason) = s.left().await?;
+        ensure(gone.id == peer.id && reason == LeaveReason::Disconnected, || format!("{reason:?}"))?;
+        let mut raw = tokio::net::UnixStream::connect(&path).await?;
+        let hello = [1u8, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, b'x'];
+        raw.write_all(&ipc_core::frame::encode_header(hello.len())).await?;
+        raw.write_all(&hello).await?;
+        s.joins(1).await?;
+        raw.write_all(&ipc_core::frame::encode_header(3)).await?;
+        raw.write_all(b"bad").await?;
+        let (_, reason) = s.left().await?;
+        ensure(matches!(reason, LeaveReason::Protocol(_)), || format!("garbage: {reason:?}"))?;
+        // The hub still serves well-behaved agents.
+        let peer = s.start(&["echo"]).await?.remove(0);
+        let answer: ToolResult = s.hub.call(peer.id, &call(9, 0), LONG).await?;
+        ensure(answer.id == 9, || format!("{answer:?}"))
+    })
+}
+
+/// An agent's tracing events reach the hub over its one connection, with
+/// their spans, none lost in lossless mode, the count confirmed by the
+/// closing record.
+fn agent_logs_reach_the_hub(via: Via) -> Result<(), Failed> {
+    runtime().block_on(async {
+        let mut s = Setup::new(via, HubConfig::default())?;
+        let peer = s.start(&["logger"]).await?.remove(0);
+        let mut seqs = Vec::new();
+        let mut closing = None;
+        loop {
+            match s.next().await? {
+                HubEvent::Log { peer: from, record } => {
+                    ensure(from == peer.id, || format!("a log from {from}"))?;
+                    let record = ipc_tracing::decode(&record)?;
+                    ensure(record.pid == peer.credentials.pid.unwrap_or(0), || {
+                        format!("record pid {}", record.pid)
+                    })?;
+                    if record.message == "shipper closed" {
+                        closing = Some(record);
+                    } else {
+                        ensure(
+                            record.spans.first().is_some_and(|s| s.name == "tool_call"),
+                            || format!("spans {:?}", record.spans),
+                        )?;
+                        seqs.extend(record.fields.iter().find_map(|(n, v)| {
+                            match (n.as_str(), v) {
+                                ("seq", ipc_tracing::FieldValue::U64(seq)) => Some(*seq),
+                                _ => None,
+                            }
+                        }));
+                    }
+                }
+                HubEvent::Left { reason, .. } => {
+                    ensure(reason == LeaveReason::Closed("done".into()), || {
+                        format!("{reason:?}")
+                    })?;
+                    break;
+                }
+                _ => {}
+            }
+        }
+        ensure(seqs == (0..LOG_EVENTS).collect::<Vec<_>>(), || {
+            format!(
+                "{} of {LOG_EVENTS} events, in order: {}",
+                seqs.len(),
+                seqs.windows(2).all(|w| w[0] < w[1])
+            )
+        })?;
+        let closing = closing.ok_or("no closing record")?;
+        ensure(closing.dropped == 0 && closing.agent == "logger", || {
+            format!("{closing:?}")
+        })
+    })
+}
+
+const LOG_EVENTS: u64 = 2_000;
+
+// ---- the agent side ----
+
+fn agent_main(role: &str) -> Result<(), Box<dyn std::error::Error>> {
+    runtime().block_on(async {
+        let config = Config::default();
+        let shm = std::env::var(SHM_ENV).ok();
+        let mut agent = match std::env::var_os(SOCKET_ENV) {
+            _ if shm.is_some() => {
+                let name = shm.unwrap_or_default();
+                let conn = ipc_shm::AsyncShm
+                    .connect(&Address::Shm(name), &config)
+                    .await?;
+                Agent::join(conn, role, HubConfig::default()).await?
+            }
+            Some(path) => {
+                let conn = ipc_uds::AsyncUds
+                    .connect(&Address::Uds(path.into()), &config)
+                    .await?;
+                Agent::join(conn, role, HubConfig::default()).await?
+            }
+            None => {
+                Agent::join(
+                    ipc_pipe::connect_stdio_async(&config)?,
+                    role,
+                    HubConfig::default(),
+                )
+                .await?
+            }
+        };
+        let mark = std::env::var_os(MARK_ENV).map(PathBuf::from);
+        if role == "logger" {
+            use tracing_subscriber::layer::SubscriberExt;
+            let options = ipc_tracing::ShipperOptions::new(role)
+                .with_capacity(64)
+                .with_delivery(ipc_tracing::Delivery::Lossless { max_wait: LONG });
+            let (layer, shipper) = ipc_tracing::AsyncShippingLayer::new(agent.log_sink(), options)?;
+            // Lossless logging may wait for the connection, which this
+            // (single-threaded) runtime drives: log off its thread.
+            tokio::task::spawn_blocking(move || {
+                let subscriber = tracing_subscriber::registry().with(layer);
+                tracing::subscriber::with_default(subscriber, || {
+                    let span = tracing::info_span!("tool_call", tool = "search");
+                    let _in = span.enter();
+                    for seq in 0..LOG_EVENTS {
+                        tracing::info!(seq, "step");
+                    }
+                });
+            })
+            .await?;
+            shipper.shutdown(LONG).await;
+            agent.close("done", LONG).await;
+            return Ok(());
+        }
+        if role == "server" {
+            let served = agent
+                .serve(|ToolCall { id, .. }| async move {
+                    Ok::<_, String>(ToolResult {
+                        id,
+                        by: "server".into(),
+                    })
+                })
+                .await;
+            return match served.answered {
+                0 => Err("served no call".into()),
+                _ => Ok(()),
+            };
+        }
+        if role == "caller" {
+            let got: u64 = agent.call(&41u64, LONG).await?;
+            agent.send(&got).await?;
+            agent.close("done", LONG).await;
+            return Ok(());
+        }
+        while let Some(event) = agent.next().await {
+            match event {
+                AgentEvent::Call(request) => match role {
+                    "crash" => std::process::exit(3),
+                    // Answers nothing, keeps the connection.
+                    "hang" => std::mem::forget(request),
+                    // Stops the whole process: nothing reads any more.
+                    "freeze" => std::thread::sleep(Duration::from_secs(3600)),
+                    "garbage" => {
+                        let ToolCall { id, .. } = request.decode()?;
+                        if id == 1 {
+                            request.reply(&[0xffu8; 3][..]).await?;
+                        } // else dropped unanswered
+                    }
+                    _ => {
+                        let ToolCall { id, delay_ms } = request.decode()?;
+                        let by = role.to_string();
+                        tokio::spawn(async move {
+                            tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+                            let _ = request.reply(&ToolResult { id, by }).await;
+                        });
+                    }
+                },
+                AgentEvent::Shutdown(reason) => {
+                    if let Some(mark) = &mark {
+                        std::fs::write(mark, &reason)?;
+                    }
+                    break;
+                }
+                _ => {}
+            }
+        }
+        agent.close("done", LONG).await;
+        Ok(())
+    })
+}
+
+fn main() {
+    if let Ok(role) = std::env::var(ROLE_ENV) {
+        if let Err(e) = agent_main(&role) {
+            eprintln!("agent {role}: {e}");
+            std::process::exit(1);
+        }
+        return;
+    }
+    let mut tests = Vec::new();
+    for via in [Via::Pipe, Via::Uds, Via::Shm] {
+        let name = |test: &str| format!("{test}::{}", format!("{via:?}").to_lowercase());
+        tests.extend([
+            Trial::test(name("answers_deaths_and_hangs_are_told_apart"), move || {
+                answers_deaths_and_hangs_are_told_apart(via)
+            }),
+            Trial::test(name("replies_are_matched_out_of_order"), move || {
+                replies_are_matched_out_of_order(via)
+            }),
+            Trial::test(name("a_hung_agent_never_stalls_the_others"), move || {
+                a_hung_agent_never_stalls_the_others(via)
+            }),
+            Trial::test(
+                name("agents_call_the_hub_and_bad_replies_are_errors"),
+                move || agents_call_the_hub_and_bad_replies_are_errors(via),
+            ),
+            Trial::test(name("shutdown_tells_every_agent"), move || {
+                shutdown_tells_every_agent(via)
+            }),
+            Trial::test(name("agent_logs_reach_the_hub"), move || {
+                agent_logs_reach_the_hub(via)
+            }),
+        ]);
+    }
+    tests.push(Trial::test(
+        "bad_handshakes_are_rejected::uds",
+        bad_handshakes_are_rejected,
+    ));
+    libtest_mimic::run(&Arguments::from_args(), tests).exit();
+}
