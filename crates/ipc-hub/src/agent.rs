@@ -108,14 +108,7 @@ impl<C: HubCodec> Agent<C> {
         let id = PeerId(welcome.id);
         let (events_tx, events) = mpsc::channel(config.event_queue);
         // On this side the link's peer is the hub; events carry our id.
-        let (link, reader) = Link::new(
-            id,
-            read,
-            write,
-            config.queue_len,
-            config.send_timeout,
-            events_tx,
-        );
+        let (link, reader) = Link::new(id, read, write, &config, events_tx);
         reader.start();
         Ok(Agent {
             id,
@@ -149,8 +142,13 @@ impl<C: HubCodec> Agent<C> {
                 return None;
             };
             return Some(match inbound {
-                Inbound::Message(_, body) => AgentEvent::Message(Payload::new(body)),
-                Inbound::Call(peer, id, body, link) => {
+                // Taking an event frees its share of the backlog.
+                Inbound::Message(_, body, held) => {
+                    drop(held);
+                    AgentEvent::Message(Payload::new(body))
+                }
+                Inbound::Call(peer, id, body, link, held) => {
+                    drop(held);
                     AgentEvent::Call(Request::new(peer, id, body, link))
                 }
                 Inbound::Bye(reason) => AgentEvent::Shutdown(reason),

@@ -23,6 +23,11 @@ pub struct HubConfig {
     /// Events buffered for [`next`](crate::Hub::next); when full, readers
     /// wait (pushing back on the peers). Replies bypass it. Default 1024.
     pub event_queue: usize,
+    /// Bytes of one peer's messages, calls and logs that may wait unread
+    /// in the event queue; beyond it that peer's reader waits (its
+    /// transport pushes back), so one peer cannot fill the hub's memory
+    /// with frames nobody reads. Default 16 MiB.
+    pub peer_backlog_bytes: usize,
 }
 
 impl Default for HubConfig {
@@ -33,6 +38,7 @@ impl Default for HubConfig {
             handshake_timeout: Duration::from_secs(5),
             max_handshakes: 64,
             event_queue: 1024,
+            peer_backlog_bytes: 16 << 20,
         }
     }
 }
@@ -40,12 +46,17 @@ impl Default for HubConfig {
 /// Largest queue length, event queue or handshake count accepted.
 pub const MAX_COUNT: usize = 1 << 20;
 
+/// Largest per-peer backlog accepted (a semaphore's permits are `u32`).
+pub const MAX_BACKLOG: usize = u32::MAX as usize;
+
 /// A setting out of range.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("HubConfig::{field} must be between 1 and {MAX_COUNT}")]
+#[error("HubConfig::{field} must be between 1 and {max}")]
 pub struct HubConfigError {
     /// The setting.
     pub field: &'static str,
+    /// Its largest value.
+    pub max: usize,
 }
 
 impl HubConfig {
@@ -75,7 +86,14 @@ impl HubConfig {
         self
     }
 
-    /// Checks every count is between 1 and [`MAX_COUNT`].
+    /// Sets [`HubConfig::peer_backlog_bytes`].
+    pub fn with_peer_backlog_bytes(mut self, bytes: usize) -> Self {
+        self.peer_backlog_bytes = bytes;
+        self
+    }
+
+    /// Checks every count is between 1 and [`MAX_COUNT`], and the backlog
+    /// between 1 byte and [`MAX_BACKLOG`].
     pub fn validate(&self) -> Result<(), HubConfigError> {
         for (field, value) in [
             ("queue_len", self.queue_len),
@@ -83,8 +101,17 @@ impl HubConfig {
             ("event_queue", self.event_queue),
         ] {
             if value == 0 || value > MAX_COUNT {
-                return Err(HubConfigError { field });
+                return Err(HubConfigError {
+                    field,
+                    max: MAX_COUNT,
+                });
             }
+        }
+        if self.peer_backlog_bytes == 0 || self.peer_backlog_bytes > MAX_BACKLOG {
+            return Err(HubConfigError {
+                field: "peer_backlog_bytes",
+                max: MAX_BACKLOG,
+            });
         }
         Ok(())
     }

@@ -211,14 +211,22 @@ impl<C: HubCodec> Hub<C> {
                 Inbound::Joined(info) => HubEvent::Joined(info),
                 Inbound::Rejected(from, error) => HubEvent::Rejected { from, error },
                 Inbound::AcceptFailed(error) => HubEvent::AcceptFailed(error),
-                Inbound::Message(peer, body) => HubEvent::Message {
-                    peer,
-                    payload: Payload::new(body),
-                },
-                Inbound::Call(peer, id, body, link) => {
+                // Taking an event frees its share of the peer's backlog.
+                Inbound::Message(peer, body, held) => {
+                    drop(held);
+                    HubEvent::Message {
+                        peer,
+                        payload: Payload::new(body),
+                    }
+                }
+                Inbound::Call(peer, id, body, link, held) => {
+                    drop(held);
                     HubEvent::Call(Request::new(peer, id, body, link))
                 }
-                Inbound::Log(peer, record) => HubEvent::Log { peer, record },
+                Inbound::Log(peer, record, held) => {
+                    drop(held);
+                    HubEvent::Log { peer, record }
+                }
                 // The peer is leaving; its `Left` follows when it closes.
                 Inbound::Bye(..) => continue,
                 Inbound::Left(peer, reason) => {
@@ -506,14 +514,7 @@ async fn admit<T: AsyncSplit + 'static>(
         .send_timeout(&wire::encode(Kind::Welcome, id.0, b""), timeout)
         .await
         .map_err(|e| AdmitError::Connection(e.to_string()))?;
-    let (link, reader) = Link::new(
-        id,
-        read,
-        write,
-        shared.config.queue_len,
-        shared.config.send_timeout,
-        shared.events.clone(),
-    );
+    let (link, reader) = Link::new(id, read, write, &shared.config, shared.events.clone());
     let info = PeerInfo {
         id,
         name,

@@ -13,7 +13,7 @@ mod wire;
 use std::fmt;
 
 pub use agent::{Agent, AgentEvent, LogSink, Served};
-pub use config::{HubConfig, HubConfigError, MAX_COUNT};
+pub use config::{HubConfig, HubConfigError, MAX_BACKLOG, MAX_COUNT};
 pub use error::{AdmitError, CallError, JoinError, LeaveReason, SendToError};
 pub use hub::{Broadcast, Hub, HubEvent, HubHandle, PeersMissing};
 pub use ipc_core::PeerCredentials;

@@ -17,12 +17,16 @@ use tokio::time::Instant;
 use crate::wire::{self, Kind};
 use crate::{CallError, LeaveReason, PeerId, SendToError};
 
+/// Bytes of a peer's frames waiting to be read by the owner; released
+/// when the owner takes the event.
+pub(crate) type Held = tokio::sync::OwnedSemaphorePermit;
+
 /// What a link hands its owner.
 #[derive(Debug)]
 pub(crate) enum Inbound {
-    Message(PeerId, Bytes),
-    Call(PeerId, u64, Bytes, Arc<Link>),
-    Log(PeerId, Bytes),
+    Message(PeerId, Bytes, Held),
+    Call(PeerId, u64, Bytes, Arc<Link>, Held),
+    Log(PeerId, Bytes, Held),
     /// The peer said goodbye (it may still send until it closes).
     Bye(String),
     /// The link ended; nothing more comes from it.
@@ -75,6 +79,9 @@ pub(crate) struct Reader<R> {
     link: Arc<Link>,
     read: R,
     inbound: mpsc::Sender<Inbound>,
+    /// The peer's share of the owner's queue, in bytes.
+    budget: Arc<tokio::sync::Semaphore>,
+    budget_bytes: usize,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -90,21 +97,20 @@ impl Link {
         peer: PeerId,
         read: R,
         write: W,
-        queue_len: usize,
-        send_timeout: Duration,
+        config: &crate::HubConfig,
         inbound: mpsc::Sender<Inbound>,
     ) -> (Arc<Link>, Reader<R>)
     where
         R: AsyncFrameReceiver + 'static,
         W: AsyncFrameSender + 'static,
     {
-        let (out, queue) = mpsc::channel(queue_len);
+        let (out, queue) = mpsc::channel(config.queue_len);
         let link = Arc::new(Link {
             peer,
             out,
             calls: Mutex::default(),
             next_call: AtomicU64::new(1),
-            send_timeout,
+            send_timeout: config.send_timeout,
             stop: watch::channel(false).0,
             tasks: Mutex::default(),
             writer_done: watch::channel(false).0,
@@ -116,6 +122,8 @@ impl Link {
             link: Arc::clone(&link),
             read,
             inbound,
+            budget: Arc::new(tokio::sync::Semaphore::new(config.peer_backlog_bytes)),
+            budget_bytes: config.peer_backlog_bytes,
         };
         (link, reader)
     }
@@ -307,7 +315,32 @@ impl<R: AsyncFrameReceiver + 'static> Reader<R> {
                 Err(e) => break LeaveReason::Protocol(e.to_string()),
             };
             let body = envelope.body;
-            let inbound = match envelope.kind {
+            let kind = envelope.kind;
+            if matches!(kind, Kind::Message | Kind::Call | Kind::Log) {
+                // Wait until the owner has read enough of this peer's
+                // earlier frames (a frame over the whole budget waits for
+                // all of them): unread frames of one peer hold at most
+                // the budget (plus this frame).
+                let weight = body.len().clamp(1, self.budget_bytes) as u32;
+                let held = tokio::select! {
+                    biased;
+                    _ = stop.wait_for(|stop| *stop) => break LeaveReason::Removed,
+                    held = Arc::clone(&self.budget).acquire_many_owned(weight) => held,
+                };
+                let Ok(held) = held else {
+                    break LeaveReason::Removed;
+                };
+                let inbound = match kind {
+                    Kind::Message => Inbound::Message(peer, body, held),
+                    Kind::Call => Inbound::Call(peer, envelope.id, body, Arc::clone(&link), held),
+                    _ => Inbound::Log(peer, body, held),
+                };
+                if self.inbound.send(inbound).await.is_err() {
+                    break LeaveReason::Removed;
+                }
+                continue;
+            }
+            let inbound = match kind {
                 Kind::Reply => {
                     link.complete(envelope.id, Ok(body));
                     continue;
@@ -316,9 +349,8 @@ impl<R: AsyncFrameReceiver + 'static> Reader<R> {
                     link.complete(envelope.id, Err(CallError::Failed(wire::reason(&body))));
                     continue;
                 }
-                Kind::Message => Inbound::Message(peer, body),
-                Kind::Call => Inbound::Call(peer, envelope.id, body, Arc::clone(&link)),
-                Kind::Log => Inbound::Log(peer, body),
+                // Handled above.
+                Kind::Message | Kind::Call | Kind::Log => continue,
                 Kind::Bye => {
                     let reason = wire::reason(&body);
                     goodbye = Some(reason.clone());
