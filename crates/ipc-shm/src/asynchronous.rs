@@ -27,7 +27,7 @@ use crate::liveness::PeerWatch;
 use crate::ring::RingControl;
 use crate::segment::Segment;
 use crate::sync::{Ordering, spin_loop};
-use crate::wait::{self, ADAPTIVE_SPIN, PARK_SLICE};
+use crate::wait::{self, Pacer, Step};
 use crate::{CAPABILITIES, Shm};
 
 /// What the task wants the helper to wait for.
@@ -123,10 +123,9 @@ impl Shared {
         gone
     }
 
-    /// Waits, as the strategy says, until `want` changes, the peer goes,
-    /// or a new request (such as `Stop`) arrives.
+    /// Waits, paced like every other wait ([`Pacer`]), until `want`
+    /// changes, the peer goes, or a new request (such as `Stop`) arrives.
     fn wait_for(&self, want: Want) {
-        let spin_until = std::time::Instant::now() + ADAPTIVE_SPIN;
         let (ring, space) = match want {
             Want::Space { .. } => (self.tx_ring, true),
             _ => (self.rx_ring, false),
@@ -141,29 +140,21 @@ impl Shared {
             } => Duration::from_millis(1),
             _ => Duration::MAX,
         };
-        let mut last_check = std::time::Instant::now();
+        let mut pacer = Pacer::new(self.strategy);
         loop {
-            if self.changed(want) || self.new_request() {
+            if self.changed(want) {
                 return;
             }
-            let now = std::time::Instant::now();
-            if now.duration_since(last_check) >= PARK_SLICE {
-                last_check = now;
-                if self.peer_gone() {
-                    return;
-                }
+            let tick = pacer.tick();
+            if tick.now.is_some() && (self.new_request() || (tick.check_peer && self.peer_gone())) {
+                return;
             }
-            match self.strategy {
-                WaitStrategy::Spin => spin_loop(),
-                WaitStrategy::SpinYield => std::thread::yield_now(),
-                // Blocking parks at once; Adaptive spins first.
-                WaitStrategy::Adaptive if now < spin_until => spin_loop(),
-                _ => {
+            match pacer.step(tick) {
+                Step::Spin => spin_loop(),
+                Step::Yield => std::thread::yield_now(),
+                Step::Park => {
                     let lifeline = self.segment.other_lifeline();
                     wait::park(signal, slice, lifeline, || !self.changed(want));
-                    if self.peer_gone() {
-                        return;
-                    }
                 }
             }
         }

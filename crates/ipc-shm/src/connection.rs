@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use ipc_core::{
     Capabilities, Config, ConnectError, Connection, FrameReceiver, FrameSender, PeerCredentials,
-    RecvError, SendError, WaitStrategy,
+    RecvError, SendError,
 };
 
 use crate::CAPABILITIES;
@@ -16,11 +16,7 @@ use crate::liveness::PeerWatch;
 use crate::ring::{Consumer, Corrupt, Producer, Record, Reservation, kind};
 use crate::segment::{Segment, Side};
 use crate::sync::spin_loop;
-use crate::wait::{self, ADAPTIVE_PURE_SPINS, ADAPTIVE_SPIN, SPINS_BEFORE_YIELD};
-
-/// How often a spinning wait polls the peer's pidfd (about a microsecond
-/// each), so a spinning side notices a dead peer within about this long.
-const SPIN_CHECK: Duration = Duration::from_millis(1);
+use crate::wait::{self, Pacer, Step};
 
 /// How long dropping a connection waits to push out the rest of a
 /// committed message.
@@ -306,62 +302,42 @@ impl ShmConnection {
     }
 
     /// Runs `attempt` until it yields a value, waiting between tries as the
-    /// wait strategy says, until `wait` runs out or the peer is gone. The
-    /// peer's process is checked on the first try, after every park, and
-    /// every [`SPIN_CHECK`] while spinning.
+    /// wait strategy says ([`Pacer`]), until `wait` runs out or the peer is
+    /// gone. The peer's process is checked on the first try, after every
+    /// park, and every [`SPIN_CHECK`](wait::SPIN_CHECK) while spinning.
     pub(crate) fn wait_until<T>(
         &mut self,
         dir: Dir,
         wait: Wait,
         mut attempt: impl FnMut(&mut Self) -> Result<Option<T>, Fail>,
     ) -> Result<T, Fail> {
-        let strategy = self.config.wait_strategy;
-        let mut started: Option<Instant> = None;
-        let mut last_check: Option<Instant> = None;
-        let mut spins = 0u32;
+        let mut pacer = Pacer::new(self.config.wait_strategy);
         loop {
             if let Some(value) = attempt(self)? {
                 return Ok(value);
             }
-            let now = Instant::now();
-            let check_process = last_check.is_none_or(|t| now.duration_since(t) >= SPIN_CHECK);
-            if check_process {
-                last_check = Some(now);
-            }
-            if self.peer_gone(check_process) {
+            if let Wait::Never = wait {
                 // Whatever the peer published before it went is still ours.
-                return attempt(self)?.ok_or(Fail::Gone);
+                return match self.peer_gone(true) {
+                    true => attempt(self)?.ok_or(Fail::Gone),
+                    false => Err(Fail::WouldBlock),
+                };
             }
-            match wait {
-                Wait::Never => return Err(Fail::WouldBlock),
-                Wait::Until(deadline) if now >= deadline => return Err(Fail::Timeout),
-                _ => {}
+            let tick = pacer.tick();
+            if let Some(now) = tick.now {
+                if self.peer_gone(tick.check_peer) {
+                    return attempt(self)?.ok_or(Fail::Gone);
+                }
+                if let Wait::Until(deadline) = wait
+                    && now >= deadline
+                {
+                    return Err(Fail::Timeout);
+                }
             }
-            let started = *started.get_or_insert(now);
-            spins = spins.wrapping_add(1);
-            let park = match strategy {
-                WaitStrategy::Spin => false,
-                WaitStrategy::SpinYield if spins < SPINS_BEFORE_YIELD => false,
-                WaitStrategy::SpinYield => {
-                    std::thread::yield_now();
-                    continue;
-                }
-                // Blocking parks at once: no spinning, no CPU while waiting.
-                WaitStrategy::Blocking => true,
-                _ if spins < ADAPTIVE_PURE_SPINS => false,
-                _ if now.duration_since(started) < ADAPTIVE_SPIN => {
-                    // A peer on our own CPU cannot answer while we spin:
-                    // yield so it runs (a no-op when no one else is ready).
-                    std::thread::yield_now();
-                    continue;
-                }
-                _ => true,
-            };
-            if park {
-                self.park(dir, wait, now);
-                last_check = None;
-            } else {
-                spin_loop();
+            match pacer.step(tick) {
+                Step::Spin => spin_loop(),
+                Step::Yield => std::thread::yield_now(),
+                Step::Park => self.park(dir, wait, tick.now.unwrap_or_else(Instant::now)),
             }
         }
     }

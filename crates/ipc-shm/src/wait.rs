@@ -12,8 +12,9 @@
 //! wakes us at once) and [`PARK_SLICE`] otherwise, after which the caller
 //! re-checks its condition and the peer's liveness.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use ipc_core::WaitStrategy;
 use rustix::thread::futex;
 
 use crate::lifeline::{self, Lifeline};
@@ -42,6 +43,118 @@ pub(crate) const ADAPTIVE_PURE_SPINS: u32 = 64;
 
 /// Spins before `SpinYield` starts yielding.
 pub(crate) const SPINS_BEFORE_YIELD: u32 = 128;
+
+/// How often a spinning wait looks at the clock, in spins: the clock
+/// read, the deadline and the peer checks cost more than a spin, and a
+/// few spins late is a few hundred nanoseconds.
+const CLOCK_EVERY: u32 = 32;
+
+/// How often a spinning wait polls the peer's pidfd (about a microsecond
+/// each), so a spinning side notices a dead peer within about this long.
+pub(crate) const SPIN_CHECK: Duration = Duration::from_millis(1);
+
+/// What a waiting side does next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Step {
+    Spin,
+    Yield,
+    Park,
+}
+
+/// A look at the clock during a wait.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Tick {
+    /// Now, when the clock was read this round (deadlines are checked
+    /// only then).
+    pub(crate) now: Option<Instant>,
+    /// Whether to check the peer's liveness (first round, after a park,
+    /// then every [`SPIN_CHECK`]).
+    pub(crate) check_peer: bool,
+}
+
+/// The one wait engine: the pace of every wait, blocking or async (the
+/// async helper thread runs it too), as its [`WaitStrategy`] says. The
+/// caller's loop is: attempt; [`tick`](Self::tick) (check the deadline
+/// and the peer when it says); [`step`](Self::step); spin, yield or park.
+#[derive(Debug)]
+pub(crate) struct Pacer {
+    strategy: WaitStrategy,
+    spins: u32,
+    started: Option<Instant>,
+    last_check: Option<Instant>,
+    /// Adaptive: the spinning phase is over, park from now on.
+    spun_out: bool,
+    /// The last step was a yield or a park: read the clock next round.
+    slow: bool,
+}
+
+impl Pacer {
+    pub(crate) fn new(strategy: WaitStrategy) -> Self {
+        Pacer {
+            strategy,
+            spins: 0,
+            started: None,
+            last_check: None,
+            spun_out: false,
+            slow: true,
+        }
+    }
+
+    /// After a failed attempt: reads the clock every [`CLOCK_EVERY`]
+    /// spins (and after every yield or park).
+    pub(crate) fn tick(&mut self) -> Tick {
+        if !self.slow && self.spins % CLOCK_EVERY != 0 {
+            return Tick {
+                now: None,
+                check_peer: false,
+            };
+        }
+        let now = Instant::now();
+        let started = *self.started.get_or_insert(now);
+        if now.duration_since(started) >= ADAPTIVE_SPIN {
+            self.spun_out = true;
+        }
+        let check_peer = self
+            .last_check
+            .is_none_or(|t| now.duration_since(t) >= SPIN_CHECK);
+        if check_peer {
+            self.last_check = Some(now);
+        }
+        Tick {
+            now: Some(now),
+            check_peer,
+        }
+    }
+
+    /// What to do before the next attempt. Parks only in a round whose
+    /// [`tick`](Self::tick) read the clock (so the park knows its
+    /// deadline).
+    pub(crate) fn step(&mut self, tick: Tick) -> Step {
+        self.spins = self.spins.wrapping_add(1);
+        let step = match self.strategy {
+            WaitStrategy::Spin => Step::Spin,
+            WaitStrategy::SpinYield if self.spins < SPINS_BEFORE_YIELD => Step::Spin,
+            WaitStrategy::SpinYield => Step::Yield,
+            // Blocking parks at once: no spinning, no CPU while waiting.
+            WaitStrategy::Blocking => Step::Park,
+            _ if self.spins < ADAPTIVE_PURE_SPINS => Step::Spin,
+            // A peer on our own CPU cannot answer while we spin: yield so
+            // it runs (a no-op when no one else is ready).
+            _ if !self.spun_out => Step::Yield,
+            _ => Step::Park,
+        };
+        let step = match (step, tick.now) {
+            (Step::Park, None) => Step::Spin,
+            (step, _) => step,
+        };
+        self.slow = step != Step::Spin;
+        if step == Step::Park {
+            // After a park, look at the peer again at once.
+            self.last_check = None;
+        }
+        step
+    }
+}
 
 /// Wakes whoever is parked on `signal`. The `waiting` word is only a
 /// hint that saves the system call when no one parks: a peer that writes
@@ -117,4 +230,86 @@ fn wait_either(data: &AtomicU32, seq: u32, lifeline: &AtomicU32, alive: u32, tim
         Some(&deadline),
         futex::ClockId::Monotonic,
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs a pacer for `rounds` failed attempts, sleeping `pause` after
+    /// each, and returns its steps.
+    fn steps(strategy: WaitStrategy, rounds: usize, pause: Duration) -> Vec<Step> {
+        let mut pacer = Pacer::new(strategy);
+        (0..rounds)
+            .map(|_| {
+                let tick = pacer.tick();
+                let step = pacer.step(tick);
+                std::thread::sleep(pause);
+                step
+            })
+            .collect()
+    }
+
+    #[test]
+    fn each_strategy_paces_as_documented() {
+        let quick = Duration::ZERO;
+        assert!(
+            steps(WaitStrategy::Spin, 1000, quick)
+                .iter()
+                .all(|s| *s == Step::Spin)
+        );
+        assert_eq!(steps(WaitStrategy::Blocking, 3, quick), [Step::Park; 3]);
+        let spin_yield = steps(WaitStrategy::SpinYield, 200, quick);
+        assert!(
+            spin_yield[..SPINS_BEFORE_YIELD as usize - 1]
+                .iter()
+                .all(|s| *s == Step::Spin)
+        );
+        assert!(
+            spin_yield[SPINS_BEFORE_YIELD as usize..]
+                .iter()
+                .all(|s| *s == Step::Yield)
+        );
+        // Adaptive: pure spins, then yields while the spin phase lasts,
+        // then parks (each round here takes longer than the whole phase
+        // once the pure spins are done).
+        let adaptive = steps(
+            WaitStrategy::Adaptive,
+            ADAPTIVE_PURE_SPINS as usize + 3,
+            quick,
+        );
+        assert!(
+            adaptive[..ADAPTIVE_PURE_SPINS as usize - 1]
+                .iter()
+                .all(|s| *s == Step::Spin)
+        );
+        let slow = steps(
+            WaitStrategy::Adaptive,
+            ADAPTIVE_PURE_SPINS as usize + 3,
+            ADAPTIVE_SPIN,
+        );
+        assert_eq!(slow.last(), Some(&Step::Park));
+    }
+
+    #[test]
+    fn the_clock_is_read_every_few_spins_and_after_every_park() {
+        let mut pacer = Pacer::new(WaitStrategy::Spin);
+        let reads = (0..CLOCK_EVERY * 4)
+            .filter(|_| {
+                let tick = pacer.tick();
+                pacer.step(tick);
+                tick.now.is_some()
+            })
+            .count();
+        assert_eq!(reads, 4);
+        let mut pacer = Pacer::new(WaitStrategy::Blocking);
+        for _ in 0..3 {
+            let tick = pacer.tick();
+            assert!(
+                tick.now.is_some() && tick.check_peer,
+                "a park is followed by a full look"
+            );
+            assert_eq!(pacer.step(tick), Step::Park);
+        }
+    }
 }
