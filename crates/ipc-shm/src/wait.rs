@@ -103,7 +103,7 @@ impl Pacer {
     /// After a failed attempt: reads the clock every [`CLOCK_EVERY`]
     /// spins (and after every yield or park).
     pub(crate) fn tick(&mut self) -> Tick {
-        if !self.slow && self.spins % CLOCK_EVERY != 0 {
+        if !self.slow && !self.spins.is_multiple_of(CLOCK_EVERY) {
             return Tick {
                 now: None,
                 check_peer: false,
