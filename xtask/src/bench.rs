@@ -174,6 +174,9 @@ pub fn build_runner(root: &Path) -> Result<PathBuf, Failure> {
             "harness",
             "--bin",
             "ipc-bench",
+            // The peers group (iceoryx2) is part of every run.
+            "--features",
+            "peers",
         ])
         .current_dir(root)
         .status()

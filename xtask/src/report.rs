@@ -852,6 +852,69 @@ fn section_throughput(out: &mut String, ix: &Index<'_>) {
     );
 }
 
+fn section_peers(out: &mut String, r: &RunResults, ix: &Index<'_>) {
+    let theirs = ix.all(|id| {
+        id.group == Group::Peers
+            && matches!(id.subject, Subject::Mechanism(_))
+            && id.statistic == Statistic::P50
+    });
+    if theirs.is_empty() {
+        if r.plan.groups.contains(&Group::Peers) {
+            let _ = writeln!(
+                out,
+                "## Against the crates people use instead
+
+Not measured: the runner was built without the harness feature `peers` (`cargo xtask bench` builds it with it), or `shm` was not in the run.\n"
+            );
+        }
+        return;
+    }
+    let rows: Vec<Vec<String>> = theirs
+        .into_iter()
+        .filter_map(|peer| {
+            let Subject::Mechanism(m) = peer.id.subject else {
+                return None;
+            };
+            let shm = harness::Variant::of(harness::Transport::Shm);
+            let ours = FigureId {
+                subject: Subject::Transport(shm),
+                ..peer.id
+            };
+            let ratio = FigureId {
+                subject: Subject::Over(shm, m),
+                statistic: Statistic::Ratio,
+                ..peer.id
+            };
+            Some(vec![
+                bytes(peer.id.size.unwrap_or(0) as f64),
+                cell_interval(ix.get(ours)),
+                format!("{} ({})", with_interval(peer), m.name()),
+                cell_interval(ix.get(ratio)),
+                format!(
+                    "{} / {}",
+                    cell(ix.stat(ours, Statistic::CpuPerOp)),
+                    cell(ix.stat(peer.id, Statistic::CpuPerOp))
+                ),
+            ])
+        })
+        .collect();
+    let _ = writeln!(
+        out,
+        "## Against the crates people use instead (same run, interleaved)\n\nRound trips between two processes, back to back, both sides spinning, payload filled before and verified after the timed part, in the same blocks trial by trial; the ratio is paired per trial (below 1: `shm` is faster).\n"
+    );
+    table(
+        out,
+        &[
+            "size",
+            "shm p50 [interval]",
+            "peer p50 [interval]",
+            "shm / peer [interval]",
+            "CPU / round trip (shm / peer)",
+        ],
+        &rows,
+    );
+}
+
 fn section_baselines(out: &mut String, ix: &Index<'_>) {
     let mechanisms: Vec<Vec<String>> = ix
         .all(|id| id.group == Group::Baselines && id.statistic == Statistic::P50)
@@ -1138,6 +1201,7 @@ pub fn summary(
     section_method(&mut out, r);
     section_charts(&mut out, charts);
     section_latency(&mut out, &ix);
+    section_peers(&mut out, r, &ix);
     section_throughput(&mut out, &ix);
     section_baselines(&mut out, &ix);
     section_serialization(&mut out, &ix);

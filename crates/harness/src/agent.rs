@@ -141,6 +141,14 @@ pub enum Role {
         /// Block size.
         size: usize,
     },
+    /// The peers group: echo `size`-byte samples over iceoryx2 services
+    /// `SERVICE/ping` (in) and `SERVICE/pong` (out).
+    Iceoryx2Echo {
+        /// Sample size.
+        size: usize,
+        /// The services' name prefix.
+        service: String,
+    },
 }
 
 /// What a sink (or churn, mesh) agent reports at the end.
@@ -276,6 +284,7 @@ fn run(task: &AgentTask) -> Result<()> {
         Role::RawSocketEcho { size } => baselines::raw_socket_echo(*size),
         Role::SharedEcho { size, hand } => baselines::shared_echo(*size, *hand),
         Role::SharedSink { size } => baselines::shared_sink(*size),
+        Role::Iceoryx2Echo { size, service } => crate::scenarios::peers::echo(*size, service),
     }
 }
 

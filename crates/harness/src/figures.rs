@@ -447,6 +447,39 @@ pub fn figures(r: &RunResults) -> Vec<Figure> {
         };
         g.put(cpu, Unit::Ns, Better::Lower, l.trial, l.cpu_ns_per_op);
     }
+    // The peers group: ours and theirs under the same group, paired below.
+    for l in &r.peers.ours {
+        let base = id(
+            Group::Peers,
+            Subject::Transport(l.variant),
+            l.regime,
+            Some(l.size),
+            None,
+            Statistic::P50,
+        );
+        g.percentiles(base, l.trial, &l.stats);
+        let cpu = FigureId {
+            statistic: Statistic::CpuPerOp,
+            ..base
+        };
+        g.put(cpu, Unit::Ns, Better::Lower, l.trial, l.cpu_ns_per_op);
+    }
+    for b in &r.peers.others {
+        let base = id(
+            Group::Peers,
+            Subject::Mechanism(b.mechanism),
+            b.regime,
+            Some(b.size),
+            None,
+            Statistic::P50,
+        );
+        g.percentiles(base, b.trial, &b.stats);
+        let cpu = FigureId {
+            statistic: Statistic::CpuPerOp,
+            ..base
+        };
+        g.put(cpu, Unit::Ns, Better::Lower, b.trial, b.cpu_ns_per_op);
+    }
     for b in &r.baselines.latency {
         let base = id(
             Group::Baselines,
@@ -633,6 +666,14 @@ pub fn figures(r: &RunResults) -> Vec<Figure> {
                 return None;
             };
             let mechanism = match (fid.group, fid.statistic) {
+                // Against the peer measured beside it, in its own group.
+                (Group::Peers, Statistic::P50) => {
+                    let under = FigureId {
+                        subject: Subject::Mechanism(Mechanism::Iceoryx2),
+                        ..fid
+                    };
+                    return Some((fid, under, Better::Lower));
+                }
                 (Group::Latency, Statistic::P50) => mechanism_of(v, fid.regime),
                 (Group::Throughput, Statistic::Bandwidth)
                     if v.transport == Transport::Shm && fid.size >= Some(BULK_SIZE) =>

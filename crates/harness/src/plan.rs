@@ -20,6 +20,10 @@ pub enum Group {
     Throughput,
     /// Round-trip percentiles.
     Latency,
+    /// `shm` against the crates people use instead (iceoryx2), round
+    /// trips interleaved; needs the runner built with feature `peers`
+    /// (`cargo xtask bench` does).
+    Peers,
     /// Codec costs and typed round trips.
     Serialization,
     /// CPU and RSS of idle agents; RSS over connect/disconnect cycles.
@@ -32,10 +36,11 @@ pub enum Group {
 
 impl Group {
     /// Every group, in run order (baselines first: ratios need them).
-    pub const ALL: [Group; 7] = [
+    pub const ALL: [Group; 8] = [
         Group::Baselines,
         Group::Throughput,
         Group::Latency,
+        Group::Peers,
         Group::Serialization,
         Group::Resources,
         Group::Patterns,
@@ -48,6 +53,7 @@ impl Group {
             Group::Baselines => "baselines",
             Group::Throughput => "throughput",
             Group::Latency => "latency",
+            Group::Peers => "peers",
             Group::Serialization => "serialization",
             Group::Resources => "resources",
             Group::Patterns => "patterns",

@@ -264,6 +264,52 @@ fn plan_blocks(plan: &Plan) -> Vec<Block> {
                 });
             }
             Group::Latency => blocks.extend(round_trip_blocks(&p, group, true)),
+            Group::Peers if p.transports.contains(&Transport::Shm) => {
+                if !crate::scenarios::peers::AVAILABLE {
+                    eprintln!(
+                        "peers: not measured, the runner was built without the `peers` feature"
+                    );
+                    continue;
+                }
+                // Per size: iceoryx2 beside shm, trial by trial.
+                for &size in &p.sizes {
+                    let (w, n, pin) = (p.latency_warmup, p.latency_samples_at(size), p.pin);
+                    let theirs = cell(
+                        format!("iceoryx2 round trip {size} B"),
+                        1.0,
+                        move |r, trial| {
+                            let rt = crate::scenarios::peers::iceoryx2(size, w, n, pin, trial)?;
+                            r.peers.others.push(rt);
+                            Ok(())
+                        },
+                    );
+                    let variant = Variant::of(Transport::Shm);
+                    let ours = cell(
+                        format!("shm round trip {size} B (peers)"),
+                        1.0,
+                        move |r, trial| {
+                            let samples = (w, n);
+                            let rt = latency::measure(
+                                variant,
+                                size,
+                                Regime::BackToBack,
+                                Duration::ZERO,
+                                samples,
+                                pin,
+                                trial,
+                            )?;
+                            r.peers.ours.push(rt);
+                            Ok(())
+                        },
+                    );
+                    blocks.push(Block {
+                        group,
+                        cells: vec![theirs, ours],
+                    });
+                }
+            }
+            // Without shm there is nothing to set beside the peers.
+            Group::Peers => {}
             Group::Throughput => {
                 for &size in &p.sizes {
                     let mut cells = Vec::new();

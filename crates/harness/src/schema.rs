@@ -150,6 +150,11 @@ pub enum Mechanism {
     /// `memcpy` between two buffers in one process (cache-hot; for
     /// reference, not a cross-process figure).
     Memcpy,
+    /// Not a bare mechanism: iceoryx2 (crates.io), the zero-copy
+    /// shared-memory crate people use instead, publish-subscribe between
+    /// two processes, both sides spinning on `receive`. Measured in the
+    /// peers group beside `shm`.
+    Iceoryx2,
 }
 
 impl Mechanism {
@@ -161,6 +166,7 @@ impl Mechanism {
             Mechanism::SharedBuffer => "shared-buffer",
             Mechanism::Futex => "futex",
             Mechanism::Memcpy => "memcpy",
+            Mechanism::Iceoryx2 => "iceoryx2",
         }
     }
 }
@@ -193,6 +199,10 @@ pub struct RunResults {
     pub patterns: Vec<PatternResult>,
     /// Tracing events shipped to a collector.
     pub logging: Vec<LoggingResult>,
+    /// `shm` against the crates people use instead (absent in records
+    /// from before the peers group).
+    #[serde(default)]
+    pub peers: PeerResults,
     /// Scenarios that failed, with why; their figures are absent.
     pub failures: Vec<Failure>,
     /// Wall time of the run, seconds.
@@ -252,6 +262,16 @@ pub struct Baselines {
     /// Bandwidth of copying mechanisms (cross-process shared buffer,
     /// in-process memcpy).
     pub bandwidth: Vec<BaselineBandwidth>,
+}
+
+/// The peers group: round trips over `shm` and over another crate, in the
+/// same blocks, trial by trial.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PeerResults {
+    /// Ours.
+    pub ours: Vec<LatencyResult>,
+    /// Theirs (`mechanism` names the crate).
+    pub others: Vec<BaselineLatency>,
 }
 
 /// Round trips over a bare mechanism.

@@ -42,13 +42,13 @@ use crate::stats::Recorder;
 use crate::transport::{Variant, agent_command};
 
 /// An agent waiting this long with no change gives up (its parent died).
-const ABANDONED: Duration = Duration::from_secs(10);
+pub(crate) const ABANDONED: Duration = Duration::from_secs(10);
 
 /// How long a [`Hand::Adaptive`] side spins before it sleeps: the
 /// adaptive wait's spin phase (`ipc_shm`'s `ADAPTIVE_SPIN`).
 const ADAPTIVE_SPIN: Duration = Duration::from_micros(50);
 
-fn task(role: Role, cpu: Option<usize>) -> AgentTask {
+pub(crate) fn task(role: Role, cpu: Option<usize>) -> AgentTask {
     AgentTask {
         role,
         variant: Variant::of(crate::Transport::Pipe),
@@ -58,7 +58,10 @@ fn task(role: Role, cpu: Option<usize>) -> AgentTask {
 
 /// Runs `measure` with the parent pinned (and hands it the agent's CPU),
 /// if `pin` and the machine has two CPUs.
-fn placed<T>(pin: bool, measure: impl FnOnce(Option<usize>) -> Result<T>) -> Result<(T, bool)> {
+pub(crate) fn placed<T>(
+    pin: bool,
+    measure: impl FnOnce(Option<usize>) -> Result<T>,
+) -> Result<(T, bool)> {
     let cpus = pin.then(crate::pin::cpus).flatten();
     let _pinned = crate::pin::PinGuard::new(cpus.map(|c| c.0));
     Ok((measure(cpus.map(|c| c.1))?, cpus.is_some()))
@@ -66,10 +69,10 @@ fn placed<T>(pin: bool, measure: impl FnOnce(Option<usize>) -> Result<T>) -> Res
 
 /// Reaps a baseline agent, killing it if it does not exit soon.
 #[derive(Debug)]
-struct Reaped(Child);
+pub(crate) struct Reaped(pub(crate) Child);
 
 impl Reaped {
-    fn cpu_ns(&self) -> u64 {
+    pub(crate) fn cpu_ns(&self) -> u64 {
         procfs::cpu_ns(self.0.id()).unwrap_or(0)
     }
 }
@@ -106,7 +109,7 @@ pub trait Echoing {
 /// Warm-up, then `samples` timed round trips (with `gap` before each),
 /// every payload filled before and verified after the timed part. Also
 /// the CPU both processes used over the recorded window, per round trip.
-fn record_round_trips<M: Echoing>(
+pub(crate) fn record_round_trips<M: Echoing>(
     m: &mut M,
     warmup: u64,
     samples: u64,
@@ -529,6 +532,9 @@ fn round_trips(
             gap,
         ),
         Mechanism::Memcpy => Err(HarnessError::Invalid("memcpy has no round trip".into())),
+        Mechanism::Iceoryx2 => Err(HarnessError::Invalid(
+            "iceoryx2 is measured in the peers group (scenarios::peers)".into(),
+        )),
     })?;
     Ok(BaselineLatency {
         mechanism,

@@ -8,6 +8,7 @@ pub mod baselines;
 pub mod latency;
 pub mod logging;
 pub mod patterns;
+pub mod peers;
 pub mod resources;
 pub mod serialization;
 pub mod soak;
