@@ -305,7 +305,7 @@ impl Waiter {
         frame: &[u8],
         deadline: Option<Instant>,
     ) -> Result<(), SendError> {
-        self.until_room(conn, deadline, |c| c.flush_pending(Wait::Never))
+        self.until_room(conn, deadline, |c| c.flush_pending(&mut Wait::Never))
             .await?;
         self.until_room(conn, deadline, |c| match c.send_with(frame, Wait::Never) {
             Err(SendError::Full) => Err(Fail::WouldBlock),
@@ -382,7 +382,9 @@ impl AsyncFrameSender for AsyncShmConnection {
     async fn flush(&mut self) -> Result<(), SendError> {
         let deadline = deadline_after(self.inner.config().send_timeout);
         self.waiter
-            .until_room(&mut self.inner, deadline, |c| c.flush_pending(Wait::Never))
+            .until_room(&mut self.inner, deadline, |c| {
+                c.flush_pending(&mut Wait::Never)
+            })
             .await
     }
 }
@@ -523,7 +525,9 @@ impl AsyncFrameSender for ShmWriteHalf {
         match &self.waiter {
             Some(waiter) => {
                 waiter
-                    .until_room(&mut self.conn, deadline, |c| c.flush_pending(Wait::Never))
+                    .until_room(&mut self.conn, deadline, |c| {
+                        c.flush_pending(&mut Wait::Never)
+                    })
                     .await
             }
             None => Ok(()),

@@ -23,9 +23,14 @@ use crate::wait::{self, Pacer, Step};
 const DROP_LINGER: Duration = Duration::from_secs(1);
 
 /// How long an operation may wait.
+///
+/// A timeout becomes a deadline only when an operation first has to wait
+/// (`Within` turns into `Until`), so an operation that succeeds at once
+/// never reads the clock; the operations of one call share that deadline.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Wait {
     Never,
+    Within(Duration),
     Until(Instant),
     Forever,
 }
@@ -33,10 +38,20 @@ pub(crate) enum Wait {
 impl Wait {
     pub(crate) fn from_timeout(timeout: Option<Duration>) -> Self {
         match timeout {
-            Some(t) => Instant::now()
-                .checked_add(t)
-                .map_or(Wait::Forever, Wait::Until),
+            Some(t) => Wait::Within(t),
             None => Wait::Forever,
+        }
+    }
+
+    /// The deadline, fixed from `now` the first time it is asked for.
+    fn deadline(&mut self, now: Instant) -> Option<Instant> {
+        match *self {
+            Wait::Within(t) => {
+                *self = now.checked_add(t).map_or(Wait::Forever, Wait::Until);
+                self.deadline(now)
+            }
+            Wait::Until(at) => Some(at),
+            Wait::Never | Wait::Forever => None,
         }
     }
 }
@@ -177,7 +192,7 @@ impl ShmConnection {
     /// Pushes out the rest of a committed chunked message, waiting a
     /// bounded time (as dropping the connection does).
     pub(crate) fn linger(&mut self) {
-        let _ = self.flush_pending(Wait::from_timeout(Some(DROP_LINGER)));
+        let _ = self.flush_pending(&mut Wait::from_timeout(Some(DROP_LINGER)));
     }
 
     /// Bytes of each ring.
@@ -216,9 +231,9 @@ impl ShmConnection {
         if len > max {
             return Err(SendError::FrameTooLarge { len, max });
         }
-        let wait = self.send_wait();
-        self.flush_pending(wait)?;
-        let reservation = self.wait_until(Dir::Space, wait, |c| {
+        let mut wait = self.send_wait();
+        self.flush_pending(&mut wait)?;
+        let reservation = self.wait_until(Dir::Space, &mut wait, |c| {
             c.tx.try_reserve(len).map_err(|e| c.corrupt(e))
         })?;
         Ok(SendSlot {
@@ -233,8 +248,8 @@ impl ShmConnection {
     /// buffer instead. Waits as `recv` does.
     pub fn recv_in_place(&mut self) -> Result<RecvView<'_>, RecvError> {
         self.check_receivable()?;
-        let wait = Wait::from_timeout(self.config.recv_timeout);
-        let found = self.wait_until(Dir::Data, wait, |c| c.try_peek_in_place())?;
+        let mut wait = Wait::from_timeout(self.config.recv_timeout);
+        let found = self.wait_until(Dir::Data, &mut wait, |c| c.try_peek_in_place())?;
         Ok(match found {
             InPlace::Record(record) => RecvView {
                 conn: self,
@@ -303,12 +318,13 @@ impl ShmConnection {
 
     /// Runs `attempt` until it yields a value, waiting between tries as the
     /// wait strategy says ([`Pacer`]), until `wait` runs out or the peer is
-    /// gone. The peer's process is checked on the first try, after every
-    /// park, and every [`SPIN_CHECK`](wait::SPIN_CHECK) while spinning.
+    /// gone. The closed flag and the lifeline are looked at with every
+    /// clock read; the peer's process (pidfd) after every park and every
+    /// [`SPIN_CHECK`](wait::SPIN_CHECK) while spinning.
     pub(crate) fn wait_until<T>(
         &mut self,
         dir: Dir,
-        wait: Wait,
+        wait: &mut Wait,
         mut attempt: impl FnMut(&mut Self) -> Result<Option<T>, Fail>,
     ) -> Result<T, Fail> {
         let mut pacer = Pacer::new(self.config.wait_strategy);
@@ -316,9 +332,13 @@ impl ShmConnection {
             if let Some(value) = attempt(self)? {
                 return Ok(value);
             }
-            if let Wait::Never = wait {
-                // Whatever the peer published before it went is still ours.
-                return match self.peer_gone(true) {
+            if let Wait::Never = *wait {
+                // The closed flag and the lifeline are plain loads; the
+                // pidfd (a system call) only while the lifeline is not
+                // armed yet. Whatever the peer published before it went
+                // is still ours.
+                let check_process = !lifeline::is_armed(self.seg.other_lifeline());
+                return match self.peer_gone(check_process) {
                     true => attempt(self)?.ok_or(Fail::Gone),
                     false => Err(Fail::WouldBlock),
                 };
@@ -328,16 +348,14 @@ impl ShmConnection {
                 if self.peer_gone(tick.check_peer) {
                     return attempt(self)?.ok_or(Fail::Gone);
                 }
-                if let Wait::Until(deadline) = wait
-                    && now >= deadline
-                {
+                if wait.deadline(now).is_some_and(|deadline| now >= deadline) {
                     return Err(Fail::Timeout);
                 }
             }
             match pacer.step(tick) {
                 Step::Spin => spin_loop(),
                 Step::Yield => std::thread::yield_now(),
-                Step::Park => self.park(dir, wait, tick.now.unwrap_or_else(Instant::now)),
+                Step::Park => self.park(dir, *wait, tick.now.unwrap_or_else(Instant::now)),
             }
         }
     }
@@ -400,7 +418,7 @@ impl ShmConnection {
         Ok(self.try_write(kind, &[&rest[..n]])?.map(|()| n))
     }
 
-    pub(crate) fn send_with(&mut self, frame: &[u8], wait: Wait) -> Result<(), SendError> {
+    pub(crate) fn send_with(&mut self, frame: &[u8], mut wait: Wait) -> Result<(), SendError> {
         self.check_sendable()?;
         let max = self.config.max_message_size;
         if frame.len() > max {
@@ -409,21 +427,23 @@ impl ShmConnection {
                 max,
             });
         }
-        self.flush_pending(wait)?;
+        self.flush_pending(&mut wait)?;
         let max_record = self.tx.max_record();
         if frame.len() <= max_record {
-            return Ok(self.wait_until(Dir::Space, wait, |c| c.try_write(kind::WHOLE, &[frame]))?);
+            return Ok(self.wait_until(Dir::Space, &mut wait, |c| {
+                c.try_write(kind::WHOLE, &[frame])
+            })?);
         }
         // Chunked: the first chunk carries the total length. Once it is
         // in, the message is committed; what does not fit in time is kept
         // and sent before anything else.
         let (first, mut rest) = frame.split_at(max_record - 8);
         let total = (frame.len() as u64).to_le_bytes();
-        self.wait_until(Dir::Space, wait, |c| {
+        self.wait_until(Dir::Space, &mut wait, |c| {
             c.try_write(kind::FIRST, &[&total, first])
         })?;
         while !rest.is_empty() {
-            match self.wait_until(Dir::Space, wait, |c| c.try_write_continuation(rest)) {
+            match self.wait_until(Dir::Space, &mut wait, |c| c.try_write_continuation(rest)) {
                 Ok(n) => rest = &rest[n..],
                 Err(Fail::WouldBlock | Fail::Timeout) => {
                     self.pending.extend_from_slice(rest);
@@ -436,7 +456,7 @@ impl ShmConnection {
     }
 
     /// Sends the held-back rest of a message, waiting as `wait` allows.
-    pub(crate) fn flush_pending(&mut self, wait: Wait) -> Result<(), Fail> {
+    pub(crate) fn flush_pending(&mut self, wait: &mut Wait) -> Result<(), Fail> {
         while !self.pending.is_empty() {
             let n = self.wait_until(Dir::Space, wait, |c| c.try_push_pending())?;
             self.pending.drain(..n);
@@ -456,9 +476,9 @@ impl ShmConnection {
         !self.pending.is_empty()
     }
 
-    pub(crate) fn recv_with(&mut self, wait: Wait) -> Result<Bytes, RecvError> {
+    pub(crate) fn recv_with(&mut self, mut wait: Wait) -> Result<Bytes, RecvError> {
         self.check_receivable()?;
-        match self.wait_until(Dir::Data, wait, |c| c.try_take()) {
+        match self.wait_until(Dir::Data, &mut wait, |c| c.try_take()) {
             // Like a stream cut inside a frame: the peer went away part way
             // through a chunked message.
             Err(Fail::Gone) if self.assembly.take().is_some() => Err(RecvError::Corrupted(
@@ -604,8 +624,7 @@ impl FrameSender for ShmConnection {
     }
 
     fn flush(&mut self) -> Result<(), SendError> {
-        let wait = self.send_wait();
-        Ok(self.flush_pending(wait)?)
+        Ok(self.flush_pending(&mut self.send_wait())?)
     }
 }
 

@@ -94,6 +94,13 @@ pub(crate) fn arm(word: &AtomicU32) -> Lifeline {
     }
 }
 
+/// True while the word names a live owner (its death would be noticed
+/// without polling).
+pub(crate) fn is_armed(word: &AtomicU32) -> bool {
+    let value = word.load(Ordering::Acquire);
+    value & futex::OWNER_DIED == 0 && value & !(futex::WAITERS | futex::OWNER_DIED) != 0
+}
+
 /// True once the lifeline's owner has ended.
 pub(crate) fn is_dead(word: &AtomicU32) -> bool {
     word.load(Ordering::Acquire) & futex::OWNER_DIED != 0

@@ -67,8 +67,9 @@ pub(crate) struct Tick {
     /// Now, when the clock was read this round (deadlines are checked
     /// only then).
     pub(crate) now: Option<Instant>,
-    /// Whether to check the peer's liveness (first round, after a park,
-    /// then every [`SPIN_CHECK`]).
+    /// Whether to check the peer's process (its pidfd, a system call):
+    /// after a park, and every [`SPIN_CHECK`] of spinning. The cheap
+    /// checks (closed flag, lifeline) go with every clock read.
     pub(crate) check_peer: bool,
 }
 
@@ -84,6 +85,8 @@ pub(crate) struct Pacer {
     last_check: Option<Instant>,
     /// Adaptive: the spinning phase is over, park from now on.
     spun_out: bool,
+    /// A park just ended: check the peer's process at the next tick.
+    check_next: bool,
     /// The last step was a yield or a park: read the clock next round.
     slow: bool,
 }
@@ -96,12 +99,13 @@ impl Pacer {
             started: None,
             last_check: None,
             spun_out: false,
-            slow: true,
+            check_next: false,
+            slow: false,
         }
     }
 
-    /// After a failed attempt: reads the clock every [`CLOCK_EVERY`]
-    /// spins (and after every yield or park).
+    /// After a failed attempt: reads the clock on the first, then every
+    /// [`CLOCK_EVERY`] spins and after every yield or park.
     pub(crate) fn tick(&mut self) -> Tick {
         if !self.slow && !self.spins.is_multiple_of(CLOCK_EVERY) {
             return Tick {
@@ -114,12 +118,16 @@ impl Pacer {
         if now.duration_since(started) >= ADAPTIVE_SPIN {
             self.spun_out = true;
         }
-        let check_peer = self
-            .last_check
-            .is_none_or(|t| now.duration_since(t) >= SPIN_CHECK);
-        if check_peer {
+        // Not at once: a wait that ends within a millisecond (nearly
+        // all of them when spinning) never pays the system call.
+        let check_peer = self.check_next
+            || self
+                .last_check
+                .is_some_and(|t| now.duration_since(t) >= SPIN_CHECK);
+        if check_peer || self.last_check.is_none() {
             self.last_check = Some(now);
         }
+        self.check_next = false;
         Tick {
             now: Some(now),
             check_peer,
@@ -149,8 +157,8 @@ impl Pacer {
         };
         self.slow = step != Step::Spin;
         if step == Step::Park {
-            // After a park, look at the peer again at once.
-            self.last_check = None;
+            // After a park, look at the peer's process at once.
+            self.check_next = true;
         }
         step
     }
@@ -303,13 +311,26 @@ mod tests {
             .count();
         assert_eq!(reads, 4);
         let mut pacer = Pacer::new(WaitStrategy::Blocking);
-        for _ in 0..3 {
+        for round in 0..3 {
             let tick = pacer.tick();
-            assert!(
-                tick.now.is_some() && tick.check_peer,
-                "a park is followed by a full look"
-            );
+            assert!(tick.now.is_some());
+            // The first look is cheap; every look after a park is full.
+            assert_eq!(tick.check_peer, round > 0, "round {round}");
             assert_eq!(pacer.step(tick), Step::Park);
         }
+        // Spinning, the process is checked once per SPIN_CHECK, not at once.
+        let mut pacer = Pacer::new(WaitStrategy::Spin);
+        let first = pacer.tick();
+        assert!(!first.check_peer);
+        pacer.step(first);
+        std::thread::sleep(SPIN_CHECK);
+        let checks = (0..CLOCK_EVERY * 2)
+            .filter(|_| {
+                let tick = pacer.tick();
+                pacer.step(tick);
+                tick.check_peer
+            })
+            .count();
+        assert_eq!(checks, 1);
     }
 }
