@@ -15,7 +15,11 @@
 //! Each side keeps its own position in private memory and only publishes
 //! it; what it reads of the other side's position is validated, so a peer
 //! that scribbles over the control block causes [`Corrupt`], never an
-//! out-of-bounds access. No lock is taken: `head` is released by the
+//! out-of-bounds access. Each side also remembers the other's position as
+//! last read and reads it again only when that is used up (the producer
+//! when the ring looks full, the consumer when it has taken everything up
+//! to the head it saw): a stale position only understates what is there,
+//! and the position lines stop bouncing between CPUs on every message. No lock is taken: `head` is released by the
 //! producer and acquired by the consumer, `tail` the other way round.
 //!
 //! Waking is decided here but done by the caller (`wait.rs`): each
