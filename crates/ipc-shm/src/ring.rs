@@ -19,7 +19,8 @@
 //! last read and reads it again only when that is used up (the producer
 //! when the ring looks full, the consumer when it has taken everything up
 //! to the head it saw): a stale position only understates what is there,
-//! and the position lines stop bouncing between CPUs on every message. No lock is taken: `head` is released by the
+//! and the position lines stop bouncing between CPUs on every message.
+//! No lock is taken: `head` is released by the
 //! producer and acquired by the consumer, `tail` the other way round.
 //!
 //! Waking is decided here but done by the caller (`wait.rs`): each
