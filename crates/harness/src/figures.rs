@@ -375,6 +375,16 @@ impl Gather {
     }
 
     /// Ratios of `subject` over `mechanism` for every trial both have.
+    /// A round-trip figure: its percentiles and its CPU per round trip.
+    fn round_trips(&mut self, base: FigureId, trial: u32, stats: &LatencyStats, cpu_ns: f64) {
+        self.percentiles(base, trial, stats);
+        let cpu = FigureId {
+            statistic: Statistic::CpuPerOp,
+            ..base
+        };
+        self.put(cpu, Unit::Ns, Better::Lower, trial, cpu_ns);
+    }
+
     fn paired(&mut self, over: FigureId, under: FigureId, better: Better) {
         let (Some(a), Some(b)) = (self.values.get(&over), self.values.get(&under)) else {
             return;
@@ -431,70 +441,27 @@ pub fn figures(r: &RunResults) -> Vec<Figure> {
         agents,
         statistic,
     };
-    for l in &r.latency {
-        let base = id(
-            Group::Latency,
-            Subject::Transport(l.variant),
-            l.regime,
-            Some(l.size),
-            None,
-            Statistic::P50,
-        );
-        g.percentiles(base, l.trial, &l.stats);
-        let cpu = FigureId {
-            statistic: Statistic::CpuPerOp,
-            ..base
-        };
-        g.put(cpu, Unit::Ns, Better::Lower, l.trial, l.cpu_ns_per_op);
+    // Round trips: percentiles and CPU per round trip, for the transports,
+    // the mechanisms, and both sides of the peers group (paired below).
+    let transports = r
+        .latency
+        .iter()
+        .map(|l| (Group::Latency, Subject::Transport(l.variant), l));
+    let ours = r
+        .peers
+        .ours
+        .iter()
+        .map(|l| (Group::Peers, Subject::Transport(l.variant), l));
+    for (group, subject, l) in transports.chain(ours) {
+        let base = id(group, subject, l.regime, Some(l.size), None, Statistic::P50);
+        g.round_trips(base, l.trial, &l.stats, l.cpu_ns_per_op);
     }
-    // The peers group: ours and theirs under the same group, paired below.
-    for l in &r.peers.ours {
-        let base = id(
-            Group::Peers,
-            Subject::Transport(l.variant),
-            l.regime,
-            Some(l.size),
-            None,
-            Statistic::P50,
-        );
-        g.percentiles(base, l.trial, &l.stats);
-        let cpu = FigureId {
-            statistic: Statistic::CpuPerOp,
-            ..base
-        };
-        g.put(cpu, Unit::Ns, Better::Lower, l.trial, l.cpu_ns_per_op);
-    }
-    for b in &r.peers.others {
-        let base = id(
-            Group::Peers,
-            Subject::Mechanism(b.mechanism),
-            b.regime,
-            Some(b.size),
-            None,
-            Statistic::P50,
-        );
-        g.percentiles(base, b.trial, &b.stats);
-        let cpu = FigureId {
-            statistic: Statistic::CpuPerOp,
-            ..base
-        };
-        g.put(cpu, Unit::Ns, Better::Lower, b.trial, b.cpu_ns_per_op);
-    }
-    for b in &r.baselines.latency {
-        let base = id(
-            Group::Baselines,
-            Subject::Mechanism(b.mechanism),
-            b.regime,
-            Some(b.size),
-            None,
-            Statistic::P50,
-        );
-        g.percentiles(base, b.trial, &b.stats);
-        let cpu = FigureId {
-            statistic: Statistic::CpuPerOp,
-            ..base
-        };
-        g.put(cpu, Unit::Ns, Better::Lower, b.trial, b.cpu_ns_per_op);
+    let mechanisms = r.baselines.latency.iter().map(|b| (Group::Baselines, b));
+    let theirs = r.peers.others.iter().map(|b| (Group::Peers, b));
+    for (group, b) in mechanisms.chain(theirs) {
+        let subject = Subject::Mechanism(b.mechanism);
+        let base = id(group, subject, b.regime, Some(b.size), None, Statistic::P50);
+        g.round_trips(base, b.trial, &b.stats, b.cpu_ns_per_op);
     }
     for b in &r.baselines.bandwidth {
         let fid = id(

@@ -278,7 +278,14 @@ fn plan_blocks(plan: &Plan) -> Vec<Block> {
                         format!("iceoryx2 round trip {size} B"),
                         1.0,
                         move |r, trial| {
-                            let rt = crate::scenarios::peers::iceoryx2(size, w, n, pin, trial)?;
+                            let rt = baselines::back_to_back(
+                                Mechanism::Iceoryx2,
+                                size,
+                                w,
+                                n,
+                                pin,
+                                trial,
+                            )?;
                             r.peers.others.push(rt);
                             Ok(())
                         },

@@ -327,18 +327,26 @@ impl<W: AsyncWrite + Unpin + Send> AsyncFrameSender for FrameWriteHalf<W> {
     }
 }
 
+/// A receive bounded by `timeout` (`None`: unbounded).
+async fn within(
+    timeout: Option<Duration>,
+    receive: impl std::future::Future<Output = Result<Bytes, RecvError>>,
+) -> Result<Bytes, RecvError> {
+    match timeout {
+        Some(timeout) => tokio::time::timeout(timeout, receive)
+            .await
+            .unwrap_or(Err(RecvError::Timeout)),
+        None => receive.await,
+    }
+}
+
 impl<R: AsyncRead + Unpin + Send> AsyncFrameReceiver for FrameReadHalf<R> {
     async fn recv(&mut self) -> Result<Bytes, RecvError> {
-        match self.config.recv_timeout {
-            Some(timeout) => self.recv_timeout(timeout).await,
-            None => self.recv_frame().await,
-        }
+        within(self.config.recv_timeout, self.recv_frame()).await
     }
 
     async fn recv_timeout(&mut self, timeout: Duration) -> Result<Bytes, RecvError> {
-        tokio::time::timeout(timeout, self.recv_frame())
-            .await
-            .unwrap_or(Err(RecvError::Timeout))
+        within(Some(timeout), self.recv_frame()).await
     }
 }
 
@@ -366,16 +374,11 @@ where
     W: AsyncWrite + Unpin + Send,
 {
     async fn recv(&mut self) -> Result<Bytes, RecvError> {
-        match self.read.config.recv_timeout {
-            Some(timeout) => self.recv_timeout(timeout).await,
-            None => self.recv_frame().await,
-        }
+        within(self.read.config.recv_timeout, self.recv_frame()).await
     }
 
     async fn recv_timeout(&mut self, timeout: Duration) -> Result<Bytes, RecvError> {
-        tokio::time::timeout(timeout, self.recv_frame())
-            .await
-            .unwrap_or(Err(RecvError::Timeout))
+        within(Some(timeout), self.recv_frame()).await
     }
 }
 

@@ -532,9 +532,7 @@ fn round_trips(
             gap,
         ),
         Mechanism::Memcpy => Err(HarnessError::Invalid("memcpy has no round trip".into())),
-        Mechanism::Iceoryx2 => Err(HarnessError::Invalid(
-            "iceoryx2 is measured in the peers group (scenarios::peers)".into(),
-        )),
+        Mechanism::Iceoryx2 => crate::scenarios::peers::iceoryx2(size, cpu, warmup, samples),
     })?;
     Ok(BaselineLatency {
         mechanism,

@@ -11,18 +11,20 @@
 //! builds the runner with it).
 
 use crate::error::Result;
-use crate::schema::BaselineLatency;
+use crate::stats::Recorder;
 
 /// Round trips of `size`-byte samples over iceoryx2 publish-subscribe,
-/// back to back.
-pub fn iceoryx2(
+/// with the echo pinned to `cpu`: the recorder and the CPU both sides
+/// used per round trip. Run it through
+/// [`baselines::back_to_back`](crate::scenarios::baselines::back_to_back)
+/// with [`Mechanism::Iceoryx2`](crate::schema::Mechanism::Iceoryx2).
+pub(crate) fn iceoryx2(
     size: usize,
+    cpu: Option<usize>,
     warmup: u64,
     samples: u64,
-    pin: bool,
-    trial: u32,
-) -> Result<BaselineLatency> {
-    imp::iceoryx2(size, warmup, samples, pin, trial)
+) -> Result<(Recorder, f64)> {
+    imp::iceoryx2(size, cpu, warmup, samples)
 }
 
 /// The agent side of [`iceoryx2`].
@@ -36,13 +38,13 @@ pub const AVAILABLE: bool = cfg!(feature = "peers");
 #[cfg(not(feature = "peers"))]
 mod imp {
     use crate::error::{HarnessError, Result};
-    use crate::schema::BaselineLatency;
+    use crate::stats::Recorder;
 
     fn missing() -> HarnessError {
         HarnessError::Invalid("the runner was built without the `peers` feature".into())
     }
 
-    pub(super) fn iceoryx2(_: usize, _: u64, _: u64, _: bool, _: u32) -> Result<BaselineLatency> {
+    pub(super) fn iceoryx2(_: usize, _: Option<usize>, _: u64, _: u64) -> Result<(Recorder, f64)> {
         Err(missing())
     }
 
@@ -63,10 +65,8 @@ mod imp {
 
     use crate::agent::Role;
     use crate::error::{HarnessError, Result};
-    use crate::scenarios::baselines::{
-        ABANDONED, Echoing, Reaped, placed, record_round_trips, task,
-    };
-    use crate::schema::{BaselineLatency, Mechanism, Regime};
+    use crate::scenarios::baselines::{ABANDONED, Echoing, Reaped, record_round_trips, task};
+    use crate::stats::Recorder;
     use crate::transport::agent_command;
 
     type Pub = Publisher<ipc::Service, [u8], ()>;
@@ -241,24 +241,12 @@ mod imp {
 
     pub(super) fn iceoryx2(
         size: usize,
+        cpu: Option<usize>,
         warmup: u64,
         samples: u64,
-        pin: bool,
-        trial: u32,
-    ) -> Result<BaselineLatency> {
-        let ((recorder, cpu), pinned) = placed(pin, |cpu| {
-            let mut echo = Iceoryx2Echo::start(size, cpu)?;
-            record_round_trips(&mut echo, warmup, samples, Duration::ZERO)
-        })?;
-        Ok(BaselineLatency {
-            mechanism: Mechanism::Iceoryx2,
-            trial,
-            size,
-            regime: Regime::BackToBack,
-            pinned,
-            cpu_ns_per_op: cpu,
-            stats: recorder.summary(),
-        })
+    ) -> Result<(Recorder, f64)> {
+        let mut echo = Iceoryx2Echo::start(size, cpu)?;
+        record_round_trips(&mut echo, warmup, samples, Duration::ZERO)
     }
 
     pub(super) fn echo(size: usize, service: &str) -> Result<()> {
