@@ -22,7 +22,7 @@ use ipc_core::{
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use crate::connection::{Fail, ShmConnection, Wait};
+use crate::connection::{Fail, RecvView, SendSlot, ShmConnection, Wait};
 use crate::liveness::PeerWatch;
 use crate::ring::RingControl;
 use crate::segment::Segment;
@@ -225,21 +225,23 @@ impl Waiter {
         }
     }
 
-    /// Receives, waiting until `deadline`. `flush_too`: also push out the
-    /// rest of a chunked message while waiting (an unsplit connection;
-    /// a write half does that itself).
-    async fn recv_until(
+    /// Runs a non-blocking receive step until it stops reporting
+    /// `Empty`, waiting until `deadline`. `flush_too`: also push out the
+    /// rest of a chunked message while waiting (an unsplit connection; a
+    /// write half does that itself).
+    async fn recv_until<A: Access, T>(
         &self,
-        conn: &mut impl Access,
+        conn: &mut A,
         deadline: Option<Instant>,
         flush_too: bool,
-    ) -> Result<Bytes, RecvError> {
+        mut take: impl FnMut(&mut ShmConnection) -> Result<T, RecvError>,
+    ) -> Result<T, RecvError> {
         loop {
             let notified = self.shared.ready.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
             self.learn_peer_gone(conn);
-            let want = conn.with(|c| match c.try_recv() {
+            let want = conn.with(|c| match take(c) {
                 Err(RecvError::Empty) => Ok(Want::Data {
                     position: c.rx.position(),
                     space_tail: (flush_too && c.has_pending()).then(|| c.tx.seen_tail()),
@@ -353,9 +355,49 @@ impl AsyncShmConnection {
         })
     }
 
-    /// The blocking connection inside (for its zero-copy API).
+    /// The blocking connection inside.
     pub fn get_mut(&mut self) -> &mut ShmConnection {
         &mut self.inner
+    }
+
+    /// Zero copy, async: reserves `len` bytes in the ring, waiting for
+    /// room as [`send`](AsyncFrameSender::send) does (without blocking the
+    /// runtime; the current-thread runtime is fine). Fill the slot and
+    /// [`commit`](SendSlot::commit) it; dropping it uncommitted sends
+    /// nothing. At most [`ShmConnection::max_record`] bytes
+    /// ([`SendError::FrameTooLarge`] otherwise). Cancel-safe: nothing is
+    /// reserved until it returns.
+    ///
+    /// ```no_run
+    /// # async fn demo(conn: &mut ipc_shm::AsyncShmConnection) -> Result<(), Box<dyn std::error::Error>> {
+    /// let mut slot = conn.reserve(4096).await?;
+    /// slot.fill(7); // written straight into shared memory
+    /// slot.commit();
+    /// let view = conn.recv_in_place().await?; // read straight from it
+    /// println!("{} bytes, in place: {}", view.len(), view.is_in_place());
+    /// # Ok(()) }
+    /// ```
+    pub async fn reserve(&mut self, len: usize) -> Result<SendSlot<'_>, SendError> {
+        let deadline = deadline_after(self.inner.config().send_timeout);
+        let reservation = self
+            .waiter
+            .until_room(&mut self.inner, deadline, |c| c.reservation_now(len))
+            .await?;
+        Ok(self.inner.slot(reservation))
+    }
+
+    /// Zero copy, async: the next message read in place, waiting as
+    /// [`recv`](AsyncFrameReceiver::recv) does; the space is released when
+    /// the view drops. A chunked message (larger than a record) is
+    /// assembled into an owned buffer instead. Cancel-safe: a message is
+    /// taken only when the view is returned.
+    pub async fn recv_in_place(&mut self) -> Result<RecvView<'_>, RecvError> {
+        let deadline = deadline_after(self.inner.config().recv_timeout);
+        let found = self
+            .waiter
+            .recv_until(&mut self.inner, deadline, true, ShmConnection::in_place_now)
+            .await?;
+        Ok(self.inner.view(found))
     }
 }
 
@@ -393,14 +435,14 @@ impl AsyncFrameReceiver for AsyncShmConnection {
     async fn recv(&mut self) -> Result<Bytes, RecvError> {
         let deadline = deadline_after(self.inner.config().recv_timeout);
         self.waiter
-            .recv_until(&mut self.inner, deadline, true)
+            .recv_until(&mut self.inner, deadline, true, FrameReceiver::try_recv)
             .await
     }
 
     async fn recv_timeout(&mut self, timeout: Duration) -> Result<Bytes, RecvError> {
         let deadline = Some(Instant::now() + timeout);
         self.waiter
-            .recv_until(&mut self.inner, deadline, true)
+            .recv_until(&mut self.inner, deadline, true, FrameReceiver::try_recv)
             .await
     }
 }
@@ -480,14 +522,19 @@ impl AsyncFrameReceiver for ShmReadHalf {
             .config()
             .recv_timeout;
         self.waiter
-            .recv_until(&mut self.conn, deadline_after(timeout), false)
+            .recv_until(
+                &mut self.conn,
+                deadline_after(timeout),
+                false,
+                FrameReceiver::try_recv,
+            )
             .await
     }
 
     async fn recv_timeout(&mut self, timeout: Duration) -> Result<Bytes, RecvError> {
         let deadline = Some(Instant::now() + timeout);
         self.waiter
-            .recv_until(&mut self.conn, deadline, false)
+            .recv_until(&mut self.conn, deadline, false, FrameReceiver::try_recv)
             .await
     }
 }

@@ -236,10 +236,7 @@ impl ShmConnection {
         let reservation = self.wait_until(Dir::Space, &mut wait, |c| {
             c.tx.try_reserve(len).map_err(|e| c.corrupt(e))
         })?;
-        Ok(SendSlot {
-            conn: self,
-            reservation,
-        })
+        Ok(self.slot(reservation))
     }
 
     /// Receives the next message in place: the view borrows the ring and
@@ -250,7 +247,50 @@ impl ShmConnection {
         self.check_receivable()?;
         let mut wait = Wait::from_timeout(self.config.recv_timeout);
         let found = self.wait_until(Dir::Data, &mut wait, |c| c.try_peek_in_place())?;
-        Ok(match found {
+        Ok(self.view(found))
+    }
+
+    /// Space for `len` bytes if there is room now (the async `reserve`);
+    /// `Fail::WouldBlock` when the ring is full.
+    pub(crate) fn reservation_now(&mut self, len: usize) -> Result<Reservation, Fail> {
+        self.check_sendable().map_err(|e| match e {
+            SendError::Corrupted(m) => Fail::Corrupt(m),
+            _ => Fail::Gone,
+        })?;
+        let max = self.config.max_message_size.min(self.max_record());
+        if len > max {
+            return Err(Fail::TooLarge { len, max });
+        }
+        self.flush_pending(&mut Wait::Never)?;
+        self.wait_until(Dir::Space, &mut Wait::Never, |c| {
+            c.tx.try_reserve(len).map_err(|e| c.corrupt(e))
+        })
+    }
+
+    /// The slot for a reservation from [`reservation_now`](Self::reservation_now).
+    pub(crate) fn slot(&mut self, reservation: Reservation) -> SendSlot<'_> {
+        SendSlot {
+            conn: self,
+            reservation,
+        }
+    }
+
+    /// The next message for an in-place receive if one is there now (the
+    /// async `recv_in_place`); `RecvError::Empty` when there is none.
+    pub(crate) fn in_place_now(&mut self) -> Result<InPlace, RecvError> {
+        self.check_receivable()?;
+        match self.wait_until(Dir::Data, &mut Wait::Never, |c| c.try_peek_in_place()) {
+            Ok(found) => Ok(found),
+            Err(Fail::Gone) if self.assembly.take().is_some() => Err(RecvError::Corrupted(
+                "peer went away inside a chunked message".into(),
+            )),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The view of a message from [`in_place_now`](Self::in_place_now).
+    pub(crate) fn view(&mut self, found: InPlace) -> RecvView<'_> {
+        match found {
             InPlace::Record(record) => RecvView {
                 conn: self,
                 record: Some(record),
@@ -261,7 +301,7 @@ impl ShmConnection {
                 record: None,
                 owned: Some(bytes),
             },
-        })
+        }
     }
 
     fn send_wait(&self) -> Wait {
@@ -604,7 +644,9 @@ impl ShmConnection {
     }
 }
 
-enum InPlace {
+/// A message found for an in-place receive: a record still in the ring,
+/// or a chunked message assembled into an owned buffer.
+pub(crate) enum InPlace {
     Record(Record),
     Owned(Bytes),
 }

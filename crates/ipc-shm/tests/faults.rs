@@ -255,6 +255,74 @@ fn zero_copy_round_trip() -> CaseResult {
     })
 }
 
+/// The zero-copy API on the async connection, on a current-thread
+/// runtime (where `block_in_place` would panic): reserve/commit and
+/// receive in place against an agent that echoes in place.
+fn async_zero_copy_round_trip() -> CaseResult {
+    let name = name();
+    let strategy = STRATEGIES[0];
+    let mut listener = ShmListener::bind(&name, &config(strategy.1))?;
+    let child = Command::new(std::env::current_exe()?)
+        .env(ROLE_ENV, "echo-in-place")
+        .env(STRATEGY_ENV, strategy.0)
+        .env(ADDRESS_ENV, listener.address().to_string())
+        .stdin(Stdio::null())
+        .spawn()?;
+    // Killed and reaped however the case ends.
+    struct Reap(Child);
+    impl Drop for Reap {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _child = Reap(child);
+    let conn = listener.accept_timeout(Duration::from_secs(30))?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let mut conn = ipc_shm::AsyncShmConnection::new(conn)?;
+        let max = conn.get_mut().max_record();
+        for (seq, size) in [0, 64, 4096, max].into_iter().enumerate() {
+            let mut slot = conn.reserve(size).await?;
+            payload::fill(seq as u64, &mut slot);
+            slot.commit();
+            let view = conn.recv_in_place().await?;
+            ensure(view.is_in_place(), || {
+                format!("{size} bytes not received in place")
+            })?;
+            payload::verify(seq as u64, &view)?;
+        }
+        // More in flight than one ring holds (but fewer than both rings
+        // together, so the echo always has room): reserve waits for room,
+        // asynchronously, while the echo drains our ring.
+        let per_ring = (conn.get_mut().ring_capacity() / 4096) as u64;
+        let window = per_ring * 3 / 2;
+        let count = 4 * per_ring;
+        let mut received = 0;
+        for seq in 0..count {
+            let mut slot = conn.reserve(4096).await?;
+            payload::fill(seq, &mut slot);
+            slot.commit();
+            while received + window <= seq {
+                let view = conn.recv_in_place().await?;
+                payload::verify(received, &view)?;
+                received += 1;
+            }
+        }
+        while received < count {
+            let view = conn.recv_in_place().await?;
+            payload::verify(received, &view)?;
+            received += 1;
+        }
+        let err = conn.reserve(max + 1).await.err();
+        ensure(matches!(err, Some(SendError::FrameTooLarge { .. })), || {
+            format!("reserving more than a record gave {err:?}")
+        })
+    })
+}
+
 /// A connected pair in this process, for scribbling on its segment.
 fn local_pair() -> Result<(ShmConnection, ShmConnection, std::fs::File), Failed> {
     let name = name();
@@ -799,6 +867,7 @@ fn main() {
     let mut trials = vec![
         Trial::test("million_mixed_messages", million_mixed_messages),
         Trial::test("zero_copy_round_trip", zero_copy_round_trip),
+        Trial::test("async_zero_copy_round_trip", async_zero_copy_round_trip),
         Trial::test(
             "corrupted_segment_is_corrupted",
             corrupted_segment_is_corrupted,
