@@ -32,13 +32,14 @@ pub enum Address {
     Stdio,
     /// A Unix domain socket path (`uds:PATH`).
     Uds(PathBuf),
-    /// A shared-memory segment name (`shm:NAME`).
+    /// The name of a shared-memory listener (`shm:NAME`); agents meet it
+    /// at the socket `/dev/shm/ipc-NAME` and get their own memory there.
     Shm(String),
 }
 
-/// Longest shared-memory name accepted: the segment file name must fit in
-/// `NAME_MAX` with room for a suffix the transport adds.
-pub const MAX_SHM_NAME: usize = 200;
+/// Longest shared-memory name accepted: the listener's rendezvous socket,
+/// `/dev/shm/ipc-NAME`, must fit in a socket address (107 bytes).
+pub const MAX_SHM_NAME: usize = 90;
 
 /// Why an address string does not parse.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -20,6 +20,43 @@ impl PeerCredentials {
             uid: Some(uid),
         }
     }
+
+    /// What `SO_PEERCRED` says about the process at the other end of a
+    /// connected Unix socket. The pid is `None` when the peer is in a PID
+    /// namespace this process cannot see (the kernel reports 0 then;
+    /// rustix 1.1's `socket_peercred` turns that 0 into a bogus error, so
+    /// it is not used).
+    pub fn of_unix_socket(fd: std::os::fd::BorrowedFd<'_>) -> std::io::Result<Self> {
+        use std::os::fd::AsRawFd;
+        let mut cred = libc::ucred {
+            pid: 0,
+            uid: 0,
+            gid: 0,
+        };
+        let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+        // SAFETY: `cred` is a writable `ucred` and `len` its exact size, as
+        // SO_PEERCRED requires; the kernel writes at most `len` bytes and
+        // every bit pattern is a valid `ucred` (plain integers).
+        let rc = unsafe {
+            libc::getsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_PEERCRED,
+                (&raw mut cred).cast(),
+                &mut len,
+            )
+        };
+        if rc != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        if len as usize != std::mem::size_of::<libc::ucred>() {
+            return Err(std::io::Error::other("SO_PEERCRED returned a short answer"));
+        }
+        Ok(PeerCredentials {
+            pid: u32::try_from(cred.pid).ok().filter(|&pid| pid != 0),
+            uid: Some(cred.uid),
+        })
+    }
 }
 
 impl std::fmt::Display for PeerCredentials {

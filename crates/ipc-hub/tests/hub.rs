@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use ipc_core::{Address, AsyncConnector, Config, Listener};
+use ipc_core::{Address, AsyncConnector, Config};
 use ipc_hub::{
     AdmitError, Agent, AgentEvent, CallError, Hub, HubConfig, HubEvent, LeaveReason, PeerInfo,
     SendToError,
@@ -53,7 +53,7 @@ fn runtime() -> tokio::runtime::Runtime {
 enum Via {
     Pipe,
     Uds,
-    /// One shared-memory listener per agent (ipc-shm links two processes).
+    /// One shared-memory listener for all agents.
     Shm,
 }
 
@@ -63,6 +63,8 @@ struct Setup {
     hub: Hub,
     dir: tempfile::TempDir,
     via: Via,
+    /// The shared-memory listener's name (with `Via::Shm`).
+    shm_name: String,
     children: Vec<tokio::process::Child>,
 }
 
@@ -70,15 +72,31 @@ impl Setup {
     fn new(via: Via, config: HubConfig) -> Result<Setup, Failed> {
         let hub = Hub::new(config)?;
         let dir = tempfile::tempdir()?;
-        if let Via::Uds = via {
-            let listener =
-                ipc_uds::AsyncUdsListener::bind(dir.path().join("hub.sock"), &Config::default())?;
-            hub.listen(listener)?;
+        let mut shm_name = String::new();
+        match via {
+            Via::Uds => {
+                let listener = ipc_uds::AsyncUdsListener::bind(
+                    dir.path().join("hub.sock"),
+                    &Config::default(),
+                )?;
+                hub.listen(listener)?;
+            }
+            Via::Shm => {
+                static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+                let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                shm_name = format!("hubtest-{}-{n}", std::process::id());
+                hub.listen(ipc_shm::AsyncShmListener::bind(
+                    &shm_name,
+                    &Config::default(),
+                )?)?;
+            }
+            Via::Pipe => {}
         }
         Ok(Setup {
             hub,
             dir,
             via,
+            shm_name,
             children: Vec::new(),
         })
     }
@@ -108,21 +126,12 @@ impl Setup {
                 Ok(pid)
             }
             Via::Shm => {
-                static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-                let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let name = format!("hubtest-{}-{n}", std::process::id());
-                let mut listener = ipc_shm::ShmListener::bind(&name, &Config::default())?;
-                cmd.env(SHM_ENV, &name);
+                cmd.env(SHM_ENV, &self.shm_name);
                 let child = tokio::process::Command::from(cmd)
                     .kill_on_drop(true)
                     .spawn()?;
                 let pid = child.id().ok_or("no pid")?;
                 self.children.push(child);
-                let conn =
-                    tokio::task::spawn_blocking(move || listener.accept_timeout(LONG)).await??;
-                self.hub
-                    .add(ipc_shm::AsyncShmConnection::new(conn)?)
-                    .await?;
                 Ok(pid)
             }
         }

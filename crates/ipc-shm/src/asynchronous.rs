@@ -8,6 +8,7 @@
 //! per message. The data path itself (`try_send`/`try_recv` on the rings)
 //! runs on the task.
 
+use std::os::fd::OwnedFd;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
@@ -15,20 +16,23 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use ipc_core::{
-    Address, AsyncConnection, AsyncConnector, AsyncFrameReceiver, AsyncFrameSender, AsyncSplit,
-    Capabilities, Config, ConnectError, Connector, FrameReceiver, PeerCredentials, RecvError,
+    Address, AsyncConnection, AsyncConnector, AsyncFrameReceiver, AsyncFrameSender, AsyncListener,
+    AsyncSplit, Capabilities, Config, ConnectError, FrameReceiver, PeerCredentials, RecvError,
     SendError, WaitStrategy,
 };
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use crate::CAPABILITIES;
 use crate::connection::{Fail, RecvView, SendSlot, ShmConnection, Wait};
+use crate::listener::{
+    ACCEPT_QUEUE, Acceptor, Rendezvous, accept_thread_gone, attach, connect_socket,
+};
 use crate::liveness::PeerWatch;
 use crate::ring::RingControl;
 use crate::segment::Segment;
 use crate::sync::{Ordering, spin_loop};
 use crate::wait::{self, Pacer, Step};
-use crate::{CAPABILITIES, Shm};
 
 /// What the task wants the helper to wait for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -606,6 +610,101 @@ impl AsyncConnector for AsyncShm {
         address: &Address,
         config: &Config,
     ) -> Result<AsyncShmConnection, ConnectError> {
-        AsyncShmConnection::new(Shm.connect(address, config)?)
+        let deadline = config.connect_timeout;
+        let sock = connect_socket(address, config)?;
+        // Waiting for the listener's hello is the only wait of a connect:
+        // on the runtime, not on a thread.
+        let stream = tokio::net::UnixStream::from_std(std::os::unix::net::UnixStream::from(sock))?;
+        match deadline {
+            Some(limit) => tokio::time::timeout(limit, stream.readable())
+                .await
+                .map_err(|_| ConnectError::Timeout)??,
+            None => stream.readable().await?,
+        }
+        let sock = OwnedFd::from(stream.into_std()?);
+        AsyncShmConnection::new(attach(sock, address, config)?)
+    }
+}
+
+/// Accepts any number of agents under one `shm:NAME`, for async code: the
+/// [`ShmListener`](crate::ShmListener) rendezvous, run by a helper thread
+/// that hands finished handshakes to [`accept`](AsyncListener::accept).
+/// `accept` is cancel-safe: an agent whose handshake finished waits in
+/// the queue for the next call. Dropping the listener stops the thread and
+/// removes the socket file before it returns.
+///
+/// ```
+/// use ipc_core::{AsyncConnector, AsyncFrameReceiver, AsyncFrameSender, AsyncListener, Config};
+/// use ipc_shm::{AsyncShm, AsyncShmListener};
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(async {
+/// let name = format!("doc-async-{}", std::process::id());
+/// let mut listener = AsyncShmListener::bind(&name, &Config::default())?;
+/// let address = listener.address().clone();
+/// // Agents do this in their own processes:
+/// let agents = tokio::spawn(async move {
+///     let mut first = AsyncShm.connect(&address, &Config::default()).await?;
+///     let mut second = AsyncShm.connect(&address, &Config::default()).await?;
+///     first.send(b"one").await?;
+///     second.send(b"two").await?;
+///     Ok::<_, Box<dyn std::error::Error + Send + Sync>>((first, second))
+/// });
+/// let mut a = listener.accept().await?;
+/// let mut b = listener.accept().await?;
+/// let mut heard = vec![a.recv().await?, b.recv().await?];
+/// heard.sort();
+/// assert_eq!(heard, [&b"one"[..], &b"two"[..]]);
+/// # agents.await??;
+/// # Ok::<(), Box<dyn std::error::Error + Send + Sync>>(())
+/// # })?;
+/// # Ok::<(), Box<dyn std::error::Error + Send + Sync>>(())
+/// ```
+#[derive(Debug)]
+pub struct AsyncShmListener {
+    address: Address,
+    accepted: tokio::sync::mpsc::Receiver<Result<ShmConnection, ConnectError>>,
+    acceptor: Acceptor,
+}
+
+impl AsyncShmListener {
+    /// Listens as `shm:NAME` (see [`ShmListener::bind`](crate::ShmListener::bind)).
+    pub fn bind(name: &str, config: &Config) -> Result<Self, ConnectError> {
+        let address: Address = format!("shm:{name}").parse()?;
+        Self::bind_address(&address, config)
+    }
+
+    /// Listens on a `shm:` address.
+    pub fn bind_address(address: &Address, config: &Config) -> Result<Self, ConnectError> {
+        let rendezvous = Rendezvous::bind(address, config)?;
+        let (tx, accepted) = tokio::sync::mpsc::channel(ACCEPT_QUEUE);
+        let acceptor = Acceptor::start(rendezvous, move |next| tx.blocking_send(next).is_ok())?;
+        Ok(AsyncShmListener {
+            address: address.clone(),
+            accepted,
+            acceptor,
+        })
+    }
+}
+
+impl AsyncListener for AsyncShmListener {
+    type Connection = AsyncShmConnection;
+
+    async fn accept(&mut self) -> Result<AsyncShmConnection, ConnectError> {
+        match self.accepted.recv().await {
+            Some(conn) => AsyncShmConnection::new(conn?),
+            None => Err(accept_thread_gone()),
+        }
+    }
+
+    fn address(&self) -> &Address {
+        &self.address
+    }
+}
+
+impl Drop for AsyncShmListener {
+    fn drop(&mut self) {
+        // Closing the queue ends a `blocking_send`; the eventfd ends a poll.
+        self.accepted.close();
+        self.acceptor.stop();
     }
 }

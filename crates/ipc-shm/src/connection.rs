@@ -1,6 +1,7 @@
 //! `ShmConnection`: one end of a segment, sending on one ring and
 //! receiving on the other.
 
+use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -127,6 +128,8 @@ pub struct ShmConnection {
     pub(crate) gone: bool,
     pub(crate) peer: Arc<PeerWatch>,
     broken: Option<String>,
+    /// The socket the segment came over, kept open with the connection.
+    _link: Option<OwnedFd>,
 }
 
 // SAFETY: the raw pointers inside `tx` and `rx` point into the mapping that
@@ -139,7 +142,11 @@ impl ShmConnection {
     /// The connection over `seg`, once both sides are attached. The
     /// attach word is the peer's to write: anything but "attached" is
     /// `Corrupted`, never a panic.
-    pub(crate) fn new(seg: Segment, config: Config) -> Result<Self, ConnectError> {
+    pub(crate) fn new(
+        seg: Segment,
+        config: Config,
+        link: Option<OwnedFd>,
+    ) -> Result<Self, ConnectError> {
         let (tx_ring, rx_ring) = match seg.side() {
             Side::Owner => (0, 1),
             Side::Peer => (1, 0),
@@ -173,7 +180,22 @@ impl ShmConnection {
             gone: false,
             peer: Arc::new(PeerWatch::new(other)),
             broken: None,
+            _link: link,
         })
+    }
+
+    /// Shared memory this connection holds now: the pages of its segment
+    /// the kernel has backed so far (a ring's pages are backed as traffic
+    /// first reaches them, and stay until the connection closes).
+    pub fn shared_memory_bytes(&self) -> u64 {
+        self.seg.resident_bytes()
+    }
+
+    /// A second descriptor of this connection's segment, for fault tests
+    /// that play a hostile peer scribbling on it.
+    #[doc(hidden)]
+    pub fn segment_file(&self) -> std::io::Result<std::fs::File> {
+        Ok(std::fs::File::from(self.seg.fd().try_clone_to_owned()?))
     }
 
     /// The peer process: the pid it wrote into the segment when it

@@ -12,6 +12,8 @@ mod connection;
 #[doc(hidden)]
 pub mod fuzzing;
 #[cfg(not(loom))]
+mod handoff;
+#[cfg(not(loom))]
 mod lifeline;
 #[cfg(not(loom))]
 mod listener;
@@ -32,9 +34,13 @@ mod exports {
     use ipc_core::{Capabilities, MAX_MESSAGE_SIZE_LIMIT};
 
     #[cfg(feature = "tokio")]
-    pub use crate::asynchronous::{AsyncShm, AsyncShmConnection, ShmReadHalf, ShmWriteHalf};
+    pub use crate::asynchronous::{
+        AsyncShm, AsyncShmConnection, AsyncShmListener, ShmReadHalf, ShmWriteHalf,
+    };
     pub use crate::connection::{RecvView, SendSlot, ShmConnection};
-    pub use crate::listener::{DEFAULT_RING_SIZE, Shm, ShmListener};
+    pub use crate::listener::{
+        DEFAULT_RING_SIZE, HANDSHAKE_LIMIT, MAX_HANDSHAKES, Shm, ShmListener,
+    };
     pub use crate::segment::LAYOUT_VERSION;
 
     /// What this transport supports.

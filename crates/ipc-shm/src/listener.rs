@@ -1,18 +1,29 @@
-//! Creating a segment and waiting for its peer; opening one as the peer.
+//! The rendezvous: one socket per name, one segment per agent.
 
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use ipc_core::{Address, Config, ConfigError, ConnectError, Connector, Listener};
-use rustix::thread::futex;
+use ipc_uds::rendezvous::{self, SocketFile};
+use rustix::event::{PollFd, PollFlags};
+use rustix::net::SocketFlags;
 
 use crate::connection::ShmConnection;
+use crate::handoff::{self, ATTACHED};
 use crate::segment::{MAX_RING, MIN_RING, Segment};
-use crate::sync::Ordering;
-use crate::wait::PARK_SLICE;
 
 /// Ring size (each direction) when `Config::buffer_size` is not set.
 /// See docs/ARCHITECTURE.md for the measurement behind it.
 pub const DEFAULT_RING_SIZE: usize = 256 << 10;
+
+/// How long an agent has, once its segment is sent, to attach and answer.
+pub const HANDSHAKE_LIMIT: Duration = Duration::from_secs(5);
+
+/// Agents being handed their segments at once; more wait in the socket's
+/// queue (so a crowd of silent agents costs bounded memory).
+pub const MAX_HANDSHAKES: usize = 64;
 
 /// The ring size a config asks for: `buffer_size` rounded up to a power of
 /// two, or the default.
@@ -38,11 +49,283 @@ fn shm_name(address: &Address) -> Result<&str, ConnectError> {
     }
 }
 
-/// Creates a segment and accepts the one peer that opens it.
+/// Where agents meet the listener of `name`.
+pub(crate) fn socket_path(name: &str) -> PathBuf {
+    PathBuf::from(format!("/dev/shm/ipc-{name}"))
+}
+
+/// An agent whose segment is sent and whose answer is awaited.
+struct Handshake {
+    sock: OwnedFd,
+    segment: Segment,
+    /// The agent's pid as the socket reports it (0 if unknown).
+    pid: u32,
+    deadline: Instant,
+}
+
+/// The listening half shared by the blocking and the async listener.
+pub(crate) struct Rendezvous {
+    sock: OwnedFd,
+    _file: SocketFile,
+    address: Address,
+    label: String,
+    config: Config,
+    cap: u64,
+    pending: Vec<Handshake>,
+}
+
+impl std::fmt::Debug for Rendezvous {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Rendezvous")
+            .field("address", &self.address)
+            .field("ring", &self.cap)
+            .field("handshakes", &self.pending.len())
+            .finish()
+    }
+}
+
+/// Why [`Rendezvous::accept_until`] returned without a connection.
+pub(crate) enum Stopped {
+    Error(ConnectError),
+    /// The `stop` descriptor became readable.
+    Asked,
+}
+
+impl From<ConnectError> for Stopped {
+    fn from(e: ConnectError) -> Self {
+        Stopped::Error(e)
+    }
+}
+
+impl Rendezvous {
+    pub(crate) fn bind(address: &Address, config: &Config) -> Result<Self, ConnectError> {
+        config.validate().map_err(ConnectError::InvalidConfig)?;
+        let name = shm_name(address)?;
+        let cap = ring_size(config)?;
+        let (sock, file) = rendezvous::bind(&socket_path(name))?;
+        // Polled before each accept; non-blocking so an agent that gives up
+        // in between costs an EAGAIN, not a wait.
+        rustix::io::ioctl_fionbio(&sock, true).map_err(io::Error::from)?;
+        Ok(Rendezvous {
+            sock,
+            _file: file,
+            address: address.clone(),
+            label: format!("ipc-shm:{name}"),
+            config: config.clone(),
+            cap,
+            pending: Vec::new(),
+        })
+    }
+
+    /// The next agent to complete its handshake, handling any number of
+    /// them at once. Gives up at `deadline`, or when `stop` is readable.
+    pub(crate) fn accept_until(
+        &mut self,
+        deadline: Option<Instant>,
+        stop: Option<BorrowedFd<'_>>,
+    ) -> Result<ShmConnection, Stopped> {
+        loop {
+            let now = Instant::now();
+            // An agent that has not answered in time is dropped: its
+            // segment is freed, its socket closed.
+            self.pending.retain(|h| h.deadline > now);
+            if deadline.is_some_and(|d| d <= now) {
+                return Err(ConnectError::Timeout.into());
+            }
+            let wake = self
+                .pending
+                .iter()
+                .map(|h| h.deadline)
+                .chain(deadline)
+                .min();
+            let timeout = wake.map(|w| {
+                rustix::event::Timespec::try_from(w.saturating_duration_since(now)).unwrap_or(
+                    rustix::event::Timespec {
+                        tv_sec: i64::MAX,
+                        tv_nsec: 0,
+                    },
+                )
+            });
+            let accepting = self.pending.len() < MAX_HANDSHAKES;
+            let (listen_ready, ready, stopped) = {
+                let mut fds = Vec::with_capacity(self.pending.len() + 2);
+                let listen = if accepting {
+                    PollFlags::IN
+                } else {
+                    PollFlags::empty()
+                };
+                fds.push(PollFd::new(&self.sock, listen));
+                fds.extend(
+                    self.pending
+                        .iter()
+                        .map(|h| PollFd::new(&h.sock, PollFlags::IN)),
+                );
+                if let Some(stop) = &stop {
+                    fds.push(PollFd::new(stop, PollFlags::IN));
+                }
+                match rustix::event::poll(&mut fds, timeout.as_ref()) {
+                    Ok(_) => {}
+                    Err(rustix::io::Errno::INTR) => continue,
+                    Err(e) => return Err(ConnectError::Io(e.into()).into()),
+                }
+                let n = self.pending.len();
+                let ready: Vec<usize> = (0..n)
+                    .filter(|&i| !fds[1 + i].revents().is_empty())
+                    .collect();
+                let stopped = stop.is_some() && !fds[1 + n].revents().is_empty();
+                (!fds[0].revents().is_empty(), ready, stopped)
+            };
+            if stopped {
+                return Err(Stopped::Asked);
+            }
+            // Largest index first, so each swap_remove moves an entry
+            // already looked at.
+            let mut done = None;
+            for &i in ready.iter().rev() {
+                let handshake = self.pending.swap_remove(i);
+                if let Ok(conn) = self.finish(handshake) {
+                    done = Some(conn);
+                    break;
+                }
+            }
+            if let Some(conn) = done {
+                return Ok(conn);
+            }
+            if listen_ready {
+                self.start_handshake()?;
+            }
+        }
+    }
+
+    /// Accepts one waiting agent and sends it a fresh segment.
+    fn start_handshake(&mut self) -> Result<(), ConnectError> {
+        let sock = match rustix::net::accept_with(
+            &self.sock,
+            SocketFlags::CLOEXEC | SocketFlags::NONBLOCK,
+        ) {
+            Ok(sock) => sock,
+            // An agent that gave up before we accepted.
+            Err(
+                rustix::io::Errno::INTR | rustix::io::Errno::CONNABORTED | rustix::io::Errno::AGAIN,
+            ) => return Ok(()),
+            Err(e) => return Err(ConnectError::Io(e.into())),
+        };
+        let pid = rendezvous::peer_credentials(&sock).map_or(0, |c| c.pid.unwrap_or(0));
+        let segment = Segment::create(&self.label, self.cap)?;
+        // An agent gone already: forget it.
+        if handoff::send_fd(sock.as_fd(), &handoff::hello(), segment.fd()).is_ok() {
+            self.pending.push(Handshake {
+                sock,
+                segment,
+                pid,
+                deadline: Instant::now() + HANDSHAKE_LIMIT,
+            });
+        }
+        Ok(())
+    }
+
+    /// The connection of an agent that answered, if it answered right:
+    /// attached, with the pid the socket reports.
+    fn finish(&self, h: Handshake) -> Result<ShmConnection, ConnectError> {
+        let mut answer = [0u8; 1];
+        let got = rustix::net::recv(&h.sock, &mut answer, rustix::net::RecvFlags::DONTWAIT)
+            .map_err(io::Error::from)?;
+        if got.0 != 1 || answer[0] != ATTACHED {
+            return Err(ConnectError::Corrupted(
+                "the agent hung up or answered wrongly".into(),
+            ));
+        }
+        match h.segment.attached_peer_pid() {
+            Some(pid) if pid == h.pid || h.pid == 0 => {}
+            other => {
+                return Err(ConnectError::Corrupted(format!(
+                    "the segment names peer {other:?}, the socket says pid {}",
+                    h.pid
+                )));
+            }
+        }
+        ShmConnection::new(h.segment, self.config.clone(), Some(h.sock))
+    }
+}
+
+/// The rendezvous, run by a helper thread: it completes handshakes as
+/// agents arrive (so an agent's `connect` returns before anyone calls
+/// `accept`, as with a socket) and hands each finished connection to
+/// `deliver` (which blocks while the listener's queue is full, and says
+/// `false` once the listener is gone).
+#[derive(Debug)]
+pub(crate) struct Acceptor {
+    stop: OwnedFd,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// Finished handshakes waiting for `accept`.
+pub(crate) const ACCEPT_QUEUE: usize = 16;
+
+/// Pause after a failed accept (out of descriptors, say), so the thread
+/// does not spin on a condition that persists.
+const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(10);
+
+impl Acceptor {
+    pub(crate) fn start(
+        mut rendezvous: Rendezvous,
+        mut deliver: impl FnMut(Result<ShmConnection, ConnectError>) -> bool + Send + 'static,
+    ) -> Result<Self, ConnectError> {
+        use rustix::event::EventfdFlags;
+        let stop = rustix::event::eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)
+            .map_err(io::Error::from)?;
+        let stop_fd = stop.try_clone()?;
+        let thread = std::thread::Builder::new()
+            .name("ipc-shm-accept".into())
+            .spawn(move || {
+                loop {
+                    let next = match rendezvous.accept_until(None, Some(stop_fd.as_fd())) {
+                        Ok(conn) => Ok(conn),
+                        Err(Stopped::Asked) => return,
+                        Err(Stopped::Error(e)) => {
+                            std::thread::sleep(ACCEPT_ERROR_PAUSE);
+                            Err(e)
+                        }
+                    };
+                    if !deliver(next) {
+                        return;
+                    }
+                }
+            })?;
+        Ok(Acceptor {
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// Stops the thread and waits for it: the socket file is gone when
+    /// this returns. The caller closes its queue first, so a `deliver`
+    /// blocked on a full queue returns.
+    pub(crate) fn stop(&mut self) {
+        let _ = rustix::io::write(&self.stop, &1u64.to_ne_bytes());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+pub(crate) fn accept_thread_gone() -> ConnectError {
+    ConnectError::Io(io::Error::other("the listener's accept thread has stopped"))
+}
+
+/// Accepts any number of agents under one `shm:NAME`.
 ///
-/// A shared-memory connection is one-to-one: for several agents, bind one
-/// name per agent. The segment is unlinked when the listener (before any
-/// peer) or the accepted connection drops.
+/// Agents meet the listener at the socket `/dev/shm/ipc-NAME` (owner-only;
+/// a dead listener's file is replaced, a live one's never). Each agent
+/// that connects gets its own segment: an anonymous, size-sealed memory
+/// file with a ring each way, handed to it alone over its socket. Nothing
+/// of a segment is ever in /dev/shm, so nothing is left there when a
+/// process dies; the socket file goes when the listener drops.
+///
+/// A helper thread runs the handshakes side by side, so an agent's
+/// `connect` returns before `accept` is called (up to 16 finished
+/// connections wait for `accept`), and an agent that connects and then
+/// says nothing delays no one: it is dropped after [`HANDSHAKE_LIMIT`].
 ///
 /// ```
 /// use ipc_core::{Config, Connector, FrameReceiver, FrameSender, Listener};
@@ -50,25 +333,30 @@ fn shm_name(address: &Address) -> Result<&str, ConnectError> {
 ///
 /// let name = format!("doc-{}", std::process::id());
 /// let mut listener = ShmListener::bind(&name, &Config::default())?;
-/// // An agent does this in its own process, given listener.address():
-/// let mut agent = Shm.connect(listener.address(), &Config::default())?;
-/// let mut parent = listener.accept()?;
-/// agent.send(b"hello")?;
-/// assert_eq!(&parent.recv()?[..], b"hello");
+/// // Agents do this in their own processes, given listener.address():
+/// let mut agents = Vec::new();
+/// for i in 0..3 {
+///     let mut agent = Shm.connect(listener.address(), &Config::default())?;
+///     agent.send(format!("agent {i}").as_bytes())?;
+///     agents.push(agent);
+/// }
+/// for i in 0..3 {
+///     let mut conn = listener.accept()?;
+///     assert_eq!(conn.recv()?, format!("agent {i}"));
+/// }
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug)]
 pub struct ShmListener {
-    segment: Option<Segment>,
     address: Address,
-    config: Config,
+    accepted: Option<std::sync::mpsc::Receiver<Result<ShmConnection, ConnectError>>>,
+    acceptor: Acceptor,
 }
 
 impl ShmListener {
-    /// Creates segment `name` (`/dev/shm/ipc-NAME`, owner-only). A segment
-    /// left there by a dead process is reclaimed.
+    /// Listens as `shm:NAME`.
     ///
-    /// Errors: [`ConnectError::AddrInUse`] (a live owner has it),
+    /// Errors: [`ConnectError::AddrInUse`] (a live listener has the name),
     /// [`ConnectError::InvalidAddress`] (a bad name),
     /// [`ConnectError::InvalidConfig`], [`ConnectError::PermissionDenied`].
     pub fn bind(name: &str, config: &Config) -> Result<Self, ConnectError> {
@@ -76,58 +364,20 @@ impl ShmListener {
         Self::bind_address(&address, config)
     }
 
-    /// Creates the segment of a `shm:` address.
+    /// Listens on a `shm:` address.
     pub fn bind_address(address: &Address, config: &Config) -> Result<Self, ConnectError> {
-        config.validate().map_err(ConnectError::InvalidConfig)?;
-        let name = shm_name(address)?;
-        let segment = Segment::create(name, ring_size(config)?)?;
+        let rendezvous = Rendezvous::bind(address, config)?;
+        let (tx, accepted) = std::sync::mpsc::sync_channel(ACCEPT_QUEUE);
+        let acceptor = Acceptor::start(rendezvous, move |next| tx.send(next).is_ok())?;
         Ok(ShmListener {
-            segment: Some(segment),
             address: address.clone(),
-            config: config.clone(),
+            accepted: Some(accepted),
+            acceptor,
         })
     }
 
-    fn accept_until(&mut self, deadline: Option<Instant>) -> Result<ShmConnection, ConnectError> {
-        let segment = self.segment.as_ref().ok_or_else(|| {
-            ConnectError::AddrInUse(format!(
-                "{} already has its peer (ipc-shm connections are one-to-one)",
-                self.address
-            ))
-        })?;
-        let attached = &segment.header().peer_attached;
-        loop {
-            match attached.load(Ordering::Acquire) {
-                0 => {}
-                1 => break,
-                other => {
-                    return Err(ConnectError::Corrupted(format!(
-                        "{}: the peer's attach word holds {other}",
-                        self.address
-                    )));
-                }
-            }
-            let mut slice = PARK_SLICE;
-            if let Some(deadline) = deadline {
-                let left = deadline.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    return Err(ConnectError::Timeout);
-                }
-                slice = slice.min(left);
-            }
-            let timeout = futex::Timespec::try_from(slice).unwrap_or(futex::Timespec {
-                tv_sec: 0,
-                tv_nsec: 0,
-            });
-            // The peer wakes this futex once attached; a slice bounds a
-            // missed wake-up.
-            let _ = futex::wait(attached, futex::Flags::empty(), 0, Some(&timeout));
-            // A peer that claimed the slot and died before attaching must
-            // not block the name for good: free the slot for the next one.
-            segment.release_abandoned_claim();
-        }
-        let segment = self.segment.take().expect("checked above");
-        ShmConnection::new(segment, self.config.clone())
+    fn queue(&self) -> &std::sync::mpsc::Receiver<Result<ShmConnection, ConnectError>> {
+        self.accepted.as_ref().expect("present until drop")
     }
 }
 
@@ -135,11 +385,16 @@ impl Listener for ShmListener {
     type Connection = ShmConnection;
 
     fn accept(&mut self) -> Result<ShmConnection, ConnectError> {
-        self.accept_until(None)
+        self.queue().recv().map_err(|_| accept_thread_gone())?
     }
 
     fn accept_timeout(&mut self, timeout: Duration) -> Result<ShmConnection, ConnectError> {
-        self.accept_until(Some(Instant::now() + timeout))
+        use std::sync::mpsc::RecvTimeoutError;
+        match self.queue().recv_timeout(timeout) {
+            Ok(next) => next,
+            Err(RecvTimeoutError::Timeout) => Err(ConnectError::Timeout),
+            Err(RecvTimeoutError::Disconnected) => Err(accept_thread_gone()),
+        }
     }
 
     fn address(&self) -> &Address {
@@ -147,25 +402,79 @@ impl Listener for ShmListener {
     }
 }
 
+impl Drop for ShmListener {
+    fn drop(&mut self) {
+        // Connections finished but never accepted close with the queue.
+        self.accepted.take();
+        self.acceptor.stop();
+    }
+}
+
 /// The shared-memory transport, as a value for generic code:
-/// `Shm.connect(&"shm:NAME".parse()?, &config)` opens a listener's segment.
+/// `Shm.connect(&"shm:NAME".parse()?, &config)` joins a listener.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Shm;
+
+/// The agent's side of the handshake, once its socket is connected and
+/// the listener's hello is readable.
+pub(crate) fn attach(
+    sock: OwnedFd,
+    address: &Address,
+    config: &Config,
+) -> Result<ShmConnection, ConnectError> {
+    let what = address.to_string();
+    let listener_pid = rendezvous::peer_credentials(&sock).map_or(0, |c| c.pid.unwrap_or(0));
+    let mut hello = [0u8; 8];
+    let (n, fd) = handoff::recv_fd(sock.as_fd(), &mut hello).map_err(|e| {
+        ConnectError::Incompatible(format!("{what}: a bad handshake from the listener: {e}"))
+    })?;
+    if n == 0 {
+        return Err(ConnectError::Io(io::Error::new(
+            io::ErrorKind::ConnectionReset,
+            format!("{what}: the listener closed the connection before handing over its memory"),
+        )));
+    }
+    if n != hello.len() || hello != handoff::hello() {
+        return Err(ConnectError::Incompatible(format!(
+            "{what}: the listener does not speak ipc-shm layout {}",
+            crate::LAYOUT_VERSION
+        )));
+    }
+    let fd = fd.ok_or_else(|| {
+        ConnectError::Incompatible(format!("{what}: no memory came with the listener's hello"))
+    })?;
+    let segment = Segment::attach(fd, listener_pid, &what)?;
+    handoff::send_byte(&sock, ATTACHED)?;
+    ShmConnection::new(segment, config.clone(), Some(sock))
+}
+
+/// Connects the socket of `shm:NAME`: the listener's owner is checked.
+pub(crate) fn connect_socket(address: &Address, config: &Config) -> Result<OwnedFd, ConnectError> {
+    config.validate().map_err(ConnectError::InvalidConfig)?;
+    let name = shm_name(address)?;
+    rendezvous::connect(&socket_path(name), config).map_err(|e| match e {
+        ConnectError::NotFound(why) => ConnectError::NotFound(format!("{address} ({why})")),
+        other => other,
+    })
+}
 
 impl Connector for Shm {
     type Connection = ShmConnection;
 
-    /// Opens the segment of a `shm:` address as its peer.
+    /// Joins the listener of a `shm:` address and attaches the segment it
+    /// hands over, within [`Config::connect_timeout`].
     ///
-    /// Errors: [`ConnectError::NotFound`] (no such segment, or its owner is
-    /// dead), [`ConnectError::AddrInUse`] (it already has a peer),
-    /// [`ConnectError::Incompatible`] (not an ipc-shm segment, or another
+    /// Errors: [`ConnectError::NotFound`] (no listener, or its process is
+    /// gone), [`ConnectError::Timeout`] (the listener never answered),
+    /// [`ConnectError::Incompatible`] (not an ipc-shm listener, or another
     /// layout version), [`ConnectError::Corrupted`] (an inconsistent
-    /// header), [`ConnectError::PermissionDenied`].
+    /// segment), [`ConnectError::PermissionDenied`].
     fn connect(&self, address: &Address, config: &Config) -> Result<ShmConnection, ConnectError> {
-        config.validate().map_err(ConnectError::InvalidConfig)?;
-        let segment = Segment::open(shm_name(address)?, config.peer_owner)?;
-        let _ = futex::wake(&segment.header().peer_attached, futex::Flags::empty(), 1);
-        ShmConnection::new(segment, config.clone())
+        let deadline = config
+            .connect_timeout
+            .and_then(|t| Instant::now().checked_add(t));
+        let sock = connect_socket(address, config)?;
+        handoff::wait_readable(sock.as_fd(), deadline)?;
+        attach(sock, address, config)
     }
 }

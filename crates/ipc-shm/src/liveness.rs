@@ -35,12 +35,6 @@ pub(crate) fn pid_namespace() -> u64 {
     std::fs::metadata("/proc/self/ns/pid").map_or(0, |m| m.ino())
 }
 
-/// True while process `pid` runs (exists and is not a zombie), whoever
-/// it is: for judging a process whose start time is not known yet.
-pub(crate) fn pid_running(pid: u32) -> bool {
-    pid != 0 && read_stat(pid).is_some_and(|s| !matches!(s.state, b'Z' | b'X' | b'x'))
-}
-
 impl ProcessId {
     /// The process's user id, while it is this very process (start time
     /// checked, so a recycled pid gives `None`).

@@ -1,4 +1,5 @@
-//! The named shared-memory segment: layout, creation, opening, validation.
+//! The shared memory of one connection: layout, creation, attaching,
+//! validation.
 //!
 //! ```text
 //! page 0            SegmentHeader (magic, version, ring size, who is attached)
@@ -8,19 +9,24 @@
 //! 3 pages + cap     data of ring 1 (cap bytes)
 //! ```
 //!
-//! The segment is created with the `shared_memory` crate (`shm_open` with
-//! `O_CREAT | O_EXCL`, mode 0600, unlinked when the owner drops), as
-//! `/dev/shm/ipc-NAME`. Everything read from it is validated: the opener
-//! checks magic, layout version, header size, and that the ring size is a
-//! power of two in range and matches the mapping's real length exactly.
+//! A segment is an anonymous memory file (`memfd_create`), never a name
+//! in /dev/shm: the listener creates one per agent and hands its
+//! descriptor to that agent alone over the rendezvous socket
+//! (`handoff.rs`). Its size is sealed before it leaves (no shrinking, no
+//! growing, no removing the seals), so neither side can truncate the
+//! memory under the other and make it fault (`SIGBUS`). The kernel frees
+//! it when the last mapping and descriptor go, however the processes end:
+//! nothing is left to reclaim. The attaching side validates every header
+//! field: magic, layout version, header size, and that the ring size is a
+//! power of two in range and matches the file's real length exactly.
 
 use std::io;
-use std::time::{Duration, Instant};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::ptr::NonNull;
 
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
-
-use ipc_core::{ConnectError, PeerOwner};
-use shared_memory::{Shmem, ShmemConf, ShmemError};
+use ipc_core::ConnectError;
+use rustix::fs::{MemfdFlags, SealFlags};
+use rustix::mm::{MapFlags, ProtFlags};
 
 use crate::liveness::ProcessId;
 use crate::ring::{RingControl, RingMemory};
@@ -29,17 +35,15 @@ use crate::sync::{AtomicU32, AtomicU64, Ordering};
 /// `"IPCSHM"` and the layout version, written last by the creator.
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"IPCSHM\0\0");
 /// Bumped whenever the layout or the wait protocol changes; a mismatch is
-/// `Incompatible`. (3: every side parks on the futex word; the pthread
-/// events of version 2 are gone.)
-pub const LAYOUT_VERSION: u32 = 3;
-const PAGE: usize = 4096;
+/// `Incompatible`. (4: anonymous sealed segments handed over a socket;
+/// 3: every side parks on the futex word.)
+pub const LAYOUT_VERSION: u32 = 4;
+pub(crate) const PAGE: usize = 4096;
 /// Ring sizes accepted from a segment header.
 pub(crate) const MIN_RING: u64 = 4096;
 pub(crate) const MAX_RING: u64 = 1 << 30;
-/// How long an opener waits for a creator that is still initializing.
-const INIT_WAIT: Duration = Duration::from_secs(1);
-/// A segment with no magic this old is a creator's crashed leftover.
-const STALE_INIT_AGE: Duration = Duration::from_secs(2);
+/// The seals a segment must carry before this side maps it.
+const SIZE_SEALS: SealFlags = SealFlags::SHRINK.union(SealFlags::GROW);
 
 /// The first page of the segment. Every field is atomic: the other
 /// process may write any of them at any time.
@@ -67,25 +71,93 @@ pub(crate) struct SegmentHeader {
 /// Which end of the segment this process is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Side {
-    /// Created the segment (the listener); unlinks it on drop.
+    /// Created the segment (the listener).
     Owner,
-    /// Opened it (the connecting agent).
+    /// Attached to it (the connecting agent).
     Peer,
 }
 
-/// The mapping, shareable across threads.
-struct Mapping(Shmem);
+/// A shared mapping of a whole memory file; unmapped on drop.
+pub(crate) struct Mapping {
+    ptr: NonNull<u8>,
+    len: usize,
+}
 
-// SAFETY: `Shmem` holds the mapping's address, length, fd and name; none
-// is tied to the creating thread, and the memory is process-wide.
+// SAFETY: the mapping is process-wide memory; the struct holds only its
+// address and length, nothing tied to a thread.
 unsafe impl Send for Mapping {}
 // SAFETY: `&Mapping` only exposes the base pointer and length; all access
 // to the memory goes through atomics or validated ring offsets.
 unsafe impl Sync for Mapping {}
 
+impl Mapping {
+    /// Maps `len` bytes of `fd` shared, readable and (if `writable`)
+    /// writable.
+    pub(crate) fn new(fd: BorrowedFd<'_>, len: usize, writable: bool) -> io::Result<Self> {
+        let prot = if writable {
+            ProtFlags::READ | ProtFlags::WRITE
+        } else {
+            ProtFlags::READ
+        };
+        // SAFETY: a fresh mapping at an address the kernel picks: it
+        // aliases no Rust object. Its length is the file's sealed size (or
+        // the size this side just gave it), so every byte is backed.
+        let ptr =
+            unsafe { rustix::mm::mmap(std::ptr::null_mut(), len, prot, MapFlags::SHARED, fd, 0)? };
+        let ptr = NonNull::new(ptr.cast()).ok_or_else(|| io::Error::other("mmap gave null"))?;
+        Ok(Mapping { ptr, len })
+    }
+
+    pub(crate) fn as_ptr(&self) -> *mut u8 {
+        self.ptr.as_ptr()
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: the range is exactly the one mmap returned, and every
+        // user of it borrows or owns (through an Arc) this mapping.
+        let _ = unsafe { rustix::mm::munmap(self.ptr.as_ptr().cast(), self.len) };
+    }
+}
+
+/// A new sealed memory file of `len` bytes, zero-filled.
+pub(crate) fn sealed_memfd(label: &str, len: usize) -> io::Result<OwnedFd> {
+    let fd = rustix::fs::memfd_create(label, MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING)?;
+    rustix::fs::ftruncate(&fd, len as u64)?;
+    rustix::fs::fcntl_add_seals(&fd, SIZE_SEALS | SealFlags::SEAL)?;
+    Ok(fd)
+}
+
+/// The size of a memory file received from a peer, once it is known to be
+/// a regular file whose size is sealed (so it cannot shrink under a
+/// mapping of it).
+pub(crate) fn sealed_len(fd: BorrowedFd<'_>, what: &str) -> Result<u64, ConnectError> {
+    let stat = rustix::fs::fstat(fd).map_err(io::Error::from)?;
+    if rustix::fs::FileType::from_raw_mode(stat.st_mode) != rustix::fs::FileType::RegularFile {
+        return Err(ConnectError::Incompatible(format!(
+            "{what}: the descriptor received is not a memory file"
+        )));
+    }
+    let seals = rustix::fs::fcntl_get_seals(fd).map_err(|_| {
+        ConnectError::Incompatible(format!("{what}: the file received cannot be sealed"))
+    })?;
+    if !seals.contains(SIZE_SEALS) {
+        return Err(ConnectError::Incompatible(format!(
+            "{what}: the memory file received is not sealed against resizing"
+        )));
+    }
+    Ok(stat.st_size as u64)
+}
+
 /// An open segment: the mapping plus what this side needs of it.
 pub(crate) struct Segment {
     map: Mapping,
+    fd: OwnedFd,
     side: Side,
     cap: u64,
 }
@@ -93,61 +165,27 @@ pub(crate) struct Segment {
 impl std::fmt::Debug for Segment {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Segment")
-            .field("name", &self.map.0.get_os_id())
             .field("side", &self.side)
             .field("cap", &self.cap)
             .finish()
     }
 }
 
-/// The OS name of the segment for an address name.
-pub(crate) fn os_id(name: &str) -> String {
-    format!("ipc-{name}")
-}
-
 /// Bytes of a segment with rings of `cap` bytes.
-fn segment_len(cap: u64) -> usize {
+pub(crate) fn segment_len(cap: u64) -> usize {
     3 * PAGE + 2 * cap as usize
 }
 
-fn errno_error(name: &str, errno: u32) -> ConnectError {
-    let err = io::Error::from_raw_os_error(errno as i32);
-    match err.kind() {
-        io::ErrorKind::NotFound => ConnectError::NotFound(format!("shm:{name}")),
-        io::ErrorKind::PermissionDenied => ConnectError::PermissionDenied(format!("shm:{name}")),
-        _ => ConnectError::Io(err),
-    }
-}
-
-fn shmem_error(name: &str, err: ShmemError) -> ConnectError {
-    match err {
-        ShmemError::MappingIdExists => ConnectError::AddrInUse(format!("shm:{name}")),
-        ShmemError::MapCreateFailed(errno) | ShmemError::MapOpenFailed(errno) => {
-            errno_error(name, errno)
-        }
-        other => ConnectError::Io(io::Error::other(other.to_string())),
-    }
-}
-
 impl Segment {
-    /// Creates segment `name` with rings of `cap` bytes (a power of two in
-    /// range). A segment of that name left by a dead owner is reclaimed;
-    /// one with a live owner is `AddrInUse`.
-    pub(crate) fn create(name: &str, cap: u64) -> Result<Self, ConnectError> {
-        let id = os_id(name);
-        for attempt in 0..2 {
-            match ShmemConf::new().os_id(&id).size(segment_len(cap)).create() {
-                Ok(shmem) => return Self::init(shmem, cap),
-                Err(ShmemError::MappingIdExists) if attempt == 0 => reclaim_if_stale(name)?,
-                Err(e) => return Err(shmem_error(name, e)),
-            }
-        }
-        Err(ConnectError::AddrInUse(format!("shm:{name}")))
-    }
-
-    fn init(shmem: Shmem, cap: u64) -> Result<Self, ConnectError> {
+    /// A new segment with rings of `cap` bytes (a power of two in range),
+    /// owned by this process; `label` names it in `/proc/PID/maps`.
+    pub(crate) fn create(label: &str, cap: u64) -> Result<Self, ConnectError> {
+        let len = segment_len(cap);
+        let fd = sealed_memfd(label, len)?;
+        let map = Mapping::new(fd.as_fd(), len, true)?;
         let segment = Segment {
-            map: Mapping(shmem),
+            map,
+            fd,
             side: Side::Owner,
             cap,
         };
@@ -164,34 +202,30 @@ impl Segment {
         Ok(segment)
     }
 
-    /// Opens segment `name` as its peer and claims the peer slot, once the
-    /// segment file is known to belong to the user `owner` names.
-    pub(crate) fn open(name: &str, owner: PeerOwner) -> Result<Self, ConnectError> {
-        let map = Self::map_existing(name)?;
-        // Checked after mapping: /dev/shm is sticky, so only the file's
-        // owner can replace it, and a squatter's file fails here however
-        // it was swapped in.
-        let path = format!("/dev/shm/{}", os_id(name));
-        let uid = std::fs::symlink_metadata(&path).map(|m| m.uid())?;
-        owner
-            .check(uid, &format!("shm:{name}"))
-            .map_err(ConnectError::PermissionDenied)?;
-        // SAFETY: the mapping is at least a page, page-aligned, and all-zero
-        // or written by a creator: valid bytes for an all-atomic header.
-        let h = unsafe { &*(map.0.as_ptr() as *const SegmentHeader) };
-        let deadline = Instant::now() + INIT_WAIT;
-        while h.magic.load(Ordering::Acquire) != MAGIC {
-            if Instant::now() >= deadline {
-                return Err(ConnectError::Incompatible(format!(
-                    "shm:{name} is not an ipc-shm segment (bad magic)"
-                )));
-            }
-            std::thread::sleep(Duration::from_millis(1));
+    /// Attaches to the segment in `fd`, received from the listener whose
+    /// process is `listener_pid` (what the socket says, 0 if unknown), and
+    /// claims the peer slot. Everything in the file is the other side's:
+    /// it is validated before it is used.
+    pub(crate) fn attach(fd: OwnedFd, listener_pid: u32, what: &str) -> Result<Self, ConnectError> {
+        let len = sealed_len(fd.as_fd(), what)?;
+        if len < segment_len(MIN_RING) as u64 || len > segment_len(MAX_RING) as u64 {
+            return Err(ConnectError::Incompatible(format!(
+                "{what}: a {len}-byte memory file is not an ipc-shm segment"
+            )));
+        }
+        let map = Mapping::new(fd.as_fd(), len as usize, true)?;
+        // SAFETY: the mapping is at least three pages, page-aligned, and
+        // all its bytes are valid for an all-atomic header.
+        let h = unsafe { &*(map.as_ptr() as *const SegmentHeader) };
+        if h.magic.load(Ordering::Acquire) != MAGIC {
+            return Err(ConnectError::Incompatible(format!(
+                "{what} is not an ipc-shm segment (bad magic)"
+            )));
         }
         let version = h.version.load(Ordering::Relaxed);
         if version != LAYOUT_VERSION {
             return Err(ConnectError::Incompatible(format!(
-                "shm:{name} has layout version {version}; this library speaks {LAYOUT_VERSION}"
+                "{what} has layout version {version}; this library speaks {LAYOUT_VERSION}"
             )));
         }
         let header_len = h.header_len.load(Ordering::Relaxed);
@@ -199,12 +233,11 @@ impl Segment {
         if header_len as usize != PAGE
             || !cap.is_power_of_two()
             || !(MIN_RING..=MAX_RING).contains(&cap)
-            || segment_len(cap) != map.0.len()
+            || segment_len(cap) as u64 != len
         {
             return Err(ConnectError::Corrupted(format!(
-                "shm:{name}: header says {header_len}-byte header and {cap}-byte rings, \
-                 which does not match the {}-byte segment",
-                map.0.len()
+                "{what}: header says {header_len}-byte header and {cap}-byte rings, \
+                 which does not match the {len}-byte segment"
             )));
         }
         let owner = ProcessId {
@@ -217,14 +250,21 @@ impl Segment {
         );
         if theirs != 0 && ours != 0 && theirs != ours {
             return Err(ConnectError::Incompatible(format!(
-                "shm:{name} was created in another PID namespace (pid:[{theirs}], this process is in \
+                "{what} was created in another PID namespace (pid:[{theirs}], this process is in \
                  pid:[{ours}]): ipc-shm tells a live peer from a dead one by its pid, so both \
                  sides must share a PID namespace (share it between the containers, or use uds)"
             )));
         }
+        if listener_pid != 0 && owner.pid != listener_pid {
+            return Err(ConnectError::Corrupted(format!(
+                "{what}: the segment names pid {} as its owner, but the listener is pid \
+                 {listener_pid}",
+                owner.pid
+            )));
+        }
         if !owner.is_alive() {
             return Err(ConnectError::NotFound(format!(
-                "shm:{name} (segment left by a dead process)"
+                "{what} (its listener's process is gone)"
             )));
         }
         let me = ProcessId::current();
@@ -232,50 +272,35 @@ impl Segment {
             .compare_exchange(0, me.pid, Ordering::AcqRel, Ordering::Relaxed)
             .is_err()
         {
-            return Err(ConnectError::AddrInUse(format!(
-                "shm:{name} already has a peer (ipc-shm connections are one-to-one)"
+            return Err(ConnectError::Corrupted(format!(
+                "{what}: a fresh segment already names a peer"
             )));
         }
         h.peer_start.store(me.start, Ordering::Relaxed);
         h.peer_attached.store(1, Ordering::Release);
         Ok(Segment {
             map,
+            fd,
             side: Side::Peer,
             cap,
         })
     }
 
-    /// Maps an existing segment. A creator makes the file first and sizes
-    /// it after, so an empty or short file is retried for a moment before
-    /// it counts as not ours.
-    fn map_existing(name: &str) -> Result<Mapping, ConnectError> {
-        let id = os_id(name);
-        let deadline = Instant::now() + INIT_WAIT;
-        loop {
-            let len = match ShmemConf::new().os_id(&id).open() {
-                Ok(shmem) if shmem.len() >= 3 * PAGE => return Ok(Mapping(shmem)),
-                Ok(shmem) => shmem.len(),
-                // mmap of a zero-length file.
-                Err(ShmemError::MapOpenFailed(errno))
-                    if errno == rustix::io::Errno::INVAL.raw_os_error() as u32 =>
-                {
-                    0
-                }
-                Err(e) => return Err(shmem_error(name, e)),
-            };
-            if Instant::now() >= deadline {
-                return Err(ConnectError::Incompatible(format!(
-                    "shm:{name} is {len} bytes, too small for an ipc-shm segment"
-                )));
-            }
-            std::thread::sleep(Duration::from_millis(1));
-        }
-    }
-
     pub(crate) fn header(&self) -> &SegmentHeader {
         // SAFETY: the mapping is at least three pages and page-aligned; the
         // header's fields are atomics, valid for any bytes.
-        unsafe { &*(self.map.0.as_ptr() as *const SegmentHeader) }
+        unsafe { &*(self.map.as_ptr() as *const SegmentHeader) }
+    }
+
+    /// The memory file, to hand to the peer (or, in tests, to scribble on).
+    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+
+    /// Bytes of the segment the kernel has backed with memory so far
+    /// (pages never touched cost nothing).
+    pub(crate) fn resident_bytes(&self) -> u64 {
+        rustix::fs::fstat(&self.fd).map_or(0, |s| s.st_blocks as u64 * 512)
     }
 
     pub(crate) fn side(&self) -> Side {
@@ -289,31 +314,20 @@ impl Segment {
     /// The memory of ring `ring` (0: owner to peer, 1: peer to owner).
     pub(crate) fn ring(&self, ring: usize) -> RingMemory {
         RingMemory {
-            ctl: ctl_page(&self.map, ring) as *const RingControl,
+            ctl: self.map.as_ptr().wrapping_add(PAGE * (1 + ring)) as *const RingControl,
             data: self
                 .map
-                .0
                 .as_ptr()
                 .wrapping_add(3 * PAGE + ring * self.cap as usize),
             cap: self.cap,
         }
     }
 
-    /// Owner side: frees the peer slot if a peer claimed it (wrote its
-    /// pid) but its process is gone before it attached.
-    pub(crate) fn release_abandoned_claim(&self) {
+    /// The peer's pid once it has attached (the listener compares it with
+    /// what the socket says).
+    pub(crate) fn attached_peer_pid(&self) -> Option<u32> {
         let h = self.header();
-        let pid = h.peer_pid.load(Ordering::Acquire);
-        if pid == 0 || h.peer_attached.load(Ordering::Acquire) != 0 {
-            return;
-        }
-        // The claimant's start time may not be written yet: judge by the
-        // pid alone (a recycled pid only delays the release).
-        if !crate::liveness::pid_running(pid) {
-            let _ = h
-                .peer_pid
-                .compare_exchange(pid, 0, Ordering::AcqRel, Ordering::Relaxed);
-        }
+        (h.peer_attached.load(Ordering::Acquire) == 1).then(|| h.peer_pid.load(Ordering::Relaxed))
     }
 
     /// The other side's identity, once it is attached.
@@ -381,108 +395,11 @@ impl Segment {
 impl Drop for Segment {
     fn drop(&mut self) {
         self.close();
-        // `Shmem` unmaps, and unlinks the name if we are the owner.
+        // The mapping unmaps and the descriptor closes after this; the
+        // kernel frees the memory when the peer's go too.
     }
 }
-
-fn ctl_page(map: &Mapping, ring: usize) -> *mut u8 {
-    map.0.as_ptr().wrapping_add(PAGE * (1 + ring))
-}
-
-// `is_stale` reads the owner's identity at these offsets.
-const _: () = assert!(std::mem::offset_of!(SegmentHeader, owner_pid) == 24);
-const _: () = assert!(std::mem::offset_of!(SegmentHeader, owner_start) == 32);
 
 /// The RingControl fits in a control page.
 const _: () = assert!(std::mem::size_of::<RingControl>() <= PAGE);
 const _: () = assert!(std::mem::size_of::<SegmentHeader>() <= PAGE);
-
-/// Removes segment `name` if its owner is dead (or it is a creator's
-/// leftover that never finished initializing).
-///
-/// Two binders may find the same stale segment at once. Each takes an
-/// exclusive `flock` on the file it inspected and unlinks the name only if
-/// the name still refers to that very file: the first one removes it and
-/// creates its own; the second then finds the name gone or naming the
-/// first one's new segment, and leaves it alone (its create then fails
-/// with `AddrInUse`). The lock is only ever tried, never waited on for
-/// long: a process holding it forever costs a bind `AddrInUse`, not a hang.
-fn reclaim_if_stale(name: &str) -> Result<(), ConnectError> {
-    let path = format!("/dev/shm/{}", os_id(name));
-    let file = match std::fs::File::options()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(&path)
-    {
-        Ok(file) => file,
-        // Gone meanwhile: nothing to reclaim.
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
-            return Err(ConnectError::AddrInUse(format!(
-                "shm:{name} (a symbolic link is in the way)"
-            )));
-        }
-        Err(e) => return Err(errno_error(name, e.raw_os_error().unwrap_or(0) as u32)),
-    };
-    let deadline = Instant::now() + RECLAIM_LOCK_WAIT;
-    while rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_err() {
-        if Instant::now() >= deadline {
-            return Err(ConnectError::AddrInUse(format!(
-                "shm:{name} (another process is reclaiming it)"
-            )));
-        }
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    let inspected = file.metadata()?;
-    match std::fs::symlink_metadata(&path) {
-        Ok(now) if now.ino() == inspected.ino() && now.dev() == inspected.dev() => {}
-        // Removed, or replaced by someone else's new segment: not ours to touch.
-        _ => return Ok(()),
-    }
-    if !is_stale(&file, inspected.len(), &path)? {
-        return Err(ConnectError::AddrInUse(format!(
-            "shm:{name} (its owner is alive)"
-        )));
-    }
-    match std::fs::remove_file(&path) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e.into()),
-        _ => Ok(()),
-    }
-}
-
-/// How long a binder tries for the reclaim lock before it gives up.
-const RECLAIM_LOCK_WAIT: Duration = Duration::from_secs(1);
-
-/// Whether the segment in `file` (`len` bytes) was left by a dead owner or
-/// abandoned half-initialized. Reads the header fields with `pread`: the
-/// file may be any size and hold anything.
-fn is_stale(file: &std::fs::File, len: u64, path: &str) -> Result<bool, ConnectError> {
-    use std::os::unix::fs::FileExt;
-    if len < PAGE as u64 {
-        return Ok(init_abandoned_at(path));
-    }
-    let mut header = [0u8; 40];
-    file.read_exact_at(&mut header, 0)?;
-    let word = |at: usize, n: usize| {
-        let mut b = [0u8; 8];
-        b[..n].copy_from_slice(&header[at..at + n]);
-        u64::from_le_bytes(b)
-    };
-    if word(0, 8) != MAGIC {
-        return Ok(init_abandoned_at(path));
-    }
-    // SegmentHeader: owner_pid at 24 (u32), owner_start at 32 (u64).
-    let owner = ProcessId {
-        pid: word(24, 4) as u32,
-        start: word(32, 8),
-    };
-    Ok(!owner.is_alive())
-}
-
-/// A segment file without a valid header, older than any creator takes to
-/// initialize one.
-fn init_abandoned_at(path: &str) -> bool {
-    std::fs::metadata(path)
-        .and_then(|m| m.modified())
-        .is_ok_and(|t| t.elapsed().is_ok_and(|age| age > STALE_INIT_AGE))
-}

@@ -6,8 +6,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use ipc_core::conformance::{BoxError, Peer, TransportUnderTest};
-use ipc_core::{ADDRESS_ENV, Address, AsyncConnector, Config, Connector, Listener, WaitStrategy};
-use ipc_shm::{AsyncShm, AsyncShmConnection, Shm, ShmConnection, ShmListener};
+use ipc_core::{
+    ADDRESS_ENV, Address, AsyncConnector, AsyncListener, Config, Connector, Listener, WaitStrategy,
+};
+use ipc_shm::{AsyncShm, AsyncShmConnection, AsyncShmListener, Shm, ShmConnection, ShmListener};
 
 /// Tells the peer process which strategy its side uses.
 const STRATEGY_ENV: &str = "IPC_SHM_TEST_STRATEGY";
@@ -67,12 +69,17 @@ impl TransportUnderTest for ShmUnderTest {
 
     async fn spawn_async(
         &self,
-        peer: Command,
+        mut peer: Command,
         config: &Config,
     ) -> Result<(AsyncShmConnection, Peer), BoxError> {
-        let (mut listener, peer) = self.start(peer, config)?;
-        let conn = listener.accept_timeout(Duration::from_secs(30))?;
-        Ok((AsyncShmConnection::new(conn)?, peer))
+        let config = config.clone().with_wait_strategy(self.strategy);
+        let mut listener = AsyncShmListener::bind(&unique_name(), &config)?;
+        peer.env(ADDRESS_ENV, listener.address().to_string())
+            .env(STRATEGY_ENV, self.name)
+            .stdin(Stdio::null());
+        let peer = Peer::new(peer.spawn()?);
+        let conn = tokio::time::timeout(Duration::from_secs(30), listener.accept()).await??;
+        Ok((conn, peer))
     }
 
     fn connect_to_parent(&self, config: &Config) -> Result<ShmConnection, BoxError> {

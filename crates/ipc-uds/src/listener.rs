@@ -22,7 +22,7 @@ const BACKLOG: i32 = 128;
 /// listener alive; both are removed on drop (the socket file only if it is
 /// still the one we bound).
 #[derive(Debug)]
-pub(crate) struct SocketFile {
+pub struct SocketFile {
     path: PathBuf,
     dev: u64,
     ino: u64,

@@ -28,20 +28,18 @@ pub(crate) fn check_owner(
     path: &Path,
     config: &Config,
 ) -> Result<(), ConnectError> {
-    let cred = sockopt::socket_peercred(fd).map_err(io::Error::from)?;
+    let uid = PeerCredentials::of_unix_socket(fd.as_fd())?
+        .uid
+        .ok_or_else(|| io::Error::other("SO_PEERCRED gave no uid"))?;
     config
         .peer_owner
-        .check(cred.uid.as_raw(), &format!("uds:{}", path.display()))
+        .check(uid, &format!("uds:{}", path.display()))
         .map_err(ConnectError::PermissionDenied)
 }
 
 /// What `SO_PEERCRED` says about the process at the other end.
 pub(crate) fn peer_credentials(fd: &impl AsFd) -> Result<PeerCredentials, ConnectError> {
-    let cred = sockopt::socket_peercred(fd).map_err(io::Error::from)?;
-    Ok(PeerCredentials {
-        pid: u32::try_from(cred.pid.as_raw_nonzero().get()).ok(),
-        uid: Some(cred.uid.as_raw()),
-    })
+    Ok(PeerCredentials::of_unix_socket(fd.as_fd())?)
 }
 
 /// One end of a connected Unix stream socket.

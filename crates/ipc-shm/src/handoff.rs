@@ -1,0 +1,120 @@
+//! Handing a memory file to the peer over a Unix socket (`SCM_RIGHTS`).
+//!
+//! The rendezvous protocol, per agent: the listener accepts the socket,
+//! creates the agent's segment and sends [`hello`] with the segment's
+//! descriptor; the agent validates and attaches it, then answers
+//! [`ATTACHED`]. Only that agent ever holds the descriptor.
+
+use std::io::{self, IoSlice, IoSliceMut};
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::time::Instant;
+
+use ipc_core::ConnectError;
+use rustix::event::{PollFd, PollFlags};
+use rustix::net::{
+    RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, ReturnFlags, SendAncillaryBuffer,
+    SendAncillaryMessage, SendFlags,
+};
+
+use crate::segment::LAYOUT_VERSION;
+
+/// The listener's first message: `"IPCSHM"` and the layout version.
+pub(crate) fn hello() -> [u8; 8] {
+    let mut hello = *b"IPCSHM\0\0";
+    hello[6..].copy_from_slice(&(LAYOUT_VERSION as u16).to_le_bytes());
+    hello
+}
+
+/// The agent's answer once its segment is attached.
+pub(crate) const ATTACHED: u8 = b'A';
+
+/// Sends `bytes` with descriptor `fd`, without blocking: the message is
+/// small and the socket fresh, so anything but a whole send is an error.
+pub(crate) fn send_fd(sock: BorrowedFd<'_>, bytes: &[u8], fd: BorrowedFd<'_>) -> io::Result<()> {
+    let fds = [fd];
+    let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut control = SendAncillaryBuffer::new(&mut space);
+    if !control.push(SendAncillaryMessage::ScmRights(&fds)) {
+        return Err(io::Error::other("no room for a descriptor"));
+    }
+    let flags = SendFlags::DONTWAIT | SendFlags::NOSIGNAL;
+    let sent = rustix::net::sendmsg(sock, &[IoSlice::new(bytes)], &mut control, flags)?;
+    if sent != bytes.len() {
+        return Err(io::Error::new(io::ErrorKind::WriteZero, "short send"));
+    }
+    Ok(())
+}
+
+/// Receives up to `buf.len()` bytes and at most one descriptor, without
+/// blocking. More than one descriptor is an error (the extra ones are
+/// closed, never kept).
+pub(crate) fn recv_fd(
+    sock: BorrowedFd<'_>,
+    buf: &mut [u8],
+) -> io::Result<(usize, Option<OwnedFd>)> {
+    let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut control = RecvAncillaryBuffer::new(&mut space);
+    let flags = RecvFlags::DONTWAIT | RecvFlags::CMSG_CLOEXEC;
+    let msg = rustix::net::recvmsg(sock, &mut [IoSliceMut::new(buf)], &mut control, flags)?;
+    let mut got = None;
+    let mut extra = false;
+    for message in control.drain() {
+        if let RecvAncillaryMessage::ScmRights(fds) = message {
+            for fd in fds {
+                if got.is_none() {
+                    got = Some(fd);
+                } else {
+                    extra = true;
+                }
+            }
+        }
+    }
+    if extra || msg.flags.contains(ReturnFlags::CTRUNC) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "more descriptors than one came with the message",
+        ));
+    }
+    Ok((msg.bytes, got))
+}
+
+/// Waits until `fd` is readable (or hung up) or `deadline` passes.
+pub(crate) fn wait_readable(
+    fd: BorrowedFd<'_>,
+    deadline: Option<Instant>,
+) -> Result<(), ConnectError> {
+    loop {
+        let timeout = match deadline {
+            None => None,
+            Some(d) => {
+                let left = d.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(ConnectError::Timeout);
+                }
+                Some(
+                    rustix::event::Timespec::try_from(left).unwrap_or(rustix::event::Timespec {
+                        tv_sec: i64::MAX,
+                        tv_nsec: 0,
+                    }),
+                )
+            }
+        };
+        let mut fds = [PollFd::new(&fd, PollFlags::IN)];
+        match rustix::event::poll(&mut fds, timeout.as_ref()) {
+            Ok(0) => {}
+            Ok(_) => return Ok(()),
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(ConnectError::Io(e.into())),
+        }
+    }
+}
+
+/// Sends one byte without blocking.
+pub(crate) fn send_byte(sock: &impl AsFd, byte: u8) -> io::Result<()> {
+    let flags = SendFlags::DONTWAIT | SendFlags::NOSIGNAL;
+    match rustix::net::send(sock, &[byte], flags)? {
+        1 => Ok(()),
+        _ => Err(io::Error::new(io::ErrorKind::WriteZero, "short send")),
+    }
+}
