@@ -24,6 +24,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::CAPABILITIES;
+use crate::blob::{BlobBuf, SealedBlob};
 use crate::connection::{Fail, RecvView, SendSlot, ShmConnection, Wait};
 use crate::listener::{
     ACCEPT_QUEUE, Acceptor, Rendezvous, accept_thread_gone, attach, connect_socket,
@@ -313,6 +314,12 @@ impl Waiter {
     ) -> Result<(), SendError> {
         self.until_room(conn, deadline, |c| c.flush_pending(&mut Wait::Never))
             .await?;
+        if conn.with(|c| c.goes_as_blob(frame.len())) {
+            // Copied into its blob once, outside the lock; then handed over
+            // when there is room.
+            let blob = SealedBlob::copy_of(frame)?;
+            return self.send_blob_until(conn, &blob, deadline).await;
+        }
         self.until_room(conn, deadline, |c| match c.send_with(frame, Wait::Never) {
             Err(SendError::Full) => Err(Fail::WouldBlock),
             Err(SendError::Disconnected) => Err(Fail::Gone),
@@ -321,6 +328,21 @@ impl Waiter {
             Err(SendError::Corrupted(m)) => Err(Fail::Corrupt(m)),
             Err(e) => Err(Fail::Corrupt(e.to_string())),
             Ok(()) => Ok(()),
+        })
+        .await
+    }
+}
+
+impl Waiter {
+    async fn send_blob_until(
+        &self,
+        conn: &mut impl Access,
+        blob: &SealedBlob,
+        deadline: Option<Instant>,
+    ) -> Result<(), SendError> {
+        self.until_room(conn, deadline, |c| {
+            c.flush_pending(&mut Wait::Never)?;
+            c.try_write_blob(blob)?.ok_or(Fail::WouldBlock)
         })
         .await
     }
@@ -388,6 +410,17 @@ impl AsyncShmConnection {
             .until_room(&mut self.inner, deadline, |c| c.reservation_now(len))
             .await?;
         Ok(self.inner.slot(reservation))
+    }
+
+    /// Sends `blob` by reference, async (see
+    /// [`ShmConnection::send_blob`]): waits for room without blocking the
+    /// runtime. Cancel-safe: a blob is sent whole or not at all.
+    pub async fn send_blob(&mut self, blob: BlobBuf) -> Result<(), SendError> {
+        let blob = self.inner.seal_blob(blob)?;
+        let deadline = deadline_after(self.inner.config().send_timeout);
+        self.waiter
+            .send_blob_until(&mut self.inner, &blob, deadline)
+            .await
     }
 
     /// Zero copy, async: the next message read in place, waiting as
@@ -544,6 +577,18 @@ impl AsyncFrameReceiver for ShmReadHalf {
 }
 
 impl ShmWriteHalf {
+    /// Sends `blob` by reference (see [`ShmConnection::send_blob`]).
+    pub async fn send_blob(&mut self, blob: BlobBuf) -> Result<(), SendError> {
+        let blob = self.conn.with(|c| c.seal_blob(blob))?;
+        let deadline = deadline_after(self.config().send_timeout);
+        match &self.waiter {
+            Some(waiter) => waiter.send_blob_until(&mut self.conn, &blob, deadline).await,
+            None => Err(SendError::Io(std::io::Error::other(
+                "the write half's helper thread could not start",
+            ))),
+        }
+    }
+
     async fn send_until(
         &mut self,
         frame: &[u8],

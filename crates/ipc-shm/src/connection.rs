@@ -1,7 +1,8 @@
 //! `ShmConnection`: one end of a segment, sending on one ring and
 //! receiving on the other.
 
-use std::os::fd::OwnedFd;
+use std::collections::VecDeque;
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -12,6 +13,8 @@ use ipc_core::{
 };
 
 use crate::CAPABILITIES;
+use crate::blob::{self, BlobBuf, SealedBlob};
+use crate::handoff;
 use crate::lifeline::{self, LifelineThread};
 use crate::liveness::PeerWatch;
 use crate::ring::{Consumer, Corrupt, Producer, Record, Reservation, kind};
@@ -22,6 +25,11 @@ use crate::wait::{self, Pacer, Step};
 /// How long dropping a connection waits to push out the rest of a
 /// committed message.
 const DROP_LINGER: Duration = Duration::from_secs(1);
+
+/// Messages larger than this go as blobs by default (see
+/// [`ShmConnection::set_blob_threshold`]); docs/BENCHMARKS.md shows the
+/// measurement behind it.
+pub const DEFAULT_BLOB_THRESHOLD: usize = 256 << 10;
 
 /// How long an operation may wait.
 ///
@@ -128,8 +136,14 @@ pub struct ShmConnection {
     pub(crate) gone: bool,
     pub(crate) peer: Arc<PeerWatch>,
     broken: Option<String>,
-    /// The socket the segment came over, kept open with the connection.
-    _link: Option<OwnedFd>,
+    /// The socket the segment came over: blobs' descriptors travel on it.
+    link: Option<OwnedFd>,
+    /// Messages larger than this go as blobs (`None`: never).
+    blob_threshold: Option<usize>,
+    /// Blobs sent whose records the peer has not taken yet: (end of the
+    /// record in the ring, bytes).
+    blobs_in_flight: VecDeque<(u64, u64)>,
+    blob_bytes_in_flight: u64,
 }
 
 // SAFETY: the raw pointers inside `tx` and `rx` point into the mapping that
@@ -157,7 +171,7 @@ impl ShmConnection {
         // SAFETY: each side produces on one ring and consumes the other, so
         // these are the only producer and consumer of their rings; the
         // memory lives as long as `seg`, which the connection owns.
-        let (tx, rx) = unsafe {
+        let (tx, rx): (Producer, Consumer) = unsafe {
             (
                 Producer::new(seg.ring(tx_ring)),
                 Consumer::new(seg.ring(rx_ring)),
@@ -166,6 +180,7 @@ impl ShmConnection {
         // SAFETY: the lifeline word is in `seg`, which the connection keeps
         // (field `seg`, dropped after `_lifeline`), so it stays mapped
         // until the lifeline thread is joined.
+        let max_record = tx.max_record();
         let lifeline = unsafe { LifelineThread::start(seg.own_lifeline()) };
         Ok(ShmConnection {
             _lifeline: lifeline,
@@ -180,8 +195,126 @@ impl ShmConnection {
             gone: false,
             peer: Arc::new(PeerWatch::new(other)),
             broken: None,
-            _link: link,
+            blob_threshold: link
+                .as_ref()
+                .map(|_| DEFAULT_BLOB_THRESHOLD.max(max_record)),
+            link,
+            blobs_in_flight: VecDeque::new(),
+            blob_bytes_in_flight: 0,
         })
+    }
+
+    /// Messages larger than `bytes` are sent as blobs (handed over by
+    /// reference, read in place by the peer: see [`BlobBuf`]); `None`
+    /// sends every message through the ring, in chunks when it is larger
+    /// than a record. The default is [`DEFAULT_BLOB_THRESHOLD`]. Messages
+    /// up to [`max_record`](Self::max_record) always go through the ring.
+    pub fn set_blob_threshold(&mut self, bytes: Option<usize>) {
+        self.blob_threshold = bytes.map(|b| b.max(self.max_record()));
+    }
+
+    /// Sends `blob` by reference: the peer receives a view of the very
+    /// memory filled here, with no copy on either side. Waits for room as
+    /// [`send`](FrameSender::send) does; blobs sent and not yet taken by
+    /// the peer are limited to twice [`Config::max_message_size`] in
+    /// bytes, so a peer that stops reading holds back the sender, not an
+    /// unbounded pile of memory.
+    ///
+    /// Errors: [`SendError::FrameTooLarge`] (more than
+    /// `max_message_size`), and those of `send`.
+    pub fn send_blob(&mut self, blob: BlobBuf) -> Result<(), SendError> {
+        let blob = self.seal_blob(blob)?;
+        let mut wait = self.send_wait();
+        self.flush_pending(&mut wait)?;
+        Ok(self.wait_until(Dir::Space, &mut wait, |c| c.try_write_blob(&blob))?)
+    }
+
+    /// Checks and seals a blob about to be sent.
+    pub(crate) fn seal_blob(&mut self, blob: BlobBuf) -> Result<SealedBlob, SendError> {
+        self.check_sendable()?;
+        let max = self.config.max_message_size;
+        if blob.len() > max {
+            return Err(SendError::FrameTooLarge {
+                len: blob.len(),
+                max,
+            });
+        }
+        if self.link.is_none() {
+            return Err(SendError::Io(std::io::Error::new(
+                std::io::ErrorKind::Unsupported,
+                "this connection has no socket to hand blobs over",
+            )));
+        }
+        Ok(blob.seal()?)
+    }
+
+    /// Whether a message of `len` bytes goes as a blob.
+    pub(crate) fn goes_as_blob(&self, len: usize) -> bool {
+        self.blob_threshold.is_some_and(|t| len > t)
+    }
+
+    /// Hands over `blob` if the ring, the socket and the in-flight budget
+    /// have room now. The descriptor goes first, then the record: by the
+    /// time the peer sees the record, the descriptor is in its socket.
+    pub(crate) fn try_write_blob(&mut self, blob: &SealedBlob) -> Result<Option<()>, Fail> {
+        let tail = self.tx.refresh_tail().map_err(|c| self.corrupt(c))?;
+        while let Some(&(end, bytes)) = self.blobs_in_flight.front()
+            && end <= tail
+        {
+            self.blobs_in_flight.pop_front();
+            self.blob_bytes_in_flight -= bytes;
+        }
+        let budget = 2 * self.config.max_message_size as u64;
+        if self.blob_bytes_in_flight > 0 && self.blob_bytes_in_flight + blob.len > budget {
+            return Ok(None);
+        }
+        let Some(reservation) = self.tx.try_reserve(8).map_err(|c| self.corrupt(c))? else {
+            return Ok(None);
+        };
+        let link = self.link.as_ref().ok_or(Fail::Gone)?;
+        match handoff::send_fd(link.as_fd(), b"B", blob.fd.as_fd()) {
+            Ok(()) => {}
+            // The peer's socket is full: it drains as the peer takes
+            // records, as the ring does.
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(None),
+            Err(_) => return Err(Fail::Gone),
+        }
+        self.tx
+            .payload_mut(&reservation)
+            .copy_from_slice(&blob.len.to_le_bytes());
+        if self.tx.commit(reservation, kind::BLOB) {
+            self.wake_consumer();
+        }
+        self.blobs_in_flight.push_back((self.tx.head(), blob.len));
+        self.blob_bytes_in_flight += blob.len;
+        Ok(Some(()))
+    }
+
+    /// The blob a `BLOB` record of `payload` announces, from the socket.
+    fn take_blob(&mut self, payload: &[u8]) -> Result<Bytes, Fail> {
+        let corrupt = |what: String| Fail::Corrupt(format!("blob: {what}"));
+        let Ok(len) = <[u8; 8]>::try_from(payload).map(u64::from_le_bytes) else {
+            return Err(corrupt(format!("a {}-byte record", payload.len())));
+        };
+        let link = self
+            .link
+            .as_ref()
+            .ok_or_else(|| corrupt("a blob on a connection without a socket".into()))?;
+        let mut marker = [0u8; 1];
+        let fd = match handoff::recv_fd(link.as_fd(), &mut marker) {
+            Ok((1, Some(fd))) if marker == *b"B" => fd,
+            Ok(_) => return Err(corrupt("the record came without its memory".into())),
+            Err(e) => return Err(corrupt(format!("receiving its memory: {e}"))),
+        };
+        let max = self.config.max_message_size;
+        if len > max as u64 {
+            // Dropped with its record and descriptor; the next message follows.
+            return Err(Fail::TooLarge {
+                len: usize::try_from(len).unwrap_or(usize::MAX),
+                max,
+            });
+        }
+        blob::open_received(fd, len).map_err(Fail::Corrupt)
     }
 
     /// Shared memory this connection holds now: the pages of its segment
@@ -490,6 +623,10 @@ impl ShmConnection {
             });
         }
         self.flush_pending(&mut wait)?;
+        if self.goes_as_blob(frame.len()) {
+            let blob = SealedBlob::copy_of(frame)?;
+            return Ok(self.wait_until(Dir::Space, &mut wait, |c| c.try_write_blob(&blob))?);
+        }
         let max_record = self.tx.max_record();
         if frame.len() <= max_record {
             return Ok(self.wait_until(Dir::Space, &mut wait, |c| {
@@ -586,6 +723,10 @@ impl ShmConnection {
         let payload = self.rx.payload(record);
         let corrupt = |what: &str| Err(Fail::Corrupt(format!("chunked message: {what}")));
         match (record.kind, self.assembly.take()) {
+            (kind::BLOB, None) => {
+                let payload = payload.to_vec();
+                self.take_blob(&payload).map(Some)
+            }
             (kind::WHOLE, None) => {
                 let max = self.config.max_message_size;
                 if payload.len() > max {

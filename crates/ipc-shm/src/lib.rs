@@ -7,6 +7,8 @@
 #[cfg(all(feature = "tokio", not(loom)))]
 mod asynchronous;
 #[cfg(not(loom))]
+mod blob;
+#[cfg(not(loom))]
 mod connection;
 #[cfg(fuzzing)]
 #[doc(hidden)]
@@ -37,7 +39,8 @@ mod exports {
     pub use crate::asynchronous::{
         AsyncShm, AsyncShmConnection, AsyncShmListener, ShmReadHalf, ShmWriteHalf,
     };
-    pub use crate::connection::{RecvView, SendSlot, ShmConnection};
+    pub use crate::blob::BlobBuf;
+    pub use crate::connection::{DEFAULT_BLOB_THRESHOLD, RecvView, SendSlot, ShmConnection};
     pub use crate::listener::{
         DEFAULT_RING_SIZE, HANDSHAKE_LIMIT, MAX_HANDSHAKES, Shm, ShmListener,
     };

@@ -50,6 +50,9 @@ pub(crate) mod kind {
     pub(crate) const LAST: u32 = 4;
     /// Filler up to the end of the ring.
     pub(crate) const PAD: u32 = 5;
+    /// A message handed over by reference (`blob.rs`): the payload is its
+    /// length as `u64` LE, its memory travels over the socket.
+    pub(crate) const BLOB: u32 = 6;
 }
 
 /// A value on a cache line of its own.
@@ -187,6 +190,11 @@ impl Producer {
         self.seen_tail
     }
 
+    /// This producer's position: the end of the last record committed.
+    pub(crate) fn head(&self) -> u64 {
+        self.head
+    }
+
     /// Whether `need` bytes are free. The consumer's tail is read from
     /// shared memory only when the tail seen last does not leave room: its
     /// cache line moves across only when the ring runs short, not on every
@@ -196,6 +204,12 @@ impl Producer {
             return Ok(true);
         }
         Ok(self.free()? >= need)
+    }
+
+    /// The consumer's published tail, validated and kept as the tail seen.
+    pub(crate) fn refresh_tail(&mut self) -> Result<u64, Corrupt> {
+        self.free()?;
+        Ok(self.seen_tail)
     }
 
     /// Free bytes, from the consumer's published tail (validated).
@@ -404,7 +418,7 @@ impl Consumer {
                 continue;
             }
             let end = self.tail + RECORD_HEADER + align8(len);
-            if !(kind::WHOLE..=kind::LAST).contains(&kind)
+            if !(kind::WHOLE..=kind::LAST).contains(&kind) && kind != kind::BLOB
                 || len > max_record(cap) as u64
                 || RECORD_HEADER + len > to_end
                 || end > head

@@ -78,6 +78,7 @@ pub(crate) enum Side {
 }
 
 /// A shared mapping of a whole memory file; unmapped on drop.
+#[derive(Debug)]
 pub(crate) struct Mapping {
     ptr: NonNull<u8>,
     len: usize,
@@ -90,20 +91,36 @@ unsafe impl Send for Mapping {}
 // to the memory goes through atomics or validated ring offsets.
 unsafe impl Sync for Mapping {}
 
+/// Whether a mapping's page tables are filled at once (one system call
+/// instead of a fault per page, for memory about to be read whole).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Populate {
+    Yes,
+    No,
+}
+
 impl Mapping {
     /// Maps `len` bytes of `fd` shared, readable and (if `writable`)
     /// writable.
-    pub(crate) fn new(fd: BorrowedFd<'_>, len: usize, writable: bool) -> io::Result<Self> {
+    pub(crate) fn new(
+        fd: BorrowedFd<'_>,
+        len: usize,
+        writable: bool,
+        populate: Populate,
+    ) -> io::Result<Self> {
         let prot = if writable {
             ProtFlags::READ | ProtFlags::WRITE
         } else {
             ProtFlags::READ
         };
+        let mut flags = MapFlags::SHARED;
+        if populate == Populate::Yes {
+            flags |= MapFlags::POPULATE;
+        }
         // SAFETY: a fresh mapping at an address the kernel picks: it
         // aliases no Rust object. Its length is the file's sealed size (or
         // the size this side just gave it), so every byte is backed.
-        let ptr =
-            unsafe { rustix::mm::mmap(std::ptr::null_mut(), len, prot, MapFlags::SHARED, fd, 0)? };
+        let ptr = unsafe { rustix::mm::mmap(std::ptr::null_mut(), len, prot, flags, fd, 0)? };
         let ptr = NonNull::new(ptr.cast()).ok_or_else(|| io::Error::other("mmap gave null"))?;
         Ok(Mapping { ptr, len })
     }
@@ -182,7 +199,7 @@ impl Segment {
     pub(crate) fn create(label: &str, cap: u64) -> Result<Self, ConnectError> {
         let len = segment_len(cap);
         let fd = sealed_memfd(label, len)?;
-        let map = Mapping::new(fd.as_fd(), len, true)?;
+        let map = Mapping::new(fd.as_fd(), len, true, Populate::No)?;
         let segment = Segment {
             map,
             fd,
@@ -213,7 +230,7 @@ impl Segment {
                 "{what}: a {len}-byte memory file is not an ipc-shm segment"
             )));
         }
-        let map = Mapping::new(fd.as_fd(), len as usize, true)?;
+        let map = Mapping::new(fd.as_fd(), len as usize, true, Populate::No)?;
         // SAFETY: the mapping is at least three pages, page-aligned, and
         // all its bytes are valid for an all-atomic header.
         let h = unsafe { &*(map.as_ptr() as *const SegmentHeader) };
