@@ -304,6 +304,10 @@ impl ShmConnection {
         let fd = match handoff::recv_fd(link.as_fd(), &mut marker) {
             Ok((1, Some(fd))) if marker == *b"B" => fd,
             Ok(_) => return Err(corrupt("the record came without its memory".into())),
+            // The sender passes the memory before it publishes the record.
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                return Err(corrupt("the record came without its memory".into()));
+            }
             Err(e) => return Err(corrupt(format!("receiving its memory: {e}"))),
         };
         let max = self.config.max_message_size;

@@ -1,0 +1,454 @@
+//! Blobs: large messages handed over by reference. What a hostile peer
+//! can send instead of a proper blob (refused clearly, recoverably where
+//! the stream is intact, no descriptor kept), the in-flight budget, and
+//! agents killed mid-blob across processes.
+
+use std::io::{IoSlice, Write};
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::fs::FileExt;
+use std::os::unix::net::UnixStream;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use ipc_core::{
+    Config, Connector, FrameReceiver, FrameSender, Listener, RecvError, SendError,
+};
+use ipc_shm::{BlobBuf, Shm, ShmConnection, ShmListener};
+use rustix::fs::{MemfdFlags, SealFlags};
+use rustix::net::{
+    RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, SendAncillaryBuffer,
+    SendAncillaryMessage, SendFlags,
+};
+
+const ROLE_ENV: &str = "IPC_SHM_BLOB_ROLE";
+const ADDRESS: &str = "IPC_SHM_BLOB_ADDRESS";
+
+fn name() -> String {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    format!(
+        "blob-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").expect("/proc").count()
+}
+
+/// Descriptors and mappings of this process that hold the segments of
+/// listener `name`, or blob memory of exactly `blob_len` bytes.
+fn held_memory(name: &str, blob_len: usize) -> Vec<String> {
+    let segment = format!("memfd:ipc-shm:{name} ");
+    let mut held: Vec<String> = std::fs::read_dir("/proc/self/fd")
+        .expect("/proc")
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .map(|target| target.to_string_lossy().into_owned() + " ")
+        .filter(|target| target.starts_with(&segment))
+        .collect();
+    let maps = std::fs::read_to_string("/proc/self/maps").expect("maps");
+    held.extend(maps.lines().filter_map(|line| {
+        let range = line.split_whitespace().next()?;
+        let (lo, hi) = range.split_once('-')?;
+        let len = usize::from_str_radix(hi, 16).ok()? - usize::from_str_radix(lo, 16).ok()?;
+        let blob = line.contains("memfd:ipc-shm blob") && len == blob_len;
+        (blob || line.contains(segment.trim_end())).then(|| line.to_owned())
+    }));
+    held
+}
+
+fn leftovers(name: &str) -> Vec<String> {
+    std::fs::read_dir("/dev/shm")
+        .expect("/dev/shm")
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(name))
+        .collect()
+}
+
+/// A peer written by hand: it attaches to a listener's segment and then
+/// writes ring records and passes descriptors as it likes.
+struct RawPeer {
+    sock: UnixStream,
+    seg: std::fs::File,
+    cap: u64,
+    head: u64,
+}
+
+/// Offsets of the segment (segment.rs): ring 1 (peer to owner).
+const RING1_CTL: u64 = 2 * 4096;
+const RINGS: u64 = 3 * 4096;
+
+fn start_time() -> u64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").expect("stat");
+    let rest = &stat[stat.rfind(')').expect(")") + 1..];
+    rest.split_ascii_whitespace()
+        .nth(19)
+        .expect("starttime")
+        .parse()
+        .expect("number")
+}
+
+fn send_fds(sock: BorrowedFd<'_>, bytes: &[u8], fds: &[BorrowedFd<'_>]) {
+    let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(2))];
+    let mut control = SendAncillaryBuffer::new(&mut space);
+    if !fds.is_empty() {
+        assert!(control.push(SendAncillaryMessage::ScmRights(fds)));
+    }
+    rustix::net::sendmsg(
+        sock,
+        &[IoSlice::new(bytes)],
+        &mut control,
+        SendFlags::NOSIGNAL,
+    )
+    .expect("sendmsg");
+}
+
+impl RawPeer {
+    fn join(listener: &mut ShmListener) -> (RawPeer, ShmConnection) {
+        let ipc_core::Address::Shm(name) = listener.address().clone() else {
+            unreachable!()
+        };
+        let sock = UnixStream::connect(format!("/dev/shm/ipc-{name}")).expect("connect");
+        let mut hello = [0u8; 8];
+        let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(1))];
+        let mut control = RecvAncillaryBuffer::new(&mut space);
+        rustix::net::recvmsg(
+            &sock,
+            &mut [std::io::IoSliceMut::new(&mut hello)],
+            &mut control,
+            RecvFlags::CMSG_CLOEXEC,
+        )
+        .expect("hello");
+        let mut fd = None;
+        for message in control.drain() {
+            if let RecvAncillaryMessage::ScmRights(mut fds) = message {
+                fd = fds.next();
+            }
+        }
+        let seg = std::fs::File::from(fd.expect("a segment"));
+        let mut cap = [0u8; 8];
+        seg.read_exact_at(&mut cap, 16).expect("ring size");
+        // Attach as segment.rs does: pid, start time, attached.
+        seg.write_at(&std::process::id().to_le_bytes(), 40)
+            .expect("pid");
+        seg.write_at(&start_time().to_le_bytes(), 48).expect("start");
+        seg.write_at(&1u32.to_le_bytes(), 44).expect("attached");
+        (&sock).write_all(b"A").expect("answer");
+        let conn = listener
+            .accept_timeout(Duration::from_secs(5))
+            .expect("accepted");
+        let peer = RawPeer {
+            sock,
+            seg,
+            cap: u64::from_le_bytes(cap),
+            head: 0,
+        };
+        (peer, conn)
+    }
+
+    /// Publishes one record on the ring to the owner.
+    fn record(&mut self, kind: u32, payload: &[u8]) {
+        let offset = self.head & (self.cap - 1);
+        let at = RINGS + self.cap + offset;
+        let mut header = (payload.len() as u32).to_le_bytes().to_vec();
+        header.extend_from_slice(&kind.to_le_bytes());
+        self.seg.write_at(&header, at).expect("header");
+        self.seg.write_at(payload, at + 8).expect("payload");
+        self.head += 8 + (payload.len() as u64).next_multiple_of(8);
+        self.seg
+            .write_at(&self.head.to_le_bytes(), RING1_CTL)
+            .expect("head");
+    }
+
+    fn blob_record(&mut self, len: u64) {
+        self.record(6, &len.to_le_bytes());
+    }
+
+    fn pass(&self, fds: &[BorrowedFd<'_>]) {
+        send_fds(self.sock.as_fd(), b"B", fds);
+    }
+}
+
+fn memfd(len: u64, seals: SealFlags) -> OwnedFd {
+    let fd = rustix::fs::memfd_create("forged", MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING)
+        .expect("memfd");
+    rustix::fs::ftruncate(&fd, len).expect("size");
+    rustix::io::pwrite(&fd, b"forged", 0).expect("write");
+    if !seals.is_empty() {
+        rustix::fs::fcntl_add_seals(&fd, seals).expect("seal");
+    }
+    fd
+}
+
+const SEALED: SealFlags = SealFlags::WRITE
+    .union(SealFlags::SHRINK)
+    .union(SealFlags::GROW);
+
+#[test]
+fn forged_blobs_are_refused_and_nothing_is_kept() {
+    let config = Config::default()
+        .with_max_message_size(1 << 20)
+        .with_recv_timeout(Some(Duration::from_secs(5)));
+    let mut listener = ShmListener::bind(&name(), &config).expect("bind");
+    let fds_before = open_fds();
+    type Forge = fn(&mut RawPeer);
+    let corrupt: [(&str, Forge, &str); 7] = [
+        ("no descriptor", |p| p.blob_record(4096), "without its memory"),
+        (
+            "a pipe",
+            |p| {
+                let (read, _write) = rustix::pipe::pipe().expect("pipe");
+                p.pass(&[read.as_fd()]);
+                p.blob_record(4096);
+            },
+            "not a memory file",
+        ),
+        (
+            "unsealed memory",
+            |p| {
+                let fd = memfd(4096, SealFlags::empty());
+                p.pass(&[fd.as_fd()]);
+                p.blob_record(4096);
+            },
+            "not sealed",
+        ),
+        (
+            "memory the peer can still write",
+            |p| {
+                let fd = memfd(4096, SealFlags::SHRINK | SealFlags::GROW);
+                p.pass(&[fd.as_fd()]);
+                p.blob_record(4096);
+            },
+            "not sealed",
+        ),
+        (
+            "a size other than the record's",
+            |p| {
+                let fd = memfd(4096, SEALED);
+                p.pass(&[fd.as_fd()]);
+                p.blob_record(8192);
+            },
+            "record says",
+        ),
+        (
+            "a short record",
+            |p| {
+                let fd = memfd(4096, SEALED);
+                p.pass(&[fd.as_fd()]);
+                p.record(6, &[1, 2, 3, 4]);
+            },
+            "4-byte record",
+        ),
+        (
+            "two descriptors",
+            |p| {
+                let fd = memfd(4096, SEALED);
+                p.pass(&[fd.as_fd(), fd.as_fd()]);
+                p.blob_record(4096);
+            },
+            "more descriptors",
+        ),
+    ];
+    for (what, forge, says) in corrupt {
+        let (mut peer, mut conn) = RawPeer::join(&mut listener);
+        forge(&mut peer);
+        let start = Instant::now();
+        let got = conn.recv();
+        assert!(
+            matches!(&got, Err(RecvError::Corrupted(m)) if m.contains(says)),
+            "{what}: {:?}",
+            got.map(|b| b.len())
+        );
+        assert!(start.elapsed() < Duration::from_secs(4), "{what}: slow");
+        // Corruption is final.
+        assert!(matches!(conn.recv(), Err(RecvError::Corrupted(_))), "{what}");
+    }
+
+    // Too large for this side: refused, and the stream goes on.
+    let (mut peer, mut conn) = RawPeer::join(&mut listener);
+    let big = memfd(2 << 20, SEALED);
+    peer.pass(&[big.as_fd()]);
+    peer.blob_record(2 << 20);
+    drop(big);
+    let fine = memfd(4096, SEALED);
+    peer.pass(&[fine.as_fd()]);
+    peer.blob_record(4096);
+    drop(fine);
+    peer.record(1, b"after");
+    let got = conn.recv();
+    assert!(
+        matches!(got, Err(RecvError::FrameTooLarge { len, .. }) if len == 2 << 20),
+        "{:?}",
+        got.map(|b| b.len())
+    );
+    let blob = conn.recv().expect("a proper blob after the refused one");
+    assert_eq!(blob.len(), 4096);
+    assert_eq!(&blob[..6], b"forged");
+    assert_eq!(&conn.recv().expect("the next frame")[..], b"after");
+    drop((blob, conn, peer));
+    assert_eq!(open_fds(), fds_before, "descriptors were kept");
+}
+
+#[test]
+fn blobs_in_flight_are_bounded() {
+    let config = Config::default()
+        .with_max_message_size(1 << 20)
+        .with_send_timeout(Some(Duration::from_millis(300)));
+    let mut listener = ShmListener::bind(&name(), &config).expect("bind");
+    let mut agent = Shm.connect(listener.address(), &config).expect("connect");
+    let mut hub = listener.accept().expect("accept");
+    let blob = |n: u8| {
+        let mut b = BlobBuf::new(1 << 20).expect("blob");
+        b.fill(n);
+        b
+    };
+    agent.send_blob(blob(1)).expect("first");
+    agent.send_blob(blob(2)).expect("second");
+    // Twice the largest message is in flight and unread: the third waits,
+    // then times out.
+    let third = agent.send_blob(blob(3));
+    assert!(matches!(third, Err(SendError::Timeout)), "{third:?}");
+    let first = hub.recv().expect("first");
+    assert!(first.len() == 1 << 20 && first.iter().all(|&b| b == 1));
+    agent.send_blob(blob(4)).expect("room after one was taken");
+    // Larger than the limit: refused at once.
+    let huge = BlobBuf::new(2 << 20).expect("blob");
+    assert!(matches!(
+        agent.send_blob(huge),
+        Err(SendError::FrameTooLarge { .. })
+    ));
+    assert!(BlobBuf::new(0).is_err(), "an empty blob");
+    for n in [2, 4] {
+        let got = hub.recv().expect("blob");
+        assert!(got.iter().all(|&b| b == n), "blob {n}");
+    }
+}
+
+/// `send` of a large frame goes as a blob; with the threshold off it is
+/// chunked through the ring; both arrive whole.
+#[test]
+fn large_frames_go_as_blobs_or_chunks() {
+    let config = Config::default();
+    let mut listener = ShmListener::bind(&name(), &config).expect("bind");
+    let mut agent = Shm.connect(listener.address(), &config).expect("connect");
+    let mut hub = listener.accept().expect("accept");
+    let frame: Vec<u8> = (0..(3 << 20) + 5).map(|i| (i * 7 % 251) as u8).collect();
+    let sent = frame.clone();
+    let agent = std::thread::spawn(move || {
+        agent.send(&sent).expect("as a blob");
+        agent.set_blob_threshold(None);
+        agent.send(&sent).expect("chunked");
+        agent
+    });
+    let by_blob = hub.recv().expect("blob");
+    let by_ring = hub.recv().expect("chunks");
+    assert!(by_blob == frame && by_ring == frame);
+    drop(agent.join().expect("agent"));
+}
+
+/// An agent that is killed while it writes and sends 64 MiB blobs: the
+/// hub gets whole blobs or `Disconnected`, keeps serving another agent,
+/// and nothing stays behind (no file in /dev/shm, no descriptor).
+#[test]
+fn agent_killed_mid_blob() {
+    if let Ok(role) = std::env::var(ROLE_ENV) {
+        return agent(&role);
+    }
+    const BIG: usize = 64 << 20;
+    let name = name();
+    let config = Config::default()
+        .with_max_message_size(BIG + 4096)
+        .with_recv_timeout(Some(Duration::from_secs(30)));
+    let mut listener = ShmListener::bind(&name, &config).expect("bind");
+    let spawn = |role: &str| {
+        Command::new(std::env::current_exe().expect("exe"))
+            .args(["agent_killed_mid_blob", "--exact", "--nocapture"])
+            .env(ROLE_ENV, role)
+            .env(ADDRESS, listener.address().to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("spawn")
+    };
+    let mut doomed = spawn("blobs");
+    let mut steady = spawn("echo");
+    let mut a = listener.accept_timeout(Duration::from_secs(30)).expect("a");
+    let mut b = listener.accept_timeout(Duration::from_secs(30)).expect("b");
+    // Which is which: the doomed agent speaks first.
+    a.send(b"who").expect("ask");
+    b.send(b"who").expect("ask");
+    let said_a = a.recv().expect("a says");
+    let said_b = b.recv().expect("b says");
+    let (mut blobs, mut echo) = match (&said_a[..], &said_b[..]) {
+        (b"blobs", b"echo") => (a, b),
+        (b"echo", b"blobs") => (b, a),
+        other => panic!("the agents said {other:?}"),
+    };
+    for _ in 0..2 {
+        let blob = blobs.recv().expect("a whole blob");
+        assert_eq!(blob.len(), BIG);
+        assert!(blob[..4096].iter().all(|&x| x == 0x42) && blob[BIG - 1] == 0x42);
+    }
+    let _ = doomed.kill();
+    let _ = doomed.wait();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match blobs.recv() {
+            Ok(blob) => assert_eq!(blob.len(), BIG, "a torn blob"),
+            Err(RecvError::Disconnected) => break,
+            Err(e) => panic!("after the kill: {e:?}"),
+        }
+        assert!(Instant::now() < deadline, "never noticed the death");
+    }
+    // The other agent is served as before.
+    for i in 0..100u32 {
+        echo.send(&i.to_le_bytes()).expect("send");
+        assert_eq!(&echo.recv().expect("echo")[..], &i.to_le_bytes());
+    }
+    let mut blob = BlobBuf::new(1 << 20).expect("blob");
+    blob.fill(7);
+    echo.send_blob(blob).expect("blob to the steady agent");
+    let back = echo.recv().expect("its echo");
+    assert!(back.len() == 1 << 20 && back.iter().all(|&x| x == 7));
+    // The check below sees live connections' memory (so it can fail).
+    assert!(!held_memory(&name, BIG).is_empty(), "live segments not seen");
+    drop((blobs, echo, back));
+    let _ = steady.kill();
+    let _ = steady.wait();
+    drop(listener);
+    assert_eq!(leftovers(&name), Vec::<String>::new(), "left in /dev/shm");
+    assert_eq!(
+        held_memory(&name, BIG),
+        Vec::<String>::new(),
+        "memory kept after the agents went"
+    );
+}
+
+fn agent(role: &str) {
+    let address = std::env::var(ADDRESS).expect("address").parse().expect("address");
+    let config = Config::default()
+        .with_max_message_size((64 << 20) + 4096)
+        .with_recv_timeout(Some(Duration::from_secs(60)));
+    let mut conn = Shm.connect(&address, &config).expect("connect");
+    let _ = conn.recv();
+    conn.send(role.as_bytes()).expect("say");
+    match role {
+        "blobs" => loop {
+            let mut blob = BlobBuf::new(64 << 20).expect("blob");
+            blob.fill(0x42);
+            if conn.send_blob(blob).is_err() {
+                return;
+            }
+        },
+        _ => {
+            while let Ok(frame) = conn.recv() {
+                if conn.send(&frame).is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
