@@ -221,6 +221,14 @@ impl<C: HubCodec> Agent<C> {
         self.link.post_default(frame).await
     }
 
+    /// Sends `body` to the hub as it is, not encoded (see
+    /// [`HubHandle::send_bytes_to`](crate::HubHandle::send_bytes_to)).
+    pub async fn send_bytes(&self, body: &[u8]) -> Result<(), SendToError> {
+        self.link
+            .post_default(wire::encode(Kind::Message, 0, body))
+            .await
+    }
+
     /// Calls the hub and waits for its answer until `timeout`
     /// (see [`HubHandle::call`](crate::HubHandle::call)).
     pub async fn call<Q, A>(&self, request: &Q, timeout: Duration) -> Result<A, CallError>

@@ -374,6 +374,28 @@ impl<C: HubCodec> HubHandle<C> {
         C::default().decode(&reply).map_err(CallError::Decode)
     }
 
+    /// Like [`call`](Self::call), but the answer is returned as the bytes
+    /// the peer sent (its [`Request::reply_bytes`], say), not decoded: a
+    /// large result stays where the transport put it (on shared memory, a
+    /// view of the sender's blob, never copied).
+    pub async fn call_bytes<Q>(
+        &self,
+        peer: PeerId,
+        request: &Q,
+        timeout: Duration,
+    ) -> Result<Bytes, CallError>
+    where
+        Q: Serialize + ?Sized,
+    {
+        let deadline = Instant::now() + timeout;
+        let link = self.link(peer).ok_or(CallError::UnknownPeer(peer))?;
+        link.call(
+            |id| encode::<C, Q>(Kind::Call, id, request).map_err(CallError::Encode),
+            deadline,
+        )
+        .await
+    }
+
     /// Calls each of `peers` (ids, or `&PeerInfo`s) with the same request
     /// at once (encoded once) and gathers the answers until `timeout`, in
     /// the order of `peers`: fan-out and gather. A dead or hung peer costs
@@ -429,6 +451,15 @@ impl<C: HubCodec> HubHandle<C> {
         let link = self.link(peer).ok_or(SendToError::UnknownPeer(peer))?;
         let frame = encode::<C, T>(Kind::Message, 0, message).map_err(SendToError::Encode)?;
         link.post_default(frame).await
+    }
+
+    /// Queues `body` for `peer` as it is, not encoded: the peer's
+    /// [`Payload::bytes`] is exactly `body`. For large results (on shared
+    /// memory they travel as blobs and are read in place).
+    pub async fn send_bytes_to(&self, peer: PeerId, body: &[u8]) -> Result<(), SendToError> {
+        let link = self.link(peer).ok_or(SendToError::UnknownPeer(peer))?;
+        link.post_default(wire::encode(Kind::Message, 0, body))
+            .await
     }
 
     /// Queues a one-way message for every peer without waiting: a peer

@@ -44,6 +44,12 @@ impl From<&PeerInfo> for PeerId {
     }
 }
 
+impl From<&PeerId> for PeerId {
+    fn from(peer: &PeerId) -> PeerId {
+        *peer
+    }
+}
+
 /// Who a peer is: the name it gave and what the OS says about it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PeerInfo {

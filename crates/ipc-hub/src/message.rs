@@ -115,6 +115,14 @@ impl<C: HubCodec> Request<C> {
         }
     }
 
+    /// Answers with `body` as it is, not encoded: the caller gets exactly
+    /// these bytes (from [`HubHandle::call_bytes`](crate::HubHandle::call_bytes)).
+    pub async fn reply_bytes(mut self, body: &[u8]) -> Result<(), SendToError> {
+        self.answered = true;
+        let frame = wire::encode(Kind::Reply, self.id, body);
+        self.link.post_default(frame).await
+    }
+
     /// Answers that the call failed, with a reason the caller sees as
     /// [`CallError::Failed`](crate::CallError::Failed).
     pub async fn fail(mut self, reason: &str) -> Result<(), SendToError> {

@@ -582,7 +582,11 @@ impl ShmWriteHalf {
         let blob = self.conn.with(|c| c.seal_blob(blob))?;
         let deadline = deadline_after(self.config().send_timeout);
         match &self.waiter {
-            Some(waiter) => waiter.send_blob_until(&mut self.conn, &blob, deadline).await,
+            Some(waiter) => {
+                waiter
+                    .send_blob_until(&mut self.conn, &blob, deadline)
+                    .await
+            }
             None => Err(SendError::Io(std::io::Error::other(
                 "the write half's helper thread could not start",
             ))),

@@ -12,9 +12,7 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use ipc_core::{
-    Config, Connector, FrameReceiver, FrameSender, Listener, RecvError, SendError,
-};
+use ipc_core::{Config, Connector, FrameReceiver, FrameSender, Listener, RecvError, SendError};
 use ipc_shm::{BlobBuf, Shm, ShmConnection, ShmListener};
 use rustix::fs::{MemfdFlags, SealFlags};
 use rustix::net::{
@@ -134,7 +132,8 @@ impl RawPeer {
         // Attach as segment.rs does: pid, start time, attached.
         seg.write_at(&std::process::id().to_le_bytes(), 40)
             .expect("pid");
-        seg.write_at(&start_time().to_le_bytes(), 48).expect("start");
+        seg.write_at(&start_time().to_le_bytes(), 48)
+            .expect("start");
         seg.write_at(&1u32.to_le_bytes(), 44).expect("attached");
         (&sock).write_all(b"A").expect("answer");
         let conn = listener
@@ -196,7 +195,11 @@ fn forged_blobs_are_refused_and_nothing_is_kept() {
     let fds_before = open_fds();
     type Forge = fn(&mut RawPeer);
     let corrupt: [(&str, Forge, &str); 7] = [
-        ("no descriptor", |p| p.blob_record(4096), "without its memory"),
+        (
+            "no descriptor",
+            |p| p.blob_record(4096),
+            "without its memory",
+        ),
         (
             "a pipe",
             |p| {
@@ -264,7 +267,10 @@ fn forged_blobs_are_refused_and_nothing_is_kept() {
         );
         assert!(start.elapsed() < Duration::from_secs(4), "{what}: slow");
         // Corruption is final.
-        assert!(matches!(conn.recv(), Err(RecvError::Corrupted(_))), "{what}");
+        assert!(
+            matches!(conn.recv(), Err(RecvError::Corrupted(_))),
+            "{what}"
+        );
     }
 
     // Too large for this side: refused, and the stream goes on.
@@ -414,7 +420,10 @@ fn agent_killed_mid_blob() {
     let back = echo.recv().expect("its echo");
     assert!(back.len() == 1 << 20 && back.iter().all(|&x| x == 7));
     // The check below sees live connections' memory (so it can fail).
-    assert!(!held_memory(&name, BIG).is_empty(), "live segments not seen");
+    assert!(
+        !held_memory(&name, BIG).is_empty(),
+        "live segments not seen"
+    );
     drop((blobs, echo, back));
     let _ = steady.kill();
     let _ = steady.wait();
@@ -428,7 +437,10 @@ fn agent_killed_mid_blob() {
 }
 
 fn agent(role: &str) {
-    let address = std::env::var(ADDRESS).expect("address").parse().expect("address");
+    let address = std::env::var(ADDRESS)
+        .expect("address")
+        .parse()
+        .expect("address");
     let config = Config::default()
         .with_max_message_size((64 << 20) + 4096)
         .with_recv_timeout(Some(Duration::from_secs(60)));

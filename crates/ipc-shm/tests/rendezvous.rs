@@ -97,7 +97,11 @@ fn sixteen_agents_share_one_name_and_leave_nothing_in_dev_shm() {
                 let mut conn = Shm.connect(&address, &config).expect("connect");
                 conn.send(format!("agent {i}").as_bytes()).expect("send");
                 let reply = conn.recv().expect("reply");
-                assert_eq!(reply, format!("for agent {i}"), "agent {i} got another's reply");
+                assert_eq!(
+                    reply,
+                    format!("for agent {i}"),
+                    "agent {i} got another's reply"
+                );
                 // Hold the connection until the hub is done with everyone.
                 let _ = conn.recv();
             })
@@ -109,8 +113,7 @@ fn sixteen_agents_share_one_name_and_leave_nothing_in_dev_shm() {
             .accept_timeout(Duration::from_secs(30))
             .expect("accept");
         let hello = String::from_utf8(conn.recv().expect("hello").to_vec()).expect("utf-8");
-        conn.send(format!("for {hello}").as_bytes())
-            .expect("reply");
+        conn.send(format!("for {hello}").as_bytes()).expect("reply");
         let bytes = conn.shared_memory_bytes();
         assert!(
             bytes > 0 && bytes <= (3 << 12) + 2 * conn.ring_capacity() as u64,
@@ -211,7 +214,9 @@ fn bad_agents_do_not_stall_accept() {
     let hangs_up = UnixStream::connect(&path).expect("connect");
     let (_, fd) = recv_with_fd(hangs_up.as_fd(), &mut hello);
     assert!(fd.is_some(), "the listener sent no segment");
-    hangs_up.shutdown(std::net::Shutdown::Both).expect("shutdown");
+    hangs_up
+        .shutdown(std::net::Shutdown::Both)
+        .expect("shutdown");
 
     let mut garbage = UnixStream::connect(&path).expect("connect");
     recv_with_fd(garbage.as_fd(), &mut hello);
@@ -226,7 +231,9 @@ fn bad_agents_do_not_stall_accept() {
     liar.write_all(b"A").expect("write");
 
     let start = Instant::now();
-    let mut good = Shm.connect(listener.address(), &Config::default()).expect("good agent");
+    let mut good = Shm
+        .connect(listener.address(), &Config::default())
+        .expect("good agent");
     good.send(b"good").expect("send");
     let mut conn = listener
         .accept_timeout(Duration::from_secs(4))
@@ -245,9 +252,14 @@ fn bad_agents_do_not_stall_accept() {
     );
     // The liar and the garbage agent were hung up on.
     for (what, mut sock) in [("garbage", garbage), ("liar", liar)] {
-        sock.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+        sock.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
         let mut byte = [0u8; 1];
-        assert_eq!(sock.read(&mut byte).expect(what), 0, "{what} was not hung up on");
+        assert_eq!(
+            sock.read(&mut byte).expect(what),
+            0,
+            "{what} was not hung up on"
+        );
     }
     drop(silent);
 }
@@ -296,8 +308,8 @@ fn forged_segments_are_refused_clearly() {
     };
     let unsealed = move |agent: &UnixStream| {
         let (_keep, hello, _) = genuine();
-        let fd = rustix::fs::memfd_create("forged", rustix::fs::MemfdFlags::CLOEXEC)
-            .expect("memfd");
+        let fd =
+            rustix::fs::memfd_create("forged", rustix::fs::MemfdFlags::CLOEXEC).expect("memfd");
         rustix::fs::ftruncate(&fd, 3 * 4096 + 2 * (256 << 10)).expect("size");
         send_with_fds(agent.as_fd(), &hello, &[fd.as_fd()]);
     };
