@@ -8,7 +8,14 @@ use crate::Failure;
 use crate::bench::workspace_root;
 
 /// The fuzz targets in `fuzz/fuzz_targets`.
-pub const TARGETS: [&str; 4] = ["frame_decoder", "address_parse", "codec_decode", "shm_ring"];
+pub const TARGETS: [&str; 6] = [
+    "frame_decoder",
+    "address_parse",
+    "codec_decode",
+    "shm_ring",
+    "shm_blob",
+    "shm_segment",
+];
 
 fn cargo_fuzz(fuzz_dir: &Path) -> Command {
     let mut cmd = Command::new("cargo");

@@ -80,8 +80,8 @@ enum Cmd {
         transports: Vec<String>,
     },
     /// Replay the saved crash inputs, then fuzz each target (frame decoder,
-    /// address parsing, codec decoding, shared-memory ring) with
-    /// cargo-fuzz on nightly. Exit 1 on a crash.
+    /// address parsing, codec decoding, shared-memory ring, blob handles,
+    /// segments handed over) with cargo-fuzz on nightly. Exit 1 on a crash.
     Fuzz {
         /// Seconds per target.
         #[arg(long, default_value_t = 60)]

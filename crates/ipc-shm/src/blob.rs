@@ -155,6 +155,13 @@ impl AsRef<[u8]> for ReceivedBlob {
     }
 }
 
+/// The length a `BLOB` record's payload announces (a `u64`, LE).
+pub(crate) fn record_len(payload: &[u8]) -> Result<u64, String> {
+    <[u8; 8]>::try_from(payload)
+        .map(u64::from_le_bytes)
+        .map_err(|_| format!("blob: a {}-byte record", payload.len()))
+}
+
 /// Opens a blob descriptor the peer sent for a record of `len` bytes.
 /// Everything about it is the peer's choice and checked: a memory file,
 /// sealed against writing and resizing, exactly `len` bytes.

@@ -177,10 +177,10 @@ impl ShmConnection {
                 Consumer::new(seg.ring(rx_ring)),
             )
         };
+        let max_record = tx.max_record();
         // SAFETY: the lifeline word is in `seg`, which the connection keeps
         // (field `seg`, dropped after `_lifeline`), so it stays mapped
         // until the lifeline thread is joined.
-        let max_record = tx.max_record();
         let lifeline = unsafe { LifelineThread::start(seg.own_lifeline()) };
         Ok(ShmConnection {
             _lifeline: lifeline,
@@ -293,9 +293,7 @@ impl ShmConnection {
     /// The blob a `BLOB` record of `payload` announces, from the socket.
     fn take_blob(&mut self, payload: &[u8]) -> Result<Bytes, Fail> {
         let corrupt = |what: String| Fail::Corrupt(format!("blob: {what}"));
-        let Ok(len) = <[u8; 8]>::try_from(payload).map(u64::from_le_bytes) else {
-            return Err(corrupt(format!("a {}-byte record", payload.len())));
-        };
+        let len = blob::record_len(payload).map_err(Fail::Corrupt)?;
         let link = self
             .link
             .as_ref()
