@@ -19,7 +19,7 @@ use crate::scenarios::{
 use crate::schema::{
     CodecKind, Failure, Mechanism, PatternResult, Regime, RunResults, SCHEMA_VERSION,
 };
-use crate::transport::{Strategy, Transport, Variant};
+use crate::transport::{Large, Strategy, Transport, Variant};
 
 /// Where a run is, after a cell.
 #[derive(Debug, Clone)]
@@ -105,6 +105,9 @@ fn throughput_variants(transport: Transport, size: usize, plan: &Plan) -> Vec<Va
     match transport {
         Transport::Shm => {
             let mut out = vec![Variant::of(Transport::Shm), Variant::shm_zero_copy()];
+            if size > LARGE_FROM {
+                out.extend([Large::Copy, Large::Blob].map(Variant::shm_large));
+            }
             let ends = [plan.sizes[0], *plan.sizes.last().expect("validated")];
             if ends.contains(&size) {
                 out.extend(RING_SIZES_KIB.map(Variant::shm_ring));
@@ -115,9 +118,27 @@ fn throughput_variants(transport: Transport, size: usize, plan: &Plan) -> Vec<Va
     }
 }
 
+/// Above this a message no longer fits a record of the default ring: it
+/// goes as a blob or in chunks, and both ways are measured.
+const LARGE_FROM: usize = ipc_shm::DEFAULT_RING_SIZE / 2;
+
+/// Sizes at which shared memory's blobs and copies are also compared,
+/// beside the plan's sizes.
+const BLOB_SIZES: [usize; 3] = [256 << 10, 4 << 20, 16 << 20];
+
 /// Ring sizes compared (at the largest and smallest message size) to show
 /// why the default is what it is.
 const RING_SIZES_KIB: [u32; 3] = [256, 1024, 4096];
+
+fn throughput_cell(plan: &Plan, variant: Variant, size: usize) -> Cell {
+    let (count, pin) = (plan.throughput_messages(size), plan.pin);
+    let label = format!("{} {size} B x {count}", variant.label());
+    cell(label, 1.0, move |r, trial| {
+        r.throughput
+            .push(throughput::measure(variant, size, count, pin, trial)?);
+        Ok(())
+    })
+}
 
 fn mechanism_cell(plan: &Plan, mechanism: Mechanism, size: usize) -> Cell {
     let (w, n, pin) = (plan.latency_warmup, plan.latency_samples_at(size), plan.pin);
@@ -228,7 +249,6 @@ fn round_trip_blocks(p: &Plan, group: Group, with_transports: bool) -> Vec<Block
 
 fn plan_blocks(plan: &Plan) -> Vec<Block> {
     let p = plan.clone();
-    let pin = plan.pin;
     let has = |g: Group| plan.groups.contains(&g);
     let mut blocks = Vec::new();
     for &group in &plan.groups {
@@ -325,16 +345,20 @@ fn plan_blocks(plan: &Plan) -> Vec<Block> {
                     }
                     for &t in &p.transports {
                         for variant in throughput_variants(t, size, &p) {
-                            let count = p.throughput_messages(size);
-                            let label = format!("{} {size} B x {count}", variant.label());
-                            cells.push(cell(label, 1.0, move |r, trial| {
-                                r.throughput
-                                    .push(throughput::measure(variant, size, count, pin, trial)?);
-                                Ok(())
-                            }));
+                            cells.push(throughput_cell(&p, variant, size));
                         }
                     }
                     blocks.push(Block { group, cells });
+                }
+                if p.transports.contains(&Transport::Shm) {
+                    for size in BLOB_SIZES.into_iter().filter(|s| !p.sizes.contains(s)) {
+                        let mut cells = vec![copy_stream_cell(&p, size)];
+                        cells.extend(
+                            [Large::Default, Large::Copy, Large::Blob]
+                                .map(|large| throughput_cell(&p, Variant::shm_large(large), size)),
+                        );
+                        blocks.push(Block { group, cells });
+                    }
                 }
             }
             Group::Serialization => {

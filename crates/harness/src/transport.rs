@@ -113,6 +113,23 @@ impl Strategy {
     }
 }
 
+/// How shared memory carries a message larger than a ring record.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum Large {
+    /// As a connection does by default: a blob above
+    /// `ipc_shm::DEFAULT_BLOB_THRESHOLD` (copied into it by `send`).
+    #[default]
+    Default,
+    /// Copied through the ring in chunks (blobs off).
+    Copy,
+    /// Written by the sender straight into a blob (`BlobBuf`), read in
+    /// place by the receiver.
+    Blob,
+}
+
 /// A transport as a scenario uses it: which crate, how shared memory
 /// waits, and whether messages are written and read in place.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -125,6 +142,9 @@ pub struct Variant {
     pub zero_copy: bool,
     /// Ring size in KiB, if not the default (shared memory only).
     pub ring_kib: Option<u32>,
+    /// How messages larger than a record travel (shared memory only).
+    #[serde(default)]
+    pub large: Large,
 }
 
 impl Variant {
@@ -135,6 +155,15 @@ impl Variant {
             strategy: Strategy::Adaptive,
             zero_copy: false,
             ring_kib: None,
+            large: Large::Default,
+        }
+    }
+
+    /// Shared memory carrying large messages as `large` says.
+    pub fn shm_large(large: Large) -> Self {
+        Variant {
+            large,
+            ..Variant::of(Transport::Shm)
         }
     }
 
@@ -155,8 +184,13 @@ impl Variant {
     }
 
     /// A label for reports: `pipe`, `uds`, `shm`, `shm-spin`,
-    /// `shm-zero-copy`, `shm-ring-256k`.
+    /// `shm-zero-copy`, `shm-ring-256k`, `shm-copy`, `shm-blob`.
     pub fn label(&self) -> String {
+        match (self.transport, self.large) {
+            (Transport::Shm, Large::Copy) => return "shm-copy".into(),
+            (Transport::Shm, Large::Blob) => return "shm-blob".into(),
+            _ => {}
+        }
         if let (Transport::Shm, Some(kib), false) = (self.transport, self.ring_kib, self.zero_copy)
         {
             return format!("shm-ring-{kib}k");
@@ -181,6 +215,14 @@ impl Variant {
             (true, _) => config.with_buffer_size(Some(ZERO_COPY_RING)),
             (false, Some(kib)) => config.with_buffer_size(Some(kib as usize * 1024)),
             (false, None) => config,
+        }
+    }
+
+    /// Applies what the config cannot say to a new connection: blobs off
+    /// for the copying variant.
+    pub fn tune(&self, conn: &mut AnyConnection) {
+        if let (Large::Copy, Some(shm)) = (self.large, conn.as_shm()) {
+            shm.set_blob_threshold(None);
         }
     }
 
@@ -320,11 +362,13 @@ impl AnyListener {
 /// parent over stdio.
 pub fn connect(variant: &Variant, address: &Address) -> Result<AnyConnection, ConnectError> {
     let config = variant.config();
-    Ok(match address {
+    let mut conn = match address {
         Address::Stdio => AnyConnection::Pipe(ipc_pipe::connect_stdio(&config)?),
         Address::Uds(_) => AnyConnection::Uds(Uds.connect(address, &config)?),
         _ => AnyConnection::Shm(Shm.connect(address, &config)?),
-    })
+    };
+    variant.tune(&mut conn);
+    Ok(conn)
 }
 
 /// Connects to `address`, retrying while nothing listens there yet (a
@@ -425,10 +469,13 @@ pub fn spawn_agent(task: &AgentTask) -> Result<Agent> {
     cmd.env(ADDRESS_ENV, listener.address().to_string());
     let mut child = cmd.spawn()?;
     match listener.accept_timeout(Duration::from_secs(30)) {
-        Ok(conn) => Ok(Agent {
-            conn: Some(conn),
-            child,
-        }),
+        Ok(mut conn) => {
+            variant.tune(&mut conn);
+            Ok(Agent {
+                conn: Some(conn),
+                child,
+            })
+        }
         Err(e) => {
             let _ = child.kill();
             let status = child.wait()?;

@@ -44,8 +44,8 @@ fn ensure(ok: bool, what: impl FnOnce() -> String) -> Result<(), Failed> {
     if ok { Ok(()) } else { Err(what().into()) }
 }
 
-/// True if `bytes` lie inside a mapping of an ipc-shm blob: read in
-/// place, not copied.
+/// True if `bytes` lie inside a mapping of an ipc-shm blob or blob slot:
+/// read in place, not copied.
 fn in_blob(bytes: &[u8]) -> bool {
     let (start, end) = (
         bytes.as_ptr() as usize,
@@ -62,7 +62,8 @@ fn in_blob(bytes: &[u8]) -> bool {
         };
         let lo = usize::from_str_radix(lo, 16).unwrap_or(usize::MAX);
         let hi = usize::from_str_radix(hi, 16).unwrap_or(0);
-        line.contains("memfd:ipc-shm blob") && lo <= start && end <= hi
+        let shared = line.contains("memfd:ipc-shm blob") || line.contains("memfd:ipc-shm slot");
+        shared && lo <= start && end <= hi
     })
 }
 

@@ -315,8 +315,15 @@ impl Waiter {
         self.until_room(conn, deadline, |c| c.flush_pending(&mut Wait::Never))
             .await?;
         if conn.with(|c| c.goes_as_blob(frame.len())) {
-            // Copied into its blob once, outside the lock; then handed over
-            // when there is room.
+            if let Some(slot) = conn.with(|c| c.pick_slot(frame.len()))? {
+                return self
+                    .until_room(conn, deadline, |c| {
+                        c.try_write_slot(slot, frame)?.ok_or(Fail::WouldBlock)
+                    })
+                    .await;
+            }
+            // Copied into a blob of its own once, outside the lock; then
+            // handed over when there is room.
             let blob = SealedBlob::copy_of(frame)?;
             return self.send_blob_until(conn, &blob, deadline).await;
         }

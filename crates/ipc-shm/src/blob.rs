@@ -17,6 +17,8 @@
 
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use bytes::Bytes;
 use rustix::fs::{MemfdFlags, SealFlags};
@@ -68,6 +70,8 @@ impl BlobBuf {
         }
         let fd = new_file()?;
         rustix::fs::ftruncate(&fd, len as u64)?;
+        // Not populated: measured slower (the pages are backed as the
+        // producer writes them either way).
         let map = Mapping::new(fd.as_fd(), len, true, Populate::No)?;
         Ok(BlobBuf { fd, map })
     }
@@ -185,4 +189,188 @@ pub(crate) fn open_received(fd: OwnedFd, len: u64) -> Result<Bytes, String> {
     let map = Mapping::new(fd.as_fd(), len, false, Populate::Yes)
         .map_err(|e| format!("blob: mapping {len} bytes: {e}"))?;
     Ok(Bytes::from_owner(ReceivedBlob(map)))
+}
+
+/// Bytes before a slot's data: the page holding its `busy` word.
+const SLOT_HEADER: usize = 4096;
+/// The smallest slot made (a slot is sized to the next power of two).
+const MIN_SLOT: usize = 256 << 10;
+/// Most slot memory one connection keeps for reuse; a message that finds
+/// no free slot within it goes as a blob of its own.
+pub(crate) const POOL_LIMIT: usize = 32 << 20;
+/// Most slots a receiver maps for one peer.
+const MAX_PEER_SLOTS: usize = 64;
+
+/// A reusable blob: a memory file the sender fills again and again, each
+/// time the receiver has let go of the message it held. Fresh memory for
+/// every message costs the kernel's zeroing and a fault per page on both
+/// sides, more than the copy it saves; a slot costs one copy in and
+/// nothing else. Its `busy` word (first page) is set by the sender when it
+/// fills the slot and cleared by the receiver when the message drops.
+#[derive(Debug)]
+pub(crate) struct Slot {
+    pub(crate) id: u32,
+    fd: OwnedFd,
+    map: Mapping,
+    /// Whether the peer has the descriptor already.
+    pub(crate) passed: bool,
+}
+
+impl Slot {
+    /// A slot for messages of up to `len` bytes.
+    pub(crate) fn create(id: u32, len: usize) -> io::Result<Self> {
+        let cap = len.next_power_of_two().max(MIN_SLOT);
+        let fd = rustix::fs::memfd_create(
+            "ipc-shm slot",
+            MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING,
+        )?;
+        rustix::fs::ftruncate(&fd, (SLOT_HEADER + cap) as u64)?;
+        rustix::fs::fcntl_add_seals(&fd, SealFlags::SHRINK | SealFlags::GROW | SealFlags::SEAL)?;
+        let map = Mapping::new(fd.as_fd(), SLOT_HEADER + cap, true, Populate::No)?;
+        Ok(Slot {
+            id,
+            fd,
+            map,
+            passed: false,
+        })
+    }
+
+    /// Data bytes it holds.
+    pub(crate) fn capacity(&self) -> usize {
+        self.map.len() - SLOT_HEADER
+    }
+
+    pub(crate) fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+
+    fn busy(&self) -> &AtomicU32 {
+        // SAFETY: the mapping starts page-aligned and is at least a page
+        // long; an atomic is valid for any bytes the peer may write there.
+        unsafe { &*(self.map.as_ptr() as *const AtomicU32) }
+    }
+
+    /// Free once the receiver dropped the last message it held from here.
+    pub(crate) fn is_free(&self) -> bool {
+        self.busy().load(Ordering::Acquire) == 0
+    }
+
+    /// Marks it busy and copies `frame` in (the record that follows
+    /// publishes it).
+    pub(crate) fn fill(&mut self, frame: &[u8]) {
+        self.busy().store(1, Ordering::Relaxed);
+        // SAFETY: `frame.len() <= capacity()` (the caller picked the slot
+        // for it), so the copy stays inside the mapping; the receiver is
+        // done with the old contents (it cleared `busy`).
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                frame.as_ptr(),
+                self.map.as_ptr().add(SLOT_HEADER),
+                frame.len(),
+            );
+        }
+    }
+}
+
+/// The record of a slot message: slot id, message length.
+pub(crate) fn slot_record(id: u32, len: u64) -> [u8; 16] {
+    let mut out = [0u8; 16];
+    out[..4].copy_from_slice(&id.to_le_bytes());
+    out[8..].copy_from_slice(&len.to_le_bytes());
+    out
+}
+
+/// Parses a slot record.
+pub(crate) fn parse_slot_record(payload: &[u8]) -> Result<(u32, u64), String> {
+    let Ok(bytes) = <[u8; 16]>::try_from(payload) else {
+        return Err(format!("slot: a {}-byte record", payload.len()));
+    };
+    let id = u32::from_le_bytes(bytes[..4].try_into().expect("4 bytes"));
+    let len = u64::from_le_bytes(bytes[8..].try_into().expect("8 bytes"));
+    Ok((id, len))
+}
+
+/// The receiver's mapping of one of the peer's slots.
+#[derive(Debug)]
+pub(crate) struct PeerSlot(Mapping);
+
+/// The slots a receiver has mapped for its peer, by id.
+#[derive(Debug, Default)]
+pub(crate) struct PeerSlots(std::collections::HashMap<u32, Arc<PeerSlot>>);
+
+impl PeerSlots {
+    pub(crate) fn knows(&self, id: u32) -> bool {
+        self.0.contains_key(&id)
+    }
+
+    /// Maps the slot the peer passed as `id`: a memory file sealed against
+    /// resizing, no larger than a slot can be.
+    pub(crate) fn add(&mut self, id: u32, fd: OwnedFd, max: usize) -> Result<(), String> {
+        if self.0.len() >= MAX_PEER_SLOTS {
+            return Err(format!(
+                "slot: the peer passed more than {MAX_PEER_SLOTS} slots"
+            ));
+        }
+        let stat = rustix::fs::fstat(&fd).map_err(|e| format!("slot: fstat: {e}"))?;
+        if rustix::fs::FileType::from_raw_mode(stat.st_mode) != rustix::fs::FileType::RegularFile {
+            return Err("slot: the descriptor is not a memory file".into());
+        }
+        let seals = rustix::fs::fcntl_get_seals(&fd)
+            .map_err(|_| "slot: the descriptor cannot carry seals".to_string())?;
+        if !seals.contains(SealFlags::SHRINK | SealFlags::GROW) {
+            return Err("slot: the memory is not sealed against resizing".into());
+        }
+        let size = stat.st_size as u64;
+        let most = (SLOT_HEADER + max.min(POOL_LIMIT).next_power_of_two()) as u64;
+        if size <= SLOT_HEADER as u64 || size > most {
+            return Err(format!("slot: a {size}-byte slot"));
+        }
+        let map = Mapping::new(fd.as_fd(), size as usize, true, Populate::No)
+            .map_err(|e| format!("slot: mapping {size} bytes: {e}"))?;
+        self.0.insert(id, Arc::new(PeerSlot(map)));
+        Ok(())
+    }
+
+    /// The message of `len` bytes in slot `id`, read in place; dropping
+    /// its last `Bytes` frees the slot for the sender.
+    pub(crate) fn message(&self, id: u32, len: u64) -> Result<Bytes, String> {
+        let slot = self
+            .0
+            .get(&id)
+            .ok_or_else(|| format!("slot: unknown slot {id}"))?;
+        if len == 0 || len > (slot.0.len() - SLOT_HEADER) as u64 {
+            return Err(format!("slot: {len} bytes in slot {id}"));
+        }
+        Ok(Bytes::from_owner(SlotMessage {
+            slot: Arc::clone(slot),
+            len: len as usize,
+        }))
+    }
+}
+
+/// A message in a peer's slot.
+struct SlotMessage {
+    slot: Arc<PeerSlot>,
+    len: usize,
+}
+
+impl AsRef<[u8]> for SlotMessage {
+    fn as_ref(&self) -> &[u8] {
+        // SAFETY: `len` was checked against the slot's size, whose file is
+        // sealed against shrinking, so the bytes are mapped and backed for
+        // as long as `self.slot` lives. An honest sender leaves them alone
+        // until `busy` is cleared (on drop); a hostile one could change
+        // them meanwhile, which yields wrong bytes, never an access outside
+        // the mapping (as with a record read in place).
+        unsafe { std::slice::from_raw_parts(self.slot.0.as_ptr().add(SLOT_HEADER), self.len) }
+    }
+}
+
+impl Drop for SlotMessage {
+    fn drop(&mut self) {
+        // SAFETY: the first bytes of the slot's page-aligned mapping, valid
+        // as an atomic whatever the peer wrote there.
+        let busy = unsafe { &*(self.slot.0.as_ptr() as *const AtomicU32) };
+        busy.store(0, Ordering::Release);
+    }
 }

@@ -13,7 +13,7 @@ use ipc_core::{
 };
 
 use crate::CAPABILITIES;
-use crate::blob::{self, BlobBuf, SealedBlob};
+use crate::blob::{self, BlobBuf, POOL_LIMIT, PeerSlots, SealedBlob, Slot};
 use crate::handoff;
 use crate::lifeline::{self, LifelineThread};
 use crate::liveness::PeerWatch;
@@ -29,7 +29,7 @@ const DROP_LINGER: Duration = Duration::from_secs(1);
 /// Messages larger than this go as blobs by default (see
 /// [`ShmConnection::set_blob_threshold`]); docs/BENCHMARKS.md shows the
 /// measurement behind it.
-pub const DEFAULT_BLOB_THRESHOLD: usize = 256 << 10;
+pub const DEFAULT_BLOB_THRESHOLD: usize = 128 << 10;
 
 /// How long an operation may wait.
 ///
@@ -144,6 +144,10 @@ pub struct ShmConnection {
     /// record in the ring, bytes).
     blobs_in_flight: VecDeque<(u64, u64)>,
     blob_bytes_in_flight: u64,
+    /// This side's reusable blob slots (sending).
+    pool: Vec<Slot>,
+    /// The peer's slots this side has mapped (receiving).
+    peer_slots: PeerSlots,
 }
 
 // SAFETY: the raw pointers inside `tx` and `rx` point into the mapping that
@@ -201,6 +205,8 @@ impl ShmConnection {
             link,
             blobs_in_flight: VecDeque::new(),
             blob_bytes_in_flight: 0,
+            pool: Vec::new(),
+            peer_slots: PeerSlots::default(),
         })
     }
 
@@ -253,6 +259,98 @@ impl ShmConnection {
         self.blob_threshold.is_some_and(|t| len > t)
     }
 
+    /// The slot a message of `len` bytes goes in: a free one that fits,
+    /// or a new one while the pool is under [`POOL_LIMIT`]; `None` if
+    /// neither (the message then gets a blob of its own).
+    pub(crate) fn pick_slot(&mut self, len: usize) -> Result<Option<usize>, SendError> {
+        if len > POOL_LIMIT {
+            return Ok(None);
+        }
+        let free = self
+            .pool
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.capacity() >= len && s.is_free())
+            .min_by_key(|(_, s)| s.capacity())
+            .map(|(i, _)| i);
+        if free.is_some() {
+            return Ok(free);
+        }
+        let held: usize = self.pool.iter().map(Slot::capacity).sum();
+        if held + len.next_power_of_two() > POOL_LIMIT {
+            return Ok(None);
+        }
+        let id = u32::try_from(self.pool.len()).unwrap_or(u32::MAX);
+        self.pool.push(Slot::create(id, len)?);
+        Ok(Some(self.pool.len() - 1))
+    }
+
+    /// Copies `frame` into slot `index` and publishes it, if the ring and
+    /// the socket have room now. A slot's descriptor goes with its first
+    /// message, before the record.
+    pub(crate) fn try_write_slot(
+        &mut self,
+        index: usize,
+        frame: &[u8],
+    ) -> Result<Option<()>, Fail> {
+        let Some(reservation) = self.tx.try_reserve(16).map_err(|c| self.corrupt(c))? else {
+            return Ok(None);
+        };
+        let link = self.link.as_ref().ok_or(Fail::Gone)?;
+        let slot = &mut self.pool[index];
+        if !slot.passed {
+            match handoff::send_fd(link.as_fd(), b"S", slot.fd()) {
+                Ok(()) => slot.passed = true,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(None),
+                Err(_) => return Err(Fail::Gone),
+            }
+        }
+        slot.fill(frame);
+        let record = blob::slot_record(slot.id, frame.len() as u64);
+        self.tx.payload_mut(&reservation).copy_from_slice(&record);
+        if self.tx.commit(reservation, kind::SLOT) {
+            self.wake_consumer();
+        }
+        Ok(Some(()))
+    }
+
+    /// The message a `SLOT` record announces: in a slot this side maps
+    /// already, or in a new one whose descriptor is next on the socket.
+    fn take_slot(&mut self, payload: &[u8]) -> Result<Bytes, Fail> {
+        let (id, len) = blob::parse_slot_record(payload).map_err(Fail::Corrupt)?;
+        let max = self.config.max_message_size;
+        if !self.peer_slots.knows(id) {
+            let fd = self.recv_memory(b'S')?;
+            self.peer_slots.add(id, fd, max).map_err(Fail::Corrupt)?;
+        }
+        if len > max as u64 {
+            return Err(Fail::TooLarge {
+                len: usize::try_from(len).unwrap_or(usize::MAX),
+                max,
+            });
+        }
+        self.peer_slots.message(id, len).map_err(Fail::Corrupt)
+    }
+
+    /// The next descriptor on the socket, sent with `marker`.
+    fn recv_memory(&mut self, marker: u8) -> Result<OwnedFd, Fail> {
+        let corrupt = |what: String| Fail::Corrupt(format!("blob: {what}"));
+        let link = self
+            .link
+            .as_ref()
+            .ok_or_else(|| corrupt("a blob on a connection without a socket".into()))?;
+        let mut got = [0u8; 1];
+        match handoff::recv_fd(link.as_fd(), &mut got) {
+            Ok((1, Some(fd))) if got[0] == marker => Ok(fd),
+            Ok(_) => Err(corrupt("the record came without its memory".into())),
+            // The sender passes the memory before it publishes the record.
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                Err(corrupt("the record came without its memory".into()))
+            }
+            Err(e) => Err(corrupt(format!("receiving its memory: {e}"))),
+        }
+    }
+
     /// Hands over `blob` if the ring, the socket and the in-flight budget
     /// have room now. The descriptor goes first, then the record: by the
     /// time the peer sees the record, the descriptor is in its socket.
@@ -292,22 +390,8 @@ impl ShmConnection {
 
     /// The blob a `BLOB` record of `payload` announces, from the socket.
     fn take_blob(&mut self, payload: &[u8]) -> Result<Bytes, Fail> {
-        let corrupt = |what: String| Fail::Corrupt(format!("blob: {what}"));
         let len = blob::record_len(payload).map_err(Fail::Corrupt)?;
-        let link = self
-            .link
-            .as_ref()
-            .ok_or_else(|| corrupt("a blob on a connection without a socket".into()))?;
-        let mut marker = [0u8; 1];
-        let fd = match handoff::recv_fd(link.as_fd(), &mut marker) {
-            Ok((1, Some(fd))) if marker == *b"B" => fd,
-            Ok(_) => return Err(corrupt("the record came without its memory".into())),
-            // The sender passes the memory before it publishes the record.
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                return Err(corrupt("the record came without its memory".into()));
-            }
-            Err(e) => return Err(corrupt(format!("receiving its memory: {e}"))),
-        };
+        let fd = self.recv_memory(b'B')?;
         let max = self.config.max_message_size;
         if len > max as u64 {
             // Dropped with its record and descriptor; the next message follows.
@@ -626,6 +710,11 @@ impl ShmConnection {
         }
         self.flush_pending(&mut wait)?;
         if self.goes_as_blob(frame.len()) {
+            if let Some(slot) = self.pick_slot(frame.len())? {
+                return Ok(
+                    self.wait_until(Dir::Space, &mut wait, |c| c.try_write_slot(slot, frame))?
+                );
+            }
             let blob = SealedBlob::copy_of(frame)?;
             return Ok(self.wait_until(Dir::Space, &mut wait, |c| c.try_write_blob(&blob))?);
         }
@@ -728,6 +817,10 @@ impl ShmConnection {
             (kind::BLOB, None) => {
                 let payload = payload.to_vec();
                 self.take_blob(&payload).map(Some)
+            }
+            (kind::SLOT, None) => {
+                let payload = payload.to_vec();
+                self.take_slot(&payload).map(Some)
             }
             (kind::WHOLE, None) => {
                 let max = self.config.max_message_size;

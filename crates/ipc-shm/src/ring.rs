@@ -53,6 +53,11 @@ pub(crate) mod kind {
     /// A message handed over by reference (`blob.rs`): the payload is its
     /// length as `u64` LE, its memory travels over the socket.
     pub(crate) const BLOB: u32 = 6;
+    /// A message in one of the sender's reusable slots (`blob.rs`): the
+    /// payload is the slot id (`u32` LE, 4 bytes of padding) and the
+    /// length (`u64` LE); the slot's memory travels over the socket with
+    /// its first message.
+    pub(crate) const SLOT: u32 = 7;
 }
 
 /// A value on a cache line of its own.
@@ -418,7 +423,8 @@ impl Consumer {
                 continue;
             }
             let end = self.tail + RECORD_HEADER + align8(len);
-            if !(kind::WHOLE..=kind::LAST).contains(&kind) && kind != kind::BLOB
+            if !(kind::WHOLE..=kind::LAST).contains(&kind)
+                && !matches!(kind, kind::BLOB | kind::SLOT)
                 || len > max_record(cap) as u64
                 || RECORD_HEADER + len > to_end
                 || end > head

@@ -9,7 +9,7 @@ use crate::agent::{AgentReport, AgentTask, Role};
 use crate::error::Result;
 use crate::procfs;
 use crate::schema::ThroughputResult;
-use crate::transport::{Agent, Variant, spawn_agent};
+use crate::transport::{Agent, Large, Variant, spawn_agent};
 
 /// A sink agent and the sending side, for benches that time sends alone.
 #[derive(Debug)]
@@ -18,6 +18,7 @@ pub struct Stream {
     msg: Vec<u8>,
     seq: u64,
     zero_copy: bool,
+    large: Large,
     label: crate::handicap::Label,
 }
 
@@ -48,6 +49,7 @@ impl Stream {
             msg: vec![0; size],
             seq: 0,
             zero_copy: variant.zero_copy,
+            large: variant.large,
             label: crate::handicap::Label::of(&variant),
         })
     }
@@ -61,6 +63,14 @@ impl Stream {
         self.seq += 1;
         let size = self.msg.len();
         let conn = self.agent.conn();
+        if self.large == Large::Blob
+            && let Some(shm) = conn.as_shm()
+        {
+            let mut blob = ipc_shm::BlobBuf::new(size)?;
+            payload::fill(seq, &mut blob);
+            shm.send_blob(blob)?;
+            return Ok(());
+        }
         if self.zero_copy
             && let Some(shm) = conn.as_shm()
             && size <= shm.max_record()
