@@ -140,10 +140,17 @@ pub struct ShmConnection {
     link: Option<OwnedFd>,
     /// Messages larger than this go as blobs (`None`: never).
     blob_threshold: Option<usize>,
+    /// Blob bookkeeping (boxed: off the hot path).
+    blobs: Box<Blobs>,
+}
+
+/// What a connection keeps about blobs.
+#[derive(Debug, Default)]
+struct Blobs {
     /// Blobs sent whose records the peer has not taken yet: (end of the
     /// record in the ring, bytes).
-    blobs_in_flight: VecDeque<(u64, u64)>,
-    blob_bytes_in_flight: u64,
+    in_flight: VecDeque<(u64, u64)>,
+    bytes_in_flight: u64,
     /// This side's reusable blob slots (sending).
     pool: Vec<Slot>,
     /// The peer's slots this side has mapped (receiving).
@@ -203,10 +210,7 @@ impl ShmConnection {
                 .as_ref()
                 .map(|_| DEFAULT_BLOB_THRESHOLD.max(max_record)),
             link,
-            blobs_in_flight: VecDeque::new(),
-            blob_bytes_in_flight: 0,
-            pool: Vec::new(),
-            peer_slots: PeerSlots::default(),
+            blobs: Box::default(),
         })
     }
 
@@ -267,6 +271,7 @@ impl ShmConnection {
             return Ok(None);
         }
         let free = self
+            .blobs
             .pool
             .iter()
             .enumerate()
@@ -276,13 +281,13 @@ impl ShmConnection {
         if free.is_some() {
             return Ok(free);
         }
-        let held: usize = self.pool.iter().map(Slot::capacity).sum();
+        let held: usize = self.blobs.pool.iter().map(Slot::capacity).sum();
         if held + len.next_power_of_two() > POOL_LIMIT {
             return Ok(None);
         }
-        let id = u32::try_from(self.pool.len()).unwrap_or(u32::MAX);
-        self.pool.push(Slot::create(id, len)?);
-        Ok(Some(self.pool.len() - 1))
+        let id = u32::try_from(self.blobs.pool.len()).unwrap_or(u32::MAX);
+        self.blobs.pool.push(Slot::create(id, len)?);
+        Ok(Some(self.blobs.pool.len() - 1))
     }
 
     /// Copies `frame` into slot `index` and publishes it, if the ring and
@@ -297,7 +302,7 @@ impl ShmConnection {
             return Ok(None);
         };
         let link = self.link.as_ref().ok_or(Fail::Gone)?;
-        let slot = &mut self.pool[index];
+        let slot = &mut self.blobs.pool[index];
         if !slot.passed {
             match handoff::send_fd(link.as_fd(), b"S", slot.fd()) {
                 Ok(()) => slot.passed = true,
@@ -319,9 +324,12 @@ impl ShmConnection {
     fn take_slot(&mut self, payload: &[u8]) -> Result<Bytes, Fail> {
         let (id, len) = blob::parse_slot_record(payload).map_err(Fail::Corrupt)?;
         let max = self.config.max_message_size;
-        if !self.peer_slots.knows(id) {
+        if !self.blobs.peer_slots.knows(id) {
             let fd = self.recv_memory(b'S')?;
-            self.peer_slots.add(id, fd, max).map_err(Fail::Corrupt)?;
+            self.blobs
+                .peer_slots
+                .add(id, fd, max)
+                .map_err(Fail::Corrupt)?;
         }
         if len > max as u64 {
             return Err(Fail::TooLarge {
@@ -329,7 +337,10 @@ impl ShmConnection {
                 max,
             });
         }
-        self.peer_slots.message(id, len).map_err(Fail::Corrupt)
+        self.blobs
+            .peer_slots
+            .message(id, len)
+            .map_err(Fail::Corrupt)
     }
 
     /// The next descriptor on the socket, sent with `marker`.
@@ -356,14 +367,14 @@ impl ShmConnection {
     /// time the peer sees the record, the descriptor is in its socket.
     pub(crate) fn try_write_blob(&mut self, blob: &SealedBlob) -> Result<Option<()>, Fail> {
         let tail = self.tx.refresh_tail().map_err(|c| self.corrupt(c))?;
-        while let Some(&(end, bytes)) = self.blobs_in_flight.front()
+        while let Some(&(end, bytes)) = self.blobs.in_flight.front()
             && end <= tail
         {
-            self.blobs_in_flight.pop_front();
-            self.blob_bytes_in_flight -= bytes;
+            self.blobs.in_flight.pop_front();
+            self.blobs.bytes_in_flight -= bytes;
         }
         let budget = 2 * self.config.max_message_size as u64;
-        if self.blob_bytes_in_flight > 0 && self.blob_bytes_in_flight + blob.len > budget {
+        if self.blobs.bytes_in_flight > 0 && self.blobs.bytes_in_flight + blob.len > budget {
             return Ok(None);
         }
         let Some(reservation) = self.tx.try_reserve(8).map_err(|c| self.corrupt(c))? else {
@@ -383,8 +394,8 @@ impl ShmConnection {
         if self.tx.commit(reservation, kind::BLOB) {
             self.wake_consumer();
         }
-        self.blobs_in_flight.push_back((self.tx.head(), blob.len));
-        self.blob_bytes_in_flight += blob.len;
+        self.blobs.in_flight.push_back((self.tx.head(), blob.len));
+        self.blobs.bytes_in_flight += blob.len;
         Ok(Some(()))
     }
 

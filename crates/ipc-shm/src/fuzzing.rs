@@ -68,8 +68,8 @@ fn memory_file(len: u64, bytes: &[u8], seals: SealFlags) -> std::os::fd::OwnedFd
 
 /// A received blob record and descriptor, built from `data`: byte 0 picks
 /// the seals, bytes 1-2 the file's size, byte 3 whether it is a memory
-/// file or a pipe, byte 4 how long the record is; the record's bytes
-/// follow. The blob opens only when it is a sealed memory file of exactly
+/// file or a pipe and whether it comes as a one-off blob or a reusable
+/// slot, byte 4 how long the record is; the record's bytes follow. The blob opens only when it is a sealed memory file of exactly
 /// the announced length, and then holds that many bytes.
 pub fn blob_handle(data: &[u8]) {
     let byte = |at: usize| data.get(at).copied().unwrap_or(0);
@@ -86,6 +86,24 @@ pub fn blob_handle(data: &[u8]) {
     } else {
         (memory_file(size, data, seals), true)
     };
+    if byte(3) % 4 == 1 {
+        // As a reusable slot: mapped only when sealed against resizing; a
+        // message only within it.
+        let mut slots = crate::blob::PeerSlots::default();
+        let resizable = !seals.contains(SealFlags::SHRINK | SealFlags::GROW);
+        match slots.add(0, fd, 1 << 20) {
+            Ok(()) => {
+                assert!(is_memory && !resizable && size > 4096);
+                if let Ok(bytes) = slots.message(0, len) {
+                    assert!(len > 0 && len <= size - 4096 && bytes.len() as u64 == len);
+                }
+            }
+            // A write-sealed file cannot be mapped writable (the receiver
+            // clears the slot's busy word).
+            Err(_) => assert!(resizable || size <= 4096 || seals.contains(SealFlags::WRITE)),
+        }
+        return;
+    }
     let sealed = seals.contains(SealFlags::WRITE | SealFlags::SHRINK | SealFlags::GROW);
     match crate::blob::open_received(fd, len) {
         Ok(bytes) => {

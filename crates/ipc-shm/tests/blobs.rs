@@ -169,6 +169,19 @@ impl RawPeer {
     fn pass(&self, fds: &[BorrowedFd<'_>]) {
         send_fds(self.sock.as_fd(), b"B", fds);
     }
+
+    /// Passes a slot's memory (marker `S`).
+    fn pass_slot(&self, fd: BorrowedFd<'_>) {
+        send_fds(self.sock.as_fd(), b"S", &[fd]);
+    }
+
+    /// A slot record: slot `id` holds a message of `len` bytes.
+    fn slot_record(&mut self, id: u32, len: u64) {
+        let mut payload = id.to_le_bytes().to_vec();
+        payload.extend_from_slice(&[0; 4]);
+        payload.extend_from_slice(&len.to_le_bytes());
+        self.record(7, &payload);
+    }
 }
 
 fn memfd(len: u64, seals: SealFlags) -> OwnedFd {
@@ -194,7 +207,39 @@ fn forged_blobs_are_refused_and_nothing_is_kept() {
     let mut listener = ShmListener::bind(&name(), &config).expect("bind");
     let fds_before = open_fds();
     type Forge = fn(&mut RawPeer);
-    let corrupt: [(&str, Forge, &str); 7] = [
+    let corrupt: [(&str, Forge, &str); 11] = [
+        (
+            "a slot without memory",
+            |p| p.slot_record(0, 4096),
+            "without its memory",
+        ),
+        (
+            "a slot that can be truncated",
+            |p| {
+                let fd = memfd(8192, SealFlags::empty());
+                p.pass_slot(fd.as_fd());
+                p.slot_record(0, 100);
+            },
+            "not sealed against resizing",
+        ),
+        (
+            "a message beyond its slot",
+            |p| {
+                let fd = memfd(8192, SealFlags::SHRINK | SealFlags::GROW);
+                p.pass_slot(fd.as_fd());
+                p.slot_record(0, 4097);
+            },
+            "4097 bytes in slot",
+        ),
+        (
+            "a blob's memory for a slot",
+            |p| {
+                let fd = memfd(8192, SEALED);
+                p.pass(&[fd.as_fd()]);
+                p.slot_record(0, 100);
+            },
+            "without its memory",
+        ),
         (
             "no descriptor",
             |p| p.blob_record(4096),
@@ -272,6 +317,27 @@ fn forged_blobs_are_refused_and_nothing_is_kept() {
             "{what}"
         );
     }
+
+    // A slot, reused: each message is read in place, and dropping it
+    // clears the slot's busy word for the sender.
+    let (mut peer, mut conn) = RawPeer::join(&mut listener);
+    let slot = memfd(4096 + 8192, SealFlags::SHRINK | SealFlags::GROW);
+    let slot_file = std::fs::File::from(slot.try_clone().expect("dup"));
+    peer.pass_slot(slot.as_fd());
+    for round in 0..3u8 {
+        slot_file.write_at(&1u32.to_le_bytes(), 0).expect("busy");
+        slot_file.write_at(&[round; 8192], 4096).expect("fill");
+        peer.slot_record(0, 8192);
+        let got = conn.recv().expect("a slot message");
+        assert!(got.len() == 8192 && got.iter().all(|&b| b == round));
+        let mut busy = [0u8; 4];
+        slot_file.read_exact_at(&mut busy, 0).expect("busy");
+        assert_eq!(busy, 1u32.to_le_bytes(), "released while held");
+        drop(got);
+        slot_file.read_exact_at(&mut busy, 0).expect("busy");
+        assert_eq!(busy, 0u32.to_le_bytes(), "not released on drop");
+    }
+    drop((slot, slot_file, conn, peer));
 
     // Too large for this side: refused, and the stream goes on.
     let (mut peer, mut conn) = RawPeer::join(&mut listener);
