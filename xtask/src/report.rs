@@ -242,6 +242,9 @@ pub fn recommendations(r: &RunResults) -> Vec<String> {
             others.join(", ")
         ));
     }
+    if let Some(line) = large_messages(&ix) {
+        out.push(line);
+    }
     let idle = ix.all(|id| id.regime == Regime::Idle && id.statistic == Statistic::CpuPercent);
     let most = idle.iter().filter_map(|f| f.id.agents).max();
     let mut idle: Vec<_> = idle.into_iter().filter(|f| f.id.agents == most).collect();
@@ -315,6 +318,92 @@ pub fn recommendations(r: &RunResults) -> Vec<String> {
         ));
     }
     out
+}
+
+/// Shared memory's large messages, by size: by reference (the default,
+/// reusable slots) against copies through the ring, and fresh blobs.
+fn large_messages(ix: &Index<'_>) -> Option<String> {
+    use harness::transport::Large;
+    let bandwidth = |large: Large, size: usize| {
+        ix.get(FigureId {
+            group: Group::Throughput,
+            subject: Subject::Transport(harness::Variant::shm_large(large)),
+            regime: Regime::OneWay,
+            size: Some(size),
+            agents: None,
+            statistic: Statistic::Bandwidth,
+        })
+    };
+    let mut sizes: Vec<usize> = ix
+        .all(|id| {
+            id.group == Group::Throughput
+                && id.subject == Subject::Transport(harness::Variant::shm_large(Large::Copy))
+                && id.statistic == Statistic::Bandwidth
+        })
+        .iter()
+        .filter_map(|f| f.id.size)
+        .collect();
+    sizes.sort_unstable();
+    sizes.dedup();
+    let mut by_reference = Vec::new();
+    let mut by_copy = Vec::new();
+    let mut fresh = Vec::new();
+    for size in sizes {
+        let (Some(slot), Some(copy)) = (
+            bandwidth(Large::Default, size),
+            bandwidth(Large::Copy, size),
+        ) else {
+            continue;
+        };
+        let entry = format!(
+            "{} ({} against {})",
+            bytes(size as f64),
+            in_unit(slot.median, slot.unit),
+            in_unit(copy.median, copy.unit)
+        );
+        if slot.median >= copy.median {
+            by_reference.push(entry);
+        } else {
+            by_copy.push(entry);
+        }
+        if let Some(blob) = bandwidth(Large::Blob, size) {
+            fresh.push(format!(
+                "{} {}",
+                bytes(size as f64),
+                in_unit(blob.median, blob.unit)
+            ));
+        }
+    }
+    if by_reference.is_empty() && by_copy.is_empty() {
+        return None;
+    }
+    let mut line = String::from("**Large messages on shared memory:** ");
+    if !by_reference.is_empty() {
+        line += &format!(
+            "by reference (the default above a ring record: one copy into a reusable slot, read in \
+             place) beats copying through the ring at {}",
+            by_reference.join(", ")
+        );
+    }
+    if !by_copy.is_empty() {
+        if !by_reference.is_empty() {
+            line += "; ";
+        }
+        line += &format!(
+            "copying through the ring (`set_blob_threshold(None)`) is faster at {}",
+            by_copy.join(", ")
+        );
+    }
+    if !fresh.is_empty() {
+        line += &format!(
+            ". A fresh blob per message (`BlobBuf`, written in place but on new memory, which the \
+             kernel must zero and fault in) streams at {}: use it to write once for many readers \
+             (see bulk-broadcast)",
+            fresh.join(", ")
+        );
+    }
+    line.push('.');
+    Some(line)
 }
 
 /// What the run was compared with.
@@ -498,6 +587,7 @@ pub fn write_charts(dir: &Path, r: &RunResults) -> std::io::Result<Vec<(String, 
         Regime::FanOut,
         Regime::FanIn,
         Regime::Broadcast,
+        Regime::BulkBroadcast,
         Regime::Pipeline,
         Regime::AllToAll,
     ] {
@@ -1068,6 +1158,8 @@ fn section_resources(out: &mut String, ix: &Index<'_>) {
                 f.id.agents.unwrap_or(0).to_string(),
                 with_interval(f),
                 cell_interval(ix.stat(f.id, Statistic::Rss)),
+                ix.stat(f.id, Statistic::SharedMemory)
+                    .map_or("-".into(), with_interval),
             ]
         })
         .collect();
@@ -1093,6 +1185,7 @@ fn section_resources(out: &mut String, ix: &Index<'_>) {
             "idle agents",
             "agents' CPU (all together) [interval]",
             "largest agent RSS [interval]",
+            "shared memory per agent [interval]",
         ],
         &idle,
     );

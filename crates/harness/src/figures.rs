@@ -45,6 +45,8 @@ pub enum Statistic {
     CpuPercent,
     /// Resident memory (largest of the agents).
     Rss,
+    /// Shared memory per agent (the pages its connection's segment holds).
+    SharedMemory,
     /// Memory growth.
     Growth,
     /// Time per operation (codecs).
@@ -69,6 +71,7 @@ impl Statistic {
             Statistic::Bandwidth => "bandwidth",
             Statistic::CpuPercent => "cpu",
             Statistic::Rss => "rss",
+            Statistic::SharedMemory => "shared-memory",
             Statistic::Growth => "growth",
             Statistic::Time => "time",
             Statistic::EncodedSize => "size",
@@ -564,6 +567,13 @@ pub fn figures(r: &RunResults) -> Vec<Figure> {
             ..base
         };
         g.put(rss, Unit::Kib, Better::Lower, i.trial, i.rss_kib_max as f64);
+        if let Some(kib) = i.shm_kib_per_agent {
+            let shared = FigureId {
+                statistic: Statistic::SharedMemory,
+                ..base
+            };
+            g.put(shared, Unit::Kib, Better::Lower, i.trial, kib);
+        }
     }
     for c in &r.churn {
         let fid = id(

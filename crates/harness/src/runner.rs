@@ -489,6 +489,38 @@ fn plan_blocks(plan: &Plan) -> Vec<Block> {
                         }
                     }
                 }
+                // 1 MiB results to the most agents: copied to each, or
+                // (shm-blob) written once and shared by all.
+                let agents = *p.agent_counts.iter().max().expect("validated");
+                let messages = (p.pattern_messages / 100).max(4);
+                let window = Duration::from_millis(p.pattern_window_ms);
+                let mut variants: Vec<Variant> =
+                    p.transports.iter().map(|&t| Variant::of(t)).collect();
+                if p.transports.contains(&Transport::Shm) {
+                    variants.push(Variant::shm_large(Large::Blob));
+                }
+                let cells = variants
+                    .into_iter()
+                    .map(|variant| {
+                        cell(
+                            format!("bulk-broadcast {} x{agents}", variant.label()),
+                            2.0,
+                            move |r, trial| {
+                                let mut out = calibrated(
+                                    patterns::bulk_broadcast,
+                                    variant,
+                                    agents,
+                                    messages,
+                                    window,
+                                )?;
+                                out.trial = trial;
+                                r.patterns.push(out);
+                                Ok(())
+                            },
+                        )
+                    })
+                    .collect();
+                blocks.push(Block { group, cells });
             }
             Group::Logging => {
                 let events = p.log_events;

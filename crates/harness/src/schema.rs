@@ -44,6 +44,8 @@ pub enum Regime {
     FanIn,
     /// The hub sends every message to every agent.
     Broadcast,
+    /// The hub sends every 1 MiB result to every agent.
+    BulkBroadcast,
     /// Messages pass through a chain of agents.
     Pipeline,
     /// Every agent exchanges with every other.
@@ -72,6 +74,7 @@ impl Regime {
             Regime::FanOut => "fan-out".into(),
             Regime::FanIn => "fan-in".into(),
             Regime::Broadcast => "broadcast".into(),
+            Regime::BulkBroadcast => "bulk-broadcast".into(),
             Regime::Pipeline => "pipeline".into(),
             Regime::AllToAll => "all-to-all".into(),
             Regime::Encode(m) => format!("encode {}", m.name()),
@@ -362,6 +365,11 @@ pub struct IdleResult {
     pub rss_kib_mean: f64,
     /// Largest resident set of one agent, KiB.
     pub rss_kib_max: u64,
+    /// Shared memory the parent's connections hold, per agent, KiB (the
+    /// pages of each agent's segment the kernel has backed; shared memory
+    /// only).
+    #[serde(default)]
+    pub shm_kib_per_agent: Option<f64>,
 }
 
 /// Connect/disconnect cycles: does memory grow?

@@ -486,6 +486,50 @@ pub fn spawn_agent(task: &AgentTask) -> Result<Agent> {
     }
 }
 
+/// Spawns `count` agents doing `task`, all joining one listener (one
+/// address for all, as a hub has); pipes give each its own pair.
+pub fn spawn_agents(task: &AgentTask, count: usize) -> Result<Vec<Agent>> {
+    let variant = task.variant;
+    if variant.transport == Transport::Pipe {
+        return (0..count).map(|_| spawn_agent(task)).collect();
+    }
+    let mut listener = AnyListener::bind_unique(&variant)?;
+    let mut children = Vec::with_capacity(count);
+    for _ in 0..count {
+        let mut cmd = agent_command(task)?;
+        cmd.env(ADDRESS_ENV, listener.address().to_string());
+        children.push(cmd.spawn()?);
+    }
+    let mut conns = Vec::with_capacity(count);
+    for _ in 0..count {
+        match listener.accept_timeout(Duration::from_secs(30)) {
+            Ok(mut conn) => {
+                variant.tune(&mut conn);
+                conns.push(conn);
+            }
+            Err(e) => {
+                for mut child in children {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                }
+                return Err(HarnessError::Agent(format!(
+                    "an agent did not connect ({e})"
+                )));
+            }
+        }
+    }
+    // Which child is which connection does not matter: every agent has
+    // the same task.
+    Ok(conns
+        .into_iter()
+        .zip(children)
+        .map(|(conn, child)| Agent {
+            conn: Some(conn),
+            child,
+        })
+        .collect())
+}
+
 /// Spawns an agent process with no connection to the parent (it finds its
 /// peers by the addresses in its task).
 pub fn spawn_detached(task: &AgentTask) -> Result<Child> {

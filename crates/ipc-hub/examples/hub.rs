@@ -2,7 +2,7 @@
 //! gathers the answers with a deadline and reports who answered, who died
 //! and who hung, then shuts down.
 //!
-//! `cargo run -p ipc-hub --example hub -- pipe` (or `uds`)
+//! `cargo run -p ipc-hub --example hub -- pipe` (or `uds`, or `shm`)
 use std::{error::Error, process::Command, time::Duration};
 
 use ipc_core::{ADDRESS_ENV, Address, AsyncConnector, Config};
@@ -28,25 +28,35 @@ async fn main() -> Result<(), Box<dyn Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("agent") => agent(args.get(1).map_or("search", String::as_str)).await,
-        None | Some("pipe") => hub(false).await,
-        Some("uds") => hub(true).await,
-        Some(other) => Err(format!("usage: hub [pipe|uds], not {other:?}").into()),
+        None | Some("pipe") => hub(None).await,
+        Some("uds") => hub(Some("uds")).await,
+        Some("shm") => hub(Some("shm")).await,
+        Some(other) => Err(format!("usage: hub [pipe|uds|shm], not {other:?}").into()),
     }
 }
 
-async fn hub(over_uds: bool) -> Result<(), Box<dyn Error>> {
+async fn hub(listen: Option<&str>) -> Result<(), Box<dyn Error>> {
     let (config, dir) = (Config::default(), tempfile::tempdir()?);
-    let socket = dir.path().join("hub.sock");
     let mut hub = Hub::new(HubConfig::default())?;
-    if over_uds {
-        hub.listen(ipc_uds::AsyncUdsListener::bind(&socket, &config)?)?;
+    let address = match listen {
+        Some("shm") => Address::Shm(format!("hub-example-{}", std::process::id())),
+        _ => Address::Uds(dir.path().join("hub.sock")),
+    };
+    match &address {
+        Address::Shm(_) if listen.is_some() => {
+            hub.listen(ipc_shm::AsyncShmListener::bind_address(&address, &config)?)?
+        }
+        Address::Uds(path) if listen.is_some() => {
+            hub.listen(ipc_uds::AsyncUdsListener::bind(path, &config)?)?
+        }
+        _ => {}
     }
-    let mut uds_agents = Vec::new(); // killed when dropped, if still running
+    let mut listening_agents = Vec::new(); // killed when dropped, if still running
     for role in ROLES {
         let mut agent = Command::new(std::env::current_exe()?);
-        agent.args(["agent", role]).env(ADDRESS_ENV, Address::Uds(socket.clone()).to_string());
-        if over_uds {
-            uds_agents.push(tokio::process::Command::from(agent).kill_on_drop(true).spawn()?);
+        agent.args(["agent", role]).env(ADDRESS_ENV, address.to_string());
+        if listen.is_some() {
+            listening_agents.push(tokio::process::Command::from(agent).kill_on_drop(true).spawn()?);
         } else {
             hub.add(ipc_pipe::spawn_async(agent, &config).await?).await?;
         }
@@ -73,6 +83,9 @@ async fn agent(role: &str) -> Result<(), Box<dyn Error>> {
     let (config, name, hub) = (Config::default(), format!("{role}-agent"), HubConfig::default());
     let agent = match Address::from_env()? {
         Address::Stdio => Agent::join(ipc_pipe::connect_stdio_async(&config)?, &name, hub).await?,
+        shm @ Address::Shm(_) => {
+            Agent::join(ipc_shm::AsyncShm.connect(&shm, &config).await?, &name, hub).await?
+        }
         uds => Agent::join(ipc_uds::AsyncUds.connect(&uds, &config).await?, &name, hub).await?,
     };
     let answer = move |call: ToolCall| async move {

@@ -25,7 +25,7 @@ use tokio::time::Instant;
 
 use crate::CAPABILITIES;
 use crate::blob::{BlobBuf, SealedBlob};
-use crate::connection::{Fail, RecvView, SendSlot, ShmConnection, Wait};
+use crate::connection::{Fail, IDLE_RELEASE, RecvView, SendSlot, ShmConnection, Wait};
 use crate::listener::{
     ACCEPT_QUEUE, Acceptor, Rendezvous, accept_thread_gone, attach, connect_socket,
 };
@@ -241,6 +241,7 @@ impl Waiter {
         flush_too: bool,
         mut take: impl FnMut(&mut ShmConnection) -> Result<T, RecvError>,
     ) -> Result<T, RecvError> {
+        let mut released = false;
         loop {
             let notified = self.shared.ready.notified();
             tokio::pin!(notified);
@@ -256,6 +257,19 @@ impl Waiter {
             match want {
                 Ok(want) => self.shared.request(want),
                 Err(received) => return received,
+            }
+            // After IDLE_RELEASE of waiting, give back unused memory once
+            // (under the lock, so never beside a step of the other half).
+            let idle = Instant::now() + IDLE_RELEASE;
+            if !released && deadline.is_none_or(|d| d > idle) {
+                if tokio::time::timeout_at(idle, notified.as_mut())
+                    .await
+                    .is_ok()
+                {
+                    continue;
+                }
+                conn.with(ShmConnection::release_idle_memory);
+                released = true;
             }
             match deadline {
                 Some(deadline) => {
@@ -427,6 +441,16 @@ impl AsyncShmConnection {
         let deadline = deadline_after(self.inner.config().send_timeout);
         self.waiter
             .send_blob_until(&mut self.inner, &blob, deadline)
+            .await
+    }
+
+    /// Sends a sealed blob by reference, async (see
+    /// [`ShmConnection::send_sealed`]). Cancel-safe.
+    pub async fn send_sealed(&mut self, blob: &crate::Blob) -> Result<(), SendError> {
+        self.inner.check_blob(blob.len())?;
+        let deadline = deadline_after(self.inner.config().send_timeout);
+        self.waiter
+            .send_blob_until(&mut self.inner, &blob.0, deadline)
             .await
     }
 

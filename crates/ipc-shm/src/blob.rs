@@ -76,14 +76,63 @@ impl BlobBuf {
         Ok(BlobBuf { fd, map })
     }
 
-    /// Unmaps and seals it: what the peer gets.
-    pub(crate) fn seal(self) -> io::Result<SealedBlob> {
+    /// Unmaps and seals it for good: a [`Blob`] that can be sent to any
+    /// number of peers (each maps the same memory; it is written once).
+    pub fn seal(self) -> io::Result<Blob> {
+        Ok(Blob(Arc::new(self.seal_inner()?)))
+    }
+
+    pub(crate) fn seal_inner(self) -> io::Result<SealedBlob> {
         let BlobBuf { fd, map } = self;
         let len = map.len() as u64;
         // Sealing against writes needs every writable mapping gone.
         drop(map);
         seal(&fd)?;
         Ok(SealedBlob { fd, len })
+    }
+}
+
+/// A sealed blob: immutable shared memory that can be sent to many peers
+/// with [`ShmConnection::send_sealed`](crate::ShmConnection::send_sealed),
+/// written once however many receive it (a broadcast of a large result).
+/// Cloning shares it; the memory is freed when the last clone and the last
+/// receiver's message are gone.
+///
+/// ```
+/// use ipc_core::{Config, Connector, FrameReceiver, Listener};
+/// use ipc_shm::{BlobBuf, Shm, ShmListener};
+///
+/// let name = format!("doc-sealed-{}", std::process::id());
+/// let mut listener = ShmListener::bind(&name, &Config::default())?;
+/// let mut agents = Vec::new();
+/// let mut hub_side = Vec::new();
+/// for _ in 0..3 {
+///     agents.push(Shm.connect(listener.address(), &Config::default())?);
+///     hub_side.push(listener.accept()?);
+/// }
+/// let mut result = BlobBuf::new(1 << 20)?;
+/// result.fill(9);
+/// let result = result.seal()?;
+/// for conn in &mut hub_side {
+///     conn.send_sealed(&result)?; // the same memory each time
+/// }
+/// for agent in &mut agents {
+///     assert!(agent.recv()?.iter().all(|&b| b == 9));
+/// }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Blob(pub(crate) Arc<SealedBlob>);
+
+impl Blob {
+    /// Its size in bytes.
+    pub fn len(&self) -> usize {
+        self.0.len as usize
+    }
+
+    /// Never true: a blob holds at least one byte.
+    pub fn is_empty(&self) -> bool {
+        self.0.len == 0
     }
 }
 
@@ -214,6 +263,9 @@ pub(crate) struct Slot {
     map: Mapping,
     /// Whether the peer has the descriptor already.
     pub(crate) passed: bool,
+    /// Whether its data pages are given back to the kernel (until the next
+    /// fill).
+    released: bool,
 }
 
 impl Slot {
@@ -232,6 +284,7 @@ impl Slot {
             fd,
             map,
             passed: false,
+            released: true,
         })
     }
 
@@ -259,6 +312,7 @@ impl Slot {
     /// publishes it).
     pub(crate) fn fill(&mut self, frame: &[u8]) {
         self.busy().store(1, Ordering::Relaxed);
+        self.released = false;
         // SAFETY: `frame.len() <= capacity()` (the caller picked the slot
         // for it), so the copy stays inside the mapping; the receiver is
         // done with the old contents (it cleared `busy`).
@@ -269,6 +323,27 @@ impl Slot {
                 frame.len(),
             );
         }
+    }
+}
+
+impl Slot {
+    /// Gives the data pages of a free slot back to the kernel (the file
+    /// keeps its size; the pages come back zeroed when next written). The
+    /// receiver reads a slot only after the next fill, so this is safe
+    /// while it is free.
+    pub(crate) fn release_memory(&mut self) {
+        if self.released || !self.is_free() {
+            return;
+        }
+        let len = self.capacity() as u64;
+        if crate::segment::punch_hole(self.fd.as_fd(), SLOT_HEADER as u64, len).is_ok() {
+            self.released = true;
+        }
+    }
+
+    /// Bytes of it the kernel backs now.
+    pub(crate) fn resident_bytes(&self) -> u64 {
+        rustix::fs::fstat(&self.fd).map_or(0, |s| s.st_blocks as u64 * 512)
     }
 }
 

@@ -13,7 +13,7 @@ use ipc_core::{
 };
 
 use crate::CAPABILITIES;
-use crate::blob::{self, BlobBuf, POOL_LIMIT, PeerSlots, SealedBlob, Slot};
+use crate::blob::{self, Blob, BlobBuf, POOL_LIMIT, PeerSlots, SealedBlob, Slot};
 use crate::handoff;
 use crate::lifeline::{self, LifelineThread};
 use crate::liveness::PeerWatch;
@@ -25,6 +25,10 @@ use crate::wait::{self, Pacer, Step};
 /// How long dropping a connection waits to push out the rest of a
 /// committed message.
 const DROP_LINGER: Duration = Duration::from_secs(1);
+
+/// How long a connection waits for data before it gives back the memory
+/// it holds and does not use (see [`ShmConnection::release_idle_memory`]).
+pub const IDLE_RELEASE: Duration = Duration::from_secs(1);
 
 /// Messages larger than this go as blobs by default (see
 /// [`ShmConnection::set_blob_threshold`]); docs/BENCHMARKS.md shows the
@@ -142,6 +146,8 @@ pub struct ShmConnection {
     blob_threshold: Option<usize>,
     /// Blob bookkeeping (boxed: off the hot path).
     blobs: Box<Blobs>,
+    /// The send ring's position when its pages were last given back.
+    ring_released_at: Option<u64>,
 }
 
 /// What a connection keeps about blobs.
@@ -211,6 +217,7 @@ impl ShmConnection {
                 .map(|_| DEFAULT_BLOB_THRESHOLD.max(max_record)),
             link,
             blobs: Box::default(),
+            ring_released_at: None,
         })
     }
 
@@ -239,15 +246,28 @@ impl ShmConnection {
         Ok(self.wait_until(Dir::Space, &mut wait, |c| c.try_write_blob(&blob))?)
     }
 
+    /// Sends a sealed blob by reference (see [`Blob`]): the peer maps the
+    /// same memory as every other peer it was sent to. Waits and fails as
+    /// [`send_blob`](Self::send_blob) does.
+    pub fn send_sealed(&mut self, blob: &Blob) -> Result<(), SendError> {
+        self.check_blob(blob.len())?;
+        let mut wait = self.send_wait();
+        self.flush_pending(&mut wait)?;
+        Ok(self.wait_until(Dir::Space, &mut wait, |c| c.try_write_blob(&blob.0))?)
+    }
+
     /// Checks and seals a blob about to be sent.
     pub(crate) fn seal_blob(&mut self, blob: BlobBuf) -> Result<SealedBlob, SendError> {
+        self.check_blob(blob.len())?;
+        Ok(blob.seal_inner()?)
+    }
+
+    /// Whether a blob of `len` bytes can go on this connection now.
+    pub(crate) fn check_blob(&mut self, len: usize) -> Result<(), SendError> {
         self.check_sendable()?;
         let max = self.config.max_message_size;
-        if blob.len() > max {
-            return Err(SendError::FrameTooLarge {
-                len: blob.len(),
-                max,
-            });
+        if len > max {
+            return Err(SendError::FrameTooLarge { len, max });
         }
         if self.link.is_none() {
             return Err(SendError::Io(std::io::Error::new(
@@ -255,7 +275,7 @@ impl ShmConnection {
                 "this connection has no socket to hand blobs over",
             )));
         }
-        Ok(blob.seal()?)
+        Ok(())
     }
 
     /// Whether a message of `len` bytes goes as a blob.
@@ -415,10 +435,34 @@ impl ShmConnection {
     }
 
     /// Shared memory this connection holds now: the pages of its segment
-    /// the kernel has backed so far (a ring's pages are backed as traffic
-    /// first reaches them, and stay until the connection closes).
+    /// and of this side's blob slots that the kernel backs (pages are
+    /// backed as traffic first reaches them, and given back after
+    /// [`IDLE_RELEASE`] of waiting, see
+    /// [`release_idle_memory`](Self::release_idle_memory)).
     pub fn shared_memory_bytes(&self) -> u64 {
-        self.seg.resident_bytes()
+        let slots: u64 = self.blobs.pool.iter().map(Slot::resident_bytes).sum();
+        self.seg.resident_bytes() + slots
+    }
+
+    /// Gives the kernel back the shared memory this side holds and does not
+    /// use now: its send ring's pages once the peer has taken everything in
+    /// it, and the pages of its free blob slots. They are backed again when
+    /// next used (zeroed by the kernel, a small cost on the first messages
+    /// after). Called by every receive that has waited [`IDLE_RELEASE`]
+    /// for data, so an idle agent and the hub side of it hold little more
+    /// than their control pages.
+    pub fn release_idle_memory(&mut self) {
+        if self.pending.is_empty()
+            && let Ok(tail) = self.tx.refresh_tail()
+            && tail == self.tx.head()
+            && self.ring_released_at != Some(tail)
+            && self.seg.release_ring(self.tx_ring).is_ok()
+        {
+            self.ring_released_at = Some(tail);
+        }
+        for slot in &mut self.blobs.pool {
+            slot.release_memory();
+        }
     }
 
     /// A second descriptor of this connection's segment, for fault tests
@@ -620,6 +664,9 @@ impl ShmConnection {
         mut attempt: impl FnMut(&mut Self) -> Result<Option<T>, Fail>,
     ) -> Result<T, Fail> {
         let mut pacer = Pacer::new(self.config.wait_strategy);
+        // When this wait started parking for data; memory is released once
+        // it has lasted IDLE_RELEASE.
+        let (mut idle_since, mut released) = (None, false);
         loop {
             if let Some(value) = attempt(self)? {
                 return Ok(value);
@@ -647,7 +694,17 @@ impl ShmConnection {
             match pacer.step(tick) {
                 Step::Spin => spin_loop(),
                 Step::Yield => std::thread::yield_now(),
-                Step::Park => self.park(dir, *wait, tick.now.unwrap_or_else(Instant::now)),
+                Step::Park => {
+                    let now = tick.now.unwrap_or_else(Instant::now);
+                    if dir == Dir::Data && !released {
+                        let since: Instant = *idle_since.get_or_insert(now);
+                        if now.duration_since(since) >= IDLE_RELEASE {
+                            self.release_idle_memory();
+                            released = true;
+                        }
+                    }
+                    self.park(dir, *wait, now)
+                }
             }
         }
     }

@@ -39,8 +39,10 @@ mod exports {
     pub use crate::asynchronous::{
         AsyncShm, AsyncShmConnection, AsyncShmListener, ShmReadHalf, ShmWriteHalf,
     };
-    pub use crate::blob::BlobBuf;
-    pub use crate::connection::{DEFAULT_BLOB_THRESHOLD, RecvView, SendSlot, ShmConnection};
+    pub use crate::blob::{Blob, BlobBuf};
+    pub use crate::connection::{
+        DEFAULT_BLOB_THRESHOLD, IDLE_RELEASE, RecvView, SendSlot, ShmConnection,
+    };
     pub use crate::listener::{
         DEFAULT_RING_SIZE, HANDSHAKE_LIMIT, MAX_HANDSHAKES, Shm, ShmListener,
     };

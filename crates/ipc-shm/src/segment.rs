@@ -142,6 +142,19 @@ impl Drop for Mapping {
     }
 }
 
+/// Gives `len` bytes of `fd` from `offset` back to the kernel: they read
+/// as zeros and are backed again when written.
+pub(crate) fn punch_hole(fd: BorrowedFd<'_>, offset: u64, len: u64) -> io::Result<()> {
+    use rustix::fs::FallocateFlags;
+    rustix::fs::fallocate(
+        fd,
+        FallocateFlags::PUNCH_HOLE | FallocateFlags::KEEP_SIZE,
+        offset,
+        len,
+    )?;
+    Ok(())
+}
+
 /// A new sealed memory file of `len` bytes, zero-filled.
 pub(crate) fn sealed_memfd(label: &str, len: usize) -> io::Result<OwnedFd> {
     let fd = rustix::fs::memfd_create(label, MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING)?;
@@ -338,6 +351,17 @@ impl Segment {
                 .wrapping_add(3 * PAGE + ring * self.cap as usize),
             cap: self.cap,
         }
+    }
+
+    /// Gives the data pages of ring `ring` back to the kernel. Only for the
+    /// ring's producer, while the ring is empty (the consumer reads nothing
+    /// of it then).
+    pub(crate) fn release_ring(&self, ring: usize) -> io::Result<()> {
+        punch_hole(
+            self.fd(),
+            (3 * PAGE) as u64 + ring as u64 * self.cap,
+            self.cap,
+        )
     }
 
     /// The peer's pid once it has attached (the listener compares it with

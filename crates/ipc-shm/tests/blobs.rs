@@ -530,3 +530,54 @@ fn agent(role: &str) {
         }
     }
 }
+
+/// A side that waits for data longer than `IDLE_RELEASE` gives back its
+/// send ring's pages and its free slots' pages, blocking and async, and
+/// the connection works as before afterwards.
+#[test]
+fn idle_connections_give_memory_back() {
+    let config = Config::default();
+    let mut listener = ShmListener::bind(&name(), &config).expect("bind");
+    let mut agent = Shm.connect(listener.address(), &config).expect("connect");
+    let mut hub = listener.accept().expect("accept");
+    let busy = |agent: &mut ShmConnection, hub: &mut ShmConnection| {
+        let big = vec![3u8; 1 << 20];
+        for i in 0..200u32 {
+            agent.send(&[i as u8; 4096]).expect("send");
+            assert_eq!(hub.recv().expect("recv")[0], i as u8);
+        }
+        agent.send(&big).expect("large");
+        assert!(hub.recv().expect("large").iter().all(|&b| b == 3));
+    };
+    busy(&mut agent, &mut hub);
+    let before = agent.shared_memory_bytes();
+    assert!(
+        before > 1 << 20,
+        "only {before} bytes after 1.8 MiB of traffic"
+    );
+    // Blocking: a receive that waits past IDLE_RELEASE.
+    let waited = agent.recv_timeout(ipc_shm::IDLE_RELEASE + Duration::from_millis(500));
+    assert!(matches!(waited, Err(RecvError::Timeout)));
+    let after = agent.shared_memory_bytes();
+    assert!(
+        after < 64 << 10,
+        "{after} bytes held after idling (from {before})"
+    );
+    busy(&mut agent, &mut hub);
+
+    // Async: the same, on a current-thread runtime.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let mut agent = ipc_shm::AsyncShmConnection::new(agent).expect("async");
+    let before = agent.get_mut().shared_memory_bytes();
+    assert!(before > 1 << 20, "only {before} bytes after traffic");
+    runtime.block_on(async {
+        let wait = ipc_shm::IDLE_RELEASE + Duration::from_millis(500);
+        let waited = ipc_core::AsyncFrameReceiver::recv_timeout(&mut agent, wait).await;
+        assert!(matches!(waited, Err(RecvError::Timeout)));
+    });
+    let after = agent.get_mut().shared_memory_bytes();
+    assert!(after < 64 << 10, "async: {after} bytes held after idling");
+}

@@ -11,8 +11,8 @@ use crate::error::{HarnessError, Result};
 use crate::schema::{PatternResult, Regime};
 use crate::stats::Recorder;
 use crate::transport::{
-    Agent, AnyConnection, AnyListener, Transport, Variant, connect_retrying, spawn_agent,
-    spawn_detached, unique_name,
+    Agent, AnyConnection, AnyListener, Large, Transport, Variant, connect_retrying, spawn_agent,
+    spawn_agents, spawn_detached, unique_name,
 };
 
 /// How long agents wait for siblings to appear.
@@ -21,16 +21,16 @@ const PATIENCE: Duration = Duration::from_secs(30);
 /// Message size in the patterns.
 pub const PATTERN_SIZE: usize = 256;
 
+/// `agents` agents doing `role`, all on one address (uds, shm).
 fn spawn_all(variant: Variant, agents: usize, role: Role) -> Result<Vec<Agent>> {
-    (0..agents)
-        .map(|_| {
-            spawn_agent(&AgentTask {
-                cpu: None,
-                role: role.clone(),
-                variant,
-            })
-        })
-        .collect()
+    spawn_agents(
+        &AgentTask {
+            cpu: None,
+            role,
+            variant,
+        },
+        agents,
+    )
 }
 
 fn result(
@@ -177,6 +177,54 @@ pub fn broadcast(variant: Variant, agents: usize, messages: u64) -> Result<Patte
         messages * agents as u64,
         seconds,
     ))
+}
+
+/// Size of each result in the bulk broadcast.
+pub const BULK_PATTERN_SIZE: usize = 1 << 20;
+
+/// 1 -> all, 1 MiB results: every result goes to every one of N sinks.
+/// `shm-blob` writes each result once into a sealed blob and sends that
+/// same memory to every agent; the others send (copy) it to each.
+pub fn bulk_broadcast(variant: Variant, agents: usize, messages: u64) -> Result<PatternResult> {
+    let mut sinks = spawn_all(
+        variant,
+        agents,
+        Role::Sink {
+            count: Some(messages),
+            in_place: false,
+        },
+    )?;
+    let mut msg = vec![0; BULK_PATTERN_SIZE];
+    let start = Instant::now();
+    for seq in 0..messages {
+        if variant.large == Large::Blob {
+            let mut blob = ipc_shm::BlobBuf::new(BULK_PATTERN_SIZE)?;
+            payload::fill(seq, &mut blob);
+            let blob = blob.seal()?;
+            for sink in &mut sinks {
+                let shm = sink.conn().as_shm().ok_or_else(|| {
+                    HarnessError::Invalid("a sealed blob needs shared memory".into())
+                })?;
+                shm.send_sealed(&blob)?;
+            }
+            continue;
+        }
+        payload::fill(seq, &mut msg);
+        for sink in &mut sinks {
+            sink.conn().send(&msg)?;
+        }
+    }
+    collect_reports(&mut sinks, messages)?;
+    let seconds = start.elapsed().as_secs_f64();
+    let mut out = result(
+        Regime::BulkBroadcast,
+        variant,
+        agents,
+        messages * agents as u64,
+        seconds,
+    );
+    out.size = BULK_PATTERN_SIZE;
+    Ok(out)
 }
 
 fn address_for(variant: &Variant, name: &str) -> String {

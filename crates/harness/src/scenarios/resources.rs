@@ -9,7 +9,7 @@ use crate::agent::{AgentReport, AgentTask, Role};
 use crate::error::{HarnessError, Result};
 use crate::procfs;
 use crate::schema::{ChurnResult, IdleResult};
-use crate::transport::{AnyListener, Transport, Variant, spawn_agent, unique_name};
+use crate::transport::{AnyListener, Transport, Variant, spawn_agent, spawn_agents, unique_name};
 
 /// RSS growth over the churn cycles (after warm-up) above which a leak is
 /// suspected: generous, since allocators keep freed memory.
@@ -18,16 +18,26 @@ pub const LEAK_TOLERANCE_KIB: i64 = 1024;
 /// Time for new agents to settle (finish starting, park) before measuring.
 const SETTLE: Duration = Duration::from_millis(300);
 
-/// `agents` idle agents connected over `variant`: their CPU over `window`
-/// and their resident memory.
+/// `agents` idle agents connected over `variant`, after a little traffic:
+/// their CPU while the parent waits on them (`window`, at least
+/// `IDLE_RELEASE` and a moment), their resident memory, and the shared
+/// memory each connection still holds.
 pub fn idle(variant: Variant, agents: usize, window: Duration) -> Result<IdleResult> {
-    let mut spawned = Vec::with_capacity(agents);
-    for _ in 0..agents {
-        spawned.push(spawn_agent(&AgentTask {
-            cpu: None,
-            role: Role::Idle,
-            variant,
-        })?);
+    let task = AgentTask {
+        cpu: None,
+        role: Role::Idle,
+        variant,
+    };
+    // On one address, as a hub's agents are.
+    let mut spawned = spawn_agents(&task, agents)?;
+    // Some traffic first, as a working agent has had: 4 KiB messages and
+    // one large result (the agents take and drop them).
+    let large = vec![7u8; 1 << 20];
+    for agent in &mut spawned {
+        for i in 0..64u8 {
+            agent.conn().send(&[i; 4096])?;
+        }
+        agent.conn().send(&large)?;
     }
     std::thread::sleep(SETTLE);
     let pids: Vec<u32> = spawned.iter().map(|a| a.pid()).collect();
@@ -42,8 +52,35 @@ pub fn idle(variant: Variant, agents: usize, window: Duration) -> Result<IdleRes
     let agents_before = cpu(&pids)?;
     let parent_before = procfs::self_cpu_ns();
     let start = Instant::now();
-    std::thread::sleep(window);
+    // The parent waits on every connection, as a hub's readers do: long
+    // enough for idle shared memory to be given back.
+    let wait = window.max(ipc_shm::IDLE_RELEASE + SETTLE);
+    let readers: Vec<_> = spawned
+        .iter_mut()
+        .map(|a| {
+            let mut conn = a.take_conn();
+            std::thread::spawn(move || match conn.recv_timeout(wait) {
+                Err(ipc_core::RecvError::Timeout) => Ok(conn),
+                other => Err(HarnessError::Agent(format!(
+                    "an idle agent sent {:?}",
+                    other.map(|b| b.len())
+                ))),
+            })
+        })
+        .collect();
+    let mut conns = Vec::with_capacity(readers.len());
+    for reader in readers {
+        conns.push(
+            reader
+                .join()
+                .map_err(|_| HarnessError::Agent("reader thread panicked".into()))??,
+        );
+    }
     let elapsed = start.elapsed();
+    let shm_bytes: Option<u64> = conns
+        .iter_mut()
+        .map(|c| c.as_shm().map(|c| c.shared_memory_bytes()))
+        .sum();
     let agents_cpu = cpu(&pids)? - agents_before;
     let parent_cpu = procfs::self_cpu_ns() - parent_before;
     let rss: Vec<u64> = pids
@@ -62,6 +99,7 @@ pub fn idle(variant: Variant, agents: usize, window: Duration) -> Result<IdleRes
         parent_cpu_percent: procfs::cpu_percent(parent_cpu, elapsed),
         rss_kib_mean: rss.iter().sum::<u64>() as f64 / rss.len() as f64,
         rss_kib_max: rss.iter().copied().max().unwrap_or(0),
+        shm_kib_per_agent: shm_bytes.map(|b| b as f64 / 1024.0 / agents as f64),
     })
 }
 
