@@ -321,9 +321,14 @@ fn half_frame(variant: &Variant) -> Result<()> {
             std::mem::forget(raw);
         }
         address => {
-            // A message four times the ring: its first chunks go in, the
-            // rest waits (the parent does not read yet) and is held back.
+            // A message four times the ring, copied through it in chunks
+            // (blobs off: by reference a message is published whole or not
+            // at all): its first chunks go in, the rest waits (the parent
+            // does not read yet) and is held back.
             let mut conn = connect(variant, &address)?;
+            if let Some(shm) = conn.as_shm() {
+                shm.set_blob_threshold(None);
+            }
             let _ = conn.send_timeout(&vec![7; 1 << 20], Duration::from_millis(50));
             std::mem::forget(conn);
         }

@@ -869,7 +869,9 @@ fn squatted_endpoint_is_refused(t: Transport) -> CaseResult {
                 let _ = std::fs::remove_file(lock);
             }
             _ => {
+                // The rendezvous socket and its lock file.
                 let _ = std::fs::remove_file(format!("/dev/shm/ipc-{name}"));
+                let _ = std::fs::remove_file(format!("/dev/shm/ipc-{name}.lock"));
             }
         }
         result

@@ -52,10 +52,19 @@ fn run_group(group: Group) -> Result<(), Failed> {
         }
         Group::Throughput => {
             // pipe, uds, shm, shm-zero-copy at every size; three ring sizes
-            // at the smallest and the largest.
+            // at the smallest and the largest; shm-copy and shm-blob at the
+            // sizes above a ring record; and shm, shm-copy, shm-blob at the
+            // three blob sizes the plan does not have.
+            let large = plan.sizes.iter().filter(|&&s| s > 128 << 10).count();
             ensure(
-                r.throughput.len() == k * ((transports + 1) * sizes + 6),
+                r.throughput.len() == k * ((transports + 1) * sizes + 6 + 2 * large + 3 * 3),
                 || format!("{}", r.throughput.len()),
+            )?;
+            ensure(
+                r.throughput
+                    .iter()
+                    .any(|t| t.variant.label() == "shm-copy" && t.size == 16 << 20),
+                || "no 16 MiB copies".into(),
             )?;
             ensure(
                 r.throughput
@@ -139,13 +148,32 @@ fn run_group(group: Group) -> Result<(), Failed> {
                 || "idle".into(),
             )?;
             ensure(r.idle.iter().all(|i| i.rss_kib_max > 0), || "rss".into())?;
+            // Shared memory per agent, for shm only (and well under the
+            // rings' size: an idle connection gives its pages back).
+            ensure(
+                r.idle.iter().all(|i| {
+                    (i.variant.transport == harness::Transport::Shm)
+                        == i.shm_kib_per_agent
+                            .is_some_and(|kib| kib > 0.0 && kib < 512.0)
+                }),
+                || {
+                    format!(
+                        "{:?}",
+                        r.idle
+                            .iter()
+                            .map(|i| i.shm_kib_per_agent)
+                            .collect::<Vec<_>>()
+                    )
+                },
+            )?;
             ensure(r.churn.len() == k * transports, || "churn".into())?;
         }
         Group::Patterns => {
             // fan-out, fan-in, broadcast everywhere; pipeline and all-to-all
-            // where agents have addresses.
+            // where agents have addresses; the bulk broadcast everywhere and
+            // with shm-blob.
             ensure(
-                r.patterns.len() == k * (3 * transports + 2 * (transports - 1)),
+                r.patterns.len() == k * (4 * transports + 2 * (transports - 1) + 1),
                 || format!("{}", r.patterns.len()),
             )?;
         }
