@@ -247,8 +247,10 @@ const MIN_SLOT: usize = 256 << 10;
 /// Most slot memory one connection keeps for reuse; a message that finds
 /// no free slot within it goes as a blob of its own.
 pub(crate) const POOL_LIMIT: usize = 32 << 20;
-/// Most slots a receiver maps for one peer.
-const MAX_PEER_SLOTS: usize = 64;
+/// Most slots a sender makes, and a receiver maps for one peer: beyond
+/// them (a receiver that holds many messages at once), a message gets a
+/// blob of its own.
+pub(crate) const MAX_SLOTS: usize = 16;
 
 /// A reusable blob: a memory file the sender fills again and again, each
 /// time the receiver has let go of the message it held. Fresh memory for
@@ -381,10 +383,8 @@ impl PeerSlots {
     /// Maps the slot the peer passed as `id`: a memory file sealed against
     /// resizing, no larger than a slot can be.
     pub(crate) fn add(&mut self, id: u32, fd: OwnedFd, max: usize) -> Result<(), String> {
-        if self.0.len() >= MAX_PEER_SLOTS {
-            return Err(format!(
-                "slot: the peer passed more than {MAX_PEER_SLOTS} slots"
-            ));
+        if self.0.len() >= MAX_SLOTS {
+            return Err(format!("slot: the peer passed more than {MAX_SLOTS} slots"));
         }
         let stat = rustix::fs::fstat(&fd).map_err(|e| format!("slot: fstat: {e}"))?;
         if rustix::fs::FileType::from_raw_mode(stat.st_mode) != rustix::fs::FileType::RegularFile {

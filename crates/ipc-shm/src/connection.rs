@@ -13,7 +13,7 @@ use ipc_core::{
 };
 
 use crate::CAPABILITIES;
-use crate::blob::{self, Blob, BlobBuf, POOL_LIMIT, PeerSlots, SealedBlob, Slot};
+use crate::blob::{self, Blob, BlobBuf, MAX_SLOTS, POOL_LIMIT, PeerSlots, SealedBlob, Slot};
 use crate::handoff;
 use crate::lifeline::{self, LifelineThread};
 use crate::liveness::PeerWatch;
@@ -284,8 +284,9 @@ impl ShmConnection {
     }
 
     /// The slot a message of `len` bytes goes in: a free one that fits,
-    /// or a new one while the pool is under [`POOL_LIMIT`]; `None` if
-    /// neither (the message then gets a blob of its own).
+    /// or a new one while the pool is under [`POOL_LIMIT`] and
+    /// [`MAX_SLOTS`]; `None` if neither (the message then gets a blob of
+    /// its own).
     pub(crate) fn pick_slot(&mut self, len: usize) -> Result<Option<usize>, SendError> {
         if len > POOL_LIMIT {
             return Ok(None);
@@ -302,7 +303,7 @@ impl ShmConnection {
             return Ok(free);
         }
         let held: usize = self.blobs.pool.iter().map(Slot::capacity).sum();
-        if held + len.next_power_of_two() > POOL_LIMIT {
+        if held + len.next_power_of_two() > POOL_LIMIT || self.blobs.pool.len() >= MAX_SLOTS {
             return Ok(None);
         }
         let id = u32::try_from(self.blobs.pool.len()).unwrap_or(u32::MAX);

@@ -581,3 +581,41 @@ fn idle_connections_give_memory_back() {
     let after = agent.get_mut().shared_memory_bytes();
     assert!(after < 64 << 10, "async: {after} bytes held after idling");
 }
+
+/// A receiver that keeps many large messages at once: the sender's slots
+/// run out (they are bounded) and further messages get blobs of their
+/// own; every message arrives whole (before, the sender made more slots
+/// than a receiver maps, and the stream broke).
+#[test]
+fn a_receiver_holding_many_large_messages() {
+    let config = Config::default();
+    let mut listener = ShmListener::bind(&name(), &config).expect("bind");
+    let mut agent = Shm.connect(listener.address(), &config).expect("connect");
+    let mut hub = listener.accept().expect("accept");
+    let sender = std::thread::spawn(move || {
+        for i in 0..100u32 {
+            let mut msg = vec![(i % 251) as u8; 256 << 10];
+            msg[..4].copy_from_slice(&i.to_le_bytes());
+            agent.send(&msg).expect("send");
+        }
+        agent
+    });
+    let mut kept = Vec::new();
+    for i in 0..100u32 {
+        let msg = hub.recv().expect("a whole message");
+        assert_eq!(&msg[..4], &i.to_le_bytes());
+        assert!(
+            msg[4..].iter().all(|&b| b == (i % 251) as u8),
+            "message {i}"
+        );
+        kept.push(msg);
+    }
+    for (i, msg) in kept.iter().enumerate() {
+        assert_eq!(
+            &msg[..4],
+            &(i as u32).to_le_bytes(),
+            "a kept message changed"
+        );
+    }
+    drop(sender.join().expect("sender"));
+}
