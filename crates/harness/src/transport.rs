@@ -294,6 +294,21 @@ impl FrameReceiver for AnyConnection {
 }
 
 impl AnyConnection {
+    /// The peer's process id, as the operating system reports it (none for
+    /// pipes: the parent knows its child already).
+    pub fn peer_pid(&self) -> Option<u32> {
+        use ipc_core::stream::RawStream;
+        match self {
+            AnyConnection::Pipe(_) => None,
+            AnyConnection::Uds(c) => {
+                ipc_core::PeerCredentials::of_unix_socket(c.get_ref().read_fd())
+                    .ok()
+                    .and_then(|p| p.pid)
+            }
+            AnyConnection::Shm(c) => c.peer_credentials().pid,
+        }
+    }
+
     /// The shared-memory connection inside, for its zero-copy API.
     pub fn as_shm(&mut self) -> Option<&mut ShmConnection> {
         match self {
@@ -518,16 +533,20 @@ pub fn spawn_agents(task: &AgentTask, count: usize) -> Result<Vec<Agent>> {
             }
         }
     }
-    // Which child is which connection does not matter: every agent has
-    // the same task.
-    Ok(conns
-        .into_iter()
-        .zip(children)
-        .map(|(conn, child)| Agent {
+    // Each connection with its own child (by the pid the OS reports), so
+    // that dropping an agent closes the connection its process waits on.
+    let mut agents = Vec::with_capacity(count);
+    for conn in conns {
+        let at = conn
+            .peer_pid()
+            .and_then(|pid| children.iter().position(|c| c.id() == pid))
+            .unwrap_or(0);
+        agents.push(Agent {
             conn: Some(conn),
-            child,
-        })
-        .collect())
+            child: children.swap_remove(at),
+        });
+    }
+    Ok(agents)
 }
 
 /// Spawns an agent process with no connection to the parent (it finds its

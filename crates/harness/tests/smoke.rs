@@ -304,6 +304,31 @@ fn a_real_slowdown_is_flagged() -> Result<(), Failed> {
     )
 }
 
+/// Agents spawned on one address are each paired with their own process,
+/// so dropping one closes the connection that process waits on (paired at
+/// random, every drop waited 2 s for an agent whose connection was still
+/// open elsewhere, then killed it).
+fn spawned_agents_own_their_connections() -> Result<(), Failed> {
+    use harness::agent::{AgentTask, Role};
+    for transport in [harness::Transport::Uds, harness::Transport::Shm] {
+        let task = AgentTask {
+            cpu: None,
+            role: Role::Idle,
+            variant: harness::Variant::of(transport),
+        };
+        let mut agents = harness::transport::spawn_agents(&task, 6)?;
+        for agent in &mut agents {
+            let pid = agent.pid();
+            let peer = agent.conn().peer_pid();
+            ensure(peer == Some(pid), || {
+                format!("{transport}: the connection of agent {pid} leads to {peer:?}")
+            })?;
+        }
+        drop(agents);
+    }
+    Ok(())
+}
+
 fn main() {
     harness::agent_main_if_requested();
     let mut trials: Vec<Trial> = Group::ALL
@@ -317,6 +342,10 @@ fn main() {
     trials.push(Trial::test(
         "a_real_slowdown_is_flagged",
         a_real_slowdown_is_flagged,
+    ));
+    trials.push(Trial::test(
+        "spawned_agents_own_their_connections",
+        spawned_agents_own_their_connections,
     ));
     // Scenarios measure; running them side by side on two cores only adds
     // noise and risks timeouts, so one at a time.
