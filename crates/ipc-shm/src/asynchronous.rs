@@ -336,10 +336,13 @@ impl Waiter {
                     })
                     .await;
             }
-            // Copied into a blob of its own once, outside the lock; then
-            // handed over when there is room.
-            let blob = SealedBlob::copy_of(frame)?;
-            return self.send_blob_until(conn, &blob, deadline).await;
+            if frame.len() > crate::blob::POOL_LIMIT {
+                // Copied into a blob of its own once, outside the lock;
+                // then handed over when there is room.
+                let blob = SealedBlob::copy_of(frame)?;
+                return self.send_blob_until(conn, &blob, deadline).await;
+            }
+            // Every slot is held by the receiver: through the ring.
         }
         self.until_room(conn, deadline, |c| match c.send_with(frame, Wait::Never) {
             Err(SendError::Full) => Err(Fail::WouldBlock),

@@ -244,13 +244,12 @@ pub(crate) fn open_received(fd: OwnedFd, len: u64) -> Result<Bytes, String> {
 const SLOT_HEADER: usize = 4096;
 /// The smallest slot made (a slot is sized to the next power of two).
 const MIN_SLOT: usize = 256 << 10;
-/// Most slot memory one connection keeps for reuse; a message that finds
-/// no free slot within it goes as a blob of its own.
+/// Most slot memory one connection keeps for reuse. A larger message gets
+/// a blob of its own; one that finds every slot held by the receiver goes
+/// through the ring.
 pub(crate) const POOL_LIMIT: usize = 32 << 20;
-/// Most slots a sender makes, and a receiver maps for one peer: beyond
-/// them (a receiver that holds many messages at once), a message gets a
-/// blob of its own.
-pub(crate) const MAX_SLOTS: usize = 16;
+/// Most slots a sender makes, and a receiver maps for one peer.
+pub(crate) const MAX_SLOTS: usize = 32;
 
 /// A reusable blob: a memory file the sender fills again and again, each
 /// time the receiver has let go of the message it held. Fresh memory for

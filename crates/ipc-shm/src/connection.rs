@@ -285,8 +285,8 @@ impl ShmConnection {
 
     /// The slot a message of `len` bytes goes in: a free one that fits,
     /// or a new one while the pool is under [`POOL_LIMIT`] and
-    /// [`MAX_SLOTS`]; `None` if neither (the message then gets a blob of
-    /// its own).
+    /// [`MAX_SLOTS`]; `None` if neither (the message then goes through the
+    /// ring, or as a blob of its own when no slot could ever hold it).
     pub(crate) fn pick_slot(&mut self, len: usize) -> Result<Option<usize>, SendError> {
         if len > POOL_LIMIT {
             return Ok(None);
@@ -784,8 +784,13 @@ impl ShmConnection {
                     self.wait_until(Dir::Space, &mut wait, |c| c.try_write_slot(slot, frame))?
                 );
             }
-            let blob = SealedBlob::copy_of(frame)?;
-            return Ok(self.wait_until(Dir::Space, &mut wait, |c| c.try_write_blob(&blob))?);
+            // Beyond what slots hold: a blob of its own. Otherwise every
+            // slot is held by the receiver: through the ring, which waits
+            // for it as it should (fresh memory would cost more).
+            if frame.len() > POOL_LIMIT {
+                let blob = SealedBlob::copy_of(frame)?;
+                return Ok(self.wait_until(Dir::Space, &mut wait, |c| c.try_write_blob(&blob))?);
+            }
         }
         let max_record = self.tx.max_record();
         if frame.len() <= max_record {
