@@ -3,8 +3,9 @@
 //! the stream is intact, no descriptor kept), the in-flight budget, and
 //! agents killed mid-blob across processes.
 
-use std::io::{IoSlice, Write};
-use std::mem::MaybeUninit;
+mod common;
+
+use std::io::Write;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::FileExt;
 use std::os::unix::net::UnixStream;
@@ -15,10 +16,6 @@ use std::time::{Duration, Instant};
 use ipc_core::{Config, Connector, FrameReceiver, FrameSender, Listener, RecvError, SendError};
 use ipc_shm::{BlobBuf, Shm, ShmConnection, ShmListener};
 use rustix::fs::{MemfdFlags, SealFlags};
-use rustix::net::{
-    RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, SendAncillaryBuffer,
-    SendAncillaryMessage, SendFlags,
-};
 
 const ROLE_ENV: &str = "IPC_SHM_BLOB_ROLE";
 const ADDRESS: &str = "IPC_SHM_BLOB_ADDRESS";
@@ -89,21 +86,6 @@ fn start_time() -> u64 {
         .expect("number")
 }
 
-fn send_fds(sock: BorrowedFd<'_>, bytes: &[u8], fds: &[BorrowedFd<'_>]) {
-    let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(2))];
-    let mut control = SendAncillaryBuffer::new(&mut space);
-    if !fds.is_empty() {
-        assert!(control.push(SendAncillaryMessage::ScmRights(fds)));
-    }
-    rustix::net::sendmsg(
-        sock,
-        &[IoSlice::new(bytes)],
-        &mut control,
-        SendFlags::NOSIGNAL,
-    )
-    .expect("sendmsg");
-}
-
 impl RawPeer {
     fn join(listener: &mut ShmListener) -> (RawPeer, ShmConnection) {
         let ipc_core::Address::Shm(name) = listener.address().clone() else {
@@ -111,21 +93,7 @@ impl RawPeer {
         };
         let sock = UnixStream::connect(format!("/dev/shm/ipc-{name}")).expect("connect");
         let mut hello = [0u8; 8];
-        let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(1))];
-        let mut control = RecvAncillaryBuffer::new(&mut space);
-        rustix::net::recvmsg(
-            &sock,
-            &mut [std::io::IoSliceMut::new(&mut hello)],
-            &mut control,
-            RecvFlags::CMSG_CLOEXEC,
-        )
-        .expect("hello");
-        let mut fd = None;
-        for message in control.drain() {
-            if let RecvAncillaryMessage::ScmRights(mut fds) = message {
-                fd = fds.next();
-            }
-        }
+        let (_, fd) = common::recv_with_fd(sock.as_fd(), &mut hello);
         let seg = std::fs::File::from(fd.expect("a segment"));
         let mut cap = [0u8; 8];
         seg.read_exact_at(&mut cap, 16).expect("ring size");
@@ -167,12 +135,12 @@ impl RawPeer {
     }
 
     fn pass(&self, fds: &[BorrowedFd<'_>]) {
-        send_fds(self.sock.as_fd(), b"B", fds);
+        common::send_with_fds(self.sock.as_fd(), b"B", fds);
     }
 
     /// Passes a slot's memory (marker `S`).
     fn pass_slot(&self, fd: BorrowedFd<'_>) {
-        send_fds(self.sock.as_fd(), b"S", &[fd]);
+        common::send_with_fds(self.sock.as_fd(), b"S", &[fd]);
     }
 
     /// A slot record: slot `id` holds a message of `len` bytes.

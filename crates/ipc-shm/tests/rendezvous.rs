@@ -2,9 +2,10 @@
 //! or a hostile listener can do to it (refused clearly; never a hang, a
 //! panic, or a stalled accept for the others).
 
-use std::io::{IoSlice, IoSliceMut, Read, Write};
-use std::mem::MaybeUninit;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+mod common;
+
+use std::io::{Read, Write};
+use std::os::fd::AsFd;
 use std::os::unix::fs::FileExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -15,10 +16,6 @@ use ipc_core::{
     Connector, FrameReceiver, FrameSender, Listener,
 };
 use ipc_shm::{AsyncShm, AsyncShmListener, Shm, ShmListener};
-use rustix::net::{
-    RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, SendAncillaryBuffer,
-    SendAncillaryMessage, SendFlags,
-};
 
 fn name() -> String {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
@@ -44,43 +41,6 @@ fn files_of(name: &str) -> Vec<String> {
         .collect();
     found.sort();
     found
-}
-
-/// Receives a message and at most one descriptor (as a raw agent would).
-fn recv_with_fd(sock: BorrowedFd<'_>, buf: &mut [u8]) -> (usize, Option<OwnedFd>) {
-    let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(2))];
-    let mut control = RecvAncillaryBuffer::new(&mut space);
-    let msg = rustix::net::recvmsg(
-        sock,
-        &mut [IoSliceMut::new(buf)],
-        &mut control,
-        RecvFlags::CMSG_CLOEXEC,
-    )
-    .expect("recvmsg");
-    let mut got = None;
-    for message in control.drain() {
-        if let RecvAncillaryMessage::ScmRights(mut fds) = message {
-            got = fds.next();
-        }
-    }
-    (msg.bytes, got)
-}
-
-/// Sends a message with the given descriptors (as a hostile listener
-/// would).
-fn send_with_fds(sock: BorrowedFd<'_>, bytes: &[u8], fds: &[BorrowedFd<'_>]) {
-    let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(2))];
-    let mut control = SendAncillaryBuffer::new(&mut space);
-    if !fds.is_empty() {
-        assert!(control.push(SendAncillaryMessage::ScmRights(fds)));
-    }
-    rustix::net::sendmsg(
-        sock,
-        &[IoSlice::new(bytes)],
-        &mut control,
-        SendFlags::NOSIGNAL,
-    )
-    .expect("sendmsg");
 }
 
 #[test]
@@ -212,18 +172,18 @@ fn bad_agents_do_not_stall_accept() {
         .collect();
 
     let hangs_up = UnixStream::connect(&path).expect("connect");
-    let (_, fd) = recv_with_fd(hangs_up.as_fd(), &mut hello);
+    let (_, fd) = common::recv_with_fd(hangs_up.as_fd(), &mut hello);
     assert!(fd.is_some(), "the listener sent no segment");
     hangs_up
         .shutdown(std::net::Shutdown::Both)
         .expect("shutdown");
 
     let mut garbage = UnixStream::connect(&path).expect("connect");
-    recv_with_fd(garbage.as_fd(), &mut hello);
+    common::recv_with_fd(garbage.as_fd(), &mut hello);
     garbage.write_all(b"?").expect("write");
 
     let mut liar = UnixStream::connect(&path).expect("connect");
-    let (_, fd) = recv_with_fd(liar.as_fd(), &mut hello);
+    let (_, fd) = common::recv_with_fd(liar.as_fd(), &mut hello);
     let segment = std::fs::File::from(fd.expect("a segment"));
     // SegmentHeader: peer_pid at 40, peer_attached at 44.
     segment.write_at(&1u32.to_le_bytes(), 40).expect("pid");
@@ -284,7 +244,7 @@ fn forged_segments_are_refused_clearly() {
     let genuine = move || {
         let sock = UnixStream::connect(&real_path).expect("connect real");
         let mut hello = [0u8; 8];
-        let (n, fd) = recv_with_fd(sock.as_fd(), &mut hello);
+        let (n, fd) = common::recv_with_fd(sock.as_fd(), &mut hello);
         assert_eq!(n, 8);
         // Keep the real socket open so the real listener keeps waiting.
         (sock, hello, fd.expect("fd"))
@@ -303,7 +263,7 @@ fn forged_segments_are_refused_clearly() {
             std::fs::File::from(fd.try_clone().expect("dup"))
                 .write_at(&bytes, offset)
                 .expect("scribble");
-            send_with_fds(agent.as_fd(), &hello, &[fd.as_fd()]);
+            common::send_with_fds(agent.as_fd(), &hello, &[fd.as_fd()]);
         })
     };
     let unsealed = move |agent: &UnixStream| {
@@ -311,7 +271,7 @@ fn forged_segments_are_refused_clearly() {
         let fd =
             rustix::fs::memfd_create("forged", rustix::fs::MemfdFlags::CLOEXEC).expect("memfd");
         rustix::fs::ftruncate(&fd, 3 * 4096 + 2 * (256 << 10)).expect("size");
-        send_with_fds(agent.as_fd(), &hello, &[fd.as_fd()]);
+        common::send_with_fds(agent.as_fd(), &hello, &[fd.as_fd()]);
     };
     let cases: Vec<(Forgery, Forge<'_>)> = vec![
         (
@@ -322,7 +282,7 @@ fn forged_segments_are_refused_clearly() {
             },
             Box::new(|agent: &UnixStream| {
                 let (_keep, _, fd) = genuine();
-                send_with_fds(agent.as_fd(), b"HTTP/1.1", &[fd.as_fd()]);
+                common::send_with_fds(agent.as_fd(), b"HTTP/1.1", &[fd.as_fd()]);
             }),
         ),
         (
@@ -333,7 +293,7 @@ fn forged_segments_are_refused_clearly() {
             },
             Box::new(|agent: &UnixStream| {
                 let (_keep, hello, _) = genuine();
-                send_with_fds(agent.as_fd(), &hello, &[]);
+                common::send_with_fds(agent.as_fd(), &hello, &[]);
             }),
         ),
         (
@@ -344,7 +304,7 @@ fn forged_segments_are_refused_clearly() {
             },
             Box::new(|agent: &UnixStream| {
                 let (_keep, hello, fd) = genuine();
-                send_with_fds(agent.as_fd(), &hello, &[fd.as_fd(), fd.as_fd()]);
+                common::send_with_fds(agent.as_fd(), &hello, &[fd.as_fd(), fd.as_fd()]);
             }),
         ),
         (
@@ -356,7 +316,7 @@ fn forged_segments_are_refused_clearly() {
             Box::new(|agent: &UnixStream| {
                 let (_keep, hello, _) = genuine();
                 let (read, _write) = rustix::pipe::pipe().expect("pipe");
-                send_with_fds(agent.as_fd(), &hello, &[read.as_fd()]);
+                common::send_with_fds(agent.as_fd(), &hello, &[read.as_fd()]);
             }),
         ),
         (

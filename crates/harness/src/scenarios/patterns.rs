@@ -152,31 +152,7 @@ pub fn fan_in(variant: Variant, agents: usize, messages: u64) -> Result<PatternR
 
 /// 1 -> all: every message goes to every one of N sinks.
 pub fn broadcast(variant: Variant, agents: usize, messages: u64) -> Result<PatternResult> {
-    let mut sinks = spawn_all(
-        variant,
-        agents,
-        Role::Sink {
-            count: Some(messages),
-            in_place: false,
-        },
-    )?;
-    let mut msg = vec![0; PATTERN_SIZE];
-    let start = Instant::now();
-    for seq in 0..messages {
-        payload::fill(seq, &mut msg);
-        for sink in &mut sinks {
-            sink.conn().send(&msg)?;
-        }
-    }
-    collect_reports(&mut sinks, messages)?;
-    let seconds = start.elapsed().as_secs_f64();
-    Ok(result(
-        Regime::Broadcast,
-        variant,
-        agents,
-        messages * agents as u64,
-        seconds,
-    ))
+    broadcast_sized(variant, agents, messages, PATTERN_SIZE, Regime::Broadcast)
 }
 
 /// Size of each result in the bulk broadcast.
@@ -186,6 +162,22 @@ pub const BULK_PATTERN_SIZE: usize = 1 << 20;
 /// `shm-blob` writes each result once into a sealed blob and sends that
 /// same memory to every agent; the others send (copy) it to each.
 pub fn bulk_broadcast(variant: Variant, agents: usize, messages: u64) -> Result<PatternResult> {
+    broadcast_sized(
+        variant,
+        agents,
+        messages,
+        BULK_PATTERN_SIZE,
+        Regime::BulkBroadcast,
+    )
+}
+
+fn broadcast_sized(
+    variant: Variant,
+    agents: usize,
+    messages: u64,
+    size: usize,
+    regime: Regime,
+) -> Result<PatternResult> {
     let mut sinks = spawn_all(
         variant,
         agents,
@@ -194,11 +186,11 @@ pub fn bulk_broadcast(variant: Variant, agents: usize, messages: u64) -> Result<
             in_place: false,
         },
     )?;
-    let mut msg = vec![0; BULK_PATTERN_SIZE];
+    let mut msg = vec![0; size];
     let start = Instant::now();
     for seq in 0..messages {
         if variant.large == Large::Blob {
-            let mut blob = ipc_shm::BlobBuf::new(BULK_PATTERN_SIZE)?;
+            let mut blob = ipc_shm::BlobBuf::new(size)?;
             payload::fill(seq, &mut blob);
             let blob = blob.seal()?;
             for sink in &mut sinks {
@@ -216,14 +208,8 @@ pub fn bulk_broadcast(variant: Variant, agents: usize, messages: u64) -> Result<
     }
     collect_reports(&mut sinks, messages)?;
     let seconds = start.elapsed().as_secs_f64();
-    let mut out = result(
-        Regime::BulkBroadcast,
-        variant,
-        agents,
-        messages * agents as u64,
-        seconds,
-    );
-    out.size = BULK_PATTERN_SIZE;
+    let mut out = result(regime, variant, agents, messages * agents as u64, seconds);
+    out.size = size;
     Ok(out)
 }
 
