@@ -17,6 +17,12 @@ pub const ADDRESS_ENV: &str = "IPC_ADDRESS";
 /// | `pipe:stdio` | this process's stdin/stdout, connected to its parent |
 /// | `uds:/run/agent.sock` | a Unix domain socket at that absolute or relative path |
 /// | `shm:agent-7` | a shared-memory segment of that name |
+/// | `zenoh:hub@tcp/10.0.0.5:7447` | a hub named `hub` on a zenoh network, reached at those endpoints |
+///
+/// A zenoh address names the hub (a key-expression chunk: letters, digits,
+/// `-`, `_`, `.`) and, after `@`, the zenoh endpoints to listen on or
+/// connect to, separated by commas. Without endpoints (`zenoh:hub`) the
+/// transport takes them from its environment (see `ipc-zenoh`).
 ///
 /// ```
 /// use ipc_core::Address;
@@ -35,21 +41,34 @@ pub enum Address {
     /// The name of a shared-memory listener (`shm:NAME`); agents meet it
     /// at the socket `/dev/shm/ipc-NAME` and get their own memory there.
     Shm(String),
+    /// A hub on a zenoh network (`zenoh:NAME` or `zenoh:NAME@ENDPOINT,...`).
+    Zenoh {
+        /// The hub's name: the key-expression chunk its connections live under.
+        name: String,
+        /// Zenoh endpoints (`tcp/HOST:PORT`, `tls/HOST:PORT`, ...); empty
+        /// when the address names none.
+        endpoints: Vec<String>,
+    },
 }
 
 /// Longest shared-memory name accepted: the listener's rendezvous socket,
 /// `/dev/shm/ipc-NAME`, must fit in a socket address (107 bytes).
 pub const MAX_SHM_NAME: usize = 90;
 
+/// Longest zenoh hub name accepted.
+pub const MAX_ZENOH_NAME: usize = 64;
+
 /// Why an address string does not parse.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum AddressError {
     /// No `scheme:` prefix.
-    #[error("address `{0}` has no scheme; expected `pipe:stdio`, `uds:PATH` or `shm:NAME`")]
+    #[error(
+        "address `{0}` has no scheme; expected `pipe:stdio`, `uds:PATH`, `shm:NAME` or `zenoh:NAME@ENDPOINT`"
+    )]
     MissingScheme(String),
     /// A scheme this crate does not know.
-    #[error("address `{0}` has unknown scheme `{1}`; expected `pipe`, `uds` or `shm`")]
+    #[error("address `{0}` has unknown scheme `{1}`; expected `pipe`, `uds`, `shm` or `zenoh`")]
     UnknownScheme(String, String),
     /// The part after the scheme is not valid for it.
     #[error("address `{address}` is malformed: {reason}")]
@@ -72,12 +91,13 @@ impl Address {
             .parse()
     }
 
-    /// The scheme of this address: `pipe`, `uds` or `shm`.
+    /// The scheme of this address: `pipe`, `uds`, `shm` or `zenoh`.
     pub fn scheme(&self) -> &'static str {
         match self {
             Address::Stdio => "pipe",
             Address::Uds(_) => "uds",
             Address::Shm(_) => "shm",
+            Address::Zenoh { .. } => "zenoh",
         }
     }
 }
@@ -106,9 +126,53 @@ impl FromStr for Address {
             )),
             "shm" if rest.starts_with('.') => Err(malformed("segment name may not start with `.`")),
             "shm" => Ok(Address::Shm(rest.to_owned())),
+            "zenoh" => parse_zenoh(rest).map_err(malformed),
             _ => Err(AddressError::UnknownScheme(s.to_owned(), scheme.to_owned())),
         }
     }
+}
+
+fn parse_zenoh(rest: &str) -> Result<Address, &'static str> {
+    let (name, endpoints) = match rest.split_once('@') {
+        Some((name, list)) => (name, Some(list)),
+        None => (rest, None),
+    };
+    if name.is_empty() {
+        return Err("empty hub name");
+    }
+    if name.len() > MAX_ZENOH_NAME {
+        return Err("hub name is too long");
+    }
+    if !name.bytes().all(is_shm_name_byte) {
+        return Err("hub name may hold only ASCII letters, digits, `-`, `_` and `.`");
+    }
+    let endpoints = match endpoints {
+        None => Vec::new(),
+        Some("") => return Err("empty endpoint list after `@`"),
+        Some(list) => list
+            .split(',')
+            .map(|e| {
+                let well_formed = e.split_once('/').is_some_and(|(proto, at)| {
+                    !proto.is_empty()
+                        && !at.is_empty()
+                        && proto
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                });
+                if !well_formed {
+                    Err("an endpoint is not of the form `PROTOCOL/ADDRESS` (`tcp/10.0.0.5:7447`)")
+                } else if !e.bytes().all(|b| b.is_ascii_graphic()) {
+                    Err("an endpoint holds a space or a non-printable byte")
+                } else {
+                    Ok(e.to_owned())
+                }
+            })
+            .collect::<Result<_, _>>()?,
+    };
+    Ok(Address::Zenoh {
+        name: name.to_owned(),
+        endpoints,
+    })
 }
 
 fn is_shm_name_byte(b: u8) -> bool {
@@ -121,6 +185,8 @@ impl fmt::Display for Address {
             Address::Stdio => f.write_str("pipe:stdio"),
             Address::Uds(path) => write!(f, "uds:{}", path.display()),
             Address::Shm(name) => write!(f, "shm:{name}"),
+            Address::Zenoh { name, endpoints } if endpoints.is_empty() => write!(f, "zenoh:{name}"),
+            Address::Zenoh { name, endpoints } => write!(f, "zenoh:{name}@{}", endpoints.join(",")),
         }
     }
 }
@@ -136,6 +202,9 @@ mod tests {
             "uds:/run/x.sock",
             "uds:rel/a b.sock",
             "shm:agent-7",
+            "zenoh:hub",
+            "zenoh:hub@tcp/127.0.0.1:7447",
+            "zenoh:hub.v2@tcp/[::1]:7447,tls/example.org:7448",
         ] {
             let a: Address = s.parse().unwrap();
             assert_eq!(a.to_string(), s);
@@ -155,6 +224,14 @@ mod tests {
             ("shm:", "empty segment name"),
             ("shm:a/b", "only ASCII"),
             ("shm:..", "may not start"),
+            ("zenoh:", "empty hub name"),
+            ("zenoh:@tcp/1.2.3.4:5", "empty hub name"),
+            ("zenoh:a/b", "only ASCII"),
+            ("zenoh:hub@", "empty endpoint list"),
+            ("zenoh:hub@tcp", "PROTOCOL/ADDRESS"),
+            ("zenoh:hub@tcp/", "PROTOCOL/ADDRESS"),
+            ("zenoh:hub@tcp/1.2.3.4:5,", "PROTOCOL/ADDRESS"),
+            ("zenoh:hub@tcp/a b:5", "space"),
         ];
         for (input, expected) in cases {
             let err = input.parse::<Address>().unwrap_err().to_string();
