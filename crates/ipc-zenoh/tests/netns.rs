@@ -6,7 +6,6 @@
 //! The namespace and the veth pair are this test's own (named after its
 //! pid) and removed when it ends, whatever happens.
 
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ipc_core::payload::{fill, verify};
@@ -15,7 +14,11 @@ use ipc_core::{
     RecvError,
 };
 use ipc_zenoh::{Zenoh, ZenohListener};
+
+#[path = "common/netns.rs"]
+mod netns;
 use libtest_mimic::{Arguments, Failed, Trial};
+use netns::{Namespace, cannot_run};
 
 const AGENT_ENV: &str = "IPC_ZENOH_NETNS_AGENT";
 const SAFETY: Duration = Duration::from_secs(30);
@@ -31,102 +34,14 @@ fn ensure(ok: bool, what: impl FnOnce() -> String) -> Result<(), Failed> {
     if ok { Ok(()) } else { Err(what().into()) }
 }
 
-/// Why these cases cannot run here, if they cannot.
-fn cannot_run() -> Option<String> {
-    if rustix::process::geteuid().as_raw() != 0 {
-        return Some("needs root to create a network namespace".into());
-    }
-    match Command::new("ip").arg("-V").output() {
-        Ok(out) if out.status.success() => None,
-        _ => Some("needs iproute2 (`ip`)".into()),
-    }
-}
-
-fn ip(args: &[&str]) -> Result<(), Failed> {
-    let out = Command::new("ip").args(args).output()?;
-    ensure(out.status.success(), || {
-        format!(
-            "ip {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        )
-    })
-}
-
-/// A namespace joined to this one by a veth pair: `host_ip` here,
-/// `agent_ip` inside. Removed on drop.
-struct Namespace {
-    name: String,
-    host_link: String,
-    host_ip: String,
-}
-
-impl Namespace {
-    fn create(tag: &str) -> Result<Namespace, Failed> {
-        let pid = std::process::id();
-        let name = format!("ipcz-{tag}-{pid}");
-        // Interface names are at most 15 bytes.
-        let host_link = format!("vz{tag}{}", pid % 1_000_000);
-        let inner_link = format!("{host_link}n");
-        // One /24 per namespace: the cases run side by side.
-        let index = u32::from(tag.as_bytes()[0]) % 3;
-        let subnet = format!("10.{}.{}", 200 + (pid % 50), (pid / 50) % 80 * 3 + index);
-        let ns = Namespace {
-            name: name.clone(),
-            host_link: host_link.clone(),
-            host_ip: format!("{subnet}.1"),
-        };
-        ip(&["netns", "add", &name])?;
-        ip(&[
-            "link",
-            "add",
-            &host_link,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            &inner_link,
-        ])?;
-        ip(&["link", "set", &inner_link, "netns", &name])?;
-        ip(&["addr", "add", &format!("{subnet}.1/24"), "dev", &host_link])?;
-        ip(&["link", "set", &host_link, "up"])?;
-        ip(&[
-            "-n",
-            &name,
-            "addr",
-            "add",
-            &format!("{subnet}.2/24"),
-            "dev",
-            &inner_link,
-        ])?;
-        ip(&["-n", &name, "link", "set", &inner_link, "up"])?;
-        ip(&["-n", &name, "link", "set", "lo", "up"])?;
-        Ok(ns)
-    }
-
-    /// This test binary, as an agent with `role`, inside the namespace.
-    fn agent(&self, role: &str, address: &Address) -> Result<Agent, Failed> {
-        let child = Command::new("ip")
-            .args(["netns", "exec", &self.name])
-            .arg(std::env::current_exe()?)
-            .env(AGENT_ENV, role)
-            .env(ADDRESS_ENV, address.to_string())
-            .stdin(Stdio::null())
-            .spawn()?;
-        Ok(Agent(child))
-    }
-
-    /// Cuts the wire: the agent's host vanishes without closing anything.
-    fn unplug(&self) -> Result<(), Failed> {
-        ip(&["link", "del", &self.host_link])
-    }
-}
-
-impl Drop for Namespace {
-    fn drop(&mut self) {
-        let _ = ip(&["link", "del", &self.host_link]);
-        let _ = ip(&["netns", "del", &self.name]);
-    }
+/// This test binary, as an agent with `role`, inside the namespace.
+fn agent(ns: &Namespace, role: &str, address: &Address) -> Result<Agent, Failed> {
+    let child = ns
+        .command(&std::env::current_exe()?)
+        .env(AGENT_ENV, role)
+        .env(ADDRESS_ENV, address.to_string())
+        .spawn()?;
+    Ok(Agent(child))
 }
 
 struct Agent(std::process::Child);
@@ -159,7 +74,7 @@ fn echo_across_a_veth_pair() -> Result<(), Failed> {
     let ns = Namespace::create("e")?;
     let address: Address = format!("zenoh:netns@tcp/{}:0", ns.host_ip).parse()?;
     let mut listener = ZenohListener::bind(&address, &config())?;
-    let mut agent = ns.agent("echo", listener.address())?;
+    let mut agent = agent(&ns, "echo", listener.address())?;
     let mut conn = listener.accept_timeout(SAFETY)?;
     for (seq, size) in SIZES.into_iter().enumerate() {
         let mut frame = vec![0; size.max(16)];
@@ -192,7 +107,7 @@ fn loopback_hub_is_unreachable_from_another_namespace() -> Result<(), Failed> {
             name: name.clone(),
             endpoints: vec![format!("tcp/{host}:{port}")],
         };
-        let mut agent = ns.agent("expect-unreachable", &target)?;
+        let mut agent = agent(&ns, "expect-unreachable", &target)?;
         let status = agent.wait();
         ensure(status.is_some_and(|s| s.success()), || {
             format!("an agent in the namespace reached the loopback hub at {host}:{port}")
@@ -207,7 +122,7 @@ fn vanished_host_is_disconnected_after_the_lease() -> Result<(), Failed> {
     let ns = Namespace::create("v")?;
     let address: Address = format!("zenoh:vanish@tcp/{}:0", ns.host_ip).parse()?;
     let mut listener = ZenohListener::bind(&address, &config())?;
-    let _agent = ns.agent("echo", listener.address())?;
+    let _agent = agent(&ns, "echo", listener.address())?;
     let mut conn = listener.accept_timeout(SAFETY)?;
     conn.send(b"ping")?;
     ensure(&conn.recv()?[..] == b"ping", || {

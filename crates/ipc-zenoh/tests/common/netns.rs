@@ -1,0 +1,110 @@
+//! A network namespace joined to this one by a veth pair, for the netns
+//! tests and the example (included by `#[path]`). Needs root and
+//! iproute2; everything it creates is named after the process and removed
+//! on drop.
+
+use std::error::Error;
+use std::process::{Command, Stdio};
+
+type BoxError = Box<dyn Error + Send + Sync>;
+
+/// Why a namespace cannot be made here, if it cannot.
+pub fn cannot_run() -> Option<String> {
+    if rustix::process::geteuid().as_raw() != 0 {
+        return Some("needs root to create a network namespace".into());
+    }
+    match Command::new("ip").arg("-V").output() {
+        Ok(out) if out.status.success() => None,
+        _ => Some("needs iproute2 (`ip`)".into()),
+    }
+}
+
+fn ip(args: &[&str]) -> Result<(), BoxError> {
+    let out = Command::new("ip").args(args).output()?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "ip {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )
+        .into())
+    }
+}
+
+/// A namespace joined to this one by a veth pair: `host_ip` on this side,
+/// the namespace's end inside. Removed on drop.
+#[derive(Debug)]
+pub struct Namespace {
+    pub name: String,
+    host_link: String,
+    pub host_ip: String,
+}
+
+impl Namespace {
+    /// `tag` (one lowercase letter) tells apart the namespaces one process
+    /// makes at once; each gets its own /24.
+    pub fn create(tag: &str) -> Result<Namespace, BoxError> {
+        let pid = std::process::id();
+        let name = format!("ipcz-{tag}-{pid}");
+        // Interface names are at most 15 bytes.
+        let host_link = format!("vz{tag}{}", pid % 1_000_000);
+        let inner_link = format!("{host_link}n");
+        let index = u32::from(tag.as_bytes()[0]) % 3;
+        let subnet = format!("10.{}.{}", 200 + (pid % 50), (pid / 50) % 80 * 3 + index);
+        let ns = Namespace {
+            name: name.clone(),
+            host_link: host_link.clone(),
+            host_ip: format!("{subnet}.1"),
+        };
+        ip(&["netns", "add", &name])?;
+        ip(&[
+            "link",
+            "add",
+            &host_link,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &inner_link,
+        ])?;
+        ip(&["link", "set", &inner_link, "netns", &name])?;
+        ip(&["addr", "add", &format!("{subnet}.1/24"), "dev", &host_link])?;
+        ip(&["link", "set", &host_link, "up"])?;
+        ip(&[
+            "-n",
+            &name,
+            "addr",
+            "add",
+            &format!("{subnet}.2/24"),
+            "dev",
+            &inner_link,
+        ])?;
+        ip(&["-n", &name, "link", "set", &inner_link, "up"])?;
+        ip(&["-n", &name, "link", "set", "lo", "up"])?;
+        Ok(ns)
+    }
+
+    /// `program` with `args`, run inside the namespace.
+    pub fn command(&self, program: &std::path::Path) -> Command {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.name])
+            .arg(program)
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    /// Cuts the wire: the far side vanishes without closing anything.
+    #[allow(dead_code)] // used by the tests, not the example
+    pub fn unplug(&self) -> Result<(), BoxError> {
+        ip(&["link", "del", &self.host_link])
+    }
+}
+
+impl Drop for Namespace {
+    fn drop(&mut self) {
+        let _ = ip(&["link", "del", &self.host_link]);
+        let _ = ip(&["netns", "del", &self.name]);
+    }
+}
