@@ -8,7 +8,9 @@ mod baselines {
     use benches::SIZES;
     use divan::Bencher;
     use divan::counter::BytesCount;
-    use harness::scenarios::baselines::{Echoing, Hand, RawPipe, RawSocket, SharedEcho};
+    use harness::scenarios::baselines::{
+        Echoing, Hand, RawPipe, RawSocket, SharedEcho, SocketKind,
+    };
 
     #[divan::bench(args = SIZES)]
     fn pipe(bencher: Bencher<'_, '_>, size: usize) {
@@ -18,7 +20,13 @@ mod baselines {
 
     #[divan::bench(args = SIZES)]
     fn socketpair(bencher: Bencher<'_, '_>, size: usize) {
-        let mut raw = RawSocket::start(size, None).expect("child");
+        let mut raw = RawSocket::start(size, None, SocketKind::Unix).expect("child");
+        bencher.bench_local(|| raw.once().expect("round trip"));
+    }
+
+    #[divan::bench(args = SIZES)]
+    fn tcp_loopback(bencher: Bencher<'_, '_>, size: usize) {
+        let mut raw = RawSocket::start(size, None, SocketKind::TcpLoopback).expect("child");
         bencher.bench_local(|| raw.once().expect("round trip"));
     }
 

@@ -426,6 +426,7 @@ pub fn mechanism_of(variant: Variant, regime: Regime) -> Mechanism {
         (_, Transport::Pipe) => Mechanism::Pipe,
         (_, Transport::Uds) => Mechanism::Socketpair,
         (_, Transport::Shm) => Mechanism::SharedBuffer,
+        (_, Transport::Zenoh) => Mechanism::TcpLoopback,
     }
 }
 

@@ -150,6 +150,9 @@ pub enum Mechanism {
     /// brief spin, as the adaptive wait does; the parked regime's
     /// mechanism.
     Futex,
+    /// A TCP connection over loopback with a child, echoing blocks (no
+    /// Nagle delay): the mechanism of `zenoh`.
+    TcpLoopback,
     /// `memcpy` between two buffers in one process (cache-hot; for
     /// reference, not a cross-process figure).
     Memcpy,
@@ -166,6 +169,7 @@ impl Mechanism {
         match self {
             Mechanism::Pipe => "pipe",
             Mechanism::Socketpair => "socketpair",
+            Mechanism::TcpLoopback => "tcp-loopback",
             Mechanism::SharedBuffer => "shared-buffer",
             Mechanism::Futex => "futex",
             Mechanism::Memcpy => "memcpy",

@@ -15,6 +15,7 @@ use ipc_core::{
 use ipc_pipe::PipeConnection;
 use ipc_shm::{Shm, ShmConnection, ShmListener};
 use ipc_uds::{Uds, UdsConnection, UdsListener};
+use ipc_zenoh::{Zenoh, ZenohConnection, ZenohListener};
 use serde::{Deserialize, Serialize};
 
 use crate::agent::{AgentTask, TASK_ENV};
@@ -30,11 +31,18 @@ pub enum Transport {
     Uds,
     /// `ipc-shm`: shared-memory rings.
     Shm,
+    /// `ipc-zenoh`: zenoh over TCP (on loopback, or through a veth pair).
+    Zenoh,
 }
 
 impl Transport {
     /// Every transport.
-    pub const ALL: [Transport; 3] = [Transport::Pipe, Transport::Uds, Transport::Shm];
+    pub const ALL: [Transport; 4] = [
+        Transport::Pipe,
+        Transport::Uds,
+        Transport::Shm,
+        Transport::Zenoh,
+    ];
 
     /// The name used on the command line and in reports.
     pub fn name(self) -> &'static str {
@@ -42,6 +50,7 @@ impl Transport {
             Transport::Pipe => "pipe",
             Transport::Uds => "uds",
             Transport::Shm => "shm",
+            Transport::Zenoh => "zenoh",
         }
     }
 
@@ -59,7 +68,7 @@ impl FromStr for Transport {
             .find(|t| t.name() == s)
             .ok_or_else(|| {
                 HarnessError::Invalid(format!(
-                    "unknown transport `{s}`; expected pipe, uds or shm"
+                    "unknown transport `{s}`; expected pipe, uds, shm or zenoh"
                 ))
             })
     }
@@ -251,6 +260,8 @@ pub enum AnyConnection {
     Uds(UdsConnection),
     /// Over shared memory.
     Shm(ShmConnection),
+    /// Over zenoh.
+    Zenoh(ZenohConnection),
 }
 
 macro_rules! each {
@@ -259,6 +270,7 @@ macro_rules! each {
             AnyConnection::Pipe($c) => $body,
             AnyConnection::Uds($c) => $body,
             AnyConnection::Shm($c) => $body,
+            AnyConnection::Zenoh($c) => $body,
         }
     };
 }
@@ -306,6 +318,8 @@ impl AnyConnection {
                     .and_then(|p| p.pid)
             }
             AnyConnection::Shm(c) => c.peer_credentials().pid,
+            // The agent's own report: it runs on this host here.
+            AnyConnection::Zenoh(c) => Some(c.reported_pid()),
         }
     }
 
@@ -325,6 +339,8 @@ pub enum AnyListener {
     Uds(UdsListener),
     /// A shared-memory segment awaiting its peer.
     Shm(ShmListener),
+    /// A zenoh hub.
+    Zenoh(ZenohListener),
 }
 
 impl AnyListener {
@@ -338,6 +354,13 @@ impl AnyListener {
                 &config,
             )?),
             Transport::Shm => AnyListener::Shm(ShmListener::bind(&name, &config)?),
+            Transport::Zenoh => AnyListener::Zenoh(ZenohListener::bind(
+                &Address::Zenoh {
+                    name,
+                    endpoints: vec!["tcp/127.0.0.1:0".into()],
+                },
+                &config,
+            )?),
             Transport::Pipe => {
                 return Err(HarnessError::Invalid(
                     "pipes have no address to listen on".into(),
@@ -352,6 +375,7 @@ impl AnyListener {
         Ok(match address {
             Address::Uds(path) => AnyListener::Uds(UdsListener::bind(path, &config)?),
             Address::Shm(_) => AnyListener::Shm(ShmListener::bind_address(address, &config)?),
+            Address::Zenoh { .. } => AnyListener::Zenoh(ZenohListener::bind(address, &config)?),
             _ => return Err(HarnessError::Invalid(format!("cannot listen on {address}"))),
         })
     }
@@ -361,6 +385,7 @@ impl AnyListener {
         match self {
             AnyListener::Uds(l) => l.address(),
             AnyListener::Shm(l) => l.address(),
+            AnyListener::Zenoh(l) => l.address(),
         }
     }
 
@@ -369,6 +394,7 @@ impl AnyListener {
         Ok(match self {
             AnyListener::Uds(l) => AnyConnection::Uds(l.accept_timeout(timeout)?),
             AnyListener::Shm(l) => AnyConnection::Shm(l.accept_timeout(timeout)?),
+            AnyListener::Zenoh(l) => AnyConnection::Zenoh(l.accept_timeout(timeout)?),
         })
     }
 }
@@ -380,6 +406,7 @@ pub fn connect(variant: &Variant, address: &Address) -> Result<AnyConnection, Co
     let mut conn = match address {
         Address::Stdio => AnyConnection::Pipe(ipc_pipe::connect_stdio(&config)?),
         Address::Uds(_) => AnyConnection::Uds(Uds.connect(address, &config)?),
+        Address::Zenoh { .. } => AnyConnection::Zenoh(Zenoh.connect(address, &config)?),
         _ => AnyConnection::Shm(Shm.connect(address, &config)?),
     };
     variant.tune(&mut conn);
@@ -403,6 +430,25 @@ pub fn connect_retrying(
             Err(e) => return Err(e.into()),
         }
     }
+}
+
+/// The address an agent listens on under `name`, fixed before it binds
+/// (so its peers can be told in advance): a socket file, a segment name,
+/// or a zenoh hub on loopback at a port free now.
+pub fn address_for(transport: Transport, name: &str) -> Result<String> {
+    Ok(match transport {
+        Transport::Shm => format!("shm:{name}"),
+        Transport::Zenoh => {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")?
+                .local_addr()?
+                .port();
+            format!("zenoh:{name}@tcp/127.0.0.1:{port}")
+        }
+        _ => format!(
+            "uds:{}",
+            std::env::temp_dir().join(format!("{name}.sock")).display()
+        ),
+    })
 }
 
 /// A name for a socket file or segment that no other run uses.

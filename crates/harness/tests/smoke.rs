@@ -38,7 +38,7 @@ fn run_group(group: Group) -> Result<(), Failed> {
     match group {
         Group::Baselines => {
             // Each transport's mechanism at every size, and the parked one.
-            ensure(r.baselines.latency.len() == k * (3 * sizes + 1), || {
+            ensure(r.baselines.latency.len() == k * (transports * sizes + 1), || {
                 format!("{:?}", r.baselines.latency.len())
             })?;
             // The copy stream at the one bulk size, memcpy at five.

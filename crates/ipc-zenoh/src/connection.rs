@@ -77,6 +77,13 @@ impl ZenohConnection {
     fn new(core: Core) -> Self {
         ZenohConnection { core }
     }
+
+    /// The process id the peer reported in the handshake: a process on
+    /// the peer's own host, not checked by any operating system here (so
+    /// not in [`peer_credentials`](ipc_core::AsyncConnection::peer_credentials)).
+    pub fn reported_pid(&self) -> u32 {
+        self.core.link.peer().pid
+    }
 }
 
 impl FrameSender for ZenohConnection {
@@ -129,6 +136,11 @@ impl AsyncZenohConnection {
         AsyncZenohConnection {
             core: Arc::new(core),
         }
+    }
+
+    /// The process id the peer reported; see [`ZenohConnection::reported_pid`].
+    pub fn reported_pid(&self) -> u32 {
+        self.core.link.peer().pid
     }
 }
 

@@ -160,6 +160,7 @@ pub fn terms(config: &Config) -> Result<Terms, ConnectError> {
     Ok(Terms {
         window: config.buffer_size.unwrap_or(DEFAULT_WINDOW) as u64,
         max_message_size: config.max_message_size as u64,
+        pid: std::process::id(),
     })
 }
 

@@ -116,6 +116,7 @@ impl Link {
                 peer: Terms {
                     window: 1,
                     max_message_size: 0,
+                    pid: 0,
                 },
                 next_out: 0,
                 sent: 0,
@@ -144,6 +145,11 @@ impl Link {
 
     pub fn set_peer(&self, peer: Terms) {
         self.lock().peer = peer;
+    }
+
+    /// The peer's terms (from the handshake).
+    pub fn peer(&self) -> Terms {
+        self.lock().peer
     }
 
     // ---- zenoh's side ----
@@ -407,6 +413,7 @@ mod tests {
     const TERMS: Terms = Terms {
         window: 1024,
         max_message_size: 512,
+        pid: 1,
     };
 
     fn linked() -> Link {

@@ -3,8 +3,8 @@
 //! decoding; everything decoded here came from the network and is checked.
 //!
 //! ```text
-//! hello    "IPCZ" version:u8 window:u64 max:u64 conn-id (query payload, agent -> hub)
-//! welcome  "IPCZ" version:u8 window:u64 max:u64          (reply payload, hub -> agent)
+//! hello    "IPCZ" version:u8 window:u64 max:u64 pid:u32 conn-id (query payload, agent -> hub)
+//! welcome  "IPCZ" version:u8 window:u64 max:u64 pid:u32         (reply payload, hub -> agent)
 //! data     0 seq:u64 frame...    a frame, numbered from 0
 //! credit   1 consumed:u64        the receiver has taken this much (frame costs)
 //! want     2                     the sender waits for credit
@@ -51,6 +51,8 @@ pub struct Terms {
     pub window: u64,
     /// Largest frame this side accepts.
     pub max_message_size: u64,
+    /// The process id this side reports (on its own host; not verified).
+    pub pid: u32,
 }
 
 fn put_terms(out: &mut Vec<u8>, terms: Terms) {
@@ -58,9 +60,10 @@ fn put_terms(out: &mut Vec<u8>, terms: Terms) {
     out.push(VERSION);
     out.extend_from_slice(&terms.window.to_le_bytes());
     out.extend_from_slice(&terms.max_message_size.to_le_bytes());
+    out.extend_from_slice(&terms.pid.to_le_bytes());
 }
 
-const TERMS_LEN: usize = 4 + 1 + 8 + 8;
+const TERMS_LEN: usize = 4 + 1 + 8 + 8 + 4;
 
 fn take_terms(payload: &[u8]) -> Result<(Terms, &[u8]), String> {
     if payload.len() < 5 || &payload[..4] != MAGIC {
@@ -77,6 +80,7 @@ fn take_terms(payload: &[u8]) -> Result<(Terms, &[u8]), String> {
     }
     let window = u64_at(payload, 5);
     let max_message_size = u64_at(payload, 13);
+    let pid = u32::from_le_bytes([payload[21], payload[22], payload[23], payload[24]]);
     if window == 0 {
         return Err("a window of zero".into());
     }
@@ -84,6 +88,7 @@ fn take_terms(payload: &[u8]) -> Result<(Terms, &[u8]), String> {
         Terms {
             window,
             max_message_size,
+            pid,
         },
         &payload[TERMS_LEN..],
     ))
@@ -262,6 +267,7 @@ mod tests {
         let terms = Terms {
             window: 1 << 22,
             max_message_size: 1 << 24,
+            pid: 4321,
         };
         assert_eq!(
             parse_hello(&hello(terms, "abc123")).unwrap(),

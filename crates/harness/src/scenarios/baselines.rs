@@ -206,10 +206,19 @@ pub(crate) fn raw_pipe_echo(size: usize) -> Result<()> {
     Ok(())
 }
 
-/// A child echoing `size`-byte blocks over a socketpair: the bare socket.
+/// Which bare socket a [`RawSocket`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SocketKind {
+    /// A socketpair.
+    Unix,
+    /// A TCP connection over 127.0.0.1, `TCP_NODELAY` on both ends.
+    TcpLoopback,
+}
+
+/// A child echoing `size`-byte blocks over a bare socket.
 #[derive(Debug)]
 pub struct RawSocket {
-    ours: UnixStream,
+    ours: std::fs::File,
     out: Vec<u8>,
     back: Vec<u8>,
     child: Reaped,
@@ -218,12 +227,25 @@ pub struct RawSocket {
 impl RawSocket {
     /// Spawns the echoing child with the other end as its stdin (pinned
     /// to `cpu`, if given).
-    pub fn start(size: usize, cpu: Option<usize>) -> Result<Self> {
-        let (ours, theirs) = UnixStream::pair()?;
+    pub fn start(size: usize, cpu: Option<usize>, kind: SocketKind) -> Result<Self> {
+        let (ours, theirs): (OwnedFd, OwnedFd) = match kind {
+            SocketKind::Unix => {
+                let (a, b) = UnixStream::pair()?;
+                (a.into(), b.into())
+            }
+            SocketKind::TcpLoopback => {
+                let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+                let a = std::net::TcpStream::connect(listener.local_addr()?)?;
+                let (b, _) = listener.accept()?;
+                a.set_nodelay(true)?;
+                b.set_nodelay(true)?;
+                (a.into(), b.into())
+            }
+        };
         let mut cmd = agent_command(&task(Role::RawSocketEcho { size }, cpu))?;
-        let child = Reaped(cmd.stdin(Stdio::from(OwnedFd::from(theirs))).spawn()?);
+        let child = Reaped(cmd.stdin(Stdio::from(theirs)).spawn()?);
         Ok(RawSocket {
-            ours,
+            ours: ours.into(),
             out: vec![0u8; size],
             back: vec![0u8; size],
             child,
@@ -246,10 +268,11 @@ impl Echoing for RawSocket {
     }
 }
 
-/// The agent side of the socketpair baseline: the socket is its stdin.
+/// The agent side of the bare-socket baselines: the socket (of either
+/// kind) is its stdin.
 pub(crate) fn raw_socket_echo(size: usize) -> Result<()> {
     let fd = rustix::io::fcntl_dupfd_cloexec(rustix::stdio::stdin(), 3)?;
-    let mut socket = UnixStream::from(fd);
+    let mut socket = std::fs::File::from(fd);
     let mut buf = vec![0u8; size];
     while socket.read_exact(&mut buf).is_ok() {
         socket.write_all(&buf)?;
@@ -516,9 +539,18 @@ fn round_trips(
         Mechanism::Pipe => {
             record_round_trips(&mut RawPipe::start(size, cpu)?, warmup, samples, gap)
         }
-        Mechanism::Socketpair => {
-            record_round_trips(&mut RawSocket::start(size, cpu)?, warmup, samples, gap)
-        }
+        Mechanism::Socketpair => record_round_trips(
+            &mut RawSocket::start(size, cpu, SocketKind::Unix)?,
+            warmup,
+            samples,
+            gap,
+        ),
+        Mechanism::TcpLoopback => record_round_trips(
+            &mut RawSocket::start(size, cpu, SocketKind::TcpLoopback)?,
+            warmup,
+            samples,
+            gap,
+        ),
         Mechanism::SharedBuffer => record_round_trips(
             &mut SharedEcho::start(size, Hand::Spin, cpu)?,
             warmup,

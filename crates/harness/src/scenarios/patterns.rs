@@ -11,8 +11,8 @@ use crate::error::{HarnessError, Result};
 use crate::schema::{PatternResult, Regime};
 use crate::stats::Recorder;
 use crate::transport::{
-    Agent, AnyConnection, AnyListener, Large, Transport, Variant, connect_retrying, spawn_agent,
-    spawn_agents, spawn_detached, unique_name,
+    Agent, AnyConnection, AnyListener, Large, Transport, Variant, address_for, connect_retrying,
+    spawn_agent, spawn_agents, spawn_detached, unique_name,
 };
 
 /// How long agents wait for siblings to appear.
@@ -213,16 +213,6 @@ fn broadcast_sized(
     Ok(out)
 }
 
-fn address_for(variant: &Variant, name: &str) -> String {
-    match variant.transport {
-        Transport::Shm => format!("shm:{name}"),
-        _ => format!(
-            "uds:{}",
-            std::env::temp_dir().join(format!("{name}.sock")).display()
-        ),
-    }
-}
-
 fn parse(address: &str) -> Result<Address> {
     address
         .parse()
@@ -263,8 +253,8 @@ pub fn pipeline(variant: Variant, agents: usize, messages: u64) -> Result<Patter
     }
     let run = unique_name();
     let addresses: Vec<String> = (0..=agents)
-        .map(|i| address_for(&variant, &format!("{run}-{i}")))
-        .collect();
+        .map(|i| address_for(variant.transport, &format!("{run}-{i}")))
+        .collect::<Result<_>>()?;
     // The parent listens at the end of the chain (the last address).
     let mut tail = listen(&variant, &addresses[agents])?;
     let mut stages = Stages(Vec::new());
@@ -344,8 +334,21 @@ pub struct MeshTask {
     pub run: String,
 }
 
-fn pair_address(variant: &Variant, run: &str, low: usize, high: usize) -> String {
-    address_for(variant, &format!("{run}-{low}-{high}"))
+/// The address of the link between members `low` and `high`, which both
+/// compute on their own: for zenoh, a port from the run's name and the
+/// pair (below the ephemeral range, one per pair of the run).
+fn pair_address(variant: &Variant, run: &str, low: usize, high: usize) -> Result<String> {
+    let name = format!("{run}-{low}-{high}");
+    if variant.transport == Transport::Zenoh {
+        let base = 20_000
+            + run
+                .bytes()
+                .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(b.into()))
+                % 8_000;
+        let port = base as usize + low * 64 + high;
+        return Ok(format!("zenoh:{name}@tcp/127.0.0.1:{port}"));
+    }
+    address_for(variant.transport, &name)
 }
 
 /// N agents, each connected to every other; in each round every member
@@ -402,12 +405,12 @@ pub(crate) fn mesh_member(
     for other in task.index + 1..task.members {
         listeners.push(listen(
             variant,
-            &pair_address(variant, &task.run, task.index, other),
+            &pair_address(variant, &task.run, task.index, other)?,
         )?);
     }
     let mut links = Vec::new();
     for other in 0..task.index {
-        let address = parse(&pair_address(variant, &task.run, other, task.index))?;
+        let address = parse(&pair_address(variant, &task.run, other, task.index)?)?;
         links.push(connect_retrying(variant, &address, PATIENCE)?);
     }
     for listener in &mut listeners {

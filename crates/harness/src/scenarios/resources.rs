@@ -9,7 +9,9 @@ use crate::agent::{AgentReport, AgentTask, Role};
 use crate::error::{HarnessError, Result};
 use crate::procfs;
 use crate::schema::{ChurnResult, IdleResult};
-use crate::transport::{AnyListener, Transport, Variant, spawn_agent, spawn_agents, unique_name};
+use crate::transport::{
+    AnyListener, Transport, Variant, address_for, spawn_agent, spawn_agents, unique_name,
+};
 
 /// RSS growth over the churn cycles (after warm-up) above which a leak is
 /// suspected: generous, since allocators keep freed memory.
@@ -126,13 +128,7 @@ pub fn churn(variant: Variant, cycles: u32) -> Result<ChurnResult> {
     } else {
         let per_cycle = variant.transport == Transport::Shm;
         let base = unique_name();
-        let address_base = match variant.transport {
-            Transport::Shm => format!("shm:{base}"),
-            _ => format!(
-                "uds:{}",
-                std::env::temp_dir().join(format!("{base}.sock")).display()
-            ),
-        };
+        let address_base = address_for(variant.transport, &base)?;
         let mut listener = if per_cycle {
             None
         } else {
