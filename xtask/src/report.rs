@@ -98,13 +98,29 @@ fn margin(m: f64) -> String {
 fn verdict_cell(t: &crate::targets::TransportVerdict, unit: &str) -> String {
     match (t.value, t.met, t.margin) {
         (Some(v), Some(true), Some(m)) => {
-            format!("✅ {} ({}x headroom)", value(v, unit), margin(m))
+            format!(
+                "✅ {} ({}x headroom){}",
+                value(v, unit),
+                margin(m),
+                own_limit(t, unit)
+            )
         }
         (Some(v), Some(false), Some(m)) => {
-            format!("❌ {} ({}x of limit)", value(v, unit), margin(1.0 / m))
+            format!(
+                "❌ {} ({}x of limit){}",
+                value(v, unit),
+                margin(1.0 / m),
+                own_limit(t, unit)
+            )
         }
         _ => "not measured".into(),
     }
+}
+
+/// `; limit X` when the transport has a limit of its own.
+fn own_limit(t: &crate::targets::TransportVerdict, unit: &str) -> String {
+    t.limit
+        .map_or_else(String::new, |l| format!("; limit {}", value(l, unit)))
 }
 
 /// The run's figures by id.

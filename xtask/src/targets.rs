@@ -176,6 +176,9 @@ struct TargetConfig {
     limit: f64,
     #[serde(default = "enabled")]
     enabled: bool,
+    /// Limits for particular transports, by name (`{ zenoh = 1000.0 }`).
+    #[serde(default)]
+    per_transport: BTreeMap<String, f64>,
 }
 
 fn enabled() -> bool {
@@ -192,6 +195,18 @@ pub struct Target {
     pub def: &'static TargetDef,
     /// The limit.
     pub limit: f64,
+    /// Other limits for particular transports, by name.
+    pub per_transport: BTreeMap<String, f64>,
+}
+
+impl Target {
+    /// The limit that applies to `transport`.
+    pub fn limit_for(&self, transport: Transport) -> f64 {
+        self.per_transport
+            .get(transport.name())
+            .copied()
+            .unwrap_or(self.limit)
+    }
 }
 
 /// Parses a targets file; unknown ids and bad values are errors.
@@ -207,15 +222,25 @@ pub fn parse(text: &str, origin: &str) -> Result<Vec<Target>, String> {
                 known.join(", ")
             )
         })?;
-        if !config.limit.is_finite() {
+        if !config.limit.is_finite() || config.per_transport.values().any(|l| !l.is_finite()) {
             return Err(format!(
                 "{origin}: target `{id}` has a limit that is not a number"
+            ));
+        }
+        if let Some(name) = config
+            .per_transport
+            .keys()
+            .find(|name| name.parse::<Transport>().is_err())
+        {
+            return Err(format!(
+                "{origin}: target `{id}` names unknown transport `{name}`"
             ));
         }
         if config.enabled {
             targets.push(Target {
                 def,
                 limit: config.limit,
+                per_transport: config.per_transport,
             });
         }
     }
@@ -248,6 +273,9 @@ pub struct TransportVerdict {
     /// How far on the passing side: limit/value (below) or value/limit
     /// (above); above 1 means met, with that much headroom.
     pub margin: Option<f64>,
+    /// This transport's own limit, when it is not the target's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<f64>,
 }
 
 /// One target's verdicts.
@@ -297,16 +325,18 @@ pub fn evaluate(results: &RunResults, targets: &[Target]) -> Vec<Verdict> {
                 .transports
                 .iter()
                 .map(|&t| {
+                    let limit = target.limit_for(t);
                     let value = (target.def.extract)(&figures, t);
                     let margin = value.map(|v| match target.def.direction {
-                        Direction::Below => target.limit / v.max(f64::MIN_POSITIVE),
-                        Direction::Above => v / target.limit,
+                        Direction::Below => limit / v.max(f64::MIN_POSITIVE),
+                        Direction::Above => v / limit,
                     });
                     TransportVerdict {
                         transport: t.name().into(),
                         value,
                         met: margin.map(|m| m >= 1.0),
                         margin,
+                        limit: (limit != target.limit).then_some(limit),
                     }
                 })
                 .collect(),
@@ -335,6 +365,18 @@ mod tests {
         assert!(parse("[idle_cpu]\nlimit = \"fast\"", "t").is_err());
         assert!(parse("[idle_cpu]\nlimt = 1", "t").is_err());
         assert!(parse("not toml at all [", "t").is_err());
+        assert!(
+            parse("[idle_cpu]\nlimit = 1\nper_transport = { tcp = 2.0 }", "t")
+                .unwrap_err()
+                .contains("unknown transport `tcp`")
+        );
+        let own = parse(
+            "[idle_cpu]\nlimit = 1\nper_transport = { zenoh = 2.0 }",
+            "t",
+        )
+        .unwrap();
+        assert_eq!(own[0].limit_for(Transport::Zenoh), 2.0);
+        assert_eq!(own[0].limit_for(Transport::Uds), 1.0);
         assert_eq!(
             parse("[idle_cpu]\nlimit = 1\nenabled = false", "t")
                 .unwrap()

@@ -38,9 +38,10 @@ fn run_group(group: Group) -> Result<(), Failed> {
     match group {
         Group::Baselines => {
             // Each transport's mechanism at every size, and the parked one.
-            ensure(r.baselines.latency.len() == k * (transports * sizes + 1), || {
-                format!("{:?}", r.baselines.latency.len())
-            })?;
+            ensure(
+                r.baselines.latency.len() == k * (transports * sizes + 1),
+                || format!("{:?}", r.baselines.latency.len()),
+            )?;
             // The copy stream at the one bulk size, memcpy at five.
             ensure(r.baselines.bandwidth.len() == k * 6, || {
                 format!("{:?}", r.baselines.bandwidth.len())
