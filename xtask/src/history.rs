@@ -23,7 +23,7 @@ pub fn table(dir: &Path) -> Result<String, String> {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<22} {:<10} {:<6} {:<8} {:>11} {:>11} {:>11} {:>12} {:>12} {:>8}",
+        "{:<22} {:<10} {:<6} {:<8} {:>11} {:>11} {:>11} {:>11} {:>12} {:>12} {:>8}",
         "run (UTC)",
         "commit",
         "preset",
@@ -31,6 +31,7 @@ pub fn table(dir: &Path) -> Result<String, String> {
         "pipe p50",
         "uds p50",
         "shm p50",
+        "zenoh p50",
         "shm / buffer",
         "best 1 MiB",
         "missed"
@@ -114,7 +115,7 @@ pub fn table(dir: &Path) -> Result<String, String> {
         };
         let _ = writeln!(
             out,
-            "{:<22} {:<10} {:<6} {:<8} {:>11} {:>11} {:>11} {:>12} {:>12} {:>8}",
+            "{:<22} {:<10} {:<6} {:<8} {:>11} {:>11} {:>11} {:>11} {:>12} {:>12} {:>8}",
             record.started_utc.chars().take(20).collect::<String>(),
             commit,
             r.plan.preset,
@@ -122,6 +123,7 @@ pub fn table(dir: &Path) -> Result<String, String> {
             p50(Transport::Pipe),
             p50(Transport::Uds),
             p50(Transport::Shm),
+            p50(Transport::Zenoh),
             ratio,
             best,
             missed

@@ -83,8 +83,18 @@ fn latency_variants(transport: Transport, size: usize, smallest: usize) -> Vec<V
             Variant::shm(Strategy::Adaptive),
             Variant::shm(Strategy::Spin),
         ],
+        Transport::Zenoh => zenoh_variants(),
         t => vec![Variant::of(t)],
     }
+}
+
+/// Zenoh on loopback, and through a veth pair when the run has made one.
+fn zenoh_variants() -> Vec<Variant> {
+    let mut out = vec![Variant::of(Transport::Zenoh)];
+    if crate::transport::veth::ready() {
+        out.push(Variant::zenoh_veth());
+    }
+    out
 }
 
 /// The variants measured in the parked regime.
@@ -114,6 +124,7 @@ fn throughput_variants(transport: Transport, size: usize, plan: &Plan) -> Vec<Va
             }
             out
         }
+        Transport::Zenoh => zenoh_variants(),
         t => vec![Variant::of(t)],
     }
 }
@@ -586,6 +597,34 @@ fn calibrated(
 /// Most a pattern's message count is scaled up to reach its window.
 const MAX_PATTERN_SCALE: u64 = 256;
 
+/// Holds the run's veth namespace (see [`crate::transport::veth`]).
+struct VethGuard(bool);
+
+impl VethGuard {
+    fn start(plan: &Plan) -> Self {
+        let wanted = plan.transports.contains(&Transport::Zenoh)
+            && (plan.groups.contains(&Group::Latency) || plan.groups.contains(&Group::Throughput));
+        if !wanted {
+            return VethGuard(false);
+        }
+        match crate::transport::veth::start() {
+            Ok(()) => VethGuard(true),
+            Err(why) => {
+                eprintln!("zenoh-veth not measured: {why}");
+                VethGuard(false)
+            }
+        }
+    }
+}
+
+impl Drop for VethGuard {
+    fn drop(&mut self) {
+        if self.0 {
+            crate::transport::veth::stop();
+        }
+    }
+}
+
 /// Runs `plan`, calling `on_step` after every cell.
 pub fn run(plan: &Plan, mut on_step: impl FnMut(&Progress<'_>)) -> Result<RunResults> {
     plan.validate()?;
@@ -594,6 +633,9 @@ pub fn run(plan: &Plan, mut on_step: impl FnMut(&Progress<'_>)) -> Result<RunRes
         plan: plan.clone(),
         ..RunResults::default()
     };
+    // The namespace `zenoh-veth` is measured through, if one can be made;
+    // removed when the run ends, however it ends.
+    let _veth = VethGuard::start(plan);
     let blocks = plan_blocks(plan);
     crate::handicap::set(plan.handicap.clone());
     let trials = plan.trials;

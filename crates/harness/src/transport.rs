@@ -139,6 +139,20 @@ pub enum Large {
     Blob,
 }
 
+/// Where a zenoh agent runs: on this host's loopback, or in a network
+/// namespace behind a veth pair (traffic crosses an interface).
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum Net {
+    /// Loopback.
+    #[default]
+    Loopback,
+    /// Another network namespace, through a veth pair (as root).
+    Veth,
+}
+
 /// A transport as a scenario uses it: which crate, how shared memory
 /// waits, and whether messages are written and read in place.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -154,6 +168,9 @@ pub struct Variant {
     /// How messages larger than a record travel (shared memory only).
     #[serde(default)]
     pub large: Large,
+    /// Where the agent runs (zenoh only).
+    #[serde(default)]
+    pub net: Net,
 }
 
 impl Variant {
@@ -165,6 +182,15 @@ impl Variant {
             zero_copy: false,
             ring_kib: None,
             large: Large::Default,
+            net: Net::Loopback,
+        }
+    }
+
+    /// Zenoh with the agent in a network namespace behind a veth pair.
+    pub fn zenoh_veth() -> Self {
+        Variant {
+            net: Net::Veth,
+            ..Variant::of(Transport::Zenoh)
         }
     }
 
@@ -193,8 +219,12 @@ impl Variant {
     }
 
     /// A label for reports: `pipe`, `uds`, `shm`, `shm-spin`,
-    /// `shm-zero-copy`, `shm-ring-256k`, `shm-copy`, `shm-blob`.
+    /// `shm-zero-copy`, `shm-ring-256k`, `shm-copy`, `shm-blob`, `zenoh`,
+    /// `zenoh-veth`.
     pub fn label(&self) -> String {
+        if self.net == Net::Veth {
+            return format!("{}-veth", self.transport.name());
+        }
         match (self.transport, self.large) {
             (Transport::Shm, Large::Copy) => return "shm-copy".into(),
             (Transport::Shm, Large::Blob) => return "shm-blob".into(),
@@ -354,13 +384,21 @@ impl AnyListener {
                 &config,
             )?),
             Transport::Shm => AnyListener::Shm(ShmListener::bind(&name, &config)?),
-            Transport::Zenoh => AnyListener::Zenoh(ZenohListener::bind(
-                &Address::Zenoh {
-                    name,
-                    endpoints: vec!["tcp/127.0.0.1:0".into()],
-                },
-                &config,
-            )?),
+            Transport::Zenoh => {
+                let host = match variant.net {
+                    Net::Loopback => "127.0.0.1".to_owned(),
+                    Net::Veth => veth::host_ip().ok_or_else(|| {
+                        HarnessError::Invalid("no veth namespace for zenoh-veth".into())
+                    })?,
+                };
+                AnyListener::Zenoh(ZenohListener::bind(
+                    &Address::Zenoh {
+                        name,
+                        endpoints: vec![format!("tcp/{host}:0")],
+                    },
+                    &config,
+                )?)
+            }
             Transport::Pipe => {
                 return Err(HarnessError::Invalid(
                     "pipes have no address to listen on".into(),
@@ -451,6 +489,58 @@ pub fn address_for(transport: Transport, name: &str) -> Result<String> {
     })
 }
 
+/// The network namespace a run measures `zenoh-veth` through: made by
+/// [`start`](veth::start) when the run begins (as root with iproute2),
+/// removed by [`stop`](veth::stop) when it ends.
+pub mod veth {
+    use std::path::Path;
+    use std::process::Command;
+    use std::sync::Mutex;
+
+    use ipc_zenoh::netns::{self, Namespace};
+
+    static NAMESPACE: Mutex<Option<Namespace>> = Mutex::new(None);
+
+    fn with<T>(f: impl FnOnce(&Namespace) -> T) -> Option<T> {
+        NAMESPACE
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(f)
+    }
+
+    /// Makes the namespace; `Err` says why it cannot be (not root, no
+    /// `ip`, or `ip` failed).
+    pub fn start() -> Result<(), String> {
+        if let Some(why) = netns::unavailable() {
+            return Err(why);
+        }
+        let ns = Namespace::create("b").map_err(|e| e.to_string())?;
+        *NAMESPACE.lock().unwrap_or_else(|e| e.into_inner()) = Some(ns);
+        Ok(())
+    }
+
+    /// Removes the namespace, if there is one.
+    pub fn stop() {
+        drop(NAMESPACE.lock().unwrap_or_else(|e| e.into_inner()).take());
+    }
+
+    /// Whether there is a namespace to measure through.
+    pub fn ready() -> bool {
+        with(|_| ()).is_some()
+    }
+
+    /// This side's address on the veth pair.
+    pub fn host_ip() -> Option<String> {
+        with(|ns| ns.host_ip().to_owned())
+    }
+
+    /// `program`, run inside the namespace.
+    pub fn command(program: &Path) -> Option<Command> {
+        with(|ns| ns.command(program))
+    }
+}
+
 /// A name for a socket file or segment that no other run uses.
 pub fn unique_name() -> String {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
@@ -503,9 +593,15 @@ impl Drop for Agent {
     }
 }
 
-/// The command that re-runs this binary as an agent doing `task`.
+/// The command that re-runs this binary as an agent doing `task` (inside
+/// the veth namespace for a `zenoh-veth` task).
 pub fn agent_command(task: &AgentTask) -> Result<Command> {
-    let mut cmd = Command::new(std::env::current_exe()?);
+    let program = std::env::current_exe()?;
+    let mut cmd = match task.variant.net {
+        Net::Loopback => Command::new(program),
+        Net::Veth => veth::command(&program)
+            .ok_or_else(|| HarnessError::Invalid("no veth namespace for zenoh-veth".into()))?,
+    };
     cmd.env(
         TASK_ENV,
         serde_json::to_string(task).expect("tasks serialize"),

@@ -56,10 +56,19 @@ fn run_group(group: Group) -> Result<(), Failed> {
             // at the smallest and the largest; shm-copy and shm-blob at the
             // sizes above a ring record; and shm, shm-copy, shm-blob at the
             // three blob sizes the plan does not have.
+            // zenoh-veth beside zenoh where a namespace can be made (root).
             let large = plan.sizes.iter().filter(|&&s| s > 128 << 10).count();
+            let veth = usize::from(ipc_zenoh::netns::unavailable().is_none());
             ensure(
-                r.throughput.len() == k * ((transports + 1) * sizes + 6 + 2 * large + 3 * 3),
+                r.throughput.len() == k * ((transports + 1 + veth) * sizes + 6 + 2 * large + 3 * 3),
                 || format!("{}", r.throughput.len()),
+            )?;
+            ensure(
+                (veth == 1)
+                    == r.throughput
+                        .iter()
+                        .any(|t| t.variant.label() == "zenoh-veth"),
+                || "zenoh-veth measured where no namespace can be made, or missing".into(),
             )?;
             ensure(
                 r.throughput

@@ -11,8 +11,7 @@ use ipc_hub::{Agent, Hub, HubConfig};
 use ipc_zenoh::{AsyncZenoh, AsyncZenohListener};
 use serde::{Deserialize, Serialize};
 
-#[path = "../tests/common/netns.rs"]
-mod netns;
+use ipc_zenoh::netns;
 
 #[derive(Serialize, Deserialize)]
 struct Task {
@@ -34,7 +33,7 @@ async fn main() -> Result<(), Box<dyn Error + Send + Sync>> {
 }
 
 async fn hub() -> Result<(), Box<dyn Error + Send + Sync>> {
-    let namespace = match netns::cannot_run() {
+    let namespace = match netns::unavailable() {
         None => Some(netns::Namespace::create("x")?),
         Some(why) => {
             println!("no network namespace ({why}): both agents run on loopback");
@@ -44,7 +43,7 @@ async fn hub() -> Result<(), Box<dyn Error + Send + Sync>> {
     // Listen on loopback, and on this side of the veth pair if there is one.
     let mut endpoints = vec!["tcp/127.0.0.1:0".to_owned()];
     if let Some(ns) = &namespace {
-        endpoints.push(format!("tcp/{}:0", ns.host_ip));
+        endpoints.push(format!("tcp/{}:0", ns.host_ip()));
     }
     let address = Address::Zenoh {
         name: "example".into(),

@@ -7,6 +7,7 @@ mod core;
 mod endpoints;
 mod link;
 mod listener;
+pub mod netns;
 mod wire;
 
 use ipc_core::Capabilities;

@@ -15,10 +15,8 @@ use ipc_core::{
 };
 use ipc_zenoh::{Zenoh, ZenohListener};
 
-#[path = "common/netns.rs"]
-mod netns;
+use ipc_zenoh::netns::{Namespace, unavailable as cannot_run};
 use libtest_mimic::{Arguments, Failed, Trial};
-use netns::{Namespace, cannot_run};
 
 const AGENT_ENV: &str = "IPC_ZENOH_NETNS_AGENT";
 const SAFETY: Duration = Duration::from_secs(30);
@@ -72,7 +70,7 @@ impl Drop for Agent {
 /// connects through the veth pair and echoes frames of every size class.
 fn echo_across_a_veth_pair() -> Result<(), Failed> {
     let ns = Namespace::create("e")?;
-    let address: Address = format!("zenoh:netns@tcp/{}:0", ns.host_ip).parse()?;
+    let address: Address = format!("zenoh:netns@tcp/{}:0", ns.host_ip()).parse()?;
     let mut listener = ZenohListener::bind(&address, &config())?;
     let mut agent = agent(&ns, "echo", listener.address())?;
     let mut conn = listener.accept_timeout(SAFETY)?;
@@ -102,7 +100,7 @@ fn loopback_hub_is_unreachable_from_another_namespace() -> Result<(), Failed> {
         unreachable!()
     };
     let port = endpoints[0].rsplit(':').next().unwrap_or("").to_owned();
-    for host in ["127.0.0.1", ns.host_ip.as_str()] {
+    for host in ["127.0.0.1", ns.host_ip()] {
         let target = Address::Zenoh {
             name: name.clone(),
             endpoints: vec![format!("tcp/{host}:{port}")],
@@ -120,7 +118,7 @@ fn loopback_hub_is_unreachable_from_another_namespace() -> Result<(), Failed> {
 /// hub's connection ends in `Disconnected` after the zenoh lease.
 fn vanished_host_is_disconnected_after_the_lease() -> Result<(), Failed> {
     let ns = Namespace::create("v")?;
-    let address: Address = format!("zenoh:vanish@tcp/{}:0", ns.host_ip).parse()?;
+    let address: Address = format!("zenoh:vanish@tcp/{}:0", ns.host_ip()).parse()?;
     let mut listener = ZenohListener::bind(&address, &config())?;
     let _agent = agent(&ns, "echo", listener.address())?;
     let mut conn = listener.accept_timeout(SAFETY)?;

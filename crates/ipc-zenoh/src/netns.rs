@@ -1,15 +1,14 @@
-//! A network namespace joined to this one by a veth pair, for the netns
-//! tests and the example (included by `#[path]`). Needs root and
-//! iproute2; everything it creates is named after the process and removed
-//! on drop.
+//! A network namespace joined to this one by a veth pair, for tests,
+//! examples and benchmarks whose traffic must cross a real interface
+//! rather than loopback. Needs root and iproute2 (`ip`); everything it
+//! creates is named after the process and removed on drop.
 
-use std::error::Error;
+use std::io;
+use std::path::Path;
 use std::process::{Command, Stdio};
 
-type BoxError = Box<dyn Error + Send + Sync>;
-
 /// Why a namespace cannot be made here, if it cannot.
-pub fn cannot_run() -> Option<String> {
+pub fn unavailable() -> Option<String> {
     if rustix::process::geteuid().as_raw() != 0 {
         return Some("needs root to create a network namespace".into());
     }
@@ -19,39 +18,39 @@ pub fn cannot_run() -> Option<String> {
     }
 }
 
-fn ip(args: &[&str]) -> Result<(), BoxError> {
+fn ip(args: &[&str]) -> io::Result<()> {
     let out = Command::new("ip").args(args).output()?;
     if out.status.success() {
         Ok(())
     } else {
-        Err(format!(
+        Err(io::Error::other(format!(
             "ip {}: {}",
             args.join(" "),
             String::from_utf8_lossy(&out.stderr).trim()
-        )
-        .into())
+        )))
     }
 }
 
-/// A namespace joined to this one by a veth pair: `host_ip` on this side,
-/// the namespace's end inside. Removed on drop.
+/// A namespace joined to this one by a veth pair: [`host_ip`](Self::host_ip)
+/// on this side, `.2` of the same /24 inside. Removed on drop.
 #[derive(Debug)]
 pub struct Namespace {
-    pub name: String,
+    name: String,
     host_link: String,
-    pub host_ip: String,
+    host_ip: String,
 }
 
 impl Namespace {
-    /// `tag` (one lowercase letter) tells apart the namespaces one process
-    /// makes at once; each gets its own /24.
-    pub fn create(tag: &str) -> Result<Namespace, BoxError> {
+    /// Creates `ipcz-TAG-PID`. `tag` (one lowercase letter) tells apart
+    /// the namespaces one process has at once; each gets its own /24 in
+    /// 10.200.0.0/13.
+    pub fn create(tag: &str) -> io::Result<Namespace> {
         let pid = std::process::id();
         let name = format!("ipcz-{tag}-{pid}");
         // Interface names are at most 15 bytes.
         let host_link = format!("vz{tag}{}", pid % 1_000_000);
         let inner_link = format!("{host_link}n");
-        let index = u32::from(tag.as_bytes()[0]) % 3;
+        let index = u32::from(tag.bytes().next().unwrap_or(b'a')) % 3;
         let subnet = format!("10.{}.{}", 200 + (pid % 50), (pid / 50) % 80 * 3 + index);
         let ns = Namespace {
             name: name.clone(),
@@ -86,8 +85,18 @@ impl Namespace {
         Ok(ns)
     }
 
-    /// `program` with `args`, run inside the namespace.
-    pub fn command(&self, program: &std::path::Path) -> Command {
+    /// The namespace's name (`ip netns exec NAME ...`).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// This side's address on the veth pair.
+    pub fn host_ip(&self) -> &str {
+        &self.host_ip
+    }
+
+    /// `program`, to be run inside the namespace (stdin closed).
+    pub fn command(&self, program: &Path) -> Command {
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", &self.name])
             .arg(program)
@@ -96,8 +105,7 @@ impl Namespace {
     }
 
     /// Cuts the wire: the far side vanishes without closing anything.
-    #[allow(dead_code)] // used by the tests, not the example
-    pub fn unplug(&self) -> Result<(), BoxError> {
+    pub fn unplug(&self) -> io::Result<()> {
         ip(&["link", "del", &self.host_link])
     }
 }
