@@ -247,6 +247,38 @@ impl Core {
         taken.frame
     }
 
+    /// One attempt to send: sends the frame if the window has room, else
+    /// asks for credit (at most every `WANT_RETRY`) and says until when to
+    /// wait. The blocking and async sends both loop over this.
+    fn send_step(
+        &self,
+        frame: &[u8],
+        deadline: Option<Instant>,
+        fail_fast: bool,
+        ask_at: &mut Instant,
+    ) -> Result<Step, SendError> {
+        match self.link.reserve(frame.len())? {
+            Room::Go(seq) => self.put(wire::data(seq, frame)).map(|()| Step::Done),
+            Room::Full if fail_fast => {
+                self.ask()?;
+                Err(SendError::Full)
+            }
+            Room::Full => {
+                let now = Instant::now();
+                if deadline.is_some_and(|d| now >= d) {
+                    return Err(SendError::Timeout);
+                }
+                if now >= *ask_at {
+                    self.ask()?;
+                    *ask_at = now + WANT_RETRY;
+                }
+                Ok(Step::WaitUntil(
+                    deadline.map_or(*ask_at, |d| d.min(*ask_at)),
+                ))
+            }
+        }
+    }
+
     // ---- blocking ----
 
     pub fn send_blocking(
@@ -258,22 +290,9 @@ impl Core {
         self.check_size(frame)?;
         let mut ask_at = Instant::now();
         loop {
-            match self.link.reserve(frame.len())? {
-                Room::Go(seq) => return self.put(wire::data(seq, frame)),
-                Room::Full if fail_fast => {
-                    self.ask()?;
-                    return Err(SendError::Full);
-                }
-                Room::Full => {
-                    let now = Instant::now();
-                    if deadline.is_some_and(|d| now >= d) {
-                        return Err(SendError::Timeout);
-                    }
-                    if now >= ask_at {
-                        self.ask()?;
-                        ask_at = now + WANT_RETRY;
-                    }
-                    let until = deadline.map_or(ask_at, |d| d.min(ask_at));
+            match self.send_step(frame, deadline, fail_fast, &mut ask_at)? {
+                Step::Done => return Ok(()),
+                Step::WaitUntil(until) => {
                     self.link.wait_writable(Some(until), frame.len());
                 }
             }
@@ -311,22 +330,9 @@ impl Core {
         loop {
             let mut notified = pin!(self.link.writable().notified());
             notified.as_mut().enable();
-            match self.link.reserve(frame.len())? {
-                Room::Go(seq) => return self.put(wire::data(seq, frame)),
-                Room::Full if fail_fast => {
-                    self.ask()?;
-                    return Err(SendError::Full);
-                }
-                Room::Full => {
-                    let now = Instant::now();
-                    if deadline.is_some_and(|d| now >= d) {
-                        return Err(SendError::Timeout);
-                    }
-                    if now >= ask_at {
-                        self.ask()?;
-                        ask_at = now + WANT_RETRY;
-                    }
-                    let until = deadline.map_or(ask_at, |d| d.min(ask_at));
+            match self.send_step(frame, deadline, fail_fast, &mut ask_at)? {
+                Step::Done => return Ok(()),
+                Step::WaitUntil(until) => {
                     let _ = tokio::time::timeout_at(until.into(), notified).await;
                 }
             }
@@ -351,6 +357,12 @@ impl Core {
             }
         }
     }
+}
+
+/// What a send attempt left to do.
+enum Step {
+    Done,
+    WaitUntil(Instant),
 }
 
 impl Drop for Core {
