@@ -128,7 +128,6 @@ fn payload_bytes(sample: &Sample) -> Bytes {
 
 /// One side of a connection: its link and what it declared in zenoh.
 /// Dropping it closes the connection (see [`CLOSE_LINGER`]).
-#[derive(Debug)]
 pub struct Core {
     pub link: Arc<Link>,
     data: Publisher<'static>,
@@ -137,6 +136,17 @@ pub struct Core {
     _token: LivelinessToken,
     session: Arc<SessionGuard>,
     pub config: Config,
+    /// Run when the connection is gone (the hub frees its id).
+    released: Option<Box<dyn FnOnce() + Send + Sync>>,
+}
+
+impl std::fmt::Debug for Core {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Core")
+            .field("link", &self.link)
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Core {
@@ -201,7 +211,13 @@ impl Core {
             _token: token,
             session,
             config,
+            released: None,
         })
+    }
+
+    /// Runs `f` once this side is dropped (after its close).
+    pub fn on_drop(&mut self, f: impl FnOnce() + Send + Sync + 'static) {
+        self.released = Some(Box::new(f));
     }
 
     /// Whether the peer's subscriber for our frames is known here (frames
@@ -375,6 +391,9 @@ impl Drop for Core {
         {
             self.link
                 .wait_close_settled(Instant::now().checked_add(CLOSE_LINGER));
+        }
+        if let Some(released) = self.released.take() {
+            released();
         }
     }
 }

@@ -37,8 +37,10 @@ struct Shared {
     config: Config,
     accepted: flume::Sender<Core>,
     running: AtomicUsize,
-    /// Connection ids ever accepted here: a second hello with one is a
-    /// replay or a clash, refused.
+    /// Connection ids being handshaken or connected here: a second hello
+    /// with one is refused (two connections must not share keys). An id
+    /// leaves when its handshake fails or its connection drops, so the set
+    /// is bounded by the live connections plus `MAX_HANDSHAKES`.
     ids: Mutex<HashSet<String>>,
 }
 
@@ -123,26 +125,35 @@ fn start_handshake(shared: &Arc<Shared>, query: Query) {
 
 /// Checks a hello, declares the hub's side, waits until the agent's token
 /// and subscriber are known, answers, and queues the connection.
-fn handshake(shared: &Shared, query: &Query) -> Result<(), String> {
-    let deadline = Instant::now() + HANDSHAKE_LIMIT;
+fn handshake(shared: &Arc<Shared>, query: &Query) -> Result<(), String> {
     let payload = query
         .payload()
         .map(|p| p.to_bytes().into_owned())
         .unwrap_or_default();
     let (peer, id) = wire::parse_hello(&payload)?;
-    if !shared
-        .ids
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .insert(id.clone())
-    {
+    if !shared.ids().insert(id.clone()) {
         return Err(format!("connection id {id} is already in use"));
     }
+    let result = admit(shared, query, peer, &id);
+    if result.is_err() {
+        shared.ids().remove(&id);
+    }
+    result
+}
+
+impl Shared {
+    fn ids(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.ids.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn admit(shared: &Arc<Shared>, query: &Query, peer: Terms, id: &str) -> Result<(), String> {
+    let deadline = Instant::now() + HANDSHAKE_LIMIT;
     let link = Arc::new(Link::new(shared.own));
     link.set_peer(peer);
-    let core = Core::declare(
+    let mut core = Core::declare(
         shared.session.clone(),
-        Keys::hub(&shared.name, &id),
+        Keys::hub(&shared.name, id),
         link.clone(),
         shared.config.clone(),
     )
@@ -160,6 +171,13 @@ fn handshake(shared: &Shared, query: &Query) -> Result<(), String> {
         .reply(query.key_expr().clone(), wire::welcome(shared.own))
         .wait()
         .map_err(|e| format!("answering: {e}"))?;
+    // The id is free again once the connection is gone.
+    let (weak, id) = (Arc::downgrade(shared), id.to_owned());
+    core.on_drop(move || {
+        if let Some(shared) = weak.upgrade() {
+            shared.ids().remove(&id);
+        }
+    });
     // Dropped here when the listener is gone or does not accept in time:
     // the agent then sees the connection close.
     let _ = shared.accepted.send_timeout(core, HANDSHAKE_LIMIT);

@@ -293,21 +293,17 @@ fn connection_ids(session: &zenoh::Session, name: &str) -> Result<HashSet<String
     Ok(ids)
 }
 
-/// Hellos that are not ours, of another version or replaying a connection
-/// id are refused with a reason; a good agent is accepted right after.
+/// Hellos that are not ours, of another version or replaying a live
+/// connection's id are refused with a reason; a good agent is accepted
+/// right after; once that agent's connection is gone its id is free again
+/// (the hub keeps no id of a closed connection: bounded memory).
 fn bad_hellos_are_refused() -> Result<(), Failed> {
     let mut listener = hub()?;
     let Address::Zenoh { name, endpoints } = listener.address().clone() else {
         unreachable!()
     };
     let session = raw_session(&endpoints)?;
-    let mut wrong_version = b"IPCZ\x09".to_vec();
-    wrong_version.extend_from_slice(&[1; 16]);
-    for (hello, why) in [
-        (b"GET / HTTP/1.1".to_vec(), "not an ipc-zenoh handshake"),
-        (wrong_version, "protocol version"),
-        (Vec::new(), "not an ipc-zenoh handshake"),
-    ] {
+    let ask = |hello: Vec<u8>| -> Result<String, Failed> {
         let replies = session
             .get(format!("ipc/{name}/connect"))
             .payload(hello)
@@ -315,16 +311,51 @@ fn bad_hellos_are_refused() -> Result<(), Failed> {
             .wait()
             .map_err(|e| e.to_string())?;
         let reply = replies.recv().map_err(|e| e.to_string())?;
-        let refusal = match reply.result() {
-            Err(refusal) => String::from_utf8_lossy(&refusal.payload().to_bytes()).into_owned(),
-            Ok(_) => return Err("a bad hello was welcomed".into()),
-        };
+        match reply.result() {
+            Err(refusal) => Ok(String::from_utf8_lossy(&refusal.payload().to_bytes()).into_owned()),
+            Ok(_) => Err("a bad hello was welcomed".into()),
+        }
+    };
+    let mut wrong_version = b"IPCZ\x09".to_vec();
+    wrong_version.extend_from_slice(&[1; 16]);
+    for (hello, why) in [
+        (b"GET / HTTP/1.1".to_vec(), "not an ipc-zenoh handshake"),
+        (wrong_version, "protocol version"),
+        (Vec::new(), "not an ipc-zenoh handshake"),
+    ] {
+        let refusal = ask(hello)?;
         ensure(refusal.contains(why), || format!("refusal: {refusal}"))?;
     }
-    let _agent = Agent::start("echo", listener.address());
+    let mut agent = Agent::start("echo", listener.address());
     let mut conn = accept(&mut listener)?;
     conn.send(b"ok")?;
-    ensure(&conn.recv()?[..] == b"ok", || "echo after refusals".into())
+    ensure(&conn.recv()?[..] == b"ok", || "echo after refusals".into())?;
+
+    // A hello (version 1, window, maximum, pid) replaying the live id.
+    let id = connection_ids(&session, &name)?
+        .into_iter()
+        .next()
+        .ok_or("the agent's token is not visible")?;
+    let hello = |id: &str| {
+        let mut h = b"IPCZ\x01".to_vec();
+        h.extend_from_slice(&(1u64 << 20).to_le_bytes());
+        h.extend_from_slice(&(1u64 << 20).to_le_bytes());
+        h.extend_from_slice(&7u32.to_le_bytes());
+        h.extend_from_slice(id.as_bytes());
+        h
+    };
+    let refusal = ask(hello(&id))?;
+    ensure(refusal.contains("already in use"), || {
+        format!("a replayed live id: {refusal}")
+    })?;
+    drop(conn);
+    ensure(agent.wait().is_some(), || "the agent did not leave".into())?;
+    // Now the id is free: the hello gets as far as waiting for a token
+    // that never comes (refused after the handshake limit).
+    let refusal = ask(hello(&id))?;
+    ensure(!refusal.contains("already in use"), || {
+        format!("a closed connection's id is still held: {refusal}")
+    })
 }
 
 /// Connecting where no hub listens, or to a hub of another name, fails
