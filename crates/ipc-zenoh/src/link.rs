@@ -165,10 +165,11 @@ impl Link {
         let mut reply = None;
         let verdict = match message {
             Err(e) => Err(format!("the peer sent a malformed message: {e}")),
-            Ok(message) if s.end == Some(End::PeerClosed) => Err(format!(
-                "the peer sent {} after its close",
-                kind_name(&message)
-            )),
+            // Both sides may close at once: our close's acknowledgement can
+            // follow the peer's own close.
+            Ok(message) if s.end == Some(End::PeerClosed) && message != Message::CloseAck => Err(
+                format!("the peer sent {} after its close", kind_name(&message)),
+            ),
             Ok(Message::Data { seq, frame }) => self.arrived(&mut s, seq, frame),
             Ok(Message::Credit(consumed)) => {
                 if consumed > s.sent {
@@ -527,6 +528,24 @@ mod tests {
         assert!(receiver.on_sample(Bytes::from(wire::want())).is_none());
         let taken = receiver.take().unwrap().unwrap();
         assert_eq!(taken.credit, Some(2 * wire::cost(100)));
+    }
+
+    #[test]
+    fn both_sides_closing_at_once_is_no_violation() {
+        let link = linked();
+        // We closed (sent our close), then the peer's close arrives, then
+        // its acknowledgement of ours.
+        assert_eq!(link.closing(), Some(0));
+        assert_eq!(
+            link.on_sample(Bytes::from(wire::close(0))),
+            Some(wire::close_ack())
+        );
+        assert_eq!(link.on_sample(Bytes::from(wire::close_ack())), None);
+        assert!(matches!(link.take(), Err(RecvError::Disconnected)));
+        assert!(link.wait_close_settled(Some(Instant::now())));
+        // Anything else after the peer's close is a violation.
+        link.on_sample(Bytes::from(wire::want()));
+        assert!(matches!(link.take(), Err(RecvError::Corrupted(_))));
     }
 
     #[test]
