@@ -172,8 +172,8 @@ pub fn build_runner(root: &Path) -> Result<PathBuf, Failure> {
             "--release",
             "--package",
             "harness",
-            "--bin",
-            "ipc-bench",
+            // The runner and the idle agents (one per transport).
+            "--bins",
             // The peers group (iceoryx2) is part of every run.
             "--features",
             "peers",

@@ -1205,6 +1205,21 @@ fn section_resources(out: &mut String, ix: &Index<'_>) {
         ],
         &idle,
     );
+    // Which program the idle agents were: their memory is its memory.
+    let mut programs: Vec<String> =
+        ix.r.idle
+            .iter()
+            .map(|i| format!("`{}` ({})", i.agent_program, i.variant.label()))
+            .collect();
+    programs.sort();
+    programs.dedup();
+    if !programs.is_empty() {
+        let _ = writeln!(
+            out,
+            "Idle agents were played by {} (`ipc-idle-<transport>` links only its transport, as a user's agent does; `ipc-bench` is the runner, every scenario linked in).\n",
+            programs.join(", ")
+        );
+    }
     table(
         out,
         &[

@@ -117,7 +117,7 @@ pub const KNOWN: [TargetDef; 7] = [
     },
     TargetDef {
         id: "idle_memory",
-        description: "idle agent memory (largest RSS seen)",
+        description: "idle agent memory (largest RSS seen; the agent links only its transport)",
         unit: "MB",
         direction: Direction::Below,
         extract: |f, t| {

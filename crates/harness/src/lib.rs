@@ -7,6 +7,7 @@ pub mod compare;
 pub mod error;
 pub mod figures;
 pub mod handicap;
+pub mod idle_agent;
 pub mod pin;
 pub mod plan;
 pub mod procfs;

@@ -374,6 +374,15 @@ pub struct IdleResult {
     /// only).
     #[serde(default)]
     pub shm_kib_per_agent: Option<f64>,
+    /// The agents' program: `ipc-idle-<transport>` (links only its
+    /// transport), or the runner where that was not built (records from
+    /// before it: the runner).
+    #[serde(default = "runner_program")]
+    pub agent_program: String,
+}
+
+fn runner_program() -> String {
+    "ipc-bench".into()
 }
 
 /// Connect/disconnect cycles: does memory grow?

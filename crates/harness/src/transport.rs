@@ -2,6 +2,7 @@
 //! dispatch on the hot path), and spawning an agent connected by one.
 
 use std::fmt;
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -596,10 +597,15 @@ impl Drop for Agent {
 /// The command that re-runs this binary as an agent doing `task` (inside
 /// the veth namespace for a `zenoh-veth` task).
 pub fn agent_command(task: &AgentTask) -> Result<Command> {
-    let program = std::env::current_exe()?;
+    agent_command_of(&std::env::current_exe()?, task)
+}
+
+/// Like [`agent_command`], running `program` (which plays `task`'s role:
+/// this binary, or an [idle agent](crate::idle_agent)).
+fn agent_command_of(program: &Path, task: &AgentTask) -> Result<Command> {
     let mut cmd = match task.variant.net {
         Net::Loopback => Command::new(program),
-        Net::Veth => veth::command(&program)
+        Net::Veth => veth::command(program)
             .ok_or_else(|| HarnessError::Invalid("no veth namespace for zenoh-veth".into()))?,
     };
     cmd.env(
@@ -614,14 +620,10 @@ pub fn agent_command(task: &AgentTask) -> Result<Command> {
 /// Spawns an agent doing `task`, connected over `task.variant`.
 pub fn spawn_agent(task: &AgentTask) -> Result<Agent> {
     let variant = task.variant;
-    let mut cmd = agent_command(task)?;
     if variant.transport == Transport::Pipe {
-        let (conn, child) = ipc_pipe::spawn(&mut cmd, &variant.config())?.into_parts();
-        return Ok(Agent {
-            conn: Some(AnyConnection::Pipe(conn)),
-            child,
-        });
+        return spawn_pipe_agent(&std::env::current_exe()?, task);
     }
+    let mut cmd = agent_command(task)?;
     let mut listener = AnyListener::bind_unique(&variant)?;
     cmd.env(ADDRESS_ENV, listener.address().to_string());
     let mut child = cmd.spawn()?;
@@ -643,17 +645,35 @@ pub fn spawn_agent(task: &AgentTask) -> Result<Agent> {
     }
 }
 
+/// Spawns `program` as an agent doing `task`, its standard input and
+/// output the connection (pipes join only parent and child).
+fn spawn_pipe_agent(program: &Path, task: &AgentTask) -> Result<Agent> {
+    let mut cmd = agent_command_of(program, task)?;
+    let (conn, child) = ipc_pipe::spawn(&mut cmd, &task.variant.config())?.into_parts();
+    Ok(Agent {
+        conn: Some(AnyConnection::Pipe(conn)),
+        child,
+    })
+}
+
 /// Spawns `count` agents doing `task`, all joining one listener (one
 /// address for all, as a hub has); pipes give each its own pair.
 pub fn spawn_agents(task: &AgentTask, count: usize) -> Result<Vec<Agent>> {
+    spawn_agents_of(&std::env::current_exe()?, task, count)
+}
+
+/// Like [`spawn_agents`], running `program` as the agents.
+pub fn spawn_agents_of(program: &Path, task: &AgentTask, count: usize) -> Result<Vec<Agent>> {
     let variant = task.variant;
     if variant.transport == Transport::Pipe {
-        return (0..count).map(|_| spawn_agent(task)).collect();
+        return (0..count)
+            .map(|_| spawn_pipe_agent(program, task))
+            .collect();
     }
     let mut listener = AnyListener::bind_unique(&variant)?;
     let mut children = Vec::with_capacity(count);
     for _ in 0..count {
-        let mut cmd = agent_command(task)?;
+        let mut cmd = agent_command_of(program, task)?;
         cmd.env(ADDRESS_ENV, listener.address().to_string());
         children.push(cmd.spawn()?);
     }

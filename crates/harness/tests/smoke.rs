@@ -158,6 +158,17 @@ fn run_group(group: Group) -> Result<(), Failed> {
                 || "idle".into(),
             )?;
             ensure(r.idle.iter().all(|i| i.rss_kib_max > 0), || "rss".into())?;
+            // Each idle agent is its transport's own small program (cargo
+            // builds the package's binaries for its tests), not this one.
+            ensure(
+                r.idle.iter().all(|i| {
+                    i.agent_program == harness::idle_agent::program_name(i.variant.transport)
+                }),
+                || {
+                    let programs: Vec<_> = r.idle.iter().map(|i| &i.agent_program).collect();
+                    format!("idle agents were {programs:?}")
+                },
+            )?;
             // Shared memory per agent, for shm only (and well under the
             // rings' size: an idle connection gives its pages back).
             ensure(

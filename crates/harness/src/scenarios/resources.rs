@@ -10,7 +10,7 @@ use crate::error::{HarnessError, Result};
 use crate::procfs;
 use crate::schema::{ChurnResult, IdleResult};
 use crate::transport::{
-    AnyListener, Transport, Variant, address_for, spawn_agent, spawn_agents, unique_name,
+    AnyListener, Transport, Variant, address_for, spawn_agent, spawn_agents_of, unique_name,
 };
 
 /// RSS growth over the churn cycles (after warm-up) above which a leak is
@@ -30,8 +30,12 @@ pub fn idle(variant: Variant, agents: usize, window: Duration) -> Result<IdleRes
         role: Role::Idle,
         variant,
     };
-    // On one address, as a hub's agents are.
-    let mut spawned = spawn_agents(&task, agents)?;
+    // On one address, as a hub's agents are; each a process linking only
+    // its transport, as a user's agent is (the runner plays it when those
+    // binaries were not built, and the result says so).
+    let runner = std::env::current_exe()?;
+    let program = crate::idle_agent::program(&variant).unwrap_or(runner);
+    let mut spawned = spawn_agents_of(&program, &task, agents)?;
     // Some traffic first, as a working agent has had: 64 messages of
     // 4 KiB (through every page of a default ring; the agents take and
     // drop them).
@@ -101,6 +105,9 @@ pub fn idle(variant: Variant, agents: usize, window: Duration) -> Result<IdleRes
         rss_kib_mean: rss.iter().sum::<u64>() as f64 / rss.len() as f64,
         rss_kib_max: rss.iter().copied().max().unwrap_or(0),
         shm_kib_per_agent: shm_bytes.map(|b| b as f64 / 1024.0 / agents as f64),
+        agent_program: program
+            .file_name()
+            .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
     })
 }
 
