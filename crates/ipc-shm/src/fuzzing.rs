@@ -31,11 +31,7 @@ pub fn ring_image(data: &[u8]) {
     for (i, b) in bytes.iter().take(CAP).enumerate() {
         ring[i / 8] |= u64::from(*b) << (8 * (i % 8));
     }
-    let mem = RingMemory {
-        ctl: &*ctl,
-        data: ring.as_mut_ptr().cast(),
-        cap: CAP as u64,
-    };
+    let mem = RingMemory::new(&*ctl, ring.as_mut_ptr().cast(), CAP as u64);
     // SAFETY: one consumer over a ring that outlives it (both are locals).
     let mut consumer = unsafe { Consumer::new(mem) };
     for _ in 0..64 {

@@ -128,15 +128,65 @@ pub(crate) fn max_record(cap: u64) -> usize {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct RingMemory {
     pub(crate) ctl: *const RingControl,
-    pub(crate) data: *mut u8,
-    pub(crate) cap: u64,
+    data: *mut u8,
+    cap: u64,
+    /// Model checks only: one tracked cell per 8 data bytes (see
+    /// [`RingMemory::touch`]).
+    #[cfg(loom)]
+    shadow: Option<&'static [loom::cell::UnsafeCell<()>]>,
 }
 
 impl RingMemory {
+    /// The ring whose control block is at `ctl` and whose `cap` data bytes
+    /// (a power of two) start at `data`.
+    pub(crate) fn new(ctl: *const RingControl, data: *mut u8, cap: u64) -> Self {
+        RingMemory {
+            ctl,
+            data,
+            cap,
+            #[cfg(loom)]
+            shadow: None,
+        }
+    }
+
+    /// The same ring with its data accesses tracked by loom: every read
+    /// and write of data bytes must then be ordered by the positions'
+    /// acquire/release pairs, or the model check fails (loom does not see
+    /// plain memory, so a weakened ordering would otherwise go unnoticed).
+    #[cfg(loom)]
+    pub(crate) fn tracked(self) -> Self {
+        let cells = (0..self.cap / 8)
+            .map(|_| loom::cell::UnsafeCell::new(()))
+            .collect::<Vec<_>>();
+        RingMemory {
+            shadow: Some(Vec::leak(cells)),
+            ..self
+        }
+    }
+
     fn ctl(&self) -> &RingControl {
         // SAFETY: `RingMemory` is only built over a live, aligned control
         // block that outlives it (the segment mapping or a test's box).
         unsafe { &*self.ctl }
+    }
+
+    /// Tells the model checker that data bytes `[offset, offset + len)`
+    /// are read (or written) now. Nothing outside model checks.
+    #[inline(always)]
+    fn touch(&self, offset: u64, len: u64, write: bool) {
+        #[cfg(loom)]
+        if let Some(cells) = self.shadow {
+            let words = (offset / 8) as usize..(offset + len).div_ceil(8) as usize;
+            for cell in &cells[words] {
+                if write {
+                    cell.with_mut(|_| ());
+                } else {
+                    cell.with(|_| ());
+                }
+            }
+        }
+        #[cfg(not(loom))]
+        let _ = (offset, len, write);
     }
 }
 
@@ -251,6 +301,7 @@ impl Producer {
 
     /// The payload bytes of a reservation, to be filled before `commit`.
     pub(crate) fn payload_mut(&mut self, r: &Reservation) -> &mut [u8] {
+        self.mem.touch(r.offset + RECORD_HEADER, r.len as u64, true);
         // SAFETY: `try_reserve` checked that [offset, offset + 8 + len) is
         // inside the ring and free: the consumer will not read it before
         // `commit` publishes it, and `&mut self` keeps us the only writer.
@@ -309,6 +360,7 @@ impl Producer {
     }
 
     fn write_header(&mut self, offset: u64, len: u32, kind: u32) {
+        self.mem.touch(offset, RECORD_HEADER, true);
         let mut header = [0u8; 8];
         header[..4].copy_from_slice(&len.to_le_bytes());
         header[4..].copy_from_slice(&kind.to_le_bytes());
@@ -402,6 +454,7 @@ impl Consumer {
                 return Ok(None);
             }
             let offset = self.tail & (cap - 1);
+            self.mem.touch(offset, RECORD_HEADER, false);
             let mut header = [0u8; 8];
             // SAFETY: `offset` is 8-aligned (every record is) and below cap,
             // so 8 bytes from it are inside the ring; the bytes were
@@ -448,6 +501,7 @@ impl Consumer {
     /// that yields wrong bytes, never an out-of-bounds access (the range was
     /// validated against this side's own ring size).
     pub(crate) fn payload(&self, r: &Record) -> &[u8] {
+        self.mem.touch(r.offset, r.len as u64, false);
         // SAFETY: `peek` checked offset + len <= cap; the range is published
         // and not yet released, so a correct producer does not write it.
         unsafe { std::slice::from_raw_parts(self.mem.data.add(r.offset as usize), r.len) }
@@ -492,11 +546,11 @@ mod tests {
             }
         }
         fn mem(&mut self) -> RingMemory {
-            RingMemory {
-                ctl: &*self.ctl,
-                data: self.data.as_mut_ptr().cast(),
-                cap: (self.data.len() * 8) as u64,
-            }
+            RingMemory::new(
+                &*self.ctl,
+                self.data.as_mut_ptr().cast(),
+                (self.data.len() * 8) as u64,
+            )
         }
         fn bytes(&mut self) -> &mut [u8] {
             let len = self.data.len() * 8;
@@ -641,16 +695,7 @@ mod loom_tests {
     #[test]
     fn spsc_ring_delivers_in_order_under_every_interleaving() {
         loom::model(|| {
-            let ctl = Box::leak(Box::new(RingControl::new()));
-            let data: &'static mut [u64] = Box::leak(vec![0u64; 8].into_boxed_slice());
-            let mem = RingMemory {
-                ctl,
-                data: data.as_mut_ptr().cast(),
-                cap: 64,
-            };
-            struct SendMem(RingMemory);
-            // SAFETY: the leaked memory lives for the whole model run.
-            unsafe impl Send for SendMem {}
+            let mem = leaked_ring(64);
             let for_producer = SendMem(mem);
             let producer = thread::spawn(move || {
                 let m = for_producer;
@@ -680,14 +725,56 @@ mod loom_tests {
         });
     }
 
+    /// A ring whose data accesses loom tracks: a read or write of data
+    /// bytes that the positions' acquire/release do not order fails the
+    /// check (weakening any of them makes these tests fail).
     fn leaked_ring(cap: usize) -> RingMemory {
         let ctl = Box::leak(Box::new(RingControl::new()));
         let data: &'static mut [u64] = Box::leak(vec![0u64; cap / 8].into_boxed_slice());
-        RingMemory {
-            ctl,
-            data: data.as_mut_ptr().cast(),
-            cap: cap as u64,
-        }
+        RingMemory::new(ctl, data.as_mut_ptr().cast(), cap as u64).tracked()
+    }
+
+    /// Records of three sizes through a 64-byte ring: the producer runs on
+    /// a stale tail until the ring looks full, pads to the end when a
+    /// record does not fit before it, and the consumer takes several
+    /// records per head it reads. Every record arrives intact, in order,
+    /// and no byte is written while the consumer may still read it.
+    #[test]
+    fn cached_positions_and_pads_deliver_in_order() {
+        loom::model(|| {
+            // Records of 24, 32 and 16 bytes: the third needs a pad of 8
+            // at position 56 and lands at offset 0 once the first is
+            // released.
+            const LENS: [usize; 3] = [16, 24, 8];
+            let mem = leaked_ring(64);
+            let for_producer = SendMem(mem);
+            let producer = thread::spawn(move || {
+                let m = for_producer;
+                // SAFETY: the only producer.
+                let mut p = unsafe { Producer::new(m.0) };
+                for (i, len) in LENS.into_iter().enumerate() {
+                    let msg = vec![i as u8 + 1; len];
+                    while p.try_write(kind::WHOLE, &[&msg]).unwrap().is_none() {
+                        thread::yield_now();
+                    }
+                }
+            });
+            // SAFETY: the only consumer.
+            let mut c = unsafe { Consumer::new(mem) };
+            let mut next = 0;
+            while next < LENS.len() {
+                match c.peek().unwrap() {
+                    Some(r) => {
+                        assert_eq!(c.payload(&r), &vec![next as u8 + 1; LENS[next]][..]);
+                        c.release(r);
+                        next += 1;
+                    }
+                    None => thread::yield_now(),
+                }
+            }
+            producer.join().unwrap();
+            assert!(c.peek().unwrap().is_none(), "nothing after the last");
+        });
     }
 
     struct SendMem(RingMemory);

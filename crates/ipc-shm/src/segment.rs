@@ -343,14 +343,13 @@ impl Segment {
 
     /// The memory of ring `ring` (0: owner to peer, 1: peer to owner).
     pub(crate) fn ring(&self, ring: usize) -> RingMemory {
-        RingMemory {
-            ctl: self.map.as_ptr().wrapping_add(PAGE * (1 + ring)) as *const RingControl,
-            data: self
-                .map
+        RingMemory::new(
+            self.map.as_ptr().wrapping_add(PAGE * (1 + ring)) as *const RingControl,
+            self.map
                 .as_ptr()
                 .wrapping_add(3 * PAGE + ring * self.cap as usize),
-            cap: self.cap,
-        }
+            self.cap,
+        )
     }
 
     /// Gives the data pages of ring `ring` back to the kernel. Only for the
