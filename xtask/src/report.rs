@@ -9,6 +9,7 @@ use std::path::Path;
 
 use harness::compare::Comparison;
 use harness::figures::{FigureId, Unit};
+use harness::schema::Mechanism;
 use harness::{Figure, Group, Regime, RunResults, Statistic, Subject, Variant};
 
 use crate::charts::{Axis, BarChart, LineChart, Series};
@@ -961,7 +962,7 @@ fn section_throughput(out: &mut String, ix: &Index<'_>) {
 fn section_peers(out: &mut String, r: &RunResults, ix: &Index<'_>) {
     let theirs = ix.all(|id| {
         id.group == Group::Peers
-            && matches!(id.subject, Subject::Mechanism(_))
+            && matches!(id.subject, Subject::Mechanism(m) if m != Mechanism::SharedBuffer)
             && id.statistic == Statistic::P50
     });
     if theirs.is_empty() {
@@ -991,11 +992,29 @@ Not measured: the runner was built without the harness feature `peers` (`cargo x
                 statistic: Statistic::Ratio,
                 ..peer.id
             };
+            let floor = FigureId {
+                subject: Subject::Mechanism(Mechanism::SharedBuffer),
+                ..peer.id
+            };
+            let over_floor = FigureId {
+                subject: Subject::Over(shm, Mechanism::SharedBuffer),
+                statistic: Statistic::Ratio,
+                ..peer.id
+            };
+            // The best `shm / peer` any copying transport could show here:
+            // the floor's median over the peer's, same run.
+            let reachable = match ix.get(floor) {
+                Some(f) if peer.median > 0.0 => format!("{:.2}x", f.median / peer.median),
+                _ => "-".into(),
+            };
             Some(vec![
                 bytes(peer.id.size.unwrap_or(0) as f64),
                 cell_interval(ix.get(ours)),
                 format!("{} ({})", with_interval(peer), m.name()),
                 cell_interval(ix.get(ratio)),
+                cell_interval(ix.get(floor)),
+                cell_interval(ix.get(over_floor)),
+                reachable,
                 format!(
                     "{} / {}",
                     cell(ix.stat(ours, Statistic::CpuPerOp)),
@@ -1006,7 +1025,7 @@ Not measured: the runner was built without the harness feature `peers` (`cargo x
         .collect();
     let _ = writeln!(
         out,
-        "## Against the crates people use instead (same run, interleaved)\n\nRound trips between two processes, back to back, both sides spinning, payload filled before and verified after the timed part, in the same blocks trial by trial; the ratio is paired per trial (below 1: `shm` is faster).\n"
+        "## Against the crates people use instead (same run, interleaved)\n\nRound trips between two processes, back to back, both sides spinning, payload filled before and verified after the timed part, in the same blocks trial by trial; the ratio is paired per trial (below 1: `shm` is faster). The floor is the bare shared buffer doing the same copies (parent copies in, child copies out and back in, parent copies out) in the same blocks: no copying transport beats it, so floor / peer (ratio of the medians) is the best `shm / peer` this machine allows at that size.\n"
     );
     table(
         out,
@@ -1015,6 +1034,9 @@ Not measured: the runner was built without the harness feature `peers` (`cargo x
             "shm p50 [interval]",
             "peer p50 [interval]",
             "shm / peer [interval]",
+            "floor p50 [interval]",
+            "shm / floor [interval]",
+            "floor / peer",
             "CPU / round trip (shm / peer)",
         ],
         &rows,

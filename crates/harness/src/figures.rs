@@ -461,7 +461,12 @@ pub fn figures(r: &RunResults) -> Vec<Figure> {
         g.round_trips(base, l.trial, &l.stats, l.cpu_ns_per_op);
     }
     let mechanisms = r.baselines.latency.iter().map(|b| (Group::Baselines, b));
-    let theirs = r.peers.others.iter().map(|b| (Group::Peers, b));
+    let theirs = r
+        .peers
+        .others
+        .iter()
+        .chain(&r.peers.floor)
+        .map(|b| (Group::Peers, b));
     for (group, b) in mechanisms.chain(theirs) {
         let subject = Subject::Mechanism(b.mechanism);
         let base = id(group, subject, b.regime, Some(b.size), None, Statistic::P50);
@@ -636,43 +641,46 @@ pub fn figures(r: &RunResults) -> Vec<Figure> {
         }
     }
     // Same-run ratios, paired per trial.
-    let pairs: Vec<(FigureId, FigureId, Better)> = g
-        .values
-        .keys()
-        .filter_map(|&fid| {
-            let Subject::Transport(v) = fid.subject else {
-                return None;
-            };
-            let mechanism = match (fid.group, fid.statistic) {
-                // Against the peer measured beside it, in its own group.
-                (Group::Peers, Statistic::P50) => {
-                    let under = FigureId {
-                        subject: Subject::Mechanism(Mechanism::Iceoryx2),
-                        ..fid
-                    };
-                    return Some((fid, under, Better::Lower));
-                }
-                (Group::Latency, Statistic::P50) => mechanism_of(v, fid.regime),
-                (Group::Throughput, Statistic::Bandwidth)
-                    if v.transport == Transport::Shm && fid.size >= Some(BULK_SIZE) =>
-                {
-                    Mechanism::SharedBuffer
-                }
-                _ => return None,
-            };
-            let under = FigureId {
-                group: Group::Baselines,
-                subject: Subject::Mechanism(mechanism),
-                ..fid
-            };
-            let better = if fid.statistic == Statistic::Bandwidth {
-                Better::Higher
-            } else {
-                Better::Lower
-            };
-            Some((fid, under, better))
-        })
-        .collect();
+    let mut pairs: Vec<(FigureId, FigureId, Better)> = Vec::new();
+    // Against the peer and the floor measured beside it, in its own group.
+    for &fid in g.values.keys() {
+        if let (Subject::Transport(_), Group::Peers, Statistic::P50) =
+            (fid.subject, fid.group, fid.statistic)
+        {
+            for m in [Mechanism::Iceoryx2, Mechanism::SharedBuffer] {
+                let under = FigureId {
+                    subject: Subject::Mechanism(m),
+                    ..fid
+                };
+                pairs.push((fid, under, Better::Lower));
+            }
+        }
+    }
+    pairs.extend(g.values.keys().filter_map(|&fid| {
+        let Subject::Transport(v) = fid.subject else {
+            return None;
+        };
+        let mechanism = match (fid.group, fid.statistic) {
+            (Group::Latency, Statistic::P50) => mechanism_of(v, fid.regime),
+            (Group::Throughput, Statistic::Bandwidth)
+                if v.transport == Transport::Shm && fid.size >= Some(BULK_SIZE) =>
+            {
+                Mechanism::SharedBuffer
+            }
+            _ => return None,
+        };
+        let under = FigureId {
+            group: Group::Baselines,
+            subject: Subject::Mechanism(mechanism),
+            ..fid
+        };
+        let better = if fid.statistic == Statistic::Bandwidth {
+            Better::Higher
+        } else {
+            Better::Lower
+        };
+        Some((fid, under, better))
+    }));
     for (over, under, better) in pairs {
         g.paired(over, under, better);
     }
@@ -753,5 +761,62 @@ mod tests {
             .unwrap();
         assert!(p50.spread() > 3.5, "absolute figures keep the drift");
         assert!(p50.judged && !ratio.id.key().contains(' '));
+    }
+
+    /// In the peers group, `shm` is paired with the peer and with the
+    /// floor measured in the same blocks, each in that group.
+    #[test]
+    fn peers_pair_shm_with_the_peer_and_the_floor() {
+        use crate::schema::{BaselineLatency, LatencyResult};
+        use crate::stats::Recorder;
+        let stats = |ns: u64| {
+            let mut r = Recorder::new();
+            r.record_ns(ns);
+            r.summary()
+        };
+        let theirs = |mechanism, trial, ns| BaselineLatency {
+            mechanism,
+            trial,
+            size: 4096,
+            regime: Regime::BackToBack,
+            pinned: true,
+            cpu_ns_per_op: 0.0,
+            stats: stats(ns),
+        };
+        let shm = Variant::of(Transport::Shm);
+        let mut r = RunResults::default();
+        for trial in 0..3 {
+            r.peers.ours.push(LatencyResult {
+                variant: shm,
+                trial,
+                size: 4096,
+                regime: Regime::BackToBack,
+                pinned: true,
+                cpu_ns_per_op: 0.0,
+                stats: stats(3000),
+            });
+            r.peers
+                .others
+                .push(theirs(Mechanism::Iceoryx2, trial, 4500));
+            r.peers
+                .floor
+                .push(theirs(Mechanism::SharedBuffer, trial, 2500));
+        }
+        let all = figures(&r);
+        let ratio = |m| {
+            all.iter()
+                .find(|f| {
+                    f.id.group == Group::Peers
+                        && f.id.statistic == Statistic::Ratio
+                        && f.id.subject == Subject::Over(shm, m)
+                })
+                .map(|f| f.median)
+        };
+        let near = |x: Option<f64>, y: f64| x.is_some_and(|x| (x - y).abs() < 0.01);
+        assert!(near(ratio(Mechanism::Iceoryx2), 3000.0 / 4500.0));
+        assert!(near(ratio(Mechanism::SharedBuffer), 3000.0 / 2500.0));
+        assert!(all.iter().any(|f| f.id.group == Group::Peers
+            && f.id.subject == Subject::Mechanism(Mechanism::SharedBuffer)
+            && f.id.statistic == Statistic::P50));
     }
 }

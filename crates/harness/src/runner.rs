@@ -302,7 +302,8 @@ fn plan_blocks(plan: &Plan) -> Vec<Block> {
                     );
                     continue;
                 }
-                // Per size: iceoryx2 beside shm, trial by trial.
+                // Per size: iceoryx2 beside shm, trial by trial, and the
+                // bare shared buffer doing the same copies (the floor).
                 for &size in &p.sizes {
                     let (w, n, pin) = (p.latency_warmup, p.latency_samples_at(size), p.pin);
                     let theirs = cell(
@@ -340,9 +341,25 @@ fn plan_blocks(plan: &Plan) -> Vec<Block> {
                             Ok(())
                         },
                     );
+                    let floor = cell(
+                        format!("shared buffer round trip {size} B (peers)"),
+                        1.0,
+                        move |r, trial| {
+                            let rt = baselines::back_to_back(
+                                Mechanism::SharedBuffer,
+                                size,
+                                w,
+                                n,
+                                pin,
+                                trial,
+                            )?;
+                            r.peers.floor.push(rt);
+                            Ok(())
+                        },
+                    );
                     blocks.push(Block {
                         group,
-                        cells: vec![theirs, ours],
+                        cells: vec![theirs, ours, floor],
                     });
                 }
             }

@@ -279,6 +279,12 @@ pub struct PeerResults {
     pub ours: Vec<LatencyResult>,
     /// Theirs (`mechanism` names the crate).
     pub others: Vec<BaselineLatency>,
+    /// The floor: the bare shared buffer doing the same copies (copy in,
+    /// copy out and back, copy out), in the same blocks. No copying
+    /// transport is faster, so `floor / other` is the best ratio against
+    /// a peer that copying can reach on this machine.
+    #[serde(default)]
+    pub floor: Vec<BaselineLatency>,
 }
 
 /// Round trips over a bare mechanism.
