@@ -102,14 +102,13 @@ impl Shared {
     }
 
     fn changed(&self, want: Want) -> bool {
-        let rx = self.ctl(self.rx_ring);
         let tx = self.ctl(self.tx_ring);
         match want {
             Want::Data {
                 position,
                 space_tail,
             } => {
-                rx.head.0.load(Ordering::Acquire) != position
+                self.segment.ring(self.rx_ring).published(position)
                     || space_tail.is_some_and(|t| tx.tail.0.load(Ordering::Acquire) != t)
             }
             Want::Space { tail } => tx.tail.0.load(Ordering::Acquire) != tail,

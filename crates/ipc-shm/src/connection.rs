@@ -148,6 +148,11 @@ pub struct ShmConnection {
     blobs: Box<Blobs>,
     /// The send ring's position when its pages were last given back.
     ring_released_at: Option<u64>,
+    /// The send ring is backed and mapped (see [`Segment::populate_ring`]):
+    /// from the first send, until its pages are given back.
+    tx_populated: bool,
+    /// The receive ring is mapped here: from the first record received.
+    rx_populated: bool,
 }
 
 /// What a connection keeps about blobs.
@@ -218,6 +223,8 @@ impl ShmConnection {
             link,
             blobs: Box::default(),
             ring_released_at: None,
+            tx_populated: false,
+            rx_populated: false,
         })
     }
 
@@ -460,6 +467,7 @@ impl ShmConnection {
             && self.seg.release_ring(self.tx_ring).is_ok()
         {
             self.ring_released_at = Some(tail);
+            self.tx_populated = false;
         }
         for slot in &mut self.blobs.pool {
             slot.release_memory();
@@ -608,6 +616,7 @@ impl ShmConnection {
         }
     }
 
+    /// Whether a send may start; backs the send ring first if it is not.
     fn check_sendable(&mut self) -> Result<(), SendError> {
         if let Some(m) = &self.broken {
             return Err(SendError::Corrupted(m.clone()));
@@ -616,7 +625,20 @@ impl ShmConnection {
             self.gone = true;
             return Err(SendError::Disconnected);
         }
+        if !self.tx_populated {
+            self.seg.populate_ring(self.tx_ring);
+            self.tx_populated = true;
+        }
         Ok(())
+    }
+
+    /// Maps the receive ring here once its first record arrives (the
+    /// producer backed it when it first sent).
+    fn note_received(&mut self) {
+        if !self.rx_populated {
+            self.seg.populate_ring(self.rx_ring);
+            self.rx_populated = true;
+        }
     }
 
     fn check_receivable(&self) -> Result<(), RecvError> {
@@ -722,12 +744,11 @@ impl ShmConnection {
         }
         match dir {
             Dir::Data => {
-                let position = self.rx.position();
                 wait::park(
                     self.rx.park_signal(),
                     slice,
                     self.seg.other_lifeline(),
-                    || self.rx.observed_head() == position && !self.seg.other_closed(),
+                    || !self.rx.has_record() && !self.seg.other_closed(),
                 );
             }
             Dir::Space => {
@@ -861,7 +882,10 @@ impl ShmConnection {
         }
         loop {
             let record = match self.rx.peek() {
-                Ok(Some(record)) => record,
+                Ok(Some(record)) => {
+                    self.note_received();
+                    record
+                }
                 Ok(None) => {
                     if self.rx.take_wake() {
                         self.wake_producer();
@@ -960,6 +984,7 @@ impl ShmConnection {
         if self.assembly.is_none() && self.pending.is_empty() {
             match self.rx.peek() {
                 Ok(Some(record)) if record.kind == kind::WHOLE => {
+                    self.note_received();
                     return Ok(Some(InPlace::Record(record)));
                 }
                 Ok(Some(_)) => {}

@@ -24,7 +24,6 @@ pub fn ring_image(data: &[u8]) {
         u64::from_le_bytes(b)
     };
     let ctl = Box::new(RingControl::new());
-    ctl.head.0.store(word(0), Ordering::Relaxed);
     ctl.tail.0.store(word(8), Ordering::Relaxed);
     let mut ring = vec![0u64; CAP / 8];
     let bytes = data.get(16..).unwrap_or_default();

@@ -1,36 +1,44 @@
 //! A single-producer single-consumer ring of variable-length records.
 //!
 //! The ring is `cap` bytes (a power of two) plus a [`RingControl`] with the
-//! producer's `head` and the consumer's `tail` on separate cache lines.
+//! consumer's `tail` and the two wait signals on separate cache lines.
 //! Positions count bytes ever written and never wrap (2^64 bytes is
 //! centuries at memory speed); `pos & (cap - 1)` is the offset.
 //!
-//! A record is an 8-byte header (`len: u32`, `kind: u32`) and `len` payload
-//! bytes, padded to 8. Records never wrap: one that does not fit before the
-//! end is preceded by a `PAD` record covering the rest, so every payload is
-//! one contiguous slice (which the zero-copy API hands out). A record's
-//! payload is at most `cap / 2 - 8` bytes, which guarantees a free ring can
-//! always take it.
+//! A record is an 8-byte header (`len: u32`, `kind: u32`, one atomic word)
+//! and `len` payload bytes, padded to 8. Records never wrap: one that does
+//! not fit before the end is preceded by a `PAD` record covering the rest,
+//! so every payload is one contiguous slice (which the zero-copy API hands
+//! out). A record's payload is at most `cap / 2 - 8` bytes, which
+//! guarantees a free ring can always take it.
 //!
-//! Each side keeps its own position in private memory and only publishes
-//! it; what it reads of the other side's position is validated, so a peer
-//! that scribbles over the control block causes [`Corrupt`], never an
-//! out-of-bounds access. Each side also remembers the other's position as
-//! last read and reads it again only when that is used up (the producer
-//! when the ring looks full, the consumer when it has taken everything up
-//! to the head it saw): a stale position only understates what is there,
-//! and the position lines stop bouncing between CPUs on every message.
-//! No lock is taken: `head` is released by the
-//! producer and acquired by the consumer, `tail` the other way round.
+//! **The header is the commit word.** There is no shared head index: the
+//! consumer polls the header at its own position. Kind 0 means nothing
+//! yet; any other kind is a record, published by the producer's release
+//! store of the header word after the payload. So a small message costs
+//! the consumer one cache line holding the header and the start of the
+//! payload, where reading a head index first cost another line crossing
+//! between CPUs on every message. For kind 0 to mean "nothing yet", the
+//! producer keeps the word at its head zero: before publishing a record
+//! it zeroes the header slot after it (it reserves those 8 bytes too),
+//! and with a pad it publishes the record at offset 0 before the pad that
+//! leads there. Fresh and punched-out rings are all zeros.
+//!
+//! Each side keeps its own position in private memory and publishes only
+//! what the other needs: the producer its records (their headers), the
+//! consumer its `tail`, which the producer reads and validates only when
+//! the tail it saw last leaves too little room (a stale tail only
+//! understates the room). A peer that scribbles over the ring causes
+//! [`Corrupt`] or wrong bytes, never an out-of-bounds access. No lock is
+//! taken.
 //!
 //! Waking is decided here but done by the caller (`wait.rs`): each
 //! direction has a [`Signal`] whose `waiting` word a parked side sets, and
-//! whose `seq` word it parks on (a futex). Publishing stores the position,
-//! issues a `SeqCst` fence and then reads `waiting`; the parking side sets
-//! `waiting`, fences, then re-checks the position. One of the two always
-//! sees the other, so no wake-up is lost.
-
-use std::ptr;
+//! whose `seq` word it parks on (a futex). Publishing stores the record's
+//! header (or the tail), issues a `SeqCst` fence and then reads `waiting`;
+//! the parking side sets `waiting`, fences, then re-checks the header at
+//! its position (or the tail). One of the two always sees the other, so no
+//! wake-up is lost.
 
 use crate::sync::{AtomicU32, AtomicU64, Ordering, fence};
 
@@ -75,11 +83,11 @@ pub(crate) struct Signal {
     pub(crate) waiting: AtomicU32,
 }
 
-/// The shared indices of one ring. All-zero bytes are a valid empty ring.
+/// The shared words of one ring (the records publish themselves). All-zero
+/// bytes are a valid empty ring.
 #[repr(C)]
 #[derive(Debug)]
 pub(crate) struct RingControl {
-    pub(crate) head: CacheLine<AtomicU64>,
     pub(crate) tail: CacheLine<AtomicU64>,
     /// The consumer parks here for data.
     pub(crate) data: CacheLine<Signal>,
@@ -93,7 +101,6 @@ impl RingControl {
     #[cfg(any(test, loom, fuzzing))]
     pub(crate) fn new() -> Self {
         RingControl {
-            head: CacheLine(AtomicU64::new(0)),
             tail: CacheLine(AtomicU64::new(0)),
             data: CacheLine(Signal {
                 seq: AtomicU32::new(0),
@@ -119,6 +126,17 @@ fn align8(n: u64) -> u64 {
     (n + 7) & !7
 }
 
+/// A header word: `len` in the low half, `kind` in the high half (so in
+/// memory, little-endian, `len` then `kind`).
+fn header_word(len: u32, kind: u32) -> u64 {
+    u64::from(len) | u64::from(kind) << 32
+}
+
+/// A header word's kind: 0 is no record (yet).
+fn header_kind(word: u64) -> u32 {
+    (word >> 32) as u32
+}
+
 /// The largest record payload a ring of `cap` bytes takes.
 pub(crate) fn max_record(cap: u64) -> usize {
     (cap / 2 - RECORD_HEADER) as usize
@@ -134,6 +152,9 @@ pub(crate) struct RingMemory {
     /// [`RingMemory::touch`]).
     #[cfg(loom)]
     shadow: Option<&'static [loom::cell::UnsafeCell<()>]>,
+    /// Model checks only: the header words, as loom atomics.
+    #[cfg(loom)]
+    headers: Option<&'static [AtomicU64]>,
 }
 
 impl RingMemory {
@@ -146,6 +167,8 @@ impl RingMemory {
             cap,
             #[cfg(loom)]
             shadow: None,
+            #[cfg(loom)]
+            headers: None,
         }
     }
 
@@ -158,8 +181,12 @@ impl RingMemory {
         let cells = (0..self.cap / 8)
             .map(|_| loom::cell::UnsafeCell::new(()))
             .collect::<Vec<_>>();
+        let headers = (0..self.cap / 8)
+            .map(|_| AtomicU64::new(0))
+            .collect::<Vec<_>>();
         RingMemory {
             shadow: Some(Vec::leak(cells)),
+            headers: Some(Vec::leak(headers)),
             ..self
         }
     }
@@ -168,6 +195,35 @@ impl RingMemory {
         // SAFETY: `RingMemory` is only built over a live, aligned control
         // block that outlives it (the segment mapping or a test's box).
         unsafe { &*self.ctl }
+    }
+
+    /// The record header word at data offset `offset` (8-aligned, below
+    /// `cap`).
+    #[cfg(not(loom))]
+    fn header(&self, offset: u64) -> &AtomicU64 {
+        debug_assert!(offset.is_multiple_of(8) && offset < self.cap);
+        // SAFETY: `data` is 8-aligned (a page of the mapping, or a test's
+        // `Vec<u64>`) and `offset` is 8-aligned and below `cap`, so the 8
+        // bytes are inside the ring and aligned for an `AtomicU64`; any
+        // bytes are a valid `u64`, and the memory outlives `self`.
+        unsafe { AtomicU64::from_ptr(self.data.add(offset as usize).cast()) }
+    }
+
+    /// Whether a record (or pad) is published at position `pos`.
+    pub(crate) fn published(&self, pos: u64) -> bool {
+        header_kind(u64::from_le(
+            self.header(pos & (self.cap - 1)).load(Ordering::Acquire),
+        )) != 0
+    }
+
+    /// Under loom the header words are loom atomics beside the data (the
+    /// ring's bytes at those offsets are not used).
+    #[cfg(loom)]
+    fn header(&self, offset: u64) -> &AtomicU64 {
+        let words = self
+            .headers
+            .expect("loom tests use tracked rings (RingMemory::tracked)");
+        &words[(offset / 8) as usize]
     }
 
     /// Tells the model checker that data bytes `[offset, offset + len)`
@@ -293,7 +349,8 @@ impl Producer {
         } else {
             (0, offset)
         };
-        if !self.has_room(pad + need)? {
+        // And the next record's header slot, zeroed by `commit`.
+        if !self.has_room(pad + need + RECORD_HEADER)? {
             return Ok(None);
         }
         Ok(Some(Reservation { pad, offset, len }))
@@ -327,17 +384,22 @@ impl Producer {
     /// Writes the headers of a filled reservation and publishes it.
     /// Returns true if the consumer is parked and must be woken.
     pub(crate) fn commit(&mut self, r: Reservation, kind: u32) -> bool {
+        let cap = self.mem.cap;
+        let pad_at = self.head & (cap - 1);
+        self.head += r.pad + RECORD_HEADER + align8(r.len as u64);
+        // The slot after the record reads as empty until a record is
+        // published there (reserved by `try_reserve`, so free).
+        self.write_header(self.head & (cap - 1), 0);
+        // The record, then the pad that leads to it: each header's release
+        // publishes everything written before it.
+        self.write_header(r.offset, header_word(r.len as u32, kind));
         if r.pad > 0 {
-            let at = self.head & (self.mem.cap - 1);
-            self.write_header(at, (r.pad - RECORD_HEADER) as u32, kind::PAD);
-            self.head += r.pad;
+            let pad = header_word((r.pad - RECORD_HEADER) as u32, kind::PAD);
+            self.write_header(pad_at, pad);
         }
-        self.write_header(r.offset, r.len as u32, kind);
-        self.head += RECORD_HEADER + align8(r.len as u64);
-        let ctl = self.mem.ctl();
-        ctl.head.0.store(self.head, Ordering::Release);
+        // The header stores before it, then `waiting`: see the module docs.
         fence(Ordering::SeqCst);
-        ctl.data.0.waiting.load(Ordering::Relaxed) != 0
+        self.mem.ctl().data.0.waiting.load(Ordering::Relaxed) != 0
     }
 
     /// Writes one record made of `parts`, if it fits now.
@@ -359,14 +421,12 @@ impl Producer {
         Ok(Some(self.commit(r, kind)))
     }
 
-    fn write_header(&mut self, offset: u64, len: u32, kind: u32) {
-        self.mem.touch(offset, RECORD_HEADER, true);
-        let mut header = [0u8; 8];
-        header[..4].copy_from_slice(&len.to_le_bytes());
-        header[4..].copy_from_slice(&kind.to_le_bytes());
-        // SAFETY: offsets are 8-aligned and at most cap - 8, so the header
-        // is inside the ring, in space this producer owns until published.
-        unsafe { ptr::copy_nonoverlapping(header.as_ptr(), self.mem.data.add(offset as usize), 8) };
+    /// Stores a header word (little-endian in memory), publishing what
+    /// was written before it.
+    fn write_header(&mut self, offset: u64, word: u64) {
+        self.mem
+            .header(offset)
+            .store(word.to_le(), Ordering::Release);
     }
 
     /// The consumer's published tail (for waiting on space).
@@ -389,9 +449,6 @@ pub(crate) struct Record {
 pub(crate) struct Consumer {
     mem: RingMemory,
     tail: u64,
-    /// The producer's head as last read (validated): records up to it are
-    /// taken without reading the shared head again.
-    seen_head: u64,
     /// A pad was skipped and published: the producer may need a wake-up.
     wake_pending: bool,
 }
@@ -407,7 +464,6 @@ impl Consumer {
         Consumer {
             mem,
             tail: 0,
-            seen_head: 0,
             wake_pending: false,
         }
     }
@@ -427,46 +483,32 @@ impl Consumer {
         self.tail
     }
 
-    /// The producer's published head (for waiting on data).
-    pub(crate) fn observed_head(&self) -> u64 {
-        self.mem.ctl().head.0.load(Ordering::Acquire)
+    /// Whether a record is published at this consumer's position (for
+    /// waiting on data).
+    pub(crate) fn has_record(&self) -> bool {
+        self.mem.published(self.tail)
+    }
+
+    /// The header word at position `pos`, acquired.
+    fn header_at(&self, pos: u64) -> u64 {
+        let offset = pos & (self.mem.cap - 1);
+        u64::from_le(self.mem.header(offset).load(Ordering::Acquire))
     }
 
     /// The next record, validated, or `None` if the ring is empty.
     pub(crate) fn peek(&mut self) -> Result<Option<Record>, Corrupt> {
         let cap = self.mem.cap;
-        let head = if self.tail < self.seen_head {
-            // Published earlier and validated then (the tail only grew).
-            self.seen_head
-        } else {
-            let head = self.observed_head();
-            if head < self.tail || head - self.tail > cap {
-                return Err(corrupt(format!(
-                    "ring head {head} is out of range for tail {}",
-                    self.tail
-                )));
-            }
-            self.seen_head = head;
-            head
-        };
         loop {
-            if self.tail == head {
+            let word = self.header_at(self.tail);
+            let kind = header_kind(word);
+            if kind == 0 {
                 return Ok(None);
             }
+            let len = word & 0xffff_ffff;
             let offset = self.tail & (cap - 1);
-            self.mem.touch(offset, RECORD_HEADER, false);
-            let mut header = [0u8; 8];
-            // SAFETY: `offset` is 8-aligned (every record is) and below cap,
-            // so 8 bytes from it are inside the ring; the bytes were
-            // published by the producer (tail < head).
-            unsafe {
-                ptr::copy_nonoverlapping(self.mem.data.add(offset as usize), header.as_mut_ptr(), 8)
-            };
-            let len = u32::from_le_bytes(header[..4].try_into().expect("4 bytes")) as u64;
-            let kind = u32::from_le_bytes(header[4..].try_into().expect("4 bytes"));
             let to_end = cap - offset;
             if kind == kind::PAD {
-                if len + RECORD_HEADER != to_end || self.tail + to_end > head {
+                if len + RECORD_HEADER != to_end {
                     return Err(corrupt(format!(
                         "bad pad record of {len} bytes at {offset}"
                     )));
@@ -475,12 +517,10 @@ impl Consumer {
                 self.publish_tail();
                 continue;
             }
-            let end = self.tail + RECORD_HEADER + align8(len);
             if !(kind::WHOLE..=kind::LAST).contains(&kind)
                 && !matches!(kind, kind::BLOB | kind::SLOT)
                 || len > max_record(cap) as u64
                 || RECORD_HEADER + len > to_end
-                || end > head
             {
                 return Err(corrupt(format!(
                     "bad record header (kind {kind}, {len} bytes) at {offset}"
@@ -490,7 +530,7 @@ impl Consumer {
                 kind,
                 offset: offset + RECORD_HEADER,
                 len: len as usize,
-                end,
+                end: self.tail + RECORD_HEADER + align8(len),
             }));
         }
     }
@@ -596,9 +636,43 @@ mod tests {
         while p.try_write(kind::WHOLE, &[&msg]).unwrap().is_some() {
             written += 1;
         }
-        assert_eq!(written, 2, "128-byte ring holds two 48-byte records");
+        assert_eq!(
+            written, 2,
+            "128-byte ring holds two 48-byte records (and the next header slot)"
+        );
+        assert_eq!(pop(&mut c).unwrap(), msg);
+        // At 96 the third needs a pad of 32, itself, and the slot after it
+        // (88 bytes): only 80 are free until the second is released too.
+        assert!(p.try_write(kind::WHOLE, &[&msg]).unwrap().is_none());
         assert_eq!(pop(&mut c).unwrap(), msg);
         assert!(p.try_write(kind::WHOLE, &[&msg]).unwrap().is_some());
+        assert_eq!(pop(&mut c).unwrap(), msg, "through the pad");
+        assert!(pop(&mut c).is_none());
+    }
+
+    /// The consumer reads the header at its own position: nothing until a
+    /// record is published there, and the slot after every record reads
+    /// empty even when a previous lap left bytes in it.
+    #[test]
+    fn the_slot_after_a_record_reads_empty_whatever_was_there() {
+        let mut ring = TestRing::new(128);
+        // Leftovers of an earlier lap that look like records everywhere.
+        for word in ring.data.iter_mut() {
+            *word = header_word(8, kind::WHOLE).to_le();
+        }
+        ring.data[0] = 0;
+        let mem = ring.mem();
+        // SAFETY: as above.
+        let (mut p, mut c) = unsafe { (Producer::new(mem), Consumer::new(mem)) };
+        assert!(c.peek().unwrap().is_none());
+        assert!(!c.has_record());
+        for round in 0..40u8 {
+            let msg = [round; 20];
+            p.try_write(kind::WHOLE, &[&msg]).unwrap().unwrap();
+            assert_eq!(pop(&mut c).unwrap(), msg, "round {round}");
+            assert!(c.peek().unwrap().is_none(), "round {round}: a leftover");
+            assert!(!c.has_record());
+        }
     }
 
     #[test]
@@ -608,11 +682,8 @@ mod tests {
         // SAFETY: as above.
         let (mut p, mut c) = unsafe { (Producer::new(mem), Consumer::new(mem)) };
         p.try_write(kind::WHOLE, &[b"hello"]).unwrap();
-        // A head far beyond the tail.
-        ring.ctl.head.0.store(1 << 40, Ordering::Relaxed);
-        assert!(c.peek().is_err());
-        ring.ctl.head.0.store(16, Ordering::Relaxed);
-        // A length running past the published head and the ring end.
+        assert!(c.has_record());
+        // A length running past the ring end.
         ring.bytes()[..4].copy_from_slice(&1000u32.to_le_bytes());
         assert!(c.peek().is_err());
         // An unknown kind.
@@ -644,12 +715,10 @@ mod tests {
     #[test]
     fn extreme_shared_indices_are_corrupt_not_overflow() {
         let mut ring = TestRing::new(256);
-        ring.ctl.head.0.store(u64::MAX - 8, Ordering::Relaxed);
         ring.ctl.tail.0.store(u64::MAX - 16, Ordering::Relaxed);
         let mem = ring.mem();
-        // SAFETY: one producer and one consumer over the test ring.
-        let (mut p, mut c) = unsafe { (Producer::new(mem), Consumer::new(mem)) };
-        assert!(c.peek().is_err(), "a head 2^64 bytes ahead is corrupt");
+        // SAFETY: the only producer over the test ring.
+        let mut p = unsafe { Producer::new(mem) };
         assert!(
             writes_until_refused(&mut p, 256).is_some(),
             "a tail ahead of our head is corrupt once it is read"
@@ -667,7 +736,6 @@ mod tests {
                 seed ^= seed << 17;
                 *b = seed as u8;
             }
-            ring.ctl.head.0.store(seed % 512, Ordering::Relaxed);
             ring.ctl.tail.0.store(0, Ordering::Relaxed);
             let mem = ring.mem();
             // SAFETY: as above.
@@ -735,16 +803,18 @@ mod loom_tests {
     }
 
     /// Records of three sizes through a 64-byte ring: the producer runs on
-    /// a stale tail until the ring looks full, pads to the end when a
-    /// record does not fit before it, and the consumer takes several
-    /// records per head it reads. Every record arrives intact, in order,
-    /// and no byte is written while the consumer may still read it.
+    /// a stale tail until the ring looks full, zeroes the slot after each
+    /// record and pads to the end when a record does not fit before it;
+    /// the consumer polls the header at its position. Every record arrives
+    /// intact, in order, and no byte is written while the consumer may
+    /// still read it.
     #[test]
     fn cached_positions_and_pads_deliver_in_order() {
         loom::model(|| {
-            // Records of 24, 32 and 16 bytes: the third needs a pad of 8
-            // at position 56 and lands at offset 0 once the first is
-            // released.
+            // Records of 24, 32 and 16 bytes (each also reserving the 8
+            // bytes after it): the second waits for the first's release,
+            // the third needs a pad of 8 at position 56 and lands at
+            // offset 0.
             const LENS: [usize; 3] = [16, 24, 8];
             let mem = leaked_ring(64);
             let for_producer = SendMem(mem);
@@ -799,7 +869,7 @@ mod loom_tests {
             let c = unsafe { Consumer::new(mem) };
             c.park_signal().waiting.store(1, Ordering::SeqCst);
             fence(Ordering::SeqCst);
-            let would_sleep = c.observed_head() == c.position();
+            let would_sleep = !c.has_record();
             let woken = producer.join().unwrap();
             assert!(!(would_sleep && !woken), "lost wake-up");
         });

@@ -35,9 +35,10 @@ use crate::sync::{AtomicU32, AtomicU64, Ordering};
 /// `"IPCSHM"` and the layout version, written last by the creator.
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"IPCSHM\0\0");
 /// Bumped whenever the layout or the wait protocol changes; a mismatch is
-/// `Incompatible`. (4: anonymous sealed segments handed over a socket;
+/// `Incompatible`. (5: the record header is the commit word the consumer
+/// polls; 4: anonymous sealed segments handed over a socket;
 /// 3: every side parks on the futex word.)
-pub const LAYOUT_VERSION: u32 = 4;
+pub const LAYOUT_VERSION: u32 = 5;
 pub(crate) const PAGE: usize = 4096;
 /// Ring sizes accepted from a segment header.
 pub(crate) const MIN_RING: u64 = 4096;
@@ -99,6 +100,11 @@ pub(crate) enum Populate {
     No,
 }
 
+/// Rings up to this size are backed and mapped in one go when first used
+/// ([`Segment::populate_ring`]). Larger rings, which a peer could also
+/// offer to make us allocate, fill in page by page as they are used.
+pub(crate) const POPULATE_RINGS_UP_TO: u64 = 4 << 20;
+
 impl Mapping {
     /// Maps `len` bytes of `fd` shared, readable and (if `writable`)
     /// writable.
@@ -127,6 +133,25 @@ impl Mapping {
 
     pub(crate) fn as_ptr(&self) -> *mut u8 {
         self.ptr.as_ptr()
+    }
+
+    /// Backs and maps the pages of `[offset, offset + len)` now (best
+    /// effort: an older kernel without `MADV_POPULATE_WRITE` leaves them
+    /// to fault in on use).
+    fn populate(&self, offset: usize, len: usize) {
+        if offset.checked_add(len).is_none_or(|end| end > self.len) {
+            return;
+        }
+        // SAFETY: the range is inside this live mapping (checked above);
+        // populating only backs and maps pages (the file is sealed at its
+        // size, so every page exists) and changes no byte.
+        let _ = unsafe {
+            rustix::mm::madvise(
+                self.ptr.as_ptr().add(offset).cast(),
+                len,
+                rustix::mm::Advice::LinuxPopulateWrite,
+            )
+        };
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -352,6 +377,19 @@ impl Segment {
         )
     }
 
+    /// Backs and maps ring `ring`'s pages in one go, if it is at most
+    /// [`POPULATE_RINGS_UP_TO`]: otherwise a lap through a fresh (or given
+    /// back) ring takes a page fault every 4 KiB, one round trip in 30 to
+    /// 60 with small messages (a p99 of 10 µs instead of 2 µs here). The
+    /// sender calls it before its first send and the receiver on its first
+    /// record, so a direction never used is never backed.
+    pub(crate) fn populate_ring(&self, ring: usize) {
+        if self.cap <= POPULATE_RINGS_UP_TO {
+            let offset = 3 * PAGE + ring * self.cap as usize;
+            self.map.populate(offset, self.cap as usize);
+        }
+    }
+
     /// Gives the data pages of ring `ring` back to the kernel. Only for the
     /// ring's producer, while the ring is empty (the consumer reads nothing
     /// of it then).
@@ -443,3 +481,44 @@ impl Drop for Segment {
 /// The RingControl fits in a control page.
 const _: () = assert!(std::mem::size_of::<RingControl>() <= PAGE);
 const _: () = assert!(std::mem::size_of::<SegmentHeader>() <= PAGE);
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    /// Resident KiB of this process's mapping that starts at `at`.
+    fn resident_kib(at: *const u8) -> u64 {
+        let smaps = std::fs::read_to_string("/proc/self/smaps").expect("smaps");
+        let start = format!("{:x}-", at as usize);
+        let mut lines = smaps.lines().skip_while(|l| !l.starts_with(&start));
+        lines.next().expect("the mapping is listed");
+        lines
+            .find_map(|l| l.strip_prefix("Rss:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("an Rss line")
+    }
+
+    /// A populated ring is backed and mapped on both sides; a ring above
+    /// the limit is left to fill in as it is used.
+    #[test]
+    fn small_rings_are_populated_in_one_go() {
+        for (cap, whole) in [(256 << 10, true), (16 << 20, false)] {
+            let owner = Segment::create("ipc-shm-test-populate", cap).expect("created");
+            let fd = owner.fd.try_clone().expect("dup");
+            let peer = Segment::attach(fd, std::process::id(), "test segment").expect("attached");
+            let untouched = resident_kib(owner.map.as_ptr());
+            assert!(untouched < 64, "{untouched} KiB mapped before any use");
+            owner.populate_ring(0);
+            peer.populate_ring(0);
+            for (side, seg) in [("owner", &owner), ("peer", &peer)] {
+                let kib = resident_kib(seg.map.as_ptr());
+                let ring = cap / 1024;
+                if whole {
+                    assert!(kib >= ring, "{side}: {kib} KiB mapped, ring {ring} KiB");
+                } else {
+                    assert!(kib < ring / 4, "{side}: {kib} KiB mapped, ring {ring} KiB");
+                }
+            }
+        }
+    }
+}

@@ -73,7 +73,6 @@ struct RawPeer {
 }
 
 /// Offsets of the segment (segment.rs): ring 1 (peer to owner).
-const RING1_CTL: u64 = 2 * 4096;
 const RINGS: u64 = 3 * 4096;
 
 fn start_time() -> u64 {
@@ -116,18 +115,19 @@ impl RawPeer {
         (peer, conn)
     }
 
-    /// Publishes one record on the ring to the owner.
+    /// Publishes one record on the ring to the owner as the protocol
+    /// does: the payload, an empty header after it, then its header (the
+    /// word the owner polls).
     fn record(&mut self, kind: u32, payload: &[u8]) {
         let offset = self.head & (self.cap - 1);
         let at = RINGS + self.cap + offset;
+        self.seg.write_at(payload, at + 8).expect("payload");
+        self.head += 8 + (payload.len() as u64).next_multiple_of(8);
+        let next = RINGS + self.cap + (self.head & (self.cap - 1));
+        self.seg.write_at(&[0; 8], next).expect("next header");
         let mut header = (payload.len() as u32).to_le_bytes().to_vec();
         header.extend_from_slice(&kind.to_le_bytes());
         self.seg.write_at(&header, at).expect("header");
-        self.seg.write_at(payload, at + 8).expect("payload");
-        self.head += 8 + (payload.len() as u64).next_multiple_of(8);
-        self.seg
-            .write_at(&self.head.to_le_bytes(), RING1_CTL)
-            .expect("head");
     }
 
     fn blob_record(&mut self, len: u64) {
@@ -548,6 +548,27 @@ fn idle_connections_give_memory_back() {
     });
     let after = agent.get_mut().shared_memory_bytes();
     assert!(after < 64 << 10, "async: {after} bytes held after idling");
+}
+
+/// The first message backs the sender's whole ring at once (no page fault
+/// every 4 KiB through the first lap), and only that ring: a direction
+/// never used holds no memory.
+#[test]
+fn the_first_send_backs_its_ring_and_only_it() {
+    let config = Config::default();
+    let mut listener = ShmListener::bind(&name(), &config).expect("bind");
+    let mut agent = Shm.connect(listener.address(), &config).expect("connect");
+    let mut hub = listener.accept().expect("accept");
+    let ring = agent.ring_capacity() as u64;
+    let fresh = agent.shared_memory_bytes();
+    assert!(fresh < ring / 4, "{fresh} bytes backed before any message");
+    agent.send(b"x").expect("send");
+    assert_eq!(&hub.recv().expect("recv")[..], b"x");
+    let used = agent.shared_memory_bytes();
+    assert!(
+        used >= ring && used < 2 * ring,
+        "{used} bytes backed after one message one way (ring {ring})"
+    );
 }
 
 /// A receiver that keeps many large messages at once: the sender's slots

@@ -372,8 +372,8 @@ fn hostile_wait_words_cannot_hang(strategy: (&str, WaitStrategy)) -> CaseResult 
     let peer = PeerProcess::start("stall", strategy)?;
     let file = peer.segment_file()?;
     for ctl in [RING0_CTL, RING1_CTL] {
-        // Signal::waiting of the data and space signals (cache lines 2, 3).
-        for signal in [128, 192] {
+        // Signal::waiting of the data and space signals (cache lines 1, 2).
+        for signal in [64, 128] {
             file.write_at(&2u32.to_le_bytes(), ctl + signal + 4)?;
         }
         file.write_at(&[1u8; 1024], ctl + 1024)?;
@@ -419,12 +419,15 @@ fn hostile_wait_words_cannot_hang(strategy: (&str, WaitStrategy)) -> CaseResult 
 }
 
 fn corrupted_segment_is_corrupted() -> CaseResult {
-    // The peer's incoming ring (0) gets a head far beyond its tail.
+    // The peer's incoming ring (0) gets a record header claiming more
+    // than the ring holds where no record was sent.
     let (_owner, mut peer, file) = local_pair()?;
-    file.write_at(&(1u64 << 40).to_le_bytes(), RING0_CTL)?;
+    let mut header = (1u32 << 30).to_le_bytes().to_vec();
+    header.extend_from_slice(&1u32.to_le_bytes());
+    file.write_at(&header, RING0_DATA)?;
     let got = peer.recv();
     ensure(matches!(got, Err(RecvError::Corrupted(_))), || {
-        format!("wild head gave {:?}", got.map(|b| b.len()))
+        format!("wild record gave {:?}", got.map(|b| b.len()))
     })?;
     ensure(matches!(peer.recv(), Err(RecvError::Corrupted(_))), || {
         "corruption is not final".into()
@@ -443,7 +446,7 @@ fn corrupted_segment_is_corrupted() -> CaseResult {
     // The producer reads the tail only when the tail it saw last leaves no
     // room: the wild value is refused then, before the ring can overrun.
     let (mut owner, _peer, file) = local_pair()?;
-    file.write_at(&u64::MAX.to_le_bytes(), RING0_CTL + 64)?;
+    file.write_at(&u64::MAX.to_le_bytes(), RING0_CTL)?;
     let most = owner.ring_capacity() / 16 + 1;
     let sent = (0..most)
         .map(|_| owner.try_send(b"x"))
