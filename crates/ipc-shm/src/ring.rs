@@ -508,7 +508,11 @@ impl Consumer {
             let offset = self.tail & (cap - 1);
             let to_end = cap - offset;
             if kind == kind::PAD {
-                if len + RECORD_HEADER != to_end {
+                // A pad ends the ring and is shorter than the record that
+                // did not fit after it (at most half the ring): so a pad
+                // never follows a pad, and a ring of pads cannot keep this
+                // loop going.
+                if len + RECORD_HEADER != to_end || to_end >= cap / 2 {
                     return Err(corrupt(format!(
                         "bad pad record of {len} bytes at {offset}"
                     )));
@@ -723,6 +727,32 @@ mod tests {
             writes_until_refused(&mut p, 256).is_some(),
             "a tail ahead of our head is corrupt once it is read"
         );
+    }
+
+    /// A pad record claiming the whole ring, where the consumer lands after
+    /// a pad: corrupt, not a loop from pad to pad (found by the `shm_ring`
+    /// fuzz target, which hung).
+    #[test]
+    fn pads_cannot_chain() {
+        let mut ring = TestRing::new(256);
+        ring.data[0] = header_word(256 - 8, kind::PAD).to_le();
+        let mem = ring.mem();
+        // SAFETY: the only consumer over the test ring.
+        let mut c = unsafe { Consumer::new(mem) };
+        assert!(c.peek().is_err(), "a pad covering the ring");
+        // An honest-looking pad at the end, then a pad at offset 0.
+        let mut ring = TestRing::new(256);
+        let mem = ring.mem();
+        // SAFETY: as above.
+        let (mut p, mut c) = unsafe { (Producer::new(mem), Consumer::new(mem)) };
+        // Twelve 16-byte records: the consumer is at 192.
+        for _ in 0..12 {
+            p.try_write(kind::WHOLE, &[b"1234"]).unwrap().unwrap();
+            assert_eq!(pop(&mut c).unwrap(), b"1234");
+        }
+        ring.data[24] = header_word(56, kind::PAD).to_le();
+        ring.data[0] = header_word(256 - 8, kind::PAD).to_le();
+        assert!(c.peek().is_err(), "a pad after a pad");
     }
 
     #[test]
