@@ -473,21 +473,47 @@ pub fn connect_retrying(
 
 /// The address an agent listens on under `name`, fixed before it binds
 /// (so its peers can be told in advance): a socket file, a segment name,
-/// or a zenoh hub on loopback at a port free now.
+/// or a zenoh hub on loopback at a port free now (see [`fixed_port`]).
 pub fn address_for(transport: Transport, name: &str) -> Result<String> {
     Ok(match transport {
         Transport::Shm => format!("shm:{name}"),
-        Transport::Zenoh => {
-            let port = std::net::TcpListener::bind("127.0.0.1:0")?
-                .local_addr()?
-                .port();
-            format!("zenoh:{name}@tcp/127.0.0.1:{port}")
-        }
+        Transport::Zenoh => format!("zenoh:{name}@tcp/127.0.0.1:{}", fixed_port()?),
         _ => format!(
             "uds:{}",
             std::env::temp_dir().join(format!("{name}.sock")).display()
         ),
     })
+}
+
+/// A loopback TCP port free now and outside the kernel's ephemeral range,
+/// for an address handed out before its agent binds it. A port the kernel
+/// picked (`bind(0)`) is an ephemeral one, which any outgoing connection
+/// (zenoh opens several) may take meanwhile: a pattern of eight zenoh
+/// agents failed once that way ("address in use by a live endpoint").
+fn fixed_port() -> Result<u16> {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let (low, high) = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| {
+            let mut it = r.split_whitespace().map(|p| p.parse::<u16>().ok());
+            Some((it.next()??, it.next()??))
+        })
+        .unwrap_or((32768, 60999));
+    // Below the range (or above it, if it starts low), from a place this
+    // process and call make unlikely to be another run's.
+    let (first, last) = if low > 2048 {
+        (1024u16, low - 1)
+    } else {
+        (high.saturating_add(1).max(1024), u16::MAX)
+    };
+    let span = usize::from(last - first) + 1;
+    let start = std::process::id() as usize * 97 + NEXT.fetch_add(1, Ordering::Relaxed) * 7;
+    (0..span.min(4096))
+        .map(|i| first + ((start + i) % span) as u16)
+        .find(|&port| std::net::TcpListener::bind(("127.0.0.1", port)).is_ok())
+        .ok_or_else(|| {
+            HarnessError::Invalid("no free loopback port outside the ephemeral range".into())
+        })
 }
 
 /// The network namespace a run measures `zenoh-veth` through: made by
@@ -715,4 +741,30 @@ pub fn spawn_agents_of(program: &Path, task: &AgentTask, count: usize) -> Result
 /// peers by the addresses in its task).
 pub fn spawn_detached(task: &AgentTask) -> Result<Child> {
     Ok(agent_command(task)?.spawn()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Ports handed out in advance are free and never ephemeral ones, which
+    /// outgoing connections could take before the agent binds them.
+    #[test]
+    fn fixed_ports_are_free_and_not_ephemeral() {
+        let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+            .unwrap_or_else(|_| "32768 60999".into());
+        let mut it = range.split_whitespace().map(|p| p.parse::<u16>().unwrap());
+        let (low, high) = (it.next().unwrap(), it.next().unwrap());
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..20 {
+            let port = fixed_port().unwrap();
+            assert!(!(low..=high).contains(&port), "{port} is ephemeral");
+            assert!(std::net::TcpListener::bind(("127.0.0.1", port)).is_ok());
+            seen.insert(port);
+        }
+        assert!(seen.len() > 1, "every call gave the same port");
+        let address = address_for(Transport::Zenoh, "x").unwrap();
+        let port: u16 = address.rsplit(':').next().unwrap().parse().unwrap();
+        assert!(!(low..=high).contains(&port), "{address}");
+    }
 }
