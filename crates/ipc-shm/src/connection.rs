@@ -780,7 +780,7 @@ impl ShmConnection {
     /// Writes the next chunk of a message's remainder `rest`; returns the
     /// bytes of `rest` it took.
     fn try_write_continuation(&mut self, rest: &[u8]) -> Result<Option<usize>, Fail> {
-        let max = self.tx.max_record();
+        let max = crate::ring::chunk_payload(self.seg.capacity());
         let (kind, n) = if rest.len() <= max {
             (kind::LAST, rest.len())
         } else {
@@ -822,7 +822,8 @@ impl ShmConnection {
         // Chunked: the first chunk carries the total length. Once it is
         // in, the message is committed; what does not fit in time is kept
         // and sent before anything else.
-        let (first, mut rest) = frame.split_at(max_record - 8);
+        let chunk = crate::ring::chunk_payload(self.seg.capacity());
+        let (first, mut rest) = frame.split_at(chunk - 8);
         let total = (frame.len() as u64).to_le_bytes();
         self.wait_until(Dir::Space, &mut wait, |c| {
             c.try_write(kind::FIRST, &[&total, first])
