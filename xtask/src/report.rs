@@ -913,6 +913,24 @@ fn section_latency(out: &mut String, ix: &Index<'_>) {
         ],
         &rows,
     );
+    let versus: Vec<String> = ix
+        .all(|id| id.group == Group::Latency && matches!(id.subject, Subject::Versus(..)))
+        .into_iter()
+        .map(|f| {
+            format!(
+                "{} {}",
+                bytes(f.id.size.unwrap_or(0) as f64),
+                with_interval(f)
+            )
+        })
+        .collect();
+    if !versus.is_empty() {
+        let _ = writeln!(
+            out,
+            "The default wait (`shm`, Adaptive) over `shm-spin`, back to back, paired per trial: {}.\n",
+            versus.join(", ")
+        );
+    }
 }
 
 fn section_throughput(out: &mut String, ix: &Index<'_>) {
@@ -1109,7 +1127,7 @@ fn section_baselines(out: &mut String, ix: &Index<'_>) {
     table(
         out,
         &[
-            "transport / mechanism",
+            "transport / mechanism (or variant)",
             "figure",
             "size",
             "regime",

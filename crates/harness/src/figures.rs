@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::plan::Group;
 use crate::schema::{CodecKind, Mechanism, Regime, RunResults};
 use crate::stats::LatencyStats;
-use crate::transport::{Transport, Variant};
+use crate::transport::{Strategy, Transport, Variant};
 
 /// What is measured of a scenario.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -137,6 +137,9 @@ pub enum Subject {
     Codec(CodecKind),
     /// A transport variant over the mechanism it rides on.
     Over(Variant, Mechanism),
+    /// A transport variant over another variant of it (the default wait
+    /// strategy over `Spin`).
+    Versus(Variant, Variant),
 }
 
 impl Subject {
@@ -147,13 +150,16 @@ impl Subject {
             Subject::Mechanism(m) => m.name().into(),
             Subject::Codec(c) => c.name().into(),
             Subject::Over(v, m) => format!("{} / {}", v.label(), m.name()),
+            Subject::Versus(v, w) => format!("{} / {}", v.label(), w.label()),
         }
     }
 
     /// The transport crate, if this is (or is over) one.
     pub fn transport(&self) -> Option<Transport> {
         match self {
-            Subject::Transport(v) | Subject::Over(v, _) => Some(v.transport),
+            Subject::Transport(v) | Subject::Over(v, _) | Subject::Versus(v, _) => {
+                Some(v.transport)
+            }
             _ => None,
         }
     }
@@ -377,7 +383,6 @@ impl Gather {
         }
     }
 
-    /// Ratios of `subject` over `mechanism` for every trial both have.
     /// A round-trip figure: its percentiles and its CPU per round trip.
     fn round_trips(&mut self, base: FigureId, trial: u32, stats: &LatencyStats, cpu_ns: f64) {
         self.percentiles(base, trial, stats);
@@ -388,19 +393,23 @@ impl Gather {
         self.put(cpu, Unit::Ns, Better::Lower, trial, cpu_ns);
     }
 
+    /// Ratios of `over` to `under` (a mechanism, or another variant) for
+    /// every trial both have.
     fn paired(&mut self, over: FigureId, under: FigureId, better: Better) {
         let (Some(a), Some(b)) = (self.values.get(&over), self.values.get(&under)) else {
             return;
         };
-        let (Subject::Transport(v), Subject::Mechanism(m)) = (over.subject, under.subject) else {
-            return;
+        let subject = match (over.subject, under.subject) {
+            (Subject::Transport(v), Subject::Mechanism(m)) => Subject::Over(v, m),
+            (Subject::Transport(v), Subject::Transport(w)) => Subject::Versus(v, w),
+            _ => return,
         };
         let ratios: Vec<(u32, f64)> =
             a.2.iter()
                 .filter_map(|(t, x)| b.2.get(t).map(|y| (*t, x / y)))
                 .collect();
         let id = FigureId {
-            subject: Subject::Over(v, m),
+            subject,
             statistic: Statistic::Ratio,
             ..over
         };
@@ -656,6 +665,21 @@ pub fn figures(r: &RunResults) -> Vec<Figure> {
             }
         }
     }
+    // The default wait strategy against spinning, measured in the same
+    // blocks: what waiting adaptively costs at each size.
+    let spin = Variant::shm(Strategy::Spin);
+    for &fid in g.values.keys() {
+        if let (Subject::Transport(v), Group::Latency, Statistic::P50, Regime::BackToBack) =
+            (fid.subject, fid.group, fid.statistic, fid.regime)
+            && v == Variant::of(Transport::Shm)
+        {
+            let under = FigureId {
+                subject: Subject::Transport(spin),
+                ..fid
+            };
+            pairs.push((fid, under, Better::Lower));
+        }
+    }
     pairs.extend(g.values.keys().filter_map(|&fid| {
         let Subject::Transport(v) = fid.subject else {
             return None;
@@ -818,5 +842,59 @@ mod tests {
         assert!(all.iter().any(|f| f.id.group == Group::Peers
             && f.id.subject == Subject::Mechanism(Mechanism::SharedBuffer)
             && f.id.statistic == Statistic::P50));
+    }
+
+    /// In the latency group, the default `shm` is paired per trial with
+    /// `shm-spin` measured in the same blocks, at each size.
+    #[test]
+    fn the_default_wait_is_paired_with_spinning() {
+        use crate::schema::LatencyResult;
+        use crate::stats::Recorder;
+        let stats = |ns: u64| {
+            let mut r = Recorder::new();
+            r.record_ns(ns);
+            r.summary()
+        };
+        let (adaptive, spin) = (Variant::of(Transport::Shm), Variant::shm(Strategy::Spin));
+        let mut r = RunResults::default();
+        for (trial, drift) in [(0u32, 1u64), (1, 3)] {
+            for (variant, ns, regime) in [
+                (adaptive, 1200, Regime::BackToBack),
+                (spin, 1000, Regime::BackToBack),
+                (adaptive, 9000, Regime::Parked),
+            ] {
+                r.latency.push(LatencyResult {
+                    variant,
+                    trial,
+                    size: 1 << 20,
+                    regime,
+                    pinned: true,
+                    cpu_ns_per_op: 0.0,
+                    stats: stats(ns * drift),
+                });
+            }
+        }
+        let all = figures(&r);
+        let versus: Vec<_> = all
+            .iter()
+            .filter(|f| f.id.subject == Subject::Versus(adaptive, spin))
+            .collect();
+        assert_eq!(versus.len(), 1, "back to back only: {versus:?}");
+        let f = versus[0];
+        assert_eq!(
+            (f.id.group, f.id.statistic, f.id.regime, f.id.size),
+            (
+                Group::Latency,
+                Statistic::Ratio,
+                Regime::BackToBack,
+                Some(1 << 20)
+            )
+        );
+        assert_eq!(f.trials.len(), 2);
+        assert!((f.median - 1.2).abs() < 0.01 && f.spread() < 1.01, "{f:?}");
+        assert_eq!(
+            f.id.key(),
+            "latency/shm-over-shm-spin/back-to-back/1048576B/ratio"
+        );
     }
 }

@@ -5,7 +5,7 @@
 //! `harness = false`: this binary is also the agent the scenarios spawn.
 
 use harness::agent::{AgentReport, AgentTask, Role};
-use harness::transport::{Transport, Variant, spawn_agent};
+use harness::transport::{Strategy, Transport, Variant, spawn_agent};
 use harness::{Group, Plan};
 use ipc_core::{FrameReceiver, FrameSender, payload};
 use libtest_mimic::{Arguments, Failed, Trial};
@@ -103,12 +103,27 @@ fn run_group(group: Group) -> Result<(), Failed> {
                 || "no parked regime".into(),
             )?;
             // Every transport's p50 has a ratio to its mechanism, paired
-            // over every trial.
+            // over every trial; and the default shm wait one to spinning
+            // at every size, back to back.
             let ratios: Vec<_> = r
                 .figures
                 .iter()
                 .filter(|f| f.id.statistic == harness::Statistic::Ratio)
                 .collect();
+            let versus = ratios
+                .iter()
+                .filter(|f| matches!(f.id.subject, harness::Subject::Versus(..)))
+                .count();
+            let shm_sizes = r
+                .latency
+                .iter()
+                .filter(|l| l.variant == Variant::shm(Strategy::Spin))
+                .map(|l| l.size)
+                .collect::<std::collections::BTreeSet<_>>()
+                .len();
+            ensure(versus == shm_sizes, || {
+                format!("{versus} adaptive/spin ratios for {shm_sizes} sizes")
+            })?;
             let p50s = r
                 .figures
                 .iter()
@@ -116,7 +131,7 @@ fn run_group(group: Group) -> Result<(), Failed> {
                     f.id.group == Group::Latency && f.id.statistic == harness::Statistic::P50
                 })
                 .count();
-            ensure(ratios.len() == p50s && p50s > 0, || {
+            ensure(ratios.len() == p50s + versus && p50s > 0, || {
                 format!("{} ratios for {p50s} latency figures", ratios.len())
             })?;
             ensure(ratios.iter().all(|f| f.trials.len() == k), || {

@@ -33,7 +33,7 @@ use crate::liveness::PeerWatch;
 use crate::ring::RingControl;
 use crate::segment::Segment;
 use crate::sync::{Ordering, spin_loop};
-use crate::wait::{self, Pacer, Step};
+use crate::wait::{self, Pacer, SpinBudget, Step};
 
 /// What the task wants the helper to wait for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,6 +85,8 @@ impl Shared {
 
     /// The helper thread's loop.
     fn run(&self) {
+        // How long adaptive waits spin, learned per direction (data, space).
+        let mut spin = [SpinBudget::default(); 2];
         loop {
             let want = {
                 let mut guard = self.want.lock().unwrap_or_else(|e| e.into_inner());
@@ -96,7 +98,8 @@ impl Shared {
             if want == Want::Stop {
                 return;
             }
-            self.wait_for(want);
+            let budget = &mut spin[matches!(want, Want::Space { .. }) as usize];
+            self.wait_for(want, budget);
             self.ready.notify_one();
         }
     }
@@ -128,8 +131,9 @@ impl Shared {
     }
 
     /// Waits, paced like every other wait ([`Pacer`]), until `want`
-    /// changes, the peer goes, or a new request (such as `Stop`) arrives.
-    fn wait_for(&self, want: Want) {
+    /// changes, the peer goes, or a new request (such as `Stop`) arrives;
+    /// a wait that saw its change teaches `budget` its length.
+    fn wait_for(&self, want: Want, budget: &mut SpinBudget) {
         let (ring, space) = match want {
             Want::Space { .. } => (self.tx_ring, true),
             _ => (self.rx_ring, false),
@@ -144,9 +148,12 @@ impl Shared {
             } => Duration::from_millis(1),
             _ => Duration::MAX,
         };
-        let mut pacer = Pacer::new(self.strategy);
+        let mut pacer = Pacer::new(self.strategy, *budget);
         loop {
             if self.changed(want) {
+                if let Some(waited) = pacer.waited() {
+                    budget.learn(waited);
+                }
                 return;
             }
             let tick = pacer.tick();

@@ -20,7 +20,7 @@ use crate::liveness::PeerWatch;
 use crate::ring::{Consumer, Corrupt, Producer, Record, Reservation, kind};
 use crate::segment::{Segment, Side};
 use crate::sync::spin_loop;
-use crate::wait::{self, Pacer, Step};
+use crate::wait::{self, Pacer, SpinBudget, Step};
 
 /// How long dropping a connection waits to push out the rest of a
 /// committed message.
@@ -153,6 +153,8 @@ pub struct ShmConnection {
     tx_populated: bool,
     /// The receive ring is mapped here: from the first record received.
     rx_populated: bool,
+    /// How long adaptive waits spin, learned per direction ([`Dir`] as index).
+    spin: [SpinBudget; 2],
 }
 
 /// What a connection keeps about blobs.
@@ -225,6 +227,7 @@ impl ShmConnection {
             ring_released_at: None,
             tx_populated: false,
             rx_populated: false,
+            spin: Default::default(),
         })
     }
 
@@ -686,12 +689,15 @@ impl ShmConnection {
         wait: &mut Wait,
         mut attempt: impl FnMut(&mut Self) -> Result<Option<T>, Fail>,
     ) -> Result<T, Fail> {
-        let mut pacer = Pacer::new(self.config.wait_strategy);
+        let mut pacer = Pacer::new(self.config.wait_strategy, self.spin[dir as usize]);
         // When this wait started parking for data; memory is released once
         // it has lasted IDLE_RELEASE.
         let (mut idle_since, mut released) = (None, false);
         loop {
             if let Some(value) = attempt(self)? {
+                if let Some(waited) = pacer.waited() {
+                    self.spin[dir as usize].learn(waited);
+                }
                 return Ok(value);
             }
             if let Wait::Never = *wait {

@@ -27,14 +27,56 @@ use crate::sync::{AtomicU32, Ordering, fence};
 /// idle waiter.
 pub(crate) const PARK_SLICE: Duration = Duration::from_millis(50);
 
-/// How long [`WaitStrategy::Adaptive`](ipc_core::WaitStrategy::Adaptive)
-/// spins (first purely, then yielding the CPU between checks) before
-/// parking. A kernel wake-up costs about 40-50 us round trip on the
-/// machines we measure (docs/ARCHITECTURE.md); spinning about as long
-/// catches a peer that answers fast, and parking after it caps the CPU an
-/// idle wait burns. Yielding matters when both processes share a CPU: a
-/// pure spin would only delay the peer it waits for.
+/// The shortest spin phase of a
+/// [`WaitStrategy::Adaptive`](ipc_core::WaitStrategy::Adaptive) wait
+/// (first purely, then yielding the CPU between checks) before it parks.
+/// A kernel wake-up costs about 40-50 us round trip on the machines we
+/// measure (docs/ARCHITECTURE.md); spinning about as long catches a peer
+/// that answers fast, and parking after it caps the CPU an idle wait
+/// burns. Yielding matters when both processes share a CPU: a pure spin
+/// would only delay the peer it waits for.
 pub(crate) const ADAPTIVE_SPIN: Duration = Duration::from_micros(50);
+
+/// The longest spin phase an adaptive wait learns (see [`SpinBudget`]):
+/// a side whose peer answers within this keeps spinning through its
+/// waits, as `Spin` would, instead of paying a kernel wake-up each time
+/// (a 1 MiB round trip here waits about 100 us for the answer).
+pub(crate) const ADAPTIVE_SPIN_MAX: Duration = Duration::from_micros(250);
+
+/// How long a side's adaptive waits spin before parking, learned from its
+/// last waits, one budget per direction (data, space).
+///
+/// A wait that ended within [`ADAPTIVE_SPIN_MAX`] raises the budget to
+/// twice its length (so the next one like it is caught spinning); a wait
+/// longer than that (the peer was idle or slow: spinning was wasted)
+/// halves it, down to [`ADAPTIVE_SPIN`]. Short waits leave it alone: a
+/// spin that ends early costs nothing more for a larger budget. So an
+/// idle side spins [`ADAPTIVE_SPIN`] per wait as before, and a side in a
+/// steady exchange spins up to [`ADAPTIVE_SPIN_MAX`] per wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SpinBudget(Duration);
+
+impl Default for SpinBudget {
+    fn default() -> Self {
+        SpinBudget(ADAPTIVE_SPIN)
+    }
+}
+
+impl SpinBudget {
+    /// The spin phase of the next adaptive wait.
+    pub(crate) fn get(self) -> Duration {
+        self.0
+    }
+
+    /// Learns from a wait that lasted `waited` and got what it waited for.
+    pub(crate) fn learn(&mut self, waited: Duration) {
+        self.0 = if waited <= ADAPTIVE_SPIN_MAX {
+            self.0.max((waited * 2).min(ADAPTIVE_SPIN_MAX))
+        } else {
+            (self.0 / 2).max(ADAPTIVE_SPIN)
+        };
+    }
+}
 
 /// Pure spins at the start of an adaptive wait, before it spins with
 /// `sched_yield` (about a microsecond: an answer from a peer running on
@@ -80,8 +122,14 @@ pub(crate) struct Tick {
 #[derive(Debug)]
 pub(crate) struct Pacer {
     strategy: WaitStrategy,
+    /// Adaptive: spin this long before parking.
+    budget: Duration,
     spins: u32,
     started: Option<Instant>,
+    /// The last clock read.
+    last_now: Option<Instant>,
+    /// This wait has parked.
+    parked: bool,
     last_check: Option<Instant>,
     /// Adaptive: the spinning phase is over, park from now on.
     spun_out: bool,
@@ -92,11 +140,16 @@ pub(crate) struct Pacer {
 }
 
 impl Pacer {
-    pub(crate) fn new(strategy: WaitStrategy) -> Self {
+    /// A wait paced as `strategy` says; an adaptive one spins for
+    /// `budget` (see [`SpinBudget`]) before it parks.
+    pub(crate) fn new(strategy: WaitStrategy, budget: SpinBudget) -> Self {
         Pacer {
             strategy,
+            budget: budget.get(),
             spins: 0,
             started: None,
+            last_now: None,
+            parked: false,
             last_check: None,
             spun_out: false,
             check_next: false,
@@ -115,7 +168,8 @@ impl Pacer {
         }
         let now = Instant::now();
         let started = *self.started.get_or_insert(now);
-        if now.duration_since(started) >= ADAPTIVE_SPIN {
+        self.last_now = Some(now);
+        if now.duration_since(started) >= self.budget {
             self.spun_out = true;
         }
         // Not at once: a wait that ends within a millisecond (nearly
@@ -159,8 +213,23 @@ impl Pacer {
         if step == Step::Park {
             // After a park, look at the peer's process at once.
             self.check_next = true;
+            self.parked = true;
         }
         step
+    }
+
+    /// How long this wait lasted, for [`SpinBudget::learn`], once its
+    /// attempt succeeded: `None` if it never had to wait. Without a park,
+    /// the last clock read stands in for the end (at most a few spins
+    /// early: the hot path reads no clock for this); after one, the clock
+    /// is read again.
+    pub(crate) fn waited(&self) -> Option<Duration> {
+        let started = self.started?;
+        let end = match self.parked {
+            true => Instant::now(),
+            false => self.last_now?,
+        };
+        Some(end.saturating_duration_since(started))
     }
 }
 
@@ -247,7 +316,7 @@ mod tests {
     /// Runs a pacer for `rounds` failed attempts, sleeping `pause` after
     /// each, and returns its steps.
     fn steps(strategy: WaitStrategy, rounds: usize, pause: Duration) -> Vec<Step> {
-        let mut pacer = Pacer::new(strategy);
+        let mut pacer = Pacer::new(strategy, SpinBudget::default());
         (0..rounds)
             .map(|_| {
                 let tick = pacer.tick();
@@ -301,7 +370,7 @@ mod tests {
 
     #[test]
     fn the_clock_is_read_every_few_spins_and_after_every_park() {
-        let mut pacer = Pacer::new(WaitStrategy::Spin);
+        let mut pacer = Pacer::new(WaitStrategy::Spin, SpinBudget::default());
         let reads = (0..CLOCK_EVERY * 4)
             .filter(|_| {
                 let tick = pacer.tick();
@@ -310,7 +379,7 @@ mod tests {
             })
             .count();
         assert_eq!(reads, 4);
-        let mut pacer = Pacer::new(WaitStrategy::Blocking);
+        let mut pacer = Pacer::new(WaitStrategy::Blocking, SpinBudget::default());
         for round in 0..3 {
             let tick = pacer.tick();
             assert!(tick.now.is_some());
@@ -319,7 +388,7 @@ mod tests {
             assert_eq!(pacer.step(tick), Step::Park);
         }
         // Spinning, the process is checked once per SPIN_CHECK, not at once.
-        let mut pacer = Pacer::new(WaitStrategy::Spin);
+        let mut pacer = Pacer::new(WaitStrategy::Spin, SpinBudget::default());
         let first = pacer.tick();
         assert!(!first.check_peer);
         pacer.step(first);
@@ -332,5 +401,54 @@ mod tests {
             })
             .count();
         assert_eq!(checks, 1);
+    }
+
+    #[test]
+    fn the_spin_budget_grows_to_catch_steady_waits_and_shrinks_when_idle() {
+        let us = Duration::from_micros;
+        let mut budget = SpinBudget::default();
+        assert_eq!(budget.get(), ADAPTIVE_SPIN);
+        // A 100 us answer: spin twice that next time.
+        budget.learn(us(100));
+        assert_eq!(budget.get(), us(200));
+        // Short waits cost nothing more for a larger budget: kept.
+        budget.learn(us(1));
+        assert_eq!(budget.get(), us(200));
+        // Never beyond the cap.
+        budget.learn(ADAPTIVE_SPIN_MAX);
+        assert_eq!(budget.get(), ADAPTIVE_SPIN_MAX);
+        // Long waits (an idle peer) halve it, down to the floor.
+        budget.learn(Duration::from_secs(1));
+        assert_eq!(budget.get(), ADAPTIVE_SPIN_MAX / 2);
+        for _ in 0..8 {
+            budget.learn(Duration::from_secs(1));
+        }
+        assert_eq!(budget.get(), ADAPTIVE_SPIN);
+    }
+
+    #[test]
+    fn an_adaptive_wait_spins_for_its_budget_then_parks() {
+        for budget in [ADAPTIVE_SPIN, ADAPTIVE_SPIN_MAX] {
+            let mut learned = SpinBudget::default();
+            learned.learn(budget / 2);
+            assert_eq!(learned.get(), budget);
+            let start = Instant::now();
+            let mut pacer = Pacer::new(WaitStrategy::Adaptive, learned);
+            let parked_at = loop {
+                let tick = pacer.tick();
+                if pacer.step(tick) == Step::Park {
+                    break start.elapsed();
+                }
+                std::thread::sleep(Duration::from_micros(10));
+            };
+            // Not before the budget is spent (the pacer's clock started
+            // after ours), and it did end.
+            assert!(parked_at >= budget, "{budget:?}: parked at {parked_at:?}");
+            let waited = pacer.waited().expect("it waited");
+            assert!(waited >= budget && waited <= start.elapsed(), "{waited:?}");
+        }
+        // A wait whose first attempt succeeded did not wait.
+        let pacer = Pacer::new(WaitStrategy::Adaptive, SpinBudget::default());
+        assert_eq!(pacer.waited(), None);
     }
 }
