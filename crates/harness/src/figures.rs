@@ -715,6 +715,13 @@ pub fn figures(r: &RunResults) -> Vec<Figure> {
 mod tests {
     use super::*;
 
+    /// The statistics of a trial whose every round trip took `ns`.
+    fn stats(ns: u64) -> LatencyStats {
+        let mut r = crate::stats::Recorder::new();
+        r.record_ns(ns);
+        r.summary()
+    }
+
     #[test]
     fn order_statistic_intervals_have_the_stated_coverage() {
         // Five trials: only the range covers 90 % (93.75 %).
@@ -736,12 +743,6 @@ mod tests {
     #[test]
     fn ratios_pair_trials_and_cancel_drift() {
         use crate::schema::{BaselineLatency, LatencyResult};
-        use crate::stats::Recorder;
-        let stats = |ns: u64| {
-            let mut r = Recorder::new();
-            r.record_ns(ns);
-            r.summary()
-        };
         let mut r = RunResults::default();
         // The host slows down 4x over the trials; the transport is always
         // 3x its mechanism.
@@ -792,12 +793,6 @@ mod tests {
     #[test]
     fn peers_pair_shm_with_the_peer_and_the_floor() {
         use crate::schema::{BaselineLatency, LatencyResult};
-        use crate::stats::Recorder;
-        let stats = |ns: u64| {
-            let mut r = Recorder::new();
-            r.record_ns(ns);
-            r.summary()
-        };
         let theirs = |mechanism, trial, ns| BaselineLatency {
             mechanism,
             trial,
@@ -849,12 +844,6 @@ mod tests {
     #[test]
     fn the_default_wait_is_paired_with_spinning() {
         use crate::schema::LatencyResult;
-        use crate::stats::Recorder;
-        let stats = |ns: u64| {
-            let mut r = Recorder::new();
-            r.record_ns(ns);
-            r.summary()
-        };
         let (adaptive, spin) = (Variant::of(Transport::Shm), Variant::shm(Strategy::Spin));
         let mut r = RunResults::default();
         for (trial, drift) in [(0u32, 1u64), (1, 3)] {
