@@ -151,9 +151,7 @@ impl Shared {
         let mut pacer = Pacer::new(self.strategy, *budget);
         loop {
             if self.changed(want) {
-                if let Some(waited) = pacer.waited() {
-                    budget.learn(waited);
-                }
+                pacer.teach(budget);
                 return;
             }
             let tick = pacer.tick();

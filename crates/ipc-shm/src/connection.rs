@@ -695,9 +695,7 @@ impl ShmConnection {
         let (mut idle_since, mut released) = (None, false);
         loop {
             if let Some(value) = attempt(self)? {
-                if let Some(waited) = pacer.waited() {
-                    self.spin[dir as usize].learn(waited);
-                }
+                pacer.teach(&mut self.spin[dir as usize]);
                 return Ok(value);
             }
             if let Wait::Never = *wait {

@@ -40,7 +40,8 @@ pub(crate) const ADAPTIVE_SPIN: Duration = Duration::from_micros(50);
 /// The longest spin phase an adaptive wait learns (see [`SpinBudget`]):
 /// a side whose peer answers within this keeps spinning through its
 /// waits, as `Spin` would, instead of paying a kernel wake-up each time
-/// (a 1 MiB round trip here waits about 100 us for the answer).
+/// (a 1 MiB round trip waits longer than [`ADAPTIVE_SPIN`] for its
+/// answer).
 pub(crate) const ADAPTIVE_SPIN_MAX: Duration = Duration::from_micros(250);
 
 /// How long a side's adaptive waits spin before parking, learned from its
@@ -218,12 +219,19 @@ impl Pacer {
         step
     }
 
-    /// How long this wait lasted, for [`SpinBudget::learn`], once its
-    /// attempt succeeded: `None` if it never had to wait. Without a park,
-    /// the last clock read stands in for the end (at most a few spins
-    /// early: the hot path reads no clock for this); after one, the clock
-    /// is read again.
-    pub(crate) fn waited(&self) -> Option<Duration> {
+    /// Once the attempt succeeded: teaches `budget` how long this wait
+    /// lasted (nothing if it never had to wait).
+    pub(crate) fn teach(&self, budget: &mut SpinBudget) {
+        if let Some(waited) = self.waited() {
+            budget.learn(waited);
+        }
+    }
+
+    /// How long this wait has lasted: `None` if it never had to wait.
+    /// Without a park, the last clock read stands in for the end (at most
+    /// a few spins early: the hot path reads no clock for this); after
+    /// one, the clock is read again.
+    fn waited(&self) -> Option<Duration> {
         let started = self.started?;
         let end = match self.parked {
             true => Instant::now(),
