@@ -1,177 +1,221 @@
 //! The tokio API: `AsyncShmConnection`.
 //!
-//! Shared memory has no file descriptor for tokio's reactor to watch, so
-//! each async connection has one helper thread that parks on the segment
-//! (the same futex or event the blocking API uses) when asked to, and
-//! wakes the task through a `tokio::sync::Notify`. An idle connection's
-//! helper sleeps on a condition variable: no polling, no `spawn_blocking`
-//! per message. The data path itself (`try_send`/`try_recv` on the rings)
-//! runs on the task.
+//! An async connection waits where the blocking one parks: on the
+//! doorbell of the direction it waits for (`bell.rs`), registered with
+//! tokio's reactor, and on the peer's pidfd. So it costs no thread of its
+//! own, and a hub waits for any number of connections on its runtime.
+//! The data path (the non-blocking steps on the rings) runs on the task,
+//! and a wait is paced like every other wait ([`Pacer`]): a short spin in
+//! place, then yields to the runtime (its other tasks run) while the
+//! learned spin budget lasts, then a park in the reactor.
 
-use std::os::fd::OwnedFd;
-use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Condvar, Mutex};
-use std::thread::JoinHandle;
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
 use ipc_core::{
     Address, AsyncConnection, AsyncConnector, AsyncFrameReceiver, AsyncFrameSender, AsyncListener,
-    AsyncSplit, Capabilities, Config, ConnectError, FrameReceiver, PeerCredentials, RecvError,
-    SendError, WaitStrategy,
+    AsyncSplit, Backpressure, Capabilities, Config, ConnectError, FrameReceiver, PeerCredentials,
+    RecvError, SendError,
 };
-use tokio::sync::Notify;
+use tokio::io::Interest;
+use tokio::io::unix::AsyncFd;
 use tokio::time::Instant;
 
 use crate::CAPABILITIES;
+use crate::bell::Bell;
 use crate::blob::{BlobBuf, SealedBlob};
-use crate::connection::{Fail, IDLE_RELEASE, RecvView, SendSlot, ShmConnection, Wait};
+use crate::connection::{Dir, Fail, IDLE_RELEASE, RecvView, SendSlot, ShmConnection, Wait};
 use crate::listener::{
     ACCEPT_QUEUE, Acceptor, Rendezvous, accept_thread_gone, attach, connect_socket,
 };
-use crate::liveness::PeerWatch;
-use crate::ring::RingControl;
+use crate::ring::Signal;
 use crate::segment::Segment;
-use crate::sync::{Ordering, spin_loop};
-use crate::wait::{self, Pacer, SpinBudget, Step};
+use crate::sync::{Ordering, fence, spin_loop};
+use crate::wait::{PARK_SLICE, Pacer, Step};
 
-/// What the task wants the helper to wait for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Want {
-    Nothing,
-    /// The receive ring's head to move past this position (and, if set,
-    /// the send ring's tail to move from this one).
-    Data {
-        position: u64,
-        space_tail: Option<u64>,
-    },
-    /// The send ring's tail to move from this position.
-    Space {
-        tail: u64,
-    },
-    Stop,
-}
+/// Spins in place before a wait yields to the runtime whatever its
+/// strategy: a task never holds its worker longer than this.
+const SPINS_IN_PLACE: u32 = 64;
 
+/// One end of a doorbell, as the reactor sees it.
 #[derive(Debug)]
-struct Shared {
-    segment: Arc<Segment>,
-    rx_ring: usize,
-    tx_ring: usize,
-    strategy: WaitStrategy,
-    want: Mutex<Want>,
-    wanted: Condvar,
-    ready: Notify,
-    peer: Arc<PeerWatch>,
-    peer_gone: AtomicBool,
+struct BellEnd {
+    bells: Arc<[Bell; 2]>,
+    ring: usize,
 }
 
-impl Shared {
-    fn ctl(&self, ring: usize) -> &RingControl {
+impl BellEnd {
+    fn bell(&self) -> &Bell {
+        &self.bells[self.ring]
+    }
+}
+
+impl AsRawFd for BellEnd {
+    fn as_raw_fd(&self) -> RawFd {
+        self.bell().as_raw_fd()
+    }
+}
+
+/// How a park ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Woke {
+    /// A ring, a time limit or nothing: look again.
+    Look,
+    /// The peer's process has exited.
+    PeerExited,
+}
+
+/// What one direction of an async side waits on, in the reactor: its
+/// doorbell end and the peer's process.
+#[derive(Debug)]
+struct Watch {
+    segment: Arc<Segment>,
+    dir: Dir,
+    bell: AsyncFd<BellEnd>,
+    /// A pidfd of the peer's own (each watch registers one).
+    process: Option<AsyncFd<OwnedFd>>,
+}
+
+impl Watch {
+    fn new(conn: &ShmConnection, dir: Dir) -> io::Result<Watch> {
+        tokio::runtime::Handle::try_current().map_err(io::Error::other)?;
+        let ring = match dir {
+            Dir::Data => conn.rx_ring,
+            Dir::Space => conn.tx_ring,
+        };
+        let end = BellEnd {
+            bells: Arc::clone(&conn.bells),
+            ring,
+        };
+        let process = match conn.peer.pidfd() {
+            Some(fd) => {
+                let fd = fd.try_clone_to_owned()?;
+                // SAFETY: the `OwnedFd` moved in is open and is closed
+                // only when the `AsyncFd` drops it.
+                Some(
+                    unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) }
+                        .map_err(|e| e.into_parts().1)?,
+                )
+            }
+            None => None,
+        };
+        // SAFETY: the end's descriptor is owned by the `Arc`ed bells the
+        // `BellEnd` holds, so it stays open (and the same) as long as the
+        // `AsyncFd` does; `as_raw_fd` always names the same bell.
+        let bell = unsafe { AsyncFd::register_with_interest(end, Interest::READABLE) }
+            .map_err(|e| e.into_parts().1)?;
+        Ok(Watch {
+            segment: Arc::clone(&conn.seg),
+            dir,
+            bell,
+            process,
+        })
+    }
+
+    /// The word this direction announces its parks in.
+    fn signal(&self) -> &Signal {
+        let ring = self.bell.get_ref().ring;
         // SAFETY: the control block is inside the mapping `segment` keeps
         // alive; it is all atomics, valid for any bytes.
-        unsafe { &*self.segment.ring(ring).ctl }
+        let ctl = unsafe { &*self.segment.ring(ring).ctl };
+        match self.dir {
+            Dir::Data => &ctl.data.0,
+            Dir::Space => &ctl.space.0,
+        }
     }
 
-    fn request(&self, want: Want) {
-        *self.want.lock().unwrap_or_else(|e| e.into_inner()) = want;
-        self.wanted.notify_one();
-        // The helper may be parked on the segment for up to a second for
-        // an earlier want: wake it, so a new request (or Stop, on drop) is
-        // seen at once. These are the words this side parks on; the peer
-        // parks on the other two, so it sees nothing.
-        wait::wake(&self.ctl(self.rx_ring).data.0);
-        wait::wake(&self.ctl(self.tx_ring).space.0);
-    }
-
-    /// The helper thread's loop.
-    fn run(&self) {
-        // How long adaptive waits spin, learned per direction (data, space).
-        let mut spin = [SpinBudget::default(); 2];
-        loop {
-            let want = {
-                let mut guard = self.want.lock().unwrap_or_else(|e| e.into_inner());
-                while *guard == Want::Nothing {
-                    guard = self.wanted.wait(guard).unwrap_or_else(|e| e.into_inner());
-                }
-                std::mem::replace(&mut *guard, Want::Nothing)
-            };
-            if want == Want::Stop {
-                return;
+    /// Until the bell rings (or hangs up) or the peer's process exits.
+    async fn rang(&self) -> Woke {
+        let bell = async {
+            if let Ok(mut ready) = self.bell.readable().await {
+                // Cleared before the drain: a ring after this sets it again.
+                ready.clear_ready();
             }
-            let budget = &mut spin[matches!(want, Want::Space { .. }) as usize];
-            self.wait_for(want, budget);
-            self.ready.notify_one();
-        }
-    }
-
-    fn changed(&self, want: Want) -> bool {
-        let tx = self.ctl(self.tx_ring);
-        match want {
-            Want::Data {
-                position,
-                space_tail,
-            } => {
-                self.segment.ring(self.rx_ring).published(position)
-                    || space_tail.is_some_and(|t| tx.tail.0.load(Ordering::Acquire) != t)
-            }
-            Want::Space { tail } => tx.tail.0.load(Ordering::Acquire) != tail,
-            Want::Nothing | Want::Stop => true,
-        }
-    }
-
-    fn peer_gone(&self) -> bool {
-        let gone = self.segment.other_closed()
-            || crate::lifeline::is_dead(self.segment.other_lifeline())
-            || !self.peer.is_alive();
-        if gone {
-            self.peer_gone
-                .store(true, std::sync::atomic::Ordering::Release);
-        }
-        gone
-    }
-
-    /// Waits, paced like every other wait ([`Pacer`]), until `want`
-    /// changes, the peer goes, or a new request (such as `Stop`) arrives;
-    /// a wait that saw its change teaches `budget` its length.
-    fn wait_for(&self, want: Want, budget: &mut SpinBudget) {
-        let (ring, space) = match want {
-            Want::Space { .. } => (self.tx_ring, true),
-            _ => (self.rx_ring, false),
+            Woke::Look
         };
-        let ctl = self.ctl(ring);
-        let signal = if space { &ctl.space.0 } else { &ctl.data.0 };
-        let slice = match want {
-            // Also waiting for space it cannot park on: look often.
-            Want::Data {
-                space_tail: Some(_),
-                ..
-            } => Duration::from_millis(1),
-            _ => Duration::MAX,
-        };
-        let mut pacer = Pacer::new(self.strategy, *budget);
-        loop {
-            if self.changed(want) {
-                pacer.teach(budget);
-                return;
-            }
-            let tick = pacer.tick();
-            if tick.now.is_some() && (self.new_request() || (tick.check_peer && self.peer_gone())) {
-                return;
-            }
-            match pacer.step(tick) {
-                Step::Spin => spin_loop(),
-                Step::Yield => std::thread::yield_now(),
-                Step::Park => {
-                    let lifeline = self.segment.other_lifeline();
-                    wait::park(signal, slice, lifeline, || !self.changed(want));
+        let exited = async {
+            match &self.process {
+                Some(fd) => {
+                    let _ = fd.readable().await;
+                    Woke::PeerExited
                 }
+                None => std::future::pending().await,
             }
+        };
+        tokio::select! {
+            woke = bell => woke,
+            woke = exited => woke,
         }
     }
+}
 
-    fn new_request(&self) -> bool {
-        *self.want.lock().unwrap_or_else(|e| e.into_inner()) != Want::Nothing
+/// A park announced in a ring's `waiting` word; withdrawn on drop, so a
+/// cancelled wait does not leave the peer ringing.
+struct Announced<'a>(&'a Signal);
+
+impl<'a> Announced<'a> {
+    fn new(signal: &'a Signal) -> Self {
+        signal.waiting.store(1, Ordering::SeqCst);
+        Announced(signal)
     }
+}
+
+impl Drop for Announced<'_> {
+    fn drop(&mut self) {
+        self.0.waiting.store(0, Ordering::Relaxed);
+    }
+}
+
+/// Parks on `first` (and `second`) until a ring, the peer's exit, or
+/// `until`, unless `still_waiting` turns false once the park is announced
+/// (see `ring.rs` for why no wake-up is lost).
+async fn park(
+    first: &Watch,
+    second: Option<&Watch>,
+    until: Option<Instant>,
+    still_waiting: impl FnOnce() -> bool,
+) -> Woke {
+    let _announced = (
+        Announced::new(first.signal()),
+        second.map(|w| Announced::new(w.signal())),
+    );
+    fence(Ordering::SeqCst);
+    if !still_waiting() {
+        return Woke::Look;
+    }
+    // Without a pidfd the peer's process is looked at through /proc
+    // after every slice.
+    let until = match first.process {
+        Some(_) => until,
+        None => Some(until.map_or(Instant::now() + PARK_SLICE, |u| {
+            u.min(Instant::now() + PARK_SLICE)
+        })),
+    };
+    let second_rang = async {
+        match second {
+            Some(watch) => watch.rang().await,
+            None => std::future::pending().await,
+        }
+    };
+    let rang = async {
+        tokio::select! {
+            woke = first.rang() => woke,
+            woke = second_rang => woke,
+        }
+    };
+    let woke = match until {
+        Some(at) => tokio::time::timeout_at(at, rang)
+            .await
+            .unwrap_or(Woke::Look),
+        None => rang.await,
+    };
+    for watch in std::iter::once(first).chain(second) {
+        watch.bell.get_ref().bell().drain();
+    }
+    woke
 }
 
 /// Access to the blocking connection underneath: owned by an unsplit
@@ -193,44 +237,128 @@ impl Access for Arc<Mutex<ShmConnection>> {
     }
 }
 
-/// A helper thread and what it shares with the task it serves. Dropping
-/// it stops and joins the thread.
+/// An error of a non-blocking step that says "wait and try again".
+trait StepError {
+    fn would_block(&self) -> bool;
+    fn timeout() -> Self;
+}
+
+impl StepError for RecvError {
+    fn would_block(&self) -> bool {
+        matches!(self, RecvError::Empty)
+    }
+    fn timeout() -> Self {
+        RecvError::Timeout
+    }
+}
+
+impl StepError for Fail {
+    fn would_block(&self) -> bool {
+        matches!(self, Fail::WouldBlock)
+    }
+    fn timeout() -> Self {
+        Fail::Timeout
+    }
+}
+
+/// The watches of an async side, by [`Dir`]: both for an unsplit
+/// connection, one for each half. Each is registered with the runtime of
+/// its first wait (so a connection can be made outside a runtime).
 #[derive(Debug)]
 struct Waiter {
-    shared: Arc<Shared>,
-    helper: Option<JoinHandle<()>>,
+    watches: [Option<Watch>; 2],
 }
 
 impl Waiter {
-    fn start(inner: &ShmConnection) -> Result<Waiter, ConnectError> {
-        let shared = Arc::new(Shared {
-            segment: Arc::clone(&inner.seg),
-            rx_ring: inner.rx_ring,
-            tx_ring: inner.tx_ring,
-            strategy: inner.config().wait_strategy,
-            want: Mutex::new(Want::Nothing),
-            wanted: Condvar::new(),
-            ready: Notify::new(),
-            peer: Arc::clone(&inner.peer),
-            peer_gone: AtomicBool::new(false),
-        });
-        let for_helper = Arc::clone(&shared);
-        let helper = std::thread::Builder::new()
-            .name("ipc-shm-waiter".into())
-            .spawn(move || for_helper.run())?;
-        Ok(Waiter {
-            shared,
-            helper: Some(helper),
-        })
+    fn new() -> Self {
+        Waiter {
+            watches: [None, None],
+        }
     }
 
-    fn learn_peer_gone(&self, conn: &mut impl Access) {
-        if self
-            .shared
-            .peer_gone
-            .load(std::sync::atomic::Ordering::Acquire)
-        {
-            conn.with(|c| c.gone = true);
+    /// The watch of `dir`, registered now if it is not yet.
+    fn register(&mut self, conn: &mut impl Access, dir: Dir) -> io::Result<()> {
+        if self.watches[dir as usize].is_none() {
+            self.watches[dir as usize] = Some(conn.with(|c| Watch::new(c, dir))?);
+        }
+        Ok(())
+    }
+
+    fn watch(&self, dir: Dir) -> &Watch {
+        self.watches[dir as usize]
+            .as_ref()
+            .expect("registered before it is used")
+    }
+
+    /// Runs `step` until it stops saying "wait", paced like every wait
+    /// ([`Pacer`]), until `deadline`. Waits for data on `watch` (and, with
+    /// `also_space`, for space too: an unsplit connection pushing out a
+    /// held-back message while it receives).
+    async fn wait<A: Access, T, E: StepError>(
+        conn: &mut A,
+        watch: &Watch,
+        also_space: Option<&Watch>,
+        deadline: Option<Instant>,
+        mut step: impl FnMut(&mut ShmConnection) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let dir = watch.dir as usize;
+        let (strategy, budget) = conn.with(|c| (c.config().wait_strategy, c.spin[dir]));
+        let mut pacer = Pacer::new(strategy, budget);
+        let (mut release_at, mut released) = (None, watch.dir != Dir::Data);
+        let mut spins = 0u32;
+        loop {
+            match conn.with(&mut step) {
+                Err(e) if e.would_block() => {}
+                done => {
+                    conn.with(|c| pacer.teach(&mut c.spin[dir]));
+                    return done;
+                }
+            }
+            let tick = pacer.tick();
+            if let Some(now) = tick.now
+                && deadline.is_some_and(|d| Instant::from_std(now) >= d)
+            {
+                return Err(E::timeout());
+            }
+            match pacer.step(tick) {
+                Step::Spin if spins < SPINS_IN_PLACE => {
+                    spins += 1;
+                    spin_loop();
+                }
+                Step::Spin | Step::Yield => {
+                    spins = 0;
+                    tokio::task::yield_now().await;
+                }
+                Step::Park => {
+                    // After IDLE_RELEASE of waiting for data, give back
+                    // unused memory once (under the lock, so never beside
+                    // a step of the other half).
+                    let now = Instant::now();
+                    let mut until = deadline;
+                    if !released {
+                        let at = *release_at.get_or_insert(now + IDLE_RELEASE);
+                        if now >= at {
+                            conn.with(ShmConnection::release_idle_memory);
+                            released = true;
+                        } else {
+                            until = Some(until.map_or(at, |d| d.min(at)));
+                        }
+                    }
+                    let (seen, pending) = conn.with(|c| (c.tx.seen_tail(), c.has_pending()));
+                    let also_space = also_space.filter(|_| pending);
+                    let still_waiting = || {
+                        conn.with(|c| match watch.dir {
+                            Dir::Data => {
+                                c.data_absent() && (also_space.is_none() || c.space_unchanged(seen))
+                            }
+                            Dir::Space => c.space_unchanged(seen),
+                        })
+                    };
+                    if park(watch, also_space, until, still_waiting).await == Woke::PeerExited {
+                        conn.with(|c| c.gone = true);
+                    }
+                }
+            }
         }
     }
 
@@ -239,93 +367,37 @@ impl Waiter {
     /// rest of a chunked message while waiting (an unsplit connection; a
     /// write half does that itself).
     async fn recv_until<A: Access, T>(
-        &self,
+        &mut self,
         conn: &mut A,
         deadline: Option<Instant>,
         flush_too: bool,
-        mut take: impl FnMut(&mut ShmConnection) -> Result<T, RecvError>,
+        take: impl FnMut(&mut ShmConnection) -> Result<T, RecvError>,
     ) -> Result<T, RecvError> {
-        let mut released = false;
-        loop {
-            let notified = self.shared.ready.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            self.learn_peer_gone(conn);
-            let want = conn.with(|c| match take(c) {
-                Err(RecvError::Empty) => Ok(Want::Data {
-                    position: c.rx.position(),
-                    space_tail: (flush_too && c.has_pending()).then(|| c.tx.seen_tail()),
-                }),
-                other => Err(other),
-            });
-            match want {
-                Ok(want) => self.shared.request(want),
-                Err(received) => return received,
-            }
-            // After IDLE_RELEASE of waiting, give back unused memory once
-            // (under the lock, so never beside a step of the other half).
-            let idle = Instant::now() + IDLE_RELEASE;
-            if !released && deadline.is_none_or(|d| d > idle) {
-                if tokio::time::timeout_at(idle, notified.as_mut())
-                    .await
-                    .is_ok()
-                {
-                    continue;
-                }
-                conn.with(ShmConnection::release_idle_memory);
-                released = true;
-            }
-            match deadline {
-                Some(deadline) => {
-                    if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                        return Err(RecvError::Timeout);
-                    }
-                }
-                None => notified.await,
-            }
+        self.register(conn, Dir::Data)?;
+        if flush_too {
+            self.register(conn, Dir::Space)?;
         }
+        let also_space = flush_too.then(|| self.watch(Dir::Space));
+        Self::wait(conn, self.watch(Dir::Data), also_space, deadline, take).await
     }
 
     /// Runs a non-blocking send step until it stops reporting a full ring.
     async fn until_room<A: Access, T>(
-        &self,
+        &mut self,
         conn: &mut A,
         deadline: Option<Instant>,
         mut step: impl FnMut(&mut ShmConnection) -> Result<T, Fail>,
     ) -> Result<T, SendError> {
-        loop {
-            let notified = self.shared.ready.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            self.learn_peer_gone(conn);
-            let attempt = conn.with(|c| match step(c) {
-                Err(Fail::WouldBlock) => Ok((
-                    c.config().backpressure == ipc_core::Backpressure::Fail,
-                    c.tx.seen_tail(),
-                )),
-                other => Err(other.map_err(SendError::from)),
-            });
-            let (fail_when_full, tail) = match attempt {
-                Ok(full) => full,
-                Err(done) => return done,
-            };
-            if fail_when_full {
-                return Err(SendError::Full);
-            }
-            self.shared.request(Want::Space { tail });
-            match deadline {
-                Some(deadline) => {
-                    if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                        return Err(SendError::Timeout);
-                    }
-                }
-                None => notified.await,
-            }
+        if conn.with(|c| c.config().backpressure == Backpressure::Fail) {
+            // Never waits: one step, and a full ring is `Full`.
+            return conn.with(&mut step).map_err(SendError::from);
         }
+        self.register(conn, Dir::Space)?;
+        Ok(Self::wait(conn, self.watch(Dir::Space), None, deadline, step).await?)
     }
 
     async fn send_until(
-        &self,
+        &mut self,
         conn: &mut impl Access,
         frame: &[u8],
         deadline: Option<Instant>,
@@ -359,11 +431,9 @@ impl Waiter {
         })
         .await
     }
-}
 
-impl Waiter {
     async fn send_blob_until(
-        &self,
+        &mut self,
         conn: &mut impl Access,
         blob: &SealedBlob,
         deadline: Option<Instant>,
@@ -376,16 +446,6 @@ impl Waiter {
     }
 }
 
-impl Drop for Waiter {
-    fn drop(&mut self) {
-        self.shared.request(Want::Stop);
-        if let Some(helper) = self.helper.take() {
-            // `request` woke the helper if it was parked: it sees Stop now.
-            let _ = helper.join();
-        }
-    }
-}
-
 fn deadline_after(timeout: Option<Duration>) -> Option<Instant> {
     timeout.map(|t| Instant::now() + t)
 }
@@ -395,16 +455,18 @@ fn deadline_after(timeout: Option<Duration>) -> Option<Instant> {
 /// [`AsyncShm`]. Must be used inside a tokio runtime.
 #[derive(Debug)]
 pub struct AsyncShmConnection {
-    // Declared first: the helper stops before the connection closes.
+    // Declared first: out of the reactor before the doorbells close.
     waiter: Waiter,
     inner: ShmConnection,
 }
 
 impl AsyncShmConnection {
-    /// Wraps a blocking connection; starts its helper thread.
+    /// Wraps a blocking connection. No thread: its doorbells and the
+    /// peer's pidfd are registered with the reactor of the runtime its
+    /// first wait runs on (a wait outside a runtime is an `Io` error).
     pub fn new(inner: ShmConnection) -> Result<Self, ConnectError> {
         Ok(AsyncShmConnection {
-            waiter: Waiter::start(&inner)?,
+            waiter: Waiter::new(),
             inner,
         })
     }
@@ -537,27 +599,26 @@ impl AsyncSplit for AsyncShmConnection {
     type WriteHalf = ShmWriteHalf;
 
     /// Splits into halves that share the connection (each step takes a
-    /// lock for a moment, never across a wait); the write half gets a
-    /// helper thread of its own, so both can wait at once. The connection
-    /// closes when both halves are gone; dropping the write half alone
-    /// tells the peer this side is closing (its sends then fail, its
-    /// receives drain what is left).
+    /// lock for a moment, never across a wait); each half waits on its
+    /// own doorbell, so both can wait at once. The connection closes when
+    /// both halves are gone; dropping the write half alone tells the peer
+    /// this side is closing (its sends then fail, its receives drain what
+    /// is left).
     fn into_split(self) -> (ShmReadHalf, ShmWriteHalf) {
-        let AsyncShmConnection { waiter, inner } = self;
-        // A second helper thread; if it cannot start, the write half waits
-        // with the reader's helper by polling (never fails the split).
-        let writer_waiter = Waiter::start(&inner).ok();
-        let segment = Arc::clone(&inner.seg);
+        let AsyncShmConnection { mut waiter, inner } = self;
         let conn = Arc::new(Mutex::new(inner));
         (
             ShmReadHalf {
-                waiter,
+                waiter: Waiter {
+                    watches: [waiter.watches[0].take(), None],
+                },
                 conn: Arc::clone(&conn),
             },
             ShmWriteHalf {
-                waiter: writer_waiter,
+                waiter: Waiter {
+                    watches: [None, waiter.watches[1].take()],
+                },
                 conn,
-                segment,
             },
         )
     }
@@ -573,9 +634,8 @@ pub struct ShmReadHalf {
 /// The sending half of a split [`AsyncShmConnection`].
 #[derive(Debug)]
 pub struct ShmWriteHalf {
-    waiter: Option<Waiter>,
+    waiter: Waiter,
     conn: Arc<Mutex<ShmConnection>>,
-    segment: Arc<Segment>,
 }
 
 impl ShmWriteHalf {
@@ -619,16 +679,9 @@ impl ShmWriteHalf {
     pub async fn send_blob(&mut self, blob: BlobBuf) -> Result<(), SendError> {
         let blob = self.conn.with(|c| c.seal_blob(blob))?;
         let deadline = deadline_after(self.config().send_timeout);
-        match &self.waiter {
-            Some(waiter) => {
-                waiter
-                    .send_blob_until(&mut self.conn, &blob, deadline)
-                    .await
-            }
-            None => Err(SendError::Io(std::io::Error::other(
-                "the write half's helper thread could not start",
-            ))),
-        }
+        self.waiter
+            .send_blob_until(&mut self.conn, &blob, deadline)
+            .await
     }
 
     async fn send_until(
@@ -636,12 +689,9 @@ impl ShmWriteHalf {
         frame: &[u8],
         deadline: Option<Instant>,
     ) -> Result<(), SendError> {
-        match &self.waiter {
-            Some(waiter) => waiter.send_until(&mut self.conn, frame, deadline).await,
-            None => Err(SendError::Io(std::io::Error::other(
-                "the write half's helper thread could not start",
-            ))),
-        }
+        self.waiter
+            .send_until(&mut self.conn, frame, deadline)
+            .await
     }
 }
 
@@ -660,27 +710,22 @@ impl AsyncFrameSender for ShmWriteHalf {
 
     async fn flush(&mut self) -> Result<(), SendError> {
         let deadline = deadline_after(self.config().send_timeout);
-        match &self.waiter {
-            Some(waiter) => {
-                waiter
-                    .until_room(&mut self.conn, deadline, |c| {
-                        c.flush_pending(&mut Wait::Never)
-                    })
-                    .await
-            }
-            None => Ok(()),
-        }
+        self.waiter
+            .until_room(&mut self.conn, deadline, |c| {
+                c.flush_pending(&mut Wait::Never)
+            })
+            .await
     }
 }
 
 impl Drop for ShmWriteHalf {
     fn drop(&mut self) {
-        // Stop this half's helper, push out the rest of a committed
-        // message, then tell the peer this side is done (the read half
-        // still drains what the peer sent).
-        self.waiter.take();
-        self.conn.lock().unwrap_or_else(|e| e.into_inner()).linger();
-        self.segment.close();
+        // Push out the rest of a committed message, then tell the peer
+        // this side is done (the read half still drains what the peer
+        // sent).
+        let mut conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        conn.linger();
+        conn.close();
     }
 }
 

@@ -13,9 +13,9 @@ use ipc_core::{
 };
 
 use crate::CAPABILITIES;
+use crate::bell::Bell;
 use crate::blob::{self, Blob, BlobBuf, MAX_SLOTS, POOL_LIMIT, PeerSlots, SealedBlob, Slot};
 use crate::handoff;
-use crate::lifeline::{self, LifelineThread};
 use crate::liveness::PeerWatch;
 use crate::ring::{Consumer, Corrupt, Producer, Record, Reservation, kind};
 use crate::segment::{Segment, Side};
@@ -57,6 +57,14 @@ impl Wait {
     }
 
     /// The deadline, fixed from `now` the first time it is asked for.
+    /// The deadline, if it is fixed already.
+    fn until(self) -> Option<Instant> {
+        match self {
+            Wait::Until(at) => Some(at),
+            _ => None,
+        }
+    }
+
     fn deadline(&mut self, now: Instant) -> Option<Instant> {
         match *self {
             Wait::Within(t) => {
@@ -126,9 +134,9 @@ enum Assembly {
 /// One end of a shared-memory connection. See the [crate docs](crate).
 #[derive(Debug)]
 pub struct ShmConnection {
-    /// Declared before `seg`: dropped (joined) while the segment is mapped.
-    _lifeline: Option<LifelineThread>,
     pub(crate) seg: Arc<Segment>,
+    /// This side's end of each ring's doorbell, by ring (`bell.rs`).
+    pub(crate) bells: Arc<[Bell; 2]>,
     pub(crate) tx: Producer,
     pub(crate) rx: Consumer,
     pub(crate) tx_ring: usize,
@@ -154,7 +162,9 @@ pub struct ShmConnection {
     /// The receive ring is mapped here: from the first record received.
     rx_populated: bool,
     /// How long adaptive waits spin, learned per direction ([`Dir`] as index).
-    spin: [SpinBudget; 2],
+    pub(crate) spin: [SpinBudget; 2],
+    /// When a non-blocking step last asked the OS whether the peer lives.
+    last_peer_check: Option<Instant>,
 }
 
 /// What a connection keeps about blobs.
@@ -184,6 +194,7 @@ impl ShmConnection {
         seg: Segment,
         config: Config,
         link: Option<OwnedFd>,
+        bells: [Bell; 2],
     ) -> Result<Self, ConnectError> {
         let (tx_ring, rx_ring) = match seg.side() {
             Side::Owner => (0, 1),
@@ -202,13 +213,9 @@ impl ShmConnection {
             )
         };
         let max_record = tx.max_record();
-        // SAFETY: the lifeline word is in `seg`, which the connection keeps
-        // (field `seg`, dropped after `_lifeline`), so it stays mapped
-        // until the lifeline thread is joined.
-        let lifeline = unsafe { LifelineThread::start(seg.own_lifeline()) };
         Ok(ShmConnection {
-            _lifeline: lifeline,
             seg: Arc::new(seg),
+            bells: Arc::new(bells),
             tx,
             rx,
             tx_ring,
@@ -228,6 +235,7 @@ impl ShmConnection {
             tx_populated: false,
             rx_populated: false,
             spin: Default::default(),
+            last_peer_check: None,
         })
     }
 
@@ -656,24 +664,38 @@ impl ShmConnection {
         Fail::Corrupt(c.0)
     }
 
+    /// Rings the peer's consumer (the ring said it parks).
     pub(crate) fn wake_consumer(&self) {
-        wait::wake(self.tx.wake_signal());
+        self.bells[self.tx_ring].ring();
     }
 
+    /// Rings the peer's producer (the ring said it parks).
     pub(crate) fn wake_producer(&self) {
-        wait::wake(self.rx.wake_signal());
+        self.bells[self.rx_ring].ring();
+    }
+
+    /// Marks this side closed and wakes the peer wherever it parks (the
+    /// write half of a split connection does this when it drops; the rest
+    /// when the connection drops and its doorbells close).
+    pub(crate) fn close(&self) {
+        self.seg.close();
+        for bell in self.bells.iter() {
+            bell.ring();
+        }
     }
 
     /// True once the peer is known to have gone: closed cleanly (a flag in
-    /// the segment, always read) or died (its pidfd polled, when
-    /// `check_process`).
+    /// the segment, always read), its end of a doorbell closed (seen by
+    /// the last drain), or died (when `check_process`: the data doorbell
+    /// drained and the pidfd polled).
     pub(crate) fn peer_gone(&mut self, check_process: bool) -> bool {
-        if !self.gone
-            && (self.seg.other_closed()
-                || lifeline::is_dead(self.seg.other_lifeline())
-                || (check_process && !self.peer.is_alive()))
-        {
-            self.gone = true;
+        if !self.gone {
+            if check_process {
+                self.bells[self.rx_ring].drain();
+            }
+            self.gone = self.seg.other_closed()
+                || self.bells.iter().any(Bell::hung_up)
+                || (check_process && !self.peer.is_alive());
         }
         self.gone
     }
@@ -699,11 +721,18 @@ impl ShmConnection {
                 return Ok(value);
             }
             if let Wait::Never = *wait {
-                // The closed flag and the lifeline are plain loads; the
-                // pidfd (a system call) only while the lifeline is not
-                // armed yet. Whatever the peer published before it went
-                // is still ours.
-                let check_process = !lifeline::is_armed(self.seg.other_lifeline());
+                // The closed flag and the doorbells' state are plain
+                // loads; the OS is asked (two system calls) at most every
+                // SPIN_CHECK, so a loop of non-blocking steps learns of a
+                // death that soon without a system call per step.
+                // Whatever the peer published before it went is still ours.
+                let now = Instant::now();
+                let check_process = self
+                    .last_peer_check
+                    .is_none_or(|t| now.duration_since(t) >= wait::SPIN_CHECK);
+                if check_process {
+                    self.last_peer_check = Some(now);
+                }
                 return match self.peer_gone(check_process) {
                     true => attempt(self)?.ok_or(Fail::Gone),
                     false => Err(Fail::WouldBlock),
@@ -723,46 +752,50 @@ impl ShmConnection {
                 Step::Yield => std::thread::yield_now(),
                 Step::Park => {
                     let now = tick.now.unwrap_or_else(Instant::now);
+                    // Parks end at the release point once, so an idle
+                    // side gives its memory back without a timer after.
+                    let mut release_at = None;
                     if dir == Dir::Data && !released {
                         let since: Instant = *idle_since.get_or_insert(now);
                         if now.duration_since(since) >= IDLE_RELEASE {
                             self.release_idle_memory();
                             released = true;
+                        } else {
+                            release_at = Some(since + IDLE_RELEASE);
                         }
                     }
-                    self.park(dir, *wait, now)
+                    self.park(dir, *wait, now, release_at)
                 }
             }
         }
     }
 
-    fn park(&self, dir: Dir, wait: Wait, now: Instant) {
+    /// Parks until the doorbell of `dir` rings, the peer goes, or `until`
+    /// (if any) passes.
+    fn park(&self, dir: Dir, wait: Wait, now: Instant, until: Option<Instant>) {
         // `wait::park` caps this at its slice for the way it parks.
         let mut slice = Duration::MAX;
         if !self.pending.is_empty() {
             // Also pushing out a held-back message: look again soon.
             slice = Duration::from_millis(1);
         }
-        if let Wait::Until(deadline) = wait {
-            slice = slice.min(deadline.saturating_duration_since(now));
+        for end in [until, wait.until()].into_iter().flatten() {
+            slice = slice.min(end.saturating_duration_since(now));
         }
+        let process = self.peer.pidfd();
         match dir {
             Dir::Data => {
-                wait::park(
-                    self.rx.park_signal(),
-                    slice,
-                    self.seg.other_lifeline(),
-                    || !self.rx.has_record() && !self.seg.other_closed(),
-                );
+                let bell = &self.bells[self.rx_ring];
+                wait::park(self.rx.park_signal(), bell, slice, process, || {
+                    self.data_absent()
+                });
             }
             Dir::Space => {
                 let seen = self.tx.seen_tail();
-                wait::park(
-                    self.tx.park_signal(),
-                    slice,
-                    self.seg.other_lifeline(),
-                    || self.tx.observed_tail() == seen && !self.seg.other_closed(),
-                );
+                let bell = &self.bells[self.tx_ring];
+                wait::park(self.tx.park_signal(), bell, slice, process, || {
+                    self.space_unchanged(seen)
+                });
             }
         }
     }
@@ -864,6 +897,18 @@ impl ShmConnection {
     #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
     pub(crate) fn has_pending(&self) -> bool {
         !self.pending.is_empty()
+    }
+
+    /// Nothing to receive yet and the peer still open: a data wait may
+    /// park.
+    pub(crate) fn data_absent(&self) -> bool {
+        !self.rx.has_record() && !self.seg.other_closed()
+    }
+
+    /// The consumer has freed nothing since the tail `seen` and the peer
+    /// is still open: a space wait may park.
+    pub(crate) fn space_unchanged(&self, seen: u64) -> bool {
+        self.tx.observed_tail() == seen && !self.seg.other_closed()
     }
 
     pub(crate) fn recv_with(&mut self, mut wait: Wait) -> Result<Bytes, RecvError> {
@@ -1056,8 +1101,10 @@ impl Drop for ShmConnection {
     fn drop(&mut self) {
         // A committed message's rest gets a bounded chance to leave.
         self.linger();
-        // The segment marks this side closed and wakes the peer when the
-        // last reference (this, or an async helper's) drops.
+        // Closed in the segment, and the peer woken wherever it parks;
+        // our doorbell ends close after this, when the last reference
+        // (this, or an async side's) drops.
+        self.close();
     }
 }
 

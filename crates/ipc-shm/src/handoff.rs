@@ -1,9 +1,10 @@
-//! Handing a memory file to the peer over a Unix socket (`SCM_RIGHTS`).
+//! Handing descriptors to the peer over a Unix socket (`SCM_RIGHTS`).
 //!
 //! The rendezvous protocol, per agent: the listener accepts the socket,
-//! creates the agent's segment and sends [`hello`] with the segment's
-//! descriptor; the agent validates and attaches it, then answers
-//! [`ATTACHED`]. Only that agent ever holds the descriptor.
+//! creates the agent's segment and the rings' doorbells (`bell.rs`) and
+//! sends [`hello`] with the segment's descriptor and the agent's two
+//! doorbell ends; the agent validates and attaches them, then answers
+//! [`ATTACHED`]. Only that agent ever holds them.
 
 use std::io::{self, IoSlice, IoSliceMut};
 use std::mem::MaybeUninit;
@@ -29,13 +30,24 @@ pub(crate) fn hello() -> [u8; 8] {
 /// The agent's answer once its segment is attached.
 pub(crate) const ATTACHED: u8 = b'A';
 
+/// The most descriptors one message carries (the hello's three).
+pub(crate) const MAX_FDS: usize = 3;
+
 /// Sends `bytes` with descriptor `fd`, without blocking: the message is
 /// small and the socket fresh, so anything but a whole send is an error.
 pub(crate) fn send_fd(sock: BorrowedFd<'_>, bytes: &[u8], fd: BorrowedFd<'_>) -> io::Result<()> {
-    let fds = [fd];
-    let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    send_fds(sock, bytes, &[fd])
+}
+
+/// Sends `bytes` with up to [`MAX_FDS`] descriptors, as [`send_fd`].
+pub(crate) fn send_fds(
+    sock: BorrowedFd<'_>,
+    bytes: &[u8],
+    fds: &[BorrowedFd<'_>],
+) -> io::Result<()> {
+    let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
     let mut control = SendAncillaryBuffer::new(&mut space);
-    if !control.push(SendAncillaryMessage::ScmRights(&fds)) {
+    if fds.len() > MAX_FDS || !control.push(SendAncillaryMessage::ScmRights(fds)) {
         return Err(io::Error::other("no room for a descriptor"));
     }
     let flags = SendFlags::DONTWAIT | SendFlags::NOSIGNAL;
@@ -53,27 +65,32 @@ pub(crate) fn recv_fd(
     sock: BorrowedFd<'_>,
     buf: &mut [u8],
 ) -> io::Result<(usize, Option<OwnedFd>)> {
-    let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let (n, fds) = recv_fds(sock, buf, 1)?;
+    Ok((n, fds.into_iter().next()))
+}
+
+/// Receives up to `buf.len()` bytes and at most `max` (up to
+/// [`MAX_FDS`]) descriptors, without blocking. More is an error (the
+/// extra ones are closed, never kept).
+pub(crate) fn recv_fds(
+    sock: BorrowedFd<'_>,
+    buf: &mut [u8],
+    max: usize,
+) -> io::Result<(usize, Vec<OwnedFd>)> {
+    let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
     let mut control = RecvAncillaryBuffer::new(&mut space);
     let flags = RecvFlags::DONTWAIT | RecvFlags::CMSG_CLOEXEC;
     let msg = rustix::net::recvmsg(sock, &mut [IoSliceMut::new(buf)], &mut control, flags)?;
-    let mut got = None;
-    let mut extra = false;
+    let mut got = Vec::new();
     for message in control.drain() {
         if let RecvAncillaryMessage::ScmRights(fds) = message {
-            for fd in fds {
-                if got.is_none() {
-                    got = Some(fd);
-                } else {
-                    extra = true;
-                }
-            }
+            got.extend(fds);
         }
     }
-    if extra || msg.flags.contains(ReturnFlags::CTRUNC) {
+    if got.len() > max.min(MAX_FDS) || msg.flags.contains(ReturnFlags::CTRUNC) {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
-            "more descriptors than one came with the message",
+            format!("more descriptors than {max} came with the message"),
         ));
     }
     Ok((msg.bytes, got))

@@ -7,6 +7,8 @@
 #[cfg(all(feature = "tokio", not(loom)))]
 mod asynchronous;
 #[cfg(not(loom))]
+mod bell;
+#[cfg(not(loom))]
 mod blob;
 #[cfg(not(loom))]
 mod connection;
@@ -15,8 +17,6 @@ mod connection;
 pub mod fuzzing;
 #[cfg(not(loom))]
 mod handoff;
-#[cfg(not(loom))]
-mod lifeline;
 #[cfg(not(loom))]
 mod listener;
 #[cfg(not(loom))]

@@ -10,6 +10,7 @@ use ipc_uds::rendezvous::{self, SocketFile};
 use rustix::event::{PollFd, PollFlags};
 use rustix::net::SocketFlags;
 
+use crate::bell::Bell;
 use crate::connection::ShmConnection;
 use crate::handoff::{self, ATTACHED};
 use crate::segment::{MAX_RING, MIN_RING, Segment};
@@ -58,6 +59,8 @@ pub(crate) fn socket_path(name: &str) -> PathBuf {
 struct Handshake {
     sock: OwnedFd,
     segment: Segment,
+    /// The listener's ends of the rings' doorbells.
+    bells: [Bell; 2],
     /// The agent's pid as the socket reports it (0 if unknown).
     pid: u32,
     deadline: Instant,
@@ -212,11 +215,15 @@ impl Rendezvous {
         };
         let pid = rendezvous::peer_credentials(&sock).map_or(0, |c| c.pid.unwrap_or(0));
         let segment = Segment::create(&self.label, self.cap)?;
+        let (ours0, theirs0) = Bell::pair()?;
+        let (ours1, theirs1) = Bell::pair()?;
+        let fds = [segment.fd(), theirs0.as_fd(), theirs1.as_fd()];
         // An agent gone already: forget it.
-        if handoff::send_fd(sock.as_fd(), &handoff::hello(), segment.fd()).is_ok() {
+        if handoff::send_fds(sock.as_fd(), &handoff::hello(), &fds).is_ok() {
             self.pending.push(Handshake {
                 sock,
                 segment,
+                bells: [ours0, ours1],
                 pid,
                 deadline: Instant::now() + HANDSHAKE_LIMIT,
             });
@@ -244,7 +251,7 @@ impl Rendezvous {
                 )));
             }
         }
-        ShmConnection::new(h.segment, self.config.clone(), Some(h.sock))
+        ShmConnection::new(h.segment, self.config.clone(), Some(h.sock), h.bells)
     }
 }
 
@@ -425,7 +432,7 @@ pub(crate) fn attach(
     let what = address.to_string();
     let listener_pid = rendezvous::peer_credentials(&sock).map_or(0, |c| c.pid.unwrap_or(0));
     let mut hello = [0u8; 8];
-    let (n, fd) = handoff::recv_fd(sock.as_fd(), &mut hello).map_err(|e| {
+    let (n, fds) = handoff::recv_fds(sock.as_fd(), &mut hello, 3).map_err(|e| {
         ConnectError::Incompatible(format!("{what}: a bad handshake from the listener: {e}"))
     })?;
     if n == 0 {
@@ -440,12 +447,19 @@ pub(crate) fn attach(
             crate::LAYOUT_VERSION
         )));
     }
-    let fd = fd.ok_or_else(|| {
-        ConnectError::Incompatible(format!("{what}: no memory came with the listener's hello"))
-    })?;
+    let Ok([fd, bell0, bell1]) = <[OwnedFd; 3]>::try_from(fds) else {
+        return Err(ConnectError::Incompatible(format!(
+            "{what}: no memory came with the listener's hello (it carries the memory and two doorbells)"
+        )));
+    };
+    let bad_bell = |e| ConnectError::Incompatible(format!("{what}: {e}"));
+    let bells = [
+        Bell::received(bell0).map_err(bad_bell)?,
+        Bell::received(bell1).map_err(bad_bell)?,
+    ];
     let segment = Segment::attach(fd, listener_pid, &what)?;
     handoff::send_byte(&sock, ATTACHED)?;
-    ShmConnection::new(segment, config.clone(), Some(sock))
+    ShmConnection::new(segment, config.clone(), Some(sock), bells)
 }
 
 /// Connects the socket of `shm:NAME`: the listener's owner is checked.

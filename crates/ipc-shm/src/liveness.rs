@@ -93,6 +93,12 @@ impl PeerWatch {
         }
     }
 
+    /// The pidfd, if there is one: readable once the process has exited.
+    pub(crate) fn pidfd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        use std::os::fd::AsFd;
+        self.pidfd.as_ref().map(|fd| fd.as_fd())
+    }
+
     /// False once the process has exited.
     pub(crate) fn is_alive(&self) -> bool {
         match &self.pidfd {

@@ -33,8 +33,8 @@
 //! taken.
 //!
 //! Waking is decided here but done by the caller (`wait.rs`): each
-//! direction has a [`Signal`] whose `waiting` word a parked side sets, and
-//! whose `seq` word it parks on (a futex). Publishing stores the record's
+//! direction has a [`Signal`] whose `waiting` word a parked side sets
+//! before it waits on its doorbell (`bell.rs`). Publishing stores the record's
 //! header (or the tail), issues a `SeqCst` fence and then reads `waiting`;
 //! the parking side sets `waiting`, fences, then re-checks the header at
 //! its position (or the tail). One of the two always sees the other, so no
@@ -73,13 +73,12 @@ pub(crate) mod kind {
 #[derive(Debug)]
 pub(crate) struct CacheLine<T>(pub(crate) T);
 
-/// Where a side parks and how the other side knows to wake it.
+/// How the other side knows to wake a parked side.
 #[repr(C)]
 #[derive(Debug)]
 pub(crate) struct Signal {
-    /// Bumped on every wake; the futex word.
-    pub(crate) seq: AtomicU32,
-    /// Non-zero while the other side is parked: the [`crate::wait`] mode.
+    /// Non-zero while the other side is parked (or about to): ring its
+    /// doorbell after publishing.
     pub(crate) waiting: AtomicU32,
 }
 
@@ -103,11 +102,9 @@ impl RingControl {
         RingControl {
             tail: CacheLine(AtomicU64::new(0)),
             data: CacheLine(Signal {
-                seq: AtomicU32::new(0),
                 waiting: AtomicU32::new(0),
             }),
             space: CacheLine(Signal {
-                seq: AtomicU32::new(0),
                 waiting: AtomicU32::new(0),
             }),
         }
@@ -301,11 +298,6 @@ impl Producer {
         &self.mem.ctl().space.0
     }
 
-    /// Where the consumer parks for data.
-    pub(crate) fn wake_signal(&self) -> &Signal {
-        &self.mem.ctl().data.0
-    }
-
     /// The tail seen by the last reservation attempt.
     pub(crate) fn seen_tail(&self) -> u64 {
         self.seen_tail
@@ -481,16 +473,6 @@ impl Consumer {
     /// Where this side parks for data.
     pub(crate) fn park_signal(&self) -> &Signal {
         &self.mem.ctl().data.0
-    }
-
-    /// Where the producer parks for space.
-    pub(crate) fn wake_signal(&self) -> &Signal {
-        &self.mem.ctl().space.0
-    }
-
-    /// This consumer's position (private copy).
-    pub(crate) fn position(&self) -> u64 {
-        self.tail
     }
 
     /// Whether a record is published at this consumer's position (for

@@ -35,10 +35,12 @@ use crate::sync::{AtomicU32, AtomicU64, Ordering};
 /// `"IPCSHM"` and the layout version, written last by the creator.
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"IPCSHM\0\0");
 /// Bumped whenever the layout or the wait protocol changes; a mismatch is
-/// `Incompatible`. (5: the record header is the commit word the consumer
+/// `Incompatible`. (6: a parked side is woken through a doorbell socket
+/// handed over with the segment, no futex, no lifeline words; 5: the
+/// record header is the commit word the consumer
 /// polls; 4: anonymous sealed segments handed over a socket;
 /// 3: every side parks on the futex word.)
-pub const LAYOUT_VERSION: u32 = 5;
+pub const LAYOUT_VERSION: u32 = 6;
 pub(crate) const PAGE: usize = 4096;
 /// Ring sizes accepted from a segment header.
 pub(crate) const MIN_RING: u64 = 4096;
@@ -62,9 +64,6 @@ pub(crate) struct SegmentHeader {
     pub(crate) peer_attached: AtomicU32,
     peer_start: AtomicU64,
     peer_closed: AtomicU32,
-    /// Robust-futex lifeline words (see `lifeline.rs`).
-    owner_lifeline: AtomicU32,
-    peer_lifeline: AtomicU32,
     /// The owner's PID namespace (see `liveness::pid_namespace`).
     owner_pidns: AtomicU64,
 }
@@ -423,24 +422,6 @@ impl Segment {
         }
     }
 
-    /// This side's lifeline word.
-    pub(crate) fn own_lifeline(&self) -> &AtomicU32 {
-        let h = self.header();
-        match self.side {
-            Side::Owner => &h.owner_lifeline,
-            Side::Peer => &h.peer_lifeline,
-        }
-    }
-
-    /// The other side's lifeline word.
-    pub(crate) fn other_lifeline(&self) -> &AtomicU32 {
-        let h = self.header();
-        match self.side {
-            Side::Owner => &h.peer_lifeline,
-            Side::Peer => &h.owner_lifeline,
-        }
-    }
-
     /// True once the other side has closed its end cleanly.
     pub(crate) fn other_closed(&self) -> bool {
         let h = self.header();
@@ -451,7 +432,8 @@ impl Segment {
         flag.load(Ordering::Acquire) != 0
     }
 
-    /// Marks this side closed and wakes anything the other side parks on.
+    /// Marks this side closed (the connection rings the peer's
+    /// doorbells after this).
     pub(crate) fn close(&self) {
         let h = self.header();
         let flag = match self.side {
@@ -459,14 +441,6 @@ impl Segment {
             Side::Peer => &h.peer_closed,
         };
         flag.store(1, Ordering::Release);
-        for ring in 0..2 {
-            // SAFETY: `ring(..)` points at a control block inside the live
-            // mapping, valid (all-atomic) for any bytes.
-            let ctl = unsafe { &*self.ring(ring).ctl };
-            for signal in [&ctl.data.0, &ctl.space.0] {
-                crate::wait::wake(signal);
-            }
-        }
     }
 }
 

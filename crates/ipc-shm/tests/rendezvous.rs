@@ -5,7 +5,7 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::FileExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -244,10 +244,11 @@ fn forged_segments_are_refused_clearly() {
     let genuine = move || {
         let sock = UnixStream::connect(&real_path).expect("connect real");
         let mut hello = [0u8; 8];
-        let (n, fd) = common::recv_with_fd(sock.as_fd(), &mut hello);
+        let (n, fds) = common::recv_with_fds(sock.as_fd(), &mut hello);
         assert_eq!(n, 8);
+        let [fd, bell0, bell1] = <[OwnedFd; 3]>::try_from(fds).expect("memory and two doorbells");
         // Keep the real socket open so the real listener keeps waiting.
-        (sock, hello, fd.expect("fd"))
+        (sock, hello, fd, [bell0, bell1])
     };
 
     let fake_name = name();
@@ -259,19 +260,19 @@ fn forged_segments_are_refused_clearly() {
     let genuine = &genuine;
     let scribbled = |offset: u64, bytes: Vec<u8>| -> Forge<'_> {
         Box::new(move |agent: &UnixStream| {
-            let (_keep, hello, fd) = genuine();
+            let (_keep, hello, fd, [b0, b1]) = genuine();
             std::fs::File::from(fd.try_clone().expect("dup"))
                 .write_at(&bytes, offset)
                 .expect("scribble");
-            common::send_with_fds(agent.as_fd(), &hello, &[fd.as_fd()]);
+            common::send_with_fds(agent.as_fd(), &hello, &[fd.as_fd(), b0.as_fd(), b1.as_fd()]);
         })
     };
     let unsealed = move |agent: &UnixStream| {
-        let (_keep, hello, _) = genuine();
+        let (_keep, hello, _, [b0, b1]) = genuine();
         let fd =
             rustix::fs::memfd_create("forged", rustix::fs::MemfdFlags::CLOEXEC).expect("memfd");
         rustix::fs::ftruncate(&fd, 3 * 4096 + 2 * (256 << 10)).expect("size");
-        common::send_with_fds(agent.as_fd(), &hello, &[fd.as_fd()]);
+        common::send_with_fds(agent.as_fd(), &hello, &[fd.as_fd(), b0.as_fd(), b1.as_fd()]);
     };
     let cases: Vec<(Forgery, Forge<'_>)> = vec![
         (
@@ -281,8 +282,9 @@ fn forged_segments_are_refused_clearly() {
                 says: "does not speak",
             },
             Box::new(|agent: &UnixStream| {
-                let (_keep, _, fd) = genuine();
-                common::send_with_fds(agent.as_fd(), b"HTTP/1.1", &[fd.as_fd()]);
+                let (_keep, _, fd, [b0, b1]) = genuine();
+                let fds = [fd.as_fd(), b0.as_fd(), b1.as_fd()];
+                common::send_with_fds(agent.as_fd(), b"HTTP/1.1", &fds);
             }),
         ),
         (
@@ -292,19 +294,31 @@ fn forged_segments_are_refused_clearly() {
                 says: "no memory came",
             },
             Box::new(|agent: &UnixStream| {
-                let (_keep, hello, _) = genuine();
+                let (_keep, hello, _, _) = genuine();
                 common::send_with_fds(agent.as_fd(), &hello, &[]);
             }),
         ),
         (
             Forgery {
-                what: "two descriptors",
+                what: "only the memory",
+                expect: |e| matches!(e, ConnectError::Incompatible(_)),
+                says: "two doorbells",
+            },
+            Box::new(|agent: &UnixStream| {
+                let (_keep, hello, fd, _) = genuine();
+                common::send_with_fds(agent.as_fd(), &hello, &[fd.as_fd()]);
+            }),
+        ),
+        (
+            Forgery {
+                what: "four descriptors",
                 expect: |e| matches!(e, ConnectError::Incompatible(_)),
                 says: "more descriptors",
             },
             Box::new(|agent: &UnixStream| {
-                let (_keep, hello, fd) = genuine();
-                common::send_with_fds(agent.as_fd(), &hello, &[fd.as_fd(), fd.as_fd()]);
+                let (_keep, hello, fd, [b0, b1]) = genuine();
+                let fds = [fd.as_fd(), b0.as_fd(), b1.as_fd(), fd.as_fd()];
+                common::send_with_fds(agent.as_fd(), &hello, &fds);
             }),
         ),
         (
@@ -314,9 +328,38 @@ fn forged_segments_are_refused_clearly() {
                 says: "not a memory file",
             },
             Box::new(|agent: &UnixStream| {
-                let (_keep, hello, _) = genuine();
+                let (_keep, hello, _, [b0, b1]) = genuine();
                 let (read, _write) = rustix::pipe::pipe().expect("pipe");
-                common::send_with_fds(agent.as_fd(), &hello, &[read.as_fd()]);
+                let fds = [read.as_fd(), b0.as_fd(), b1.as_fd()];
+                common::send_with_fds(agent.as_fd(), &hello, &fds);
+            }),
+        ),
+        (
+            // A pipe the listener keeps full would block a ring; a file
+            // would be always "readable" and spin a park.
+            Forgery {
+                what: "a pipe instead of a doorbell",
+                expect: |e| matches!(e, ConnectError::Incompatible(_)),
+                says: "not a socket",
+            },
+            Box::new(|agent: &UnixStream| {
+                let (_keep, hello, fd, [_, b1]) = genuine();
+                let (read, _write) = rustix::pipe::pipe().expect("pipe");
+                let fds = [fd.as_fd(), read.as_fd(), b1.as_fd()];
+                common::send_with_fds(agent.as_fd(), &hello, &fds);
+            }),
+        ),
+        (
+            Forgery {
+                what: "a datagram socket as a doorbell",
+                expect: |e| matches!(e, ConnectError::Incompatible(_)),
+                says: "not a Unix stream socket",
+            },
+            Box::new(|agent: &UnixStream| {
+                let (_keep, hello, fd, [b0, _]) = genuine();
+                let (dgram, _other) = std::os::unix::net::UnixDatagram::pair().expect("pair");
+                let fds = [fd.as_fd(), b0.as_fd(), dgram.as_fd()];
+                common::send_with_fds(agent.as_fd(), &hello, &fds);
             }),
         ),
         (

@@ -12,7 +12,13 @@ use rustix::net::{
 
 /// Receives a message and at most one descriptor (the first, if more).
 pub fn recv_with_fd(sock: BorrowedFd<'_>, buf: &mut [u8]) -> (usize, Option<OwnedFd>) {
-    let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(2))];
+    let (n, fds) = recv_with_fds(sock, buf);
+    (n, fds.into_iter().next())
+}
+
+/// Receives a message and every descriptor that came with it (up to four).
+pub fn recv_with_fds(sock: BorrowedFd<'_>, buf: &mut [u8]) -> (usize, Vec<OwnedFd>) {
+    let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(4))];
     let mut control = RecvAncillaryBuffer::new(&mut space);
     let msg = rustix::net::recvmsg(
         sock,
@@ -21,18 +27,18 @@ pub fn recv_with_fd(sock: BorrowedFd<'_>, buf: &mut [u8]) -> (usize, Option<Owne
         RecvFlags::CMSG_CLOEXEC,
     )
     .expect("recvmsg");
-    let mut got = None;
+    let mut got = Vec::new();
     for message in control.drain() {
-        if let RecvAncillaryMessage::ScmRights(mut fds) = message {
-            got = fds.next();
+        if let RecvAncillaryMessage::ScmRights(fds) = message {
+            got.extend(fds);
         }
     }
     (msg.bytes, got)
 }
 
-/// Sends a message with the given descriptors (none, one or two).
+/// Sends a message with the given descriptors (up to four).
 pub fn send_with_fds(sock: BorrowedFd<'_>, bytes: &[u8], fds: &[BorrowedFd<'_>]) {
-    let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(2))];
+    let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(4))];
     let mut control = SendAncillaryBuffer::new(&mut space);
     if !fds.is_empty() {
         assert!(control.push(SendAncillaryMessage::ScmRights(fds)));
