@@ -35,6 +35,10 @@ pub struct AgentTask {
 pub enum Role {
     /// Send every frame back.
     Echo,
+    /// Send every frame back through the async API.
+    AsyncEcho,
+    /// Join a hub and answer every call with its request.
+    HubEcho,
     /// Receive and verify `count` payload messages (or until the parent
     /// leaves, if `None`), then send an [`AgentReport`].
     Sink {
@@ -225,6 +229,8 @@ fn run(task: &AgentTask) -> Result<()> {
     let v = &task.variant;
     match &task.role {
         Role::Echo => echo(&mut parent(v)?),
+        Role::AsyncEcho => crate::scenarios::hub::async_echo(v),
+        Role::HubEcho => crate::scenarios::hub::hub_echo(v),
         Role::Sink { count, in_place } => sink(&mut parent(v)?, *count, *in_place),
         Role::Source { count, size } => source(&mut parent(v)?, *count, *size),
         Role::Idle => wait_for_parent_to_leave(&mut parent(v)?),

@@ -138,8 +138,12 @@ pub enum Subject {
     /// A transport variant over the mechanism it rides on.
     Over(Variant, Mechanism),
     /// A transport variant over another variant of it (the default wait
-    /// strategy over `Spin`).
+    /// strategy over `Spin`), or over another transport (shm's hub call
+    /// over uds's).
     Versus(Variant, Variant),
+    /// A variant's figure over its own figure in another regime (a call
+    /// through the hub over the blocking round trip).
+    Path(Variant, Regime),
 }
 
 impl Subject {
@@ -151,15 +155,17 @@ impl Subject {
             Subject::Codec(c) => c.name().into(),
             Subject::Over(v, m) => format!("{} / {}", v.label(), m.name()),
             Subject::Versus(v, w) => format!("{} / {}", v.label(), w.label()),
+            Subject::Path(v, r) => format!("{} / {} {}", v.label(), v.label(), r.name()),
         }
     }
 
     /// The transport crate, if this is (or is over) one.
     pub fn transport(&self) -> Option<Transport> {
         match self {
-            Subject::Transport(v) | Subject::Over(v, _) | Subject::Versus(v, _) => {
-                Some(v.transport)
-            }
+            Subject::Transport(v)
+            | Subject::Over(v, _)
+            | Subject::Versus(v, _)
+            | Subject::Path(v, _) => Some(v.transport),
             _ => None,
         }
     }
@@ -401,6 +407,9 @@ impl Gather {
         };
         let subject = match (over.subject, under.subject) {
             (Subject::Transport(v), Subject::Mechanism(m)) => Subject::Over(v, m),
+            (Subject::Transport(v), Subject::Transport(w)) if v == w => {
+                Subject::Path(v, under.regime)
+            }
             (Subject::Transport(v), Subject::Transport(w)) => Subject::Versus(v, w),
             _ => return,
         };
@@ -426,6 +435,46 @@ impl Gather {
             })
             .collect()
     }
+}
+
+/// The hub group's ratios, paired per trial: each path over the same
+/// transport's blocking round trip, the hub call over the bare async one,
+/// and shared memory's hub call over the same call over Unix sockets.
+fn hub_pairs<'a>(
+    ids: impl Iterator<Item = &'a FigureId>,
+) -> impl Iterator<Item = (FigureId, FigureId, Better)> {
+    let uds = Subject::Transport(Variant::of(Transport::Uds));
+    ids.filter(|f| f.group == Group::Hub && f.statistic == Statistic::P50)
+        .flat_map(move |&fid| {
+            let Subject::Transport(v) = fid.subject else {
+                return Vec::new();
+            };
+            let mut unders = Vec::new();
+            if fid.regime != Regime::BackToBack {
+                unders.push(FigureId {
+                    regime: Regime::BackToBack,
+                    ..fid
+                });
+            }
+            if fid.regime == Regime::HubCall {
+                unders.push(FigureId {
+                    regime: Regime::Async,
+                    ..fid
+                });
+            }
+            if matches!(fid.regime, Regime::HubCall | Regime::HubCallPinned)
+                && v == Variant::of(Transport::Shm)
+            {
+                unders.push(FigureId {
+                    subject: uds,
+                    ..fid
+                });
+            }
+            unders
+                .into_iter()
+                .map(|under| (fid, under, Better::Lower))
+                .collect()
+        })
 }
 
 /// The mechanism a transport's round trip rides on, in `regime`.
@@ -465,7 +514,11 @@ pub fn figures(r: &RunResults) -> Vec<Figure> {
         .ours
         .iter()
         .map(|l| (Group::Peers, Subject::Transport(l.variant), l));
-    for (group, subject, l) in transports.chain(ours) {
+    let runtime_path = r
+        .hub
+        .iter()
+        .map(|l| (Group::Hub, Subject::Transport(l.variant), l));
+    for (group, subject, l) in transports.chain(ours).chain(runtime_path) {
         let base = id(group, subject, l.regime, Some(l.size), None, Statistic::P50);
         g.round_trips(base, l.trial, &l.stats, l.cpu_ns_per_op);
     }
@@ -680,6 +733,7 @@ pub fn figures(r: &RunResults) -> Vec<Figure> {
             pairs.push((fid, under, Better::Lower));
         }
     }
+    pairs.extend(hub_pairs(g.values.keys()));
     pairs.extend(g.values.keys().filter_map(|&fid| {
         let Subject::Transport(v) = fid.subject else {
             return None;

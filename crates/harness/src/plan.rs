@@ -20,6 +20,9 @@ pub enum Group {
     Throughput,
     /// Round-trip percentiles.
     Latency,
+    /// The path a runtime takes: each transport's async API and a typed
+    /// call through `ipc-hub`, paired with its blocking round trip.
+    Hub,
     /// `shm` against the crates people use instead (iceoryx2), round
     /// trips interleaved; needs the runner built with feature `peers`
     /// (`cargo xtask bench` does).
@@ -36,10 +39,11 @@ pub enum Group {
 
 impl Group {
     /// Every group, in run order (baselines first: ratios need them).
-    pub const ALL: [Group; 8] = [
+    pub const ALL: [Group; 9] = [
         Group::Baselines,
         Group::Throughput,
         Group::Latency,
+        Group::Hub,
         Group::Peers,
         Group::Serialization,
         Group::Resources,
@@ -53,6 +57,7 @@ impl Group {
             Group::Baselines => "baselines",
             Group::Throughput => "throughput",
             Group::Latency => "latency",
+            Group::Hub => "hub",
             Group::Peers => "peers",
             Group::Serialization => "serialization",
             Group::Resources => "resources",

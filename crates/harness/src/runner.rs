@@ -14,7 +14,7 @@ use crate::error::Result;
 use crate::figures::BULK_SIZE;
 use crate::plan::{Group, Plan};
 use crate::scenarios::{
-    baselines, latency, logging, patterns, resources, serialization, throughput,
+    baselines, hub, latency, logging, patterns, resources, serialization, throughput,
 };
 use crate::schema::{
     CodecKind, Failure, Mechanism, PatternResult, Regime, RunResults, SCHEMA_VERSION,
@@ -258,6 +258,50 @@ fn round_trip_blocks(p: &Plan, group: Group, with_transports: bool) -> Vec<Block
     blocks
 }
 
+/// The hub group at the smallest size: per transport, the blocking round
+/// trip (pinned, as in the latency group: the floor) beside the async
+/// round trips and the hub calls, so each pairs with it per trial.
+fn runtime_path_block(p: &Plan) -> Block {
+    let size = p.sizes[0];
+    let samples = (p.latency_warmup, p.latency_samples_at(size));
+    let pin = p.pin;
+    let mut cells = Vec::new();
+    for &t in &p.transports {
+        let variant = Variant::of(t);
+        cells.push(cell(
+            format!("{} {size} B blocking (hub group)", variant.label()),
+            1.0,
+            move |r, trial| {
+                r.hub.push(latency::measure(
+                    variant,
+                    size,
+                    Regime::BackToBack,
+                    Duration::ZERO,
+                    samples,
+                    pin,
+                    trial,
+                )?);
+                Ok(())
+            },
+        ));
+        for path in hub::PATHS {
+            cells.push(cell(
+                format!("{} {size} B {}", variant.label(), path.name()),
+                1.0,
+                move |r, trial| {
+                    r.hub
+                        .push(hub::measure(variant, size, path, samples, trial)?);
+                    Ok(())
+                },
+            ));
+        }
+    }
+    Block {
+        group: Group::Hub,
+        cells,
+    }
+}
+
 fn plan_blocks(plan: &Plan) -> Vec<Block> {
     let p = plan.clone();
     let has = |g: Group| plan.groups.contains(&g);
@@ -295,6 +339,7 @@ fn plan_blocks(plan: &Plan) -> Vec<Block> {
                 });
             }
             Group::Latency => blocks.extend(round_trip_blocks(&p, group, true)),
+            Group::Hub => blocks.push(runtime_path_block(&p)),
             Group::Peers if p.transports.contains(&Transport::Shm) => {
                 if !crate::scenarios::peers::AVAILABLE {
                     eprintln!(

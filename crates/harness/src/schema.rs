@@ -58,6 +58,18 @@ pub enum Regime {
     Typed(CodecKind),
     /// The raw round trip of the same encoded frame.
     Raw(CodecKind),
+    /// Round trips through the async API, both ends on current-thread
+    /// runtimes, unpinned.
+    Async,
+    /// Round trips through the async API, the parent on a multi-thread
+    /// runtime, unpinned.
+    AsyncMultiThread,
+    /// A typed call through `ipc-hub` (hub on a multi-thread runtime, the
+    /// agent serving it on a current-thread one), unpinned.
+    HubCall,
+    /// The same call with the hub's process and the agent pinned to two
+    /// CPUs.
+    HubCallPinned,
 }
 
 impl Regime {
@@ -81,6 +93,10 @@ impl Regime {
             Regime::Decode(m) => format!("decode {}", m.name()),
             Regime::Typed(c) => format!("typed {}", c.name()),
             Regime::Raw(c) => format!("raw {}", c.name()),
+            Regime::Async => "async".into(),
+            Regime::AsyncMultiThread => "async-multi-thread".into(),
+            Regime::HubCall => "hub-call".into(),
+            Regime::HubCallPinned => "hub-call-pinned".into(),
         }
     }
 }
@@ -192,6 +208,11 @@ pub struct RunResults {
     pub throughput: Vec<ThroughputResult>,
     /// Round-trip latency, one record per trial.
     pub latency: Vec<LatencyResult>,
+    /// The runtime's path: async round trips and calls through the hub,
+    /// with the blocking round trip measured beside them (absent in
+    /// records from before the hub group).
+    #[serde(default)]
+    pub hub: Vec<LatencyResult>,
     /// The bare mechanisms, measured interleaved with the transports.
     pub baselines: Baselines,
     /// Codec costs on agent messages.

@@ -83,6 +83,43 @@ fn run_group(group: Group) -> Result<(), Failed> {
                 || "rates".into(),
             )?;
         }
+        Group::Hub => {
+            use harness::schema::Regime;
+            // Per transport: the blocking round trip and the four paths.
+            let paths = harness::scenarios::hub::PATHS.len();
+            ensure(r.hub.len() == k * transports * (1 + paths), || {
+                format!("{} hub records", r.hub.len())
+            })?;
+            for l in &r.hub {
+                ensure(
+                    l.stats.count == plan.latency_samples_at(l.size)
+                        && l.stats.p50_ns > 0
+                        && l.stats.p50_ns <= l.stats.max_ns,
+                    || format!("{l:?}"),
+                )?;
+            }
+            // Every path of every transport over its blocking round trip,
+            // the hub call over the async one, and shm's calls over uds's,
+            // each paired over every trial.
+            let ratios: Vec<_> = r
+                .figures
+                .iter()
+                .filter(|f| f.id.group == Group::Hub && f.id.statistic == harness::Statistic::Ratio)
+                .collect();
+            let over_blocking = ratios
+                .iter()
+                .filter(|f| {
+                    matches!(f.id.subject, harness::Subject::Path(_, Regime::BackToBack))
+                })
+                .count();
+            ensure(over_blocking == transports * paths, || {
+                format!("{over_blocking} ratios over the blocking round trip")
+            })?;
+            ensure(
+                ratios.len() == transports * (paths + 1) + 2 && ratios.iter().all(|f| f.trials.len() == k),
+                || format!("{} hub ratios", ratios.len()),
+            )?;
+        }
         Group::Latency => {
             ensure(!r.latency.is_empty(), || "no latency".into())?;
             for l in &r.latency {

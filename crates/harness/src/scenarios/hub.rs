@@ -1,0 +1,414 @@
+//! The path a runtime takes: each transport's round trip through its
+//! async API (on a current-thread and on a multi-thread runtime) and a
+//! typed call through `ipc-hub` (unpinned, as a runtime runs, and pinned),
+//! each measured in the same block as the transport's blocking round trip
+//! and paired with it per trial (`figures.rs`).
+//!
+//! Both ends are what a runtime and its agents run: the parent drives the
+//! async connection (or a [`Hub`]) on a tokio runtime, the agent echoes
+//! with the async API (or serves the call with [`ipc_hub::Agent::serve`])
+//! on a current-thread runtime of its own.
+
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+use ipc_core::{
+    ADDRESS_ENV, Address, AsyncConnector, AsyncFrameReceiver, AsyncFrameSender, AsyncListener,
+    RecvError, payload,
+};
+use ipc_hub::{Agent, Hub, HubConfig};
+use serde::{Deserialize, Serialize};
+
+use crate::agent::{AgentTask, Role};
+use crate::error::{HarnessError, Result};
+use crate::procfs;
+use crate::schema::{LatencyResult, Regime};
+use crate::stats::Recorder;
+use crate::transport::{Transport, Variant, agent_command, unique_name};
+
+/// The ways the hub group drives a round trip, beside the blocking one
+/// ([`Regime::BackToBack`]).
+pub const PATHS: [Regime; 4] = [
+    Regime::Async,
+    Regime::AsyncMultiThread,
+    Regime::HubCall,
+    Regime::HubCallPinned,
+];
+
+/// How long one round trip may take before the scenario fails.
+const CALL_LIMIT: Duration = Duration::from_secs(10);
+/// How long an agent may take to connect.
+const JOIN_LIMIT: Duration = Duration::from_secs(30);
+
+/// The typed call of the hub figures: a sequence number and a verified
+/// payload, answered with itself.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Probe {
+    seq: u64,
+    #[serde(with = "serde_bytes")]
+    body: Vec<u8>,
+}
+
+/// Measures `samples` round trips of `size` bytes after `warmup` over
+/// `variant`, driven as `regime` (one of [`PATHS`]). The CPU of both
+/// processes over the recorded window is reported per round trip.
+pub fn measure(
+    variant: Variant,
+    size: usize,
+    regime: Regime,
+    (warmup, samples): (u64, u64),
+    trial: u32,
+) -> Result<LatencyResult> {
+    let cpus = (regime == Regime::HubCallPinned)
+        .then(crate::pin::cpus)
+        .flatten();
+    // Pins this thread before the runtime starts: its workers inherit it.
+    let _pinned = crate::pin::PinGuard::new(cpus.map(|c| c.0));
+    let mut builder = match regime {
+        Regime::Async => tokio::runtime::Builder::new_current_thread(),
+        _ => tokio::runtime::Builder::new_multi_thread(),
+    };
+    let runtime = builder.enable_all().build()?;
+    let role = match regime {
+        Regime::Async | Regime::AsyncMultiThread => Role::AsyncEcho,
+        _ => Role::HubEcho,
+    };
+    let task = AgentTask {
+        cpu: cpus.map(|c| c.1),
+        role,
+        variant,
+    };
+    let run = Window {
+        size,
+        warmup,
+        samples,
+    };
+    let (stats, cpu_ns_per_op) = runtime.block_on(async {
+        match regime {
+            Regime::Async | Regime::AsyncMultiThread => bounce(&task, run).await,
+            _ => call(&task, run).await,
+        }
+    })?;
+    Ok(LatencyResult {
+        variant,
+        trial,
+        size,
+        regime,
+        pinned: cpus.is_some(),
+        cpu_ns_per_op,
+        stats,
+    })
+}
+
+/// What one cell measures.
+#[derive(Debug, Clone, Copy)]
+struct Window {
+    size: usize,
+    warmup: u64,
+    samples: u64,
+}
+
+/// The figures of a cell: samples after the warm-up, and the CPU of this
+/// process and the agent over them.
+type Measured = (crate::stats::LatencyStats, f64);
+
+/// Records a window's round trips as they come.
+struct Samples {
+    window: Window,
+    agent: u32,
+    recorder: Recorder,
+    cpu_start: u64,
+}
+
+impl Samples {
+    fn new(window: Window, agent: u32) -> Self {
+        let mut samples = Samples {
+            window,
+            agent,
+            recorder: Recorder::new(),
+            cpu_start: 0,
+        };
+        samples.cpu_start = samples.cpu();
+        samples
+    }
+
+    /// The sequence numbers to run, warm-up first.
+    fn seqs(&self) -> std::ops::Range<u64> {
+        0..self.window.warmup + self.window.samples
+    }
+
+    fn cpu(&self) -> u64 {
+        procfs::self_cpu_ns() + procfs::cpu_ns(self.agent).unwrap_or(0)
+    }
+
+    /// Round trip `seq` took `took` (recorded once the warm-up is over).
+    fn took(&mut self, seq: u64, took: Duration) {
+        if seq + 1 == self.window.warmup {
+            // The recorded window starts now.
+            self.cpu_start = self.cpu();
+        }
+        if seq >= self.window.warmup {
+            self.recorder.record(took);
+        }
+    }
+
+    fn finish(self) -> Measured {
+        let per_op =
+            self.cpu().saturating_sub(self.cpu_start) as f64 / self.window.samples.max(1) as f64;
+        (self.recorder.summary(), per_op)
+    }
+}
+
+/// An agent process started for a cell: waited for briefly, then killed,
+/// when the cell ends.
+struct AgentChild(Child);
+
+impl Drop for AgentChild {
+    fn drop(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A fresh address of `transport` for the parent to listen on.
+fn fresh_address(transport: Transport) -> Address {
+    let name = unique_name();
+    match transport {
+        Transport::Uds => Address::Uds(std::env::temp_dir().join(format!("{name}.sock"))),
+        Transport::Shm => Address::Shm(name),
+        Transport::Zenoh => Address::Zenoh {
+            name,
+            endpoints: vec!["tcp/127.0.0.1:0".into()],
+        },
+        Transport::Pipe => Address::Stdio,
+    }
+}
+
+fn unsupported(address: &Address) -> HarnessError {
+    HarnessError::Invalid(format!("the hub group has no way to serve {address}"))
+}
+
+/// Starts the agent of `task` told to connect to `address`.
+fn start_agent(task: &AgentTask, address: &Address) -> Result<AgentChild> {
+    let mut cmd = agent_command(task)?;
+    cmd.env(ADDRESS_ENV, address.to_string());
+    Ok(AgentChild(cmd.spawn()?))
+}
+
+/// Accepts the agent of `task` on `listener`, within [`JOIN_LIMIT`].
+async fn accept_agent<L: AsyncListener>(
+    mut listener: L,
+    task: &AgentTask,
+) -> Result<(L::Connection, AgentChild)> {
+    let child = start_agent(task, listener.address())?;
+    let conn = tokio::time::timeout(JOIN_LIMIT, listener.accept())
+        .await
+        .map_err(|_| HarnessError::Agent("the agent did not connect within 30 s".into()))??;
+    Ok((conn, child))
+}
+
+/// Bare async round trips: the parent's async connection against an
+/// agent echoing with its own.
+async fn bounce(task: &AgentTask, run: Window) -> Result<Measured> {
+    let config = task.variant.config();
+    let address = fresh_address(task.variant.transport);
+    match &address {
+        Address::Stdio => {
+            let mut conn = ipc_pipe::spawn_async(agent_command(task)?, &config).await?;
+            let pid = conn.id().unwrap_or(0);
+            bounce_on(&mut conn, pid, run).await
+        }
+        Address::Uds(path) => {
+            let listener = ipc_uds::AsyncUdsListener::bind(path, &config)?;
+            let (mut conn, child) = accept_agent(listener, task).await?;
+            bounce_on(&mut conn, child.0.id(), run).await
+        }
+        Address::Shm(_) => {
+            let listener = ipc_shm::AsyncShmListener::bind_address(&address, &config)?;
+            let (mut conn, child) = accept_agent(listener, task).await?;
+            bounce_on(&mut conn, child.0.id(), run).await
+        }
+        Address::Zenoh { .. } => {
+            let listener = ipc_zenoh::AsyncZenohListener::bind(&address, &config)?;
+            let (mut conn, child) = accept_agent(listener, task).await?;
+            bounce_on(&mut conn, child.0.id(), run).await
+        }
+        other => Err(unsupported(other)),
+    }
+}
+
+async fn bounce_on<C: AsyncFrameSender + AsyncFrameReceiver>(
+    conn: &mut C,
+    agent: u32,
+    run: Window,
+) -> Result<Measured> {
+    let mut msg = vec![0u8; run.size];
+    let mut samples = Samples::new(run, agent);
+    for seq in samples.seqs() {
+        payload::fill(seq, &mut msg);
+        let start = Instant::now();
+        conn.send(&msg).await?;
+        let echo = conn.recv().await?;
+        let took = start.elapsed();
+        check_echo(seq, msg.len(), &echo)?;
+        samples.took(seq, took);
+    }
+    Ok(samples.finish())
+}
+
+fn check_echo(seq: u64, len: usize, echo: &[u8]) -> Result<()> {
+    if echo.len() != len {
+        return Err(HarnessError::Agent(format!(
+            "echo of {len} bytes came back as {}",
+            echo.len()
+        )));
+    }
+    payload::verify(seq, echo)?;
+    Ok(())
+}
+
+/// Typed calls through a [`Hub`] to one agent serving them.
+async fn call(task: &AgentTask, run: Window) -> Result<Measured> {
+    let config = task.variant.config();
+    let hub_config = HubConfig::default().with_send_timeout(CALL_LIMIT);
+    let mut hub = Hub::new(hub_config)
+        .map_err(|e| HarnessError::Invalid(format!("hub config: {e}")))?;
+    let address = fresh_address(task.variant.transport);
+    let mut children = Vec::new();
+    match &address {
+        Address::Stdio => {
+            let conn = ipc_pipe::spawn_async(agent_command(task)?, &config).await?;
+            hub.add(conn)
+                .await
+                .map_err(|e| HarnessError::Agent(format!("the agent did not join: {e}")))?;
+        }
+        Address::Uds(path) => hub.listen(ipc_uds::AsyncUdsListener::bind(path, &config)?)?,
+        Address::Shm(_) => hub.listen(ipc_shm::AsyncShmListener::bind_address(
+            &address, &config,
+        )?)?,
+        Address::Zenoh { .. } => {
+            let listener = ipc_zenoh::AsyncZenohListener::bind(&address, &config)?;
+            let address = listener.address().clone();
+            hub.listen(listener)?;
+            children.push(start_agent(task, &address)?);
+        }
+        other => return Err(unsupported(other)),
+    }
+    if matches!(address, Address::Uds(_) | Address::Shm(_)) {
+        children.push(start_agent(task, &address)?);
+    }
+    let peer = hub
+        .wait_for_peers(1, JOIN_LIMIT)
+        .await
+        .map_err(|e| HarnessError::Agent(format!("the agent did not join: {e}")))?
+        .remove(0);
+    let agent_pid = peer.credentials.pid.unwrap_or(0);
+    let handle = hub.handle();
+    let mut probe = Probe {
+        seq: 0,
+        body: vec![0; run.size],
+    };
+    let calls = async {
+        let mut samples = Samples::new(run, agent_pid);
+        for seq in samples.seqs() {
+            probe.seq = seq;
+            payload::fill(seq, &mut probe.body);
+            let start = Instant::now();
+            let answer: Probe = handle
+                .call(peer.id, &probe, CALL_LIMIT)
+                .await
+                .map_err(|e| HarnessError::Agent(format!("call failed: {e}")))?;
+            let took = start.elapsed();
+            if answer.seq != seq {
+                return Err(HarnessError::Agent(format!(
+                    "call {seq} answered as {}",
+                    answer.seq
+                )));
+            }
+            check_echo(seq, probe.body.len(), &answer.body)?;
+            samples.took(seq, took);
+        }
+        Ok(samples.finish())
+    };
+    let result = calls.await;
+    hub.shutdown(Duration::from_secs(1)).await;
+    drop(children);
+    result
+}
+
+/// The agent of [`Role::AsyncEcho`]: echoes every frame with the async
+/// API until the parent leaves.
+pub fn async_echo(variant: &Variant) -> Result<()> {
+    agent_runtime()?.block_on(async {
+        let config = variant.config();
+        match Address::from_env().unwrap_or(Address::Stdio) {
+            Address::Stdio => echo_on(ipc_pipe::connect_stdio_async(&config)?).await,
+            a @ Address::Uds(_) => echo_on(ipc_uds::AsyncUds.connect(&a, &config).await?).await,
+            a @ Address::Shm(_) => echo_on(ipc_shm::AsyncShm.connect(&a, &config).await?).await,
+            a @ Address::Zenoh { .. } => {
+                echo_on(ipc_zenoh::AsyncZenoh.connect(&a, &config).await?).await
+            }
+            other => Err(unsupported(&other)),
+        }
+    })
+}
+
+async fn echo_on<C: AsyncFrameSender + AsyncFrameReceiver>(mut conn: C) -> Result<()> {
+    loop {
+        match conn.recv().await {
+            Ok(frame) => conn.send(&frame).await?,
+            Err(RecvError::Disconnected) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// The agent of [`Role::HubEcho`]: joins the hub and answers every
+/// [`Probe`] with itself until the hub says goodbye or leaves.
+pub fn hub_echo(variant: &Variant) -> Result<()> {
+    agent_runtime()?.block_on(async {
+        let config = variant.config();
+        let hub = HubConfig::default().with_send_timeout(CALL_LIMIT);
+        let joined = |e: ipc_hub::JoinError| HarnessError::Agent(format!("join: {e}"));
+        match Address::from_env().unwrap_or(Address::Stdio) {
+            Address::Stdio => {
+                let conn = ipc_pipe::connect_stdio_async(&config)?;
+                serve(Agent::join(conn, "echo", hub).await.map_err(joined)?).await
+            }
+            a @ Address::Uds(_) => {
+                let conn = ipc_uds::AsyncUds.connect(&a, &config).await?;
+                serve(Agent::join(conn, "echo", hub).await.map_err(joined)?).await
+            }
+            a @ Address::Shm(_) => {
+                let conn = ipc_shm::AsyncShm.connect(&a, &config).await?;
+                serve(Agent::join(conn, "echo", hub).await.map_err(joined)?).await
+            }
+            a @ Address::Zenoh { .. } => {
+                let conn = ipc_zenoh::AsyncZenoh.connect(&a, &config).await?;
+                serve(Agent::join(conn, "echo", hub).await.map_err(joined)?).await
+            }
+            other => Err(unsupported(&other)),
+        }
+    })
+}
+
+async fn serve(agent: Agent) -> Result<()> {
+    agent
+        .serve(|probe: Probe| async move { Ok::<_, String>(probe) })
+        .await;
+    Ok(())
+}
+
+/// An agent's runtime: current-thread, as a small agent runs.
+fn agent_runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
+}
