@@ -108,15 +108,14 @@ fn run_group(group: Group) -> Result<(), Failed> {
                 .collect();
             let over_blocking = ratios
                 .iter()
-                .filter(|f| {
-                    matches!(f.id.subject, harness::Subject::Path(_, Regime::BackToBack))
-                })
+                .filter(|f| matches!(f.id.subject, harness::Subject::Path(_, Regime::BackToBack)))
                 .count();
             ensure(over_blocking == transports * paths, || {
                 format!("{over_blocking} ratios over the blocking round trip")
             })?;
             ensure(
-                ratios.len() == transports * (paths + 1) + 2 && ratios.iter().all(|f| f.trials.len() == k),
+                ratios.len() == transports * (paths + 1) + 2
+                    && ratios.iter().all(|f| f.trials.len() == k),
                 || format!("{} hub ratios", ratios.len()),
             )?;
         }

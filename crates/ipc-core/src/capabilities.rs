@@ -15,6 +15,12 @@ pub struct Capabilities {
     pub max_message_size: usize,
     /// Whether async (tokio) connection types exist.
     pub async_io: bool,
+    /// How the async receive waits, not a feature: it spins (within a
+    /// learned budget) before it parks, so a frame that comes soon is seen
+    /// without a kernel wake-up. A task waiting on such a receiver's
+    /// result should sleep rather than spin too: on two CPUs, three
+    /// spinning threads starve each other (`ipc-hub` reads it).
+    pub receive_spins: bool,
 }
 
 impl Capabilities {
@@ -23,6 +29,7 @@ impl Capabilities {
         Capabilities {
             max_message_size,
             async_io: false,
+            receive_spins: false,
         }
     }
 }

@@ -86,6 +86,7 @@ impl<C: HubCodec> Agent<C> {
         config.validate()?;
         wire::check_name(name.as_bytes()).map_err(JoinError::InvalidName)?;
         let hub = conn.peer_credentials();
+        let receive_spins = conn.capabilities().receive_spins;
         let (mut read, mut write) = conn.into_split();
         let deadline = Instant::now() + config.handshake_timeout;
         write
@@ -108,7 +109,7 @@ impl<C: HubCodec> Agent<C> {
         let id = PeerId(welcome.id);
         let (events_tx, events) = mpsc::channel(config.event_queue);
         // On this side the link's peer is the hub; events carry our id.
-        let (link, reader) = Link::new(id, read, write, &config, events_tx);
+        let (link, reader) = Link::new(id, (read, write), receive_spins, &config, events_tx);
         reader.start();
         Ok(Agent {
             id,

@@ -524,6 +524,7 @@ async fn admit<T: AsyncSplit + 'static>(
         return Err(AdmitError::ShuttingDown);
     }
     let credentials = conn.peer_credentials();
+    let receive_spins = conn.capabilities().receive_spins;
     let (mut read, mut write) = conn.into_split();
     let timeout = shared.config.handshake_timeout;
     let first = match read.recv_timeout(timeout).await {
@@ -545,7 +546,14 @@ async fn admit<T: AsyncSplit + 'static>(
         .send_timeout(&wire::encode(Kind::Welcome, id.0, b""), timeout)
         .await
         .map_err(|e| AdmitError::Connection(e.to_string()))?;
-    let (link, reader) = Link::new(id, read, write, &shared.config, shared.events.clone());
+    let halves = (read, write);
+    let (link, reader) = Link::new(
+        id,
+        halves,
+        receive_spins,
+        &shared.config,
+        shared.events.clone(),
+    );
     let info = PeerInfo {
         id,
         name,

@@ -52,6 +52,7 @@ mod exports {
     pub const CAPABILITIES: Capabilities = {
         let mut caps = Capabilities::new(MAX_MESSAGE_SIZE_LIMIT);
         caps.async_io = cfg!(feature = "tokio");
+        caps.receive_spins = true;
         caps
     };
 }

@@ -278,8 +278,8 @@ fn check_echo(seq: u64, len: usize, echo: &[u8]) -> Result<()> {
 async fn call(task: &AgentTask, run: Window) -> Result<Measured> {
     let config = task.variant.config();
     let hub_config = HubConfig::default().with_send_timeout(CALL_LIMIT);
-    let mut hub = Hub::new(hub_config)
-        .map_err(|e| HarnessError::Invalid(format!("hub config: {e}")))?;
+    let mut hub =
+        Hub::new(hub_config).map_err(|e| HarnessError::Invalid(format!("hub config: {e}")))?;
     let address = fresh_address(task.variant.transport);
     let mut children = Vec::new();
     match &address {
@@ -290,9 +290,9 @@ async fn call(task: &AgentTask, run: Window) -> Result<Measured> {
                 .map_err(|e| HarnessError::Agent(format!("the agent did not join: {e}")))?;
         }
         Address::Uds(path) => hub.listen(ipc_uds::AsyncUdsListener::bind(path, &config)?)?,
-        Address::Shm(_) => hub.listen(ipc_shm::AsyncShmListener::bind_address(
-            &address, &config,
-        )?)?,
+        Address::Shm(_) => {
+            hub.listen(ipc_shm::AsyncShmListener::bind_address(&address, &config)?)?
+        }
         Address::Zenoh { .. } => {
             let listener = ipc_zenoh::AsyncZenohListener::bind(&address, &config)?;
             let address = listener.address().clone();
