@@ -137,8 +137,14 @@ impl Hub<Postcard> {
 
 impl<C: HubCodec> Hub<C> {
     /// A hub speaking codec `C`.
+    ///
+    /// Raises this process's soft limit on open descriptors to its hard
+    /// limit (once): a hub holds a few per agent (a socket; over shared
+    /// memory also its doorbells and the agent's pidfd), and the usual
+    /// soft limit of 1 024 would end a hub near 200 agents.
     pub fn with_codec(config: HubConfig) -> Result<Self, HubConfigError> {
         config.validate()?;
+        raise_descriptor_limit();
         let (events_tx, events) = mpsc::channel(config.event_queue);
         let shared = Arc::new(Shared {
             handshakes: Arc::new(Semaphore::new(config.max_handshakes)),
@@ -632,4 +638,19 @@ impl Shared {
             self.unreported.fetch_add(1, Ordering::Relaxed);
         }
     }
+}
+
+/// Raises the soft `RLIMIT_NOFILE` to the hard limit, once per process.
+/// Best effort: where it cannot, accepting fails later with `EMFILE`,
+/// reported as [`HubEvent::AcceptFailed`].
+fn raise_descriptor_limit() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        use rustix::process::{Resource, getrlimit, setrlimit};
+        let mut limit = getrlimit(Resource::Nofile);
+        if limit.current < limit.maximum {
+            limit.current = limit.maximum;
+            let _ = setrlimit(Resource::Nofile, limit);
+        }
+    });
 }
