@@ -177,6 +177,9 @@ pub fn recommendations(r: &RunResults) -> Vec<String> {
     let ix = Index::new(r);
     let mut out = Vec::new();
     let (small, large) = (ix.smallest(), ix.largest());
+    if let Some(line) = through_the_hub(&ix) {
+        out.push(line);
+    }
 
     let mut hot = ix.all(|id| {
         is_default(&id.subject)
@@ -335,6 +338,50 @@ pub fn recommendations(r: &RunResults) -> Vec<String> {
         ));
     }
     out
+}
+
+/// The hub group's verdict: which transport a runtime's typed call is
+/// fastest over, through `ipc-hub` unpinned, as a runtime runs.
+fn through_the_hub(ix: &Index<'_>) -> Option<String> {
+    let mut calls = ix.all(|id| {
+        id.group == Group::Hub
+            && is_default(&id.subject)
+            && id.regime == Regime::HubCall
+            && id.statistic == Statistic::P50
+    });
+    calls.sort_by(|a, b| a.median.total_cmp(&b.median));
+    let [best, rest @ ..] = calls.as_slice() else {
+        return None;
+    };
+    let over_blocking = |f: &Figure| {
+        let Subject::Transport(v) = f.id.subject else {
+            return String::new();
+        };
+        ix.get(FigureId {
+            subject: Subject::Path(v, Regime::BackToBack),
+            statistic: Statistic::Ratio,
+            ..f.id
+        })
+        .map_or(String::new(), |r| {
+            format!(", {} its blocking round trip", with_interval(r))
+        })
+    };
+    Some(format!(
+        "**Through the hub (the path a runtime takes): `{}`.** A typed {} B call through `ipc-hub`, unpinned, p50 {}{}; {}.",
+        best.id.subject.label(),
+        best.id.size.unwrap_or(0),
+        with_interval(best),
+        over_blocking(best),
+        rest.iter()
+            .map(|f| format!(
+                "`{}` {}{}",
+                f.id.subject.label(),
+                cell(Some(f)),
+                over_blocking(f)
+            ))
+            .collect::<Vec<_>>()
+            .join("; ")
+    ))
 }
 
 /// Shared memory's large messages, by size: by reference (the default,
@@ -933,6 +980,93 @@ fn section_latency(out: &mut String, ix: &Index<'_>) {
     }
 }
 
+/// The hub group: per transport, the blocking round trip (the floor) and
+/// the paths a runtime takes, with the paired ratios.
+fn section_hub(out: &mut String, ix: &Index<'_>) {
+    let blocking = ix.all(|id| {
+        id.group == Group::Hub && id.regime == Regime::BackToBack && id.statistic == Statistic::P50
+    });
+    if blocking.is_empty() {
+        return;
+    }
+    let path = |f: &Figure, regime| ix.get(FigureId { regime, ..f.id });
+    let ratio = |f: &Figure, regime, under| {
+        let Subject::Transport(v) = f.id.subject else {
+            return None;
+        };
+        ix.get(FigureId {
+            subject: Subject::Path(v, under),
+            regime,
+            statistic: Statistic::Ratio,
+            ..f.id
+        })
+    };
+    let rows: Vec<Vec<String>> = blocking
+        .iter()
+        .map(|f| {
+            vec![
+                f.id.subject.label(),
+                with_interval(f),
+                cell_interval(path(f, Regime::Async)),
+                cell_interval(path(f, Regime::AsyncMultiThread)),
+                cell_interval(path(f, Regime::HubCall)),
+                cell_interval(path(f, Regime::HubCallPinned)),
+                cell_interval(ratio(f, Regime::Async, Regime::BackToBack)),
+                cell_interval(ratio(f, Regime::HubCall, Regime::BackToBack)),
+                cell_interval(ratio(f, Regime::HubCallPinned, Regime::BackToBack)),
+                cell_interval(ratio(f, Regime::HubCall, Regime::Async)),
+                cell(path(f, Regime::HubCall).and_then(|c| ix.stat(c.id, Statistic::CpuPerOp))),
+            ]
+        })
+        .collect();
+    let size = blocking[0].id.size.unwrap_or(0);
+    let _ = writeln!(
+        out,
+        "## The runtime's path: async API and hub calls ({size} B, p50)\n\n\
+         Blocking: the transport's pinned round trip (its floor). Async: both ends on \
+         the async API, current-thread runtimes (multi-thread: the parent's runtime). \
+         Hub call: a typed call through `ipc-hub` (hub on a multi-thread runtime, agent \
+         serving on a current-thread one), unpinned as a runtime runs, and pinned. \
+         Ratios paired per trial.\n"
+    );
+    table(
+        out,
+        &[
+            "transport",
+            "blocking",
+            "async",
+            "async (multi-thread)",
+            "hub call",
+            "hub call (pinned)",
+            "async / blocking",
+            "hub / blocking",
+            "hub pinned / blocking",
+            "hub / async",
+            "CPU / hub call",
+        ],
+        &rows,
+    );
+    let versus: Vec<String> = ix
+        .all(|id| id.group == Group::Hub && matches!(id.subject, Subject::Versus(..)))
+        .into_iter()
+        .map(|f| {
+            format!(
+                "{} ({}) {}",
+                f.id.subject.label(),
+                f.id.regime.name(),
+                with_interval(f)
+            )
+        })
+        .collect();
+    if !versus.is_empty() {
+        let _ = writeln!(
+            out,
+            "Hub calls over shared memory against Unix sockets, paired per trial: {}.\n",
+            versus.join(", ")
+        );
+    }
+}
+
 fn section_throughput(out: &mut String, ix: &Index<'_>) {
     let rows: Vec<Vec<String>> = ix
         .all(|id| id.group == Group::Throughput && id.statistic == Statistic::Rate)
@@ -1364,6 +1498,7 @@ pub fn summary(
     section_comparison(&mut out, baseline);
     section_method(&mut out, r);
     section_charts(&mut out, charts);
+    section_hub(&mut out, &ix);
     section_latency(&mut out, &ix);
     section_peers(&mut out, r, &ix);
     section_throughput(&mut out, &ix);

@@ -248,6 +248,7 @@ impl Figure {
     pub fn new(id: FigureId, unit: Unit, better: Better, trials: Vec<f64>) -> Self {
         let summary = Summary::of(&trials);
         let judged = !matches!(id.subject, Subject::Mechanism(_))
+            && !id.regime.unpinned()
             && matches!(
                 id.statistic,
                 Statistic::P50

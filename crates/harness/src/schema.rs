@@ -73,6 +73,16 @@ pub enum Regime {
 }
 
 impl Regime {
+    /// Measured unpinned, as a runtime runs: on two CPUs such figures
+    /// move between trials by whether the scheduler put the two processes
+    /// on one CPU or two (bimodal), so they are reported, not judged.
+    pub fn unpinned(self) -> bool {
+        matches!(
+            self,
+            Regime::Async | Regime::AsyncMultiThread | Regime::HubCall
+        )
+    }
+
     /// Its name in reports and keys.
     pub fn name(self) -> String {
         match self {

@@ -118,17 +118,18 @@ impl Bell {
     /// then drains. Returns early on a signal; the caller re-checks either
     /// way.
     pub(crate) fn wait(&self, timeout: Duration, also: Option<BorrowedFd<'_>>) {
-        let timeout = Timespec::try_from(timeout).unwrap_or(Timespec {
-            tv_sec: i64::MAX,
-            tv_nsec: 0,
-        });
+        // Beyond a day is "no limit": poll without one rather than risk a
+        // time the kernel refuses (which would end every park at once).
+        let timeout = (timeout < Duration::from_secs(86_400))
+            .then(|| Timespec::try_from(timeout).ok())
+            .flatten();
         let mut fds = [
             PollFd::new(&self.fd, PollFlags::IN),
             PollFd::from_borrowed_fd(also.unwrap_or(self.fd.as_fd()), PollFlags::IN),
         ];
         let n = if also.is_some() { 2 } else { 1 };
         // EINTR: look again, like a spurious wake-up.
-        let _ = rustix::event::poll(&mut fds[..n], Some(&timeout));
+        let _ = rustix::event::poll(&mut fds[..n], timeout.as_ref());
         self.drain();
     }
 }

@@ -14,7 +14,7 @@ use harness::{Group, Plan, Transport};
 #[derive(Debug, Parser)]
 #[command(version, about)]
 struct Args {
-    /// Groups to run (default: all): baselines, throughput, latency,
+    /// Groups to run (default: all): baselines, throughput, latency, hub, peers,
     /// serialization, resources, patterns, logging.
     #[arg(long, value_delimiter = ',')]
     groups: Vec<String>,
