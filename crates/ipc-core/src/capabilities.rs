@@ -2,7 +2,8 @@
 //!
 //! Only what the conformance kit checks against behaviour is here (its
 //! `capabilities_hold` cases): a claim nobody tests is a claim nobody can
-//! rely on. Transport-specific features (zero copy on shared memory, many
+//! rely on. One field is a hint, not a feature: `receive_spins` says how
+//! the async receive waits, so a caller can choose how it waits itself. Transport-specific features (zero copy on shared memory, many
 //! peers on one listener) show in each transport's types instead.
 
 /// The features of a transport, as [`Capabilities`] reports them.
