@@ -272,15 +272,8 @@ fn runtime_path_block(p: &Plan) -> Block {
             format!("{} {size} B blocking (hub group)", variant.label()),
             1.0,
             move |r, trial| {
-                r.hub.push(latency::measure(
-                    variant,
-                    size,
-                    Regime::BackToBack,
-                    Duration::ZERO,
-                    samples,
-                    pin,
-                    trial,
-                )?);
+                r.hub
+                    .push(latency::back_to_back(variant, size, samples, pin, trial)?);
                 Ok(())
             },
         ));
@@ -372,16 +365,7 @@ fn plan_blocks(plan: &Plan) -> Vec<Block> {
                         format!("shm round trip {size} B (peers)"),
                         1.0,
                         move |r, trial| {
-                            let samples = (w, n);
-                            let rt = latency::measure(
-                                variant,
-                                size,
-                                Regime::BackToBack,
-                                Duration::ZERO,
-                                samples,
-                                pin,
-                                trial,
-                            )?;
+                            let rt = latency::back_to_back(variant, size, (w, n), pin, trial)?;
                             r.peers.ours.push(rt);
                             Ok(())
                         },

@@ -9,7 +9,6 @@
 //! with the async API (or serves the call with [`ipc_hub::Agent::serve`])
 //! on a current-thread runtime of its own.
 
-use std::process::Child;
 use std::time::{Duration, Instant};
 
 use ipc_core::{
@@ -22,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use crate::agent::{AgentTask, Role};
 use crate::error::{HarnessError, Result};
 use crate::procfs;
+use crate::scenarios::baselines::Reaped;
 use crate::schema::{LatencyResult, Regime};
 use crate::stats::Recorder;
 use crate::transport::{Transport, Variant, agent_command, unique_name};
@@ -159,24 +159,6 @@ impl Samples {
     }
 }
 
-/// An agent process started for a cell: waited for briefly, then killed,
-/// when the cell ends.
-struct AgentChild(Child);
-
-impl Drop for AgentChild {
-    fn drop(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(2);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.0.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// A fresh address of `transport` for the parent to listen on.
 fn fresh_address(transport: Transport) -> Address {
     let name = unique_name();
@@ -196,17 +178,17 @@ fn unsupported(address: &Address) -> HarnessError {
 }
 
 /// Starts the agent of `task` told to connect to `address`.
-fn start_agent(task: &AgentTask, address: &Address) -> Result<AgentChild> {
+fn start_agent(task: &AgentTask, address: &Address) -> Result<Reaped> {
     let mut cmd = agent_command(task)?;
     cmd.env(ADDRESS_ENV, address.to_string());
-    Ok(AgentChild(cmd.spawn()?))
+    Ok(Reaped(cmd.spawn()?))
 }
 
 /// Accepts the agent of `task` on `listener`, within [`JOIN_LIMIT`].
 async fn accept_agent<L: AsyncListener>(
     mut listener: L,
     task: &AgentTask,
-) -> Result<(L::Connection, AgentChild)> {
+) -> Result<(L::Connection, Reaped)> {
     let child = start_agent(task, listener.address())?;
     let conn = tokio::time::timeout(JOIN_LIMIT, listener.accept())
         .await

@@ -64,6 +64,26 @@ impl RoundTrip {
     }
 }
 
+/// The blocking round trip back to back, as the latency group measures
+/// it (beside which other groups pair their figures).
+pub fn back_to_back(
+    variant: Variant,
+    size: usize,
+    samples: (u64, u64),
+    pin: bool,
+    trial: u32,
+) -> Result<LatencyResult> {
+    measure(
+        variant,
+        size,
+        Regime::BackToBack,
+        Duration::ZERO,
+        samples,
+        pin,
+        trial,
+    )
+}
+
 /// Measures `samples` round trips of `size` bytes after `warmup`, with
 /// `gap` before each (the parked regime) and the two processes pinned to
 /// two CPUs if `pin` (and there are two). Also records the CPU both
