@@ -63,6 +63,7 @@ pub fn in_unit(v: f64, unit: Unit) -> String {
         Unit::Kib => bytes(v * 1024.0),
         Unit::Bytes => format!("{v:.0} B"),
         Unit::Times => format!("{v:.2}x"),
+        Unit::Count => format!("{v:.0}"),
     }
 }
 
@@ -675,6 +676,28 @@ pub fn write_charts(dir: &Path, r: &RunResults) -> std::io::Result<Vec<(String, 
         };
         save("patterns_by_agents.svg", &title, chart.render())?;
     }
+    let mut series = Vec::new();
+    for (statistic, what) in [(Statistic::P50, "call_each p50"), (Statistic::Time, "join")] {
+        for mut s in line_series(
+            &|id| id.group == Group::Scale && id.statistic == statistic,
+            &|id| id.agents.unwrap_or(1) as f64,
+        ) {
+            s.name = format!("{} {what}", s.name);
+            series.push(s);
+        }
+    }
+    if !series.is_empty() {
+        let title = "One hub, many agents: call_each to all and join time".to_string();
+        let chart = LineChart {
+            title: title.clone(),
+            x_label: "agents (log)".into(),
+            y_label: "ns (log)".into(),
+            x_axis: Axis::Log,
+            y_axis: Axis::Log,
+            series,
+        };
+        save("scale_by_agents.svg", &title, chart.render())?;
+    }
     let idle = ix.all(|id| id.regime == Regime::Idle && id.statistic == Statistic::CpuPercent);
     let mut groups: Vec<usize> = idle.iter().filter_map(|f| f.id.agents).collect();
     groups.sort();
@@ -1065,6 +1088,53 @@ fn section_hub(out: &mut String, ix: &Index<'_>) {
             versus.join(", ")
         );
     }
+}
+
+/// The scale group: one hub, many agents, by agent count.
+fn section_scale(out: &mut String, ix: &Index<'_>) {
+    let rows: Vec<Vec<String>> = ix
+        .all(|id| id.group == Group::Scale && id.statistic == Statistic::P50)
+        .into_iter()
+        .map(|f| {
+            let s = |st| ix.stat(f.id, st);
+            vec![
+                f.id.subject.label(),
+                f.id.agents.unwrap_or(0).to_string(),
+                cell_interval(s(Statistic::Time)),
+                with_interval(f),
+                cell(s(Statistic::Max)),
+                cell(s(Statistic::Threads)),
+                cell(s(Statistic::Rss)),
+                cell_interval(s(Statistic::CpuPercent)),
+            ]
+        })
+        .collect();
+    if rows.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "## Scale: one hub, many agents\n\n\
+         One `ipc-hub` hub (multi-thread runtime) with N agent processes serving \
+         typed calls: the time from spawning the first until the last has joined, \
+         a 64 B `call_each` to all of them, the hub process's threads, its \
+         resident memory growth per agent, and the CPU of the hub and every agent \
+         together while they are connected and idle. Reported, not judged.\n"
+    );
+    table(
+        out,
+        &[
+            "transport",
+            "agents",
+            "join [interval]",
+            "call_each p50 [interval]",
+            "call_each max",
+            "hub threads",
+            "hub memory / agent",
+            "idle CPU, whole system",
+        ],
+        &rows,
+    );
 }
 
 fn section_throughput(out: &mut String, ix: &Index<'_>) {
@@ -1499,6 +1569,7 @@ pub fn summary(
     section_method(&mut out, r);
     section_charts(&mut out, charts);
     section_hub(&mut out, &ix);
+    section_scale(&mut out, &ix);
     section_latency(&mut out, &ix);
     section_peers(&mut out, r, &ix);
     section_throughput(&mut out, &ix);

@@ -55,6 +55,8 @@ pub enum Statistic {
     EncodedSize,
     /// The subject's figure over its mechanism's, paired per trial.
     Ratio,
+    /// Threads of a process.
+    Threads,
 }
 
 impl Statistic {
@@ -76,6 +78,7 @@ impl Statistic {
             Statistic::Time => "time",
             Statistic::EncodedSize => "size",
             Statistic::Ratio => "ratio",
+            Statistic::Threads => "threads",
         }
     }
 }
@@ -98,6 +101,8 @@ pub enum Unit {
     Bytes,
     /// A dimensionless ratio.
     Times,
+    /// A count (threads).
+    Count,
 }
 
 impl Unit {
@@ -111,6 +116,7 @@ impl Unit {
             Unit::Kib => "KiB",
             Unit::Bytes => "B",
             Unit::Times => "x",
+            Unit::Count => "",
         }
     }
 }
@@ -249,6 +255,9 @@ impl Figure {
         let summary = Summary::of(&trials);
         let judged = !matches!(id.subject, Subject::Mechanism(_))
             && !id.regime.unpinned()
+            // How cost grows with agents is read, not gated: join times
+            // and idle CPU of a thousand processes move with the host.
+            && id.group != Group::Scale
             && matches!(
                 id.statistic,
                 Statistic::P50
@@ -642,6 +651,31 @@ pub fn figures(r: &RunResults) -> Vec<Figure> {
                 ..base
             };
             g.put(shared, Unit::Kib, Better::Lower, i.trial, kib);
+        }
+    }
+    for s in &r.scale {
+        let base = id(
+            Group::Scale,
+            Subject::Transport(s.variant),
+            Regime::Scale,
+            None,
+            Some(s.agents),
+            Statistic::P50,
+        );
+        g.percentiles(base, s.trial, &s.call_each);
+        for (statistic, unit, v) in [
+            (Statistic::Time, Unit::Ns, s.join_ns as f64),
+            (Statistic::Threads, Unit::Count, s.hub_threads as f64),
+            (Statistic::Rss, Unit::Kib, s.hub_kib_per_agent),
+            (Statistic::CpuPercent, Unit::PercentCore, s.idle_cpu_percent),
+        ] {
+            g.put(
+                FigureId { statistic, ..base },
+                unit,
+                Better::Lower,
+                s.trial,
+                v,
+            );
         }
     }
     for c in &r.churn {

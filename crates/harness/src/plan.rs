@@ -35,11 +35,14 @@ pub enum Group {
     Patterns,
     /// Tracing events shipped to a collector.
     Logging,
+    /// One hub with many agents: threads, memory, join time, call_each,
+    /// idle CPU by agent count.
+    Scale,
 }
 
 impl Group {
     /// Every group, in run order (baselines first: ratios need them).
-    pub const ALL: [Group; 9] = [
+    pub const ALL: [Group; 10] = [
         Group::Baselines,
         Group::Throughput,
         Group::Latency,
@@ -49,6 +52,7 @@ impl Group {
         Group::Resources,
         Group::Patterns,
         Group::Logging,
+        Group::Scale,
     ];
 
     /// The group's name on the command line.
@@ -63,6 +67,7 @@ impl Group {
             Group::Resources => "resources",
             Group::Patterns => "patterns",
             Group::Logging => "logging",
+            Group::Scale => "scale",
         }
     }
 }
@@ -151,6 +156,9 @@ pub struct Plan {
     pub throughput_max_messages: u64,
     /// Idle agent counts measured.
     pub idle_agents: Vec<usize>,
+    /// Agent counts of the scale group.
+    #[serde(default)]
+    pub scale_agents: Vec<usize>,
     /// Idle measurement window, milliseconds.
     pub idle_window_ms: u64,
     /// Connect/disconnect cycles in the leak check.
@@ -205,6 +213,7 @@ impl Plan {
             throughput_min_messages: 256,
             throughput_max_messages: 1_000_000,
             idle_agents: vec![1, 4, 16],
+            scale_agents: vec![16, 64, 256, 1000],
             idle_window_ms: 2_000,
             churn_cycles: 500,
             pattern_messages: 20_000,
@@ -230,6 +239,7 @@ impl Plan {
             throughput_min_messages: 64,
             throughput_max_messages: 200_000,
             idle_agents: vec![16],
+            scale_agents: vec![16],
             idle_window_ms: 500,
             churn_cycles: 100,
             pattern_messages: 5_000,
@@ -255,6 +265,7 @@ impl Plan {
             throughput_min_messages: 4,
             throughput_max_messages: 500,
             idle_agents: vec![2],
+            scale_agents: vec![4],
             idle_window_ms: 100,
             churn_cycles: 20,
             pattern_messages: 100,
@@ -307,6 +318,9 @@ impl Plan {
         }
         if self.latency_samples == 0 || self.log_events == 0 || self.pattern_messages == 0 {
             return bad("sample counts must be positive");
+        }
+        if self.scale_agents.iter().any(|&n| n == 0 || n > 10_000) {
+            return bad("scale agent counts must be between 1 and 10000");
         }
         if self.trials == 0 || self.trials > 100 {
             return bad("trials must be between 1 and 100");

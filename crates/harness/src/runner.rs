@@ -14,7 +14,7 @@ use crate::error::Result;
 use crate::figures::BULK_SIZE;
 use crate::plan::{Group, Plan};
 use crate::scenarios::{
-    baselines, hub, latency, logging, patterns, resources, serialization, throughput,
+    baselines, hub, latency, logging, patterns, resources, scale, serialization, throughput,
 };
 use crate::schema::{
     CodecKind, Failure, Mechanism, PatternResult, Regime, RunResults, SCHEMA_VERSION,
@@ -295,6 +295,33 @@ fn runtime_path_block(p: &Plan) -> Block {
     }
 }
 
+/// The scale group: per agent count, one hub per transport (uds, shm),
+/// interleaved.
+fn scale_blocks(p: &Plan) -> Vec<Block> {
+    let window = Duration::from_millis(p.idle_window_ms);
+    p.scale_agents
+        .iter()
+        .map(|&agents| Block {
+            group: Group::Scale,
+            cells: scale::transports(&p.transports)
+                .into_iter()
+                .map(|t| {
+                    let variant = Variant::of(t);
+                    cell(
+                        format!("{} hub with {agents} agents", variant.label()),
+                        1.0 + agents as f64 / 16.0,
+                        move |r, trial| {
+                            r.scale
+                                .push(scale::measure(variant, agents, window, trial)?);
+                            Ok(())
+                        },
+                    )
+                })
+                .collect(),
+        })
+        .collect()
+}
+
 fn plan_blocks(plan: &Plan) -> Vec<Block> {
     let p = plan.clone();
     let has = |g: Group| plan.groups.contains(&g);
@@ -333,6 +360,7 @@ fn plan_blocks(plan: &Plan) -> Vec<Block> {
             }
             Group::Latency => blocks.extend(round_trip_blocks(&p, group, true)),
             Group::Hub => blocks.push(runtime_path_block(&p)),
+            Group::Scale => blocks.extend(scale_blocks(&p)),
             Group::Peers if p.transports.contains(&Transport::Shm) => {
                 if !crate::scenarios::peers::AVAILABLE {
                     eprintln!(

@@ -70,6 +70,8 @@ pub enum Regime {
     /// The same call with the hub's process and the agent pinned to two
     /// CPUs.
     HubCallPinned,
+    /// One hub with many agents (the scale group).
+    Scale,
 }
 
 impl Regime {
@@ -107,6 +109,7 @@ impl Regime {
             Regime::AsyncMultiThread => "async-multi-thread".into(),
             Regime::HubCall => "hub-call".into(),
             Regime::HubCallPinned => "hub-call-pinned".into(),
+            Regime::Scale => "scale".into(),
         }
     }
 }
@@ -223,6 +226,10 @@ pub struct RunResults {
     /// records from before the hub group).
     #[serde(default)]
     pub hub: Vec<LatencyResult>,
+    /// One hub with many agents (absent in records from before the scale
+    /// group).
+    #[serde(default)]
+    pub scale: Vec<ScaleResult>,
     /// The bare mechanisms, measured interleaved with the transports.
     pub baselines: Baselines,
     /// Codec costs on agent messages.
@@ -385,6 +392,28 @@ pub struct TypedRoundTrip {
     pub typed_p50_ns: u64,
     /// Median raw round trip of the encoded frame, nanoseconds.
     pub raw_p50_ns: u64,
+}
+
+/// One `ipc-hub` hub with `agents` agent processes serving typed calls.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScaleResult {
+    /// The transport variant.
+    pub variant: Variant,
+    /// Trial number.
+    pub trial: u32,
+    /// Agent processes.
+    pub agents: usize,
+    /// From spawning the first agent until the last had joined, ns.
+    pub join_ns: u64,
+    /// A 64 B `call_each` to every agent, one sample per round.
+    pub call_each: LatencyStats,
+    /// Threads of the hub's process with every agent connected.
+    pub hub_threads: usize,
+    /// Growth of the hub process's resident memory per agent, KiB.
+    pub hub_kib_per_agent: f64,
+    /// CPU of the hub and every agent together while idle, percent of one
+    /// core.
+    pub idle_cpu_percent: f64,
 }
 
 /// Idle connected agents over a window.

@@ -83,6 +83,34 @@ fn run_group(group: Group) -> Result<(), Failed> {
                 || "rates".into(),
             )?;
         }
+        Group::Scale => {
+            // One hub per agent count, over uds and shm.
+            let hubs = plan.scale_agents.len() * 2;
+            ensure(r.scale.len() == k * hubs, || {
+                format!("{} scale records", r.scale.len())
+            })?;
+            for s in &r.scale {
+                ensure(
+                    s.call_each.count > 0 && s.join_ns > 0 && s.hub_threads > 0,
+                    || format!("{s:?}"),
+                )?;
+            }
+            let threads = r
+                .figures
+                .iter()
+                .filter(|f| {
+                    f.id.group == Group::Scale && f.id.statistic == harness::Statistic::Threads
+                })
+                .count();
+            ensure(
+                threads == hubs
+                    && r.figures
+                        .iter()
+                        .filter(|f| f.id.group == Group::Scale)
+                        .all(|f| !f.judged),
+                || format!("{threads} thread figures for {hubs} hubs, or a scale figure judged"),
+            )?;
+        }
         Group::Hub => {
             use harness::schema::Regime;
             // Per transport: the blocking round trip and the four paths.

@@ -284,10 +284,11 @@ impl Waiter {
         Ok(())
     }
 
-    fn watch(&self, dir: Dir) -> &Watch {
+    /// The watch of `dir`, once [`register`](Self::register)ed.
+    fn watch(&self, dir: Dir) -> io::Result<&Watch> {
         self.watches[dir as usize]
             .as_ref()
-            .expect("registered before it is used")
+            .ok_or_else(|| io::Error::other("this half does not wait that way"))
     }
 
     /// Runs `step` until it stops saying "wait", paced like every wait
@@ -380,8 +381,11 @@ impl Waiter {
         if flush_too {
             self.register(conn, Dir::Space)?;
         }
-        let also_space = flush_too.then(|| self.watch(Dir::Space));
-        Self::wait(conn, self.watch(Dir::Data), also_space, deadline, take).await
+        let also_space = match flush_too {
+            true => Some(self.watch(Dir::Space)?),
+            false => None,
+        };
+        Self::wait(conn, self.watch(Dir::Data)?, also_space, deadline, take).await
     }
 
     /// Runs a non-blocking send step until it stops reporting a full ring.
@@ -396,7 +400,7 @@ impl Waiter {
             return conn.with(&mut step).map_err(SendError::from);
         }
         self.register(conn, Dir::Space)?;
-        Ok(Self::wait(conn, self.watch(Dir::Space), None, deadline, step).await?)
+        Ok(Self::wait(conn, self.watch(Dir::Space)?, None, deadline, step).await?)
     }
 
     async fn send_until(

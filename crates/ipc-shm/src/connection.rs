@@ -56,7 +56,6 @@ impl Wait {
         }
     }
 
-    /// The deadline, fixed from `now` the first time it is asked for.
     /// The deadline, if it is fixed already.
     fn until(self) -> Option<Instant> {
         match self {
@@ -65,6 +64,7 @@ impl Wait {
         }
     }
 
+    /// The deadline, fixed from `now` the first time it is asked for.
     fn deadline(&mut self, now: Instant) -> Option<Instant> {
         match *self {
             Wait::Within(t) => {

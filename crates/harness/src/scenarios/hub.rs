@@ -44,9 +44,9 @@ const JOIN_LIMIT: Duration = Duration::from_secs(30);
 /// payload, answered with itself.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Probe {
-    seq: u64,
+    pub(crate) seq: u64,
     #[serde(with = "serde_bytes")]
-    body: Vec<u8>,
+    pub(crate) body: Vec<u8>,
 }
 
 /// Measures `samples` round trips of `size` bytes after `warmup` over

@@ -11,6 +11,7 @@ pub mod logging;
 pub mod patterns;
 pub mod peers;
 pub mod resources;
+pub mod scale;
 pub mod serialization;
 pub mod soak;
 pub mod throughput;
