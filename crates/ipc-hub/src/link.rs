@@ -245,11 +245,14 @@ impl Link {
     }
 
     /// Puts `out` in the writer's queue, counting it until written.
+    /// Cancel-safe: a send that times out or is dropped while it waits
+    /// for room is not counted (else inline writes would stop for good).
     async fn enqueue(&self, out: Out) -> Result<(), mpsc::error::SendError<Out>> {
         self.queued.fetch_add(1, Ordering::AcqRel);
+        let mut uncount = Uncount(Some(&self.queued));
         let sent = self.out.send(out).await;
-        if sent.is_err() {
-            self.queued.fetch_sub(1, Ordering::AcqRel);
+        if sent.is_ok() {
+            uncount.0 = None;
         }
         sent
     }
@@ -371,6 +374,17 @@ impl Link {
         let waiting = lock(&self.calls).waiting.remove(&id);
         if let Some(call) = waiting {
             let _ = call.send(result);
+        }
+    }
+}
+
+/// Takes a frame back out of [`Link::queued`] unless it was queued.
+struct Uncount<'a>(Option<&'a AtomicUsize>);
+
+impl Drop for Uncount<'_> {
+    fn drop(&mut self) {
+        if let Some(queued) = self.0 {
+            queued.fetch_sub(1, Ordering::AcqRel);
         }
     }
 }
