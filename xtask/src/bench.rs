@@ -1,16 +1,22 @@
 //! `cargo xtask bench`: build the runner, run the groups with progress,
 //! and write the record, the summary, the charts and the exports.
 
-use std::io::{BufRead, BufReader, IsTerminal, Write};
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
-use harness::plan::parse_size;
-use harness::{Group, Transport};
+use std::time::Duration;
 
 use harness::compare::{self, Rule};
+use harness::drive::{self, Extra};
+use harness::handicap::{HANDICAP_ENV, Handicap};
+use harness::plan::parse_size;
+use harness::runner::Progress;
+use harness::serve::Client;
+use harness::{Group, Transport};
 
-use crate::record::{self, BenchRecord, Machine};
+use crate::ab::{self, OldBuild};
+use crate::record::{self, Against, BenchRecord, Machine};
 use crate::report::Baseline;
 use crate::{Failure, Outcome, exports, report, targets};
 
@@ -46,10 +52,28 @@ pub struct BenchArgs {
     /// previous run of the same preset on this machine in --out.
     #[arg(long)]
     pub baseline: Option<PathBuf>,
-    /// Regression factor for absolute figures; same-run ratios use half
-    /// the excess (2.0 -> 1.5).
+    /// Regression factor. Across runs, absolute figures that move this
+    /// much are reported (never a regression) and same-run ratios are
+    /// judged at half the excess (2.0 -> 1.5); an A/B run judges each
+    /// figure's paired ratio new / old at that half too.
     #[arg(long, default_value_t = Rule::default().factor)]
     pub threshold: f64,
+    /// A/B mode, the gate: build the runner of this git revision (or take
+    /// this runner's path), run both builds' trials interleaved cell by
+    /// cell in this run, and judge every figure by its paired ratio new /
+    /// old (exit 3 on a regression). E.g. `--against origin/main`.
+    #[arg(long, value_name = "REF")]
+    pub against: Option<String>,
+    /// Slow down the build under test: spin NS nanoseconds before every
+    /// message over the variant LABEL (e.g. shm:500), to show the gate's
+    /// power. With --against, only the new side is handicapped.
+    #[arg(long, value_name = "LABEL:NS")]
+    pub handicap: Option<String>,
+    /// Seconds of extra trials allowed for blocks whose judged figures are
+    /// still too noisy after the planned trials (default: 120 full, 20
+    /// quick, 0 tiny; twice that with --against, which runs two builds).
+    #[arg(long, value_name = "SECS")]
+    pub extra_budget: Option<f64>,
 }
 
 /// The rule for a `--threshold`.
@@ -78,6 +102,16 @@ fn validate(args: &BenchArgs) -> Result<Vec<String>, Failure> {
     if args.threshold.is_nan() || args.threshold <= 1.0 {
         return Err(Failure::Input("--threshold must be above 1.0".into()));
     }
+    if let Some(h) = handicap_asked(args) {
+        handicap(&h)?;
+    }
+    if let Some(b) = args.extra_budget
+        && !(b.is_finite() && b >= 0.0)
+    {
+        return Err(Failure::Input(
+            "--extra-budget must be 0 or more seconds".into(),
+        ));
+    }
     let mut runner_args = Vec::new();
     if !args.groups.is_empty() {
         runner_args.push(format!("--groups={}", args.groups.join(",")));
@@ -99,6 +133,39 @@ fn validate(args: &BenchArgs) -> Result<Vec<String>, Failure> {
         runner_args.push(format!("--agents={}", agents.join(",")));
     }
     Ok(runner_args)
+}
+
+/// `--handicap`, or else the runner's environment variable as before.
+fn handicap_asked(args: &BenchArgs) -> Option<String> {
+    args.handicap
+        .clone()
+        .or_else(|| std::env::var(HANDICAP_ENV).ok())
+}
+
+/// The handicap `LABEL:NS`, checked.
+fn handicap(text: &str) -> Result<Handicap, Failure> {
+    Handicap::parse(text).ok_or_else(|| {
+        Failure::Input(format!(
+            "--handicap {text}: expected LABEL:NANOSECONDS, e.g. shm:500"
+        ))
+    })
+}
+
+/// How long extra trials may take.
+fn extra(args: &BenchArgs, plan: &harness::Plan) -> Extra {
+    let per_side = args.extra_budget.unwrap_or(if args.tiny {
+        0.0
+    } else if args.quick {
+        20.0
+    } else {
+        120.0
+    });
+    let sides = if args.against.is_some() { 2.0 } else { 1.0 };
+    Extra {
+        budget: Duration::from_secs_f64(per_side * sides),
+        // From five trials, two steps of three; from eight, two as well.
+        most_trials: plan.trials + 6,
+    }
 }
 
 /// The preset `args` asks for.
@@ -184,36 +251,30 @@ pub fn build_runner(root: &Path) -> Result<PathBuf, Failure> {
     if !status.success() {
         return Err(Failure::Error("building the runner failed".into()));
     }
-    let target =
-        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
-    Ok(target.join("release").join("ipc-bench"))
+    Ok(target_dir(root).join("release").join("ipc-bench"))
 }
 
-/// Renders the runner's progress lines (JSON on its stderr).
-fn show_progress(line: &str, live: bool) {
-    let Ok(p) = serde_json::from_str::<serde_json::Value>(line) else {
-        // Not progress: an agent's or the runner's own message.
-        if live {
-            eprint!("\r\x1b[2K");
-        }
-        eprintln!("{line}");
-        return;
-    };
+/// Cargo's target directory for the workspace at `root`.
+pub fn target_dir(root: &Path) -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from)
+}
+
+/// Shows where a run is: on one line rewritten in place at a terminal,
+/// a line per cell otherwise (and for every failure).
+fn show_progress(p: &Progress<'_>, live: bool) {
     let text = format!(
-        "[{:>4}/{}] {:<13} {:<44} trial {}/{} {:>4.0}s elapsed, ~{:.0}s left{}",
-        p["done"],
-        p["total"],
-        p["group"].as_str().unwrap_or(""),
-        p["label"].as_str().unwrap_or(""),
-        p["trial"],
-        p["trials"],
-        p["elapsed_s"].as_f64().unwrap_or(0.0),
-        p["remaining_s"].as_f64().unwrap_or(0.0),
-        p["error"]
-            .as_str()
-            .map_or(String::new(), |e| format!("  FAILED: {e}")),
+        "[{:>4}/{}] {:<13} {:<50} trial {}/{} {:>4.0}s elapsed, ~{:.0}s left{}",
+        p.done,
+        p.total,
+        p.group.name(),
+        p.label,
+        p.trial.0,
+        p.trial.1,
+        p.elapsed.as_secs_f64(),
+        p.remaining.as_secs_f64(),
+        p.error.map_or(String::new(), |e| format!("  FAILED: {e}")),
     );
-    if live && p["error"].is_null() {
+    if live && p.error.is_none() {
         eprint!("\r\x1b[2K{text}");
         let _ = std::io::stderr().flush();
     } else {
@@ -224,34 +285,14 @@ fn show_progress(line: &str, live: bool) {
     }
 }
 
-fn run_runner(runner: &Path, runner_args: &[String], partial: &Path) -> Result<(), Failure> {
-    let mut child = Command::new(runner)
-        .args(runner_args)
-        .arg("--progress-json")
-        .arg("--out")
-        .arg(partial)
-        .stdout(Stdio::inherit())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| Failure::Error(format!("starting {}: {e}", runner.display())))?;
-    let live = std::io::stderr().is_terminal();
-    if let Some(stderr) = child.stderr.take() {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            show_progress(&line, live);
-        }
+/// A runner with the plan's arguments, handicapped if asked.
+fn runner_command(runner: &Path, runner_args: &[String], handicap: Option<&str>) -> Command {
+    let mut command = Command::new(runner);
+    command.args(runner_args).env_remove(HANDICAP_ENV);
+    if let Some(h) = handicap {
+        command.env(HANDICAP_ENV, h);
     }
-    if live {
-        eprintln!();
-    }
-    let status = child.wait().map_err(|e| Failure::Error(e.to_string()))?;
-    // Exit 1 with results written means some scenarios failed: the record
-    // lists them, and the bench exits as an error after writing it.
-    if !partial.exists() {
-        return Err(Failure::Error(format!(
-            "the runner wrote no results ({status})"
-        )));
-    }
-    Ok(())
+    command
 }
 
 /// Writes the summary, charts and exports for `record` into `dir`, and
@@ -265,15 +306,27 @@ pub fn publish(
 ) -> Result<Outcome, Failure> {
     let targets = targets::load(targets_file).map_err(Failure::Input)?;
     let verdicts = targets::evaluate(&record.results, &targets);
+    // An A/B record is judged against its own old side, whatever else.
+    let ab = record.against.as_ref().map(|old| {
+        (
+            describe_against(old),
+            compare::paired(
+                &old.results.figures,
+                &record.results.figures,
+                rule.ratio_factor,
+            ),
+        )
+    });
     let comparison = baseline.map(|(name, b)| {
         (
             name,
             compare::compare(&b.results.figures, &record.results.figures, rule),
         )
     });
-    let shown = match &comparison {
-        Ok((name, c)) => Baseline::Compared(name, c),
-        Err(why) => Baseline::Missing(why),
+    let shown = match (&ab, &comparison) {
+        (Some((name, c)), _) => Baseline::Ab(name, c),
+        (None, Ok((name, c))) => Baseline::Compared(name, c),
+        (None, Err(why)) => Baseline::Missing(why),
     };
     let io = |e: std::io::Error| Failure::Error(format!("writing the report: {e}"));
     let charts = report::write_charts(dir, &record.results).map_err(io)?;
@@ -290,8 +343,21 @@ pub fn publish(
     Ok(Outcome {
         failed_scenarios: !record.results.failures.is_empty(),
         target_missed: verdicts.iter().any(|v| v.missed()),
-        regression: comparison.is_ok_and(|(_, c)| c.regressions().next().is_some()),
+        regression: match &ab {
+            Some((_, c)) => c.regressions().next().is_some(),
+            None => comparison.is_ok_and(|(_, c)| c.regressions().next().is_some()),
+        },
     })
+}
+
+/// `origin/main (commit abcdef123456)`.
+fn describe_against(a: &Against) -> String {
+    OldBuild {
+        reference: a.reference.clone(),
+        commit: a.commit.clone(),
+        runner: PathBuf::new(),
+    }
+    .describe()
 }
 
 /// Runs `cargo xtask bench`.
@@ -299,14 +365,20 @@ pub fn run(args: &BenchArgs) -> Result<Outcome, Failure> {
     let runner_args = validate(args)?;
     // Load what the report needs before measuring, so bad input fails fast.
     targets::load(args.targets.as_deref()).map_err(Failure::Input)?;
-    let baseline = match &args.baseline {
-        Some(path) => Ok((
+    let plan = preset(args);
+    let baseline = match (&args.baseline, &args.against) {
+        (_, Some(_)) => Err("an A/B run is judged against the old build measured beside it".into()),
+        (Some(path), None) => Ok((
             path.display().to_string(),
             record::load(path).map_err(|e| Failure::Input(e.to_string()))?,
         )),
-        None => previous_run(&args.out, &preset(args)),
+        (None, None) => previous_run(&args.out, &plan),
     };
     let root = workspace_root();
+    let old = match &args.against {
+        Some(reference) => Some(ab::old_build(&root, &target_dir(&root), reference)?),
+        None => None,
+    };
     let runner = build_runner(&root)?;
     std::fs::create_dir_all(&args.out)
         .map_err(|e| Failure::Error(format!("creating {}: {e}", args.out.display())))?;
@@ -316,16 +388,40 @@ pub fn run(args: &BenchArgs) -> Result<Outcome, Failure> {
             "[year][month][day]T[hour][minute][second]Z"
         ))
         .expect("formats");
-    let partial = args.out.join(format!(".partial_{stamp}.json"));
-    let outcome = run_runner(&runner, &runner_args, &partial);
-    let results = outcome.and_then(|()| {
-        let text = std::fs::read(&partial).map_err(|e| Failure::Error(e.to_string()));
-        let _ = std::fs::remove_file(&partial);
-        serde_json::from_slice::<harness::RunResults>(&text?)
-            .map_err(|e| Failure::Error(format!("the runner's results do not parse: {e}")))
+    let bad = |e: harness::HarnessError| Failure::Error(e.to_string());
+    let mut sides = Vec::new();
+    if let Some(old) = &old {
+        eprintln!(
+            "A/B: {} (old) and this checkout (new), interleaved cell by cell",
+            old.describe()
+        );
+        sides.push(
+            Client::spawn(runner_command(&old.runner, &runner_args, None), "old").map_err(bad)?,
+        );
+    }
+    let name = if old.is_some() { "new" } else { "this build" };
+    let command = runner_command(&runner, &runner_args, handicap_asked(args).as_deref());
+    sides.push(Client::spawn(command, name).map_err(bad)?);
+    let live = std::io::stderr().is_terminal();
+    let rule = rule(args.threshold);
+    let driven = drive::drive(
+        sides,
+        plan.trials,
+        rule,
+        extra(args, &plan),
+        &args.out,
+        |p| show_progress(p, live),
+    );
+    if live {
+        eprintln!();
+    }
+    let mut results = driven.map_err(bad)?.results;
+    let new = results.pop().expect("one result per side");
+    let against = old.zip(results.pop()).map(|(old, results)| Against {
+        reference: old.reference,
+        commit: old.commit,
+        results,
     });
-    let _ = std::fs::remove_file(&partial);
-    let results = results?;
     let record = BenchRecord {
         record_schema: record::RECORD_SCHEMA,
         started_utc: now
@@ -335,14 +431,15 @@ pub fn run(args: &BenchArgs) -> Result<Outcome, Failure> {
         toolchain: record::toolchain(),
         git: record::git_state(&root),
         command: std::env::args().collect(),
-        results,
+        against,
+        results: new,
     };
     let path = args.out.join(format!("benchmark_{stamp}.json"));
     let json = serde_json::to_vec_pretty(&record).expect("records serialize");
     record::write_atomic(&path, &json)
         .map_err(|e| Failure::Error(format!("writing {}: {e}", path.display())))?;
     eprintln!("record: {}", path.display());
-    publish(
+    let mut outcome = publish(
         &args.out,
         &record,
         args.targets.as_deref(),
@@ -350,8 +447,12 @@ pub fn run(args: &BenchArgs) -> Result<Outcome, Failure> {
             .as_ref()
             .map(|(n, r)| (n.clone(), r))
             .map_err(Clone::clone),
-        rule(args.threshold),
-    )
+        rule,
+    )?;
+    if let Some(a) = &record.against {
+        outcome.failed_scenarios |= !a.results.failures.is_empty();
+    }
+    Ok(outcome)
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 
 #![forbid(unsafe_code)]
 
+mod ab;
 mod bench;
 mod charts;
 mod exports;
@@ -60,7 +61,8 @@ enum Cmd {
         baseline: PathBuf,
         /// The record to judge.
         current: PathBuf,
-        /// Regression factor for absolute figures (ratios: half the excess).
+        /// Regression factor: same-run ratios are judged at half the excess
+        /// (2.0 -> 1.5); absolute figures that move this much are reported.
         #[arg(long, default_value_t = harness::compare::Rule::default().factor)]
         threshold: f64,
     },
@@ -183,13 +185,14 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             let c = harness::compare::compare(&a.results.figures, &b.results.figures, rule);
             println!("Rule: {}.", rule.describe());
             println!(
-                "{} figures compared, {} too noisy to judge.",
+                "{} same-run ratios judged, {} too noisy to judge; {} absolute figures reported.",
                 c.compared,
-                c.noisy.len()
+                c.noisy.len(),
+                c.reported
             );
             for ch in &c.changes {
                 println!(
-                    "{:<12} {}: {:.4} [{:.4}–{:.4}] -> {:.4} [{:.4}–{:.4}] ({})",
+                    "{:<12} {}: {:.4} [{:.4}–{:.4}] -> {:.4} [{:.4}–{:.4}] ({}{})",
                     format!("{:?}", ch.outcome).to_uppercase(),
                     ch.figure,
                     ch.baseline.0,
@@ -198,7 +201,9 @@ fn run(cli: Cli) -> Result<u8, Failure> {
                     ch.current.0,
                     ch.current.1,
                     ch.current.2,
-                    ch.factor()
+                    ch.factor(),
+                    ch.host
+                        .map_or(String::new(), |h| format!("; host drift {h:.2}x"))
                 );
             }
             let regressed = c.regressions().next().is_some();

@@ -25,7 +25,23 @@ pub struct BenchRecord {
     pub git: Option<GitState>,
     /// The command line it was started with.
     pub command: Vec<String>,
-    /// Everything the harness measured (with its own schema version).
+    /// Everything the harness measured (with its own schema version); in
+    /// an A/B run, the new build's side.
+    pub results: RunResults,
+    /// In an A/B run (`--against`), the old build's side, measured in the
+    /// same run, cell by cell (absent otherwise, and in older records).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub against: Option<Against>,
+}
+
+/// The old build of an A/B run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Against {
+    /// What `--against` named.
+    pub reference: String,
+    /// The commit it resolved to (none for a runner given by path).
+    pub commit: Option<String>,
+    /// What the old build measured.
     pub results: RunResults,
 }
 
@@ -234,6 +250,7 @@ mod tests {
             toolchain: "rustc 1.95.0".into(),
             git: None,
             command: vec!["cargo".into(), "xtask".into()],
+            against: None,
             results: RunResults {
                 schema_version: harness::SCHEMA_VERSION,
                 ..RunResults::default()

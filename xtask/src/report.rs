@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::path::Path;
 
-use harness::compare::Comparison;
+use harness::compare::{AbComparison, Comparison};
 use harness::figures::{FigureId, Unit};
 use harness::schema::Mechanism;
 use harness::{Figure, Group, Regime, RunResults, Statistic, Subject, Variant};
@@ -474,19 +474,17 @@ fn large_messages(ix: &Index<'_>) -> Option<String> {
 /// What the run was compared with.
 #[derive(Debug, Clone, Copy)]
 pub enum Baseline<'a> {
-    /// Compared with the named record.
+    /// Compared with the named record (an earlier run).
     Compared(&'a str, &'a Comparison),
+    /// An A/B run: the named old build, measured beside this one.
+    Ab(&'a str, &'a AbComparison),
     /// Not compared, and why.
     Missing(&'a str),
 }
 
-impl<'a> Baseline<'a> {
-    fn comparison(&self) -> Option<&'a Comparison> {
-        match self {
-            Baseline::Compared(_, c) => Some(c),
-            Baseline::Missing(_) => None,
-        }
-    }
+/// `n` of `of`, as a percentage.
+fn share(n: usize, of: usize) -> String {
+    format!("{:.1} %", 100.0 * n as f64 / of.max(1) as f64)
 }
 
 /// The headline: targets and regressions in one sentence.
@@ -517,22 +515,37 @@ pub fn verdict_line(verdicts: &[Verdict], baseline: Baseline<'_>, failures: usiz
     match baseline {
         Baseline::Compared(_, c) => {
             let n = c.regressions().count();
-            if n == 0 {
+            let _ = write!(
+                line,
+                "; {n} regression(s) against the baseline ({} same-run ratios judged, {} too noisy to \
+                 judge ({})",
+                c.compared,
+                c.noisy.len(),
+                share(c.noisy.len(), c.compared)
+            );
+            line.push(')');
+            let better = c.improvements().count();
+            if better > 0 {
+                let _ = write!(line, ", {better} improvement(s)");
+            }
+            let moved = c.moved().count();
+            if moved > 0 {
                 let _ = write!(
                     line,
-                    "; 0 regressions against the baseline ({} figures compared",
-                    c.compared
-                );
-            } else {
-                let _ = write!(
-                    line,
-                    "; {n} regression(s) against the baseline ({} figures compared",
-                    c.compared
+                    ", {moved} of {} absolute figures moved beyond the rule (reported, not judged)",
+                    c.reported
                 );
             }
-            if !c.noisy.is_empty() {
-                let _ = write!(line, ", {} too noisy to judge", c.noisy.len());
-            }
+        }
+        Baseline::Ab(name, c) => {
+            let _ = write!(
+                line,
+                "; A/B against {name}: {} regression(s) ({} figures paired, {} too noisy to judge ({})",
+                c.regressions().count(),
+                c.figures.len(),
+                c.noisy.len(),
+                share(c.noisy.len(), c.figures.len())
+            );
             line.push(')');
             let better = c.improvements().count();
             if better > 0 {
@@ -783,6 +796,26 @@ fn section_header(out: &mut String, record: &BenchRecord, verdicts: &[Verdict], 
             .as_ref()
             .map_or(String::new(), |h| format!(" · hypervisor: {h}")),
     );
+    if let Some(a) = &record.against {
+        let _ = writeln!(
+            out,
+            "**A/B run:** this build (new) and {} (old) measured in this run, their trials interleaved \
+             cell by cell; the figures below are the new build's, the verdict compares the two.\n",
+            a.reference
+        );
+    }
+    if let Some(x) = r.extra_trials.as_ref().filter(|x| x.budget_s > 0.0) {
+        let still: usize = x.blocks.iter().map(|b| b.noisy_after.len()).sum();
+        let _ = writeln!(
+            out,
+            "**Extra trials:** {} block(s) whose judged figures were too noisy after the planned trials got \
+             more ({:.0} s of a {:.0} s budget); {} figure(s) were still too noisy after them.\n",
+            x.blocks.len(),
+            x.seconds,
+            x.budget_s,
+            still
+        );
+    }
     if let Some(h) = &r.plan.handicap {
         let _ = writeln!(
             out,
@@ -881,27 +914,112 @@ fn section_recommendations(out: &mut String, r: &RunResults) {
 }
 
 fn section_comparison(out: &mut String, b: Baseline<'_>) {
+    let iv = |(m, lo, hi): (f64, f64, f64)| format!("{m:.4} [{lo:.4}–{hi:.4}]");
+    let keys = |keys: &[String]| {
+        keys.iter()
+            .map(|k| format!("`{k}`"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     match b {
         Baseline::Missing(why) => {
             let _ = writeln!(out, "## Comparison\n\n{}.\n", capitalize(why));
         }
+        Baseline::Ab(name, c) => {
+            let _ = writeln!(out, "## A/B: this build against {name}\n");
+            let _ = writeln!(
+                out,
+                "Both builds ran in this run, cell by cell (old, new; new, old; ...), each with fresh \
+                 processes pinned alike: both met the same host, minute by minute. Rule: {}.\n",
+                c.describe()
+            );
+            let mut rows: Vec<&harness::compare::Paired> = c.figures.iter().collect();
+            // What was flagged first, then the largest moves.
+            rows.sort_by(|a, b| {
+                (b.outcome.is_some(), b.worse_by.0.max(1.0 / b.worse_by.0))
+                    .partial_cmp(&(a.outcome.is_some(), a.worse_by.0.max(1.0 / a.worse_by.0)))
+                    .unwrap_or(std::cmp::Ordering::Equal)
+            });
+            let row = |p: &harness::compare::Paired| {
+                let iv = |(m, lo, hi): (f64, f64, f64)| {
+                    format!(
+                        "{} [{}–{}]",
+                        in_unit(m, p.unit),
+                        in_unit(lo, p.unit),
+                        in_unit(hi, p.unit)
+                    )
+                };
+                vec![
+                    format!("`{}`", p.figure),
+                    iv(p.old),
+                    iv(p.new),
+                    format!(
+                        "{:.3} [{:.3}–{:.3}]",
+                        p.worse_by.0, p.worse_by.1, p.worse_by.2
+                    ),
+                    p.outcome.map_or_else(
+                        || {
+                            if c.noisy.contains(&p.figure) {
+                                "too noisy".into()
+                            } else {
+                                "-".into()
+                            }
+                        },
+                        |o| format!("{o:?}").to_lowercase(),
+                    ),
+                ]
+            };
+            let header = ["figure", "old", "new", "new / old (worse >1)", "verdict"];
+            let flagged: Vec<Vec<String>> = rows
+                .iter()
+                .filter(|p| p.outcome.is_some())
+                .map(|p| row(p))
+                .collect();
+            if flagged.is_empty() {
+                let _ = writeln!(
+                    out,
+                    "No figure changed beyond the rule ({} paired).\n",
+                    c.figures.len()
+                );
+            } else {
+                table(out, &header, &flagged);
+            }
+            if !c.noisy.is_empty() {
+                let _ = writeln!(
+                    out,
+                    "Too noisy to judge ({} of {}: a paired interval wider than the factor): {}.\n",
+                    c.noisy.len(),
+                    c.figures.len(),
+                    keys(&c.noisy)
+                );
+            }
+            if !c.unpaired.is_empty() {
+                let _ = writeln!(
+                    out,
+                    "Not paired ({}: measured by one build only, or not in the same trials): {}.\n",
+                    c.unpaired.len(),
+                    keys(&c.unpaired)
+                );
+            }
+            let _ = writeln!(
+                out,
+                "<details><summary>Every paired figure ({})</summary>\n",
+                c.figures.len()
+            );
+            let all: Vec<Vec<String>> = rows.iter().map(|p| row(p)).collect();
+            table(out, &header, &all);
+            let _ = writeln!(out, "</details>\n");
+        }
         Baseline::Compared(name, c) => {
             let _ = writeln!(out, "## Compared with {name}\n");
             let _ = writeln!(out, "Rule: {}.\n", c.rule.describe());
-            if c.changes.is_empty() {
-                let _ = writeln!(
-                    out,
-                    "No figure changed beyond the rule ({} compared).\n",
-                    c.compared
-                );
-            }
-            let rows: Vec<Vec<String>> = c
+            let judged: Vec<Vec<String>> = c
                 .changes
                 .iter()
+                .filter(|ch| ch.outcome != harness::compare::Outcome::Moved)
                 .map(|ch| {
-                    let iv = |(m, lo, hi): (f64, f64, f64)| format!("{m:.4} [{lo:.4}–{hi:.4}]");
                     vec![
-                        ch.figure.clone(),
+                        format!("`{}`", ch.figure),
                         iv(ch.baseline),
                         iv(ch.current),
                         ch.factor(),
@@ -909,22 +1027,59 @@ fn section_comparison(out: &mut String, b: Baseline<'_>) {
                     ]
                 })
                 .collect();
+            if judged.is_empty() {
+                let _ = writeln!(
+                    out,
+                    "No same-run ratio changed beyond the rule ({} compared).\n",
+                    c.compared
+                );
+            }
             table(
                 out,
                 &["figure", "baseline", "now", "change", "verdict"],
-                &rows,
+                &judged,
             );
             if !c.noisy.is_empty() {
                 let _ = writeln!(
                     out,
-                    "Too noisy to judge ({}: an interval wider than the factor in one of the runs): {}.\n",
+                    "Too noisy to judge ({} of {}: an interval wider than the factor in one of the runs): {}.\n",
                     c.noisy.len(),
-                    c.noisy
-                        .iter()
-                        .map(|k| format!("`{k}`"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    c.compared,
+                    keys(&c.noisy)
                 );
+            }
+            let moved: Vec<Vec<String>> = c
+                .moved()
+                .map(|ch| {
+                    vec![
+                        format!("`{}`", ch.figure),
+                        iv(ch.baseline),
+                        iv(ch.current),
+                        ch.factor(),
+                        ch.host.map_or_else(
+                            || "no same-run ratio: use --against to judge".into(),
+                            |h| {
+                                format!(
+                                    "host drift {h:.2}x; the code's share {:.2}x",
+                                    ch.worse_by / h
+                                )
+                            },
+                        ),
+                    ]
+                })
+                .collect();
+            if !moved.is_empty() {
+                let _ = writeln!(
+                    out,
+                    "Absolute figures that moved beyond {:.1}x ({} of {} compared). Minutes apart, a shared \
+                     host moves absolute figures by itself, so these are reported, not judged: the host's \
+                     share is how far the mechanism measured beside the figure moved too (from its \
+                     same-run ratio). To judge code, run A/B (`--against REF`).\n",
+                    c.rule.factor,
+                    moved.len(),
+                    c.reported
+                );
+                table(out, &["figure", "baseline", "now", "change", "why"], &moved);
             }
         }
     }
@@ -1650,17 +1805,46 @@ pub fn console(record: &BenchRecord, verdicts: &[Verdict], baseline: Baseline<'_
             rate.map_or("-".into(), |t| crate::report::rate(t.median)),
         );
     }
-    if let Some(c) = baseline.comparison() {
-        for ch in c.regressions() {
-            let _ = writeln!(
-                out,
-                "REGRESSION {}: {:.4} -> {:.4} ({})",
-                ch.figure,
-                ch.baseline.0,
-                ch.current.0,
-                ch.factor()
-            );
+    match baseline {
+        Baseline::Compared(_, c) => {
+            for ch in c.regressions() {
+                let _ = writeln!(
+                    out,
+                    "REGRESSION {}: {:.4} -> {:.4} ({})",
+                    ch.figure,
+                    ch.baseline.0,
+                    ch.current.0,
+                    ch.factor()
+                );
+            }
+            for ch in c.moved() {
+                let _ = writeln!(
+                    out,
+                    "moved (not judged) {}: {:.4} -> {:.4} ({}{})",
+                    ch.figure,
+                    ch.baseline.0,
+                    ch.current.0,
+                    ch.factor(),
+                    ch.host
+                        .map_or(String::new(), |h| format!("; host drift {h:.2}x"))
+                );
+            }
         }
+        Baseline::Ab(_, c) => {
+            for p in c.regressions() {
+                let _ = writeln!(
+                    out,
+                    "REGRESSION {}: old {}, new {}, new / old {:.3} [{:.3}–{:.3}]",
+                    p.figure,
+                    in_unit(p.old.0, p.unit),
+                    in_unit(p.new.0, p.unit),
+                    p.worse_by.0,
+                    p.worse_by.1,
+                    p.worse_by.2
+                );
+            }
+        }
+        Baseline::Missing(_) => {}
     }
     for f in &r.failures {
         let _ = writeln!(

@@ -4,6 +4,7 @@
 
 pub mod agent;
 pub mod compare;
+pub mod drive;
 pub mod error;
 pub mod figures;
 pub mod handicap;
@@ -14,6 +15,7 @@ pub mod procfs;
 pub mod runner;
 pub mod scenarios;
 pub mod schema;
+pub mod serve;
 pub mod stats;
 pub mod transport;
 

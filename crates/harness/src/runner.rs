@@ -8,6 +8,8 @@
 
 use std::time::{Duration, Instant};
 
+use serde::{Deserialize, Serialize};
+
 use ipc_core::{Bincode, Json, Postcard};
 
 use crate::error::Result;
@@ -699,52 +701,132 @@ impl Drop for VethGuard {
     }
 }
 
+/// What a block holds, for a driver that runs cells one at a time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BlockInfo {
+    /// Its group.
+    pub group: Group,
+    /// Its cells' labels, in the order they interleave.
+    pub cells: Vec<String>,
+    /// Their relative costs (for estimates of time left).
+    pub weights: Vec<f64>,
+}
+
+/// A run taken one cell at a time: [`run`] steps through every trial of
+/// every block; a driver (`ipc-bench --serve`, which `cargo xtask bench`
+/// uses to interleave two builds cell by cell, and to add trials where a
+/// figure is still too noisy) chooses the order itself.
+pub struct Session {
+    blocks: Vec<Block>,
+    results: RunResults,
+    start: Instant,
+    // The namespace `zenoh-veth` is measured through, if one can be made;
+    // removed when the session ends, however it ends.
+    _veth: VethGuard,
+}
+
+impl Session {
+    /// Validates `plan` and prepares its blocks (nothing is measured yet).
+    pub fn new(plan: &Plan) -> Result<Self> {
+        plan.validate()?;
+        let results = RunResults {
+            schema_version: SCHEMA_VERSION,
+            plan: plan.clone(),
+            ..RunResults::default()
+        };
+        let veth = VethGuard::start(plan);
+        let blocks = plan_blocks(plan);
+        crate::handicap::set(plan.handicap.clone());
+        Ok(Session {
+            blocks,
+            results,
+            start: Instant::now(),
+            _veth: veth,
+        })
+    }
+
+    /// The blocks and their cells.
+    pub fn schedule(&self) -> Vec<BlockInfo> {
+        self.blocks
+            .iter()
+            .map(|b| BlockInfo {
+                group: b.group,
+                cells: b.cells.iter().map(|c| c.label.clone()).collect(),
+                weights: b.cells.iter().map(|c| c.weight).collect(),
+            })
+            .collect()
+    }
+
+    /// Runs one trial of one cell. `Ok(Some(why))` if the cell failed (it
+    /// is recorded in the results' failures and the run goes on); `Err` if
+    /// there is no such cell.
+    pub fn run_cell(&mut self, block: usize, cell: usize, trial: u32) -> Result<Option<String>> {
+        let b = self.blocks.get(block).ok_or_else(|| {
+            crate::HarnessError::Invalid(format!("no block {block} in this plan"))
+        })?;
+        let c = b.cells.get(cell).ok_or_else(|| {
+            crate::HarnessError::Invalid(format!("no cell {cell} in block {block}"))
+        })?;
+        let error = (c.action)(&mut self.results, trial)
+            .err()
+            .map(|e| e.to_string());
+        if let Some(e) = &error {
+            self.results.failures.push(Failure {
+                group: b.group.name().into(),
+                scenario: c.label.clone(),
+                trial,
+                error: e.clone(),
+            });
+        }
+        Ok(error)
+    }
+
+    /// The figures of what has run so far.
+    pub fn figures(&self) -> Vec<crate::Figure> {
+        crate::figures::figures(&self.results)
+    }
+
+    /// The results, with their figures.
+    pub fn finish(mut self) -> RunResults {
+        self.results.figures = crate::figures::figures(&self.results);
+        self.results.duration_s = self.start.elapsed().as_secs_f64();
+        self.results
+    }
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("blocks", &self.blocks.len())
+            .field("elapsed", &self.start.elapsed())
+            .finish_non_exhaustive()
+    }
+}
+
 /// Runs `plan`, calling `on_step` after every cell.
 pub fn run(plan: &Plan, mut on_step: impl FnMut(&Progress<'_>)) -> Result<RunResults> {
-    plan.validate()?;
-    let mut results = RunResults {
-        schema_version: SCHEMA_VERSION,
-        plan: plan.clone(),
-        ..RunResults::default()
-    };
-    // The namespace `zenoh-veth` is measured through, if one can be made;
-    // removed when the run ends, however it ends.
-    let _veth = VethGuard::start(plan);
-    let blocks = plan_blocks(plan);
-    crate::handicap::set(plan.handicap.clone());
+    let mut session = Session::new(plan)?;
+    let schedule = session.schedule();
     let trials = plan.trials;
-    let total: usize = blocks.iter().map(|b| b.cells.len()).sum::<usize>() * trials as usize;
-    let total_weight: f64 = blocks
-        .iter()
-        .flat_map(|b| &b.cells)
-        .map(|c| c.weight)
-        .sum::<f64>()
-        * f64::from(trials);
+    let total: usize = schedule.iter().map(|b| b.cells.len()).sum::<usize>() * trials as usize;
+    let total_weight: f64 =
+        schedule.iter().flat_map(|b| &b.weights).sum::<f64>() * f64::from(trials);
     let mut done_weight = 0.0;
     let mut done = 0;
     let start = Instant::now();
-    for block in &blocks {
+    for (b, block) in schedule.iter().enumerate() {
         for trial in 0..trials {
-            for c in &block.cells {
-                let outcome = (c.action)(&mut results, trial);
-                let error = outcome.err().map(|e| e.to_string());
-                if let Some(e) = &error {
-                    results.failures.push(Failure {
-                        group: block.group.name().into(),
-                        scenario: c.label.clone(),
-                        trial,
-                        error: e.clone(),
-                    });
-                }
+            for (c, label) in block.cells.iter().enumerate() {
+                let error = session.run_cell(b, c, trial)?;
                 done += 1;
-                done_weight += c.weight;
+                done_weight += block.weights[c];
                 let elapsed = start.elapsed();
                 let pace = elapsed.as_secs_f64() / done_weight;
                 on_step(&Progress {
                     done,
                     total,
                     group: block.group,
-                    label: &c.label,
+                    label,
                     trial: (trial + 1, trials),
                     error: error.as_deref(),
                     elapsed,
@@ -755,9 +837,7 @@ pub fn run(plan: &Plan, mut on_step: impl FnMut(&Progress<'_>)) -> Result<RunRes
             }
         }
     }
-    results.figures = crate::figures::figures(&results);
-    results.duration_s = start.elapsed().as_secs_f64();
-    Ok(results)
+    Ok(session.finish())
 }
 
 #[cfg(test)]

@@ -250,6 +250,10 @@ pub struct RunResults {
     pub peers: PeerResults,
     /// Scenarios that failed, with why; their figures are absent.
     pub failures: Vec<Failure>,
+    /// Trials added where figures were still too noisy after the planned
+    /// ones (absent when the run was not driven with a budget for them).
+    #[serde(default)]
+    pub extra_trials: Option<ExtraTrials>,
     /// Wall time of the run, seconds.
     pub duration_s: f64,
 }
@@ -511,6 +515,32 @@ pub struct LoggingResult {
     pub events_per_s: f64,
     /// End-to-end latency: emitted (agent) to decoded (collector).
     pub latency: LatencyStats,
+}
+
+/// Trials added to blocks whose judged figures were still too noisy.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ExtraTrials {
+    /// The wall time they were allowed, seconds.
+    pub budget_s: f64,
+    /// The wall time they took, seconds.
+    pub seconds: f64,
+    /// The blocks that got them.
+    pub blocks: Vec<ExtraBlock>,
+}
+
+/// A block that got extra trials.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExtraBlock {
+    /// Its group.
+    pub group: String,
+    /// Its cells.
+    pub cells: Vec<String>,
+    /// Trials it has now.
+    pub trials: u32,
+    /// Figures too noisy after the planned trials.
+    pub noisy_before: Vec<String>,
+    /// Figures still too noisy after the extra ones.
+    pub noisy_after: Vec<String>,
 }
 
 /// A scenario that did not produce its figures.

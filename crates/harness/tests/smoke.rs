@@ -341,60 +341,64 @@ fn integrity_failures_are_caught() -> Result<(), Failed> {
     Ok(())
 }
 
-/// The regression rule end to end: two runs of the same small plan, the
-/// second with the default shm variant made slower by 200 µs per message
-/// (the harness's handicap); the comparison flags that variant's figures
-/// and nothing else.
+/// The A/B gate end to end: the runner twice in serve mode, the new side
+/// with the default shm variant made slower by 200 µs per message (the
+/// harness's handicap), driven cell by cell in one run; the paired
+/// comparison flags that variant's figures and nothing else.
 fn a_real_slowdown_is_flagged() -> Result<(), Failed> {
-    use harness::Transport;
-    use harness::compare::{Rule, compare};
-    use harness::handicap::Handicap;
-    let plan = Plan {
-        groups: vec![Group::Latency],
-        transports: vec![Transport::Pipe, Transport::Shm],
-        sizes: vec![64],
-        latency_samples: 300,
-        latency_warmup: 50,
-        parked_samples: 20,
-        trials: 5,
-        preset: "test".into(),
-        ..Plan::quick()
+    use harness::compare::{Rule, paired};
+    use harness::drive::{Extra, drive};
+    use harness::handicap::HANDICAP_ENV;
+    use harness::serve::Client;
+    let runner = |handicap: Option<&str>| {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_ipc-bench"));
+        c.args([
+            "--tiny",
+            "--groups=latency",
+            "--transports=pipe,shm",
+            "--sizes=64",
+        ])
+        .env_remove(HANDICAP_ENV);
+        if let Some(h) = handicap {
+            c.env(HANDICAP_ENV, h);
+        }
+        c
     };
-    let before = harness::runner::run(&plan, |_| {})?;
-    let slower = Plan {
-        handicap: Some(Handicap {
-            label: "shm".into(),
-            ns: 200_000,
-        }),
-        ..plan
-    };
-    let after = harness::runner::run(&slower, |_| {})?;
-    ensure(
-        before.failures.is_empty() && after.failures.is_empty(),
-        || format!("failures: {:?} {:?}", before.failures, after.failures),
-    )?;
+    let sides = vec![
+        Client::spawn(runner(None), "old")?,
+        Client::spawn(runner(Some("shm:200000")), "new")?,
+    ];
+    let scratch = tempfile::tempdir()?;
     // The handicap adds 200 us to round trips of about 1 us (back to back)
-    // and 20 us (parked): a change of 10x to 200x. A wide rule keeps a
-    // sub-microsecond figure's ordinary spread on this shared machine
-    // (five trials can span 3x) from making it "too noisy to judge",
-    // without letting the spread itself pass for a regression.
+    // and 50 us (parked): a change of 5x to 200x. A wide factor keeps a
+    // figure's ordinary spread between two trials from passing for one.
     let rule = Rule {
         factor: 5.0,
         ratio_factor: 3.0,
     };
-    let c = compare(&before.figures, &after.figures, rule);
+    let mut steps = 0;
+    let d = drive(sides, Plan::tiny().trials, rule, Extra::NONE, scratch.path(), |p| {
+        steps = p.done;
+    })?;
+    let (old, new) = (&d.results[0], &d.results[1]);
+    ensure(old.failures.is_empty() && new.failures.is_empty(), || {
+        format!("failures: {:?} {:?}", old.failures, new.failures)
+    })?;
+    ensure(old.plan.handicap.is_none() && new.plan.handicap.is_some(), || {
+        "only the new side is handicapped".into()
+    })?;
+    let c = paired(&old.figures, &new.figures, rule.ratio_factor);
     let flagged: Vec<&str> = c.regressions().map(|r| r.figure.as_str()).collect();
-    println!("    flagged: {flagged:?}; too noisy: {:?}", c.noisy);
-    let slowed = [
-        "latency/shm/back-to-back/64B/p50",
-        "latency/shm/parked/64B/p50",
-    ];
+    println!(
+        "    {steps} cells run; flagged: {flagged:?}; too noisy: {:?}",
+        c.noisy
+    );
+    ensure(c.unpaired.is_empty(), || {
+        format!("both sides ran the same cells: {:?}", c.unpaired)
+    })?;
     ensure(
-        slowed
-            .iter()
-            .all(|f| flagged.contains(f) || c.noisy.iter().any(|n| n == f))
-            && slowed.iter().any(|f| flagged.contains(f)),
-        || format!("the slowed-down figures were not flagged: {c:?}"),
+        flagged.contains(&"latency/shm/back-to-back/64B/p50"),
+        || format!("the slowed-down figure was not flagged: {c:?}"),
     )?;
     ensure(
         flagged

@@ -47,6 +47,11 @@ struct Args {
     /// per transport and print the reports (exit 1 unless all passed).
     #[arg(long, value_name = "SECS")]
     backpressure: Option<u64>,
+    /// Instead of running the plan: hold it and run one cell at a time as
+    /// asked, one JSON request per line on standard input (how `cargo
+    /// xtask bench` interleaves two builds, see `harness::serve`).
+    #[arg(long)]
+    serve: bool,
 }
 
 /// Runs a long reliability mode; returns whether it passed.
@@ -145,6 +150,14 @@ fn main() {
                 std::process::exit(1);
             }
         }
+    }
+    if args.serve {
+        let stdin = std::io::stdin().lock();
+        if let Err(e) = harness::serve::serve(&plan, stdin, std::io::stdout().lock()) {
+            eprintln!("error: {e}");
+            std::process::exit(1);
+        }
+        return;
     }
     let results = harness::runner::run(&plan, |p| {
         if args.progress_json {
