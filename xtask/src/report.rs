@@ -865,7 +865,8 @@ fn section_method(out: &mut String, r: &RunResults) {
         p.codec_batches,
         if p.pin {
             "latency, throughput and mechanisms with the two processes pinned to two different CPUs \
-             (patterns, resources and logging unpinned)"
+             (typed round trips alike; patterns with the parent on one CPU and every agent on the other; \
+             resources, logging and the hub's unpinned regimes unpinned)"
         } else {
             "no process pinned to a CPU"
         }

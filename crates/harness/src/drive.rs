@@ -48,6 +48,20 @@ pub struct Drive {
     pub results: Vec<RunResults>,
 }
 
+/// Per block and cell of the new side, the old side's (block, cell).
+type CellMap = [Vec<Option<(usize, usize)>>];
+
+/// A block after its planned trials.
+struct Planned {
+    block: usize,
+    /// Wall time of its planned trials.
+    took: Duration,
+    /// Its judged figures, per side.
+    ids: Vec<BTreeSet<FigureId>>,
+    /// Those too noisy to judge.
+    noisy: Vec<String>,
+}
+
 /// One side's cell for each cell of the last side's block (`None` where
 /// that side has no cell of that label).
 fn match_cells(reference: &[BlockInfo], other: &[BlockInfo]) -> Vec<Vec<Option<(usize, usize)>>> {
@@ -97,6 +111,58 @@ fn too_noisy(old: Option<&[Figure]>, new: &[Figure], rule: Rule) -> Vec<String> 
     }
 }
 
+/// Runs one trial of every cell of block `b` on every side that has it,
+/// the old side first in even trials and second in odd ones; `ran` hears
+/// of each (side, cell, error).
+fn run_trial(
+    sides: &mut [Client],
+    schedule: &[BlockInfo],
+    old_cells: Option<&CellMap>,
+    b: usize,
+    trial: u32,
+    mut ran: impl FnMut(usize, usize, Option<&str>),
+) -> Result<()> {
+    let new = sides.len() - 1;
+    for c in 0..schedule[b].cells.len() {
+        let mut order = vec![(new, b, c)];
+        if let Some(Some((ob, oc))) = old_cells.map(|o| o[b][c]) {
+            if trial.is_multiple_of(2) {
+                order.insert(0, (0, ob, oc));
+            } else {
+                order.push((0, ob, oc));
+            }
+        }
+        for (side, sb, sc) in order {
+            let error = sides[side].run(sb, sc, trial)?;
+            ran(side, c, error.as_deref());
+        }
+    }
+    Ok(())
+}
+
+/// The too-noisy figures among a block's (`ids`, per side).
+fn block_noise(
+    sides: &mut [Client],
+    ids: &[BTreeSet<FigureId>],
+    rule: Rule,
+) -> Result<Vec<String>> {
+    let mut figures = Vec::with_capacity(sides.len());
+    for (side, ids) in sides.iter_mut().zip(ids) {
+        let all = side.figures()?;
+        figures.push(
+            all.into_iter()
+                .filter(|f| ids.contains(&f.id))
+                .collect::<Vec<_>>(),
+        );
+    }
+    let n = figures.len();
+    Ok(too_noisy(
+        (n == 2).then(|| &figures[0][..]),
+        &figures[n - 1],
+        rule,
+    ))
+}
+
 /// Runs every block of the last side's plan on every side (one side: a
 /// plain run; two: old then new, A/B), `trials` times, then adds trials to
 /// blocks still too noisy under `rule` while `extra` allows. `scratch` is
@@ -144,32 +210,26 @@ pub fn drive(
     let start = Instant::now();
     let mut done = 0;
     let mut done_weight = 0.0;
-    let mut extra_spent = Duration::ZERO;
-    let mut extra_blocks = Vec::new();
-    let mut seen: Vec<BTreeSet<FigureId>> = vec![BTreeSet::new(); n];
     let names: Vec<String> = sides.iter().map(|s| s.name().to_owned()).collect();
-
+    // Per block: what it took, its judged figures on each side, and which
+    // of them are too noisy.
+    let mut planned = Vec::with_capacity(schedule.len());
+    let mut seen: Vec<BTreeSet<FigureId>> = vec![BTreeSet::new(); n];
     for (b, block) in schedule.iter().enumerate() {
-        let mut run_trial = |sides: &mut Vec<Client>, trial: u32, planned: bool| -> Result<()> {
-            for (c, label) in block.cells.iter().enumerate() {
-                // (side, block, cell) in the order they run this trial.
-                let mut order = vec![(n - 1, b, c)];
-                if let Some(Some((ob, oc))) = old_cells.as_ref().map(|o| o[b][c]) {
-                    if trial.is_multiple_of(2) {
-                        order.insert(0, (0, ob, oc));
-                    } else {
-                        order.push((0, ob, oc));
-                    }
-                }
-                for (side, sb, sc) in order {
-                    let error = sides[side].run(sb, sc, trial)?;
-                    if !planned {
-                        continue;
-                    }
+        let began = Instant::now();
+        for trial in 0..trials {
+            run_trial(
+                &mut sides,
+                &schedule,
+                old_cells.as_deref(),
+                b,
+                trial,
+                |side, c, error| {
                     done += 1;
                     done_weight += block.weights[c];
                     let elapsed = start.elapsed();
                     let pace = elapsed.as_secs_f64() / done_weight.max(f64::MIN_POSITIVE);
+                    let label = &block.cells[c];
                     let shown = if n == 2 {
                         format!("{}: {label}", names[side])
                     } else {
@@ -181,57 +241,96 @@ pub fn drive(
                         group: block.group,
                         label: &shown,
                         trial: (trial + 1, trials),
-                        error: error.as_deref(),
+                        error,
                         elapsed,
                         remaining: Duration::from_secs_f64(
                             pace * (total_weight - done_weight).max(0.0),
                         ),
                     });
-                }
-            }
-            Ok(())
-        };
-        for trial in 0..trials {
-            run_trial(&mut sides, trial, true)?;
+                },
+            )?;
         }
+        let took = began.elapsed();
         if extra.budget.is_zero() {
             continue;
         }
-        // This block's figures, on each side.
-        let block_figures = |sides: &mut Vec<Client>| -> Result<Vec<Vec<Figure>>> {
-            (0..n)
-                .map(|s| Ok(new_figures(&sides[s].figures()?, &seen[s])))
-                .collect()
-        };
-        let mut figures = block_figures(&mut sides)?;
-        let noisy = |f: &[Vec<Figure>]| too_noisy((n == 2).then(|| &f[0][..]), &f[n - 1], rule);
-        let before = noisy(&figures);
-        let mut after = before.clone();
-        let mut reached = trials;
-        while !after.is_empty()
-            && reached + EXTRA_STEP <= extra.most_trials.max(trials)
-            && extra_spent < extra.budget
-        {
-            let began = Instant::now();
-            for trial in reached..reached + EXTRA_STEP {
-                run_trial(&mut sides, trial, false)?;
+        let mut ids = Vec::with_capacity(n);
+        for (s, side) in sides.iter_mut().enumerate() {
+            let fresh: BTreeSet<FigureId> = new_figures(&side.figures()?, &seen[s])
+                .iter()
+                .map(|f| f.id)
+                .collect();
+            seen[s].extend(fresh.iter().copied());
+            ids.push(fresh);
+        }
+        let noisy = block_noise(&mut sides, &ids, rule)?;
+        planned.push(Planned {
+            block: b,
+            took,
+            ids,
+            noisy,
+        });
+    }
+
+    // Extra trials, where they buy the most: blocks by too-noisy figures
+    // per second of a step, in rounds, while the budget lasts.
+    let mut extra_spent = Duration::ZERO;
+    let mut extra_blocks: Vec<ExtraBlock> = Vec::new();
+    let mut reached: HashMap<usize, u32> = HashMap::new();
+    loop {
+        let step_cost = |took: Duration| took.mul_f64(f64::from(EXTRA_STEP) / f64::from(trials));
+        let value = |p: &Planned| p.noisy.len() as f64 / step_cost(p.took).as_secs_f64().max(1e-3);
+        let mut candidates: Vec<&Planned> = planned
+            .iter()
+            .filter(|p| {
+                !p.noisy.is_empty()
+                    && reached.get(&p.block).copied().unwrap_or(trials) + EXTRA_STEP
+                        <= extra.most_trials
+            })
+            .collect();
+        candidates.sort_by(|x, y| value(y).total_cmp(&value(x)));
+        let mut ran = Vec::new();
+        for p in candidates {
+            let b = p.block;
+            if extra_spent + step_cost(p.took) > extra.budget {
+                continue;
             }
-            reached += EXTRA_STEP;
+            let began = Instant::now();
+            let from = reached.get(&b).copied().unwrap_or(trials);
+            for trial in from..from + EXTRA_STEP {
+                run_trial(
+                    &mut sides,
+                    &schedule,
+                    old_cells.as_deref(),
+                    b,
+                    trial,
+                    |_, _, _| {},
+                )?;
+            }
+            reached.insert(b, from + EXTRA_STEP);
             extra_spent += began.elapsed();
-            figures = block_figures(&mut sides)?;
-            after = noisy(&figures);
+            ran.push((b, block_noise(&mut sides, &p.ids, rule)?));
         }
-        if reached > trials {
-            extra_blocks.push(ExtraBlock {
-                group: block.group.name().into(),
-                cells: block.cells.clone(),
-                trials: reached,
-                noisy_before: before,
-                noisy_after: after,
-            });
+        if ran.is_empty() {
+            break;
         }
-        for (s, f) in figures.iter().enumerate() {
-            seen[s].extend(f.iter().map(|f| f.id));
+        for (b, noisy) in ran {
+            let entry = planned.iter_mut().find(|p| p.block == b).expect("planned");
+            let block = &schedule[b];
+            match extra_blocks.iter_mut().find(|x| x.cells == block.cells) {
+                Some(x) => {
+                    x.trials = reached[&b];
+                    x.noisy_after = noisy.clone();
+                }
+                None => extra_blocks.push(ExtraBlock {
+                    group: block.group.name().into(),
+                    cells: block.cells.clone(),
+                    trials: reached[&b],
+                    noisy_before: entry.noisy.clone(),
+                    noisy_after: noisy.clone(),
+                }),
+            }
+            entry.noisy = noisy;
         }
     }
     let mut results = Vec::with_capacity(n);

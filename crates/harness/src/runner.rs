@@ -464,7 +464,8 @@ fn plan_blocks(plan: &Plan) -> Vec<Block> {
                     .iter()
                     .map(|&t| {
                         let variant = Variant::of(t);
-                        let n = p.latency_samples / 4;
+                        let n = (p.latency_warmup / 4, p.latency_samples / 4);
+                        let pin = p.pin;
                         cell(
                             format!("typed round trips over {t}"),
                             1.5,
@@ -476,6 +477,7 @@ fn plan_blocks(plan: &Plan) -> Vec<Block> {
                                     Postcard,
                                     CodecKind::Postcard,
                                     n,
+                                    pin,
                                     trial,
                                 )?);
                                 rt.push(typed_round_trip(
@@ -483,6 +485,7 @@ fn plan_blocks(plan: &Plan) -> Vec<Block> {
                                     Bincode,
                                     CodecKind::Bincode,
                                     n,
+                                    pin,
                                     trial,
                                 )?);
                                 rt.push(typed_round_trip(
@@ -490,6 +493,7 @@ fn plan_blocks(plan: &Plan) -> Vec<Block> {
                                     Json,
                                     CodecKind::Json,
                                     n,
+                                    pin,
                                     trial,
                                 )?);
                                 Ok(())
@@ -535,7 +539,7 @@ fn plan_blocks(plan: &Plan) -> Vec<Block> {
                 blocks.push(Block { group, cells });
             }
             Group::Patterns => {
-                type PatternFn = fn(Variant, usize, u64) -> Result<PatternResult>;
+                type PatternFn = fn(Variant, usize, u64, bool) -> Result<PatternResult>;
                 let patterns: [(Regime, PatternFn); 5] = [
                     (Regime::FanOut, patterns::fan_out),
                     (Regime::FanIn, patterns::fan_in),
@@ -552,6 +556,7 @@ fn plan_blocks(plan: &Plan) -> Vec<Block> {
                             matches!(pattern, Regime::Pipeline | Regime::AllToAll);
                         let messages = p.pattern_messages;
                         let window = Duration::from_millis(p.pattern_window_ms);
+                        let pin = p.pin;
                         let cells: Vec<Cell> = p
                             .transports
                             .iter()
@@ -562,8 +567,9 @@ fn plan_blocks(plan: &Plan) -> Vec<Block> {
                                     format!("{} {t} x{agents}", pattern.name()),
                                     1.5,
                                     move |r, trial| {
-                                        let mut out =
-                                            calibrated(run, variant, agents, messages, window)?;
+                                        let mut out = calibrated(
+                                            run, variant, agents, messages, window, pin,
+                                        )?;
                                         out.trial = trial;
                                         r.patterns.push(out);
                                         Ok(())
@@ -581,6 +587,7 @@ fn plan_blocks(plan: &Plan) -> Vec<Block> {
                 let agents = *p.agent_counts.iter().max().expect("validated");
                 let messages = (p.pattern_messages / 100).max(4);
                 let window = Duration::from_millis(p.pattern_window_ms);
+                let pin = p.pin;
                 let mut variants: Vec<Variant> =
                     p.transports.iter().map(|&t| Variant::of(t)).collect();
                 if p.transports.contains(&Transport::Shm) {
@@ -599,6 +606,7 @@ fn plan_blocks(plan: &Plan) -> Vec<Block> {
                                     agents,
                                     messages,
                                     window,
+                                    pin,
                                 )?;
                                 out.trial = trial;
                                 r.patterns.push(out);
@@ -650,16 +658,17 @@ fn plan_blocks(plan: &Plan) -> Vec<Block> {
 /// reached, at most [`MAX_PATTERN_SCALE`] times the messages). Fast transports would otherwise give windows of a few
 /// milliseconds, too short to mean anything on a shared host.
 fn calibrated(
-    run: fn(Variant, usize, u64) -> Result<PatternResult>,
+    run: fn(Variant, usize, u64, bool) -> Result<PatternResult>,
     variant: Variant,
     agents: usize,
     messages: u64,
     window: Duration,
+    pin: bool,
 ) -> Result<PatternResult> {
     let most = messages.saturating_mul(MAX_PATTERN_SCALE);
     let mut count = messages;
     loop {
-        let out = run(variant, agents, count)?;
+        let out = run(variant, agents, count, pin)?;
         // Fixed costs (spawning, connecting) make a short run look
         // slower than it is, so aim past the window and look again.
         let short_by = window.as_secs_f64() / out.seconds.max(1e-9);

@@ -377,16 +377,24 @@ fn a_real_slowdown_is_flagged() -> Result<(), Failed> {
         ratio_factor: 3.0,
     };
     let mut steps = 0;
-    let d = drive(sides, Plan::tiny().trials, rule, Extra::NONE, scratch.path(), |p| {
-        steps = p.done;
-    })?;
+    let d = drive(
+        sides,
+        Plan::tiny().trials,
+        rule,
+        Extra::NONE,
+        scratch.path(),
+        |p| {
+            steps = p.done;
+        },
+    )?;
     let (old, new) = (&d.results[0], &d.results[1]);
     ensure(old.failures.is_empty() && new.failures.is_empty(), || {
         format!("failures: {:?} {:?}", old.failures, new.failures)
     })?;
-    ensure(old.plan.handicap.is_none() && new.plan.handicap.is_some(), || {
-        "only the new side is handicapped".into()
-    })?;
+    ensure(
+        old.plan.handicap.is_none() && new.plan.handicap.is_some(),
+        || "only the new side is handicapped".into(),
+    )?;
     let c = paired(&old.figures, &new.figures, rule.ratio_factor);
     let flagged: Vec<&str> = c.regressions().map(|r| r.figure.as_str()).collect();
     println!(

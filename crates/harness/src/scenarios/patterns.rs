@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::agent::{AgentReport, AgentTask, Role};
 use crate::error::{HarnessError, Result};
+use crate::pin::PinGuard;
 use crate::schema::{PatternResult, Regime};
 use crate::stats::Recorder;
 use crate::transport::{
@@ -21,16 +22,25 @@ const PATIENCE: Duration = Duration::from_secs(30);
 /// Message size in the patterns.
 pub const PATTERN_SIZE: usize = 256;
 
+/// Where a pinned pattern runs: the parent on the first CPU (until the
+/// guard drops), every agent on the second. Unpinned, the scheduler
+/// placed agents beside the parent or apart from trial to trial, and the
+/// rates moved 1.4x (median range over trials) on a 2-CPU guest.
+fn place(pin: bool) -> (PinGuard, Option<usize>) {
+    match crate::pin::cpus().filter(|_| pin) {
+        Some((parent, agents)) => (PinGuard::new(Some(parent)), Some(agents)),
+        None => (PinGuard::new(None), None),
+    }
+}
+
 /// `agents` agents doing `role`, all on one address (uds, shm).
-fn spawn_all(variant: Variant, agents: usize, role: Role) -> Result<Vec<Agent>> {
-    spawn_agents(
-        &AgentTask {
-            cpu: None,
-            role,
-            variant,
-        },
-        agents,
-    )
+fn spawn_all(
+    variant: Variant,
+    agents: usize,
+    role: Role,
+    cpu: Option<usize>,
+) -> Result<Vec<Agent>> {
+    spawn_agents(&AgentTask { cpu, role, variant }, agents)
 }
 
 fn result(
@@ -63,7 +73,8 @@ fn collect_reports(agents: &mut [Agent], expected: u64) -> Result<()> {
 
 /// 1 -> N: the parent deals `messages` out round-robin to N sinks; then the
 /// latency of a round (one message to each agent, every echo back).
-pub fn fan_out(variant: Variant, agents: usize, messages: u64) -> Result<PatternResult> {
+pub fn fan_out(variant: Variant, agents: usize, messages: u64, pin: bool) -> Result<PatternResult> {
+    let (_parent, agent_cpu) = place(pin);
     let per_agent = messages / agents as u64;
     let mut sinks = spawn_all(
         variant,
@@ -72,6 +83,7 @@ pub fn fan_out(variant: Variant, agents: usize, messages: u64) -> Result<Pattern
             count: Some(per_agent),
             in_place: false,
         },
+        agent_cpu,
     )?;
     let mut msg = vec![0; PATTERN_SIZE];
     let start = Instant::now();
@@ -85,7 +97,7 @@ pub fn fan_out(variant: Variant, agents: usize, messages: u64) -> Result<Pattern
     let seconds = start.elapsed().as_secs_f64();
     drop(sinks);
 
-    let mut echoes = spawn_all(variant, agents, Role::Echo)?;
+    let mut echoes = spawn_all(variant, agents, Role::Echo, agent_cpu)?;
     let mut rounds = Recorder::new();
     for seq in 0..(per_agent / 10).max(10) {
         payload::fill(seq, &mut msg);
@@ -111,7 +123,8 @@ pub fn fan_out(variant: Variant, agents: usize, messages: u64) -> Result<Pattern
 
 /// N -> 1: N sources stream to the parent, which receives on one thread per
 /// connection and verifies each source's sequence.
-pub fn fan_in(variant: Variant, agents: usize, messages: u64) -> Result<PatternResult> {
+pub fn fan_in(variant: Variant, agents: usize, messages: u64, pin: bool) -> Result<PatternResult> {
+    let (_parent, agent_cpu) = place(pin);
     let per_agent = messages / agents as u64;
     let mut sources = spawn_all(
         variant,
@@ -120,6 +133,7 @@ pub fn fan_in(variant: Variant, agents: usize, messages: u64) -> Result<PatternR
             count: per_agent,
             size: PATTERN_SIZE,
         },
+        agent_cpu,
     )?;
     let conns: Vec<AnyConnection> = sources.iter_mut().map(Agent::take_conn).collect();
     let start = Instant::now();
@@ -151,8 +165,21 @@ pub fn fan_in(variant: Variant, agents: usize, messages: u64) -> Result<PatternR
 }
 
 /// 1 -> all: every message goes to every one of N sinks.
-pub fn broadcast(variant: Variant, agents: usize, messages: u64) -> Result<PatternResult> {
-    broadcast_sized(variant, agents, messages, PATTERN_SIZE, Regime::Broadcast)
+pub fn broadcast(
+    variant: Variant,
+    agents: usize,
+    messages: u64,
+    pin: bool,
+) -> Result<PatternResult> {
+    let (_parent, agent_cpu) = place(pin);
+    broadcast_sized(
+        variant,
+        agents,
+        messages,
+        PATTERN_SIZE,
+        Regime::Broadcast,
+        agent_cpu,
+    )
 }
 
 /// Size of each result in the bulk broadcast.
@@ -161,13 +188,20 @@ pub const BULK_PATTERN_SIZE: usize = 1 << 20;
 /// 1 -> all, 1 MiB results: every result goes to every one of N sinks.
 /// `shm-blob` writes each result once into a sealed blob and sends that
 /// same memory to every agent; the others send (copy) it to each.
-pub fn bulk_broadcast(variant: Variant, agents: usize, messages: u64) -> Result<PatternResult> {
+pub fn bulk_broadcast(
+    variant: Variant,
+    agents: usize,
+    messages: u64,
+    pin: bool,
+) -> Result<PatternResult> {
+    let (_parent, agent_cpu) = place(pin);
     broadcast_sized(
         variant,
         agents,
         messages,
         BULK_PATTERN_SIZE,
         Regime::BulkBroadcast,
+        agent_cpu,
     )
 }
 
@@ -177,6 +211,7 @@ fn broadcast_sized(
     messages: u64,
     size: usize,
     regime: Regime,
+    agent_cpu: Option<usize>,
 ) -> Result<PatternResult> {
     let mut sinks = spawn_all(
         variant,
@@ -185,6 +220,7 @@ fn broadcast_sized(
             count: Some(messages),
             in_place: false,
         },
+        agent_cpu,
     )?;
     let mut msg = vec![0; size];
     let start = Instant::now();
@@ -244,7 +280,13 @@ impl Drop for Stages {
 
 /// A chain of N relay agents: parent -> a1 -> ... -> aN -> parent.
 /// Round-trip latency through the chain, then streaming throughput.
-pub fn pipeline(variant: Variant, agents: usize, messages: u64) -> Result<PatternResult> {
+pub fn pipeline(
+    variant: Variant,
+    agents: usize,
+    messages: u64,
+    pin: bool,
+) -> Result<PatternResult> {
+    let (_parent, agent_cpu) = place(pin);
     if !variant.transport.has_addresses() {
         return Err(HarnessError::Invalid(
             "pipeline needs agents to reach each other; pipes only join a parent and its child"
@@ -260,7 +302,7 @@ pub fn pipeline(variant: Variant, agents: usize, messages: u64) -> Result<Patter
     let mut stages = Stages(Vec::new());
     for i in 0..agents {
         stages.0.push(spawn_detached(&AgentTask {
-            cpu: None,
+            cpu: agent_cpu,
             role: Role::Relay {
                 listen: addresses[i].clone(),
                 downstream: addresses[i + 1].clone(),
@@ -353,7 +395,13 @@ fn pair_address(variant: &Variant, run: &str, low: usize, high: usize) -> Result
 
 /// N agents, each connected to every other; in each round every member
 /// sends one message to every other and receives one from each.
-pub fn all_to_all(variant: Variant, agents: usize, messages: u64) -> Result<PatternResult> {
+pub fn all_to_all(
+    variant: Variant,
+    agents: usize,
+    messages: u64,
+    pin: bool,
+) -> Result<PatternResult> {
+    let (_parent, agent_cpu) = place(pin);
     if !variant.transport.has_addresses() {
         return Err(HarnessError::Invalid(
             "all-to-all needs agents to reach each other; pipes only join a parent and its child"
@@ -366,7 +414,7 @@ pub fn all_to_all(variant: Variant, agents: usize, messages: u64) -> Result<Patt
     let mut members: Vec<Agent> = (0..agents)
         .map(|index| {
             spawn_agent(&AgentTask {
-                cpu: None,
+                cpu: agent_cpu,
                 role: Role::Mesh(MeshTask {
                     index,
                     members: agents,

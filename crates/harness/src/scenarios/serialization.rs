@@ -239,13 +239,20 @@ pub fn typed_round_trip<C: Codec + Copy>(
     variant: Variant,
     codec: C,
     kind: CodecKind,
-    samples: u64,
+    (warmup, samples): (u64, u64),
+    pin: bool,
     trial: u32,
 ) -> Result<TypedRoundTrip> {
     let call = tool_call();
     let codec_error = |e: ipc_core::CodecError| HarnessError::Agent(e.to_string());
+    // Pinned like the latency group: unpinned, the agent landed beside the
+    // parent in some trials and apart in others (4x apart over shm).
+    let (parent_cpu, agent_cpu) = crate::pin::cpus()
+        .filter(|_| pin)
+        .map_or((None, None), |(p, a)| (Some(p), Some(a)));
+    let _pinned = crate::pin::PinGuard::new(parent_cpu);
     let mut agent = spawn_agent(&crate::agent::AgentTask {
-        cpu: None,
+        cpu: agent_cpu,
         role: crate::agent::Role::Echo,
         variant,
     })?;
@@ -254,7 +261,10 @@ pub fn typed_round_trip<C: Codec + Copy>(
     let mut buf = Vec::new();
     codec.encode(&call, &mut buf).map_err(codec_error)?;
     let frame = buf.clone();
-    for _ in 0..samples {
+    for i in 0..warmup + samples {
+        if i == warmup {
+            (typed, raw) = (Recorder::new(), Recorder::new());
+        }
         let start = Instant::now();
         buf.clear();
         codec.encode(&call, &mut buf).map_err(codec_error)?;
