@@ -70,8 +70,8 @@ pub struct BenchArgs {
     #[arg(long, value_name = "LABEL:NS")]
     pub handicap: Option<String>,
     /// Seconds of extra trials allowed for blocks whose judged figures are
-    /// still too noisy after the planned trials (default: 120 full, 20
-    /// quick, 0 tiny; twice that with --against, which runs two builds).
+    /// still too noisy after the planned trials (default: 20 with --quick,
+    /// 120 full, 0 tiny; with --against 90 quick, 240 full).
     #[arg(long, value_name = "SECS")]
     pub extra_budget: Option<f64>,
 }
@@ -151,18 +151,23 @@ fn handicap(text: &str) -> Result<Handicap, Failure> {
     })
 }
 
-/// How long extra trials may take.
+/// How long extra trials may take: `--extra-budget`, or by preset (an
+/// A/B run's blocks cost twice as much and judge every figure, so it gets
+/// more: its quick runs had 8 % too noisy with 40 s, most of them just
+/// past the rule with five trials).
 fn extra(args: &BenchArgs, plan: &harness::Plan) -> Extra {
-    let per_side = args.extra_budget.unwrap_or(if args.tiny {
-        0.0
-    } else if args.quick {
-        20.0
-    } else {
-        120.0
-    });
-    let sides = if args.against.is_some() { 2.0 } else { 1.0 };
+    let ab = args.against.is_some();
+    let seconds = args
+        .extra_budget
+        .unwrap_or(match (args.tiny, args.quick, ab) {
+            (true, _, _) => 0.0,
+            (_, true, false) => 20.0,
+            (_, true, true) => 90.0,
+            (_, false, false) => 120.0,
+            (_, false, true) => 240.0,
+        });
     Extra {
-        budget: Duration::from_secs_f64(per_side * sides),
+        budget: Duration::from_secs_f64(seconds),
         // From five trials, two steps of three; from eight, two as well.
         most_trials: plan.trials + 6,
     }

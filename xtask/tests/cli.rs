@@ -218,6 +218,24 @@ fn bad_input_fails_with_a_message_and_writes_nothing() {
             "not a benchmark record",
         ),
         (vec!["report", "/no/such/file.json"], "No such file"),
+        (
+            vec![
+                "bench",
+                "--against",
+                "no-such-revision-xyz",
+                "--out",
+                dir_arg,
+            ],
+            "neither a runner's path nor a git revision",
+        ),
+        (
+            vec!["bench", "--handicap", "shm", "--out", dir_arg],
+            "expected LABEL:NANOSECONDS",
+        ),
+        (
+            vec!["bench", "--extra-budget=-1", "--out", dir_arg],
+            "--extra-budget must be 0 or more",
+        ),
         (vec!["soak", "--duration", "ten"], "bad duration"),
         (vec!["fuzz", "no_such_target"], "unknown fuzz target"),
     ];
@@ -232,4 +250,66 @@ fn bad_input_fails_with_a_message_and_writes_nothing() {
             files_in(&dir)
         );
     }
+}
+
+/// An A/B record (`--against`): the fixture as the new side, and as the
+/// old side the same with one judged figure three times faster in every
+/// trial. `report` judges it by the paired ratios: exactly that figure
+/// regresses (exit 3), and the summary gives old, new and new / old.
+#[test]
+fn an_ab_record_is_judged_by_its_paired_ratios() {
+    let out = tempfile::tempdir().unwrap();
+    let mut record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(fixture("record_tiny.json")).unwrap()).unwrap();
+    let mut old = record["results"].clone();
+    let figures = old["figures"].as_array_mut().unwrap();
+    let slowed = figures
+        .iter_mut()
+        .find(|f| {
+            f["judged"] == true
+                && f["id"]["statistic"] == "p50"
+                && f["id"]["group"] == "latency"
+                && f["trials"].as_array().is_some_and(|t| t.len() >= 2)
+        })
+        .expect("a judged p50 in the fixture");
+    for t in slowed["trials"].as_array_mut().unwrap() {
+        *t = serde_json::json!(t.as_f64().unwrap() / 3.0);
+    }
+    let id = slowed["id"].clone();
+    record["against"] = serde_json::json!({
+        "reference": "HEAD~1",
+        "commit": null,
+        "results": old,
+    });
+    let path = out.path().join("benchmark_20260101T000000Z.json");
+    std::fs::write(&path, serde_json::to_vec(&record).unwrap()).unwrap();
+    // Every target met, so the exit code speaks of the comparison alone.
+    let lenient = out.path().join("targets.toml");
+    std::fs::write(&lenient, "[p95_round_trip]\nlimit = 1e12\n").unwrap();
+    let run = xtask(&[
+        "report",
+        path.to_str().unwrap(),
+        "--targets",
+        lenient.to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert_eq!(run.status.code(), Some(3), "{stdout}");
+    let regressions: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("REGRESSION"))
+        .collect();
+    assert_eq!(regressions.len(), 1, "{stdout}");
+    let subject = id["subject"]["transport"]["transport"].as_str().unwrap();
+    assert!(
+        regressions[0].contains(&format!("latency/{subject}")),
+        "{stdout}"
+    );
+    let summary = std::fs::read_to_string(out.path().join("LATEST_SUMMARY.md")).unwrap();
+    assert!(
+        summary.contains("A/B against HEAD~1: 1 regression(s)"),
+        "{summary}"
+    );
+    assert!(summary.contains("## A/B: this build against HEAD~1"));
+    assert!(summary.contains("| figure | old | new | new / old (worse >1) | verdict |"));
+    assert!(summary.contains("3.000 [3.000–3.000]"), "{summary}");
 }

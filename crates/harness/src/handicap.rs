@@ -1,6 +1,7 @@
 //! A deliberate slowdown, for proving that the regression rule catches a
 //! real one. A plan's [`Handicap`] (from `IPC_BENCH_HANDICAP=LABEL:NS`
-//! for `ipc-bench` and `cargo xtask bench`) makes the parent spin `NS`
+//! for `ipc-bench`, which `cargo xtask bench --handicap LABEL:NS` sets
+//! for the build under test only) makes the parent spin `NS`
 //! nanoseconds before every message it sends over the variant labelled
 //! `LABEL` (`shm`, `uds`, `shm-spin`, ...), inside the timed part. Only
 //! the harness applies it, no transport changes, and the record's plan
