@@ -20,13 +20,17 @@ pub struct HubConfig {
     /// Handshakes under way at once; further accepts wait, so a flood of
     /// silent connections cannot exhaust file descriptors. Default 64.
     pub max_handshakes: usize,
-    /// Events buffered for [`next`](crate::Hub::next); when full, readers
-    /// wait (pushing back on the peers). Replies bypass it. Default 1024.
+    /// Events buffered for [`next`](crate::Hub::next). When it is full, a
+    /// peer's messages, calls and logs wait in that peer's backlog (see
+    /// `peer_backlog_bytes`) and its reader goes on reading: replies,
+    /// failures and goodbyes never wait behind unread events. Default 1024.
     pub event_queue: usize,
     /// Bytes of one peer's messages, calls and logs that may wait unread
-    /// in the event queue; beyond it that peer's reader waits (its
-    /// transport pushes back), so one peer cannot fill the hub's memory
-    /// with frames nobody reads. Default 16 MiB.
+    /// (each counts its length plus 64 bytes); beyond it that peer's
+    /// reader stops reading it (its transport pushes back), so one peer
+    /// cannot fill the hub's memory with frames nobody reads. A reply
+    /// waits only behind more than this of its own peer's unread frames.
+    /// Default 16 MiB.
     pub peer_backlog_bytes: usize,
 }
 

@@ -9,7 +9,7 @@
 //! the writer is idle, the caller writes its frame itself, and it watches
 //! for its reply for a short while ([`REPLY_SPIN`]) before it sleeps.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -25,6 +25,11 @@ use tokio::time::Instant;
 
 use crate::wire::{self, Kind};
 use crate::{CallError, LeaveReason, PeerId, SendToError};
+
+/// What each message, call or log costs the peer's backlog beyond its
+/// bytes: an event's own size, about, so that many empty frames cannot
+/// hold more memory than the backlog says.
+const FRAME_WEIGHT: usize = 64;
 
 /// Bytes of a peer's frames waiting to be read by the owner; released
 /// when the owner takes the event.
@@ -413,11 +418,25 @@ impl<R: AsyncFrameReceiver + 'static> Reader<R> {
         let peer = link.peer;
         let mut stop = link.stop.subscribe();
         let mut goodbye: Option<String> = None;
-        let reason = loop {
+        // Messages, calls, logs and goodbyes read but not yet in the
+        // owner's queue, in order. Each message, call and log holds its
+        // share of the peer's backlog, so reading on past them to the
+        // replies behind costs no more memory than the backlog allows.
+        let mut pending: VecDeque<Inbound> = VecDeque::new();
+        let reason = 'read: loop {
             let received = tokio::select! {
                 biased;
-                // `recv` is cancel-safe: a frame is never half taken.
+                // `recv` and `reserve` are cancel-safe: a frame is never
+                // half taken, an event never half sent.
                 _ = stop.wait_for(|stop| *stop) => break LeaveReason::Removed,
+                room = self.inbound.reserve(), if !pending.is_empty() => {
+                    match room {
+                        Ok(room) => room.send(pending.pop_front().expect("not empty")),
+                        // The owner has gone.
+                        Err(_) => break LeaveReason::Removed,
+                    }
+                    continue;
+                }
                 received = self.read.recv() => received,
             };
             let frame = match received {
@@ -443,56 +462,61 @@ impl<R: AsyncFrameReceiver + 'static> Reader<R> {
             };
             let body = envelope.body;
             let kind = envelope.kind;
-            if matches!(kind, Kind::Message | Kind::Call | Kind::Log) {
-                // Wait until the owner has read enough of this peer's
-                // earlier frames (a frame over the whole budget waits for
-                // all of them): unread frames of one peer hold at most
-                // the budget (plus this frame).
-                let weight = body.len().clamp(1, self.budget_bytes) as u32;
-                let held = tokio::select! {
-                    biased;
-                    _ = stop.wait_for(|stop| *stop) => break LeaveReason::Removed,
-                    held = Arc::clone(&self.budget).acquire_many_owned(weight) => held,
-                };
-                let Ok(held) = held else {
-                    break LeaveReason::Removed;
-                };
-                let inbound = match kind {
-                    Kind::Message => Inbound::Message(peer, body, held),
-                    Kind::Call => Inbound::Call(peer, envelope.id, body, Arc::clone(&link), held),
-                    _ => Inbound::Log(peer, body, held),
-                };
-                if self.inbound.send(inbound).await.is_err() {
-                    break LeaveReason::Removed;
-                }
-                continue;
-            }
-            let inbound = match kind {
-                Kind::Reply => {
-                    link.complete(envelope.id, Ok(body));
-                    continue;
-                }
+            match kind {
+                // Replies complete their callers at once, whatever waits
+                // in the owner's queue.
+                Kind::Reply => link.complete(envelope.id, Ok(body)),
                 Kind::Fail => {
-                    link.complete(envelope.id, Err(CallError::Failed(wire::reason(&body))));
-                    continue;
+                    link.complete(envelope.id, Err(CallError::Failed(wire::reason(&body))))
                 }
-                // Handled above.
-                Kind::Message | Kind::Call | Kind::Log => continue,
                 Kind::Bye => {
                     let reason = wire::reason(&body);
                     goodbye = Some(reason.clone());
-                    Inbound::Bye(reason)
+                    pending.push_back(Inbound::Bye(reason));
                 }
                 Kind::Hello | Kind::Welcome => {
                     break LeaveReason::Protocol("a handshake frame after the handshake".into());
                 }
-            };
-            if self.inbound.send(inbound).await.is_err() {
-                // The owner has gone.
-                break LeaveReason::Removed;
+                Kind::Message | Kind::Call | Kind::Log => {
+                    // Its share of the backlog (a frame over the whole
+                    // budget takes all of it). While the backlog is full,
+                    // this peer is not read (its transport pushes back),
+                    // but what was read still goes to the owner.
+                    let weight = (body.len() + FRAME_WEIGHT).min(self.budget_bytes) as u32;
+                    let held = loop {
+                        if let Ok(held) = Arc::clone(&self.budget).try_acquire_many_owned(weight) {
+                            break held;
+                        }
+                        tokio::select! {
+                            biased;
+                            _ = stop.wait_for(|stop| *stop) => break 'read LeaveReason::Removed,
+                            room = self.inbound.reserve(), if !pending.is_empty() => match room {
+                                Ok(room) => room.send(pending.pop_front().expect("not empty")),
+                                Err(_) => break 'read LeaveReason::Removed,
+                            },
+                            held = Arc::clone(&self.budget).acquire_many_owned(weight) => match held {
+                                Ok(held) => break held,
+                                Err(_) => break 'read LeaveReason::Removed,
+                            },
+                        }
+                    };
+                    pending.push_back(match kind {
+                        Kind::Message => Inbound::Message(peer, body, held),
+                        Kind::Call => {
+                            Inbound::Call(peer, envelope.id, body, Arc::clone(&link), held)
+                        }
+                        _ => Inbound::Log(peer, body, held),
+                    });
+                }
             }
         };
         let reason = link.leave(reason);
+        // What the peer sent before it left comes before its `Left`.
+        for event in pending {
+            if self.inbound.send(event).await.is_err() {
+                break;
+            }
+        }
         let _ = self.inbound.send(Inbound::Left(peer, reason)).await;
         link.reader_done.send_replace(true);
     }

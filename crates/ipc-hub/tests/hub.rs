@@ -510,6 +510,50 @@ fn agent_logs_reach_the_hub(via: Via) -> Result<(), Failed> {
 
 const LOG_EVENTS: u64 = 2_000;
 
+/// Logs sent before a reply: three times the default event queue.
+const CHATTY_LOGS: u64 = 3_000;
+
+/// A reply never waits behind logs nobody has read: an agent logs three
+/// event queues' worth, then answers a call, while the hub reads no event
+/// at all; the answer comes within its deadline, and every log is still
+/// delivered afterwards, in order.
+fn a_reply_never_waits_behind_unread_logs(via: Via) -> Result<(), Failed> {
+    runtime().block_on(async {
+        let mut s = Setup::new(via, HubConfig::default())?;
+        let peer = s.start(&["chatty"]).await?.remove(0);
+        let answer: Result<ToolResult, _> = s
+            .hub
+            .call(peer.id, &call(5, 0), Duration::from_secs(3))
+            .await;
+        ensure(
+            matches!(&answer, Ok(r) if r.id == 5 && r.by == "chatty"),
+            || format!("the call behind {CHATTY_LOGS} unread logs: {answer:?}"),
+        )?;
+        let mut seqs = Vec::new();
+        loop {
+            match s.next().await? {
+                HubEvent::Log { record, .. } => {
+                    let record = ipc_tracing::decode(&record)?;
+                    seqs.extend(
+                        record
+                            .fields
+                            .iter()
+                            .find_map(|(n, v)| match (n.as_str(), v) {
+                                ("seq", ipc_tracing::FieldValue::U64(seq)) => Some(*seq),
+                                _ => None,
+                            }),
+                    );
+                }
+                HubEvent::Left { .. } => break,
+                _ => {}
+            }
+        }
+        ensure(seqs == (0..CHATTY_LOGS).collect::<Vec<_>>(), || {
+            format!("{} of {CHATTY_LOGS} logs delivered", seqs.len())
+        })
+    })
+}
+
 // ---- the agent side ----
 
 fn agent_main(role: &str) -> Result<(), Box<dyn std::error::Error>> {
@@ -540,6 +584,35 @@ fn agent_main(role: &str) -> Result<(), Box<dyn std::error::Error>> {
             }
         };
         let mark = std::env::var_os(MARK_ENV).map(PathBuf::from);
+        if role == "chatty" {
+            use tracing_subscriber::layer::SubscriberExt;
+            let options = ipc_tracing::ShipperOptions::new(role)
+                .with_capacity(64)
+                .with_delivery(ipc_tracing::Delivery::Lossless { max_wait: LONG });
+            let (layer, shipper) = ipc_tracing::AsyncShippingLayer::new(agent.log_sink(), options)?;
+            tokio::task::spawn_blocking(move || {
+                let subscriber = tracing_subscriber::registry().with(layer);
+                tracing::subscriber::with_default(subscriber, || {
+                    for seq in 0..CHATTY_LOGS {
+                        tracing::info!(seq, "step");
+                    }
+                });
+            })
+            .await?;
+            shipper.shutdown(LONG).await;
+            // One call, then goodbye.
+            if let Some(AgentEvent::Call(request)) = agent.next().await {
+                let ToolCall { id, .. } = request.decode()?;
+                request
+                    .reply(&ToolResult {
+                        id,
+                        by: role.into(),
+                    })
+                    .await?;
+            }
+            agent.close("done", LONG).await;
+            return Ok(());
+        }
         if role == "logger" {
             use tracing_subscriber::layer::SubscriberExt;
             let options = ipc_tracing::ShipperOptions::new(role)
@@ -650,6 +723,9 @@ fn main() {
             }),
             Trial::test(name("agent_logs_reach_the_hub"), move || {
                 agent_logs_reach_the_hub(via)
+            }),
+            Trial::test(name("a_reply_never_waits_behind_unread_logs"), move || {
+                a_reply_never_waits_behind_unread_logs(via)
             }),
         ]);
     }
