@@ -45,7 +45,7 @@ mod patterns {
         // round trip through it is timed by running it with tiny counts.
         let variant = benches::variant(transport);
         bencher.bench_local(|| {
-            harness::scenarios::patterns::pipeline(variant, AGENTS, 10).expect("pipeline")
+            harness::scenarios::patterns::pipeline(variant, AGENTS, 10, false).expect("pipeline")
         });
     }
 }

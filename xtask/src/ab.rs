@@ -148,23 +148,12 @@ fn build(root: &Path, target: &Path, commit: &str, cache: &Path) -> Result<(), F
     // One target directory for every old build: dependencies are built
     // once, only the workspace's own crates again for another commit.
     let build_dir = target.join("ab").join("target");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
-        .args([
-            "build",
-            "--release",
-            "--package",
-            "harness",
-            "--bins",
-            "--features",
-            "peers",
-            "--target-dir",
-        ])
+    let status = crate::bench::runner_build(&tree)
+        .arg("--target-dir")
         .arg(&build_dir)
         .env_remove("CARGO_TARGET_DIR")
         // The worktree's own toolchain file decides, as for a checkout.
         .env_remove("RUSTUP_TOOLCHAIN")
-        .current_dir(&tree)
         .status();
     let _ = git(
         root,

@@ -235,10 +235,11 @@ pub fn workspace_root() -> PathBuf {
         .to_owned()
 }
 
-pub fn build_runner(root: &Path) -> Result<PathBuf, Failure> {
-    eprintln!("building the benchmark runner (release)...");
+/// `cargo build` of the runner in the workspace at `root`.
+pub fn runner_build(root: &Path) -> Command {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
+    let mut command = Command::new(cargo);
+    command
         .args([
             "build",
             "--release",
@@ -250,7 +251,13 @@ pub fn build_runner(root: &Path) -> Result<PathBuf, Failure> {
             "--features",
             "peers",
         ])
-        .current_dir(root)
+        .current_dir(root);
+    command
+}
+
+pub fn build_runner(root: &Path) -> Result<PathBuf, Failure> {
+    eprintln!("building the benchmark runner (release)...");
+    let status = runner_build(root)
         .status()
         .map_err(|e| Failure::Error(format!("running cargo: {e}")))?;
     if !status.success() {
@@ -267,18 +274,7 @@ pub fn target_dir(root: &Path) -> PathBuf {
 /// Shows where a run is: on one line rewritten in place at a terminal,
 /// a line per cell otherwise (and for every failure).
 fn show_progress(p: &Progress<'_>, live: bool) {
-    let text = format!(
-        "[{:>4}/{}] {:<13} {:<50} trial {}/{} {:>4.0}s elapsed, ~{:.0}s left{}",
-        p.done,
-        p.total,
-        p.group.name(),
-        p.label,
-        p.trial.0,
-        p.trial.1,
-        p.elapsed.as_secs_f64(),
-        p.remaining.as_secs_f64(),
-        p.error.map_or(String::new(), |e| format!("  FAILED: {e}")),
-    );
+    let text = p.to_string();
     if live && p.error.is_none() {
         eprint!("\r\x1b[2K{text}");
         let _ = std::io::stderr().flush();
@@ -380,6 +376,8 @@ pub fn run(args: &BenchArgs) -> Result<Outcome, Failure> {
         (None, None) => previous_run(&args.out, &plan),
     };
     let root = workspace_root();
+    // What is measured is what is built now, whatever changes meanwhile.
+    let git = record::git_state(&root);
     let old = match &args.against {
         Some(reference) => Some(ab::old_build(&root, &target_dir(&root), reference)?),
         None => None,
@@ -434,7 +432,7 @@ pub fn run(args: &BenchArgs) -> Result<Outcome, Failure> {
             .expect("formats"),
         machine: Machine::detect(),
         toolchain: record::toolchain(),
-        git: record::git_state(&root),
+        git,
         command: std::env::args().collect(),
         against,
         results: new,

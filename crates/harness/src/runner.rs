@@ -44,6 +44,28 @@ pub struct Progress<'a> {
     pub remaining: Duration,
 }
 
+impl std::fmt::Display for Progress<'_> {
+    /// One line: `[  12/300] latency  shm 64 B back-to-back  trial 2/5 ...`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "[{:>4}/{}] {:<13} {:<50} trial {}/{} {:>4.0}s elapsed, ~{:.0}s left",
+            self.done,
+            self.total,
+            self.group.name(),
+            self.label,
+            self.trial.0,
+            self.trial.1,
+            self.elapsed.as_secs_f64(),
+            self.remaining.as_secs_f64(),
+        )?;
+        match self.error {
+            Some(e) => write!(f, "  FAILED: {e}"),
+            None => Ok(()),
+        }
+    }
+}
+
 type Action = Box<dyn Fn(&mut RunResults, u32) -> Result<()>>;
 
 /// One scenario with fresh processes: run once per trial.

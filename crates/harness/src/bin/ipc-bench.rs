@@ -168,18 +168,7 @@ fn main() {
             });
             eprintln!("{line}");
         } else {
-            let status = p.error.map_or(String::new(), |e| format!("  FAILED: {e}"));
-            eprintln!(
-                "[{:>4}/{}] {:<13} {:<44} trial {}/{} {:>5.0}s elapsed, ~{:.0}s left{status}",
-                p.done,
-                p.total,
-                p.group.name(),
-                p.label,
-                p.trial.0,
-                p.trial.1,
-                p.elapsed.as_secs_f64(),
-                p.remaining.as_secs_f64()
-            );
+            eprintln!("{p}");
         }
     });
     let results = match results {
