@@ -584,24 +584,34 @@ fn agent_main(role: &str) -> Result<(), Box<dyn std::error::Error>> {
             }
         };
         let mark = std::env::var_os(MARK_ENV).map(PathBuf::from);
-        if role == "chatty" {
+        if role == "chatty" || role == "logger" {
             use tracing_subscriber::layer::SubscriberExt;
             let options = ipc_tracing::ShipperOptions::new(role)
                 .with_capacity(64)
                 .with_delivery(ipc_tracing::Delivery::Lossless { max_wait: LONG });
             let (layer, shipper) = ipc_tracing::AsyncShippingLayer::new(agent.log_sink(), options)?;
+            let (events, in_span) = match role {
+                "chatty" => (CHATTY_LOGS, false),
+                _ => (LOG_EVENTS, true),
+            };
+            // Lossless logging may wait for the connection, which this
+            // (single-threaded) runtime drives: log off its thread.
             tokio::task::spawn_blocking(move || {
                 let subscriber = tracing_subscriber::registry().with(layer);
                 tracing::subscriber::with_default(subscriber, || {
-                    for seq in 0..CHATTY_LOGS {
+                    let span = tracing::info_span!("tool_call", tool = "search");
+                    let _in = in_span.then(|| span.enter());
+                    for seq in 0..events {
                         tracing::info!(seq, "step");
                     }
                 });
             })
             .await?;
             shipper.shutdown(LONG).await;
-            // One call, then goodbye.
-            if let Some(AgentEvent::Call(request)) = agent.next().await {
+            // The chatty agent answers one call after its logs.
+            if role == "chatty"
+                && let Some(AgentEvent::Call(request)) = agent.next().await
+            {
                 let ToolCall { id, .. } = request.decode()?;
                 request
                     .reply(&ToolResult {
@@ -610,29 +620,6 @@ fn agent_main(role: &str) -> Result<(), Box<dyn std::error::Error>> {
                     })
                     .await?;
             }
-            agent.close("done", LONG).await;
-            return Ok(());
-        }
-        if role == "logger" {
-            use tracing_subscriber::layer::SubscriberExt;
-            let options = ipc_tracing::ShipperOptions::new(role)
-                .with_capacity(64)
-                .with_delivery(ipc_tracing::Delivery::Lossless { max_wait: LONG });
-            let (layer, shipper) = ipc_tracing::AsyncShippingLayer::new(agent.log_sink(), options)?;
-            // Lossless logging may wait for the connection, which this
-            // (single-threaded) runtime drives: log off its thread.
-            tokio::task::spawn_blocking(move || {
-                let subscriber = tracing_subscriber::registry().with(layer);
-                tracing::subscriber::with_default(subscriber, || {
-                    let span = tracing::info_span!("tool_call", tool = "search");
-                    let _in = span.enter();
-                    for seq in 0..LOG_EVENTS {
-                        tracing::info!(seq, "step");
-                    }
-                });
-            })
-            .await?;
-            shipper.shutdown(LONG).await;
             agent.close("done", LONG).await;
             return Ok(());
         }
