@@ -471,8 +471,12 @@ impl<R: AsyncFrameReceiver + 'static> Reader<R> {
                 }
                 Kind::Bye => {
                     let reason = wire::reason(&body);
-                    goodbye = Some(reason.clone());
-                    pending.push_back(Inbound::Bye(reason));
+                    // Told once: a peer repeating its goodbye adds nothing
+                    // that waits (only what holds backlog may pile up).
+                    if goodbye.is_none() {
+                        pending.push_back(Inbound::Bye(reason.clone()));
+                    }
+                    goodbye = Some(reason);
                 }
                 Kind::Hello | Kind::Welcome => {
                     break LeaveReason::Protocol("a handshake frame after the handshake".into());
