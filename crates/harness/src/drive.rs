@@ -297,6 +297,17 @@ pub fn drive(
             }
             let began = Instant::now();
             let from = reached.get(&b).copied().unwrap_or(trials);
+            // Progress: extra trials report no cells, but say where they are.
+            eprintln!(
+                "extra trials {}-{} of {} / {} ({} too noisy; {:.0} s of the {:.0} s budget used)",
+                from + 1,
+                from + EXTRA_STEP,
+                schedule[b].group.name(),
+                schedule[b].cells.first().map_or("", String::as_str),
+                p.noisy.len(),
+                extra_spent.as_secs_f64(),
+                extra.budget.as_secs_f64(),
+            );
             for trial in from..from + EXTRA_STEP {
                 run_trial(
                     &mut sides,

@@ -36,9 +36,6 @@ struct Args {
     /// Write the JSON here instead of standard output.
     #[arg(long)]
     out: Option<PathBuf>,
-    /// Print progress as JSON lines on standard error.
-    #[arg(long)]
-    progress_json: bool,
     /// Instead of the groups: soak every chosen transport for SECS seconds
     /// and print the soak report (exit 1 unless it passed).
     #[arg(long, value_name = "SECS")]
@@ -159,18 +156,7 @@ fn main() {
         }
         return;
     }
-    let results = harness::runner::run(&plan, |p| {
-        if args.progress_json {
-            let line = serde_json::json!({
-                "done": p.done, "total": p.total, "group": p.group.name(), "label": p.label,
-                "trial": p.trial.0, "trials": p.trial.1,
-                "error": p.error, "elapsed_s": p.elapsed.as_secs_f64(), "remaining_s": p.remaining.as_secs_f64(),
-            });
-            eprintln!("{line}");
-        } else {
-            eprintln!("{p}");
-        }
-    });
+    let results = harness::runner::run(&plan, |p| eprintln!("{p}"));
     let results = match results {
         Ok(r) => r,
         Err(e) => {
