@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use crate::assembly::{DEFAULT_FRAME_DEADLINE, FrameBudget};
+
 /// What a full send buffer does to a blocking `send`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Backpressure {
@@ -128,6 +130,37 @@ pub struct Config {
     pub connect_timeout: Option<Duration>,
     /// Whose endpoint a connecting side accepts (default: its own user).
     pub peer_owner: PeerOwner,
+    /// How long a receiver waits, in all, for the rest of a frame whose
+    /// first bytes have come (time spent waiting inside receive calls, not
+    /// time the application spends elsewhere); beyond it the connection is
+    /// `Corrupted` for good and the frame's memory freed. `None`: no
+    /// limit. Default [`DEFAULT_FRAME_DEADLINE`]. Stream transports (pipe,
+    /// uds) and shared memory's chunked messages honour it.
+    pub frame_deadline: Option<Duration>,
+    /// The budget the memory of unfinished frames is charged to
+    /// ([`FrameBudget`]; default: the process's, shared by every
+    /// connection that keeps it).
+    pub frame_budget: FrameBudget,
+    /// Who may join a listener reached over a network (zenoh). Default
+    /// [`NetworkAccess::Keyed`].
+    pub network_access: NetworkAccess,
+}
+
+/// Who may join a listener that listens on a network port (zenoh), where
+/// the operating system vouches for no one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum NetworkAccess {
+    /// Only peers that prove they hold the listener's key: a random key
+    /// the listener makes (or the one its address names), carried in the
+    /// address it reports, which is what a runtime hands its agents.
+    #[default]
+    Keyed,
+    /// Anyone who can reach the endpoint, of any user on the host (or on
+    /// the network, beyond loopback). Only for a closed network or a
+    /// transport that authenticates peers itself (TLS with client
+    /// certificates).
+    Open,
 }
 
 /// The default maximum message size: 16 MiB.
@@ -148,6 +181,9 @@ impl Default for Config {
             wait_strategy: WaitStrategy::Adaptive,
             connect_timeout: Some(DEFAULT_CONNECT_TIMEOUT),
             peer_owner: PeerOwner::SameUser,
+            frame_deadline: Some(DEFAULT_FRAME_DEADLINE),
+            frame_budget: FrameBudget::process(),
+            network_access: NetworkAccess::Keyed,
         }
     }
 }
@@ -191,6 +227,22 @@ impl Config {
     /// Sets [`Config::peer_owner`].
     pub fn with_peer_owner(mut self, owner: PeerOwner) -> Self {
         self.peer_owner = owner;
+        self
+    }
+
+    /// Sets [`Config::frame_deadline`].
+    pub fn with_frame_deadline(mut self, deadline: Option<Duration>) -> Self {
+        self.frame_deadline = deadline;
+        self
+    }
+    /// Sets [`Config::frame_budget`].
+    pub fn with_frame_budget(mut self, budget: FrameBudget) -> Self {
+        self.frame_budget = budget;
+        self
+    }
+    /// Sets [`Config::network_access`].
+    pub fn with_network_access(mut self, access: NetworkAccess) -> Self {
+        self.network_access = access;
         self
     }
 

@@ -3,6 +3,8 @@
 #![warn(missing_docs)]
 
 mod address;
+pub mod admission;
+mod assembly;
 mod capabilities;
 pub mod codec;
 mod config;
@@ -29,6 +31,7 @@ mod typed_async;
 pub mod conformance;
 
 pub use address::{ADDRESS_ENV, Address, AddressError, MAX_SHM_NAME};
+pub use assembly::{DEFAULT_FRAME_BUDGET, DEFAULT_FRAME_DEADLINE, FrameBudget};
 pub use bytes::Bytes;
 pub use capabilities::Capabilities;
 #[cfg(feature = "bincode")]
@@ -38,7 +41,7 @@ pub use codec::Json;
 pub use codec::{Codec, CodecError, Postcard};
 pub use config::{
     Backpressure, Config, ConfigError, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_MESSAGE_SIZE,
-    MAX_MESSAGE_SIZE_LIMIT, PeerOwner, WaitStrategy,
+    MAX_MESSAGE_SIZE_LIMIT, NetworkAccess, PeerOwner, WaitStrategy,
 };
 pub use error::{ConnectError, RecvError, SendError};
 #[cfg(feature = "tokio")]

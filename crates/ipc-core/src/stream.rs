@@ -18,14 +18,12 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use rustix::event::{PollFd, PollFlags, Timespec};
 
+use crate::assembly::{Assembly, BUDGET_SLICE};
 use crate::frame::{FrameDecoder, HEADER_LEN, encode_header};
 use crate::{
     Backpressure, BatchSendError, Capabilities, Config, Connection, FrameReceiver, FrameSender,
     RecvError, SendError,
 };
-
-/// Bytes asked of the kernel per read when no large frame is pending.
-const READ_CHUNK: usize = 64 * 1024;
 
 /// Frames per vectored write in `send_batch` (two iovecs each; Linux allows
 /// 1024 iovecs per call).
@@ -73,6 +71,39 @@ impl Wait {
     }
 }
 
+/// `wait`, cut short to `limit` from now when that comes first.
+fn earlier(wait: Wait, limit: Option<Duration>) -> Wait {
+    let Some(limit) = limit else {
+        return wait;
+    };
+    let Some(at) = Instant::now().checked_add(limit) else {
+        return wait;
+    };
+    match wait {
+        Wait::Never => Wait::Never,
+        Wait::Until(deadline) => Wait::Until(deadline.min(at)),
+        Wait::Forever => Wait::Until(at),
+    }
+}
+
+/// Sleeps `slice`, or until `wait` ends if sooner; the error is what the
+/// receive returns when its wait is over.
+fn sleep_within(wait: Wait, slice: Duration) -> Result<(), RecvError> {
+    let pause = match wait {
+        Wait::Never => return Err(RecvError::Empty),
+        Wait::Until(deadline) => {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(RecvError::Timeout);
+            }
+            left.min(slice)
+        }
+        Wait::Forever => slice,
+    };
+    std::thread::sleep(pause);
+    Ok(())
+}
+
 /// Why waiting stopped without readiness.
 enum WaitFailed {
     WouldBlock,
@@ -87,6 +118,8 @@ pub struct FramedStream<S: RawStream> {
     config: Config,
     decoder: FrameDecoder,
     rbuf: BytesMut,
+    /// The frame under way: its deadline and memory budget.
+    assembly: Assembly,
     /// The unsent tail of a committed frame whose send ran out of time.
     pending: Vec<u8>,
     /// The peer closed its sending side.
@@ -100,6 +133,7 @@ impl<S: RawStream> FramedStream<S> {
         FramedStream {
             capabilities,
             decoder: FrameDecoder::new(config.max_message_size),
+            assembly: Assembly::new(&config),
             stream,
             config,
             rbuf: BytesMut::new(),
@@ -119,12 +153,19 @@ impl<S: RawStream> FramedStream<S> {
     }
 
     fn recv_with(&mut self, wait: Wait) -> Result<Bytes, RecvError> {
+        self.assembly.check()?;
         loop {
             if let Some(frame) = self.decoder.next_frame(&mut self.rbuf, self.read_eof)? {
+                self.assembly.frame_done();
                 return Ok(frame);
             }
-            let want = self.decoder.bytes_wanted(&self.rbuf).max(READ_CHUNK);
-            self.rbuf.reserve(want);
+            let wanted = self.decoder.bytes_wanted(&self.rbuf);
+            if !self.assembly.reserve(&mut self.rbuf, wanted) {
+                // The budget is spent by other frames: wait for them
+                // (within this call's deadline), not for this peer.
+                sleep_within(wait, BUDGET_SLICE)?;
+                continue;
+            }
             match self.stream.read_nonblocking(self.rbuf.spare_capacity_mut()) {
                 Ok(0) => self.read_eof = true,
                 Ok(n) => {
@@ -132,12 +173,21 @@ impl<S: RawStream> FramedStream<S> {
                     // bytes of the spare capacity, which follows `len`.
                     unsafe { self.rbuf.set_len(self.rbuf.len() + n) };
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => match self.wait_readable(wait) {
-                    Ok(()) => {}
-                    Err(WaitFailed::WouldBlock) => return Err(RecvError::Empty),
-                    Err(WaitFailed::TimedOut) => return Err(RecvError::Timeout),
-                    Err(WaitFailed::Io(e)) => return Err(RecvError::from_io(e)),
-                },
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    let mid_frame = !self.decoder.at_frame_boundary(&self.rbuf);
+                    let frame_left = self.assembly.time_left().filter(|_| mid_frame);
+                    let started = Instant::now();
+                    let waited = self.wait_readable(earlier(wait, frame_left));
+                    if mid_frame && self.assembly.waited(started.elapsed()) {
+                        return Err(self.assembly.give_up(&mut self.rbuf));
+                    }
+                    match waited {
+                        Ok(()) => {}
+                        Err(WaitFailed::WouldBlock) => return Err(RecvError::Empty),
+                        Err(WaitFailed::TimedOut) => return Err(RecvError::Timeout),
+                        Err(WaitFailed::Io(e)) => return Err(RecvError::from_io(e)),
+                    }
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(RecvError::from_io(e)),
             }

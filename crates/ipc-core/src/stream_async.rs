@@ -14,14 +14,12 @@ use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 
+use crate::assembly::{Assembly, BUDGET_SLICE};
 use crate::frame::{FrameDecoder, HEADER_LEN, encode_header};
 use crate::{
     AsyncConnection, AsyncFrameReceiver, AsyncFrameSender, AsyncSplit, Backpressure, Capabilities,
     Config, PeerCredentials, RecvError, SendError,
 };
-
-/// Bytes asked of the reader per read when no large frame is pending.
-const READ_CHUNK: usize = 64 * 1024;
 
 /// Frames up to this size are copied next to their header and written with
 /// one plain write, which every writer supports without extra system calls.
@@ -49,6 +47,8 @@ pub struct FrameReadHalf<R> {
     config: Config,
     decoder: FrameDecoder,
     rbuf: BytesMut,
+    /// The frame under way: its deadline and memory budget.
+    assembly: Assembly,
     read_eof: bool,
 }
 
@@ -81,6 +81,7 @@ where
             read: FrameReadHalf {
                 reader,
                 decoder: FrameDecoder::new(config.max_message_size),
+                assembly: Assembly::new(&config),
                 config: config.clone(),
                 rbuf: BytesMut::new(),
                 read_eof: false,
@@ -147,15 +148,42 @@ where
 impl<R: AsyncRead + Unpin + Send> FrameReadHalf<R> {
     /// A complete frame already buffered, if any.
     fn next_frame(&mut self) -> Result<Option<Bytes>, RecvError> {
-        self.decoder.next_frame(&mut self.rbuf, self.read_eof)
+        self.assembly.check()?;
+        let frame = self.decoder.next_frame(&mut self.rbuf, self.read_eof)?;
+        if frame.is_some() {
+            self.assembly.frame_done();
+        }
+        Ok(frame)
     }
 
     /// Reads more bytes into the buffer (cancel-safe: `read_buf` either
-    /// moved bytes into it or did nothing).
+    /// moved bytes into it or did nothing). Waiting for the rest of a
+    /// frame begun counts against the frame deadline.
     async fn fill(&mut self) -> Result<(), RecvError> {
-        let want = self.decoder.bytes_wanted(&self.rbuf).max(READ_CHUNK);
-        self.rbuf.reserve(want);
-        match self.reader.read_buf(&mut self.rbuf).await {
+        let wanted = self.decoder.bytes_wanted(&self.rbuf);
+        while !self.assembly.reserve(&mut self.rbuf, wanted) {
+            // The budget is spent by other frames: wait for them.
+            tokio::time::sleep(BUDGET_SLICE).await;
+        }
+        let mid_frame = !self.decoder.at_frame_boundary(&self.rbuf);
+        let read = match self.assembly.time_left().filter(|_| mid_frame) {
+            None => self.reader.read_buf(&mut self.rbuf).await,
+            Some(left) => {
+                let mut waiting = Waiting {
+                    assembly: &mut self.assembly,
+                    since: Instant::now(),
+                };
+                match tokio::time::timeout(left, self.reader.read_buf(&mut self.rbuf)).await {
+                    Ok(read) => read,
+                    Err(_) => {
+                        waiting.assembly.waited(waiting.since.elapsed());
+                        waiting.since = Instant::now();
+                        return Err(waiting.assembly.give_up(&mut self.rbuf));
+                    }
+                }
+            }
+        };
+        match read {
             Ok(0) => self.read_eof = true,
             Ok(_) => {}
             Err(e) => return Err(RecvError::from_io(e)),
@@ -324,6 +352,19 @@ impl<W: AsyncWrite + Unpin + Send> AsyncFrameSender for FrameWriteHalf<W> {
                 .map_err(|_| timeout_error(self.config.backpressure))?,
             None => flush_all(&mut self.writer, &mut self.pending).await,
         }
+    }
+}
+
+/// Counts the time a read waited for an unfinished frame, also when the
+/// read is cancelled.
+struct Waiting<'a> {
+    assembly: &'a mut Assembly,
+    since: Instant,
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.assembly.waited(self.since.elapsed());
     }
 }
 

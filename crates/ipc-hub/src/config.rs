@@ -17,8 +17,11 @@ pub struct HubConfig {
     /// How long a new connection has to complete the handshake (and an
     /// agent waits for the hub's welcome). Default 5 s.
     pub handshake_timeout: Duration,
-    /// Handshakes under way at once; further accepts wait, so a flood of
-    /// silent connections cannot exhaust file descriptors. Default 64.
+    /// Handshakes under way at once. The hub never stops accepting; beyond
+    /// this many, the oldest handshake of the process that has the most
+    /// under way is dropped, so a flood of silent connections neither
+    /// exhausts file descriptors nor keeps another process's agent out.
+    /// Default 64.
     pub max_handshakes: usize,
     /// Events buffered for [`next`](crate::Hub::next). When it is full, a
     /// peer's messages, calls and logs wait in that peer's backlog (see

@@ -91,6 +91,11 @@ pub enum AdmitError {
     /// The hub is shutting down.
     #[error("the hub is shutting down")]
     ShuttingDown,
+    /// Dropped to make room: the hub had
+    /// [`max_handshakes`](crate::HubConfig::max_handshakes) under way, and
+    /// the process behind this one had the most of them.
+    #[error("dropped to make room for other handshakes (its process had the most under way)")]
+    Crowded,
 }
 
 /// Why a peer left.

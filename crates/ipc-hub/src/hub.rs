@@ -7,13 +7,14 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use bytes::Bytes;
+use ipc_core::admission::Admission;
 use ipc_core::{
     AsyncConnection, AsyncFrameReceiver, AsyncFrameSender, AsyncListener, AsyncSplit, ConnectError,
     PeerCredentials, Postcard, RecvError,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
@@ -81,7 +82,8 @@ struct Shared {
     peers: Mutex<HashMap<PeerId, Peer>>,
     next_peer: AtomicU64,
     events: mpsc::Sender<Inbound>,
-    handshakes: Arc<Semaphore>,
+    /// Handshakes under way; dropping an entry's sender cancels it.
+    handshakes: Mutex<Admission<oneshot::Sender<()>>>,
     background: Mutex<Vec<AbortHandle>>,
     closing: AtomicBool,
     /// Rejections and accept failures not reported for lack of room.
@@ -147,7 +149,7 @@ impl<C: HubCodec> Hub<C> {
         raise_descriptor_limit();
         let (events_tx, events) = mpsc::channel(config.event_queue);
         let shared = Arc::new(Shared {
-            handshakes: Arc::new(Semaphore::new(config.max_handshakes)),
+            handshakes: Mutex::new(Admission::new(config.max_handshakes)),
             config,
             peers: Mutex::default(),
             next_peer: AtomicU64::new(1),
@@ -314,10 +316,13 @@ impl<C: HubCodec> HubHandle<C> {
 
     /// Accepts peers from `listener` on a task until the hub shuts down:
     /// each connection gets [`HubConfig::handshake_timeout`] to say hello
-    /// ([`HubEvent::Rejected`] otherwise), at most
-    /// [`HubConfig::max_handshakes`] at once. Running out of file
-    /// descriptors pauses accepting (doubling from 10 ms to 1 s) instead of
-    /// spinning. Must be called inside a tokio runtime.
+    /// ([`HubEvent::Rejected`] otherwise). Accepting never waits for
+    /// handshakes to finish, so a flood of silent connections cannot keep
+    /// an agent in the kernel's queue: beyond
+    /// [`HubConfig::max_handshakes`] under way, the oldest of the process
+    /// with the most is dropped ([`AdmitError::Crowded`]). Running out of
+    /// file descriptors pauses accepting (doubling from 10 ms to 1 s)
+    /// instead of spinning. Must be called inside a tokio runtime.
     pub fn listen<L>(&self, listener: L) -> std::io::Result<()>
     where
         L: AsyncListener + 'static,
@@ -526,12 +531,29 @@ async fn admit<T: AsyncSplit + 'static>(
     shared: &Arc<Shared>,
     conn: T,
 ) -> Result<PeerInfo, AdmitError> {
+    let hello = receive_hello(shared, conn).await?;
+    join(shared, hello).await
+}
+
+/// A connection that has said a valid hello.
+struct Hello<T: AsyncSplit> {
+    halves: (T::ReadHalf, T::WriteHalf),
+    credentials: PeerCredentials,
+    receive_spins: bool,
+    name: String,
+}
+
+/// The part of a handshake a peer can stall: waiting for its hello.
+async fn receive_hello<T: AsyncSplit + 'static>(
+    shared: &Arc<Shared>,
+    conn: T,
+) -> Result<Hello<T>, AdmitError> {
     if shared.closing.load(Ordering::Acquire) {
         return Err(AdmitError::ShuttingDown);
     }
     let credentials = conn.peer_credentials();
     let receive_spins = conn.capabilities().receive_spins;
-    let (mut read, mut write) = conn.into_split();
+    let (mut read, write) = conn.into_split();
     let timeout = shared.config.handshake_timeout;
     let first = match read.recv_timeout(timeout).await {
         Ok(frame) => frame,
@@ -547,6 +569,26 @@ async fn admit<T: AsyncSplit + 'static>(
         .into());
     }
     let name = wire::parse_hello(&hello.body)?;
+    Ok(Hello {
+        halves: (read, write),
+        credentials,
+        receive_spins,
+        name,
+    })
+}
+
+/// Welcomes a peer that said hello and starts its link.
+async fn join<T: AsyncSplit + 'static>(
+    shared: &Arc<Shared>,
+    hello: Hello<T>,
+) -> Result<PeerInfo, AdmitError> {
+    let Hello {
+        halves: (read, mut write),
+        credentials,
+        receive_spins,
+        name,
+    } = hello;
+    let timeout = shared.config.handshake_timeout;
     let id = PeerId(shared.next_peer.fetch_add(1, Ordering::Relaxed));
     write
         .send_timeout(&wire::encode(Kind::Welcome, id.0, b""), timeout)
@@ -593,19 +635,30 @@ where
 {
     let mut pause = Duration::from_millis(10);
     loop {
-        let Ok(permit) = Arc::clone(&shared.handshakes).acquire_owned().await else {
-            return;
-        };
         match listener.accept().await {
             Ok(conn) => {
                 pause = Duration::from_millis(10);
+                let from = conn.peer_credentials();
+                let (cancel, cancelled) = oneshot::channel();
+                let (ticket, crowded) = lock(&shared.handshakes).admit(from.pid, cancel);
+                // Dropping its sender cancels the crowded-out handshake.
+                drop(crowded);
                 let for_task = Arc::clone(&shared);
                 let task = tokio::spawn(async move {
-                    let from = conn.peer_credentials();
-                    if let Err(error) = admit(&for_task, conn).await {
+                    // Only the wait for the hello can be crowded out; a
+                    // peer that said it is welcomed.
+                    let hello = tokio::select! {
+                        hello = receive_hello(&for_task, conn) => hello,
+                        _ = cancelled => Err(AdmitError::Crowded),
+                    };
+                    lock(&for_task.handshakes).remove(ticket);
+                    let joined = match hello {
+                        Ok(hello) => join(&for_task, hello).await.map(drop),
+                        Err(e) => Err(e),
+                    };
+                    if let Err(error) = joined {
                         for_task.notice(Inbound::Rejected(from, error));
                     }
-                    drop(permit);
                 });
                 let mut background = lock(&shared.background);
                 background.retain(|t| !t.is_finished());

@@ -1,8 +1,10 @@
 //! Handing descriptors to the peer over a Unix socket (`SCM_RIGHTS`).
 //!
-//! The rendezvous protocol, per agent: the listener accepts the socket,
-//! creates the agent's segment and the rings' doorbells (`bell.rs`) and
-//! sends [`hello`] with the segment's descriptor and the agent's two
+//! The rendezvous protocol, per agent: the agent connects and sends
+//! [`hello`] (no descriptors); the listener, which accepts every socket
+//! at once and spends nothing on it until then, checks it, creates the
+//! agent's segment and the rings' doorbells (`bell.rs`) and sends
+//! [`hello`] back with the segment's descriptor and the agent's two
 //! doorbell ends; the agent validates and attaches them, then answers
 //! [`ATTACHED`]. Only that agent ever holds them.
 
@@ -20,7 +22,7 @@ use rustix::net::{
 
 use crate::segment::LAYOUT_VERSION;
 
-/// The listener's first message: `"IPCSHM"` and the layout version.
+/// The first message each way: `"IPCSHM"` and the layout version.
 pub(crate) fn hello() -> [u8; 8] {
     let mut hello = *b"IPCSHM\0\0";
     hello[6..].copy_from_slice(&(LAYOUT_VERSION as u16).to_le_bytes());
@@ -125,6 +127,16 @@ pub(crate) fn wait_readable(
             Err(e) => return Err(ConnectError::Io(e.into())),
         }
     }
+}
+
+/// Sends `bytes` whole without blocking (a short message on a fresh
+/// socket).
+pub(crate) fn send_bytes(sock: &impl AsFd, bytes: &[u8]) -> io::Result<()> {
+    let flags = SendFlags::DONTWAIT | SendFlags::NOSIGNAL;
+    if rustix::net::send(sock, bytes, flags)? != bytes.len() {
+        return Err(io::Error::new(io::ErrorKind::WriteZero, "short send"));
+    }
+    Ok(())
 }
 
 /// Sends one byte without blocking.

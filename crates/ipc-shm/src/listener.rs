@@ -5,6 +5,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use ipc_core::admission::{Admission, Ticket};
 use ipc_core::{Address, Config, ConfigError, ConnectError, Connector, Listener};
 use ipc_uds::rendezvous::{self, SocketFile};
 use rustix::event::{PollFd, PollFlags};
@@ -19,11 +20,15 @@ use crate::segment::{MAX_RING, MIN_RING, Segment};
 /// See docs/ARCHITECTURE.md for the measurement behind it.
 pub const DEFAULT_RING_SIZE: usize = 256 << 10;
 
-/// How long an agent has, once its segment is sent, to attach and answer.
+/// How long an agent has, once connected, to ask for its segment, attach
+/// it and answer.
 pub const HANDSHAKE_LIMIT: Duration = Duration::from_secs(5);
 
-/// Agents being handed their segments at once; more wait in the socket's
-/// queue (so a crowd of silent agents costs bounded memory).
+/// Handshakes under way at once. The listener never stops accepting;
+/// beyond this many, the oldest handshake of the process with the most
+/// under way is dropped (`ipc_core::admission`), so a flood of silent or
+/// half-finished connections neither costs unbounded memory nor keeps
+/// another process's agent waiting in the socket's queue.
 pub const MAX_HANDSHAKES: usize = 64;
 
 /// The ring size a config asks for: `buffer_size` rounded up to a power of
@@ -55,12 +60,14 @@ pub(crate) fn socket_path(name: &str) -> PathBuf {
     PathBuf::from(format!("/dev/shm/ipc-{name}"))
 }
 
-/// An agent whose segment is sent and whose answer is awaited.
+/// An agent being handshaken: until it has asked (with a valid hello) it
+/// costs a socket and nothing else; then its segment is sent and its
+/// answer awaited.
 struct Handshake {
     sock: OwnedFd,
-    segment: Segment,
-    /// The listener's ends of the rings' doorbells.
-    bells: [Bell; 2],
+    /// The segment sent and the listener's ends of its rings' doorbells,
+    /// once the agent asked.
+    sent: Option<(Segment, [Bell; 2])>,
     /// The agent's pid as the socket reports it (0 if unknown).
     pid: u32,
     deadline: Instant,
@@ -74,7 +81,7 @@ pub(crate) struct Rendezvous {
     label: String,
     config: Config,
     cap: u64,
-    pending: Vec<Handshake>,
+    pending: Admission<Handshake>,
 }
 
 impl std::fmt::Debug for Rendezvous {
@@ -116,7 +123,7 @@ impl Rendezvous {
             label: format!("ipc-shm:{name}"),
             config: config.clone(),
             cap,
-            pending: Vec::new(),
+            pending: Admission::new(MAX_HANDSHAKES),
         })
     }
 
@@ -138,7 +145,7 @@ impl Rendezvous {
             let wake = self
                 .pending
                 .iter()
-                .map(|h| h.deadline)
+                .map(|(_, h)| h.deadline)
                 .chain(deadline)
                 .min();
             let timeout = wake.map(|w| {
@@ -149,19 +156,13 @@ impl Rendezvous {
                     },
                 )
             });
-            let accepting = self.pending.len() < MAX_HANDSHAKES;
             let (listen_ready, ready, stopped) = {
                 let mut fds = Vec::with_capacity(self.pending.len() + 2);
-                let listen = if accepting {
-                    PollFlags::IN
-                } else {
-                    PollFlags::empty()
-                };
-                fds.push(PollFd::new(&self.sock, listen));
+                fds.push(PollFd::new(&self.sock, PollFlags::IN));
                 fds.extend(
                     self.pending
                         .iter()
-                        .map(|h| PollFd::new(&h.sock, PollFlags::IN)),
+                        .map(|(_, h)| PollFd::new(&h.sock, PollFlags::IN)),
                 );
                 if let Some(stop) = &stop {
                     fds.push(PollFd::new(stop, PollFlags::IN));
@@ -172,8 +173,12 @@ impl Rendezvous {
                     Err(e) => return Err(ConnectError::Io(e.into()).into()),
                 }
                 let n = self.pending.len();
-                let ready: Vec<usize> = (0..n)
-                    .filter(|&i| !fds[1 + i].revents().is_empty())
+                let ready: Vec<Ticket> = self
+                    .pending
+                    .iter()
+                    .zip(&fds[1..=n])
+                    .filter(|(_, fd)| !fd.revents().is_empty())
+                    .map(|((ticket, _), _)| ticket)
                     .collect();
                 let stopped = stop.is_some() && !fds[1 + n].revents().is_empty();
                 (!fds[0].revents().is_empty(), ready, stopped)
@@ -181,18 +186,20 @@ impl Rendezvous {
             if stopped {
                 return Err(Stopped::Asked);
             }
-            // Largest index first, so each swap_remove moves an entry
-            // already looked at.
-            let mut done = None;
-            for &i in ready.iter().rev() {
-                let handshake = self.pending.swap_remove(i);
-                if let Ok(conn) = self.finish(handshake) {
-                    done = Some(conn);
-                    break;
+            for ticket in ready {
+                let Some(handshake) = self.pending.remove(ticket) else {
+                    continue;
+                };
+                match self.advance(handshake) {
+                    Ok(Step::Done(conn)) => return Ok(conn),
+                    Ok(Step::Sent(handshake)) => {
+                        // Just taken out, so nothing is crowded out.
+                        let pid = (handshake.pid != 0).then_some(handshake.pid);
+                        self.pending.admit(pid, handshake);
+                    }
+                    // A bad or vanished agent: its socket closes.
+                    Err(_) => {}
                 }
-            }
-            if let Some(conn) = done {
-                return Ok(conn);
             }
             if listen_ready {
                 self.start_handshake()?;
@@ -200,7 +207,9 @@ impl Rendezvous {
         }
     }
 
-    /// Accepts one waiting agent and sends it a fresh segment.
+    /// Accepts one waiting agent; it costs nothing but its socket until it
+    /// asks for a segment. A full table drops the handshake of the process
+    /// with the most under way.
     fn start_handshake(&mut self) -> Result<(), ConnectError> {
         let sock = match rustix::net::accept_with(
             &self.sock,
@@ -214,26 +223,38 @@ impl Rendezvous {
             Err(e) => return Err(ConnectError::Io(e.into())),
         };
         let pid = rendezvous::peer_credentials(&sock).map_or(0, |c| c.pid.unwrap_or(0));
-        let segment = Segment::create(&self.label, self.cap)?;
-        let (ours0, theirs0) = Bell::pair()?;
-        let (ours1, theirs1) = Bell::pair()?;
-        let fds = [segment.fd(), theirs0.as_fd(), theirs1.as_fd()];
-        // An agent gone already: forget it.
-        if handoff::send_fds(sock.as_fd(), &handoff::hello(), &fds).is_ok() {
-            self.pending.push(Handshake {
-                sock,
-                segment,
-                bells: [ours0, ours1],
-                pid,
-                deadline: Instant::now() + HANDSHAKE_LIMIT,
-            });
-        }
+        let handshake = Handshake {
+            sock,
+            sent: None,
+            pid,
+            deadline: Instant::now() + HANDSHAKE_LIMIT,
+        };
+        // The dropped handshake, if any, closes its socket here.
+        let _crowded = self.pending.admit((pid != 0).then_some(pid), handshake);
         Ok(())
     }
 
-    /// The connection of an agent that answered, if it answered right:
-    /// attached, with the pid the socket reports.
-    fn finish(&self, h: Handshake) -> Result<ShmConnection, ConnectError> {
+    /// The next step of a handshake whose socket is readable: an agent
+    /// that asked rightly is sent its segment; one that answered rightly
+    /// is attached, with the pid the socket reports.
+    fn advance(&self, mut h: Handshake) -> Result<Step, ConnectError> {
+        let Some((segment, bells)) = h.sent.take() else {
+            let mut ask = [0u8; 8];
+            let got = rustix::net::recv(&h.sock, &mut ask, rustix::net::RecvFlags::DONTWAIT)
+                .map_err(io::Error::from)?;
+            if got.0 != ask.len() || ask != handoff::hello() {
+                return Err(ConnectError::Incompatible(
+                    "the agent hung up or does not speak this layout".into(),
+                ));
+            }
+            let segment = Segment::create(&self.label, self.cap)?;
+            let (ours0, theirs0) = Bell::pair()?;
+            let (ours1, theirs1) = Bell::pair()?;
+            let fds = [segment.fd(), theirs0.as_fd(), theirs1.as_fd()];
+            handoff::send_fds(h.sock.as_fd(), &handoff::hello(), &fds)?;
+            h.sent = Some((segment, [ours0, ours1]));
+            return Ok(Step::Sent(h));
+        };
         let mut answer = [0u8; 1];
         let got = rustix::net::recv(&h.sock, &mut answer, rustix::net::RecvFlags::DONTWAIT)
             .map_err(io::Error::from)?;
@@ -242,7 +263,7 @@ impl Rendezvous {
                 "the agent hung up or answered wrongly".into(),
             ));
         }
-        match h.segment.attached_peer_pid() {
+        match segment.attached_peer_pid() {
             Some(pid) if pid == h.pid || h.pid == 0 => {}
             other => {
                 return Err(ConnectError::Corrupted(format!(
@@ -251,8 +272,15 @@ impl Rendezvous {
                 )));
             }
         }
-        ShmConnection::new(h.segment, self.config.clone(), Some(h.sock), h.bells)
+        ShmConnection::new(segment, self.config.clone(), Some(h.sock), bells).map(Step::Done)
     }
+}
+
+/// Where a handshake stands after a step.
+enum Step {
+    /// The segment is sent; the agent's answer is awaited.
+    Sent(Handshake),
+    Done(ShmConnection),
 }
 
 /// The rendezvous, run by a helper thread: it completes handshakes as
@@ -466,10 +494,21 @@ pub(crate) fn attach(
 pub(crate) fn connect_socket(address: &Address, config: &Config) -> Result<OwnedFd, ConnectError> {
     config.validate().map_err(ConnectError::InvalidConfig)?;
     let name = shm_name(address)?;
-    rendezvous::connect(&socket_path(name), config).map_err(|e| match e {
+    let sock = rendezvous::connect(&socket_path(name), config).map_err(|e| match e {
         ConnectError::NotFound(why) => ConnectError::NotFound(format!("{address} ({why})")),
         other => other,
-    })
+    })?;
+    // Ask for a segment: the listener spends nothing on a connection
+    // until it has.
+    handoff::send_bytes(&sock, &handoff::hello()).map_err(|e| {
+        ConnectError::Io(io::Error::new(
+            io::ErrorKind::ConnectionReset,
+            format!(
+                "{address}: the listener closed the connection before handing over its memory ({e})"
+            ),
+        ))
+    })?;
+    Ok(sock)
 }
 
 impl Connector for Shm {

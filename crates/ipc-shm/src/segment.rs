@@ -35,12 +35,13 @@ use crate::sync::{AtomicU32, AtomicU64, Ordering};
 /// `"IPCSHM"` and the layout version, written last by the creator.
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"IPCSHM\0\0");
 /// Bumped whenever the layout or the wait protocol changes; a mismatch is
-/// `Incompatible`. (6: a parked side is woken through a doorbell socket
+/// `Incompatible`. (7: the agent asks with a hello of its own before the
+/// listener makes its segment; 6: a parked side is woken through a doorbell socket
 /// handed over with the segment, no futex, no lifeline words; 5: the
 /// record header is the commit word the consumer
 /// polls; 4: anonymous sealed segments handed over a socket;
 /// 3: every side parks on the futex word.)
-pub const LAYOUT_VERSION: u32 = 6;
+pub const LAYOUT_VERSION: u32 = 7;
 pub(crate) const PAGE: usize = 4096;
 /// Ring sizes accepted from a segment header.
 pub(crate) const MIN_RING: u64 = 4096;

@@ -171,18 +171,22 @@ fn bad_agents_do_not_stall_accept() {
         .map(|_| UnixStream::connect(&path).expect("connect"))
         .collect();
 
-    let hangs_up = UnixStream::connect(&path).expect("connect");
+    // Half a hello, then nothing.
+    let mut half = UnixStream::connect(&path).expect("connect");
+    half.write_all(&common::hello()[..3]).expect("write");
+
+    let hangs_up = common::ask(&path);
     let (_, fd) = common::recv_with_fd(hangs_up.as_fd(), &mut hello);
     assert!(fd.is_some(), "the listener sent no segment");
     hangs_up
         .shutdown(std::net::Shutdown::Both)
         .expect("shutdown");
 
-    let mut garbage = UnixStream::connect(&path).expect("connect");
+    let mut garbage = common::ask(&path);
     common::recv_with_fd(garbage.as_fd(), &mut hello);
     garbage.write_all(b"?").expect("write");
 
-    let mut liar = UnixStream::connect(&path).expect("connect");
+    let mut liar = common::ask(&path);
     let (_, fd) = common::recv_with_fd(liar.as_fd(), &mut hello);
     let segment = std::fs::File::from(fd.expect("a segment"));
     // SegmentHeader: peer_pid at 40, peer_attached at 44.
@@ -221,7 +225,7 @@ fn bad_agents_do_not_stall_accept() {
             "{what} was not hung up on"
         );
     }
-    drop(silent);
+    drop((silent, half));
 }
 
 /// What a fake listener hands the agent, and what the agent must say.
@@ -242,7 +246,7 @@ fn forged_segments_are_refused_clearly() {
     let real = ShmListener::bind(&real_name, &Config::default()).expect("real listener");
     let real_path = socket_path(&real_name);
     let genuine = move || {
-        let sock = UnixStream::connect(&real_path).expect("connect real");
+        let sock = common::ask(&real_path);
         let mut hello = [0u8; 8];
         let (n, fds) = common::recv_with_fds(sock.as_fd(), &mut hello);
         assert_eq!(n, 8);

@@ -51,3 +51,19 @@ pub fn send_with_fds(sock: BorrowedFd<'_>, bytes: &[u8], fds: &[BorrowedFd<'_>])
     )
     .expect("sendmsg");
 }
+
+/// An agent's first message: `"IPCSHM"` and the layout version; the
+/// listener makes a segment only for a socket that sent it.
+pub fn hello() -> [u8; 8] {
+    let mut hello = *b"IPCSHM\0\0";
+    hello[6..].copy_from_slice(&(ipc_shm::LAYOUT_VERSION as u16).to_le_bytes());
+    hello
+}
+
+/// Connects to a listener's socket and asks for a segment, as an agent.
+pub fn ask(path: impl AsRef<std::path::Path>) -> std::os::unix::net::UnixStream {
+    use std::io::Write;
+    let mut sock = std::os::unix::net::UnixStream::connect(path).expect("connect");
+    sock.write_all(&hello()).expect("ask for a segment");
+    sock
+}
