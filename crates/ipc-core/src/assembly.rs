@@ -42,8 +42,10 @@ pub(crate) const BUDGET_SLICE: Duration = Duration::from_millis(5);
 /// its own gives its listeners' configs one [`FrameBudget::new`]. When
 /// the budget is spent, a receiver that needs more for its frame stops
 /// reading (its peer's sends wait, as when the buffer is full) until
-/// other frames finish or are cut off at their deadline; that wait is not
-/// counted against its own frame's deadline.
+/// other frames finish or are cut off at their deadline. That wait counts
+/// against its own frame's deadline only if the frame already holds part
+/// of the budget (else frames holding parts could wait for each other
+/// forever).
 ///
 /// ```
 /// use ipc_core::{Config, FrameBudget};
@@ -183,6 +185,14 @@ impl Assembly {
     pub(crate) fn waited(&mut self, waited: Duration) -> bool {
         self.waited = self.waited.saturating_add(waited);
         self.deadline.is_some_and(|d| self.waited >= d)
+    }
+
+    /// Counts time waited for budget: against the deadline only when this
+    /// frame holds some already (frames that each hold part of the budget
+    /// and wait for more would otherwise wait for each other forever); a
+    /// frame that holds none waits for others without losing time.
+    pub(crate) fn waited_for_budget(&mut self, waited: Duration) -> bool {
+        self.held > 0 && self.waited(waited)
     }
 
     /// The frame deadline passed: frees what the frame held and fails the

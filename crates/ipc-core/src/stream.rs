@@ -162,8 +162,12 @@ impl<S: RawStream> FramedStream<S> {
             let wanted = self.decoder.bytes_wanted(&self.rbuf);
             if !self.assembly.reserve(&mut self.rbuf, wanted) {
                 // The budget is spent by other frames: wait for them
-                // (within this call's deadline), not for this peer.
+                // (within this call's deadline).
+                let started = Instant::now();
                 sleep_within(wait, BUDGET_SLICE)?;
+                if self.assembly.waited_for_budget(started.elapsed()) {
+                    return Err(self.assembly.give_up(&mut self.rbuf));
+                }
                 continue;
             }
             match self.stream.read_nonblocking(self.rbuf.spare_capacity_mut()) {

@@ -163,7 +163,11 @@ impl<R: AsyncRead + Unpin + Send> FrameReadHalf<R> {
         let wanted = self.decoder.bytes_wanted(&self.rbuf);
         while !self.assembly.reserve(&mut self.rbuf, wanted) {
             // The budget is spent by other frames: wait for them.
+            let started = Instant::now();
             tokio::time::sleep(BUDGET_SLICE).await;
+            if self.assembly.waited_for_budget(started.elapsed()) {
+                return Err(self.assembly.give_up(&mut self.rbuf));
+            }
         }
         let mid_frame = !self.decoder.at_frame_boundary(&self.rbuf);
         let read = match self.assembly.time_left().filter(|_| mid_frame) {
