@@ -18,7 +18,7 @@
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use bytes::Bytes;
 use rustix::fs::{MemfdFlags, SealFlags};
@@ -213,8 +213,13 @@ fn seal(fd: &OwnedFd) -> io::Result<()> {
     unreachable!("the last attempt returns")
 }
 
-/// The bytes of a received blob: a read-only mapping of a sealed file.
-struct ReceivedBlob(Mapping);
+/// The bytes of a received blob: a read-only mapping of a sealed file, and
+/// its unwritten bytes' share of the connection's [`Unwritten`] budget.
+struct ReceivedBlob {
+    map: Mapping,
+    unwritten: u64,
+    budget: Arc<Unwritten>,
+}
 
 impl AsRef<[u8]> for ReceivedBlob {
     fn as_ref(&self) -> &[u8] {
@@ -222,7 +227,46 @@ impl AsRef<[u8]> for ReceivedBlob {
         // sealed (no truncation can fault it) and that is sealed against
         // writing (no process can change the bytes): immutable memory for
         // as long as the mapping lives, which `self` owns.
-        unsafe { std::slice::from_raw_parts(self.0.as_ptr(), self.0.len()) }
+        unsafe { std::slice::from_raw_parts(self.map.as_ptr(), self.map.len()) }
+    }
+}
+
+impl Drop for ReceivedBlob {
+    fn drop(&mut self) {
+        self.budget.held.fetch_sub(self.unwritten, Ordering::AcqRel);
+    }
+}
+
+/// The bytes of received blobs that their sender never wrote, held by
+/// this side's messages now. Reading such bytes backs them with fresh
+/// memory that stays as long as the sender keeps its descriptor, so a
+/// sender that passes large blobs it never filled could make a reader
+/// allocate without end; they are limited to `limit` per connection
+/// (twice `max_message_size`), counted from what the kernel says of the
+/// file (not from anything the sender claims) and given back when the
+/// message drops.
+#[derive(Debug, Default)]
+pub(crate) struct Unwritten {
+    held: AtomicU64,
+    limit: u64,
+}
+
+impl Unwritten {
+    pub(crate) fn new(limit: u64) -> Arc<Self> {
+        Arc::new(Unwritten {
+            held: AtomicU64::new(0),
+            limit,
+        })
+    }
+
+    fn take(&self, n: u64) -> bool {
+        n == 0
+            || self
+                .held
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
+                    held.checked_add(n).filter(|&total| total <= self.limit)
+                })
+                .is_ok()
     }
 }
 
@@ -235,8 +279,16 @@ pub(crate) fn record_len(payload: &[u8]) -> Result<u64, String> {
 
 /// Opens a blob descriptor the peer sent for a record of `len` bytes.
 /// Everything about it is the peer's choice and checked: a memory file,
-/// sealed against writing and resizing, exactly `len` bytes.
-pub(crate) fn open_received(fd: OwnedFd, len: u64) -> Result<Bytes, String> {
+/// sealed against writing and resizing, exactly `len` bytes. A blob the
+/// sender wrote whole is mapped with its pages (they exist already; no
+/// fault per page later); one with bytes never written is mapped without,
+/// so it costs only what is read, and its unwritten bytes are charged to
+/// `unwritten` while the message lives.
+pub(crate) fn open_received(
+    fd: OwnedFd,
+    len: u64,
+    unwritten: &Arc<Unwritten>,
+) -> Result<Bytes, String> {
     let stat = rustix::fs::fstat(&fd).map_err(|e| format!("blob: fstat: {e}"))?;
     if rustix::fs::FileType::from_raw_mode(stat.st_mode) != rustix::fs::FileType::RegularFile {
         return Err("blob: the descriptor is not a memory file".into());
@@ -252,10 +304,36 @@ pub(crate) fn open_received(fd: OwnedFd, len: u64) -> Result<Bytes, String> {
             stat.st_size
         ));
     }
-    let len = usize::try_from(len).map_err(|_| "blob: too large to map".to_string())?;
-    let map = Mapping::new(fd.as_fd(), len, false, Populate::Yes)
-        .map_err(|e| format!("blob: mapping {len} bytes: {e}"))?;
-    Ok(Bytes::from_owner(ReceivedBlob(map)))
+    let len_usize = usize::try_from(len).map_err(|_| "blob: too large to map".to_string())?;
+    // What the kernel backs of the file now (512-byte blocks); the file is
+    // sealed, so it only grows if someone reads a hole.
+    let written = (stat.st_blocks as u64).saturating_mul(512).min(len);
+    let never_written = len - written;
+    if !unwritten.take(never_written) {
+        return Err(format!(
+            "blob: {never_written} of its {len} bytes were never written, and unwritten \
+             blob memory held from this peer would pass {} bytes (a sender passing memory \
+             it never filled)",
+            unwritten.limit
+        ));
+    }
+    let populate = if never_written == 0 {
+        Populate::Yes
+    } else {
+        Populate::No
+    };
+    let map = match Mapping::new(fd.as_fd(), len_usize, false, populate) {
+        Ok(map) => map,
+        Err(e) => {
+            unwritten.held.fetch_sub(never_written, Ordering::AcqRel);
+            return Err(format!("blob: mapping {len} bytes: {e}"));
+        }
+    };
+    Ok(Bytes::from_owner(ReceivedBlob {
+        map,
+        unwritten: never_written,
+        budget: Arc::clone(unwritten),
+    }))
 }
 
 /// Bytes before a slot's data: the page holding its `busy` word.

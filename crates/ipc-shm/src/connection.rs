@@ -178,6 +178,8 @@ struct Blobs {
     pool: Vec<Slot>,
     /// The peer's slots this side has mapped (receiving).
     peer_slots: PeerSlots,
+    /// Bytes of received blobs never written, held by messages now.
+    unwritten: Arc<blob::Unwritten>,
 }
 
 // SAFETY: the raw pointers inside `tx` and `rx` point into the mapping that
@@ -213,6 +215,7 @@ impl ShmConnection {
             )
         };
         let max_record = tx.max_record();
+        let unwritten_limit = 2 * config.max_message_size as u64;
         Ok(ShmConnection {
             seg: Arc::new(seg),
             bells: Arc::new(bells),
@@ -230,7 +233,10 @@ impl ShmConnection {
                 .as_ref()
                 .map(|_| DEFAULT_BLOB_THRESHOLD.max(max_record)),
             link,
-            blobs: Box::default(),
+            blobs: Box::new(Blobs {
+                unwritten: blob::Unwritten::new(unwritten_limit),
+                ..Blobs::default()
+            }),
             ring_released_at: None,
             tx_populated: false,
             rx_populated: false,
@@ -450,7 +456,7 @@ impl ShmConnection {
                 max,
             });
         }
-        blob::open_received(fd, len).map_err(Fail::Corrupt)
+        blob::open_received(fd, len, &self.blobs.unwritten).map_err(Fail::Corrupt)
     }
 
     /// Shared memory this connection holds now: the pages of its segment

@@ -100,7 +100,7 @@ pub fn blob_handle(data: &[u8]) {
         return;
     }
     let sealed = seals.contains(SealFlags::WRITE | SealFlags::SHRINK | SealFlags::GROW);
-    match crate::blob::open_received(fd, len) {
+    match crate::blob::open_received(fd, len, &crate::blob::Unwritten::new(u64::MAX)) {
         Ok(bytes) => {
             assert!(is_memory && sealed && len == size && len > 0);
             assert_eq!(bytes.len() as u64, len);

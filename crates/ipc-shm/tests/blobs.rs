@@ -470,6 +470,108 @@ fn agent_killed_mid_blob() {
     );
 }
 
+/// A sender in another process passes 64 blobs of 16 MiB it never wrote
+/// and keeps their descriptors; the receiving application drops each at
+/// once. Memory backed for them: what the receiver read (nothing), not
+/// 1 GiB (before: the receiver mapped them with `MAP_POPULATE`, backing
+/// every page for as long as the sender kept them). A receiver that holds
+/// such messages is refused more unwritten bytes than its budget.
+#[test]
+fn sparse_blobs_cost_what_is_read() {
+    if let Ok(role) = std::env::var(ROLE_ENV) {
+        return agent(&role);
+    }
+    let name = name();
+    let config = Config::default().with_recv_timeout(Some(Duration::from_secs(30)));
+    let mut listener = ShmListener::bind(&name, &config).expect("bind");
+    let mut sender = Command::new(std::env::current_exe().expect("exe"))
+        .args(["sparse_blobs_cost_what_is_read", "--exact", "--nocapture"])
+        .env(ROLE_ENV, "sparse")
+        .env(ADDRESS, listener.address().to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let mut conn = listener
+        .accept_timeout(Duration::from_secs(30))
+        .expect("accept");
+    conn.send(b"go").expect("go");
+    for i in 0..SPARSE_BLOBS {
+        let blob = conn.recv().expect("a blob");
+        assert_eq!(blob.len(), SPARSE_LEN, "blob {i}");
+        drop(blob);
+    }
+    // The sender says how much of its blobs the kernel backs now.
+    conn.send(b"how much?").expect("ask");
+    let said = conn.recv().expect("the sender's count");
+    let backed = u64::from_le_bytes(said[..8].try_into().expect("a u64"));
+    eprintln!(
+        "64 sparse 16 MiB blobs received and dropped: {} KiB backed",
+        backed >> 10
+    );
+    assert!(
+        backed <= 1 << 20,
+        "{backed} bytes of blobs nobody wrote or read were backed"
+    );
+    // Holding them is another matter: unwritten bytes beyond twice the
+    // maximum message size are refused.
+    conn.send(b"again").expect("again");
+    let mut held = Vec::new();
+    let refused = loop {
+        match conn.recv() {
+            Ok(blob) => held.push(blob),
+            Err(e) => break e,
+        }
+        assert!(held.len() <= 3, "held {} sparse blobs", held.len());
+    };
+    assert_eq!(held.len(), 2, "{refused:?}");
+    assert!(
+        matches!(&refused, RecvError::Corrupted(why) if why.contains("never written")),
+        "{refused:?}"
+    );
+    drop((held, conn));
+    let _ = sender.kill();
+    let _ = sender.wait();
+}
+
+const SPARSE_BLOBS: usize = 64;
+const SPARSE_LEN: usize = 16 << 20;
+
+/// Sends blobs it never wrote, keeping a descriptor of each (found in
+/// /proc/self/fd: the public API hands its own over).
+fn sparse_sender(conn: &mut ShmConnection) {
+    let mut kept = Vec::new();
+    let send_sparse = |conn: &mut ShmConnection, kept: &mut Vec<std::fs::File>| {
+        let blob = BlobBuf::new(SPARSE_LEN).expect("blob");
+        let newest = std::fs::read_dir("/proc/self/fd")
+            .expect("fds")
+            .filter_map(|e| e.ok())
+            .filter(|e| {
+                std::fs::read_link(e.path())
+                    .is_ok_and(|l| l.to_string_lossy().contains("ipc-shm blob"))
+            })
+            .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+            .max()
+            .expect("the blob's descriptor");
+        kept.push(std::fs::File::open(format!("/proc/self/fd/{newest}")).expect("keep"));
+        conn.send_blob(blob)
+    };
+    for _ in 0..SPARSE_BLOBS {
+        send_sparse(conn, &mut kept).expect("send");
+    }
+    let _ = conn.recv();
+    let backed: u64 = kept
+        .iter()
+        .map(|f| {
+            use std::os::unix::fs::MetadataExt;
+            f.metadata().expect("stat").blocks() * 512
+        })
+        .sum();
+    conn.send(&backed.to_le_bytes()).expect("tell");
+    let _ = conn.recv();
+    while send_sparse(conn, &mut kept).is_ok() {}
+}
+
 fn agent(role: &str) {
     let address = std::env::var(ADDRESS)
         .expect("address")
@@ -480,6 +582,9 @@ fn agent(role: &str) {
         .with_recv_timeout(Some(Duration::from_secs(60)));
     let mut conn = Shm.connect(&address, &config).expect("connect");
     let _ = conn.recv();
+    if role == "sparse" {
+        return sparse_sender(&mut conn);
+    }
     conn.send(role.as_bytes()).expect("say");
     match role {
         "blobs" => loop {
