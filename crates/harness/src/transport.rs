@@ -395,6 +395,7 @@ impl AnyListener {
                 AnyListener::Zenoh(ZenohListener::bind(
                     &Address::Zenoh {
                         name,
+                        key: None,
                         endpoints: vec![format!("tcp/{host}:0")],
                     },
                     &config,

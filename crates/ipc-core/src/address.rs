@@ -18,11 +18,15 @@ pub const ADDRESS_ENV: &str = "IPC_ADDRESS";
 /// | `uds:/run/agent.sock` | a Unix domain socket at that absolute or relative path |
 /// | `shm:agent-7` | a shared-memory segment of that name |
 /// | `zenoh:hub@tcp/10.0.0.5:7447` | a hub named `hub` on a zenoh network, reached at those endpoints |
+/// | `zenoh:hub:KEY@tcp/10.0.0.5:7447` | the same hub, with the key that admits its agents |
 ///
 /// A zenoh address names the hub (a key-expression chunk: letters, digits,
-/// `-`, `_`, `.`) and, after `@`, the zenoh endpoints to listen on or
-/// connect to, separated by commas. Without endpoints (`zenoh:hub`) the
-/// transport takes them from its environment (see `ipc-zenoh`).
+/// `-`, `_`, `.`), then optionally `:KEY`, the hub's key (letters, digits,
+/// `-`, `_`; see `ipc-zenoh`: a listener makes one and reports it in its
+/// address, which is what agents are given), and, after `@`, the zenoh
+/// endpoints to listen on or connect to, separated by commas. Without
+/// endpoints (`zenoh:hub`) the transport takes them from its environment.
+/// An address with a key is a secret, as the key is.
 ///
 /// ```
 /// use ipc_core::Address;
@@ -45,6 +49,9 @@ pub enum Address {
     Zenoh {
         /// The hub's name: the key-expression chunk its connections live under.
         name: String,
+        /// The key that admits agents to the hub (`None`: the address
+        /// names none).
+        key: Option<String>,
         /// Zenoh endpoints (`tcp/HOST:PORT`, `tls/HOST:PORT`, ...); empty
         /// when the address names none.
         endpoints: Vec<String>,
@@ -57,6 +64,9 @@ pub const MAX_SHM_NAME: usize = 90;
 
 /// Longest zenoh hub name accepted.
 pub const MAX_ZENOH_NAME: usize = 64;
+
+/// Longest zenoh hub key accepted.
+pub const MAX_ZENOH_KEY: usize = 128;
 
 /// Why an address string does not parse.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -137,6 +147,24 @@ fn parse_zenoh(rest: &str) -> Result<Address, &'static str> {
         Some((name, list)) => (name, Some(list)),
         None => (rest, None),
     };
+    let (name, key) = match name.split_once(':') {
+        Some((name, key)) => (name, Some(key)),
+        None => (name, None),
+    };
+    if let Some(key) = key {
+        if key.is_empty() {
+            return Err("empty key after `:`");
+        }
+        if key.len() > MAX_ZENOH_KEY {
+            return Err("key is too long");
+        }
+        if !key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'))
+        {
+            return Err("key may hold only ASCII letters, digits, `-` and `_`");
+        }
+    }
     if name.is_empty() {
         return Err("empty hub name");
     }
@@ -171,6 +199,7 @@ fn parse_zenoh(rest: &str) -> Result<Address, &'static str> {
     };
     Ok(Address::Zenoh {
         name: name.to_owned(),
+        key: key.map(str::to_owned),
         endpoints,
     })
 }
@@ -185,8 +214,20 @@ impl fmt::Display for Address {
             Address::Stdio => f.write_str("pipe:stdio"),
             Address::Uds(path) => write!(f, "uds:{}", path.display()),
             Address::Shm(name) => write!(f, "shm:{name}"),
-            Address::Zenoh { name, endpoints } if endpoints.is_empty() => write!(f, "zenoh:{name}"),
-            Address::Zenoh { name, endpoints } => write!(f, "zenoh:{name}@{}", endpoints.join(",")),
+            Address::Zenoh {
+                name,
+                key,
+                endpoints,
+            } => {
+                write!(f, "zenoh:{name}")?;
+                if let Some(key) = key {
+                    write!(f, ":{key}")?;
+                }
+                if !endpoints.is_empty() {
+                    write!(f, "@{}", endpoints.join(","))?;
+                }
+                Ok(())
+            }
         }
     }
 }
@@ -205,6 +246,8 @@ mod tests {
             "zenoh:hub",
             "zenoh:hub@tcp/127.0.0.1:7447",
             "zenoh:hub.v2@tcp/[::1]:7447,tls/example.org:7448",
+            "zenoh:hub:3f9a-x_Z@tcp/127.0.0.1:7447",
+            "zenoh:hub:k1",
         ] {
             let a: Address = s.parse().unwrap();
             assert_eq!(a.to_string(), s);
@@ -232,6 +275,9 @@ mod tests {
             ("zenoh:hub@tcp/", "PROTOCOL/ADDRESS"),
             ("zenoh:hub@tcp/1.2.3.4:5,", "PROTOCOL/ADDRESS"),
             ("zenoh:hub@tcp/a b:5", "space"),
+            ("zenoh:hub:@tcp/1.2.3.4:5", "empty key"),
+            ("zenoh:hub:a.b@tcp/1.2.3.4:5", "key may hold"),
+            ("zenoh::k@tcp/1.2.3.4:5", "empty hub name"),
         ];
         for (input, expected) in cases {
             let err = input.parse::<Address>().unwrap_err().to_string();

@@ -10,6 +10,10 @@ pub struct PeerCredentials {
     pub pid: Option<u32>,
     /// The peer's user id.
     pub uid: Option<u32>,
+    /// The peer proved it holds the listener's key (over zenoh, where no
+    /// operating system vouches for the process: see
+    /// [`NetworkAccess`](crate::NetworkAccess)).
+    pub holds_key: bool,
 }
 
 impl PeerCredentials {
@@ -18,6 +22,7 @@ impl PeerCredentials {
         PeerCredentials {
             pid: Some(pid),
             uid: Some(uid),
+            holds_key: false,
         }
     }
 
@@ -55,6 +60,7 @@ impl PeerCredentials {
         Ok(PeerCredentials {
             pid: u32::try_from(cred.pid).ok().filter(|&pid| pid != 0),
             uid: Some(cred.uid),
+            holds_key: false,
         })
     }
 }
@@ -66,8 +72,12 @@ impl std::fmt::Display for PeerCredentials {
             None => write!(f, "pid ?")?,
         }
         match self.uid {
-            Some(uid) => write!(f, ", uid {uid}"),
-            None => write!(f, ", uid ?"),
+            Some(uid) => write!(f, ", uid {uid}")?,
+            None => write!(f, ", uid ?")?,
         }
+        if self.holds_key {
+            write!(f, ", holds the key")?;
+        }
+        Ok(())
     }
 }

@@ -52,6 +52,7 @@ pub async fn spawn_async(
     let peer = PeerCredentials {
         pid: child.id(),
         uid: Some(rustix::process::getuid().as_raw()),
+        holds_key: false,
     };
     Ok(AsyncAgentProcess {
         conn: Some(
@@ -242,6 +243,7 @@ pub fn connect_stdio_async(config: &Config) -> Result<AsyncStdioConnection, Conn
     let peer = PeerCredentials {
         pid: parent,
         uid: Some(rustix::process::getuid().as_raw()),
+        holds_key: false,
     };
     Ok(AsyncFramedStream::new(receiver, sender, config.clone(), CAPABILITIES).with_peer(peer))
 }

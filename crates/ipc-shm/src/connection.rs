@@ -508,6 +508,7 @@ impl ShmConnection {
         PeerCredentials {
             pid: Some(id.pid),
             uid: id.uid(),
+            holds_key: false,
         }
     }
 

@@ -47,17 +47,25 @@ async fn hub() -> Result<(), Box<dyn Error + Send + Sync>> {
     }
     let address = Address::Zenoh {
         name: "example".into(),
+        key: None,
         endpoints,
     };
+    // The hub makes a key; the address it reports carries it.
     let listener = AsyncZenohListener::bind(&address, &Config::default())?;
-    let Address::Zenoh { name, endpoints } = listener.address().clone() else {
+    let Address::Zenoh {
+        name,
+        key,
+        endpoints,
+    } = listener.address().clone()
+    else {
         unreachable!()
     };
-    println!("hub listening at {}", listener.address());
+    println!("hub `{name}` listening at {}", endpoints.join(","));
     let mut hub = Hub::new(HubConfig::default())?;
     hub.listen(listener)?;
 
-    // Each agent gets one string: the hub's name and the endpoint it can reach.
+    // Each agent gets one string: the hub's name and key, and the endpoint
+    // it can reach.
     let exe = std::env::current_exe()?;
     let mut agents = Vec::new();
     for (i, endpoint) in endpoints.iter().enumerate() {
@@ -67,6 +75,7 @@ async fn hub() -> Result<(), Box<dyn Error + Send + Sync>> {
         };
         let reach = Address::Zenoh {
             name: name.clone(),
+            key: key.clone(),
             endpoints: vec![endpoint.clone()],
         };
         cmd.arg("agent").env(ADDRESS_ENV, reach.to_string());
@@ -79,6 +88,7 @@ async fn hub() -> Result<(), Box<dyn Error + Send + Sync>> {
     if namespace.is_none() {
         let reach = Address::Zenoh {
             name: name.clone(),
+            key: key.clone(),
             endpoints: vec![endpoints[0].clone()],
         };
         let mut cmd = tokio::process::Command::new(&exe);

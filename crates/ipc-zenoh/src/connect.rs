@@ -16,17 +16,23 @@ use crate::wire;
 /// Connects to the hub at `address` (blocking; call outside any async
 /// runtime).
 pub fn connect(address: &Address, config: &Config) -> Result<Core, ConnectError> {
-    let (name, from_address) = endpoints::parse(address)?;
+    let named = endpoints::parse(address)?;
+    let name = named.name;
     let own = endpoints::terms(config)?;
     let endpoints = endpoints::resolve(
         Role::Connect,
-        endpoints::choose(Role::Connect, from_address)?,
+        endpoints::choose(Role::Connect, named.endpoints)?,
     )?;
     let deadline = deadline(config.connect_timeout);
-    let z = endpoints::session_config(Role::Connect, &endpoints, config)?;
-    let session = zenoh::open(z).wait().map_err(|e| {
+    let z = endpoints::session_config(Role::Connect, &endpoints, config, named.key.as_deref())?;
+    let session = zenoh::open(z.zenoh).wait().map_err(|e| {
+        let hint = if named.key.is_some() {
+            "or the key in the address is not the hub's"
+        } else {
+            "or the hub wants a key: use the address it reports (zenoh:NAME:KEY@...)"
+        };
         ConnectError::NotFound(format!(
-            "no zenoh peer reachable at {}: {e}",
+            "no zenoh peer reachable at {} ({hint}): {e}",
             endpoints.join(",")
         ))
     })?;

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use ipc_core::{
     Address, AsyncConnection, AsyncConnector, AsyncFrameReceiver, AsyncFrameSender, AsyncListener,
     AsyncSplit, Backpressure, Capabilities, Config, ConnectError, Connection, Connector,
-    FrameReceiver, FrameSender, Listener, RecvError, SendError,
+    FrameReceiver, FrameSender, Listener, PeerCredentials, RecvError, SendError,
 };
 
 use crate::CAPABILITIES;
@@ -76,6 +76,12 @@ pub struct ZenohConnection {
 impl ZenohConnection {
     fn new(core: Core) -> Self {
         ZenohConnection { core }
+    }
+
+    /// Whether the peer proved it holds the hub's key (on the hub's side,
+    /// with [`NetworkAccess::Keyed`](ipc_core::NetworkAccess)).
+    pub fn holds_key(&self) -> bool {
+        self.core.holds_key
     }
 
     /// The process id the peer reported in the handshake: a process on
@@ -184,6 +190,15 @@ impl AsyncFrameReceiver for AsyncZenohConnection {
 impl AsyncConnection for AsyncZenohConnection {
     fn capabilities(&self) -> Capabilities {
         CAPABILITIES
+    }
+
+    /// No process is known over a network; whether the peer proved it
+    /// holds the hub's key is (on the hub's side).
+    fn peer_credentials(&self) -> PeerCredentials {
+        PeerCredentials {
+            holds_key: self.core.holds_key,
+            ..PeerCredentials::default()
+        }
     }
 }
 

@@ -136,6 +136,8 @@ pub struct Core {
     _token: LivelinessToken,
     session: Arc<SessionGuard>,
     pub config: Config,
+    /// The peer proved it holds the hub's key (set on the hub's side).
+    pub holds_key: bool,
     /// Run when the connection is gone (the hub frees its id).
     released: Option<Box<dyn FnOnce() + Send + Sync>>,
 }
@@ -211,6 +213,7 @@ impl Core {
             _token: token,
             session,
             config,
+            holds_key: false,
             released: None,
         })
     }

@@ -34,6 +34,17 @@ pub const DEFAULT_WINDOW: usize = 4 << 20;
 /// this long.
 pub const LEASE: Duration = Duration::from_secs(3);
 
+/// How long the hub's zenoh waits for a new TCP link to complete zenoh's
+/// own handshake (without [`CONFIG_ENV`]): a silent connection holds a
+/// slot this long.
+pub const ACCEPT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Links the hub's zenoh handshakes at once (without [`CONFIG_ENV`]);
+/// beyond it zenoh closes new links at once. Zenoh's default, 100, let one
+/// process holding 1 000 silent connections keep every agent out; a
+/// pending link costs a socket and a small task.
+pub const ACCEPT_PENDING: usize = 8192;
+
 /// Largest frame the transport carries: zenoh's own default limit for one
 /// reassembled message (1 GiB), less the frame header.
 pub const MAX_FRAME: usize = (1 << 30) - DATA_HEADER;
@@ -58,10 +69,25 @@ pub enum Role {
     Connect,
 }
 
-/// The hub name and endpoints of an address.
-pub fn parse(address: &Address) -> Result<(String, Vec<String>), ConnectError> {
+/// What an address names: the hub, its key, its endpoints.
+pub struct Named {
+    pub name: String,
+    pub key: Option<String>,
+    pub endpoints: Vec<String>,
+}
+
+/// The hub name, key and endpoints of an address.
+pub fn parse(address: &Address) -> Result<Named, ConnectError> {
     match address {
-        Address::Zenoh { name, endpoints } => Ok((name.clone(), endpoints.clone())),
+        Address::Zenoh {
+            name,
+            key,
+            endpoints,
+        } => Ok(Named {
+            name: name.clone(),
+            key: key.clone(),
+            endpoints: endpoints.clone(),
+        }),
         other => Err(ConnectError::WrongTransport {
             address: other.to_string(),
             expected: "zenoh",
@@ -79,7 +105,7 @@ pub fn choose(role: Role, from_address: Vec<String>) -> Result<Vec<String>, Conn
         let parsed: Address = format!("zenoh:x@{list}")
             .parse()
             .map_err(|_| bad_endpoint(&list, "IPC_ZENOH_ENDPOINTS is malformed"))?;
-        return parse(&parsed).map(|(_, endpoints)| endpoints);
+        return parse(&parsed).map(|named| named.endpoints);
     }
     match role {
         Role::Listen => Ok(vec![DEFAULT_LISTEN.to_owned()]),
@@ -164,7 +190,34 @@ pub fn terms(config: &Config) -> Result<Terms, ConnectError> {
     })
 }
 
+/// The user name agents authenticate as; the hub's key is the password.
+const KEY_USER: &str = "ipc-agent";
+
+/// A fresh random key: 128 bits from the operating system, in hex.
+pub fn new_key() -> Result<String, ConnectError> {
+    let mut bytes = [0u8; 16];
+    let mut filled = 0;
+    while filled < bytes.len() {
+        filled +=
+            rustix::rand::getrandom(&mut bytes[filled..], rustix::rand::GetRandomFlags::empty())
+                .map_err(|e| ConnectError::Io(e.into()))?;
+    }
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// A session's configuration and what must stay open while it opens.
+pub struct SessionConfig {
+    pub zenoh: zenoh::Config,
+    /// The hub's user/password dictionary (a memory file zenoh reads by
+    /// its /proc path while the session opens; no file on disk).
+    pub _dictionary: Option<std::os::fd::OwnedFd>,
+}
+
 /// The zenoh configuration of a session.
+///
+/// With a `key`: zenoh's user/password authentication, the hub checking
+/// that the agent knows the key (a challenge with a nonce: the key never
+/// crosses the link), the agent proving it.
 ///
 /// Without [`CONFIG_ENV`]: zenoh's defaults, then mode `peer` (listening)
 /// or `client` (connecting), exactly the given endpoints (nothing else
@@ -176,7 +229,8 @@ pub fn session_config(
     role: Role,
     endpoints: &[String],
     config: &Config,
-) -> Result<zenoh::Config, ConnectError> {
+    key: Option<&str>,
+) -> Result<SessionConfig, ConnectError> {
     let file = std::env::var_os(CONFIG_ENV);
     let mut z = match &file {
         Some(path) => zenoh::Config::from_file(path).map_err(|e| {
@@ -214,18 +268,51 @@ pub fn session_config(
             ("transport/link/tx/lease", LEASE.as_millis().to_string()),
             ("transport/link/rx/max_message_size", rx_limit.to_string()),
             ("transport/unicast/open_timeout", open_ms.to_string()),
-            ("transport/unicast/accept_timeout", open_ms.to_string()),
+            (
+                "transport/unicast/accept_timeout",
+                ACCEPT_TIMEOUT.as_millis().to_string(),
+            ),
+            (
+                "transport/unicast/accept_pending",
+                ACCEPT_PENDING.to_string(),
+            ),
             ("adminspace/enabled", "false".to_owned()),
         ]);
     }
-    for (key, value) in set {
-        z.insert_json5(key, &value).map_err(|e| {
+    let mut dictionary = None;
+    match (role, key) {
+        (_, None) => {}
+        (Role::Listen, Some(key)) => {
+            let fd = rustix::fs::memfd_create("ipc-zenoh keys", rustix::fs::MemfdFlags::CLOEXEC)
+                .map_err(|e| ConnectError::Io(e.into()))?;
+            let line = format!("{KEY_USER}:{key}\n");
+            rustix::io::write(&fd, line.as_bytes()).map_err(|e| ConnectError::Io(e.into()))?;
+            let path = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd));
+            set.push(("transport/auth/usrpwd/dictionary_file", format!("{path:?}")));
+            dictionary = Some(fd);
+        }
+        (Role::Connect, Some(key)) => {
+            set.push(("transport/auth/usrpwd/user", format!("{KEY_USER:?}")));
+            set.push(("transport/auth/usrpwd/password", format!("{key:?}")));
+        }
+    }
+    for (name, value) in set {
+        z.insert_json5(name, &value).map_err(|e| {
+            // The key is a secret: never in an error.
+            let shown = if name.ends_with("password") {
+                "***"
+            } else {
+                value.as_str()
+            };
             ConnectError::Io(io::Error::other(format!(
-                "zenoh configuration {key}={value}: {e}"
+                "zenoh configuration {name}={shown}: {e}"
             )))
         })?;
     }
-    Ok(z)
+    Ok(SessionConfig {
+        zenoh: z,
+        _dictionary: dictionary,
+    })
 }
 
 fn serde_list(endpoints: &[String]) -> String {
@@ -272,8 +359,16 @@ mod tests {
             Role::Listen,
             &["tcp/127.0.0.1:7447".into()],
             &Config::default(),
+            Some("k3y"),
         )
         .unwrap();
+        let dictionary = z
+            .zenoh
+            .get_json("transport/auth/usrpwd/dictionary_file")
+            .unwrap();
+        let path: String = dictionary.trim_matches('"').to_owned();
+        assert_eq!(std::fs::read_to_string(path).unwrap(), "ipc-agent:k3y\n");
+        let z = z.zenoh;
         assert_eq!(z.get_json("mode").unwrap(), "\"peer\"");
         assert_eq!(
             z.get_json("listen/endpoints").unwrap(),
@@ -286,8 +381,21 @@ mod tests {
             Role::Connect,
             &["tcp/127.0.0.1:7447".into()],
             &Config::default(),
+            Some("k3y"),
         )
-        .unwrap();
+        .unwrap()
+        .zenoh;
         assert_eq!(agent.get_json("mode").unwrap(), "\"client\"");
+        assert_eq!(
+            agent.get_json("transport/auth/usrpwd/password").unwrap(),
+            "\"k3y\""
+        );
+        let open = session_config(Role::Connect, &[], &Config::default(), None).unwrap();
+        assert_eq!(
+            open.zenoh
+                .get_json("transport/auth/usrpwd/password")
+                .unwrap(),
+            "null"
+        );
     }
 }

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ipc_core::{Address, Config, ConnectError};
+use ipc_core::{Address, Config, ConnectError, NetworkAccess};
 use zenoh::Wait;
 use zenoh::query::{Query, Queryable};
 
@@ -36,6 +36,8 @@ struct Shared {
     own: Terms,
     config: Config,
     accepted: flume::Sender<Core>,
+    /// Every agent proved it holds the key (zenoh refused any other).
+    keyed: bool,
     running: AtomicUsize,
     /// Connection ids being handshaken or connected here: a second hello
     /// with one is refused (two connections must not share keys). An id
@@ -57,12 +59,28 @@ pub struct ListenerCore {
 impl ListenerCore {
     /// Opens the hub's session (blocking; call outside any async runtime).
     pub fn bind(address: &Address, config: &Config) -> Result<Self, ConnectError> {
-        let (name, from_address) = endpoints::parse(address)?;
+        let named = endpoints::parse(address)?;
+        let name = named.name;
         let own = endpoints::terms(config)?;
-        let endpoints =
-            endpoints::resolve(Role::Listen, endpoints::choose(Role::Listen, from_address)?)?;
-        let z = endpoints::session_config(Role::Listen, &endpoints, config)?;
-        let session = zenoh::open(z).wait().map_err(|e| {
+        let endpoints = endpoints::resolve(
+            Role::Listen,
+            endpoints::choose(Role::Listen, named.endpoints)?,
+        )?;
+        let key = match (named.key, config.network_access) {
+            (Some(key), _) => Some(key),
+            (None, NetworkAccess::Open) => {
+                tracing::warn!(
+                    "ipc-zenoh: hub `{name}` admits anyone who reaches {} \
+                     (NetworkAccess::Open)",
+                    endpoints.join(",")
+                );
+                None
+            }
+            (None, _) => Some(endpoints::new_key()?),
+        };
+        let z = endpoints::session_config(Role::Listen, &endpoints, config, key.as_deref())?;
+        // The dictionary is read while the session opens, then closed.
+        let session = zenoh::open(z.zenoh).wait().map_err(|e| {
             let text = e.to_string();
             let at = endpoints.join(",");
             if text.contains("in use") {
@@ -79,6 +97,7 @@ impl ListenerCore {
             own,
             config: config.clone(),
             accepted: tx,
+            keyed: key.is_some(),
             running: AtomicUsize::new(0),
             ids: Mutex::new(HashSet::new()),
         });
@@ -96,7 +115,11 @@ impl ListenerCore {
         Ok(ListenerCore {
             _queryable: queryable,
             accepted: rx,
-            address: Address::Zenoh { name, endpoints },
+            address: Address::Zenoh {
+                name,
+                key,
+                endpoints,
+            },
             _shared: shared,
         })
     }
@@ -158,6 +181,7 @@ fn admit(shared: &Arc<Shared>, query: &Query, peer: Terms, id: &str) -> Result<(
         shared.config.clone(),
     )
     .map_err(|e| e.to_string())?;
+    core.holds_key = shared.keyed;
     if !link.wait_peer_seen(Some(deadline)) {
         return Err("the agent's liveliness token never appeared".into());
     }

@@ -216,10 +216,15 @@ fn garbage_in_a_sample_is_corrupted() -> Result<(), Failed> {
         victim.send(b"before")?;
         ensure(&victim.recv()?[..] == b"before", || "echo".into())?;
 
-        let Address::Zenoh { name, endpoints } = listener.address().clone() else {
+        let Address::Zenoh {
+            name,
+            key,
+            endpoints,
+        } = listener.address().clone()
+        else {
             unreachable!()
         };
-        let session = raw_session(&endpoints)?;
+        let session = raw_session(&endpoints, key.as_deref())?;
         // Only the victim's connection id is needed; a wildcard finds it.
         let ids = connection_ids(&session, &name)?;
         let victim_id = ids
@@ -253,7 +258,9 @@ fn garbage_in_a_sample_is_corrupted() -> Result<(), Failed> {
     Ok(())
 }
 
-fn raw_session(endpoints: &[String]) -> Result<zenoh::Session, Failed> {
+/// A zenoh session of our own at `endpoints`: with the hub's `key`, a
+/// peer the hub admitted, free to misbehave.
+fn raw_session(endpoints: &[String], key: Option<&str>) -> Result<zenoh::Session, Failed> {
     let mut z = zenoh::Config::default();
     let list = format!(
         "[{}]",
@@ -263,12 +270,17 @@ fn raw_session(endpoints: &[String]) -> Result<zenoh::Session, Failed> {
             .collect::<Vec<_>>()
             .join(",")
     );
-    for (key, value) in [
+    let mut set = vec![
         ("mode", "\"client\"".to_owned()),
         ("connect/endpoints", list),
         ("scouting/multicast/enabled", "false".to_owned()),
-    ] {
-        z.insert_json5(key, &value).map_err(|e| e.to_string())?;
+    ];
+    if let Some(key) = key {
+        set.push(("transport/auth/usrpwd/user", "\"ipc-agent\"".to_owned()));
+        set.push(("transport/auth/usrpwd/password", format!("{key:?}")));
+    }
+    for (name, value) in set {
+        z.insert_json5(name, &value).map_err(|e| e.to_string())?;
     }
     Ok(zenoh::open(z).wait().map_err(|e| e.to_string())?)
 }
@@ -299,10 +311,15 @@ fn connection_ids(session: &zenoh::Session, name: &str) -> Result<HashSet<String
 /// (the hub keeps no id of a closed connection: bounded memory).
 fn bad_hellos_are_refused() -> Result<(), Failed> {
     let mut listener = hub()?;
-    let Address::Zenoh { name, endpoints } = listener.address().clone() else {
+    let Address::Zenoh {
+        name,
+        key,
+        endpoints,
+    } = listener.address().clone()
+    else {
         unreachable!()
     };
-    let session = raw_session(&endpoints)?;
+    let session = raw_session(&endpoints, key.as_deref())?;
     let ask = |hello: Vec<u8>| -> Result<String, Failed> {
         let replies = session
             .get(format!("ipc/{name}/connect"))
@@ -373,8 +390,12 @@ fn connect_errors_are_clear() -> Result<(), Failed> {
     let Address::Zenoh { endpoints, .. } = listener.address().clone() else {
         unreachable!()
     };
+    let Address::Zenoh { key, .. } = listener.address().clone() else {
+        unreachable!()
+    };
     let other_name = Address::Zenoh {
         name: "someone-else".into(),
+        key,
         endpoints,
     };
     let err = Zenoh

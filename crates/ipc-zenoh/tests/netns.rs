@@ -96,13 +96,19 @@ fn echo_across_a_veth_pair() -> Result<(), Failed> {
 fn loopback_hub_is_unreachable_from_another_namespace() -> Result<(), Failed> {
     let ns = Namespace::create("u")?;
     let listener = ZenohListener::bind(&"zenoh:private".parse()?, &config())?;
-    let Address::Zenoh { name, endpoints } = listener.address().clone() else {
+    let Address::Zenoh {
+        name,
+        key,
+        endpoints,
+    } = listener.address().clone()
+    else {
         unreachable!()
     };
     let port = endpoints[0].rsplit(':').next().unwrap_or("").to_owned();
     for host in ["127.0.0.1", ns.host_ip()] {
         let target = Address::Zenoh {
             name: name.clone(),
+            key: key.clone(),
             endpoints: vec![format!("tcp/{host}:{port}")],
         };
         let mut agent = agent(&ns, "expect-unreachable", &target)?;

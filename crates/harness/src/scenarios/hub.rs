@@ -167,6 +167,7 @@ fn fresh_address(transport: Transport) -> Address {
         Transport::Shm => Address::Shm(name),
         Transport::Zenoh => Address::Zenoh {
             name,
+            key: None,
             endpoints: vec!["tcp/127.0.0.1:0".into()],
         },
         Transport::Pipe => Address::Stdio,
