@@ -4,7 +4,7 @@ use std::io;
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ipc_core::stream::FramedStream;
 use ipc_core::{Address, Config, ConnectError, Listener};
@@ -203,7 +203,13 @@ pub struct UdsListener {
     address: Address,
     config: Config,
     _file: SocketFile,
+    /// How long the next accept that finds no descriptor free sleeps.
+    out_of_fds_pause: Duration,
 }
+
+/// The first and the longest pause of an accept at the descriptor limit.
+const FIRST_PAUSE: Duration = Duration::from_millis(10);
+const LONGEST_PAUSE: Duration = Duration::from_secs(1);
 
 impl UdsListener {
     /// Binds `path`; connections accepted use `config`.
@@ -221,6 +227,7 @@ impl UdsListener {
             address: Address::Uds(path.to_owned()),
             config: config.clone(),
             _file: file,
+            out_of_fds_pause: FIRST_PAUSE,
         })
     }
 
@@ -229,15 +236,31 @@ impl UdsListener {
         Self::bind(uds_path(address)?, config)
     }
 
-    fn accept_ready(&mut self) -> Result<UdsConnection, ConnectError> {
+    /// Accepts the connection waiting. Out of descriptors, it sleeps
+    /// before it reports `Io(EMFILE)` (10 ms, doubling to 1 s while the
+    /// condition lasts, at most until `deadline`): the socket stays
+    /// readable, and a caller that retries at once must not spin.
+    fn accept_ready(&mut self, deadline: Option<Instant>) -> Result<UdsConnection, ConnectError> {
         loop {
             match rustix::net::accept_with(&self.fd, SocketFlags::CLOEXEC) {
                 Ok(fd) => {
+                    self.out_of_fds_pause = FIRST_PAUSE;
                     let socket = UnixSocket::new(fd, &self.config)?;
                     return Ok(FramedStream::new(socket, self.config.clone(), CAPABILITIES));
                 }
                 // A peer that gave up before we accepted: wait for the next.
                 Err(rustix::io::Errno::INTR | rustix::io::Errno::CONNABORTED) => {}
+                Err(e @ (rustix::io::Errno::MFILE | rustix::io::Errno::NFILE)) => {
+                    let pause = match deadline {
+                        Some(d) => self
+                            .out_of_fds_pause
+                            .min(d.saturating_duration_since(Instant::now())),
+                        None => self.out_of_fds_pause,
+                    };
+                    std::thread::sleep(pause);
+                    self.out_of_fds_pause = (self.out_of_fds_pause * 2).min(LONGEST_PAUSE);
+                    return Err(ConnectError::Io(e.into()));
+                }
                 Err(e) => return Err(ConnectError::Io(e.into())),
             }
         }
@@ -248,10 +271,11 @@ impl Listener for UdsListener {
     type Connection = UdsConnection;
 
     fn accept(&mut self) -> Result<UdsConnection, ConnectError> {
-        self.accept_ready()
+        self.accept_ready(None)
     }
 
     fn accept_timeout(&mut self, timeout: Duration) -> Result<UdsConnection, ConnectError> {
+        let deadline = Instant::now().checked_add(timeout);
         let timeout = Timespec::try_from(timeout).map_err(|_| {
             ConnectError::InvalidConfig(ipc_core::ConfigError::OutOfRange {
                 field: "accept timeout",
@@ -262,7 +286,7 @@ impl Listener for UdsListener {
         loop {
             match rustix::event::poll(&mut fds, Some(&timeout)) {
                 Ok(0) => return Err(ConnectError::Timeout),
-                Ok(_) => return self.accept_ready(),
+                Ok(_) => return self.accept_ready(deadline),
                 Err(rustix::io::Errno::INTR) => {}
                 Err(e) => return Err(ConnectError::Io(e.into())),
             }

@@ -323,3 +323,69 @@ fn connect_to_a_full_listener_times_out() {
     }
     drop(queued);
 }
+
+/// A loop that retries `accept_timeout` at once while the process has no
+/// descriptor left sleeps instead of spinning: each failed accept pauses
+/// (10 ms, doubling to 1 s) before it reports `EMFILE`. Run in a child
+/// process, whose descriptor limit it lowers.
+#[test]
+fn accept_at_the_descriptor_limit_backs_off() {
+    const ROLE: &str = "IPC_UDS_TEST_EMFILE";
+    if std::env::var_os(ROLE).is_some() {
+        return emfile_child();
+    }
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "accept_at_the_descriptor_limit_backs_off",
+            "--exact",
+            "--nocapture",
+        ])
+        .env(ROLE, "1")
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("EMFILE seen"), "{said}");
+}
+
+fn emfile_child() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let p = path("emfile");
+    let mut listener = UdsListener::bind(&p, &config()).unwrap();
+    // A peer waiting in the queue, so the listener is readable throughout.
+    let _peer = StdStream::connect(&p).unwrap();
+    let schedstat = std::fs::File::open("/proc/thread-self/schedstat").unwrap();
+    // The limit bounds descriptor numbers: the lowest free one is the
+    // next a new descriptor would take.
+    let lowest_free = {
+        use std::os::fd::AsRawFd;
+        std::fs::File::open("/dev/null").unwrap().as_raw_fd() as u64
+    };
+    let mut limit = getrlimit(Resource::Nofile);
+    let saved = limit;
+    limit.current = Some(lowest_free);
+    setrlimit(Resource::Nofile, limit).unwrap();
+    // Time this thread ran on a CPU (the first field, in ns), read
+    // through a descriptor opened before the limit.
+    let cpu = |file: &std::fs::File| {
+        use std::os::unix::fs::FileExt;
+        let mut buf = [0u8; 128];
+        let n = file.read_at(&mut buf, 0).unwrap();
+        let text = std::str::from_utf8(&buf[..n]).unwrap();
+        Duration::from_nanos(text.split_whitespace().next().unwrap().parse().unwrap())
+    };
+    let (started, cpu_before) = (std::time::Instant::now(), cpu(&schedstat));
+    let mut emfile = 0;
+    while started.elapsed() < Duration::from_secs(1) {
+        match listener.accept_timeout(Duration::from_millis(200)) {
+            Err(ConnectError::Io(e)) if e.raw_os_error() == Some(24) => emfile += 1,
+            other => panic!("at the limit: {:?}", other.map(|_| ())),
+        }
+    }
+    let used = cpu(&schedstat) - cpu_before;
+    setrlimit(Resource::Nofile, saved).unwrap();
+    eprintln!("EMFILE seen {emfile} times in 1 s, {used:?} of CPU");
+    assert!(emfile > 0 && emfile < 50, "{emfile} failed accepts in 1 s");
+    assert!(used < Duration::from_millis(300), "{used:?} of CPU in 1 s");
+    drop(listener);
+}
