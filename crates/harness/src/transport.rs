@@ -478,7 +478,12 @@ pub fn connect_retrying(
 pub fn address_for(transport: Transport, name: &str) -> Result<String> {
     Ok(match transport {
         Transport::Shm => format!("shm:{name}"),
-        Transport::Zenoh => format!("zenoh:{name}@tcp/127.0.0.1:{}", fixed_port()?),
+        // The key too is fixed now: the listener binds with it.
+        Transport::Zenoh => format!(
+            "zenoh:{name}:{}@tcp/127.0.0.1:{}",
+            ipc_zenoh::new_key()?,
+            fixed_port()?
+        ),
         _ => format!(
             "uds:{}",
             std::env::temp_dir().join(format!("{name}.sock")).display()

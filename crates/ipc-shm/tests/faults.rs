@@ -193,9 +193,27 @@ fn killed_mid_receive(strategy: (&str, WaitStrategy)) -> CaseResult {
 }
 
 fn killed_while_parked(strategy: (&str, WaitStrategy)) -> CaseResult {
+    killed_while_parked_as("idle", strategy, "killed while the other side waits")
+}
+
+/// A peer that overwrites the words of the segment naming it (its pid
+/// and start time: now those of the listener, alive) and is then killed:
+/// nothing in the segment decides liveness (the doorbell ends the kernel
+/// closes, and the pidfd taken at the handshake, do), so its death is seen
+/// within the same bound. (With the old lifeline words, a forged word
+/// delayed it to the 1 s fallback.)
+fn forged_liveness_does_not_delay_death(strategy: (&str, WaitStrategy)) -> CaseResult {
+    killed_while_parked_as(
+        "forge-then-idle",
+        strategy,
+        "forged its liveness, killed while the other side waits",
+    )
+}
+
+fn killed_while_parked_as(role: &str, strategy: (&str, WaitStrategy), what: &str) -> CaseResult {
     let mut times = Vec::new();
     for _ in 0..KILL_RUNS {
-        let mut peer = PeerProcess::start("idle", strategy)?;
+        let mut peer = PeerProcess::start(role, strategy)?;
         let pid = peer.child.id() as i32;
         let killer = std::thread::spawn(move || {
             // Mid-way through a park slice, not on its boundary.
@@ -215,10 +233,7 @@ fn killed_while_parked(strategy: (&str, WaitStrategy)) -> CaseResult {
         })?;
         times.push(returned.saturating_duration_since(killed));
     }
-    check_death_times(
-        &format!("{}: killed while the other side waits", strategy.0),
-        times,
-    )
+    check_death_times(&format!("{}: {what}", strategy.0), times)
 }
 
 fn zero_copy_round_trip() -> CaseResult {
@@ -719,6 +734,22 @@ fn run_peer(role: &str) -> Result<(), Box<dyn std::error::Error>> {
         }
         ("sink", _) => while conn.recv().is_ok() {},
         ("idle", _) => leave(&mut conn)?,
+        ("forge-then-idle", _) => {
+            use std::os::unix::fs::FileExt;
+            // SegmentHeader: peer_pid at 40, the peer's start time at 48.
+            let parent = std::os::unix::process::parent_id();
+            let stat = std::fs::read_to_string(format!("/proc/{parent}/stat"))?;
+            let rest = &stat[stat.rfind(')').ok_or("stat")? + 1..];
+            let start: u64 = rest
+                .split_ascii_whitespace()
+                .nth(19)
+                .ok_or("stat")?
+                .parse()?;
+            let segment = conn.segment_file()?;
+            segment.write_at(&parent.to_le_bytes(), 40)?;
+            segment.write_at(&start.to_le_bytes(), 48)?;
+            leave(&mut conn)?;
+        }
         // Connected, never reads, never writes: until killed.
         ("stall", _) => std::thread::sleep(Duration::from_secs(120)),
         ("echo-in-place", _) => loop {
@@ -796,6 +827,10 @@ fn main() {
         trials.push(Trial::test(
             format!("{label}::killed_mid_receive"),
             move || killed_mid_receive(strategy),
+        ));
+        trials.push(Trial::test(
+            format!("{label}::forged_liveness_does_not_delay_death"),
+            move || forged_liveness_does_not_delay_death(strategy),
         ));
         trials.push(Trial::test(
             format!("{label}::killed_while_parked"),

@@ -344,6 +344,12 @@ fn accept_at_the_descriptor_limit_backs_off() {
         .output()
         .unwrap();
     let said = String::from_utf8_lossy(&out.stderr);
+    eprintln!(
+        "{}",
+        said.lines()
+            .find(|l| l.contains("EMFILE seen"))
+            .unwrap_or("")
+    );
     assert!(out.status.success(), "{said}");
     assert!(said.contains("EMFILE seen"), "{said}");
 }

@@ -193,7 +193,10 @@ pub fn terms(config: &Config) -> Result<Terms, ConnectError> {
 /// The user name agents authenticate as; the hub's key is the password.
 const KEY_USER: &str = "ipc-agent";
 
-/// A fresh random key: 128 bits from the operating system, in hex.
+/// A fresh random key for a hub (128 bits from the operating system, in
+/// hex), for an address fixed before its listener binds
+/// (`zenoh:NAME:KEY@...`); a listener whose address names no key makes
+/// its own.
 pub fn new_key() -> Result<String, ConnectError> {
     let mut bytes = [0u8; 16];
     let mut filled = 0;

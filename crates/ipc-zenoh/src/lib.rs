@@ -18,7 +18,8 @@ pub use crate::connection::{
 };
 pub use crate::core::CLOSE_LINGER;
 pub use crate::endpoints::{
-    CONFIG_ENV, DEFAULT_LISTEN, DEFAULT_WINDOW, ENDPOINTS_ENV, LEASE, MAX_FRAME,
+    ACCEPT_PENDING, ACCEPT_TIMEOUT, CONFIG_ENV, DEFAULT_LISTEN, DEFAULT_WINDOW, ENDPOINTS_ENV,
+    LEASE, MAX_FRAME, new_key,
 };
 pub use crate::listener::{HANDSHAKE_LIMIT, MAX_HANDSHAKES};
 
