@@ -22,9 +22,12 @@ pub const DEFAULT_FRAME_DEADLINE: Duration = Duration::from_secs(5);
 /// unless it is given another: 256 MiB.
 pub const DEFAULT_FRAME_BUDGET: usize = 256 << 20;
 
-/// Bytes every receiver reads in one go and holds uncharged: a frame
-/// below it costs the budget nothing.
+/// Bytes every receiver asks of the kernel in one go.
 pub(crate) const READ_CHUNK: usize = 64 * 1024;
+
+/// What a receiver's buffer may hold uncharged: a frame below
+/// [`READ_CHUNK`] never touches the shared count.
+const UNCHARGED: usize = 2 * READ_CHUNK;
 
 /// A read buffer grows to the length a header declares at once up to this
 /// size; beyond it, by at most three times what has arrived, so memory
@@ -156,7 +159,7 @@ impl Assembly {
             wanted.min(rbuf.len().saturating_mul(3).max(RESERVE_AT_ONCE))
         }
         .max(READ_CHUNK);
-        let need = (rbuf.len() + grow).saturating_sub(READ_CHUNK);
+        let need = (rbuf.len() + grow).saturating_sub(UNCHARGED);
         if need > self.held {
             if !self.budget.try_take(need - self.held) {
                 return false;
@@ -251,6 +254,9 @@ mod tests {
         let mut buf = BytesMut::new();
         assert!(a.reserve(&mut buf, 100));
         assert!(buf.capacity() >= READ_CHUNK);
+        // Part of a frame below a chunk is buffered: still nothing.
+        buf.resize(READ_CHUNK - 1, 0);
+        assert!(a.reserve(&mut buf, 1));
         assert_eq!(budget.in_use(), 0);
     }
 

@@ -214,6 +214,12 @@ fn killed_while_parked_as(role: &str, strategy: (&str, WaitStrategy), what: &str
     let mut times = Vec::new();
     for _ in 0..KILL_RUNS {
         let mut peer = PeerProcess::start(role, strategy)?;
+        if role == "forge-then-idle" {
+            // Once the handshake is done: forging earlier fails it.
+            peer.conn.send(b"forge")?;
+            let said = peer.conn.recv()?;
+            ensure(&said[..] == b"forged", || "the peer did not forge".into())?;
+        }
         let pid = peer.child.id() as i32;
         let killer = std::thread::spawn(move || {
             // Mid-way through a park slice, not on its boundary.
@@ -736,6 +742,7 @@ fn run_peer(role: &str) -> Result<(), Box<dyn std::error::Error>> {
         ("idle", _) => leave(&mut conn)?,
         ("forge-then-idle", _) => {
             use std::os::unix::fs::FileExt;
+            conn.recv()?;
             // SegmentHeader: peer_pid at 40, the peer's start time at 48.
             let parent = std::os::unix::process::parent_id();
             let stat = std::fs::read_to_string(format!("/proc/{parent}/stat"))?;
@@ -748,6 +755,7 @@ fn run_peer(role: &str) -> Result<(), Box<dyn std::error::Error>> {
             let segment = conn.segment_file()?;
             segment.write_at(&parent.to_le_bytes(), 40)?;
             segment.write_at(&start.to_le_bytes(), 48)?;
+            conn.send(b"forged")?;
             leave(&mut conn)?;
         }
         // Connected, never reads, never writes: until killed.

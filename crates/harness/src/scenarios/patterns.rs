@@ -374,12 +374,17 @@ pub struct MeshTask {
     pub rounds: u64,
     /// Name stem of the pair addresses.
     pub run: String,
+    /// The key of every pair's zenoh listener (made by the parent, so
+    /// both members of a pair know it).
+    #[serde(default)]
+    pub key: Option<String>,
 }
 
 /// The address of the link between members `low` and `high`, which both
 /// compute on their own: for zenoh, a port from the run's name and the
 /// pair (below the ephemeral range, one per pair of the run).
-fn pair_address(variant: &Variant, run: &str, low: usize, high: usize) -> Result<String> {
+fn pair_address(variant: &Variant, task: &MeshTask, low: usize, high: usize) -> Result<String> {
+    let run = &task.run;
     let name = format!("{run}-{low}-{high}");
     if variant.transport == Transport::Zenoh {
         let base = 20_000
@@ -388,7 +393,11 @@ fn pair_address(variant: &Variant, run: &str, low: usize, high: usize) -> Result
                 .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(b.into()))
                 % 8_000;
         let port = base as usize + low * 64 + high;
-        return Ok(format!("zenoh:{name}@tcp/127.0.0.1:{port}"));
+        let key = task
+            .key
+            .as_deref()
+            .map_or(String::new(), |k| format!(":{k}"));
+        return Ok(format!("zenoh:{name}{key}@tcp/127.0.0.1:{port}"));
     }
     address_for(variant.transport, &name)
 }
@@ -409,6 +418,10 @@ pub fn all_to_all(
         ));
     }
     let run = unique_name();
+    let key = match variant.transport {
+        Transport::Zenoh => Some(ipc_zenoh::new_key()?),
+        _ => None,
+    };
     let pairs = (agents * (agents - 1)) as u64;
     let rounds = (messages / pairs.max(1)).max(1);
     let mut members: Vec<Agent> = (0..agents)
@@ -420,6 +433,7 @@ pub fn all_to_all(
                     members: agents,
                     rounds,
                     run: run.clone(),
+                    key: key.clone(),
                 }),
                 variant,
             })
@@ -453,12 +467,12 @@ pub(crate) fn mesh_member(
     for other in task.index + 1..task.members {
         listeners.push(listen(
             variant,
-            &pair_address(variant, &task.run, task.index, other)?,
+            &pair_address(variant, task, task.index, other)?,
         )?);
     }
     let mut links = Vec::new();
     for other in 0..task.index {
-        let address = parse(&pair_address(variant, &task.run, other, task.index)?)?;
+        let address = parse(&pair_address(variant, task, other, task.index)?)?;
         links.push(connect_retrying(variant, &address, PATIENCE)?);
     }
     for listener in &mut listeners {
