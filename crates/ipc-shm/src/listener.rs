@@ -191,7 +191,7 @@ impl Rendezvous {
                     continue;
                 };
                 match self.advance(handshake) {
-                    Ok(Step::Done(conn)) => return Ok(conn),
+                    Ok(Step::Done(conn)) => return Ok(*conn),
                     Ok(Step::Sent(handshake)) => {
                         // Just taken out, so nothing is crowded out.
                         let pid = (handshake.pid != 0).then_some(handshake.pid);
@@ -272,7 +272,8 @@ impl Rendezvous {
                 )));
             }
         }
-        ShmConnection::new(segment, self.config.clone(), Some(h.sock), bells).map(Step::Done)
+        ShmConnection::new(segment, self.config.clone(), Some(h.sock), bells)
+            .map(|conn| Step::Done(Box::new(conn)))
     }
 }
 
@@ -280,7 +281,7 @@ impl Rendezvous {
 enum Step {
     /// The segment is sent; the agent's answer is awaited.
     Sent(Handshake),
-    Done(ShmConnection),
+    Done(Box<ShmConnection>),
 }
 
 /// The rendezvous, run by a helper thread: it completes handshakes as
