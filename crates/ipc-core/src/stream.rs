@@ -156,7 +156,7 @@ impl<S: RawStream> FramedStream<S> {
         self.assembly.check()?;
         loop {
             if let Some(frame) = self.decoder.next_frame(&mut self.rbuf, self.read_eof)? {
-                self.assembly.frame_done();
+                self.assembly.frame_done(&mut self.rbuf, frame.len());
                 return Ok(frame);
             }
             let wanted = self.decoder.bytes_wanted(&self.rbuf);

@@ -150,8 +150,8 @@ impl<R: AsyncRead + Unpin + Send> FrameReadHalf<R> {
     fn next_frame(&mut self) -> Result<Option<Bytes>, RecvError> {
         self.assembly.check()?;
         let frame = self.decoder.next_frame(&mut self.rbuf, self.read_eof)?;
-        if frame.is_some() {
-            self.assembly.frame_done();
+        if let Some(frame) = &frame {
+            self.assembly.frame_done(&mut self.rbuf, frame.len());
         }
         Ok(frame)
     }
