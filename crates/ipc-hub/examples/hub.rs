@@ -74,7 +74,7 @@ async fn hub(listen: Option<&str>) -> Result<(), Box<dyn Error>> {
             Err(other) => println!("{peer} failed: {other}"),
         }
     }
-    let closed = hub.shutdown(Duration::from_millis(500)).await;
+    let closed = hub.shutdown(Duration::from_millis(500)).await.closed;
     println!("shutdown: {closed} connected agents told and closed");
     Ok(())
 }

@@ -33,6 +33,26 @@ pub enum AgentEvent<C = Postcard> {
     Left(LeaveReason),
 }
 
+/// Calls [`Agent::serve`] runs at once.
+pub const SERVE_CONCURRENCY: usize = 64;
+
+/// Runs one call's work and answers it; true if the answer went out.
+async fn answer<C, A, Fut>(request: Request<C>, work: Result<Fut, String>) -> bool
+where
+    C: HubCodec,
+    A: Serialize,
+    Fut: std::future::Future<Output = Result<A, String>>,
+{
+    let sent = match work {
+        Ok(work) => match work.await {
+            Ok(value) => request.reply(&value).await,
+            Err(why) => request.fail(&why).await,
+        },
+        Err(why) => request.fail(&why).await,
+    };
+    sent.is_ok()
+}
+
 /// An agent's membership of a hub, over any connection.
 ///
 /// ```no_run
@@ -110,7 +130,7 @@ impl<C: HubCodec> Agent<C> {
         let (events_tx, events) = mpsc::channel(config.event_queue);
         // On this side the link's peer is the hub; events carry our id.
         let (link, reader) = Link::new(id, (read, write), receive_spins, &config, events_tx);
-        reader.start();
+        reader.keep_writing_after_goodbye().start();
         Ok(Agent {
             id,
             hub,
@@ -169,11 +189,8 @@ impl<C: HubCodec> Agent<C> {
 
     /// Answers the hub's calls with `handler` until the hub shuts down or
     /// the connection ends, then closes (waiting up to 1 s for the
-    /// goodbye to go out). Calls are answered one at a time, in order; a
-    /// request that does not decode as `Q` is failed with the reason, and
-    /// an `Err` from the handler fails the call with that text. One-way
-    /// messages are not for `serve` (use [`next`](Self::next)); they are
-    /// counted in the result, not answered.
+    /// goodbye to go out). Up to [`SERVE_CONCURRENCY`] calls run at once
+    /// (see [`serve_concurrently`](Self::serve_concurrently)).
     ///
     /// ```no_run
     /// # async fn run(agent: ipc_hub::Agent) {
@@ -183,32 +200,67 @@ impl<C: HubCodec> Agent<C> {
     /// println!("answered {} calls", served.answered);
     /// # }
     /// ```
-    pub async fn serve<Q, A, F, Fut>(mut self, mut handler: F) -> Served
+    pub async fn serve<Q, A, F, Fut>(self, handler: F) -> Served
     where
         Q: DeserializeOwned,
         A: Serialize,
         F: FnMut(Q) -> Fut,
         Fut: std::future::Future<Output = Result<A, String>>,
     {
+        self.serve_concurrently(SERVE_CONCURRENCY, handler).await
+    }
+
+    /// Answers the hub's calls with `handler`, up to `limit` at once (a
+    /// slow call holds up no other; beyond `limit`, calls wait in the
+    /// connection), until the hub shuts down or the connection ends. A
+    /// request that does not decode as `Q` is failed with the reason, and
+    /// an `Err` from the handler fails the call with that text. The hub's
+    /// goodbye is seen while calls run: calls under way are finished and
+    /// answered, later ones failed ("the agent is closing"), then the
+    /// agent closes (waiting up to 1 s for its goodbye to go out). The
+    /// calls run on this task (no `Send` or `'static` needed of them).
+    /// One-way messages are not for `serve` (use [`next`](Self::next));
+    /// they are counted in the result, not answered.
+    pub async fn serve_concurrently<Q, A, F, Fut>(mut self, limit: usize, mut handler: F) -> Served
+    where
+        Q: DeserializeOwned,
+        A: Serialize,
+        F: FnMut(Q) -> Fut,
+        Fut: std::future::Future<Output = Result<A, String>>,
+    {
+        use futures_util::StreamExt;
+        let limit = limit.max(1);
         let mut served = Served::default();
-        while let Some(event) = self.next().await {
-            match event {
-                AgentEvent::Call(request) => {
-                    let answered = match request.decode::<Q>() {
-                        Ok(call) => match handler(call).await {
-                            Ok(answer) => request.reply(&answer).await,
-                            Err(why) => request.fail(&why).await,
-                        },
-                        Err(e) => request.fail(&format!("undecodable request: {e}")).await,
-                    };
-                    served.answered += u64::from(answered.is_ok());
+        let mut running = futures_util::stream::FuturesUnordered::new();
+        let mut closing = false;
+        loop {
+            if closing && running.is_empty() {
+                break;
+            }
+            let room = running.len() < limit;
+            tokio::select! {
+                Some(answered) = running.next(), if !running.is_empty() => {
+                    served.answered += u64::from(answered);
                 }
-                AgentEvent::Message(_) => served.messages_ignored += 1,
-                AgentEvent::Shutdown(_) => break,
-                AgentEvent::Left(reason) => {
-                    served.left = Some(reason);
-                    break;
-                }
+                event = self.next(), if room || closing => match event {
+                    None => break,
+                    Some(AgentEvent::Call(request)) if closing => {
+                        let _ = request.fail("the agent is closing").await;
+                    }
+                    Some(AgentEvent::Call(request)) => {
+                        let work = request
+                            .decode::<Q>()
+                            .map(&mut handler)
+                            .map_err(|e| format!("undecodable request: {e}"));
+                        running.push(answer(request, work));
+                    }
+                    Some(AgentEvent::Message(_)) => served.messages_ignored += 1,
+                    Some(AgentEvent::Shutdown(_)) => closing = true,
+                    Some(AgentEvent::Left(reason)) => {
+                        served.left = Some(reason);
+                        break;
+                    }
+                },
             }
         }
         self.close("done", Duration::from_secs(1)).await;
@@ -265,7 +317,7 @@ impl<C: HubCodec> Agent<C> {
         // Our reader must not wait for room to report the end.
         self.events.close();
         // Everything queued before (messages, replies, logs) goes first.
-        if self.link.say_goodbye_by(reason, deadline).await {
+        if self.link.say_goodbye_by(reason, true, deadline).await {
             self.link.ended_by(deadline).await;
         }
         self.link.abort();

@@ -214,50 +214,58 @@ impl<C: HubCodec> Hub<C> {
             let Some(inbound) = self.events.recv().await else {
                 continue;
             };
-            let shared = &self.handle.shared;
-            return match inbound {
-                Inbound::Joined(info) => HubEvent::Joined(info),
-                Inbound::Rejected(from, error) => HubEvent::Rejected { from, error },
-                Inbound::AcceptFailed(error) => HubEvent::AcceptFailed(error),
-                // Taking an event frees its share of the peer's backlog.
-                Inbound::Message(peer, body, held) => {
-                    drop(held);
-                    HubEvent::Message {
-                        peer,
-                        payload: Payload::new(body),
-                    }
-                }
-                Inbound::Call(peer, id, body, link, held) => {
-                    drop(held);
-                    HubEvent::Call(Request::new(peer, id, body, link))
-                }
-                Inbound::Log(peer, record, held) => {
-                    drop(held);
-                    HubEvent::Log { peer, record }
-                }
-                // The peer is leaving; its `Left` follows when it closes.
-                Inbound::Bye(..) => continue,
-                Inbound::Left(peer, reason) => {
-                    let Some(gone) = lock(&shared.peers).remove(&peer) else {
-                        continue;
-                    };
-                    HubEvent::Left {
-                        peer: gone.info,
-                        reason,
-                    }
-                }
-            };
+            if let Some(event) = self.event_of(inbound) {
+                return event;
+            }
         }
     }
 
-    /// Says goodbye to every peer still connected, waits up to `grace`
-    /// for their queues to drain and their connections to close, then
-    /// closes whatever is left. Returns how many closed within `grace`.
-    pub async fn shutdown(mut self, grace: Duration) -> usize {
-        // No one reads events any more: let readers finish without waiting
-        // for room.
-        self.events.close();
+    /// The event an inbound item is, if it is one for the user.
+    fn event_of(&mut self, inbound: Inbound) -> Option<HubEvent<C>> {
         let shared = &self.handle.shared;
+        Some(match inbound {
+            Inbound::Joined(info) => HubEvent::Joined(info),
+            Inbound::Rejected(from, error) => HubEvent::Rejected { from, error },
+            Inbound::AcceptFailed(error) => HubEvent::AcceptFailed(error),
+            // Taking an event frees its share of the peer's backlog.
+            Inbound::Message(peer, body, held) => {
+                drop(held);
+                HubEvent::Message {
+                    peer,
+                    payload: Payload::new(body),
+                }
+            }
+            Inbound::Call(peer, id, body, link, held) => {
+                drop(held);
+                HubEvent::Call(Request::new(peer, id, body, link))
+            }
+            Inbound::Log(peer, record, held) => {
+                drop(held);
+                HubEvent::Log { peer, record }
+            }
+            // The peer is leaving; its `Left` follows when it closes.
+            Inbound::Bye(..) => return None,
+            Inbound::Left(peer, reason) => {
+                let gone = lock(&shared.peers).remove(&peer)?;
+                HubEvent::Left {
+                    peer: gone.info,
+                    reason,
+                }
+            }
+        })
+    }
+
+    /// Says goodbye to every peer still connected, gives each
+    /// [`LAST_WORDS`] to close by itself, then closes the hub's side of
+    /// those still there, waits up to `grace` in all for their
+    /// connections to close, and closes whatever is left. Meanwhile it keeps reading: what peers
+    /// sent while closing (their last logs, messages, calls, which can no
+    /// longer be answered) comes back in [`Closed::events`], in order,
+    /// each peer's ending with its `Left` (a peer cut off at the deadline
+    /// as [`LeaveReason::Removed`]), after the events not yet read before
+    /// the call.
+    pub async fn shutdown(mut self, grace: Duration) -> Closed<C> {
+        let shared = Arc::clone(&self.handle.shared);
         shared.closing.store(true, Ordering::Release);
         for task in lock(&shared.background).drain(..) {
             task.abort();
@@ -267,21 +275,93 @@ impl<C: HubCodec> Hub<C> {
             .filter(|p| p.link.left().is_none())
             .map(|p| Arc::clone(&p.link))
             .collect();
+        let mut events: Vec<HubEvent<C>> = self.backlog.drain(..).collect();
         // All at once: a hung peer whose queue is full holds up no one.
         let deadline = Instant::now() + grace;
-        let goodbyes = links
-            .iter()
-            .map(|link| link.say_goodbye_by("the hub is shutting down", deadline));
-        futures_util::future::join_all(goodbyes).await;
-        // Dropping the hub afterwards stops whatever is still running.
-        let ends = links.iter().map(|link| link.ended_by(deadline));
-        futures_util::future::join_all(ends)
-            .await
-            .into_iter()
-            .filter(|ended| *ended)
-            .count()
+        let closing = async {
+            let goodbyes = links
+                .iter()
+                .map(|link| link.say_goodbye_by("the hub is shutting down", false, deadline));
+            futures_util::future::join_all(goodbyes).await;
+            // Each peer has a moment to say its last words and close; then
+            // the hub closes its side to those still there (a peer that
+            // reads until the end of the stream, not for the goodbye).
+            let linger = (Instant::now() + LAST_WORDS).min(deadline);
+            futures_util::future::join_all(links.iter().map(|link| link.ended_by(linger))).await;
+            futures_util::future::join_all(links.iter().map(|link| link.close_by(deadline))).await;
+            futures_util::future::join_all(links.iter().map(|link| link.ended_by(deadline))).await
+        };
+        tokio::pin!(closing);
+        let limit = shared.config.event_queue.saturating_mul(SHUTDOWN_EVENTS);
+        let keep = |events: &mut Vec<HubEvent<C>>, event| {
+            if events.len() < limit {
+                events.push(event);
+            } else {
+                shared.unreported.fetch_add(1, Ordering::Relaxed);
+            }
+        };
+        // Read while the peers close, so none waits for room to say its
+        // last words.
+        let ended = loop {
+            tokio::select! {
+                ended = &mut closing => break ended,
+                event = self.next_new() => keep(&mut events, event),
+            }
+        };
+        // What came before each link ended is queued by now.
+        while let Some(event) = self.try_next_new() {
+            keep(&mut events, event);
+        }
+        // Peers still there at the deadline are cut off.
+        for (link, _) in links.iter().zip(&ended).filter(|(_, ended)| !**ended) {
+            link.abort();
+            if let Some(gone) = lock(&shared.peers).remove(&link.peer) {
+                keep(
+                    &mut events,
+                    HubEvent::Left {
+                        peer: gone.info,
+                        reason: LeaveReason::Removed,
+                    },
+                );
+            }
+        }
+        Closed {
+            closed: ended.iter().filter(|ended| **ended).count(),
+            events,
+        }
+    }
+
+    /// The next event already queued, without waiting.
+    fn try_next_new(&mut self) -> Option<HubEvent<C>> {
+        loop {
+            let inbound = self.events.try_recv().ok()?;
+            if let Some(event) = self.event_of(inbound) {
+                return Some(event);
+            }
+        }
     }
 }
+
+/// What [`Hub::shutdown`] did.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Closed<C = Postcard> {
+    /// Peers whose connections closed within the grace.
+    pub closed: usize,
+    /// What came from the peers after the last event read before the
+    /// shutdown, in order; every peer's ends with its `Left`. At most
+    /// [`SHUTDOWN_EVENTS`] times [`HubConfig::event_queue`]; more are
+    /// counted in [`HubHandle::unreported_notices`].
+    pub events: Vec<HubEvent<C>>,
+}
+
+/// How long [`Hub::shutdown`] waits after its goodbye for peers to close
+/// by themselves before it closes its side of their connections (within
+/// the grace).
+pub const LAST_WORDS: Duration = Duration::from_secs(1);
+
+/// How many event queues' worth of events a shutdown keeps.
+pub const SHUTDOWN_EVENTS: usize = 16;
 
 impl<C> Drop for Hub<C> {
     fn drop(&mut self) {

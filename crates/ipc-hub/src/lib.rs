@@ -12,10 +12,12 @@ mod wire;
 
 use std::fmt;
 
-pub use agent::{Agent, AgentEvent, LogSink, Served};
+pub use agent::{Agent, AgentEvent, LogSink, SERVE_CONCURRENCY, Served};
 pub use config::{HubConfig, HubConfigError, MAX_BACKLOG, MAX_COUNT};
 pub use error::{AdmitError, CallError, JoinError, LeaveReason, SendToError};
-pub use hub::{Broadcast, Hub, HubEvent, HubHandle, PeersMissing};
+pub use hub::{
+    Broadcast, Closed, Hub, HubEvent, HubHandle, LAST_WORDS, PeersMissing, SHUTDOWN_EVENTS,
+};
 pub use ipc_core::PeerCredentials;
 pub use message::{HubCodec, Payload, Request};
 pub use wire::{MAX_NAME_LEN, WireError};

@@ -99,6 +99,10 @@ type Waiting = oneshot::Sender<Result<Bytes, CallError>>;
 struct Calls {
     waiting: HashMap<u64, Waiting>,
     left: Option<LeaveReason>,
+    /// The peer said goodbye and closed its side: no reply can come, but
+    /// this side may still send until its owner closes (see
+    /// [`Reader::keep_writing_after_goodbye`]).
+    replies_ended: Option<LeaveReason>,
 }
 
 #[derive(Debug)]
@@ -130,6 +134,8 @@ pub(crate) struct Reader<R> {
     /// The peer's share of the owner's queue, in bytes.
     budget: Arc<tokio::sync::Semaphore>,
     budget_bytes: usize,
+    /// See [`Reader::keep_writing_after_goodbye`].
+    half_close: bool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -194,6 +200,7 @@ impl Link {
             inbound,
             budget: Arc::new(tokio::sync::Semaphore::new(config.peer_backlog_bytes)),
             budget_bytes: config.peer_backlog_bytes,
+            half_close: false,
         };
         (link, reader)
     }
@@ -219,6 +226,20 @@ impl Link {
         }
         self.stop.send_replace(true);
         reason
+    }
+
+    /// The peer closed after its goodbye: calls waiting for replies fail,
+    /// new ones are refused, but the writer goes on until the owner
+    /// closes or drops the link.
+    fn end_replies(&self, reason: LeaveReason) {
+        let waiting = {
+            let mut calls = lock(&self.calls);
+            calls.replies_ended = Some(reason.clone());
+            std::mem::take(&mut calls.waiting)
+        };
+        for (_, call) in waiting {
+            let _ = call.send(Err(CallError::PeerGone(reason.clone())));
+        }
     }
 
     /// Stops both tasks now.
@@ -282,16 +303,30 @@ impl Link {
         })
     }
 
-    /// Queues a goodbye and the close of the sending side, waiting for
-    /// room until `deadline`.
-    pub(crate) async fn say_goodbye_by(&self, reason: &str, deadline: Instant) -> bool {
+    /// Queues a goodbye, and with `close` the close of the sending side
+    /// after it, waiting for room until `deadline`.
+    pub(crate) async fn say_goodbye_by(
+        &self,
+        reason: &str,
+        close: bool,
+        deadline: Instant,
+    ) -> bool {
         let bye = wire::encode(Kind::Bye, 0, reason.as_bytes());
         let queued = async {
-            self.enqueue(Out::Frame(bye)).await.is_ok() && self.enqueue(Out::Close).await.is_ok()
+            self.enqueue(Out::Frame(bye)).await.is_ok()
+                && (!close || self.enqueue(Out::Close).await.is_ok())
         };
         tokio::time::timeout_at(deadline, queued)
             .await
             .unwrap_or(false)
+    }
+
+    /// Queues the close of the sending side (after what is queued),
+    /// waiting for room until `deadline`; false if the writer has ended.
+    pub(crate) async fn close_by(&self, deadline: Instant) -> bool {
+        tokio::time::timeout_at(deadline, self.enqueue(Out::Close))
+            .await
+            .is_ok_and(|queued| queued.is_ok())
     }
 
     /// Waits until both tasks have ended, or `deadline`.
@@ -316,7 +351,7 @@ impl Link {
         let (tx, rx) = oneshot::channel();
         {
             let mut calls = lock(&self.calls);
-            if let Some(reason) = &calls.left {
+            if let Some(reason) = calls.left.as_ref().or(calls.replies_ended.as_ref()) {
                 return Err(CallError::PeerGone(reason.clone()));
             }
             calls.waiting.insert(id, tx);
@@ -406,6 +441,14 @@ impl Drop for Forget<'_> {
 }
 
 impl<R: AsyncFrameReceiver + 'static> Reader<R> {
+    /// When the peer says goodbye and closes its side, this side's writer
+    /// goes on (an agent told the hub is shutting down still sends its
+    /// last logs, then closes itself); by default the link ends.
+    pub(crate) fn keep_writing_after_goodbye(mut self) -> Self {
+        self.half_close = true;
+        self
+    }
+
     /// Runs the reader on its own task.
     pub(crate) fn start(self) {
         let link = Arc::clone(&self.link);
@@ -514,7 +557,13 @@ impl<R: AsyncFrameReceiver + 'static> Reader<R> {
                 }
             }
         };
-        let reason = link.leave(reason);
+        let reason = match reason {
+            LeaveReason::Closed(_) if self.half_close => {
+                link.end_replies(reason.clone());
+                reason
+            }
+            reason => link.leave(reason),
+        };
         // What the peer sent before it left comes before its `Left`.
         for event in pending {
             if self.inbound.send(event).await.is_err() {

@@ -377,7 +377,7 @@ fn shutdown_tells_every_agent(via: Via) -> Result<(), Failed> {
         let roles = ["echo", "caller-quiet"];
         s.start(&roles).await?;
         let marks: Vec<PathBuf> = roles.iter().map(|r| s.mark(r)).collect();
-        let closed = s.hub.shutdown(LONG).await;
+        let closed = s.hub.shutdown(LONG).await.closed;
         ensure(closed == roles.len(), || {
             format!("{closed} of {} closed", roles.len())
         })?;
@@ -554,6 +554,88 @@ fn a_reply_never_waits_behind_unread_logs(via: Via) -> Result<(), Failed> {
     })
 }
 
+/// Records the `last-words` agent logs while the hub shuts down.
+const LAST_WORDS: u64 = 200;
+
+/// What an agent logs after the hub said goodbye comes back from
+/// `shutdown`, every record in order, the shipper's closing record with
+/// no loss, and the agent's `Left` last (before: `shutdown` discarded
+/// every event that came while closing).
+fn shutdown_delivers_last_words(via: Via) -> Result<(), Failed> {
+    runtime().block_on(async {
+        let mut s = Setup::new(via, HubConfig::default())?;
+        let peer = s.start(&["last-words"]).await?.remove(0);
+        let closed = s.hub.shutdown(LONG).await;
+        ensure(closed.closed == 1, || format!("{} of 1 closed", closed.closed))?;
+        let mut seqs = Vec::new();
+        let mut closing = None;
+        let mut last = None;
+        for event in closed.events {
+            match event {
+                HubEvent::Log { peer: from, record } if from == peer.id => {
+                    let record = ipc_tracing::decode(&record)?;
+                    if record.message == "shipper closed" {
+                        closing = Some(record);
+                        continue;
+                    }
+                    seqs.extend(record.fields.iter().find_map(|(n, v)| match (n.as_str(), v) {
+                        ("seq", ipc_tracing::FieldValue::U64(seq)) => Some(*seq),
+                        _ => None,
+                    }));
+                }
+                other => last = Some(other),
+            }
+        }
+        ensure(seqs == (0..LAST_WORDS).collect::<Vec<_>>(), || {
+            format!("{} of {LAST_WORDS} last words", seqs.len())
+        })?;
+        let closing = closing.ok_or("no closing record")?;
+        ensure(closing.dropped == 0, || format!("{closing:?}"))?;
+        ensure(
+            matches!(&last, Some(HubEvent::Left { peer: p, reason: LeaveReason::Closed(_) }) if p.id == peer.id),
+            || format!("the last event: {last:?}"),
+        )?;
+        for mut child in s.children {
+            let status = tokio::time::timeout(LONG, child.wait()).await??;
+            ensure(status.success(), || format!("the agent exited with {status}"))?;
+        }
+        Ok(())
+    })
+}
+
+/// Calls that the `barrier` agent answers only when all are under way.
+const BARRIER: usize = 8;
+
+/// Eight calls to one agent at once, each of which waits until all eight
+/// are running: answered only if the agent serves calls side by side
+/// (before: one at a time, so the first waited forever); then the hub's
+/// goodbye ends the agent, seen although it serves.
+fn concurrent_calls_to_one_agent(via: Via) -> Result<(), Failed> {
+    runtime().block_on(async {
+        let mut s = Setup::new(via, HubConfig::default())?;
+        let peer = s.start(&["barrier"]).await?.remove(0);
+        let requests: Vec<ToolCall> = (0..BARRIER as u64).map(|id| call(id, 0)).collect();
+        let calls = requests.iter().map(|request| {
+            s.hub
+                .call::<_, ToolResult>(peer.id, request, Duration::from_secs(10))
+        });
+        let answers = futures::future::join_all(calls).await;
+        for (id, answer) in answers.into_iter().enumerate() {
+            let answer = answer.map_err(|e| format!("call {id}: {e}"))?;
+            ensure(answer.id == id as u64, || format!("{answer:?}"))?;
+        }
+        let closed = s.hub.shutdown(LONG).await.closed;
+        ensure(closed == 1, || format!("{closed} of 1 closed"))?;
+        for mut child in s.children {
+            let status = tokio::time::timeout(LONG, child.wait()).await??;
+            ensure(status.success(), || {
+                format!("the agent exited with {status}")
+            })?;
+        }
+        Ok(())
+    })
+}
+
 // ---- the agent side ----
 
 fn agent_main(role: &str) -> Result<(), Box<dyn std::error::Error>> {
@@ -637,6 +719,52 @@ fn agent_main(role: &str) -> Result<(), Box<dyn std::error::Error>> {
                 _ => Ok(()),
             };
         }
+        if role == "last-words" {
+            // Logs only once told the hub is shutting down, then closes.
+            use tracing_subscriber::layer::SubscriberExt;
+            let options = ipc_tracing::ShipperOptions::new(role)
+                .with_capacity(64)
+                .with_delivery(ipc_tracing::Delivery::Lossless { max_wait: LONG });
+            let (layer, shipper) = ipc_tracing::AsyncShippingLayer::new(agent.log_sink(), options)?;
+            while let Some(event) = agent.next().await {
+                if let AgentEvent::Shutdown(_) = event {
+                    break;
+                }
+            }
+            tokio::task::spawn_blocking(move || {
+                let subscriber = tracing_subscriber::registry().with(layer);
+                tracing::subscriber::with_default(subscriber, || {
+                    for seq in 0..LAST_WORDS {
+                        tracing::info!(seq, "last words");
+                    }
+                });
+            })
+            .await?;
+            shipper.shutdown(LONG).await;
+            agent.close("done", LONG).await;
+            return Ok(());
+        }
+        if role == "barrier" {
+            // Each call waits until BARRIER calls are under way at once:
+            // answered only by an agent that serves them side by side.
+            let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(BARRIER));
+            let served = agent
+                .serve(|ToolCall { id, .. }| {
+                    let barrier = barrier.clone();
+                    async move {
+                        barrier.wait().await;
+                        Ok::<_, String>(ToolResult {
+                            id,
+                            by: "barrier".into(),
+                        })
+                    }
+                })
+                .await;
+            return match served.answered {
+                0 => Err("served no call".into()),
+                _ => Ok(()),
+            };
+        }
         if role == "caller" {
             let got: u64 = agent.call(&41u64, LONG).await?;
             agent.send(&got).await?;
@@ -713,6 +841,12 @@ fn main() {
             }),
             Trial::test(name("a_reply_never_waits_behind_unread_logs"), move || {
                 a_reply_never_waits_behind_unread_logs(via)
+            }),
+            Trial::test(name("concurrent_calls_to_one_agent"), move || {
+                concurrent_calls_to_one_agent(via)
+            }),
+            Trial::test(name("shutdown_delivers_last_words"), move || {
+                shutdown_delivers_last_words(via)
             }),
         ]);
     }

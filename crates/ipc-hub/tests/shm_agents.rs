@@ -186,7 +186,7 @@ fn sixteen_agents_on_one_name() -> Result<(), Failed> {
         ensure(doubled == vec![10; AGENTS - 1], || format!("{doubled:?}"))?;
         results(&handle, &ids[1..], MIB).await?;
 
-        let told = hub.shutdown(Duration::from_secs(10)).await;
+        let told = hub.shutdown(Duration::from_secs(10)).await.closed;
         ensure(told == AGENTS - 1, || {
             format!("shutdown told {told} agents")
         })?;

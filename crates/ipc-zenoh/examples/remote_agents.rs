@@ -110,7 +110,7 @@ async fn hub() -> Result<(), Box<dyn Error + Send + Sync>> {
             Err(e) => println!("{peer} failed: {e}"),
         }
     }
-    let closed = hub.shutdown(Duration::from_secs(2)).await;
+    let closed = hub.shutdown(Duration::from_secs(2)).await.closed;
     println!("shutdown: {closed} agents told and closed");
     for mut agent in agents {
         agent.wait().await?;
