@@ -17,7 +17,9 @@ use tokio::time::Instant;
 use crate::link::{Inbound, Link};
 use crate::message::{HubCodec, encode};
 use crate::wire::{self, Kind};
-use crate::{CallError, HubConfig, JoinError, LeaveReason, Payload, PeerId, Request, SendToError};
+use crate::{
+    Call, CallError, HubConfig, JoinError, LeaveReason, Payload, PeerId, Request, SendToError,
+};
 
 /// Something the hub sent; see [`Agent::next`].
 #[derive(Debug)]
@@ -208,6 +210,27 @@ impl<C: HubCodec> Agent<C> {
         Fut: std::future::Future<Output = Result<A, String>>,
     {
         self.serve_concurrently(SERVE_CONCURRENCY, handler).await
+    }
+
+    /// [`serve`](Self::serve) for requests of one [`Call`] type: the
+    /// handler must return that type's answer.
+    pub async fn serve_calls<R, F, Fut>(self, handler: F) -> Served
+    where
+        R: Call + DeserializeOwned,
+        F: FnMut(R) -> Fut,
+        Fut: std::future::Future<Output = Result<R::Answer, String>>,
+    {
+        self.serve(handler).await
+    }
+
+    /// Calls the hub with a request whose answer type it names (see
+    /// [`Call`]).
+    pub async fn ask<R: Call>(
+        &self,
+        request: &R,
+        timeout: Duration,
+    ) -> Result<R::Answer, CallError> {
+        self.call(request, timeout).await
     }
 
     /// Answers the hub's calls with `handler`, up to `limit` at once (a

@@ -22,7 +22,7 @@ use crate::link::{Inbound, Link};
 use crate::message::{HubCodec, encode};
 use crate::wire::{self, Kind};
 use crate::{
-    AdmitError, CallError, HubConfig, HubConfigError, LeaveReason, Payload, PeerId, PeerInfo,
+    AdmitError, Call, CallError, HubConfig, HubConfigError, LeaveReason, Payload, PeerId, PeerInfo,
     Request, SendToError,
 };
 
@@ -555,14 +555,55 @@ impl<C: HubCodec> HubHandle<C> {
 
     /// Queues a one-way message for every peer without waiting: a peer
     /// whose queue is full (or that is leaving) is skipped and named in
-    /// the result.
+    /// the result. The message is encoded once; every peer's frame shares
+    /// one buffer.
     pub fn broadcast<T: Serialize + ?Sized>(&self, message: &T) -> Result<Broadcast, SendToError> {
         let frame = encode::<C, T>(Kind::Message, 0, message).map_err(SendToError::Encode)?;
-        let links: Vec<Arc<Link>> = lock(&self.shared.peers)
-            .values()
-            .map(|p| Arc::clone(&p.link))
-            .collect();
+        Ok(self.post_to_all(None, frame))
+    }
+
+    /// Like [`broadcast`](Self::broadcast), to the chosen `peers` only
+    /// (ids or `&PeerInfo`s); a peer not connected is skipped and named.
+    pub fn broadcast_to<T, P>(
+        &self,
+        peers: impl IntoIterator<Item = P>,
+        message: &T,
+    ) -> Result<Broadcast, SendToError>
+    where
+        T: Serialize + ?Sized,
+        P: Into<PeerId>,
+    {
+        let frame = encode::<C, T>(Kind::Message, 0, message).map_err(SendToError::Encode)?;
+        let chosen = peers.into_iter().map(Into::into).collect();
+        Ok(self.post_to_all(Some(chosen), frame))
+    }
+
+    /// Like [`broadcast`](Self::broadcast) with `body` as it is, not
+    /// encoded (each peer's [`Payload::bytes`] is exactly `body`), to
+    /// `peers` or, with `None`, to every peer.
+    pub fn broadcast_bytes(&self, peers: Option<&[PeerId]>, body: &[u8]) -> Broadcast {
+        let frame = wire::encode(Kind::Message, 0, body);
+        self.post_to_all(peers.map(<[PeerId]>::to_vec), frame)
+    }
+
+    fn post_to_all(&self, chosen: Option<Vec<PeerId>>, frame: Bytes) -> Broadcast {
         let mut report = Broadcast::default();
+        let links: Vec<Arc<Link>> = {
+            let peers = lock(&self.shared.peers);
+            match chosen {
+                None => peers.values().map(|p| Arc::clone(&p.link)).collect(),
+                Some(chosen) => chosen
+                    .into_iter()
+                    .filter_map(|id| match peers.get(&id) {
+                        Some(p) => Some(Arc::clone(&p.link)),
+                        None => {
+                            report.skipped.push(id);
+                            None
+                        }
+                    })
+                    .collect(),
+            }
+        };
         for link in links {
             // `Bytes` clones share one buffer.
             match link.try_post(frame.clone()) {
@@ -572,7 +613,30 @@ impl<C: HubCodec> HubHandle<C> {
         }
         report.queued.sort();
         report.skipped.sort();
-        Ok(report)
+        report
+    }
+
+    /// Calls `peer` with a request whose answer type it names (see
+    /// [`Call`]): `call` with the answer type inferred.
+    pub async fn ask<R: Call>(
+        &self,
+        peer: PeerId,
+        request: &R,
+        timeout: Duration,
+    ) -> Result<R::Answer, CallError> {
+        self.call(peer, request, timeout).await
+    }
+
+    /// The connected peers that gave `name`, oldest first (names are not
+    /// unique: each agent chooses its own).
+    pub fn peers_named(&self, name: &str) -> Vec<PeerInfo> {
+        let mut found: Vec<PeerInfo> = self
+            .peers()
+            .into_iter()
+            .filter(|p| p.name == name)
+            .collect();
+        found.sort_by_key(|p| p.id);
+        found
     }
 
     /// Closes the connection to `peer` now (it sees the connection end);

@@ -22,6 +22,26 @@ pub use ipc_core::PeerCredentials;
 pub use message::{HubCodec, Payload, Request};
 pub use wire::{MAX_NAME_LEN, WireError};
 
+/// A request type that names its answer type, so that
+/// [`HubHandle::ask`] and [`Agent::ask`] infer what comes back and
+/// [`Agent::serve_calls`] checks the handler returns it. An agent that
+/// takes several kinds of request takes an enum of them (answered by an
+/// enum, or by one type all share).
+///
+/// ```
+/// use serde::{Deserialize, Serialize};
+/// #[derive(Serialize, Deserialize)]
+/// struct WordCount(String);
+/// impl ipc_hub::Call for WordCount {
+///     type Answer = u64;
+/// }
+/// // let n = hub.ask(peer, &WordCount("a b c".into()), timeout).await?; // n: u64
+/// ```
+pub trait Call: serde::Serialize {
+    /// What the peer answers.
+    type Answer: serde::Serialize + serde::de::DeserializeOwned;
+}
+
 /// A peer's number at its hub, unique for the hub's lifetime (never
 /// reused).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

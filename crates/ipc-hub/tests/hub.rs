@@ -32,6 +32,14 @@ struct ToolCall {
     delay_ms: u64,
 }
 
+/// A request that names its answer.
+#[derive(Debug, Serialize, Deserialize)]
+struct Double(u64);
+
+impl ipc_hub::Call for Double {
+    type Answer = u64;
+}
+
 #[derive(Debug, Serialize, Deserialize, PartialEq)]
 struct ToolResult {
     id: u64,
@@ -603,6 +611,48 @@ fn shutdown_delivers_last_words(via: Via) -> Result<(), Failed> {
     })
 }
 
+/// A request type names its answer (`ask` infers it, `serve_calls`
+/// checks it); a broadcast reaches the chosen peers only, encoded or as
+/// raw bytes, and names those it skipped.
+fn typed_calls_and_chosen_broadcasts(via: Via) -> Result<(), Failed> {
+    runtime().block_on(async {
+        let mut s = Setup::new(via, HubConfig::default())?;
+        let peers = s.start(&["typed", "listener-a", "listener-b"]).await?;
+        let (typed, a, b) = (&peers[0], &peers[1], &peers[2]);
+        let doubled = s.hub.ask(typed.id, &Double(21), LONG).await?;
+        ensure(doubled == 42, || format!("{doubled}"))?;
+        ensure(s.hub.peers_named("listener-a") == vec![a.clone()], || {
+            format!("{:?}", s.hub.peers_named("listener-a"))
+        })?;
+        // Encoded, to `a` only; then raw bytes to `b` and to one that left.
+        let sent = s.hub.broadcast_to([a], &7u64)?;
+        ensure(sent.queued == vec![a.id] && sent.skipped.is_empty(), || {
+            format!("{sent:?}")
+        })?;
+        let echoed = next_message(&mut s).await?;
+        let seven: u64 = ipc_core::Codec::decode(&ipc_core::Postcard, &echoed.1)?;
+        ensure(echoed.0 == a.id && seven == 7, || format!("{echoed:?}"))?;
+        s.hub.remove(typed.id);
+        let sent = s.hub.broadcast_bytes(Some(&[b.id, typed.id]), b"raw");
+        ensure(
+            sent.queued == vec![b.id] && sent.skipped == vec![typed.id],
+            || format!("{sent:?}"),
+        )?;
+        let echoed = next_message(&mut s).await?;
+        ensure(echoed == (b.id, b"raw".to_vec()), || format!("{echoed:?}"))?;
+        Ok(())
+    })
+}
+
+/// The next message an agent sent, skipping other events.
+async fn next_message(s: &mut Setup) -> Result<(ipc_hub::PeerId, Vec<u8>), Failed> {
+    loop {
+        if let HubEvent::Message { peer, payload } = s.next().await? {
+            return Ok((peer, payload.bytes().to_vec()));
+        }
+    }
+}
+
 /// Calls that the `barrier` agent answers only when all are under way.
 const BARRIER: usize = 8;
 
@@ -744,6 +794,28 @@ fn agent_main(role: &str) -> Result<(), Box<dyn std::error::Error>> {
             agent.close("done", LONG).await;
             return Ok(());
         }
+        if role == "typed" {
+            let served = agent
+                .serve_calls(|Double(n)| async move { Ok::<_, String>(n * 2) })
+                .await;
+            return match served.answered {
+                0 => Err("served no call".into()),
+                _ => Ok(()),
+            };
+        }
+        if role.starts_with("listener") {
+            // Sends every message back as it came; answers calls with its name.
+            while let Some(event) = agent.next().await {
+                match event {
+                    AgentEvent::Message(payload) => agent.send_bytes(payload.bytes()).await?,
+                    AgentEvent::Call(request) => request.reply(&role.to_string()).await?,
+                    AgentEvent::Shutdown(_) => break,
+                    _ => {}
+                }
+            }
+            agent.close("done", LONG).await;
+            return Ok(());
+        }
         if role == "barrier" {
             // Each call waits until BARRIER calls are under way at once:
             // answered only by an agent that serves them side by side.
@@ -847,6 +919,9 @@ fn main() {
             }),
             Trial::test(name("shutdown_delivers_last_words"), move || {
                 shutdown_delivers_last_words(via)
+            }),
+            Trial::test(name("typed_calls_and_chosen_broadcasts"), move || {
+                typed_calls_and_chosen_broadcasts(via)
             }),
         ]);
     }
