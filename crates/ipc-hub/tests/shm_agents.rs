@@ -104,6 +104,10 @@ async fn results(hub: &ipc_hub::HubHandle, peers: &[PeerId], size: usize) -> Res
         ensure(in_blob(&got), || {
             format!("agent {i}: a {size}-byte result was copied, not read in place")
         })?;
+        // The transport says so too, without /proc.
+        ensure(ipc_shm::is_shared(&got), || {
+            format!("agent {i}: ipc_shm::is_shared says the result was copied")
+        })?;
     }
     Ok(())
 }

@@ -46,7 +46,7 @@ mod exports {
     pub use crate::listener::{
         DEFAULT_RING_SIZE, HANDSHAKE_LIMIT, MAX_HANDSHAKES, Shm, ShmListener,
     };
-    pub use crate::segment::LAYOUT_VERSION;
+    pub use crate::segment::{LAYOUT_VERSION, is_shared};
 
     /// What this transport supports.
     pub const CAPABILITIES: Capabilities = {

@@ -128,6 +128,7 @@ impl Mapping {
         // the size this side just gave it), so every byte is backed.
         let ptr = unsafe { rustix::mm::mmap(std::ptr::null_mut(), len, prot, flags, fd, 0)? };
         let ptr = NonNull::new(ptr.cast()).ok_or_else(|| io::Error::other("mmap gave null"))?;
+        shared_ranges().insert(ptr.as_ptr() as usize, len);
         Ok(Mapping { ptr, len })
     }
 
@@ -159,8 +160,33 @@ impl Mapping {
     }
 }
 
+/// The address ranges of this process's live mappings (start -> length),
+/// for [`is_shared`].
+fn shared_ranges() -> std::sync::MutexGuard<'static, std::collections::BTreeMap<usize, usize>> {
+    static RANGES: std::sync::Mutex<std::collections::BTreeMap<usize, usize>> =
+        std::sync::Mutex::new(std::collections::BTreeMap::new());
+    RANGES.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Whether `bytes` lie in shared memory this transport mapped: a message
+/// received in place (a blob, a slot, a record viewed in the ring) rather
+/// than copied out. A `Bytes` that is keeps its mapping alive, so the
+/// answer holds for as long as the caller holds it. Empty slices are
+/// never in place.
+pub fn is_shared(bytes: &[u8]) -> bool {
+    let (start, len) = (bytes.as_ptr() as usize, bytes.len());
+    if len == 0 {
+        return false;
+    }
+    shared_ranges()
+        .range(..=start)
+        .next_back()
+        .is_some_and(|(&base, &size)| start + len <= base + size)
+}
+
 impl Drop for Mapping {
     fn drop(&mut self) {
+        shared_ranges().remove(&(self.ptr.as_ptr() as usize));
         // SAFETY: the range is exactly the one mmap returned, and every
         // user of it borrows or owns (through an Arc) this mapping.
         let _ = unsafe { rustix::mm::munmap(self.ptr.as_ptr().cast(), self.len) };

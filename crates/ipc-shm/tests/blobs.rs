@@ -386,6 +386,13 @@ fn large_frames_go_as_blobs_or_chunks() {
     let by_blob = hub.recv().expect("blob");
     let by_ring = hub.recv().expect("chunks");
     assert!(by_blob == frame && by_ring == frame);
+    // Read in place, or copied: the transport can tell which.
+    assert!(ipc_shm::is_shared(&by_blob), "a blob was copied");
+    assert!(
+        !ipc_shm::is_shared(&by_ring),
+        "chunks are reassembled in a copy"
+    );
+    assert!(!ipc_shm::is_shared(&frame) && !ipc_shm::is_shared(&[]));
     drop(agent.join().expect("agent"));
 }
 
