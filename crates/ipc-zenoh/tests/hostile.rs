@@ -188,8 +188,10 @@ fn another_user_cannot_join_a_default_hub() -> Result<(), Failed> {
 fn a_flood_does_not_keep_agents_out() -> Result<(), Failed> {
     let mut listener = hub(&config())?;
     let address = listener.address().clone();
+    let before = rss_mib();
     let _flood = Reaped(spawn("flood", &address)?.spawn()?);
     std::thread::sleep(Duration::from_millis(1500));
+    let flooded = rss_mib();
     let mut took = Vec::new();
     for _ in 0..3 {
         let started = Instant::now();
@@ -202,10 +204,23 @@ fn a_flood_does_not_keep_agents_out() -> Result<(), Failed> {
         took.push(started.elapsed());
     }
     took.sort();
-    eprintln!("good agents answered after {took:?} under a flood of {FLOOD} connections");
+    eprintln!(
+        "good agents answered after {took:?} under a flood of {FLOOD} connections \
+         (the hub's RSS {before:.0} -> {flooded:.0} MiB)"
+    );
     ensure(took[1] < Duration::from_secs(1), || {
         format!("good agents took {took:?} while one process flooded")
     })
+}
+
+fn rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0.0);
+    kib / 1024.0
 }
 
 // ---- the other processes ----
