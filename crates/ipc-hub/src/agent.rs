@@ -184,7 +184,10 @@ impl<C: HubCodec> Agent<C> {
                 Inbound::Log(..)
                 | Inbound::Joined(_)
                 | Inbound::Rejected(..)
-                | Inbound::AcceptFailed(_) => continue,
+                | Inbound::AcceptFailed(_)
+                | Inbound::AgentExited { .. }
+                | Inbound::AgentFailedToStart { .. }
+                | Inbound::AgentGaveUp { .. } => continue,
             });
         }
     }

@@ -20,6 +20,7 @@ use tokio::time::Instant;
 
 use crate::link::{Inbound, Link};
 use crate::message::{HubCodec, encode};
+use crate::supervise::{AgentSpec, NotUp, SuperviseError, Supervised};
 use crate::wire::{self, Kind};
 use crate::{
     AdmitError, Call, CallError, HubConfig, HubConfigError, LeaveReason, Payload, PeerId, PeerInfo,
@@ -68,6 +69,36 @@ pub enum HubEvent<C = Postcard> {
     /// A listener's accept failed (other than running out of file
     /// descriptors, which is retried with a back-off). It goes on.
     AcceptFailed(ConnectError),
+    /// A supervised agent's process exited (its connection's `Left`
+    /// comes on its own). `restart`: the pause after which it is started
+    /// again, or `None` if it is not (its policy, its intensity, a stop
+    /// or the hub's shutdown).
+    AgentExited {
+        /// The agent's name in its spec.
+        name: String,
+        /// The process that exited.
+        pid: u32,
+        /// How it exited.
+        status: std::process::ExitStatus,
+        /// When it is started again.
+        restart: Option<Duration>,
+    },
+    /// A supervised agent's process could not be started (it counts as
+    /// a failed run).
+    AgentFailedToStart {
+        /// The agent's name in its spec.
+        name: String,
+        /// Why.
+        error: String,
+    },
+    /// A supervised agent exited more often than its intensity allows;
+    /// the hub stopped restarting it.
+    AgentGaveUp {
+        /// The agent's name in its spec.
+        name: String,
+        /// Restarts within the window.
+        restarts: u32,
+    },
 }
 
 #[derive(Debug)]
@@ -77,7 +108,7 @@ struct Peer {
 }
 
 #[derive(Debug)]
-struct Shared {
+pub(crate) struct Shared {
     config: HubConfig,
     peers: Mutex<HashMap<PeerId, Peer>>,
     next_peer: AtomicU64,
@@ -88,6 +119,8 @@ struct Shared {
     closing: AtomicBool,
     /// Rejections and accept failures not reported for lack of room.
     unreported: AtomicU64,
+    /// Agents the hub starts and restarts, by name.
+    supervised: Mutex<HashMap<String, Supervised>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -157,6 +190,7 @@ impl<C: HubCodec> Hub<C> {
             background: Mutex::default(),
             closing: AtomicBool::new(false),
             unreported: AtomicU64::new(0),
+            supervised: Mutex::default(),
         });
         Ok(Hub {
             handle: HubHandle {
@@ -227,6 +261,21 @@ impl<C: HubCodec> Hub<C> {
             Inbound::Joined(info) => HubEvent::Joined(info),
             Inbound::Rejected(from, error) => HubEvent::Rejected { from, error },
             Inbound::AcceptFailed(error) => HubEvent::AcceptFailed(error),
+            Inbound::AgentExited {
+                name,
+                pid,
+                status,
+                restart,
+            } => HubEvent::AgentExited {
+                name,
+                pid,
+                status,
+                restart,
+            },
+            Inbound::AgentFailedToStart { name, error } => {
+                HubEvent::AgentFailedToStart { name, error }
+            }
+            Inbound::AgentGaveUp { name, restarts } => HubEvent::AgentGaveUp { name, restarts },
             // Taking an event frees its share of the peer's backlog.
             Inbound::Message(peer, body, held) => {
                 drop(held);
@@ -278,6 +327,11 @@ impl<C: HubCodec> Hub<C> {
         let mut events: Vec<HubEvent<C>> = self.backlog.drain(..).collect();
         // All at once: a hung peer whose queue is full holds up no one.
         let deadline = Instant::now() + grace;
+        // The processes the hub started: stopped once their peers had
+        // their moment to close (killed if still running a moment later),
+        // reaped.
+        let supervised: Vec<Supervised> =
+            lock(&shared.supervised).drain().map(|(_, s)| s).collect();
         let closing = async {
             let goodbyes = links
                 .iter()
@@ -289,7 +343,12 @@ impl<C: HubCodec> Hub<C> {
             let linger = (Instant::now() + LAST_WORDS).min(deadline);
             futures_util::future::join_all(links.iter().map(|link| link.ended_by(linger))).await;
             futures_util::future::join_all(links.iter().map(|link| link.close_by(deadline))).await;
-            futures_util::future::join_all(links.iter().map(|link| link.ended_by(deadline))).await
+            let stopped =
+                futures_util::future::join_all(supervised.into_iter().map(Supervised::stop));
+            let ends =
+                futures_util::future::join_all(links.iter().map(|link| link.ended_by(deadline)));
+            let (ended, _) = futures_util::future::join(ends, stopped).await;
+            ended
         };
         tokio::pin!(closing);
         let limit = shared.config.event_queue.saturating_mul(SHUTDOWN_EVENTS);
@@ -370,6 +429,10 @@ impl<C> Drop for Hub<C> {
         for task in lock(&shared.background).drain(..) {
             task.abort();
         }
+        // Their processes are killed as their tasks drop them.
+        for (_, agent) in lock(&shared.supervised).drain() {
+            agent.abort();
+        }
         for (_, peer) in lock(&shared.peers).drain() {
             peer.link.abort();
         }
@@ -413,6 +476,76 @@ impl<C: HubCodec> HubHandle<C> {
         let task = runtime.spawn(accept_loop::<L>(Arc::clone(&self.shared), listener));
         lock(&self.shared.background).push(task.abort_handle());
         Ok(())
+    }
+
+    /// Starts the agent of `spec` and keeps it running by its policy
+    /// (see [`AgentSpec`]): the hub starts its process, tells of every
+    /// exit and restart ([`HubEvent::AgentExited`],
+    /// [`HubEvent::AgentGaveUp`]), and kills and reaps it on
+    /// [`stop_agent`](Self::stop_agent), on shutdown and when dropped.
+    /// Names of supervised agents are unique. Must be called inside a
+    /// tokio runtime.
+    pub fn supervise(&self, spec: AgentSpec) -> Result<(), SuperviseError> {
+        wire::check_name(spec.name.as_bytes()).map_err(SuperviseError::InvalidName)?;
+        let mut supervised = lock(&self.shared.supervised);
+        if self.shared.is_closing() {
+            return Err(SuperviseError::ShuttingDown);
+        }
+        if supervised.contains_key(&spec.name) {
+            return Err(SuperviseError::NameTaken(spec.name));
+        }
+        let name = spec.name.clone();
+        let agent = crate::supervise::start(self, spec)?;
+        supervised.insert(name, agent);
+        Ok(())
+    }
+
+    /// Stops the supervised agent `name`: no more restarts; its process
+    /// gets [`STOP_GRACE`](crate::STOP_GRACE) to exit, is then killed, and is reaped before
+    /// this returns. False if no agent of that name is supervised.
+    pub async fn stop_agent(&self, name: &str) -> bool {
+        let Some(agent) = lock(&self.shared.supervised).remove(name) else {
+            return false;
+        };
+        let _ = agent.stop().await;
+        true
+    }
+
+    /// Waits until the supervised agent `name` is connected (its current
+    /// process has joined, under that name), at most `timeout`: after
+    /// `supervise`, and after each restart.
+    pub async fn wait_for_agent(&self, name: &str, timeout: Duration) -> Result<PeerInfo, NotUp> {
+        let deadline = Instant::now() + timeout;
+        let mut pid = lock(&self.shared.supervised)
+            .get(name)
+            .map(|a| a.pid.clone());
+        loop {
+            let current = pid.as_mut().and_then(|p| *p.borrow_and_update());
+            if let Some(current) = current
+                && let Some(peer) = self
+                    .peers_named(name)
+                    .into_iter()
+                    .find(|p| p.credentials.pid == Some(current))
+            {
+                return Ok(peer);
+            }
+            if Instant::now() >= deadline {
+                return Err(NotUp {
+                    name: name.to_owned(),
+                    waited: timeout,
+                });
+            }
+            if pid.is_none() {
+                pid = lock(&self.shared.supervised)
+                    .get(name)
+                    .map(|a| a.pid.clone());
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+
+    pub(crate) fn shared(&self) -> Arc<Shared> {
+        Arc::clone(&self.shared)
     }
 
     /// Rejected connections and failed accepts that were not reported as
@@ -827,10 +960,15 @@ const EMFILE: i32 = 24;
 const ENFILE: i32 = 23;
 
 impl Shared {
+    /// True once the hub shuts down or is dropped.
+    pub(crate) fn is_closing(&self) -> bool {
+        self.closing.load(Ordering::Acquire)
+    }
+
     /// Reports a rejected connection or a failed accept without waiting:
     /// a flood of bad connections must not stall the accept loop. When the
     /// event queue is full the notice is counted instead.
-    fn notice(&self, notice: Inbound) {
+    pub(crate) fn notice(&self, notice: Inbound) {
         if self.events.try_send(notice).is_err() {
             self.unreported.fetch_add(1, Ordering::Relaxed);
         }

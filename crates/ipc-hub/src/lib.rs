@@ -8,6 +8,7 @@ mod error;
 mod hub;
 mod link;
 mod message;
+mod supervise;
 mod wire;
 
 use std::fmt;
@@ -20,6 +21,10 @@ pub use hub::{
 };
 pub use ipc_core::PeerCredentials;
 pub use message::{HubCodec, Payload, Request};
+pub use supervise::{
+    AgentSpec, DEFAULT_BACKOFF, DEFAULT_MAX_RESTARTS, DEFAULT_RESTART_WINDOW, MAX_BACKOFF, NotUp,
+    Restart, STOP_GRACE, SuperviseError,
+};
 pub use wire::{MAX_NAME_LEN, WireError};
 
 /// A request type that names its answer type, so that
