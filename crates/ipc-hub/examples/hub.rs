@@ -1,12 +1,13 @@
-//! A hub that spawns four agents, fans a typed tool call out to them,
+//! A hub that supervises four agents, fans a typed tool call out to them,
 //! gathers the answers with a deadline and reports who answered, who died
-//! and who hung, then shuts down.
+//! (and whether it is restarted) and who hung, then shuts down, stopping
+//! and reaping every process it started.
 //!
 //! `cargo run -p ipc-hub --example hub -- pipe` (or `uds`, or `shm`)
 use std::{error::Error, process::Command, time::Duration};
 
-use ipc_core::{ADDRESS_ENV, Address, AsyncConnector, Config};
-use ipc_hub::{Agent, CallError, Hub, HubConfig};
+use ipc_core::{Address, AsyncConnector, Config};
+use ipc_hub::{Agent, AgentSpec, Call, CallError, Hub, HubConfig, Restart};
 use serde::{Deserialize, Serialize};
 
 #[derive(Serialize, Deserialize)]
@@ -18,6 +19,10 @@ struct ToolCall {
 #[derive(Serialize, Deserialize)]
 struct ToolResult {
     output: String,
+}
+
+impl Call for ToolCall {
+    type Answer = ToolResult;
 }
 
 /// What each agent does when called: answer, answer, die, hang.
@@ -51,21 +56,22 @@ async fn hub(listen: Option<&str>) -> Result<(), Box<dyn Error>> {
         }
         _ => {}
     }
-    let mut listening_agents = Vec::new(); // killed when dropped, if still running
     for role in ROLES {
-        let mut agent = Command::new(std::env::current_exe()?);
-        agent.args(["agent", role]).env(ADDRESS_ENV, address.to_string());
-        if listen.is_some() {
-            listening_agents.push(tokio::process::Command::from(agent).kill_on_drop(true).spawn()?);
-        } else {
-            hub.add(ipc_pipe::spawn_async(agent, &config).await?).await?;
-        }
+        let mut command = Command::new(std::env::current_exe()?);
+        command.args(["agent", role]);
+        let name = format!("{role}-agent");
+        let spec = match listen {
+            Some(_) => AgentSpec::connecting(&name, command, address.clone()),
+            None => AgentSpec::pipe(&name, command),
+        };
+        hub.supervise(spec.with_restart(Restart::Never))?;
     }
     let wait = Duration::from_secs(10);
     let peers = hub.wait_for_peers(ROLES.len(), wait).await?;
     let call = ToolCall { tool: "search".into(), query: "shared memory".into() };
     let deadline = Duration::from_secs(2);
     let answers: Vec<Result<ToolResult, _>> = hub.call_each(&peers, &call, deadline).await;
+    // Or one agent, its answer's type inferred: hub.ask(peer, &call, deadline).
     for (peer, answer) in peers.iter().zip(answers) {
         match answer {
             Ok(result) => println!("{peer} answered: {}", result.output),
@@ -75,7 +81,7 @@ async fn hub(listen: Option<&str>) -> Result<(), Box<dyn Error>> {
         }
     }
     let closed = hub.shutdown(Duration::from_millis(500)).await.closed;
-    println!("shutdown: {closed} connected agents told and closed");
+    println!("shutdown: {closed} agents closed when told; every process the hub started is reaped");
     Ok(())
 }
 
@@ -96,6 +102,6 @@ async fn agent(role: &str) -> Result<(), Box<dyn Error>> {
             _ => Ok(ToolResult { output }),
         }
     };
-    agent.serve(answer).await;
+    agent.serve_calls(answer).await;
     Ok(())
 }
