@@ -185,9 +185,7 @@ impl<C: HubCodec> Agent<C> {
                 | Inbound::Joined(_)
                 | Inbound::Rejected(..)
                 | Inbound::AcceptFailed(_)
-                | Inbound::AgentExited { .. }
-                | Inbound::AgentFailedToStart { .. }
-                | Inbound::AgentGaveUp { .. } => continue,
+                | Inbound::Agent(_) => continue,
             });
         }
     }

@@ -20,7 +20,7 @@ use tokio::time::Instant;
 
 use crate::link::{Inbound, Link};
 use crate::message::{HubCodec, encode};
-use crate::supervise::{AgentSpec, NotUp, SuperviseError, Supervised};
+use crate::supervise::{AgentNotice, AgentSpec, NotUp, SuperviseError, Supervised};
 use crate::wire::{self, Kind};
 use crate::{
     AdmitError, Call, CallError, HubConfig, HubConfigError, LeaveReason, Payload, PeerId, PeerInfo,
@@ -69,36 +69,9 @@ pub enum HubEvent<C = Postcard> {
     /// A listener's accept failed (other than running out of file
     /// descriptors, which is retried with a back-off). It goes on.
     AcceptFailed(ConnectError),
-    /// A supervised agent's process exited (its connection's `Left`
-    /// comes on its own). `restart`: the pause after which it is started
-    /// again, or `None` if it is not (its policy, its intensity, a stop
-    /// or the hub's shutdown).
-    AgentExited {
-        /// The agent's name in its spec.
-        name: String,
-        /// The process that exited.
-        pid: u32,
-        /// How it exited.
-        status: std::process::ExitStatus,
-        /// When it is started again.
-        restart: Option<Duration>,
-    },
-    /// A supervised agent's process could not be started (it counts as
-    /// a failed run).
-    AgentFailedToStart {
-        /// The agent's name in its spec.
-        name: String,
-        /// Why.
-        error: String,
-    },
-    /// A supervised agent exited more often than its intensity allows;
-    /// the hub stopped restarting it.
-    AgentGaveUp {
-        /// The agent's name in its spec.
-        name: String,
-        /// Restarts within the window.
-        restarts: u32,
-    },
+    /// A supervised agent's process exited, failed to start, or was
+    /// given up on (see [`HubHandle::supervise`]).
+    Agent(AgentNotice),
 }
 
 #[derive(Debug)]
@@ -261,21 +234,7 @@ impl<C: HubCodec> Hub<C> {
             Inbound::Joined(info) => HubEvent::Joined(info),
             Inbound::Rejected(from, error) => HubEvent::Rejected { from, error },
             Inbound::AcceptFailed(error) => HubEvent::AcceptFailed(error),
-            Inbound::AgentExited {
-                name,
-                pid,
-                status,
-                restart,
-            } => HubEvent::AgentExited {
-                name,
-                pid,
-                status,
-                restart,
-            },
-            Inbound::AgentFailedToStart { name, error } => {
-                HubEvent::AgentFailedToStart { name, error }
-            }
-            Inbound::AgentGaveUp { name, restarts } => HubEvent::AgentGaveUp { name, restarts },
+            Inbound::Agent(notice) => HubEvent::Agent(notice),
             // Taking an event frees its share of the peer's backlog.
             Inbound::Message(peer, body, held) => {
                 drop(held);
@@ -480,8 +439,7 @@ impl<C: HubCodec> HubHandle<C> {
 
     /// Starts the agent of `spec` and keeps it running by its policy
     /// (see [`AgentSpec`]): the hub starts its process, tells of every
-    /// exit and restart ([`HubEvent::AgentExited`],
-    /// [`HubEvent::AgentGaveUp`]), and kills and reaps it on
+    /// exit and restart ([`HubEvent::Agent`]), and kills and reaps it on
     /// [`stop_agent`](Self::stop_agent), on shutdown and when dropped.
     /// Names of supervised agents are unique. Must be called inside a
     /// tokio runtime.

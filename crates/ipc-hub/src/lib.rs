@@ -22,8 +22,8 @@ pub use hub::{
 pub use ipc_core::PeerCredentials;
 pub use message::{HubCodec, Payload, Request};
 pub use supervise::{
-    AgentSpec, DEFAULT_BACKOFF, DEFAULT_MAX_RESTARTS, DEFAULT_RESTART_WINDOW, MAX_BACKOFF, NotUp,
-    Restart, STOP_GRACE, SuperviseError,
+    AgentNotice, AgentSpec, DEFAULT_BACKOFF, DEFAULT_MAX_RESTARTS, DEFAULT_RESTART_WINDOW,
+    MAX_BACKOFF, NotUp, Restart, STOP_GRACE, SuperviseError,
 };
 pub use wire::{MAX_NAME_LEN, WireError};
 

@@ -49,21 +49,8 @@ pub(crate) enum Inbound {
     Joined(crate::PeerInfo),
     Rejected(ipc_core::PeerCredentials, crate::AdmitError),
     AcceptFailed(ipc_core::ConnectError),
-    // Supervisor notices.
-    AgentExited {
-        name: String,
-        pid: u32,
-        status: std::process::ExitStatus,
-        restart: Option<Duration>,
-    },
-    AgentFailedToStart {
-        name: String,
-        error: String,
-    },
-    AgentGaveUp {
-        name: String,
-        restarts: u32,
-    },
+    /// A supervisor's notice.
+    Agent(crate::AgentNotice),
 }
 
 /// What the writer task is asked to do.

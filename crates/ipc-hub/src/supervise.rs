@@ -115,7 +115,7 @@ impl AgentSpec {
     }
 
     /// At most `max_restarts` within `window`; one more exit and the hub
-    /// gives up on it ([`HubEvent::AgentGaveUp`](crate::HubEvent::AgentGaveUp)).
+    /// gives up on it ([`AgentNotice::GaveUp`]).
     pub fn with_intensity(mut self, max_restarts: u32, window: Duration) -> Self {
         self.max_restarts = max_restarts;
         self.window = window;
@@ -135,6 +135,42 @@ impl AgentSpec {
         }
         self
     }
+}
+
+/// What happened to a supervised agent's process
+/// ([`HubEvent::Agent`](crate::HubEvent::Agent)); its connection's
+/// `Left` comes on its own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AgentNotice {
+    /// Its process exited. `restart`: the pause after which it is started
+    /// again, or `None` if it is not (its policy, its intensity, a stop
+    /// or the hub's shutdown).
+    Exited {
+        /// The agent's name in its spec.
+        name: String,
+        /// The process that exited.
+        pid: u32,
+        /// How it exited.
+        status: std::process::ExitStatus,
+        /// When it is started again.
+        restart: Option<Duration>,
+    },
+    /// Its process could not be started (it counts as a failed run).
+    FailedToStart {
+        /// The agent's name in its spec.
+        name: String,
+        /// Why.
+        error: String,
+    },
+    /// It exited more often than its intensity allows; the hub stopped
+    /// restarting it.
+    GaveUp {
+        /// The agent's name in its spec.
+        name: String,
+        /// Restarts within the window.
+        restarts: u32,
+    },
 }
 
 /// A supervised agent's state at the hub.
@@ -275,12 +311,12 @@ async fn run<C: HubCodec>(
                     };
                     pid.send_replace(None);
                     if let Ok(status) = status {
-                        shared.notice(Inbound::AgentExited {
+                        shared.notice(Inbound::Agent(AgentNotice::Exited {
                             name: spec.name.clone(),
                             pid: child_pid,
                             status,
                             restart: None,
-                        });
+                        }));
                     }
                     return;
                 };
@@ -306,22 +342,22 @@ async fn run<C: HubCodec>(
         let within = recent.len() < spec.max_restarts as usize;
         let restart = (again && within).then_some(pause);
         match status {
-            Ok(status) => shared.notice(Inbound::AgentExited {
+            Ok(status) => shared.notice(Inbound::Agent(AgentNotice::Exited {
                 name: spec.name.clone(),
                 pid: exited_pid,
                 status,
                 restart,
-            }),
-            Err(e) => shared.notice(Inbound::AgentFailedToStart {
+            })),
+            Err(e) => shared.notice(Inbound::Agent(AgentNotice::FailedToStart {
                 name: spec.name.clone(),
                 error: e.to_string(),
-            }),
+            })),
         }
         if again && !within {
-            shared.notice(Inbound::AgentGaveUp {
+            shared.notice(Inbound::Agent(AgentNotice::GaveUp {
                 name: spec.name.clone(),
                 restarts: recent.len() as u32,
-            });
+            }));
         }
         let Some(pause_now) = restart else {
             return;

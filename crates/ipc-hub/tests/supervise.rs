@@ -11,7 +11,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use ipc_core::{Address, AsyncConnector, Config};
-use ipc_hub::{Agent, AgentEvent, AgentSpec, Hub, HubConfig, HubEvent, Restart};
+use ipc_hub::{Agent, AgentEvent, AgentNotice, AgentSpec, Hub, HubConfig, HubEvent, Restart};
 use libtest_mimic::{Arguments, Failed, Trial};
 
 const ROLE_ENV: &str = "IPC_HUB_SUPERVISE_ROLE";
@@ -72,17 +72,11 @@ impl Setup {
         .with_backoff(Duration::from_millis(20)))
     }
 
-    /// The next supervision event (skipping joins and leaves).
-    async fn next_exit(&mut self) -> Result<HubEvent, Failed> {
+    /// The next supervision notice (skipping joins and leaves).
+    async fn next_exit(&mut self) -> Result<AgentNotice, Failed> {
         loop {
-            let event = tokio::time::timeout(LONG, self.hub.next()).await?;
-            if matches!(
-                event,
-                HubEvent::AgentExited { .. }
-                    | HubEvent::AgentGaveUp { .. }
-                    | HubEvent::AgentFailedToStart { .. }
-            ) {
-                return Ok(event);
+            if let HubEvent::Agent(notice) = tokio::time::timeout(LONG, self.hub.next()).await? {
+                return Ok(notice);
             }
         }
     }
@@ -120,7 +114,7 @@ fn restarts_a_crash_not_a_goodbye(via: Via) -> Result<(), Failed> {
         // Asked to crash (exit 3): told, and restarted.
         let _ = s.hub.call::<_, u64>(first.id, &0u64, LONG).await;
         match s.next_exit().await? {
-            HubEvent::AgentExited {
+            AgentNotice::Exited {
                 name,
                 pid,
                 status,
@@ -142,7 +136,7 @@ fn restarts_a_crash_not_a_goodbye(via: Via) -> Result<(), Failed> {
         // Asked to leave: it says goodbye and exits 0; not restarted.
         let _ = s.hub.call::<_, u64>(second.id, &1u64, LONG).await;
         match s.next_exit().await? {
-            HubEvent::AgentExited {
+            AgentNotice::Exited {
                 status,
                 restart: None,
                 ..
@@ -173,11 +167,11 @@ fn gives_up_beyond_its_intensity(via: Via) -> Result<(), Failed> {
         let mut restarts = 0;
         loop {
             match s.next_exit().await? {
-                HubEvent::AgentExited {
+                AgentNotice::Exited {
                     restart: Some(_), ..
                 } => restarts += 1,
-                HubEvent::AgentExited { restart: None, .. } => {}
-                HubEvent::AgentGaveUp {
+                AgentNotice::Exited { restart: None, .. } => {}
+                AgentNotice::GaveUp {
                     name,
                     restarts: told,
                 } => {
