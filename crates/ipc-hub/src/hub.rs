@@ -81,7 +81,7 @@ struct Peer {
 }
 
 #[derive(Debug)]
-pub(crate) struct Shared {
+struct Shared {
     config: HubConfig,
     peers: Mutex<HashMap<PeerId, Peer>>,
     next_peer: AtomicU64,
@@ -502,10 +502,6 @@ impl<C: HubCodec> HubHandle<C> {
         }
     }
 
-    pub(crate) fn shared(&self) -> Arc<Shared> {
-        Arc::clone(&self.shared)
-    }
-
     /// Rejected connections and failed accepts that were not reported as
     /// events because the event queue was full.
     pub fn unreported_notices(&self) -> u64 {
@@ -917,16 +913,33 @@ where
 const EMFILE: i32 = 24;
 const ENFILE: i32 = 23;
 
+impl<C: HubCodec> crate::supervise::Owner for HubHandle<C> {
+    fn notice(&self, notice: AgentNotice) {
+        self.shared.notice(Inbound::Agent(notice));
+    }
+
+    fn is_closing(&self) -> bool {
+        self.shared.is_closing()
+    }
+
+    fn adopt(&self, conn: ipc_pipe::AsyncAgentConnection) {
+        let handle = self.clone();
+        tokio::spawn(async move {
+            let _ = handle.add(conn).await;
+        });
+    }
+}
+
 impl Shared {
     /// True once the hub shuts down or is dropped.
-    pub(crate) fn is_closing(&self) -> bool {
+    fn is_closing(&self) -> bool {
         self.closing.load(Ordering::Acquire)
     }
 
     /// Reports a rejected connection or a failed accept without waiting:
     /// a flood of bad connections must not stall the accept loop. When the
     /// event queue is full the notice is counted instead.
-    pub(crate) fn notice(&self, notice: Inbound) {
+    fn notice(&self, notice: Inbound) {
         if self.events.try_send(notice).is_err() {
             self.unreported.fetch_add(1, Ordering::Relaxed);
         }

@@ -2,22 +2,28 @@
 //! to start it, when to restart it), one task per agent that starts the
 //! process, waits for it to exit, tells the runtime, and restarts it
 //! within the policy's bounds. The hub owns every process it started: it
-//! kills and reaps them on [`HubHandle::stop_agent`], on
+//! kills and reaps them on [`HubHandle::stop_agent`](crate::HubHandle::stop_agent), on
 //! [`Hub::shutdown`](crate::Hub::shutdown) (after their goodbye) and
 //! when it is dropped.
 
 use std::collections::VecDeque;
 use std::process::Command;
-use std::sync::Arc;
 use std::time::Duration;
 
 use ipc_core::{ADDRESS_ENV, Address, Config};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::HubCodec;
-use crate::hub::{HubHandle, Shared};
-use crate::link::Inbound;
+/// What a supervisor needs of the hub that owns it (the hub implements
+/// it; kept as a trait so this module does not depend on the hub's).
+pub(crate) trait Owner: Clone + Send + Sync + 'static {
+    /// Tells the runtime (an event).
+    fn notice(&self, notice: AgentNotice);
+    /// True once the hub shuts down: no more restarts.
+    fn is_closing(&self) -> bool;
+    /// Runs the handshake of a pipe agent the supervisor spawned.
+    fn adopt(&self, conn: ipc_pipe::AsyncAgentConnection);
+}
 
 /// When a supervised agent's process is started again after it exits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,7 +107,7 @@ impl AgentSpec {
     }
 
     /// An agent started with `IPC_ADDRESS` set to `address` (where the hub
-    /// listens, see [`HubHandle::listen`]); it connects and joins by
+    /// listens, see [`HubHandle::listen`](crate::HubHandle::listen)); it connects and joins by
     /// itself, and is known by the name it gives and the pid the hub
     /// started. Restarted on failure by default.
     pub fn connecting(name: &str, command: Command, address: Address) -> Self {
@@ -195,7 +201,7 @@ impl Supervised {
     }
 }
 
-/// Why [`HubHandle::supervise`] refused a spec.
+/// Why [`HubHandle::supervise`](crate::HubHandle::supervise) refused a spec.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SuperviseError {
@@ -224,21 +230,18 @@ pub struct NotUp {
 }
 
 /// Starts the task that runs `spec`.
-pub(crate) fn start<C: HubCodec>(
-    handle: &HubHandle<C>,
-    spec: AgentSpec,
-) -> Result<Supervised, SuperviseError> {
+pub(crate) fn start<O: Owner>(owner: &O, spec: AgentSpec) -> Result<Supervised, SuperviseError> {
     let runtime = tokio::runtime::Handle::try_current()
         .map_err(|e| SuperviseError::NoRuntime(e.to_string()))?;
     let (stop, stopped) = watch::channel(false);
     let (pid_tx, pid) = watch::channel(None);
-    let task = runtime.spawn(run(handle.clone(), spec, stopped, pid_tx));
+    let task = runtime.spawn(run(owner.clone(), spec, stopped, pid_tx));
     Ok(Supervised { pid, stop, task })
 }
 
 /// Starts the process once; its pid and the child to wait on.
-async fn launch<C: HubCodec>(
-    handle: &HubHandle<C>,
+async fn launch<O: Owner>(
+    owner: &O,
     spec: &mut AgentSpec,
 ) -> std::io::Result<tokio::process::Child> {
     match &spec.start {
@@ -255,10 +258,7 @@ async fn launch<C: HubCodec>(
             let (conn, child) = process.into_parts();
             // A failed handshake shows as the process's exit, or as its
             // `Rejected` event; the task waits on the process either way.
-            let adder = handle.clone();
-            tokio::spawn(async move {
-                let _ = adder.add(conn).await;
-            });
+            owner.adopt(conn);
             Ok(child)
         }
     }
@@ -281,17 +281,16 @@ fn clone_command(command: &Command) -> Command {
     copy
 }
 
-async fn run<C: HubCodec>(
-    handle: HubHandle<C>,
+async fn run<O: Owner>(
+    owner: O,
     mut spec: AgentSpec,
     mut stop: watch::Receiver<bool>,
     pid: watch::Sender<Option<u32>>,
 ) {
-    let shared: Arc<Shared> = handle.shared();
     let mut recent: VecDeque<Instant> = VecDeque::new();
     let mut pause = spec.backoff;
     loop {
-        let (status, exited_pid) = match launch(&handle, &mut spec).await {
+        let (status, exited_pid) = match launch(&owner, &mut spec).await {
             Ok(mut child) => {
                 let child_pid = child.id().unwrap_or(0);
                 pid.send_replace(Some(child_pid));
@@ -311,12 +310,12 @@ async fn run<C: HubCodec>(
                     };
                     pid.send_replace(None);
                     if let Ok(status) = status {
-                        shared.notice(Inbound::Agent(AgentNotice::Exited {
+                        owner.notice(AgentNotice::Exited {
                             name: spec.name.clone(),
                             pid: child_pid,
                             status,
                             restart: None,
-                        }));
+                        });
                     }
                     return;
                 };
@@ -326,7 +325,7 @@ async fn run<C: HubCodec>(
             Err(e) => (Err(e), 0),
         };
         let failed = status.as_ref().map_or(true, |s| !s.success());
-        let again = !shared.is_closing()
+        let again = !owner.is_closing()
             && match spec.restart {
                 Restart::Never => false,
                 Restart::OnFailure => failed,
@@ -342,22 +341,22 @@ async fn run<C: HubCodec>(
         let within = recent.len() < spec.max_restarts as usize;
         let restart = (again && within).then_some(pause);
         match status {
-            Ok(status) => shared.notice(Inbound::Agent(AgentNotice::Exited {
+            Ok(status) => owner.notice(AgentNotice::Exited {
                 name: spec.name.clone(),
                 pid: exited_pid,
                 status,
                 restart,
-            })),
-            Err(e) => shared.notice(Inbound::Agent(AgentNotice::FailedToStart {
+            }),
+            Err(e) => owner.notice(AgentNotice::FailedToStart {
                 name: spec.name.clone(),
                 error: e.to_string(),
-            })),
+            }),
         }
         if again && !within {
-            shared.notice(Inbound::Agent(AgentNotice::GaveUp {
+            owner.notice(AgentNotice::GaveUp {
                 name: spec.name.clone(),
                 restarts: recent.len() as u32,
-            }));
+            });
         }
         let Some(pause_now) = restart else {
             return;
