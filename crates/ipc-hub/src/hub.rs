@@ -114,7 +114,18 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 #[derive(Debug)]
 pub struct Hub<C = Postcard> {
     handle: HubHandle<C>,
-    events: mpsc::Receiver<Inbound>,
+    events: HubEvents<C>,
+}
+
+/// The hub's stream of events, taken out of it with
+/// [`Hub::take_events`] to be read on a task of its own while the hub
+/// (its calls, its supervision, its shutdown) goes on elsewhere. It is
+/// also a `futures` `Stream`.
+#[derive(Debug)]
+pub struct HubEvents<C = Postcard> {
+    shared: Arc<Shared>,
+    /// `None` in a hub whose events were taken.
+    events: Option<mpsc::Receiver<Inbound>>,
     /// Events read while waiting for joins, returned by `next` first.
     backlog: VecDeque<HubEvent<C>>,
 }
@@ -166,12 +177,15 @@ impl<C: HubCodec> Hub<C> {
             supervised: Mutex::default(),
         });
         Ok(Hub {
+            events: HubEvents {
+                shared: Arc::clone(&shared),
+                events: Some(events),
+                backlog: VecDeque::new(),
+            },
             handle: HubHandle {
                 shared,
                 _codec: PhantomData,
             },
-            events,
-            backlog: VecDeque::new(),
         })
     }
 
@@ -182,11 +196,10 @@ impl<C: HubCodec> Hub<C> {
 
     /// The next event. Waits until there is one (a hub with no peers waits
     /// for one to join); cancel-safe, so it can be a `select!` branch.
+    /// After [`take_events`](Self::take_events) it waits forever: the
+    /// events go to the stream taken.
     pub async fn next(&mut self) -> HubEvent<C> {
-        if let Some(event) = self.backlog.pop_front() {
-            return event;
-        }
-        self.next_new().await
+        self.events.next().await
     }
 
     /// Waits until `n` more peers have joined, at most `timeout`, and
@@ -197,70 +210,21 @@ impl<C: HubCodec> Hub<C> {
         n: usize,
         timeout: Duration,
     ) -> Result<Vec<PeerInfo>, PeersMissing> {
-        let deadline = Instant::now() + timeout;
-        let mut joined = Vec::with_capacity(n);
-        let mut other = VecDeque::new();
-        while joined.len() < n {
-            match tokio::time::timeout_at(deadline, self.next_new()).await {
-                Ok(HubEvent::Joined(peer)) => joined.push(peer),
-                Ok(event) => other.push_back(event),
-                Err(_) => break,
-            }
-        }
-        self.backlog.extend(other);
-        if joined.len() < n {
-            return Err(PeersMissing { wanted: n, joined });
-        }
-        Ok(joined)
+        self.events.wait_for_peers(n, timeout).await
     }
 
-    /// The next event from the queue (not the backlog).
-    async fn next_new(&mut self) -> HubEvent<C> {
-        loop {
-            // The hub holds a sender itself, so the channel never closes.
-            let Some(inbound) = self.events.recv().await else {
-                continue;
-            };
-            if let Some(event) = self.event_of(inbound) {
-                return event;
-            }
-        }
-    }
-
-    /// The event an inbound item is, if it is one for the user.
-    fn event_of(&mut self, inbound: Inbound) -> Option<HubEvent<C>> {
-        let shared = &self.handle.shared;
-        Some(match inbound {
-            Inbound::Joined(info) => HubEvent::Joined(info),
-            Inbound::Rejected(from, error) => HubEvent::Rejected { from, error },
-            Inbound::AcceptFailed(error) => HubEvent::AcceptFailed(error),
-            Inbound::Agent(notice) => HubEvent::Agent(notice),
-            // Taking an event frees its share of the peer's backlog.
-            Inbound::Message(peer, body, held) => {
-                drop(held);
-                HubEvent::Message {
-                    peer,
-                    payload: Payload::new(body),
-                }
-            }
-            Inbound::Call(peer, id, body, link, held) => {
-                drop(held);
-                HubEvent::Call(Request::new(peer, id, body, link))
-            }
-            Inbound::Log(peer, record, held) => {
-                drop(held);
-                HubEvent::Log { peer, record }
-            }
-            // The peer is leaving; its `Left` follows when it closes.
-            Inbound::Bye(..) => return None,
-            Inbound::Left(peer, reason) => {
-                let gone = lock(&shared.peers).remove(&peer)?;
-                HubEvent::Left {
-                    peer: gone.info,
-                    reason,
-                }
-            }
-        })
+    /// Takes the event stream out of the hub, once (`None` after), for a
+    /// task of its own: the hub keeps running (calls, supervision,
+    /// [`shutdown`](Self::shutdown)), and every event, those of the
+    /// shutdown included, goes to the stream.
+    pub fn take_events(&mut self) -> Option<HubEvents<C>> {
+        self.events.events.as_ref()?;
+        let empty = HubEvents {
+            shared: Arc::clone(&self.handle.shared),
+            events: None,
+            backlog: VecDeque::new(),
+        };
+        Some(std::mem::replace(&mut self.events, empty))
     }
 
     /// Says goodbye to every peer still connected, gives each
@@ -283,7 +247,7 @@ impl<C: HubCodec> Hub<C> {
             .filter(|p| p.link.left().is_none())
             .map(|p| Arc::clone(&p.link))
             .collect();
-        let mut events: Vec<HubEvent<C>> = self.backlog.drain(..).collect();
+        let mut events: Vec<HubEvent<C>> = self.events.backlog.drain(..).collect();
         // All at once: a hung peer whose queue is full holds up no one.
         let deadline = Instant::now() + grace;
         // The processes the hub started: stopped once their peers had
@@ -323,11 +287,11 @@ impl<C: HubCodec> Hub<C> {
         let ended = loop {
             tokio::select! {
                 ended = &mut closing => break ended,
-                event = self.next_new() => keep(&mut events, event),
+                event = self.events.next_new() => keep(&mut events, event),
             }
         };
         // What came before each link ended is queued by now.
-        while let Some(event) = self.try_next_new() {
+        while let Some(event) = self.events.try_next_new() {
             keep(&mut events, event);
         }
         // Peers still there at the deadline are cut off.
@@ -346,16 +310,6 @@ impl<C: HubCodec> Hub<C> {
         Closed {
             closed: ended.iter().filter(|ended| **ended).count(),
             events,
-        }
-    }
-
-    /// The next event already queued, without waiting.
-    fn try_next_new(&mut self) -> Option<HubEvent<C>> {
-        loop {
-            let inbound = self.events.try_recv().ok()?;
-            if let Some(event) = self.event_of(inbound) {
-                return Some(event);
-            }
         }
     }
 }
@@ -380,6 +334,136 @@ pub const LAST_WORDS: Duration = Duration::from_secs(1);
 
 /// How many event queues' worth of events a shutdown keeps.
 pub const SHUTDOWN_EVENTS: usize = 16;
+
+impl<C: HubCodec> HubEvents<C> {
+    /// The next event already queued, without waiting.
+    fn try_next_new(&mut self) -> Option<HubEvent<C>> {
+        loop {
+            let inbound = self.events.as_mut()?.try_recv().ok()?;
+            if let Some(event) = self.event_of(inbound) {
+                return Some(event);
+            }
+        }
+    }
+
+    /// The next event. Waits until there is one (a hub with no peers waits
+    /// for one to join); cancel-safe, so it can be a `select!` branch.
+    pub async fn next(&mut self) -> HubEvent<C> {
+        if let Some(event) = self.backlog.pop_front() {
+            return event;
+        }
+        self.next_new().await
+    }
+
+    /// Waits until `n` more peers have joined, at most `timeout`, and
+    /// returns them in the order they joined. Other events that come
+    /// meanwhile are kept for [`next`](Self::next), in order.
+    pub async fn wait_for_peers(
+        &mut self,
+        n: usize,
+        timeout: Duration,
+    ) -> Result<Vec<PeerInfo>, PeersMissing> {
+        let deadline = Instant::now() + timeout;
+        let mut joined = Vec::with_capacity(n);
+        let mut other = VecDeque::new();
+        while joined.len() < n {
+            match tokio::time::timeout_at(deadline, self.next_new()).await {
+                Ok(HubEvent::Joined(peer)) => joined.push(peer),
+                Ok(event) => other.push_back(event),
+                Err(_) => break,
+            }
+        }
+        self.backlog.extend(other);
+        if joined.len() < n {
+            return Err(PeersMissing { wanted: n, joined });
+        }
+        Ok(joined)
+    }
+
+    /// The next event from the queue (not the backlog).
+    async fn next_new(&mut self) -> HubEvent<C> {
+        loop {
+            // The hub holds a sender itself, so the channel never closes;
+            // a hub whose events were taken waits here for good.
+            let inbound = match self.events.as_mut() {
+                Some(events) => events.recv().await,
+                None => std::future::pending().await,
+            };
+            let Some(inbound) = inbound else {
+                continue;
+            };
+            if let Some(event) = self.event_of(inbound) {
+                return event;
+            }
+        }
+    }
+
+    /// The event an inbound item is, if it is one for the user.
+    fn event_of(&mut self, inbound: Inbound) -> Option<HubEvent<C>> {
+        let shared = &self.shared;
+        Some(match inbound {
+            Inbound::Joined(info) => HubEvent::Joined(info),
+            Inbound::Rejected(from, error) => HubEvent::Rejected { from, error },
+            Inbound::AcceptFailed(error) => HubEvent::AcceptFailed(error),
+            Inbound::Agent(notice) => HubEvent::Agent(notice),
+            // Taking an event frees its share of the peer's backlog.
+            Inbound::Message(peer, body, held) => {
+                drop(held);
+                HubEvent::Message {
+                    peer,
+                    payload: Payload::new(body),
+                }
+            }
+            Inbound::Call(peer, id, body, link, held) => {
+                drop(held);
+                HubEvent::Call(Request::new(peer, id, body, link))
+            }
+            Inbound::Log(peer, record, held) => {
+                drop(held);
+                HubEvent::Log { peer, record }
+            }
+            // The peer is leaving; its `Left` follows when it closes.
+            Inbound::Bye(..) => return None,
+            Inbound::Left(peer, reason) => {
+                let gone = lock(&shared.peers).remove(&peer)?;
+                HubEvent::Left {
+                    peer: gone.info,
+                    reason,
+                }
+            }
+        })
+    }
+}
+
+impl<C: HubCodec> futures_util::Stream for HubEvents<C> {
+    type Item = HubEvent<C>;
+
+    /// As [`HubEvents::next`]; never ends while the hub lives.
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<HubEvent<C>>> {
+        use std::task::Poll;
+        let this = &mut *self;
+        if let Some(event) = this.backlog.pop_front() {
+            return Poll::Ready(Some(event));
+        }
+        loop {
+            let Some(events) = this.events.as_mut() else {
+                return Poll::Pending;
+            };
+            match events.poll_recv(cx) {
+                Poll::Ready(Some(inbound)) => {
+                    if let Some(event) = this.event_of(inbound) {
+                        return Poll::Ready(Some(event));
+                    }
+                }
+                Poll::Ready(None) => return Poll::Ready(None),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+}
 
 impl<C> Drop for Hub<C> {
     fn drop(&mut self) {

@@ -17,7 +17,8 @@ pub use agent::{Agent, AgentEvent, LogSink, SERVE_CONCURRENCY, Served};
 pub use config::{HubConfig, HubConfigError, MAX_BACKLOG, MAX_COUNT};
 pub use error::{AdmitError, CallError, JoinError, LeaveReason, SendToError};
 pub use hub::{
-    Broadcast, Closed, Hub, HubEvent, HubHandle, LAST_WORDS, PeersMissing, SHUTDOWN_EVENTS,
+    Broadcast, Closed, Hub, HubEvent, HubEvents, HubHandle, LAST_WORDS, PeersMissing,
+    SHUTDOWN_EVENTS,
 };
 pub use ipc_core::PeerCredentials;
 pub use message::{HubCodec, Payload, Request};

@@ -653,6 +653,58 @@ async fn next_message(s: &mut Setup) -> Result<(ipc_hub::PeerId, Vec<u8>), Faile
     }
 }
 
+/// The event stream, taken out of the hub, is read on a task of its own
+/// (through `next` and as a `Stream`) while the hub calls its agent and
+/// shuts down; the shutdown's events go to the stream.
+fn events_read_on_a_task_of_their_own(via: Via) -> Result<(), Failed> {
+    runtime().block_on(async {
+        let mut s = Setup::new(via, HubConfig::default())?;
+        let mut events = s.hub.take_events().ok_or("no event stream")?;
+        ensure(s.hub.take_events().is_none(), || "taken twice".into())?;
+        let (tx, mut seen) = tokio::sync::mpsc::unbounded_channel();
+        let pump = tokio::spawn(async move {
+            // The first through the `Stream`, the rest through `next`.
+            let first = futures::StreamExt::next(&mut events).await;
+            let _ = tx.send(first.map(|e| format!("{e:?}")));
+            loop {
+                let event = events.next().await;
+                let left = matches!(event, HubEvent::Left { .. });
+                let _ = tx.send(Some(format!("{event:?}")));
+                if left {
+                    return;
+                }
+            }
+        });
+        s.spawn("echo").await?;
+        let joined = tokio::time::timeout(LONG, seen.recv())
+            .await?
+            .flatten()
+            .unwrap_or_default();
+        ensure(joined.starts_with("Joined"), || {
+            format!("first event: {joined}")
+        })?;
+        let peer = s.hub.peers().first().cloned().ok_or("no peer")?;
+        let answer: ToolResult = s.hub.call(peer.id, &call(3, 0), LONG).await?;
+        ensure(answer.id == 3, || format!("{answer:?}"))?;
+        let closed = s.hub.shutdown(LONG).await;
+        ensure(closed.closed == 1 && closed.events.is_empty(), || {
+            format!(
+                "{} closed, {} events kept by the hub",
+                closed.closed,
+                closed.events.len()
+            )
+        })?;
+        tokio::time::timeout(LONG, pump).await??;
+        let mut rest = Vec::new();
+        while let Ok(event) = seen.try_recv() {
+            rest.extend(event);
+        }
+        ensure(rest.last().is_some_and(|e| e.starts_with("Left")), || {
+            format!("{rest:?}")
+        })
+    })
+}
+
 /// Calls that the `barrier` agent answers only when all are under way.
 const BARRIER: usize = 8;
 
@@ -922,6 +974,9 @@ fn main() {
             }),
             Trial::test(name("typed_calls_and_chosen_broadcasts"), move || {
                 typed_calls_and_chosen_broadcasts(via)
+            }),
+            Trial::test(name("events_read_on_a_task_of_their_own"), move || {
+                events_read_on_a_task_of_their_own(via)
             }),
         ]);
     }
