@@ -39,8 +39,9 @@ fn hub(config: &Config) -> Result<ZenohListener, Failed> {
     Ok(ZenohListener::bind(&address, config)?)
 }
 
-/// The hub's address as someone who knows only its port has it.
-fn without_key(address: &Address) -> Address {
+/// The hub's address with `key` instead of its own (`None`: as someone
+/// who knows only its port has it).
+fn with_key(address: &Address, key: Option<&str>) -> Address {
     let Address::Zenoh {
         name, endpoints, ..
     } = address.clone()
@@ -49,21 +50,7 @@ fn without_key(address: &Address) -> Address {
     };
     Address::Zenoh {
         name,
-        key: None,
-        endpoints,
-    }
-}
-
-fn with_key(address: &Address, key: &str) -> Address {
-    let Address::Zenoh {
-        name, endpoints, ..
-    } = address.clone()
-    else {
-        unreachable!()
-    };
-    Address::Zenoh {
-        name,
-        key: Some(key.into()),
+        key: key.map(str::to_owned),
         endpoints,
     }
 }
@@ -125,10 +112,10 @@ fn strangers_without_the_key_are_refused() -> Result<(), Failed> {
         return Err(format!("a default hub reports no key: {address}").into());
     };
     for (what, target) in [
-        ("no key", without_key(&address)),
+        ("no key", with_key(&address, None)),
         (
             "a wrong key",
-            with_key(&address, "0123456789abcdef0123456789abcdef"),
+            with_key(&address, Some("0123456789abcdef0123456789abcdef")),
         ),
     ] {
         let started = Instant::now();
@@ -167,7 +154,7 @@ fn another_user_cannot_join_a_default_hub() -> Result<(), Failed> {
     }
     let user = OtherUser::create()?;
     let listener = hub(&config())?;
-    let status = spawn("stranger", &without_key(listener.address()))?
+    let status = spawn("stranger", &with_key(listener.address(), None))?
         .uid(user.uid)
         .gid(user.gid)
         .status()?;
