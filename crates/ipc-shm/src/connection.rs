@@ -575,6 +575,7 @@ impl ShmConnection {
 
     /// Space for `len` bytes if there is room now (the async `reserve`);
     /// `Fail::WouldBlock` when the ring is full.
+    #[cfg(feature = "tokio")]
     pub(crate) fn reservation_now(&mut self, len: usize) -> Result<Reservation, Fail> {
         self.check_sendable().map_err(|e| match e {
             SendError::Corrupted(m) => Fail::Corrupt(m),
@@ -600,6 +601,7 @@ impl ShmConnection {
 
     /// The next message for an in-place receive if one is there now (the
     /// async `recv_in_place`); `RecvError::Empty` when there is none.
+    #[cfg(feature = "tokio")]
     pub(crate) fn in_place_now(&mut self) -> Result<InPlace, RecvError> {
         self.check_receivable()?;
         match self.wait_until(Dir::Data, &mut Wait::Never, |c| c.try_peek_in_place()) {
