@@ -4,11 +4,15 @@
 //! A listener that stops accepting while its handshake slots are full
 //! leaves new agents in the kernel's queue behind the flood (measured: one
 //! process holding about 190 silent connections kept a good agent out for
-//! 25 s). So a listener using this table always accepts; when the table is
-//! full, room is made by dropping the oldest handshake of the process that
-//! has the most under way. A good agent's handshake, done in milliseconds,
-//! is pushed out only if that many newer connections come meanwhile from
-//! processes holding no fewer than it does.
+//! 25 s). So a listener using this table always accepts. Beyond `limit`
+//! handshakes under way, room is made by dropping the oldest handshake of
+//! a process that has more than one under way (the one with the most): a
+//! flood from a few processes pushes out only its own connections. A
+//! burst of agents from as many processes (a runtime starting a thousand
+//! agents at once, on a loaded machine where each takes a while to say
+//! hello) is not cut: each brings a process of its own, so the table
+//! grows past `limit`, up to [`SPREAD`] times it, before the oldest
+//! handshake of all is dropped.
 //!
 //! ```
 //! use ipc_core::admission::Admission;
@@ -21,9 +25,17 @@
 //! let (_, dropped) = table.admit(Some(7), "flood 3");
 //! assert_eq!(dropped, Some("flood 1"));
 //! assert_eq!(table.remove(good), Some("agent"));
+//! // Agents of processes of their own are not cut at the limit.
+//! table.admit(Some(10), "agent 10");
+//! assert_eq!(table.admit(Some(11), "agent 11").1, Some("flood 2"));
+//! assert_eq!(table.admit(Some(12), "agent 12").1, None);
 //! ```
 
 use std::collections::VecDeque;
+
+/// How far past its limit a table grows while every handshake under way
+/// comes from a process of its own (each costs its sender a process).
+pub const SPREAD: usize = 16;
 
 /// Names one entry of an [`Admission`] table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -49,13 +61,14 @@ impl<T> Admission<T> {
         }
     }
 
-    /// Adds a handshake from `from`. When the table is full, first takes
-    /// out and returns the one to drop: the oldest of the source with the
-    /// most entries (of several such sources, the one whose oldest entry
-    /// is oldest).
+    /// Adds a handshake from `from`. At the limit, first takes out and
+    /// returns the one to drop: the oldest of the source with the most
+    /// entries (of several such sources, the one whose oldest entry is
+    /// oldest), if that source has more than one; while every source has
+    /// one, nothing until [`SPREAD`] times the limit, then the oldest.
     pub fn admit(&mut self, from: Option<u32>, item: T) -> (Ticket, Option<T>) {
         let dropped = if self.entries.len() >= self.limit {
-            self.heaviest_oldest()
+            self.heaviest_oldest(self.entries.len() >= self.limit.saturating_mul(SPREAD))
                 .and_then(|at| self.entries.remove(at))
                 .map(|(_, _, item)| item)
         } else {
@@ -94,12 +107,19 @@ impl<T> Admission<T> {
         self.entries.iter().map(|(t, _, item)| (*t, item))
     }
 
-    /// Where the entry to drop is.
-    fn heaviest_oldest(&self) -> Option<usize> {
-        let count = |from: Option<u32>| self.entries.iter().filter(|e| e.1 == from).count();
-        let most = self.entries.iter().map(|e| count(e.1)).max()?;
+    /// Where the entry to drop is: the oldest of the heaviest source if it
+    /// holds more than one entry, or (`even_single`) in any case.
+    fn heaviest_oldest(&self, even_single: bool) -> Option<usize> {
+        let mut counts = std::collections::HashMap::<Option<u32>, usize>::new();
+        for e in &self.entries {
+            *counts.entry(e.1).or_default() += 1;
+        }
+        let most = counts.values().copied().max()?;
+        if most < 2 && !even_single {
+            return None;
+        }
         // The first (oldest) entry whose source has that many.
-        self.entries.iter().position(|e| count(e.1) == most)
+        self.entries.iter().position(|e| counts[&e.1] == most)
     }
 }
 
@@ -129,10 +149,27 @@ mod tests {
         table.admit(None, 3);
         // `None` holds two: its oldest goes.
         assert_eq!(table.admit(Some(6), 4).1, Some(1));
-        // Now one each: the oldest overall.
-        assert_eq!(table.admit(Some(7), 5).1, Some(2));
+        // One each: past the limit, nothing goes.
+        assert_eq!(table.admit(Some(7), 5).1, None);
+        assert_eq!(table.admit(Some(7), 6).1, None);
+        // 7 holds two now: its oldest goes.
+        assert_eq!(table.admit(Some(9), 7).1, Some(5));
         let left: Vec<i32> = table.iter().map(|(_, v)| *v).collect();
-        assert_eq!(left, [3, 4, 5]);
+        assert_eq!(left, [2, 3, 4, 6, 7]);
+    }
+
+    #[test]
+    fn a_burst_from_many_processes_is_not_cut_until_the_spread() {
+        let mut table = Admission::new(64);
+        for pid in 0..64 * SPREAD as u32 {
+            assert_eq!(table.admit(Some(pid), pid).1, None, "agent {pid}");
+        }
+        // Past the spread, the oldest of all makes room.
+        assert_eq!(table.admit(Some(99_999), 0).1, Some(0));
+        assert_eq!(table.len(), 64 * SPREAD);
+        // A second handshake from one process is cut first again.
+        assert_eq!(table.admit(Some(5), 1).1, Some(1));
+        assert_eq!(table.admit(Some(100_000), 2).1, Some(5));
     }
 
     #[test]

@@ -19,9 +19,11 @@ pub struct HubConfig {
     pub handshake_timeout: Duration,
     /// Handshakes under way at once. The hub never stops accepting; beyond
     /// this many, the oldest handshake of the process that has the most
-    /// under way is dropped, so a flood of silent connections neither
-    /// exhausts file descriptors nor keeps another process's agent out.
-    /// Default 64.
+    /// under way (if it has more than one) is dropped, so a flood of silent
+    /// connections neither exhausts file descriptors nor keeps another
+    /// process's agent out. A burst of agents of a process each may grow
+    /// the table to `ipc_core::admission::SPREAD` (16) times this before
+    /// the oldest of all is dropped. Default 64.
     pub max_handshakes: usize,
     /// Events buffered for [`next`](crate::Hub::next). When it is full, a
     /// peer's messages, calls and logs wait in that peer's backlog (see
