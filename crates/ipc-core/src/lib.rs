@@ -12,6 +12,7 @@ mod error;
 pub mod frame;
 #[cfg(feature = "tokio")]
 mod frames;
+pub mod loan;
 // Verifiable messages for the conformance kit and the benchmark harness:
 // shared by them, not part of the API a runtime uses.
 #[doc(hidden)]
@@ -46,6 +47,7 @@ pub use config::{
 pub use error::{ConnectError, RecvError, SendError};
 #[cfg(feature = "tokio")]
 pub use frames::{FrameSink, Frames};
+pub use loan::{Lender, LentMemory, Loan};
 pub use peer::PeerCredentials;
 pub use role::{BatchSendError, Connection, Connector, FrameReceiver, FrameSender, Listener};
 #[cfg(feature = "tokio")]

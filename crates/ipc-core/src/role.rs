@@ -28,6 +28,15 @@ pub trait FrameSender {
     /// Sends one frame if that needs no waiting, else [`SendError::Full`].
     fn try_send(&mut self, frame: &[u8]) -> Result<(), SendError>;
 
+    /// Where memory to write a frame in place comes from (see
+    /// [`loan`](crate::loan)): a frozen [`Loan`](crate::Loan) from it
+    /// goes by reference on this connection where the transport can
+    /// (shared memory), else it is copied once as any frame. Heap memory
+    /// unless the transport says otherwise.
+    fn lender(&self) -> crate::Lender {
+        crate::Lender::heap()
+    }
+
     /// Sends one frame, waiting at most `timeout` for room
     /// ([`SendError::Timeout`]).
     fn send_timeout(&mut self, frame: &[u8], timeout: Duration) -> Result<(), SendError>;

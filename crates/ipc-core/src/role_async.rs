@@ -45,6 +45,12 @@ pub trait AsyncFrameSender: Send {
     /// it wrote stays written, the rest stays held.
     fn flush(&mut self) -> impl Future<Output = Result<(), SendError>> + Send;
 
+    /// Where memory to write a frame in place comes from: see
+    /// [`FrameSender::lender`](crate::FrameSender::lender).
+    fn lender(&self) -> crate::Lender {
+        crate::Lender::heap()
+    }
+
     /// This sender as a [`Sink`](futures_sink::Sink) of frames (see
     /// [`FrameSink`]).
     fn into_sink(self) -> FrameSink<Self>

@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::link::{Inbound, Link};
-use crate::message::{HubCodec, encode};
+use crate::message::{HubCodec, LoanedBody, encode};
 use crate::wire::{self, Kind};
 use crate::{
     Call, CallError, HubConfig, JoinError, LeaveReason, Payload, PeerId, Request, SendToError,
@@ -303,6 +303,22 @@ impl<C: HubCodec> Agent<C> {
     pub async fn send_bytes(&self, body: &[u8]) -> Result<(), SendToError> {
         self.link
             .post_default(wire::encode(Kind::Message, 0, body))
+            .await
+    }
+
+    /// Memory for a message of `len` bytes to the hub, lent by this
+    /// agent's connection: write it in place and send it with
+    /// [`send_loan`](Self::send_loan) (see [`LoanedBody`]).
+    pub fn loan(&self, len: usize) -> std::io::Result<LoanedBody> {
+        LoanedBody::new(&self.link.lender, len)
+    }
+
+    /// Sends a body written in place to the hub (it gets exactly its
+    /// bytes, as from [`send_bytes`](Self::send_bytes)); on shared memory
+    /// it is passed, not copied.
+    pub async fn send_loan(&self, body: LoanedBody) -> Result<(), SendToError> {
+        self.link
+            .post_default(body.into_frame(Kind::Message, 0)?)
             .await
     }
 

@@ -47,6 +47,10 @@ pub enum SendToError {
     /// The message could not be encoded.
     #[error("message: {0}")]
     Encode(CodecError),
+    /// A [`LoanedBody`](crate::LoanedBody)'s memory could not be made
+    /// immutable (sealed) to be sent. Nothing was sent.
+    #[error("sealing the loaned body: {0}")]
+    Memory(std::io::Error),
 }
 
 /// Why an agent could not join a hub.

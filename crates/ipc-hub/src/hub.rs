@@ -19,7 +19,7 @@ use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
 use crate::link::{Inbound, Link};
-use crate::message::{HubCodec, encode};
+use crate::message::{HubCodec, LoanedBody, encode};
 use crate::supervise::{AgentNotice, AgentSpec, NotUp, SuperviseError, Supervised};
 use crate::wire::{self, Kind};
 use crate::{
@@ -755,6 +755,51 @@ impl<C: HubCodec> HubHandle<C> {
     pub fn broadcast_bytes(&self, peers: Option<&[PeerId]>, body: &[u8]) -> Broadcast {
         let frame = wire::encode(Kind::Message, 0, body);
         self.post_to_all(peers.map(<[PeerId]>::to_vec), frame)
+    }
+
+    /// Memory for a body of `len` bytes to `peers` (or, with `None`, to
+    /// every peer): lent by a shared-memory connection among them if there
+    /// is one, so that sending it to those peers passes it, not a copy.
+    /// Write it in place, then send it with
+    /// [`send_loan_to`](Self::send_loan_to) or
+    /// [`broadcast_loan`](Self::broadcast_loan) (see [`LoanedBody`]).
+    pub fn loan(&self, peers: Option<&[PeerId]>, len: usize) -> std::io::Result<LoanedBody> {
+        let lender = {
+            let all = lock(&self.shared.peers);
+            let lends = |link: &Arc<Link>| link.lender.lends_shared();
+            match peers {
+                None => all.values().map(|p| &p.link).find(|l| lends(l)).cloned(),
+                Some(chosen) => chosen
+                    .iter()
+                    .filter_map(|id| all.get(id).map(|p| &p.link))
+                    .find(|l| lends(l))
+                    .cloned(),
+            }
+            .map(|link| link.lender.clone())
+            .unwrap_or_default()
+        };
+        LoanedBody::new(&lender, len)
+    }
+
+    /// Queues a body written in place for `peer` as a one-way message (its
+    /// [`Payload::bytes`] is exactly the body); on shared memory it is
+    /// passed, not copied.
+    pub async fn send_loan_to(&self, peer: PeerId, body: LoanedBody) -> Result<(), SendToError> {
+        let link = self.link(peer).ok_or(SendToError::UnknownPeer(peer))?;
+        link.post_default(body.into_frame(Kind::Message, 0)?).await
+    }
+
+    /// Like [`broadcast_bytes`](Self::broadcast_bytes) with a body written
+    /// in place: frozen once, and every shared-memory peer maps the same
+    /// memory (written once, however many read it); other peers get a
+    /// copy each. Fails only if the memory cannot be sealed (nothing sent).
+    pub fn broadcast_loan(
+        &self,
+        peers: Option<&[PeerId]>,
+        body: LoanedBody,
+    ) -> Result<Broadcast, SendToError> {
+        let frame = body.into_frame(Kind::Message, 0)?;
+        Ok(self.post_to_all(peers.map(<[PeerId]>::to_vec), frame))
     }
 
     fn post_to_all(&self, chosen: Option<Vec<PeerId>>, frame: Bytes) -> Broadcast {

@@ -21,7 +21,7 @@ pub use hub::{
     SHUTDOWN_EVENTS,
 };
 pub use ipc_core::PeerCredentials;
-pub use message::{HubCodec, Payload, Request};
+pub use message::{HubCodec, LoanedBody, Payload, Request};
 pub use supervise::{
     AgentNotice, AgentSpec, DEFAULT_BACKOFF, DEFAULT_MAX_RESTARTS, DEFAULT_RESTART_WINDOW,
     MAX_BACKOFF, NotUp, Restart, STOP_GRACE, SuperviseError,

@@ -120,6 +120,9 @@ pub(crate) struct Link {
     calls: Mutex<Calls>,
     next_call: AtomicU64,
     send_timeout: Duration,
+    /// Where memory for bodies written in place comes from (the
+    /// connection's transport).
+    pub(crate) lender: ipc_core::Lender,
     /// Set when the link ends: stops the writer even mid-send.
     stop: watch::Sender<bool>,
     tasks: Mutex<Vec<AbortHandle>>,
@@ -161,6 +164,7 @@ impl Link {
         W: AsyncFrameSender + 'static,
     {
         let (out, queue) = mpsc::channel(config.queue_len);
+        let lender = write.lender();
         let write: SharedWrite<W> = Arc::new(tokio::sync::Mutex::new(Some(write)));
         let inline_write = Arc::clone(&write);
         let link = Arc::new_cyclic(|weak: &std::sync::Weak<Link>| {
@@ -188,6 +192,7 @@ impl Link {
                 calls: Mutex::default(),
                 next_call: AtomicU64::new(1),
                 send_timeout: config.send_timeout,
+                lender,
                 stop: watch::channel(false).0,
                 tasks: Mutex::default(),
                 writer_done: watch::channel(false).0,

@@ -25,6 +25,68 @@ pub(crate) fn encode<C: HubCodec, T: Serialize + ?Sized>(
     wire::encode_with(kind, id, |out| C::default().encode(value, out))
 }
 
+/// A body written in place: memory lent by the connection (or
+/// connections) it will go to, with room for the envelope's header in
+/// front. On shared memory, a body of
+/// [`ipc_shm::LEND_MIN`](https://docs.rs/ipc-shm) bytes or more is a
+/// memory file of its own: sent, it is passed, not copied, and every
+/// receiver reads the very pages written here (a broadcast writes it
+/// once). Elsewhere it is heap memory, copied once as it is sent.
+///
+/// From [`Agent::loan`](crate::Agent::loan),
+/// [`Request::loan`] or [`HubHandle::loan`](crate::HubHandle::loan);
+/// zeroed; derefs to the body's bytes.
+pub struct LoanedBody(ipc_core::Loan);
+
+impl LoanedBody {
+    pub(crate) fn new(lender: &ipc_core::Lender, len: usize) -> std::io::Result<Self> {
+        let total = len.checked_add(wire::HEADER).ok_or_else(|| {
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, "body too large")
+        })?;
+        Ok(LoanedBody(lender.loan(total)?))
+    }
+
+    /// Whether it is the transport's own memory (passed, not copied, when
+    /// sent), rather than heap memory.
+    pub fn is_shared(&self) -> bool {
+        self.0.is_lent()
+    }
+
+    /// Keeps only the first `len` bytes of the body: for a writer that
+    /// asked for as much as it might need and wrote less.
+    pub fn truncate(&mut self, len: usize) {
+        self.0.truncate(len.saturating_add(wire::HEADER));
+    }
+
+    /// The frame: the header written in front, the memory frozen.
+    pub(crate) fn into_frame(mut self, kind: Kind, id: u64) -> Result<Bytes, SendToError> {
+        self.0[..wire::HEADER].copy_from_slice(&wire::header(kind, id));
+        self.0.freeze().map_err(SendToError::Memory)
+    }
+}
+
+impl std::ops::Deref for LoanedBody {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.0[wire::HEADER..]
+    }
+}
+
+impl std::ops::DerefMut for LoanedBody {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        &mut self.0[wire::HEADER..]
+    }
+}
+
+impl fmt::Debug for LoanedBody {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LoanedBody")
+            .field("len", &self.len())
+            .field("shared", &self.is_shared())
+            .finish()
+    }
+}
+
 /// The body of a one-way message, decoded on demand.
 pub struct Payload<C> {
     body: Bytes,
@@ -121,6 +183,30 @@ impl<C: HubCodec> Request<C> {
         self.answered = true;
         let frame = wire::encode(Kind::Reply, self.id, body);
         self.link.post_default(frame).await
+    }
+
+    /// Memory for an answer of `len` bytes, lent by the caller's
+    /// connection: write the answer in place and send it with
+    /// [`reply_loan`](Self::reply_loan) (see [`LoanedBody`]).
+    pub fn loan(&self, len: usize) -> std::io::Result<LoanedBody> {
+        LoanedBody::new(&self.link.lender, len)
+    }
+
+    /// Answers with a body written in place (the caller gets exactly its
+    /// bytes, as from [`reply_bytes`](Self::reply_bytes)); on shared
+    /// memory it is passed, not copied.
+    pub async fn reply_loan(mut self, body: LoanedBody) -> Result<(), SendToError> {
+        self.answered = true;
+        match body.into_frame(Kind::Reply, self.id) {
+            Ok(frame) => self.link.post_default(frame).await,
+            Err(e) => {
+                let why = format!("the reply could not be sealed: {e}");
+                let _ = self
+                    .link
+                    .try_post(wire::encode(Kind::Fail, self.id, why.as_bytes()));
+                Err(e)
+            }
+        }
     }
 
     /// Answers that the call failed, with a reason the caller sees as

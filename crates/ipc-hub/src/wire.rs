@@ -68,6 +68,14 @@ pub enum WireError {
     BadHello(String),
 }
 
+/// An envelope's header.
+pub(crate) fn header(kind: Kind, id: u64) -> [u8; HEADER] {
+    let mut h = [0; HEADER];
+    h[0] = kind as u8;
+    h[1..].copy_from_slice(&id.to_le_bytes());
+    h
+}
+
 pub(crate) fn encode(kind: Kind, id: u64, body: &[u8]) -> Bytes {
     let mut out = BytesMut::with_capacity(HEADER + body.len());
     out.put_u8(kind as u8);

@@ -644,6 +644,52 @@ fn typed_calls_and_chosen_broadcasts(via: Via) -> Result<(), Failed> {
     })
 }
 
+fn pattern(buf: &mut [u8]) {
+    for (i, b) in buf.iter_mut().enumerate() {
+        *b = (i * 7 % 251) as u8;
+    }
+}
+
+/// Bodies written in place (loans) both ways: the agent's reply and its
+/// echo, the hub's message, one of them cut short. Shared memory lends
+/// memory files (passed, not copied: `tests/shm_agents.rs` checks that);
+/// the stream transports lend heap memory, copied once, same bytes.
+fn loans_both_ways(via: Via) -> Result<(), Failed> {
+    runtime().block_on(async {
+        let mut s = Setup::new(via, HubConfig::default())?;
+        let peer = s.start(&["loaner"]).await?[0].id;
+        let shared = matches!(via, Via::Shm);
+        let n = 2 << 20;
+        let mut want = vec![0; n];
+        pattern(&mut want);
+        let got = s.hub.call_bytes(peer, &(n as u64), LONG).await?;
+        ensure(got[..] == want[..], || "the loaned reply is wrong".into())?;
+        ensure(ipc_shm::is_shared(&got) == shared, || {
+            format!("read in place: {}", ipc_shm::is_shared(&got))
+        })?;
+
+        let mut body = s.hub.loan(Some(&[peer]), n)?;
+        ensure(body.is_shared() == shared, || format!("{body:?}"))?;
+        body.copy_from_slice(&want);
+        body.truncate(n - 1000);
+        s.hub.send_loan_to(peer, body).await?;
+        let echoed = next_message(&mut s).await?;
+        ensure(echoed == (peer, want[..n - 1000].to_vec()), || {
+            format!("the echo of a loaned message: {} bytes", echoed.1.len())
+        })?;
+        // A loan for nobody connected is heap memory, and still sends.
+        let none = s.hub.loan(Some(&[]), 16)?;
+        ensure(!none.is_shared() && none.len() == 16, || {
+            format!("{none:?}")
+        })?;
+        let sent = s.hub.broadcast_loan(None, none)?;
+        ensure(sent.queued == vec![peer], || format!("{sent:?}"))?;
+        let echoed = next_message(&mut s).await?;
+        ensure(echoed == (peer, vec![0; 16]), || format!("{echoed:?}"))?;
+        Ok(())
+    })
+}
+
 /// The next message an agent sent, skipping other events.
 async fn next_message(s: &mut Setup) -> Result<(ipc_hub::PeerId, Vec<u8>), Failed> {
     loop {
@@ -855,6 +901,29 @@ fn agent_main(role: &str) -> Result<(), Box<dyn std::error::Error>> {
                 _ => Ok(()),
             };
         }
+        if role == "loaner" {
+            // Answers a call for `n` bytes with a pattern written in place;
+            // sends every message back, copied into memory it loaned.
+            while let Some(event) = agent.next().await {
+                match event {
+                    AgentEvent::Call(request) => {
+                        let n: u64 = request.decode()?;
+                        let mut body = request.loan(n as usize)?;
+                        pattern(&mut body);
+                        request.reply_loan(body).await?;
+                    }
+                    AgentEvent::Message(payload) => {
+                        let mut body = agent.loan(payload.bytes().len())?;
+                        body.copy_from_slice(payload.bytes());
+                        agent.send_loan(body).await?;
+                    }
+                    AgentEvent::Shutdown(_) => break,
+                    _ => {}
+                }
+            }
+            agent.close("done", LONG).await;
+            return Ok(());
+        }
         if role.starts_with("listener") {
             // Sends every message back as it came; answers calls with its name.
             while let Some(event) = agent.next().await {
@@ -978,6 +1047,7 @@ fn main() {
             Trial::test(name("events_read_on_a_task_of_their_own"), move || {
                 events_read_on_a_task_of_their_own(via)
             }),
+            Trial::test(name("loans_both_ways"), move || loans_both_ways(via)),
         ]);
     }
     tests.push(Trial::test(

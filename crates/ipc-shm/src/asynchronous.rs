@@ -411,6 +411,13 @@ impl Waiter {
     ) -> Result<(), SendError> {
         self.until_room(conn, deadline, |c| c.flush_pending(&mut Wait::Never))
             .await?;
+        if let Some(blob) = crate::blob::lent_blob(frame)
+            && conn.with(|c| c.passes_blobs())
+        {
+            // A frozen loan: its memory is passed, not copied.
+            conn.with(|c| c.check_blob(frame.len()))?;
+            return self.send_blob_until(conn, &blob, deadline).await;
+        }
         if conn.with(|c| c.goes_as_blob(frame.len())) {
             if let Some(slot) = conn.with(|c| c.pick_slot(frame.len()))? {
                 return self
@@ -546,6 +553,12 @@ impl AsyncShmConnection {
 }
 
 impl AsyncFrameSender for AsyncShmConnection {
+    /// Blobs of their own for loans of [`LEND_MIN`](crate::LEND_MIN) bytes
+    /// or more: sent, they are passed, not copied.
+    fn lender(&self) -> ipc_core::Lender {
+        crate::blob::lender()
+    }
+
     async fn send(&mut self, frame: &[u8]) -> Result<(), SendError> {
         let deadline = deadline_after(self.inner.config().send_timeout);
         self.waiter
@@ -703,6 +716,11 @@ impl ShmWriteHalf {
 }
 
 impl AsyncFrameSender for ShmWriteHalf {
+    /// As [`AsyncShmConnection`]'s.
+    fn lender(&self) -> ipc_core::Lender {
+        crate::blob::lender()
+    }
+
     async fn send(&mut self, frame: &[u8]) -> Result<(), SendError> {
         let deadline = deadline_after(self.config().send_timeout);
         self.send_until(frame, deadline).await

@@ -152,6 +152,120 @@ impl std::ops::DerefMut for BlobBuf {
     }
 }
 
+/// Loans smaller than this are heap memory: below it, a copy into the
+/// connection's reused slots costs less than fresh shared memory (a file,
+/// two mappings, a page fault per page and the kernel's zeroing).
+pub const LEND_MIN: usize = 1 << 20;
+
+/// The [`Lender`](ipc_core::Lender) of shared-memory connections: a blob
+/// of its own for a loan of [`LEND_MIN`] bytes or more, heap memory for a
+/// smaller one.
+pub(crate) fn lender() -> ipc_core::Lender {
+    ipc_core::Lender::new(|len| {
+        if len < LEND_MIN {
+            return Ok(ipc_core::Loan::heap(len));
+        }
+        let buf = BlobBuf::new(len)?;
+        Ok(ipc_core::Loan::lent(Box::new(LentBlob { buf, len })))
+    })
+}
+
+/// A blob lent for a frame: `len` is how much of it the frame keeps
+/// (a writer that asked for more than it needed truncates).
+struct LentBlob {
+    buf: BlobBuf,
+    len: usize,
+}
+
+impl std::ops::Deref for LentBlob {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
+
+impl std::ops::DerefMut for LentBlob {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        &mut self.buf[..self.len]
+    }
+}
+
+impl ipc_core::LentMemory for LentBlob {
+    fn truncate(&mut self, len: usize) {
+        self.len = self.len.min(len);
+    }
+
+    fn freeze(self: Box<Self>) -> io::Result<Bytes> {
+        let LentBlob { buf, len } = *self;
+        if len == 0 {
+            return Ok(Bytes::new());
+        }
+        let BlobBuf { fd, map } = buf;
+        drop(map);
+        if len < map_len_of(&fd)? {
+            rustix::fs::ftruncate(&fd, len as u64)?;
+        }
+        seal(&fd)?;
+        let blob = Arc::new(SealedBlob {
+            fd,
+            len: len as u64,
+        });
+        // Read-only, and not populated: the sender seldom reads it back.
+        let map = Mapping::new(blob.fd.as_fd(), len, false, Populate::No)?;
+        let start = map.as_ptr() as usize;
+        lent_blobs().insert(start, blob);
+        Ok(Bytes::from_owner(LentFrame { map }))
+    }
+}
+
+fn map_len_of(fd: &OwnedFd) -> io::Result<usize> {
+    Ok(rustix::fs::fstat(fd)?.st_size as usize)
+}
+
+/// A frozen lent blob: the frame's bytes, a read-only view of the sealed
+/// file that a shared-memory connection passes instead of copying (the
+/// file itself stays in [`lent_blobs`] while the view lives).
+struct LentFrame {
+    map: Mapping,
+}
+
+impl AsRef<[u8]> for LentFrame {
+    fn as_ref(&self) -> &[u8] {
+        // SAFETY: the mapping covers the sealed file's `len` bytes; the
+        // seals make them immutable and the size fixed while `self` (which
+        // owns the mapping) lives.
+        unsafe { std::slice::from_raw_parts(self.map.as_ptr(), self.map.len()) }
+    }
+}
+
+impl Drop for LentFrame {
+    fn drop(&mut self) {
+        lent_blobs().remove(&(self.map.as_ptr() as usize));
+    }
+}
+
+/// The frozen lent blobs of this process, by the address of their view.
+fn lent_blobs() -> std::sync::MutexGuard<'static, std::collections::HashMap<usize, Arc<SealedBlob>>>
+{
+    static LENT: std::sync::LazyLock<
+        std::sync::Mutex<std::collections::HashMap<usize, Arc<SealedBlob>>>,
+    > = std::sync::LazyLock::new(Default::default);
+    LENT.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The sealed blob `frame` is exactly the whole view of, if it is a
+/// frozen lent blob of this process (then it can be passed, not copied).
+/// Only frames of at least [`LEND_MIN`] bytes can be.
+pub(crate) fn lent_blob(frame: &[u8]) -> Option<Arc<SealedBlob>> {
+    if frame.len() < LEND_MIN {
+        return None;
+    }
+    lent_blobs()
+        .get(&(frame.as_ptr() as usize))
+        .filter(|b| b.len == frame.len() as u64)
+        .cloned()
+}
+
 /// A sealed blob, ready to be handed over.
 #[derive(Debug)]
 pub(crate) struct SealedBlob {

@@ -302,6 +302,12 @@ impl ShmConnection {
         Ok(())
     }
 
+    /// Whether this connection can hand memory files over (it has a
+    /// socket to pass them on).
+    pub(crate) fn passes_blobs(&self) -> bool {
+        self.link.is_some()
+    }
+
     /// Whether a message of `len` bytes goes as a blob.
     pub(crate) fn goes_as_blob(&self, len: usize) -> bool {
         self.blob_threshold.is_some_and(|t| len > t)
@@ -845,6 +851,12 @@ impl ShmConnection {
             });
         }
         self.flush_pending(&mut wait)?;
+        if let Some(blob) = blob::lent_blob(frame)
+            && self.passes_blobs()
+        {
+            // A frozen loan: its memory is passed, not copied.
+            return Ok(self.wait_until(Dir::Space, &mut wait, |c| c.try_write_blob(&blob))?);
+        }
         if self.goes_as_blob(frame.len()) {
             if let Some(slot) = self.pick_slot(frame.len())? {
                 return Ok(
@@ -1068,6 +1080,12 @@ pub(crate) enum InPlace {
 }
 
 impl FrameSender for ShmConnection {
+    /// Blobs of their own for loans of [`LEND_MIN`](crate::LEND_MIN) bytes
+    /// or more: sent, they are passed, not copied.
+    fn lender(&self) -> ipc_core::Lender {
+        blob::lender()
+    }
+
     fn send(&mut self, frame: &[u8]) -> Result<(), SendError> {
         let wait = self.send_wait();
         self.send_with(frame, wait)

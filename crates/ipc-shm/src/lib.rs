@@ -39,7 +39,7 @@ mod exports {
     pub use crate::asynchronous::{
         AsyncShm, AsyncShmConnection, AsyncShmListener, ShmReadHalf, ShmWriteHalf,
     };
-    pub use crate::blob::{Blob, BlobBuf};
+    pub use crate::blob::{Blob, BlobBuf, LEND_MIN};
     pub use crate::connection::{
         DEFAULT_BLOB_THRESHOLD, IDLE_RELEASE, RecvView, SendSlot, ShmConnection,
     };

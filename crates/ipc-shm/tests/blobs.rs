@@ -720,3 +720,90 @@ fn a_receiver_holding_many_large_messages() {
     }
     drop(sender.join().expect("sender"));
 }
+
+/// The inode of the file mapped at `ptr` in this process (from
+/// /proc/self/maps), if it is a mapped file.
+fn inode_at(ptr: *const u8) -> Option<u64> {
+    let at = ptr as usize;
+    let maps = std::fs::read_to_string("/proc/self/maps").expect("maps");
+    maps.lines().find_map(|line| {
+        let mut fields = line.split_whitespace();
+        let (lo, hi) = fields.next()?.split_once('-')?;
+        let (lo, hi) = (
+            usize::from_str_radix(lo, 16).ok()?,
+            usize::from_str_radix(hi, 16).ok()?,
+        );
+        let inode: u64 = fields.nth(3)?.parse().ok()?;
+        (lo <= at && at < hi && inode != 0).then_some(inode)
+    })
+}
+
+/// A frozen loan goes by reference: every receiver maps the very file the
+/// sender wrote (one copy of the bytes in all, however many peers), while
+/// the same bytes from the heap are copied into the connection's slot.
+#[test]
+fn loans_are_passed_not_copied() {
+    let config = Config::default();
+    let mut listener = ShmListener::bind(&name(), &config).expect("bind");
+    let mut agents = Vec::new();
+    let mut hub_side = Vec::new();
+    for _ in 0..3 {
+        agents.push(Shm.connect(listener.address(), &config).expect("connect"));
+        hub_side.push(listener.accept().expect("accept"));
+    }
+    let len = 2 << 20;
+    let mut loan = hub_side[0].lender().loan(len).expect("loan");
+    assert!(loan.is_lent(), "{len} bytes are lent shared memory");
+    ipc_core::payload::fill(1, &mut loan);
+    let frame = loan.freeze().expect("freeze");
+    let written = inode_at(frame.as_ptr()).expect("the frame is a mapped file");
+    for conn in &mut hub_side {
+        conn.send(&frame).expect("send");
+    }
+    for agent in &mut agents {
+        let got = agent.recv().expect("recv");
+        assert_eq!(ipc_core::payload::verify(1, &got), Ok(()));
+        assert_eq!(inode_at(got.as_ptr()), Some(written), "a loan was copied");
+    }
+    // The control: the same bytes from the heap are copied (into a slot).
+    let heap_copy: Vec<u8> = frame.to_vec();
+    hub_side[0].send(&heap_copy).expect("send a copy");
+    let copied = agents[0].recv().expect("recv");
+    assert!(copied == frame && inode_at(copied.as_ptr()) != Some(written));
+
+    // A loan cut short is sent at its new length, still by reference.
+    let mut loan = hub_side[1].lender().loan(len).expect("loan");
+    loan.truncate((1 << 20) + 3);
+    ipc_core::payload::fill(2, &mut loan);
+    let frame = loan.freeze().expect("freeze");
+    hub_side[1].send(&frame).expect("send");
+    let got = agents[1].recv().expect("recv");
+    assert_eq!(got.len(), (1 << 20) + 3);
+    assert_eq!(ipc_core::payload::verify(2, &got), Ok(()));
+    assert_eq!(inode_at(got.as_ptr()), inode_at(frame.as_ptr()));
+
+    // Small loans are heap memory (a copy costs less than a file).
+    assert!(!hub_side[2].lender().loan(4096).expect("loan").is_lent());
+}
+
+/// A frozen loan larger than the connection's `max_message_size` is
+/// refused like any frame, and the connection goes on.
+#[test]
+fn a_loan_over_the_size_limit_is_refused() {
+    let config = Config::default().with_max_message_size(1 << 20);
+    let mut listener = ShmListener::bind(&name(), &config).expect("bind");
+    let mut agent = Shm.connect(listener.address(), &config).expect("connect");
+    let mut hub = listener.accept().expect("accept");
+    let frame = hub
+        .lender()
+        .loan(2 << 20)
+        .expect("loan")
+        .freeze()
+        .expect("freeze");
+    assert!(matches!(
+        hub.send(&frame),
+        Err(SendError::FrameTooLarge { len, max }) if len == 2 << 20 && max == 1 << 20
+    ));
+    hub.send(b"next").expect("send");
+    assert_eq!(&agent.recv().expect("recv")[..], b"next");
+}
