@@ -2,7 +2,7 @@
 //! error is fine, a panic or a hang is not; what decodes re-encodes.
 #![no_main]
 
-use ipc_core::{Bincode, Codec, Json, Postcard};
+use ipc_core::{Bincode, Codec, Json, MessagePack, Postcard};
 use libfuzzer_sys::fuzz_target;
 use serde::{Deserialize, Serialize};
 
@@ -36,4 +36,5 @@ fuzz_target!(|data: &[u8]| {
     each(Postcard, data);
     each(Bincode, data);
     each(Json, data);
+    each(MessagePack, data);
 });

@@ -141,6 +141,49 @@ impl Codec for Json {
     }
 }
 
+/// [MessagePack](https://msgpack.org) via
+/// [rmp-serde](https://docs.rs/rmp-serde) (feature `msgpack`): compact,
+/// and read by every common language. Structs are written as maps with
+/// their field names, so a type can gain a field (`#[serde(default)]`)
+/// without breaking an older peer either way: the older one skips the
+/// field it does not know, the newer one defaults the field it did not
+/// get. (Postcard and bincode write fields by position and cannot.)
+#[cfg(feature = "msgpack")]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MessagePack;
+
+#[cfg(feature = "msgpack")]
+impl Codec for MessagePack {
+    const NAME: &'static str = "msgpack";
+
+    fn encode<T: Serialize + ?Sized>(
+        &self,
+        value: &T,
+        out: &mut Vec<u8>,
+    ) -> Result<(), CodecError> {
+        let mut ser = rmp_serde::Serializer::new(out).with_struct_map();
+        value
+            .serialize(&mut ser)
+            .map_err(|e| error(Self::NAME, "encode", e))
+    }
+
+    fn decode<T: DeserializeOwned>(&self, bytes: &[u8]) -> Result<T, CodecError> {
+        // A reader over the slice: a length prefix reads at most the bytes
+        // that are there, never allocates what it claims.
+        let mut de = rmp_serde::Deserializer::new(bytes);
+        let value = T::deserialize(&mut de).map_err(|e| error(Self::NAME, "decode", e))?;
+        let rest = de.get_ref().len();
+        if rest != 0 {
+            return Err(error(
+                Self::NAME,
+                "decode",
+                format!("{rest} trailing bytes"),
+            ));
+        }
+        Ok(value)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -196,6 +239,88 @@ mod tests {
         round_trip(Bincode);
         #[cfg(feature = "json")]
         round_trip(Json);
+        #[cfg(feature = "msgpack")]
+        round_trip(MessagePack);
+    }
+
+    /// The self-describing codecs let a type gain an optional field with
+    /// peers of either version; the positional ones do not.
+    #[test]
+    #[cfg(all(feature = "json", feature = "msgpack"))]
+    fn a_new_optional_field_passes_old_peers_both_ways() {
+        #[derive(Debug, PartialEq, Serialize, Deserialize)]
+        struct Old {
+            id: u64,
+            name: String,
+        }
+        #[derive(Debug, PartialEq, Serialize, Deserialize)]
+        struct New {
+            id: u64,
+            name: String,
+            #[serde(default)]
+            tags: Option<Vec<String>>,
+        }
+        fn check<C: Codec>(codec: C) {
+            let mut old = Vec::new();
+            codec
+                .encode(
+                    &Old {
+                        id: 1,
+                        name: "a".into(),
+                    },
+                    &mut old,
+                )
+                .unwrap();
+            let got: New = codec.decode(&old).unwrap();
+            assert_eq!(
+                got,
+                New {
+                    id: 1,
+                    name: "a".into(),
+                    tags: None
+                },
+                "{}",
+                C::NAME
+            );
+            let mut new = Vec::new();
+            let tags = Some(vec!["x".into()]);
+            codec
+                .encode(
+                    &New {
+                        id: 2,
+                        name: "b".into(),
+                        tags,
+                    },
+                    &mut new,
+                )
+                .unwrap();
+            let got: Old = codec.decode(&new).unwrap();
+            assert_eq!(
+                got,
+                Old {
+                    id: 2,
+                    name: "b".into()
+                },
+                "{}",
+                C::NAME
+            );
+        }
+        check(Json);
+        check(MessagePack);
+        let mut old = Vec::new();
+        Postcard
+            .encode(
+                &Old {
+                    id: 1,
+                    name: "a".into(),
+                },
+                &mut old,
+            )
+            .unwrap();
+        assert!(
+            Postcard.decode::<New>(&old).is_err(),
+            "postcard is positional"
+        );
     }
 
     /// Found by the `codec_decode` fuzz target: a 4 GiB string length in
@@ -211,6 +336,19 @@ mod tests {
         assert!(
             Postcard
                 .decode::<ToolCall>(&[0x00, 0xFF, 0xFF, 0xFF, 0xFF, 0x0F])
+                .is_err()
+        );
+        // A map of one entry whose key is a str32 of 4 GiB.
+        #[cfg(feature = "msgpack")]
+        assert!(
+            MessagePack
+                .decode::<ToolCall>(&[0x81, 0xDB, 0xFF, 0xFF, 0xFF, 0xFF, b'a'])
+                .is_err()
+        );
+        #[cfg(feature = "msgpack")]
+        assert!(
+            MessagePack
+                .decode::<Vec<u64>>(&[0xDD, 0xFF, 0xFF, 0xFF, 0xFF])
                 .is_err()
         );
     }

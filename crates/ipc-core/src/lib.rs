@@ -39,6 +39,8 @@ pub use capabilities::Capabilities;
 pub use codec::Bincode;
 #[cfg(feature = "json")]
 pub use codec::Json;
+#[cfg(feature = "msgpack")]
+pub use codec::MessagePack;
 pub use codec::{Codec, CodecError, Postcard};
 pub use config::{
     Backpressure, Config, ConfigError, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_MESSAGE_SIZE,

@@ -14,8 +14,9 @@ use serde::de::DeserializeOwned;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use crate::codec::{BodyCodec, HubCodec, PeerCodec, encode};
 use crate::link::{Inbound, Link};
-use crate::message::{HubCodec, LoanedBody, encode};
+use crate::message::LoanedBody;
 use crate::wire::{self, Kind};
 use crate::{
     Call, CallError, HubConfig, JoinError, LeaveReason, Payload, PeerId, Request, SendToError,
@@ -112,7 +113,10 @@ impl<C: HubCodec> Agent<C> {
         let (mut read, mut write) = conn.into_split();
         let deadline = Instant::now() + config.handshake_timeout;
         write
-            .send_timeout(&wire::hello(name), config.handshake_timeout)
+            .send_timeout(
+                &wire::hello(name, BodyCodec::from_name(C::NAME)),
+                config.handshake_timeout,
+            )
             .await
             .map_err(JoinError::Send)?;
         let left = deadline.saturating_duration_since(Instant::now());
@@ -131,7 +135,9 @@ impl<C: HubCodec> Agent<C> {
         let id = PeerId(welcome.id);
         let (events_tx, events) = mpsc::channel(config.event_queue);
         // On this side the link's peer is the hub; events carry our id.
-        let (link, reader) = Link::new(id, (read, write), receive_spins, &config, events_tx);
+        // The agent's own codec, whatever it told the hub.
+        let codec = PeerCodec::default();
+        let (link, reader) = Link::new(id, (read, write), receive_spins, codec, &config, events_tx);
         reader.keep_writing_after_goodbye().start();
         Ok(Agent {
             id,
@@ -166,9 +172,9 @@ impl<C: HubCodec> Agent<C> {
             };
             return Some(match inbound {
                 // Taking an event frees its share of the backlog.
-                Inbound::Message(_, body, held) => {
+                Inbound::Message(_, body, codec, held) => {
                     drop(held);
-                    AgentEvent::Message(Payload::new(body))
+                    AgentEvent::Message(Payload::new(body, codec))
                 }
                 Inbound::Call(peer, id, body, link, held) => {
                     drop(held);
@@ -294,7 +300,8 @@ impl<C: HubCodec> Agent<C> {
     /// Sends a one-way message to the hub, waiting up to
     /// [`HubConfig::send_timeout`] for room in the queue.
     pub async fn send<T: Serialize + ?Sized>(&self, message: &T) -> Result<(), SendToError> {
-        let frame = encode::<C, T>(Kind::Message, 0, message).map_err(SendToError::Encode)?;
+        let frame = encode::<C, T>(PeerCodec::default(), Kind::Message, 0, message)
+            .map_err(SendToError::Encode)?;
         self.link.post_default(frame).await
     }
 
@@ -333,7 +340,10 @@ impl<C: HubCodec> Agent<C> {
         let reply = self
             .link
             .call(
-                |id| encode::<C, Q>(Kind::Call, id, request).map_err(CallError::Encode),
+                |id| {
+                    encode::<C, Q>(PeerCodec::default(), Kind::Call, id, request)
+                        .map_err(CallError::Encode)
+                },
                 deadline,
             )
             .await?;

@@ -18,8 +18,9 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
+use crate::codec::{BodyCodec, HubCodec, PeerCodec, encode};
 use crate::link::{Inbound, Link};
-use crate::message::{HubCodec, LoanedBody, encode};
+use crate::message::LoanedBody;
 use crate::supervise::{AgentNotice, AgentSpec, NotUp, SuperviseError, Supervised};
 use crate::wire::{self, Kind};
 use crate::{
@@ -407,11 +408,11 @@ impl<C: HubCodec> HubEvents<C> {
             Inbound::AcceptFailed(error) => HubEvent::AcceptFailed(error),
             Inbound::Agent(notice) => HubEvent::Agent(notice),
             // Taking an event frees its share of the peer's backlog.
-            Inbound::Message(peer, body, held) => {
+            Inbound::Message(peer, body, codec, held) => {
                 drop(held);
                 HubEvent::Message {
                     peer,
-                    payload: Payload::new(body),
+                    payload: Payload::new(body, codec),
                 }
             }
             Inbound::Call(peer, id, body, link, held) => {
@@ -627,13 +628,14 @@ impl<C: HubCodec> HubHandle<C> {
     {
         let deadline = Instant::now() + timeout;
         let link = self.link(peer).ok_or(CallError::UnknownPeer(peer))?;
+        let codec = link.codec;
         let reply = link
             .call(
-                |id| encode::<C, Q>(Kind::Call, id, request).map_err(CallError::Encode),
+                |id| encode::<C, Q>(codec, Kind::Call, id, request).map_err(CallError::Encode),
                 deadline,
             )
             .await?;
-        C::default().decode(&reply).map_err(CallError::Decode)
+        codec.decode::<C, A>(&reply).map_err(CallError::Decode)
     }
 
     /// Like [`call`](Self::call), but the answer is returned as the bytes
@@ -651,15 +653,16 @@ impl<C: HubCodec> HubHandle<C> {
     {
         let deadline = Instant::now() + timeout;
         let link = self.link(peer).ok_or(CallError::UnknownPeer(peer))?;
+        let codec = link.codec;
         link.call(
-            |id| encode::<C, Q>(Kind::Call, id, request).map_err(CallError::Encode),
+            |id| encode::<C, Q>(codec, Kind::Call, id, request).map_err(CallError::Encode),
             deadline,
         )
         .await
     }
 
     /// Calls each of `peers` (ids, or `&PeerInfo`s) with the same request
-    /// at once (encoded once) and gathers the answers until `timeout`, in
+    /// at once (encoded once per codec the peers speak) and gathers the answers until `timeout`, in
     /// the order of `peers`: fan-out and gather. A dead or hung peer costs
     /// only its own entry.
     pub async fn call_each<Q, A, P>(
@@ -673,31 +676,27 @@ impl<C: HubCodec> HubHandle<C> {
         A: DeserializeOwned,
         P: Into<PeerId>,
     {
-        let peers: Vec<PeerId> = peers.into_iter().map(Into::into).collect();
+        let links: Vec<(PeerId, Option<Arc<Link>>)> = peers
+            .into_iter()
+            .map(|p| {
+                let peer = p.into();
+                (peer, self.link(peer))
+            })
+            .collect();
         let deadline = Instant::now() + timeout;
-        let mut body = Vec::new();
-        if let Err(e) = C::default().encode(request, &mut body) {
-            let why = e.to_string();
-            return peers
-                .iter()
-                .map(|_| {
-                    Err(CallError::Encode(ipc_core::CodecError {
-                        codec: C::NAME,
-                        op: "encode",
-                        message: why.clone(),
-                    }))
-                })
-                .collect();
+        let mut bodies = Encoded::default();
+        for link in links.iter().filter_map(|(_, l)| l.as_ref()) {
+            bodies.encode::<C, Q>(link.codec, request);
         }
-        let calls = peers.iter().map(|&peer| {
-            let link = self.link(peer);
-            let body = &body;
+        let calls = links.into_iter().map(|(peer, link)| {
+            let bodies = &bodies;
             async move {
                 let link = link.ok_or(CallError::UnknownPeer(peer))?;
+                let body = bodies.get(link.codec).map_err(CallError::Encode)?;
                 let reply = link
                     .call(|id| Ok(wire::encode(Kind::Call, id, body)), deadline)
                     .await?;
-                C::default().decode(&reply).map_err(CallError::Decode)
+                link.codec.decode::<C, A>(&reply).map_err(CallError::Decode)
             }
         });
         futures_util::future::join_all(calls).await
@@ -711,7 +710,8 @@ impl<C: HubCodec> HubHandle<C> {
         message: &T,
     ) -> Result<(), SendToError> {
         let link = self.link(peer).ok_or(SendToError::UnknownPeer(peer))?;
-        let frame = encode::<C, T>(Kind::Message, 0, message).map_err(SendToError::Encode)?;
+        let frame =
+            encode::<C, T>(link.codec, Kind::Message, 0, message).map_err(SendToError::Encode)?;
         link.post_default(frame).await
     }
 
@@ -726,11 +726,11 @@ impl<C: HubCodec> HubHandle<C> {
 
     /// Queues a one-way message for every peer without waiting: a peer
     /// whose queue is full (or that is leaving) is skipped and named in
-    /// the result. The message is encoded once; every peer's frame shares
-    /// one buffer.
+    /// the result. The message is encoded once per codec the peers speak;
+    /// the frames of the peers of one codec share one buffer. Nothing is
+    /// sent if it does not encode.
     pub fn broadcast<T: Serialize + ?Sized>(&self, message: &T) -> Result<Broadcast, SendToError> {
-        let frame = encode::<C, T>(Kind::Message, 0, message).map_err(SendToError::Encode)?;
-        Ok(self.post_to_all(None, frame))
+        self.post_encoded(None, message)
     }
 
     /// Like [`broadcast`](Self::broadcast), to the chosen `peers` only
@@ -744,9 +744,30 @@ impl<C: HubCodec> HubHandle<C> {
         T: Serialize + ?Sized,
         P: Into<PeerId>,
     {
-        let frame = encode::<C, T>(Kind::Message, 0, message).map_err(SendToError::Encode)?;
         let chosen = peers.into_iter().map(Into::into).collect();
-        Ok(self.post_to_all(Some(chosen), frame))
+        self.post_encoded(Some(chosen), message)
+    }
+
+    /// Encodes `message` for each codec the chosen peers speak, then
+    /// queues it for each.
+    fn post_encoded<T: Serialize + ?Sized>(
+        &self,
+        chosen: Option<Vec<PeerId>>,
+        message: &T,
+    ) -> Result<Broadcast, SendToError> {
+        let (links, skipped) = self.links_of(chosen);
+        let mut bodies = Encoded::default();
+        for link in &links {
+            bodies.encode::<C, T>(link.codec, message);
+        }
+        let mut frames = HashMap::new();
+        for link in &links {
+            if let std::collections::hash_map::Entry::Vacant(frame) = frames.entry(link.codec) {
+                let body = bodies.get(link.codec).map_err(SendToError::Encode)?;
+                frame.insert(wire::encode(Kind::Message, 0, body));
+            }
+        }
+        Ok(self.post_each(links, skipped, |link| frames[&link.codec].clone()))
     }
 
     /// Like [`broadcast`](Self::broadcast) with `body` as it is, not
@@ -803,26 +824,45 @@ impl<C: HubCodec> HubHandle<C> {
     }
 
     fn post_to_all(&self, chosen: Option<Vec<PeerId>>, frame: Bytes) -> Broadcast {
-        let mut report = Broadcast::default();
-        let links: Vec<Arc<Link>> = {
-            let peers = lock(&self.shared.peers);
-            match chosen {
-                None => peers.values().map(|p| Arc::clone(&p.link)).collect(),
-                Some(chosen) => chosen
-                    .into_iter()
-                    .filter_map(|id| match peers.get(&id) {
-                        Some(p) => Some(Arc::clone(&p.link)),
-                        None => {
-                            report.skipped.push(id);
-                            None
-                        }
-                    })
-                    .collect(),
-            }
+        let (links, skipped) = self.links_of(chosen);
+        // `Bytes` clones share one buffer.
+        self.post_each(links, skipped, |_| frame.clone())
+    }
+
+    /// The links of `chosen` (or of every peer), and the chosen that are
+    /// not connected.
+    fn links_of(&self, chosen: Option<Vec<PeerId>>) -> (Vec<Arc<Link>>, Vec<PeerId>) {
+        let peers = lock(&self.shared.peers);
+        let mut skipped = Vec::new();
+        let links = match chosen {
+            None => peers.values().map(|p| Arc::clone(&p.link)).collect(),
+            Some(chosen) => chosen
+                .into_iter()
+                .filter_map(|id| match peers.get(&id) {
+                    Some(p) => Some(Arc::clone(&p.link)),
+                    None => {
+                        skipped.push(id);
+                        None
+                    }
+                })
+                .collect(),
+        };
+        (links, skipped)
+    }
+
+    /// Queues each link's frame without waiting.
+    fn post_each(
+        &self,
+        links: Vec<Arc<Link>>,
+        skipped: Vec<PeerId>,
+        frame_for: impl Fn(&Link) -> Bytes,
+    ) -> Broadcast {
+        let mut report = Broadcast {
+            skipped,
+            ..Broadcast::default()
         };
         for link in links {
-            // `Bytes` clones share one buffer.
-            match link.try_post(frame.clone()) {
+            match link.try_post(frame_for(&link)) {
                 Ok(()) => report.queued.push(link.peer),
                 Err(_) => report.skipped.push(link.peer),
             }
@@ -901,6 +941,7 @@ struct Hello<T: AsyncSplit> {
     credentials: PeerCredentials,
     receive_spins: bool,
     name: String,
+    codec: Option<BodyCodec>,
 }
 
 /// The part of a handshake a peer can stall: waiting for its hello.
@@ -928,12 +969,13 @@ async fn receive_hello<T: AsyncSplit + 'static>(
         ))
         .into());
     }
-    let name = wire::parse_hello(&hello.body)?;
+    let (name, codec) = wire::parse_hello(&hello.body)?;
     Ok(Hello {
         halves: (read, write),
         credentials,
         receive_spins,
         name,
+        codec,
     })
 }
 
@@ -947,6 +989,7 @@ async fn join<T: AsyncSplit + 'static>(
         credentials,
         receive_spins,
         name,
+        codec,
     } = hello;
     let timeout = shared.config.handshake_timeout;
     let id = PeerId(shared.next_peer.fetch_add(1, Ordering::Relaxed));
@@ -959,6 +1002,7 @@ async fn join<T: AsyncSplit + 'static>(
         id,
         halves,
         receive_spins,
+        PeerCodec(codec),
         &shared.config,
         shared.events.clone(),
     );
@@ -966,6 +1010,7 @@ async fn join<T: AsyncSplit + 'static>(
         id,
         name,
         credentials,
+        codec,
     };
     {
         let mut peers = lock(&shared.peers);
@@ -1088,4 +1133,37 @@ fn raise_descriptor_limit() {
             let _ = setrlimit(Resource::Nofile, limit);
         }
     });
+}
+
+/// One value encoded once per codec (for fan-outs and broadcasts).
+#[derive(Default)]
+struct Encoded(HashMap<PeerCodec, Result<Vec<u8>, (&'static str, String)>>);
+
+impl Encoded {
+    fn encode<C: HubCodec, T: Serialize + ?Sized>(&mut self, codec: PeerCodec, value: &T) {
+        self.0.entry(codec).or_insert_with(|| {
+            let mut body = Vec::new();
+            codec
+                .encode::<C, T>(value, &mut body)
+                .map(|()| body)
+                .map_err(|e| (e.codec, e.message))
+        });
+    }
+
+    /// The body for `codec` (encoded before with [`encode`](Self::encode)).
+    fn get(&self, codec: PeerCodec) -> Result<&[u8], ipc_core::CodecError> {
+        match self.0.get(&codec) {
+            Some(Ok(body)) => Ok(body),
+            Some(Err((name, why))) => Err(ipc_core::CodecError {
+                codec: name,
+                op: "encode",
+                message: why.clone(),
+            }),
+            None => Err(ipc_core::CodecError {
+                codec: "none",
+                op: "encode",
+                message: "not encoded for this peer's codec".into(),
+            }),
+        }
+    }
 }

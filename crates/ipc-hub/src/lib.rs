@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 mod agent;
+mod codec;
 mod config;
 mod error;
 mod hub;
@@ -14,6 +15,7 @@ mod wire;
 use std::fmt;
 
 pub use agent::{Agent, AgentEvent, LogSink, SERVE_CONCURRENCY, Served};
+pub use codec::{BodyCodec, HubCodec};
 pub use config::{HubConfig, HubConfigError, MAX_BACKLOG, MAX_COUNT};
 pub use error::{AdmitError, CallError, JoinError, LeaveReason, SendToError};
 pub use hub::{
@@ -21,7 +23,7 @@ pub use hub::{
     SHUTDOWN_EVENTS,
 };
 pub use ipc_core::PeerCredentials;
-pub use message::{HubCodec, LoanedBody, Payload, Request};
+pub use message::{LoanedBody, Payload, Request};
 pub use supervise::{
     AgentNotice, AgentSpec, DEFAULT_BACKOFF, DEFAULT_MAX_RESTARTS, DEFAULT_RESTART_WINDOW,
     MAX_BACKOFF, NotUp, Restart, STOP_GRACE, SuperviseError,
@@ -90,6 +92,9 @@ pub struct PeerInfo {
     /// Its process, as the OS reports it (`SO_PEERCRED` for a socket, the
     /// child's pid for a spawned agent).
     pub credentials: PeerCredentials,
+    /// The codec of its typed bodies, as it said in its hello (`None`: it
+    /// named none, and speaks the hub's own).
+    pub codec: Option<BodyCodec>,
 }
 
 impl fmt::Display for PeerInfo {

@@ -23,6 +23,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
+use crate::codec::PeerCodec;
 use crate::wire::{self, Kind};
 use crate::{CallError, LeaveReason, PeerId, SendToError};
 
@@ -38,7 +39,7 @@ pub(crate) type Held = tokio::sync::OwnedSemaphorePermit;
 /// What a link hands its owner.
 #[derive(Debug)]
 pub(crate) enum Inbound {
-    Message(PeerId, Bytes, Held),
+    Message(PeerId, Bytes, PeerCodec, Held),
     Call(PeerId, u64, Bytes, Arc<Link>, Held),
     Log(PeerId, Bytes, Held),
     /// The peer said goodbye (it may still send until it closes).
@@ -123,6 +124,8 @@ pub(crate) struct Link {
     /// Where memory for bodies written in place comes from (the
     /// connection's transport).
     pub(crate) lender: ipc_core::Lender,
+    /// The codec of the peer's typed bodies.
+    pub(crate) codec: PeerCodec,
     /// Set when the link ends: stops the writer even mid-send.
     stop: watch::Sender<bool>,
     tasks: Mutex<Vec<AbortHandle>>,
@@ -156,6 +159,7 @@ impl Link {
         peer: PeerId,
         (read, write): (R, W),
         receive_spins: bool,
+        codec: PeerCodec,
         config: &crate::HubConfig,
         inbound: mpsc::Sender<Inbound>,
     ) -> (Arc<Link>, Reader<R>)
@@ -193,6 +197,7 @@ impl Link {
                 next_call: AtomicU64::new(1),
                 send_timeout: config.send_timeout,
                 lender,
+                codec,
                 stop: watch::channel(false).0,
                 tasks: Mutex::default(),
                 writer_done: watch::channel(false).0,
@@ -555,7 +560,7 @@ impl<R: AsyncFrameReceiver + 'static> Reader<R> {
                         }
                     };
                     pending.push_back(match kind {
-                        Kind::Message => Inbound::Message(peer, body, held),
+                        Kind::Message => Inbound::Message(peer, body, link.codec, held),
                         Kind::Call => {
                             Inbound::Call(peer, envelope.id, body, Arc::clone(&link), held)
                         }

@@ -5,25 +5,14 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use ipc_core::{Codec, CodecError};
+use ipc_core::CodecError;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::codec::{HubCodec, PeerCodec, encode};
 use crate::link::Link;
 use crate::wire::{self, Kind};
 use crate::{PeerId, SendToError};
-
-/// The codecs a hub can speak: any [`Codec`] that is a plain value.
-pub trait HubCodec: Codec + Default + Send + Sync + 'static {}
-impl<C: Codec + Default + Send + Sync + 'static> HubCodec for C {}
-
-pub(crate) fn encode<C: HubCodec, T: Serialize + ?Sized>(
-    kind: Kind,
-    id: u64,
-    value: &T,
-) -> Result<Bytes, CodecError> {
-    wire::encode_with(kind, id, |out| C::default().encode(value, out))
-}
 
 /// A body written in place: memory lent by the connection (or
 /// connections) it will go to, with room for the envelope's header in
@@ -90,21 +79,23 @@ impl fmt::Debug for LoanedBody {
 /// The body of a one-way message, decoded on demand.
 pub struct Payload<C> {
     body: Bytes,
+    codec: PeerCodec,
     _codec: PhantomData<fn() -> C>,
 }
 
 impl<C: HubCodec> Payload<C> {
-    pub(crate) fn new(body: Bytes) -> Self {
+    pub(crate) fn new(body: Bytes, codec: PeerCodec) -> Self {
         Payload {
             body,
+            codec,
             _codec: PhantomData,
         }
     }
 
-    /// Decodes the payload as a `T`; bytes that are not a `T` are an
-    /// error, never a panic.
+    /// Decodes the payload as a `T`, with the codec its sender speaks;
+    /// bytes that are not a `T` are an error, never a panic.
     pub fn decode<T: DeserializeOwned>(&self) -> Result<T, CodecError> {
-        C::default().decode(&self.body)
+        self.codec.decode::<C, T>(&self.body)
     }
 
     /// The encoded bytes.
@@ -150,9 +141,9 @@ impl<C: HubCodec> Request<C> {
         self.peer
     }
 
-    /// Decodes the request as a `T`.
+    /// Decodes the request as a `T`, with the codec its caller speaks.
     pub fn decode<T: DeserializeOwned>(&self) -> Result<T, CodecError> {
-        C::default().decode(&self.body)
+        self.link.codec.decode::<C, T>(&self.body)
     }
 
     /// The encoded bytes.
@@ -165,7 +156,7 @@ impl<C: HubCodec> Request<C> {
     /// as a failed call, and returned here.
     pub async fn reply<T: Serialize + ?Sized>(mut self, value: &T) -> Result<(), SendToError> {
         self.answered = true;
-        match encode::<C, T>(Kind::Reply, self.id, value) {
+        match encode::<C, T>(self.link.codec, Kind::Reply, self.id, value) {
             Ok(frame) => self.link.post_default(frame).await,
             Err(e) => {
                 let why = format!("the reply could not be encoded: {e}");

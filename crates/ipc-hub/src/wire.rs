@@ -4,6 +4,8 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
+use crate::codec::BodyCodec;
+
 /// Protocol version sent in `Hello`; a hub refuses any other.
 pub(crate) const PROTOCOL: u16 = 1;
 /// Longest agent name, in bytes.
@@ -12,7 +14,8 @@ pub(crate) const HEADER: usize = 9;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Kind {
-    /// Agent to hub, first frame: body `[protocol u16 LE][name utf-8]`.
+    /// Agent to hub, first frame: body `[protocol u16 LE][name utf-8]`,
+    /// then optionally `[0][codec name]`.
     Hello = 1,
     /// Hub to agent, answer to `Hello`: id is the agent's peer id.
     Welcome = 2,
@@ -111,17 +114,24 @@ pub(crate) fn decode(frame: Bytes) -> Result<Envelope, WireError> {
     })
 }
 
-pub(crate) fn hello(name: &str) -> Bytes {
-    let mut body = Vec::with_capacity(2 + name.len());
+/// A hello naming the agent and, if it says, the codec of its bodies
+/// (after a 0 byte, which no name contains).
+pub(crate) fn hello(name: &str, codec: Option<BodyCodec>) -> Bytes {
+    let mut body = Vec::with_capacity(2 + name.len() + 16);
     body.extend_from_slice(&PROTOCOL.to_le_bytes());
     body.extend_from_slice(name.as_bytes());
+    if let Some(codec) = codec {
+        body.push(0);
+        body.extend_from_slice(codec.name().as_bytes());
+    }
     encode(Kind::Hello, 0, &body)
 }
 
-/// The name in a `Hello` body, checked.
-pub(crate) fn parse_hello(body: &[u8]) -> Result<String, WireError> {
+/// The name in a `Hello` body and the codec it names (`None`: the
+/// hub's own), checked.
+pub(crate) fn parse_hello(body: &[u8]) -> Result<(String, Option<BodyCodec>), WireError> {
     let bad = |why: String| WireError::BadHello(why);
-    let (version, name) = body
+    let (version, rest) = body
         .split_first_chunk::<2>()
         .ok_or_else(|| bad("no protocol version".into()))?;
     let version = u16::from_le_bytes(*version);
@@ -130,7 +140,28 @@ pub(crate) fn parse_hello(body: &[u8]) -> Result<String, WireError> {
             "protocol {version}, this hub speaks {PROTOCOL}"
         )));
     }
-    check_name(name).map_err(bad)
+    let (name, codec) = match rest.iter().position(|&b| b == 0) {
+        None => (rest, None),
+        Some(at) => (&rest[..at], Some(&rest[at + 1..])),
+    };
+    let name = check_name(name).map_err(bad)?;
+    let codec = match codec {
+        None => None,
+        Some(codec) => Some(
+            std::str::from_utf8(codec)
+                .ok()
+                .and_then(BodyCodec::from_name)
+                .ok_or_else(|| {
+                    let known: Vec<&str> = BodyCodec::ALL.iter().map(|c| c.name()).collect();
+                    bad(format!(
+                        "codec {:?}: this hub speaks {}",
+                        reason(codec),
+                        known.join(", ")
+                    ))
+                })?,
+        ),
+    };
+    Ok((name, codec))
 }
 
 pub(crate) fn check_name(name: &[u8]) -> Result<String, String> {
@@ -173,8 +204,24 @@ mod tests {
             decode(Bytes::from_static(&[99; 9])),
             Err(WireError::UnknownKind(99))
         );
-        let hello = decode(hello("planner")).unwrap();
-        assert_eq!(parse_hello(&hello.body).unwrap(), "planner");
+        let hello = decode(hello("planner", None)).unwrap();
+        assert_eq!(parse_hello(&hello.body).unwrap(), ("planner".into(), None));
+        let json = decode(super::hello("planner", Some(BodyCodec::Json))).unwrap();
+        assert_eq!(
+            parse_hello(&json.body).unwrap(),
+            ("planner".into(), Some(BodyCodec::Json))
+        );
+        for codec in BodyCodec::ALL {
+            let named = decode(super::hello("a", Some(codec))).unwrap();
+            assert_eq!(parse_hello(&named.body).unwrap().1, Some(codec));
+        }
+        assert!(parse_hello(b"\x01\x00a\x00yaml").is_err(), "unknown codec");
+        assert!(parse_hello(b"\x01\x00a\x00").is_err(), "empty codec");
+        assert!(parse_hello(b"\x01\x00\x00json").is_err(), "no name");
+        assert!(
+            parse_hello(b"\x01\x00a\x00\xff").is_err(),
+            "codec not utf-8"
+        );
         assert!(parse_hello(&[2, 0, b'a']).is_err(), "wrong protocol");
         assert!(parse_hello(&[1, 0]).is_err(), "empty name");
         assert!(parse_hello(&[1, 0, 0xff]).is_err(), "not utf-8");
