@@ -14,9 +14,10 @@ use serde::de::DeserializeOwned;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::codec::{BodyCodec, HubCodec, PeerCodec, encode};
+use crate::codec::{BodyCodec, HubCodec, PeerCodec};
 use crate::link::{Inbound, Link};
 use crate::message::LoanedBody;
+use crate::wire::encode_value as encode;
 use crate::wire::{self, Kind};
 use crate::{
     Call, CallError, HubConfig, JoinError, LeaveReason, Payload, PeerId, Request, SendToError,

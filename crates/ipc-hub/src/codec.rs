@@ -1,12 +1,9 @@
 //! The codecs of typed bodies: the hub's own `C`, or the one a peer
 //! named in its hello.
 
-use bytes::Bytes;
 use ipc_core::{Codec, CodecError};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-
-use crate::wire::{self, Kind};
 
 /// The codecs a hub can speak: any [`Codec`] that is a plain value.
 pub trait HubCodec: Codec + Default + Send + Sync + 'static {}
@@ -89,14 +86,4 @@ impl PeerCodec {
             None => C::default().decode(bytes),
         }
     }
-}
-
-/// An envelope of `kind` whose body is `value` encoded for a peer.
-pub(crate) fn encode<C: HubCodec, T: Serialize + ?Sized>(
-    codec: PeerCodec,
-    kind: Kind,
-    id: u64,
-    value: &T,
-) -> Result<Bytes, CodecError> {
-    wire::encode_with(kind, id, |out| codec.encode::<C, T>(value, out))
 }

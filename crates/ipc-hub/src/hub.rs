@@ -18,10 +18,11 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
-use crate::codec::{BodyCodec, HubCodec, PeerCodec, encode};
+use crate::codec::{BodyCodec, HubCodec, PeerCodec};
 use crate::link::{Inbound, Link};
 use crate::message::LoanedBody;
 use crate::supervise::{AgentNotice, AgentSpec, NotUp, SuperviseError, Supervised};
+use crate::wire::encode_value as encode;
 use crate::wire::{self, Kind};
 use crate::{
     AdmitError, Call, CallError, HubConfig, HubConfigError, LeaveReason, Payload, PeerId, PeerInfo,

@@ -9,8 +9,9 @@ use ipc_core::CodecError;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::codec::{HubCodec, PeerCodec, encode};
+use crate::codec::{HubCodec, PeerCodec};
 use crate::link::Link;
+use crate::wire::encode_value as encode;
 use crate::wire::{self, Kind};
 use crate::{PeerId, SendToError};
 

@@ -4,7 +4,7 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use crate::codec::BodyCodec;
+use crate::codec::{BodyCodec, HubCodec, PeerCodec};
 
 /// Protocol version sent in `Hello`; a hub refuses any other.
 pub(crate) const PROTOCOL: u16 = 1;
@@ -99,6 +99,16 @@ pub(crate) fn encode_with(
     out.extend_from_slice(&id.to_le_bytes());
     fill(&mut out)?;
     Ok(Bytes::from(out))
+}
+
+/// An envelope of `kind` whose body is `value` encoded for a peer.
+pub(crate) fn encode_value<C: HubCodec, T: serde::Serialize + ?Sized>(
+    codec: PeerCodec,
+    kind: Kind,
+    id: u64,
+    value: &T,
+) -> Result<Bytes, ipc_core::CodecError> {
+    encode_with(kind, id, |out| codec.encode::<C, T>(value, out))
 }
 
 pub(crate) fn decode(frame: Bytes) -> Result<Envelope, WireError> {
