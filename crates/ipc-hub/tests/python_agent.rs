@@ -1,8 +1,11 @@
 //! docs/PROTOCOL.md is enough to write an agent: a Python agent that uses
 //! only the standard library (`tests/python/agent.py`, written from the
 //! document) joins a uds hub, logs, answers calls (and fails one), echoes
-//! a message, and leaves when the hub shuts down, its last log included.
-//! Skipped, saying why, where no `python3` is installed.
+//! a message, and leaves when the hub shuts down, its last log included;
+//! once with postcard bodies (the hub's own codec), once with JSON named in
+//! its hello, where a newer Rust type with an extra optional field passes
+//! the Python agent both ways. Skipped, saying why, where no `python3` is
+//! installed.
 
 use std::path::Path;
 use std::time::Duration;
@@ -20,8 +23,33 @@ fn python() -> Option<&'static str> {
     found.then_some("python3")
 }
 
+#[derive(serde::Serialize)]
+struct Ask {
+    text: String,
+    /// A field the Python agent does not know.
+    lang: Option<String>,
+}
+
+#[derive(Debug, PartialEq, serde::Deserialize)]
+struct Answer {
+    upper: String,
+    codec: String,
+    /// A field the Python agent does not send.
+    #[serde(default)]
+    score: Option<u32>,
+}
+
 #[test]
 fn a_python_agent_written_from_the_protocol_document() {
+    python_agent(None);
+}
+
+#[test]
+fn a_python_agent_speaking_json() {
+    python_agent(Some(ipc_hub::BodyCodec::Json));
+}
+
+fn python_agent(codec: Option<ipc_hub::BodyCodec>) {
     let Some(python) = python() else {
         println!("skipped: no python3 on this machine");
         return;
@@ -40,6 +68,10 @@ fn a_python_agent_written_from_the_protocol_document() {
         let mut child = tokio::process::Command::new(python)
             .arg(&script)
             .env("IPC_ADDRESS", format!("uds:{}", socket.display()))
+            .env(
+                "PY_AGENT_CODEC",
+                codec.map_or("postcard", ipc_hub::BodyCodec::name),
+            )
             .kill_on_drop(true)
             .spawn()
             .expect("start the python agent");
@@ -49,6 +81,7 @@ fn a_python_agent_written_from_the_protocol_document() {
             .expect("the python agent joins")
             .remove(0);
         assert_eq!(peer.name, "py-agent");
+        assert_eq!(peer.codec, codec);
         assert_eq!(peer.credentials.pid, child.id());
 
         // Its first log record.
@@ -81,6 +114,21 @@ fn a_python_agent_written_from_the_protocol_document() {
             matches!(&failed, Err(CallError::Failed(why)) if why == "asked to fail"),
             "{failed:?}"
         );
+        if codec.is_some() {
+            // A struct as a JSON object: a field the agent does not know
+            // goes one way, one it does not send is defaulted the other.
+            let ask = Ask {
+                text: "tool".into(),
+                lang: Some("en".into()),
+            };
+            let answer: Answer = hub.call(peer.id, &ask, LONG).await.expect("an answer");
+            let want = Answer {
+                upper: "TOOL".into(),
+                codec: "json".into(),
+                score: None,
+            };
+            assert_eq!(answer, want);
+        }
 
         // A message comes back as it went.
         hub.send_to(peer.id, &42u64).await.expect("send");

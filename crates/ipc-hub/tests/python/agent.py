@@ -1,11 +1,17 @@
 """An ipc-hub agent written from docs/PROTOCOL.md, standard library only.
 
 Joins the hub at IPC_ADDRESS (uds:PATH) as "py-agent", sends one log
-record, answers calls whose body is a postcard String with the string in
-upper case (a call of "fail" gets a Fail), echoes one-way messages back,
-and leaves when the hub says goodbye.
+record, answers calls whose body is a String with the string in upper
+case (a call of "fail" gets a Fail), echoes one-way messages back, and
+leaves when the hub says goodbye.
+
+Bodies are postcard (the hub's own codec: the hello names none), or
+JSON when PY_AGENT_CODEC=json (named in the hello, section 5). In JSON a
+call may also be an object {"text": ..., ...}: it is answered with
+{"upper": ..., "codec": "json"}, fields it does not know ignored.
 """
 
+import json
 import os
 import socket
 import struct
@@ -115,7 +121,11 @@ def main():
         raise SystemExit(f"this agent speaks uds only, not {address}")
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.connect(address[len("uds:"):])
-    send_frame(sock, envelope(HELLO, 0, struct.pack("<H", 1) + name.encode()))
+    codec = os.environ.get("PY_AGENT_CODEC", "postcard")
+    hello = struct.pack("<H", 1) + name.encode()
+    if codec == "json":
+        hello += b"\x00json"
+    send_frame(sock, envelope(HELLO, 0, hello))
     kind, _peer_id, _ = open_envelope(recv_frame(sock))
     if kind != WELCOME:
         raise SystemExit(f"expected a welcome, got kind {kind}")
@@ -125,7 +135,16 @@ def main():
         if payload is None:
             break
         kind, ident, body = open_envelope(payload)
-        if kind == CALL:
+        if kind == CALL and codec == "json":
+            asked = json.loads(body)
+            if asked == "fail":
+                send_frame(sock, envelope(FAIL, ident, b"asked to fail"))
+            elif isinstance(asked, dict):
+                answer = {"upper": asked["text"].upper(), "codec": "json"}
+                send_frame(sock, envelope(REPLY, ident, json.dumps(answer).encode()))
+            else:
+                send_frame(sock, envelope(REPLY, ident, json.dumps(asked.upper()).encode()))
+        elif kind == CALL:
             text, _ = read_string(body)
             if text == "fail":
                 send_frame(sock, envelope(FAIL, ident, b"asked to fail"))
