@@ -474,7 +474,7 @@ pub fn connect_retrying(
 
 /// The address an agent listens on under `name`, fixed before it binds
 /// (so its peers can be told in advance): a socket file, a segment name,
-/// or a zenoh hub on loopback at a port free now (see [`fixed_port`]).
+/// or a zenoh hub on loopback at a port free now (see `fixed_port`).
 pub fn address_for(transport: Transport, name: &str) -> Result<String> {
     Ok(match transport {
         Transport::Shm => format!("shm:{name}"),
