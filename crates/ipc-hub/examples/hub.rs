@@ -6,7 +6,7 @@
 //! `cargo run -p ipc-hub --example hub -- pipe` (or `uds`, or `shm`)
 use std::{error::Error, process::Command, time::Duration};
 
-use ipc_core::{Address, AsyncConnector, Config};
+use ipc_core::{Address, Config};
 use ipc_hub::{Agent, AgentSpec, Call, CallError, Hub, HubConfig, Restart};
 use serde::{Deserialize, Serialize};
 
@@ -47,14 +47,9 @@ async fn hub(listen: Option<&str>) -> Result<(), Box<dyn Error>> {
         Some("shm") => Address::Shm(format!("hub-example-{}", std::process::id())),
         _ => Address::Uds(dir.path().join("hub.sock")),
     };
-    match &address {
-        Address::Shm(_) if listen.is_some() => {
-            hub.listen(ipc_shm::AsyncShmListener::bind_address(&address, &config)?)?
-        }
-        Address::Uds(path) if listen.is_some() => {
-            hub.listen(ipc_uds::AsyncUdsListener::bind(path, &config)?)?
-        }
-        _ => {}
+    if listen.is_some() {
+        // Any transport by its address (`ipc-any`): uds, shm, zenoh.
+        hub.listen(ipc_any::bind_async(&address, &config)?)?;
     }
     for role in ROLES {
         let mut command = Command::new(std::env::current_exe()?);
@@ -87,13 +82,9 @@ async fn hub(listen: Option<&str>) -> Result<(), Box<dyn Error>> {
 
 async fn agent(role: &str) -> Result<(), Box<dyn Error>> {
     let (config, name, hub) = (Config::default(), format!("{role}-agent"), HubConfig::default());
-    let agent = match Address::from_env()? {
-        Address::Stdio => Agent::join(ipc_pipe::connect_stdio_async(&config)?, &name, hub).await?,
-        shm @ Address::Shm(_) => {
-            Agent::join(ipc_shm::AsyncShm.connect(&shm, &config).await?, &name, hub).await?
-        }
-        uds => Agent::join(ipc_uds::AsyncUds.connect(&uds, &config).await?, &name, hub).await?,
-    };
+    // Whichever transport the hub gave in IPC_ADDRESS (pipe:stdio, uds:, shm:).
+    let conn = ipc_any::connect_async(&Address::from_env()?, &config).await?;
+    let agent = Agent::join(conn, &name, hub).await?;
     let answer = move |call: ToolCall| async move {
         let output = format!("{role} ran {} on {:?}", call.tool, call.query);
         match role {
