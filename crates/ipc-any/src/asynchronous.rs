@@ -172,6 +172,10 @@ impl ipc_core::AsyncConnection for AsyncConnection {
         each!(AsyncConnection, self, c => c.capabilities())
     }
 
+    fn max_message_size(&self) -> usize {
+        each!(AsyncConnection, self, c => c.max_message_size())
+    }
+
     fn peer_credentials(&self) -> PeerCredentials {
         each!(AsyncConnection, self, c => c.peer_credentials())
     }

@@ -100,6 +100,15 @@ pub trait AsyncConnection: AsyncFrameSender + AsyncFrameReceiver {
     /// What this connection's transport supports.
     fn capabilities(&self) -> Capabilities;
 
+    /// The largest frame this connection sends and takes: its
+    /// [`Config::max_message_size`] (by default the transport's own
+    /// limit). Code that queues frames for a writer elsewhere (a hub)
+    /// checks against it up front, so an oversized frame is the sender's
+    /// error, not the connection's end.
+    fn max_message_size(&self) -> usize {
+        self.capabilities().max_message_size
+    }
+
     /// The peer process as the operating system reports it (unknown
     /// fields are `None`).
     fn peer_credentials(&self) -> PeerCredentials {

@@ -436,6 +436,10 @@ where
         self.capabilities
     }
 
+    fn max_message_size(&self) -> usize {
+        self.config().max_message_size
+    }
+
     fn peer_credentials(&self) -> PeerCredentials {
         self.peer
     }

@@ -111,6 +111,7 @@ impl<C: HubCodec> Agent<C> {
         wire::check_name(name.as_bytes()).map_err(JoinError::InvalidName)?;
         let hub = conn.peer_credentials();
         let receive_spins = conn.capabilities().receive_spins;
+        let max_frame = conn.max_message_size();
         let (mut read, mut write) = conn.into_split();
         let deadline = Instant::now() + config.handshake_timeout;
         write
@@ -138,7 +139,15 @@ impl<C: HubCodec> Agent<C> {
         // On this side the link's peer is the hub; events carry our id.
         // The agent's own codec, whatever it told the hub.
         let codec = PeerCodec::default();
-        let (link, reader) = Link::new(id, (read, write), receive_spins, codec, &config, events_tx);
+        let (link, reader) = Link::new(
+            id,
+            (read, write),
+            receive_spins,
+            codec,
+            max_frame,
+            &config,
+            events_tx,
+        );
         reader.keep_writing_after_goodbye().start();
         Ok(Agent {
             id,

@@ -28,6 +28,16 @@ pub enum CallError {
     /// The reply did not decode as the expected type.
     #[error("reply: {0}")]
     Decode(CodecError),
+    /// The request's frame (its body and the 9-byte envelope) is larger
+    /// than the connection's `max_message_size`. Nothing was sent; the
+    /// connection goes on.
+    #[error("a request of {len} bytes is larger than the connection's limit of {max}")]
+    TooLarge {
+        /// The frame's length.
+        len: usize,
+        /// The connection's limit.
+        max: usize,
+    },
 }
 
 /// Why a one-way message was not queued for its peer.
@@ -47,6 +57,16 @@ pub enum SendToError {
     /// The message could not be encoded.
     #[error("message: {0}")]
     Encode(CodecError),
+    /// The frame (the body and the 9-byte envelope) is larger than the
+    /// connection's `max_message_size`. Nothing was sent (a reply that is
+    /// too large fails its call instead); the connection goes on.
+    #[error("a frame of {len} bytes is larger than the connection's limit of {max}")]
+    TooLarge {
+        /// The frame's length.
+        len: usize,
+        /// The connection's limit.
+        max: usize,
+    },
     /// A [`LoanedBody`](crate::LoanedBody)'s memory could not be made
     /// immutable (sealed) to be sent. Nothing was sent.
     #[error("sealing the loaned body: {0}")]

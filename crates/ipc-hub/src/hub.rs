@@ -941,6 +941,7 @@ struct Hello<T: AsyncSplit> {
     halves: (T::ReadHalf, T::WriteHalf),
     credentials: PeerCredentials,
     receive_spins: bool,
+    max_frame: usize,
     name: String,
     codec: Option<BodyCodec>,
 }
@@ -955,6 +956,7 @@ async fn receive_hello<T: AsyncSplit + 'static>(
     }
     let credentials = conn.peer_credentials();
     let receive_spins = conn.capabilities().receive_spins;
+    let max_frame = conn.max_message_size();
     let (mut read, write) = conn.into_split();
     let timeout = shared.config.handshake_timeout;
     let first = match read.recv_timeout(timeout).await {
@@ -975,6 +977,7 @@ async fn receive_hello<T: AsyncSplit + 'static>(
         halves: (read, write),
         credentials,
         receive_spins,
+        max_frame,
         name,
         codec,
     })
@@ -989,6 +992,7 @@ async fn join<T: AsyncSplit + 'static>(
         halves: (read, mut write),
         credentials,
         receive_spins,
+        max_frame,
         name,
         codec,
     } = hello;
@@ -1004,6 +1008,7 @@ async fn join<T: AsyncSplit + 'static>(
         halves,
         receive_spins,
         PeerCodec(codec),
+        max_frame,
         &shared.config,
         shared.events.clone(),
     );

@@ -126,6 +126,10 @@ pub(crate) struct Link {
     pub(crate) lender: ipc_core::Lender,
     /// The codec of the peer's typed bodies.
     pub(crate) codec: PeerCodec,
+    /// The largest frame the connection takes (its `max_message_size`):
+    /// a larger one is refused to its sender, never handed to the writer
+    /// (where it would end the connection).
+    max_frame: usize,
     /// Set when the link ends: stops the writer even mid-send.
     stop: watch::Sender<bool>,
     tasks: Mutex<Vec<AbortHandle>>,
@@ -160,6 +164,7 @@ impl Link {
         (read, write): (R, W),
         receive_spins: bool,
         codec: PeerCodec,
+        max_frame: usize,
         config: &crate::HubConfig,
         inbound: mpsc::Sender<Inbound>,
     ) -> (Arc<Link>, Reader<R>)
@@ -198,6 +203,7 @@ impl Link {
                 send_timeout: config.send_timeout,
                 lender,
                 codec,
+                max_frame,
                 stop: watch::channel(false).0,
                 tasks: Mutex::default(),
                 writer_done: watch::channel(false).0,
@@ -266,11 +272,23 @@ impl Link {
         SendToError::PeerGone(self.left().unwrap_or(LeaveReason::Removed))
     }
 
+    /// Refuses a frame the connection would not take.
+    fn check_size(&self, frame: &Bytes) -> Result<(), SendToError> {
+        if frame.len() > self.max_frame {
+            return Err(SendToError::TooLarge {
+                len: frame.len(),
+                max: self.max_frame,
+            });
+        }
+        Ok(())
+    }
+
     /// Queues a frame, waiting up to the send timeout for room.
     pub(crate) async fn post(&self, frame: Bytes, timeout: Duration) -> Result<(), SendToError> {
         if self.left().is_some() {
             return Err(self.gone());
         }
+        self.check_size(&frame)?;
         let frame = match self.write_inline(frame) {
             Ok(()) => return self.left().map_or(Ok(()), |_| Err(self.gone())),
             Err(frame) => frame,
@@ -305,6 +323,7 @@ impl Link {
         if self.left().is_some() {
             return Err(self.gone());
         }
+        self.check_size(&frame)?;
         self.queued.fetch_add(1, Ordering::AcqRel);
         self.out.try_send(Out::Frame(frame)).map_err(|e| {
             self.queued.fetch_sub(1, Ordering::AcqRel);
@@ -360,6 +379,12 @@ impl Link {
     ) -> Result<Bytes, CallError> {
         let id = self.next_call.fetch_add(1, Ordering::Relaxed);
         let frame = encode(id)?;
+        if frame.len() > self.max_frame {
+            return Err(CallError::TooLarge {
+                len: frame.len(),
+                max: self.max_frame,
+            });
+        }
         let (tx, rx) = oneshot::channel();
         {
             let mut calls = lock(&self.calls);

@@ -156,25 +156,16 @@ impl<C: HubCodec> Request<C> {
     /// the caller's queue. An encoding failure is reported to the caller
     /// as a failed call, and returned here.
     pub async fn reply<T: Serialize + ?Sized>(mut self, value: &T) -> Result<(), SendToError> {
-        self.answered = true;
-        match encode::<C, T>(self.link.codec, Kind::Reply, self.id, value) {
-            Ok(frame) => self.link.post_default(frame).await,
-            Err(e) => {
-                let why = format!("the reply could not be encoded: {e}");
-                let _ = self
-                    .link
-                    .try_post(wire::encode(Kind::Fail, self.id, why.as_bytes()));
-                Err(SendToError::Encode(e))
-            }
-        }
+        let frame = encode::<C, T>(self.link.codec, Kind::Reply, self.id, value)
+            .map_err(SendToError::Encode);
+        self.answer(frame, "encoded").await
     }
 
     /// Answers with `body` as it is, not encoded: the caller gets exactly
     /// these bytes (from [`HubHandle::call_bytes`](crate::HubHandle::call_bytes)).
     pub async fn reply_bytes(mut self, body: &[u8]) -> Result<(), SendToError> {
-        self.answered = true;
         let frame = wire::encode(Kind::Reply, self.id, body);
-        self.link.post_default(frame).await
+        self.answer(Ok(frame), "sent").await
     }
 
     /// Memory for an answer of `len` bytes, lent by the caller's
@@ -188,17 +179,34 @@ impl<C: HubCodec> Request<C> {
     /// bytes, as from [`reply_bytes`](Self::reply_bytes)); on shared
     /// memory it is passed, not copied.
     pub async fn reply_loan(mut self, body: LoanedBody) -> Result<(), SendToError> {
+        let frame = body.into_frame(Kind::Reply, self.id);
+        self.answer(frame, "sealed").await
+    }
+
+    /// Sends a reply; if it cannot go (not encoded, not sealed, larger
+    /// than the connection takes), the caller is told with a `Fail` at
+    /// once instead of waiting out its deadline, and the error returned.
+    async fn answer(
+        &mut self,
+        frame: Result<Bytes, SendToError>,
+        done: &str,
+    ) -> Result<(), SendToError> {
         self.answered = true;
-        match body.into_frame(Kind::Reply, self.id) {
+        let result = match frame {
             Ok(frame) => self.link.post_default(frame).await,
-            Err(e) => {
-                let why = format!("the reply could not be sealed: {e}");
-                let _ = self
-                    .link
-                    .try_post(wire::encode(Kind::Fail, self.id, why.as_bytes()));
-                Err(e)
+            Err(e) => Err(e),
+        };
+        let why = match &result {
+            Err(e @ SendToError::TooLarge { .. }) => format!("the reply could not be sent: {e}"),
+            Err(e @ (SendToError::Encode(_) | SendToError::Memory(_))) => {
+                format!("the reply could not be {done}: {e}")
             }
-        }
+            _ => return result,
+        };
+        let _ = self
+            .link
+            .try_post(wire::encode(Kind::Fail, self.id, why.as_bytes()));
+        result
     }
 
     /// Answers that the call failed, with a reason the caller sees as

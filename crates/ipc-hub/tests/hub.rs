@@ -804,6 +804,42 @@ fn codecs_per_peer(via: Via) -> Result<(), Failed> {
     })
 }
 
+/// A frame larger than the connection's `max_message_size` is its
+/// sender's error, both ways, and the connection goes on: a message or a
+/// request from the hub is refused at once, a reply from the agent fails
+/// its call at once (the caller does not wait out its deadline).
+fn an_oversized_frame_is_the_senders_error(via: Via) -> Result<(), Failed> {
+    runtime().block_on(async {
+        let mut s = Setup::new(via, HubConfig::default())?;
+        let peer = s.start(&["oversized"]).await?[0].id;
+        let max = Config::default().max_message_size;
+        let too_big = vec![0; max];
+        let sent = s.hub.send_bytes_to(peer, &too_big).await;
+        ensure(
+            matches!(sent, Err(SendToError::TooLarge { len, max: m }) if len == max + 9 && m == max),
+            || format!("{sent:?}"),
+        )?;
+        let called = s.hub.call::<_, u64>(peer, &too_big, LONG).await;
+        ensure(matches!(called, Err(CallError::TooLarge { .. })), || {
+            format!("{called:?}")
+        })?;
+        let start = std::time::Instant::now();
+        let answered = s.hub.call_bytes(peer, &(max as u64), LONG).await;
+        ensure(
+            matches!(&answered, Err(CallError::Failed(why)) if why.contains("larger than")),
+            || format!("{answered:?}"),
+        )?;
+        ensure(start.elapsed() < LONG, || "the caller waited out its deadline".into())?;
+        let (_, told) = next_message(&mut s).await?;
+        let told: String = ipc_core::Codec::decode(&ipc_core::Postcard, &told)?;
+        ensure(told.starts_with("refused: a frame of"), || told.clone())?;
+        // The connection goes on.
+        let fine = s.hub.call_bytes(peer, &1000u64, LONG).await?;
+        ensure(fine.len() == 1000, || format!("{} bytes", fine.len()))?;
+        Ok(())
+    })
+}
+
 /// The next message an agent sent, skipping other events.
 async fn next_message(s: &mut Setup) -> Result<(ipc_hub::PeerId, Vec<u8>), Failed> {
     loop {
@@ -1056,6 +1092,24 @@ fn agent_main(role: &str) -> Result<(), Box<dyn std::error::Error>> {
                 _ => Ok(()),
             };
         }
+        if role == "oversized" {
+            // Answers a call for `n` bytes with `n` bytes; says how a
+            // reply that could not go failed.
+            while let Some(event) = agent.next().await {
+                match event {
+                    AgentEvent::Call(request) => {
+                        let n: u64 = request.decode()?;
+                        if let Err(e) = request.reply_bytes(&vec![1; n as usize]).await {
+                            agent.send(&format!("refused: {e}")).await?;
+                        }
+                    }
+                    AgentEvent::Shutdown(_) => break,
+                    _ => {}
+                }
+            }
+            agent.close("done", LONG).await;
+            return Ok(());
+        }
         if role == "loaner" {
             // Answers a call for `n` bytes with a pattern written in place;
             // sends every message back, copied into memory it loaned.
@@ -1204,6 +1258,9 @@ fn main() {
             }),
             Trial::test(name("loans_both_ways"), move || loans_both_ways(via)),
             Trial::test(name("codecs_per_peer"), move || codecs_per_peer(via)),
+            Trial::test(name("an_oversized_frame_is_the_senders_error"), move || {
+                an_oversized_frame_is_the_senders_error(via)
+            }),
         ]);
     }
     tests.push(Trial::test(

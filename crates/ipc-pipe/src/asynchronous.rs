@@ -170,6 +170,9 @@ impl AsyncConnection for AsyncAgentProcess {
     fn capabilities(&self) -> Capabilities {
         self.deref().capabilities()
     }
+    fn max_message_size(&self) -> usize {
+        self.deref().max_message_size()
+    }
     fn peer_credentials(&self) -> PeerCredentials {
         self.deref().peer_credentials()
     }

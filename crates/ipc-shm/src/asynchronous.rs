@@ -609,6 +609,10 @@ impl AsyncConnection for AsyncShmConnection {
         CAPABILITIES
     }
 
+    fn max_message_size(&self) -> usize {
+        self.inner.config().max_message_size
+    }
+
     fn peer_credentials(&self) -> PeerCredentials {
         self.inner.peer_credentials()
     }

@@ -192,6 +192,10 @@ impl AsyncConnection for AsyncZenohConnection {
         CAPABILITIES
     }
 
+    fn max_message_size(&self) -> usize {
+        self.core.config.max_message_size
+    }
+
     /// No process is known over a network; whether the peer proved it
     /// holds the hub's key is (on the hub's side).
     fn peer_credentials(&self) -> PeerCredentials {
