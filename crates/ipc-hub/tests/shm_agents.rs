@@ -158,6 +158,22 @@ async fn results(hub: &ipc_hub::HubHandle, peers: &[PeerId], size: usize) -> Res
     Ok(())
 }
 
+/// Starts `n` agents (this binary again) on shared-memory name `name`,
+/// playing `ROLE-0` to `ROLE-(n-1)`; killed when dropped.
+fn start_agents(name: &str, role: &str, n: usize) -> Result<Vec<tokio::process::Child>, Failed> {
+    let mut children = Vec::new();
+    for i in 0..n {
+        let mut cmd = Command::new(std::env::current_exe()?);
+        cmd.env(ROLE_ENV, format!("{role}-{i}")).env(NAME_ENV, name);
+        children.push(
+            tokio::process::Command::from(cmd)
+                .kill_on_drop(true)
+                .spawn()?,
+        );
+    }
+    Ok(children)
+}
+
 fn sixteen_agents_on_one_name() -> Result<(), Failed> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -166,16 +182,7 @@ fn sixteen_agents_on_one_name() -> Result<(), Failed> {
     runtime.block_on(async {
         let mut hub: Hub = Hub::new(HubConfig::default())?;
         hub.listen(AsyncShmListener::bind(&name, &config())?)?;
-        let mut children = Vec::new();
-        for i in 0..AGENTS {
-            let mut cmd = Command::new(std::env::current_exe()?);
-            cmd.env(ROLE_ENV, format!("agent-{i}")).env(NAME_ENV, &name);
-            children.push(
-                tokio::process::Command::from(cmd)
-                    .kill_on_drop(true)
-                    .spawn()?,
-            );
-        }
+        let mut children = start_agents(&name, "agent", AGENTS)?;
         let mut peers = hub.wait_for_peers(AGENTS, LONG).await?;
         peers.sort_by_key(|p| p.name.clone());
         let ids: Vec<PeerId> = peers.iter().map(|p| p.id).collect();
@@ -264,17 +271,7 @@ fn zero_copy_both_ways() -> Result<(), Failed> {
     runtime.block_on(async {
         let mut hub: Hub = Hub::new(HubConfig::default())?;
         hub.listen(AsyncShmListener::bind(&name, &config())?)?;
-        let mut children = Vec::new();
-        for i in 0..EIGHT {
-            let mut cmd = Command::new(std::env::current_exe()?);
-            cmd.env(ROLE_ENV, format!("loaner-{i}"))
-                .env(NAME_ENV, &name);
-            children.push(
-                tokio::process::Command::from(cmd)
-                    .kill_on_drop(true)
-                    .spawn()?,
-            );
-        }
+        let children = start_agents(&name, "loaner", EIGHT)?;
         let peers = hub.wait_for_peers(EIGHT, LONG).await?;
         let ids: Vec<PeerId> = peers.iter().map(|p| p.id).collect();
         let handle = hub.handle();
