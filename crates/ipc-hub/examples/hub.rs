@@ -3,7 +3,9 @@
 //! (and whether it is restarted) and who hung, then shuts down, stopping
 //! and reaping every process it started.
 //!
-//! `cargo run -p ipc-hub --example hub -- pipe` (or `uds`, or `shm`)
+//! `cargo run -p ipc-hub --example hub -- ADDRESS`: the hub's address picks
+//! the transport: `pipe:stdio` (the default; the hub starts pipe agents),
+//! `uds:/tmp/hub.sock`, `shm:hub` (agents connect to it).
 use std::{error::Error, process::Command, time::Duration};
 
 use ipc_core::{Address, Config};
@@ -33,36 +35,26 @@ async fn main() -> Result<(), Box<dyn Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("agent") => agent(args.get(1).map_or("search", String::as_str)).await,
-        None | Some("pipe") => hub(None).await,
-        Some("uds") => hub(Some("uds")).await,
-        Some("shm") => hub(Some("shm")).await,
-        Some(other) => Err(format!("usage: hub [pipe|uds|shm], not {other:?}").into()),
+        address => hub(address.unwrap_or("pipe:stdio").parse()?).await,
     }
 }
 
-async fn hub(listen: Option<&str>) -> Result<(), Box<dyn Error>> {
-    let (config, dir) = (Config::default(), tempfile::tempdir()?);
+async fn hub(address: Address) -> Result<(), Box<dyn Error>> {
     let mut hub = Hub::new(HubConfig::default())?;
-    let address = match listen {
-        Some("shm") => Address::Shm(format!("hub-example-{}", std::process::id())),
-        _ => Address::Uds(dir.path().join("hub.sock")),
-    };
-    if listen.is_some() {
+    if address != Address::Stdio {
         // Any transport by its address (`ipc-any`): uds, shm, zenoh.
-        hub.listen(ipc_any::bind_async(&address, &config)?)?;
+        hub.listen(ipc_any::bind_async(&address, &Config::default())?)?;
     }
     for role in ROLES {
-        let mut command = Command::new(std::env::current_exe()?);
+        let (name, mut command) = (format!("{role}-agent"), Command::new(std::env::current_exe()?));
         command.args(["agent", role]);
-        let name = format!("{role}-agent");
-        let spec = match listen {
-            Some(_) => AgentSpec::connecting(&name, command, address.clone()),
-            None => AgentSpec::pipe(&name, command),
+        let spec = match address {
+            Address::Stdio => AgentSpec::pipe(&name, command),
+            _ => AgentSpec::connecting(&name, command, address.clone()),
         };
         hub.supervise(spec.with_restart(Restart::Never))?;
     }
-    let wait = Duration::from_secs(10);
-    let peers = hub.wait_for_peers(ROLES.len(), wait).await?;
+    let peers = hub.wait_for_peers(ROLES.len(), Duration::from_secs(10)).await?;
     let call = ToolCall { tool: "search".into(), query: "shared memory".into() };
     let deadline = Duration::from_secs(2);
     let answers: Vec<Result<ToolResult, _>> = hub.call_each(&peers, &call, deadline).await;
@@ -81,10 +73,9 @@ async fn hub(listen: Option<&str>) -> Result<(), Box<dyn Error>> {
 }
 
 async fn agent(role: &str) -> Result<(), Box<dyn Error>> {
-    let (config, name, hub) = (Config::default(), format!("{role}-agent"), HubConfig::default());
     // Whichever transport the hub gave in IPC_ADDRESS (pipe:stdio, uds:, shm:).
-    let conn = ipc_any::connect_async(&Address::from_env()?, &config).await?;
-    let agent = Agent::join(conn, &name, hub).await?;
+    let conn = ipc_any::connect_async(&Address::from_env()?, &Config::default()).await?;
+    let agent = Agent::join(conn, &format!("{role}-agent"), HubConfig::default()).await?;
     let answer = move |call: ToolCall| async move {
         let output = format!("{role} ran {} on {:?}", call.tool, call.query);
         match role {
