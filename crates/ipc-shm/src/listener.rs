@@ -26,9 +26,10 @@ pub const HANDSHAKE_LIMIT: Duration = Duration::from_secs(5);
 
 /// Handshakes under way at once. The listener never stops accepting;
 /// beyond this many, the oldest handshake of the process with the most
-/// under way is dropped (`ipc_core::admission`), so a flood of silent or
-/// half-finished connections neither costs unbounded memory nor keeps
-/// another process's agent waiting in the socket's queue.
+/// under way is dropped if it has several (`ipc_core::admission`; agents
+/// of a process each may hold up to `SPREAD` times this), so a flood of
+/// silent or half-finished connections neither costs unbounded memory
+/// nor keeps another process's agent waiting in the socket's queue.
 pub const MAX_HANDSHAKES: usize = 64;
 
 /// The ring size a config asks for: `buffer_size` rounded up to a power of
