@@ -202,8 +202,16 @@ impl ipc_core::LentMemory for LentBlob {
         }
         let BlobBuf { fd, map } = buf;
         drop(map);
-        if len < map_len_of(&fd)? {
+        let stat = rustix::fs::fstat(&fd)?;
+        if (len as u64) < stat.st_size as u64 {
             rustix::fs::ftruncate(&fd, len as u64)?;
+        }
+        // Pages never written are allocated (as zeros) now: a receiver
+        // counts a blob's unwritten bytes against the sender (a sparse
+        // blob is how a hostile peer inflates memory), and a loan written
+        // only in part must not look like one.
+        if (stat.st_blocks as u64).saturating_mul(512) < len as u64 {
+            rustix::fs::fallocate(&fd, rustix::fs::FallocateFlags::empty(), 0, len as u64)?;
         }
         seal(&fd)?;
         let blob = Arc::new(SealedBlob {
@@ -216,10 +224,6 @@ impl ipc_core::LentMemory for LentBlob {
         lent_blobs().insert(start, blob);
         Ok(Bytes::from_owner(LentFrame { map }))
     }
-}
-
-fn map_len_of(fd: &OwnedFd) -> io::Result<usize> {
-    Ok(rustix::fs::fstat(fd)?.st_size as usize)
 }
 
 /// A frozen lent blob: the frame's bytes, a read-only view of the sealed

@@ -807,3 +807,27 @@ fn a_loan_over_the_size_limit_is_refused() {
     hub.send(b"next").expect("send");
     assert_eq!(&agent.recv().expect("recv")[..], b"next");
 }
+
+/// A loan written only in part (here one byte of each 4 MiB) is sent
+/// whole, not as a sparse blob: the receiver would count its unwritten
+/// bytes against the sender and refuse the third it holds (the limit is
+/// twice `max_message_size`).
+#[test]
+fn a_loan_written_in_part_is_not_a_sparse_blob() {
+    let len = 4 << 20;
+    let config = Config::default().with_max_message_size(len);
+    let mut listener = ShmListener::bind(&name(), &config).expect("bind");
+    let mut agent = Shm.connect(listener.address(), &config).expect("connect");
+    let mut hub = listener.accept().expect("accept");
+    let mut held = Vec::new();
+    for i in 0..3u8 {
+        let mut loan = agent.lender().loan(len).expect("loan");
+        loan[0] = i;
+        agent.send(&loan.freeze().expect("freeze")).expect("send");
+        let got = hub
+            .recv()
+            .expect("a loan written in part is a whole message");
+        assert!(got.len() == len && got[0] == i && got[1..].iter().all(|&b| b == 0));
+        held.push(got);
+    }
+}
