@@ -1,31 +1,4 @@
-//! One entry point to every transport: the address picks it.
-//!
-//! [`connect`] and [`bind`] (blocking) and [`connect_async`] and
-//! [`bind_async`] (tokio) take an [`Address`] (`pipe:stdio`, `uds:PATH`,
-//! `shm:NAME`, `zenoh:NAME@ENDPOINTS`) and a [`Config`], and give a
-//! connection or listener of whichever transport it names, as one type
-//! that speaks the `ipc-core` traits. A runtime, a hub or an agent can
-//! then be written once and moved between transports by its address
-//! alone (an agent reads it from `IPC_ADDRESS`: [`Address::from_env`]).
-//!
-//! Each transport is a feature: `pipe`, `uds` and `shm` by default,
-//! `zenoh` on request (a large dependency tree). An address of a
-//! transport this build leaves out is an error, not a panic.
-//!
-//! ```
-//! use ipc_core::{Address, Config, FrameReceiver, FrameSender, Listener};
-//!
-//! let dir = tempfile::tempdir()?;
-//! let address: Address = format!("uds:{}", dir.path().join("hub.sock").display()).parse()?;
-//! let config = Config::default();
-//! let mut listener = ipc_any::bind(&address, &config)?;
-//! let mut agent = ipc_any::connect(listener.address(), &config)?;
-//! let mut hub = listener.accept()?;
-//! agent.send(b"hello")?;
-//! assert_eq!(&hub.recv()?[..], b"hello");
-//! # Ok::<(), Box<dyn std::error::Error>>(())
-//! ```
-
+#![doc = include_str!("../README.md")]
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
