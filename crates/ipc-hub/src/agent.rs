@@ -17,8 +17,7 @@ use tokio::time::Instant;
 use crate::codec::{BodyCodec, HubCodec, PeerCodec};
 use crate::link::{Inbound, Link};
 use crate::message::LoanedBody;
-use crate::wire::encode_value as encode;
-use crate::wire::{self, Kind};
+use crate::wire::{self, Kind, encode_value as encode};
 use crate::{
     Call, CallError, HubConfig, JoinError, LeaveReason, Payload, PeerId, Request, SendToError,
 };

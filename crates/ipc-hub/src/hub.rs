@@ -22,8 +22,7 @@ use crate::codec::{BodyCodec, HubCodec, PeerCodec};
 use crate::link::{Inbound, Link};
 use crate::message::LoanedBody;
 use crate::supervise::{AgentNotice, AgentSpec, NotUp, SuperviseError, Supervised};
-use crate::wire::encode_value as encode;
-use crate::wire::{self, Kind};
+use crate::wire::{self, Kind, encode_value as encode};
 use crate::{
     AdmitError, Call, CallError, HubConfig, HubConfigError, LeaveReason, Payload, PeerId, PeerInfo,
     Request, SendToError,
@@ -757,15 +756,12 @@ impl<C: HubCodec> HubHandle<C> {
         message: &T,
     ) -> Result<Broadcast, SendToError> {
         let (links, skipped) = self.links_of(chosen);
-        let mut bodies = Encoded::default();
-        for link in &links {
-            bodies.encode::<C, T>(link.codec, message);
-        }
         let mut frames = HashMap::new();
         for link in &links {
             if let std::collections::hash_map::Entry::Vacant(frame) = frames.entry(link.codec) {
-                let body = bodies.get(link.codec).map_err(SendToError::Encode)?;
-                frame.insert(wire::encode(Kind::Message, 0, body));
+                // Encoded straight into its envelope, once per codec.
+                let encoded = encode::<C, T>(link.codec, Kind::Message, 0, message);
+                frame.insert(encoded.map_err(SendToError::Encode)?);
             }
         }
         Ok(self.post_each(links, skipped, |link| frames[&link.codec].clone()))
@@ -1141,7 +1137,8 @@ fn raise_descriptor_limit() {
     });
 }
 
-/// One value encoded once per codec (for fan-outs and broadcasts).
+/// One request body encoded once per codec (for fan-outs, whose frames
+/// differ by call id).
 #[derive(Default)]
 struct Encoded(HashMap<PeerCodec, Result<Vec<u8>, (&'static str, String)>>);
 

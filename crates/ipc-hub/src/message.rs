@@ -11,8 +11,7 @@ use serde::de::DeserializeOwned;
 
 use crate::codec::{HubCodec, PeerCodec};
 use crate::link::Link;
-use crate::wire::encode_value as encode;
-use crate::wire::{self, Kind};
+use crate::wire::{self, Kind, encode_value as encode};
 use crate::{PeerId, SendToError};
 
 /// A body written in place: memory lent by the connection (or
