@@ -9,6 +9,7 @@ mod charts;
 mod exports;
 mod fuzz;
 mod history;
+mod pytest;
 mod record;
 mod report;
 mod soak;
@@ -90,6 +91,18 @@ enum Cmd {
         time: u64,
         /// Targets (default: all).
         targets: Vec<String>,
+    },
+    /// The README's test command: `cargo test --workspace`, then the
+    /// Python package's tests (a venv under target/ with pinned maturin
+    /// and pytest, the wheel built and installed, pytest against a Rust
+    /// hub over pipe, uds and shm). Exit 1 if any fails.
+    Test {
+        /// Only the Python tests.
+        #[arg(long)]
+        python_only: bool,
+        /// Passed to pytest (after `--`).
+        #[arg(last = true)]
+        pytest_args: Vec<String>,
     },
     /// Show the headline figures of every stored run, oldest first.
     History {
@@ -223,6 +236,10 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             transports,
         } => soak::run(&duration, backpressure.as_deref(), &transports),
         Cmd::Fuzz { time, targets } => fuzz::run(time, &targets),
+        Cmd::Test {
+            python_only,
+            pytest_args,
+        } => pytest::run(python_only, &pytest_args),
         Cmd::History { dir } => {
             print!("{}", history::table(&dir).map_err(Failure::Input)?);
             Ok(0)

@@ -5,7 +5,8 @@
 //!
 //! `cargo run -p ipc-hub --example hub -- ADDRESS`: the hub's address picks
 //! the transport: `pipe:stdio` (the default; the hub starts pipe agents),
-//! `uds:/tmp/hub.sock`, `shm:hub` (agents connect to it).
+//! `uds:/tmp/hub.sock`, `shm:hub` (agents connect to it). `--python CMD`
+//! adds a fifth agent, a Python one (examples/python/tool_agent.py).
 use std::{error::Error, process::Command, time::Duration};
 
 use ipc_core::{Address, Config};
@@ -33,13 +34,15 @@ const ROLES: [&str; 4] = ["search", "summarize", "crash", "hang"];
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    let python = args.iter().position(|a| a == "--python").and_then(|i| args.get(i + 1));
     match args.first().map(String::as_str) {
         Some("agent") => agent(args.get(1).map_or("search", String::as_str)).await,
-        address => hub(address.unwrap_or("pipe:stdio").parse()?).await,
+        Some("--python") | None => hub("pipe:stdio".parse()?, python).await,
+        Some(address) => hub(address.parse()?, python).await,
     }
 }
 
-async fn hub(address: Address) -> Result<(), Box<dyn Error>> {
+async fn hub(address: Address, python: Option<&String>) -> Result<(), Box<dyn Error>> {
     let mut hub = Hub::new(HubConfig::default())?;
     if address != Address::Stdio {
         // Any transport by its address (`ipc-any`): uds, shm, zenoh.
@@ -54,7 +57,19 @@ async fn hub(address: Address) -> Result<(), Box<dyn Error>> {
         };
         hub.supervise(spec.with_restart(Restart::Never))?;
     }
-    let peers = hub.wait_for_peers(ROLES.len(), Duration::from_secs(10)).await?;
+    if let Some([program, args @ ..]) =
+        python.map(|p| p.split_whitespace().collect::<Vec<_>>()).as_deref()
+    {
+        let mut command = Command::new(program);
+        command.args(args);
+        let spec = match address {
+            Address::Stdio => AgentSpec::pipe("python-agent", command),
+            _ => AgentSpec::connecting("python-agent", command, address.clone()),
+        };
+        hub.supervise(spec.with_restart(Restart::Never))?;
+    }
+    let agents = ROLES.len() + usize::from(python.is_some());
+    let peers = hub.wait_for_peers(agents, Duration::from_secs(10)).await?;
     let call = ToolCall { tool: "search".into(), query: "shared memory".into() };
     let deadline = Duration::from_secs(2);
     let answers: Vec<Result<ToolResult, _>> = hub.call_each(&peers, &call, deadline).await;

@@ -2,6 +2,8 @@
 //! logs, call it.
 
 use std::marker::PhantomData;
+
+use bytes::Bytes;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -76,14 +78,47 @@ where
 /// agent.close("done", std::time::Duration::from_secs(1)).await;
 /// # Ok(()) }
 /// ```
+///
+/// Its sending side ([`call`](AgentHandle::call), [`send`](AgentHandle::send),
+/// logs, loans) is an [`AgentHandle`], reached through `Deref` or cloned
+/// with [`handle`](Self::handle) for other tasks and threads; only the
+/// owner of the `Agent` takes events.
 #[derive(Debug)]
 pub struct Agent<C = Postcard> {
-    id: PeerId,
+    handle: AgentHandle<C>,
     hub: PeerCredentials,
-    link: Arc<Link>,
     events: mpsc::Receiver<Inbound>,
     ended: bool,
+}
+
+/// The sending side of an [`Agent`]: calls to the hub, messages, logs and
+/// loans, from any task or thread (`Clone`). It does not keep the agent's
+/// membership: once the `Agent` is closed or dropped, its calls fail with
+/// [`CallError::PeerGone`] and its sends with [`SendToError::Gone`].
+#[derive(Debug)]
+pub struct AgentHandle<C = Postcard> {
+    id: PeerId,
+    link: Arc<Link>,
+    codec: PeerCodec,
     _codec: PhantomData<fn() -> C>,
+}
+
+impl<C> Clone for AgentHandle<C> {
+    fn clone(&self) -> Self {
+        AgentHandle {
+            id: self.id,
+            link: Arc::clone(&self.link),
+            codec: self.codec,
+            _codec: PhantomData,
+        }
+    }
+}
+
+impl<C> std::ops::Deref for Agent<C> {
+    type Target = AgentHandle<C>;
+    fn deref(&self) -> &AgentHandle<C> {
+        &self.handle
+    }
 }
 
 impl Agent<Postcard> {
@@ -94,6 +129,19 @@ impl Agent<Postcard> {
         config: HubConfig,
     ) -> Result<Self, JoinError> {
         Agent::join_with_codec(conn, name, config).await
+    }
+
+    /// Joins speaking `codec`, chosen at run time (a binding for another
+    /// language, a codec read from a config file): its typed calls,
+    /// messages and requests are encoded and decoded with it, and the
+    /// hub is told so in the hello.
+    pub async fn join_speaking<T: AsyncSplit + 'static>(
+        conn: T,
+        name: &str,
+        codec: BodyCodec,
+        config: HubConfig,
+    ) -> Result<Self, JoinError> {
+        Agent::join_inner(conn, name, PeerCodec(Some(codec)), config).await
     }
 }
 
@@ -106,6 +154,18 @@ impl<C: HubCodec> Agent<C> {
         name: &str,
         config: HubConfig,
     ) -> Result<Self, JoinError> {
+        // A codec the hub does not know by name is not named: both sides
+        // then speak their own `C` (the hub's must match).
+        let codec = PeerCodec(BodyCodec::from_name(C::NAME));
+        Agent::join_inner(conn, name, codec, config).await
+    }
+
+    async fn join_inner<T: AsyncSplit + 'static>(
+        conn: T,
+        name: &str,
+        codec: PeerCodec,
+        config: HubConfig,
+    ) -> Result<Self, JoinError> {
         config.validate()?;
         wire::check_name(name.as_bytes()).map_err(JoinError::InvalidName)?;
         let hub = conn.peer_credentials();
@@ -114,10 +174,7 @@ impl<C: HubCodec> Agent<C> {
         let (mut read, mut write) = conn.into_split();
         let deadline = Instant::now() + config.handshake_timeout;
         write
-            .send_timeout(
-                &wire::hello(name, BodyCodec::from_name(C::NAME)),
-                config.handshake_timeout,
-            )
+            .send_timeout(&wire::hello(name, codec.0), config.handshake_timeout)
             .await
             .map_err(JoinError::Send)?;
         let left = deadline.saturating_duration_since(Instant::now());
@@ -136,8 +193,6 @@ impl<C: HubCodec> Agent<C> {
         let id = PeerId(welcome.id);
         let (events_tx, events) = mpsc::channel(config.event_queue);
         // On this side the link's peer is the hub; events carry our id.
-        // The agent's own codec, whatever it told the hub.
-        let codec = PeerCodec::default();
         let (link, reader) = Link::new(
             id,
             (read, write),
@@ -149,18 +204,21 @@ impl<C: HubCodec> Agent<C> {
         );
         reader.keep_writing_after_goodbye().start();
         Ok(Agent {
-            id,
+            handle: AgentHandle {
+                id,
+                link,
+                codec,
+                _codec: PhantomData,
+            },
             hub,
-            link,
             events,
             ended: false,
-            _codec: PhantomData,
         })
     }
 
-    /// The id the hub gave this agent.
-    pub fn id(&self) -> PeerId {
-        self.id
+    /// A handle on this agent's sending side, for other tasks or threads.
+    pub fn handle(&self) -> AgentHandle<C> {
+        self.handle.clone()
     }
 
     /// The hub process, as the OS says.
@@ -239,16 +297,6 @@ impl<C: HubCodec> Agent<C> {
         self.serve(handler).await
     }
 
-    /// Calls the hub with a request whose answer type it names (see
-    /// [`Call`]).
-    pub async fn ask<R: Call>(
-        &self,
-        request: &R,
-        timeout: Duration,
-    ) -> Result<R::Answer, CallError> {
-        self.call(request, timeout).await
-    }
-
     /// Answers the hub's calls with `handler`, up to `limit` at once (a
     /// slow call holds up no other; beyond `limit`, calls wait in the
     /// connection), until the hub shuts down or the connection ends. A
@@ -306,11 +354,49 @@ impl<C: HubCodec> Agent<C> {
         served
     }
 
+    /// Says goodbye, waits up to `grace` for the queue to drain and the
+    /// hub to close its side, then closes. The hub reports this agent as
+    /// [`LeaveReason::Closed`].
+    pub async fn close(mut self, reason: &str, grace: Duration) {
+        let deadline = Instant::now() + grace;
+        // Our reader must not wait for room to report the end.
+        self.events.close();
+        self.handle.leave_by(reason, deadline).await;
+    }
+}
+
+impl<C> Drop for Agent<C> {
+    fn drop(&mut self) {
+        self.handle.link.abort();
+    }
+}
+
+impl<C: HubCodec> AgentHandle<C> {
+    /// The id the hub gave this agent.
+    pub fn id(&self) -> PeerId {
+        self.id
+    }
+
+    /// The codec of its typed bodies, if it named one to the hub.
+    pub fn codec(&self) -> Option<BodyCodec> {
+        self.codec.0
+    }
+
+    /// Calls the hub with a request whose answer type it names (see
+    /// [`Call`]).
+    pub async fn ask<R: Call>(
+        &self,
+        request: &R,
+        timeout: Duration,
+    ) -> Result<R::Answer, CallError> {
+        self.call(request, timeout).await
+    }
+
     /// Sends a one-way message to the hub, waiting up to
     /// [`HubConfig::send_timeout`] for room in the queue.
     pub async fn send<T: Serialize + ?Sized>(&self, message: &T) -> Result<(), SendToError> {
-        let frame = encode::<C, T>(PeerCodec::default(), Kind::Message, 0, message)
-            .map_err(SendToError::Encode)?;
+        let frame =
+            encode::<C, T>(self.codec, Kind::Message, 0, message).map_err(SendToError::Encode)?;
         self.link.post_default(frame).await
     }
 
@@ -349,14 +435,22 @@ impl<C: HubCodec> Agent<C> {
         let reply = self
             .link
             .call(
-                |id| {
-                    encode::<C, Q>(PeerCodec::default(), Kind::Call, id, request)
-                        .map_err(CallError::Encode)
-                },
+                |id| encode::<C, Q>(self.codec, Kind::Call, id, request).map_err(CallError::Encode),
                 deadline,
             )
             .await?;
-        C::default().decode(&reply).map_err(CallError::Decode)
+        self.codec.decode::<C, A>(&reply).map_err(CallError::Decode)
+    }
+
+    /// Calls the hub with `body` as it is, not encoded, and returns the
+    /// reply's bytes as they came (on shared memory, a large reply is the
+    /// mapping the hub wrote, not a copy); see
+    /// [`HubHandle::call_raw`](crate::HubHandle::call_raw).
+    pub async fn call_raw(&self, body: &[u8], timeout: Duration) -> Result<Bytes, CallError> {
+        let deadline = Instant::now() + timeout;
+        self.link
+            .call(|id| Ok(wire::encode(Kind::Call, id, body)), deadline)
+            .await
     }
 
     /// A sender of log records to the hub over this agent's connection
@@ -368,23 +462,26 @@ impl<C: HubCodec> Agent<C> {
         }
     }
 
-    /// Says goodbye, waits up to `grace` for the queue to drain and the
-    /// hub to close its side, then closes. The hub reports this agent as
-    /// [`LeaveReason::Closed`].
-    pub async fn close(mut self, reason: &str, grace: Duration) {
-        let deadline = Instant::now() + grace;
-        // Our reader must not wait for room to report the end.
-        self.events.close();
+    /// Ships one log record (docs/PROTOCOL.md, section 6) if the queue to
+    /// the hub has room, without waiting: a logger must never block its
+    /// caller. [`SendToError::Full`] means the record was not sent.
+    pub fn try_log(&self, record: &[u8]) -> Result<(), SendToError> {
+        self.link.try_post(wire::encode(Kind::Log, 0, record))
+    }
+
+    /// Says goodbye and ends the membership without the `Agent` (from
+    /// another thread than the one taking its events): waits up to `grace`
+    /// for the queue to drain and the hub to close its side. The `Agent`'s
+    /// next event is then [`AgentEvent::Left`].
+    pub async fn leave(&self, reason: &str, grace: Duration) {
+        self.leave_by(reason, Instant::now() + grace).await;
+    }
+
+    async fn leave_by(&self, reason: &str, deadline: Instant) {
         // Everything queued before (messages, replies, logs) goes first.
         if self.link.say_goodbye_by(reason, true, deadline).await {
             self.link.ended_by(deadline).await;
         }
-        self.link.abort();
-    }
-}
-
-impl<C> Drop for Agent<C> {
-    fn drop(&mut self) {
         self.link.abort();
     }
 }

@@ -661,6 +661,21 @@ impl<C: HubCodec> HubHandle<C> {
         .await
     }
 
+    /// Calls `peer` with `body` as it is (not encoded) and returns the
+    /// reply's bytes as they came: for a peer that takes raw bytes (its
+    /// [`Request::bytes`]).
+    pub async fn call_raw(
+        &self,
+        peer: PeerId,
+        body: &[u8],
+        timeout: Duration,
+    ) -> Result<Bytes, CallError> {
+        let deadline = Instant::now() + timeout;
+        let link = self.link(peer).ok_or(CallError::UnknownPeer(peer))?;
+        link.call(|id| Ok(wire::encode(Kind::Call, id, body)), deadline)
+            .await
+    }
+
     /// Calls each of `peers` (ids, or `&PeerInfo`s) with the same request
     /// at once (encoded once per codec the peers speak) and gathers the answers until `timeout`, in
     /// the order of `peers`: fan-out and gather. A dead or hung peer costs

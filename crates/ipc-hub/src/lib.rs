@@ -14,7 +14,7 @@ mod wire;
 
 use std::fmt;
 
-pub use agent::{Agent, AgentEvent, LogSink, SERVE_CONCURRENCY, Served};
+pub use agent::{Agent, AgentEvent, AgentHandle, LogSink, SERVE_CONCURRENCY, Served};
 pub use codec::{BodyCodec, HubCodec};
 pub use config::{HubConfig, HubConfigError, MAX_BACKLOG, MAX_COUNT};
 pub use error::{AdmitError, CallError, JoinError, LeaveReason, SendToError};
