@@ -64,6 +64,11 @@ pub struct BenchArgs {
     /// old (exit 3 on a regression). E.g. `--against origin/main`.
     #[arg(long, value_name = "REF")]
     pub against: Option<String>,
+    /// Leave out the Python agent's figures (by default the hub group
+    /// measures one: a venv in target/python-venv with the release
+    /// `ipc_agent` wheel, made when python3 with venv is there).
+    #[arg(long)]
+    pub no_python: bool,
     /// Slow down the build under test: spin NS nanoseconds before every
     /// message over the variant LABEL (e.g. shm:500), to show the gate's
     /// power. With --against, only the new side is handicapped.
@@ -286,12 +291,24 @@ fn show_progress(p: &Progress<'_>, live: bool) {
     }
 }
 
-/// A runner with the plan's arguments, handicapped if asked.
-fn runner_command(runner: &Path, runner_args: &[String], handicap: Option<&str>) -> Command {
+/// A runner with the plan's arguments, handicapped if asked, told where
+/// the Python agent's interpreter is (if there is one).
+fn runner_command(
+    runner: &Path,
+    runner_args: &[String],
+    handicap: Option<&str>,
+    python: Option<&Path>,
+) -> Command {
     let mut command = Command::new(runner);
-    command.args(runner_args).env_remove(HANDICAP_ENV);
+    command
+        .args(runner_args)
+        .env_remove(HANDICAP_ENV)
+        .env_remove(harness::scenarios::hub::PYTHON_ENV);
     if let Some(h) = handicap {
         command.env(HANDICAP_ENV, h);
+    }
+    if let Some(p) = python {
+        command.env(harness::scenarios::hub::PYTHON_ENV, p);
     }
     command
 }
@@ -383,6 +400,12 @@ pub fn run(args: &BenchArgs) -> Result<Outcome, Failure> {
         None => None,
     };
     let runner = build_runner(&root)?;
+    let measures_hub = args.groups.is_empty() || args.groups.iter().any(|g| g == "hub");
+    let python = if measures_hub && !args.no_python {
+        crate::pytest::bench_python(&root)
+    } else {
+        None
+    };
     std::fs::create_dir_all(&args.out)
         .map_err(|e| Failure::Error(format!("creating {}: {e}", args.out.display())))?;
     let now = time::OffsetDateTime::now_utc();
@@ -399,11 +422,20 @@ pub fn run(args: &BenchArgs) -> Result<Outcome, Failure> {
             old.describe()
         );
         sides.push(
-            Client::spawn(runner_command(&old.runner, &runner_args, None), "old").map_err(bad)?,
+            Client::spawn(
+                runner_command(&old.runner, &runner_args, None, python.as_deref()),
+                "old",
+            )
+            .map_err(bad)?,
         );
     }
     let name = if old.is_some() { "new" } else { "this build" };
-    let command = runner_command(&runner, &runner_args, handicap_asked(args).as_deref());
+    let command = runner_command(
+        &runner,
+        &runner_args,
+        handicap_asked(args).as_deref(),
+        python.as_deref(),
+    );
     sides.push(Client::spawn(command, name).map_err(bad)?);
     let live = std::io::stderr().is_terminal();
     let rule = rule(args.threshold);

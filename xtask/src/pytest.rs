@@ -56,23 +56,8 @@ pub fn run(python_only: bool, pytest_args: &[String]) -> Result<u8, Failure> {
     if !status(&mut maturin)? {
         return Ok(1);
     }
-    let wheel = std::fs::read_dir(&wheels)
-        .map_err(|e| Failure::Error(format!("{}: {e}", wheels.display())))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .find(|p| p.extension().is_some_and(|x| x == "whl"))
-        .ok_or_else(|| Failure::Error("maturin wrote no wheel".into()))?;
-    let mut install = Command::new(&python);
-    install
-        .args([
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--force-reinstall",
-            "--no-deps",
-        ])
-        .arg(&wheel);
-    if !status(&mut install)? {
+    if let Err(e) = install_wheel(&python, &wheels) {
+        eprintln!("{e:?}");
         return Ok(1);
     }
 
@@ -86,6 +71,65 @@ pub fn run(python_only: bool, pytest_args: &[String]) -> Result<u8, Failure> {
         .env("IPC_HUB_DRIVER", driver)
         .current_dir(&root);
     Ok(if status(&mut pytest)? { 0 } else { 1 })
+}
+
+/// For `cargo xtask bench`: the venv's interpreter with the release
+/// `ipc_agent` wheel installed, for the hub group's Python agent; `None`
+/// (saying why) when it cannot be made here, and the run goes on without
+/// the Python figures.
+pub fn bench_python(root: &Path) -> Option<PathBuf> {
+    let venv = root.join("target").join("python-venv");
+    let made = (|| {
+        let python = prepare_venv(&venv)?;
+        eprintln!("building the ipc_agent wheel (release) for the Python agent's figures...");
+        let wheels = root.join("target").join("wheels-release");
+        let _ = std::fs::remove_dir_all(&wheels);
+        let mut maturin = Command::new(venv.join("bin/maturin"));
+        maturin
+            .args(["build", "--release", "--quiet", "-m"])
+            .arg(root.join("crates/ipc-python/Cargo.toml"))
+            .arg("-o")
+            .arg(&wheels)
+            .arg("--interpreter")
+            .arg(&python)
+            .current_dir(root);
+        if !status(&mut maturin)? {
+            return Err(Failure::Error("maturin build failed".into()));
+        }
+        install_wheel(&python, &wheels)?;
+        Ok::<_, Failure>(python)
+    })();
+    match made {
+        Ok(python) => Some(python),
+        Err(Failure::Error(why) | Failure::Input(why)) => {
+            eprintln!("no Python agent figures this run: {why}");
+            None
+        }
+    }
+}
+
+/// Installs the one wheel in `wheels` into the venv of `python`.
+fn install_wheel(python: &Path, wheels: &Path) -> Result<(), Failure> {
+    let wheel = std::fs::read_dir(wheels)
+        .map_err(|e| Failure::Error(format!("{}: {e}", wheels.display())))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.extension().is_some_and(|x| x == "whl"))
+        .ok_or_else(|| Failure::Error("maturin wrote no wheel".into()))?;
+    let mut install = Command::new(python);
+    install
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--force-reinstall",
+            "--no-deps",
+        ])
+        .arg(&wheel);
+    if !status(&mut install)? {
+        return Err(Failure::Error("pip install of the wheel failed".into()));
+    }
+    Ok(())
 }
 
 /// The venv's interpreter, the venv made (with [`PINNED`] installed) if

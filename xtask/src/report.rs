@@ -1195,6 +1195,8 @@ fn section_hub(out: &mut String, ix: &Index<'_>) {
                 cell_interval(ratio(f, Regime::HubCallPinned, Regime::BackToBack)),
                 cell_interval(ratio(f, Regime::HubCall, Regime::Async)),
                 cell(path(f, Regime::HubCall).and_then(|c| ix.stat(c.id, Statistic::CpuPerOp))),
+                cell_interval(path(f, Regime::HubCallPython)),
+                cell_interval(ratio(f, Regime::HubCallPython, Regime::HubCall)),
             ]
         })
         .collect();
@@ -1222,9 +1224,12 @@ fn section_hub(out: &mut String, ix: &Index<'_>) {
             "hub pinned / blocking",
             "hub / async",
             "CPU / hub call",
+            "hub call, Python agent",
+            "Python / Rust agent",
         ],
         &rows,
     );
+    section_hub_python(out, ix);
     let versus: Vec<String> = ix
         .all(|id| id.group == Group::Hub && matches!(id.subject, Subject::Versus(..)))
         .into_iter()
@@ -1242,6 +1247,105 @@ fn section_hub(out: &mut String, ix: &Index<'_>) {
             out,
             "Hub calls over shared memory against Unix sockets, paired per trial: {}.\n",
             versus.join(", ")
+        );
+    }
+}
+
+/// What a Python agent costs: its hub call's p99 beside the Rust
+/// agent's, and a large result handed over by each.
+fn section_hub_python(out: &mut String, ix: &Index<'_>) {
+    let python = ix.all(|id| {
+        id.group == Group::Hub
+            && id.regime == Regime::HubCallPython
+            && id.statistic == Statistic::P50
+    });
+    let bulk = ix.all(|id| {
+        id.group == Group::Hub && id.regime == Regime::BulkReply && id.statistic == Statistic::P50
+    });
+    if python.is_empty() {
+        let _ = writeln!(
+            out,
+            "No Python agent was measured in this run (`--no-python`, or no `python3` with \
+             `venv` to build `ipc_agent` into `target/python-venv`).\n"
+        );
+    } else {
+        let p99 = |f: &Figure, regime| {
+            ix.get(FigureId {
+                regime,
+                statistic: Statistic::P99,
+                ..f.id
+            })
+        };
+        let rows: Vec<Vec<String>> = python
+            .iter()
+            .map(|f| {
+                vec![
+                    f.id.subject.label(),
+                    cell_interval(ix.get(FigureId {
+                        regime: Regime::HubCall,
+                        ..f.id
+                    })),
+                    cell_interval(p99(f, Regime::HubCall)),
+                    with_interval(f),
+                    cell_interval(p99(f, Regime::HubCallPython)),
+                    cell_interval(ix.get(FigureId {
+                        subject: Subject::Path(
+                            match f.id.subject {
+                                Subject::Transport(v) => v,
+                                _ => return Vec::new(),
+                            },
+                            Regime::HubCall,
+                        ),
+                        statistic: Statistic::Ratio,
+                        ..f.id
+                    })),
+                ]
+            })
+            .filter(|row| !row.is_empty())
+            .collect();
+        let _ = writeln!(
+            out,
+            "What Python costs: the same typed hub call answered by a Python agent \
+             (`ipc_agent`, MessagePack, a handler returning its request) and by a Rust \
+             agent, unpinned, paired per trial.\n"
+        );
+        table(
+            out,
+            &[
+                "transport",
+                "Rust agent p50",
+                "Rust agent p99",
+                "Python agent p50",
+                "Python agent p99",
+                "Python / Rust (p50)",
+            ],
+            &rows,
+        );
+    }
+    for f in bulk {
+        let python = ix.get(FigureId {
+            regime: Regime::BulkReplyPython,
+            ..f.id
+        });
+        let ratio = match f.id.subject {
+            Subject::Transport(v) => ix.get(FigureId {
+                subject: Subject::Path(v, Regime::BulkReply),
+                regime: Regime::BulkReplyPython,
+                statistic: Statistic::Ratio,
+                ..f.id
+            }),
+            _ => None,
+        };
+        let _ = writeln!(
+            out,
+            "A {} result handed to the hub over {} (the call until the whole result is the \
+             hub's, written once into memory the hub maps, p50): Rust agent {}, Python agent \
+             {}, Python / Rust {}.\n",
+            bytes(f.id.size.unwrap_or(0) as f64),
+            f.id.subject.label(),
+            with_interval(f),
+            cell_interval(python),
+            cell_interval(ratio),
         );
     }
 }

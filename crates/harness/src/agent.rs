@@ -39,6 +39,12 @@ pub enum Role {
     AsyncEcho,
     /// Join a hub and answer every call with its request.
     HubEcho,
+    /// Join a hub over shared memory and answer every call with `size`
+    /// bytes written into a loan.
+    HubBulk {
+        /// Bytes each answer.
+        size: usize,
+    },
     /// Receive and verify `count` payload messages (or until the parent
     /// leaves, if `None`), then send an [`AgentReport`].
     Sink {
@@ -231,6 +237,7 @@ fn run(task: &AgentTask) -> Result<()> {
         Role::Echo => echo(&mut parent(v)?),
         Role::AsyncEcho => crate::scenarios::hub::async_echo(v),
         Role::HubEcho => crate::scenarios::hub::hub_echo(v),
+        Role::HubBulk { size } => crate::scenarios::hub::hub_bulk(v, *size),
         Role::Sink { count, in_place } => sink(&mut parent(v)?, *count, *in_place),
         Role::Source { count, size } => source(&mut parent(v)?, *count, *size),
         Role::Idle => wait_for_parent_to_leave(&mut parent(v)?),

@@ -449,7 +449,8 @@ impl Gather {
 
 /// The hub group's ratios, paired per trial: each path over the same
 /// transport's blocking round trip, the hub call over the bare async one,
-/// and shared memory's hub call over the same call over Unix sockets.
+/// a Python agent's over a Rust agent's, and shared memory's hub call
+/// over the same call over Unix sockets.
 fn hub_pairs<'a>(
     ids: impl Iterator<Item = &'a FigureId>,
 ) -> impl Iterator<Item = (FigureId, FigureId, Better)> {
@@ -471,6 +472,16 @@ fn hub_pairs<'a>(
                     regime: Regime::Async,
                     ..fid
                 });
+            }
+            // What Python costs: its agent against the Rust one, same
+            // call, same trial.
+            let rust = match fid.regime {
+                Regime::HubCallPython => Some(Regime::HubCall),
+                Regime::BulkReplyPython => Some(Regime::BulkReply),
+                _ => None,
+            };
+            if let Some(regime) = rust {
+                unders.push(FigureId { regime, ..fid });
             }
             if matches!(fid.regime, Regime::HubCall | Regime::HubCallPinned)
                 && v == Variant::of(Transport::Shm)
@@ -875,6 +886,50 @@ mod tests {
             .unwrap();
         assert!(p50.spread() > 3.5, "absolute figures keep the drift");
         assert!(p50.judged && !ratio.id.key().contains(' '));
+    }
+
+    /// A Python agent's hub call and large result are each paired, per
+    /// trial, with the Rust agent's measured beside them.
+    #[test]
+    fn python_agents_pair_with_rust_agents() {
+        use crate::schema::LatencyResult;
+        let shm = Variant::of(Transport::Shm);
+        let mut r = RunResults::default();
+        for trial in 0..3u32 {
+            let drift = u64::from(trial) + 1;
+            for (regime, size, ns) in [
+                (Regime::HubCall, 64, 10_000),
+                (Regime::HubCallPython, 64, 40_000),
+                (Regime::BulkReply, 64 << 20, 20_000_000),
+                (Regime::BulkReplyPython, 64 << 20, 30_000_000),
+            ] {
+                r.hub.push(LatencyResult {
+                    variant: shm,
+                    trial,
+                    size,
+                    regime,
+                    pinned: false,
+                    cpu_ns_per_op: 0.0,
+                    stats: stats(ns * drift),
+                });
+            }
+        }
+        let all = figures(&r);
+        let ratio = |regime, under| {
+            all.iter()
+                .find(|f| {
+                    f.id.statistic == Statistic::Ratio
+                        && f.id.regime == regime
+                        && f.id.subject == Subject::Path(shm, under)
+                })
+                .unwrap_or_else(|| panic!("no {regime:?} / {under:?} ratio"))
+        };
+        let call = ratio(Regime::HubCallPython, Regime::HubCall);
+        assert!((call.median - 4.0).abs() < 0.01 && call.trials.len() == 3);
+        let bulk = ratio(Regime::BulkReplyPython, Regime::BulkReply);
+        assert!((bulk.median - 1.5).abs() < 0.01, "{bulk:?}");
+        // Reported, never judged: unpinned on a shared machine.
+        assert!(!call.judged && !bulk.judged);
     }
 
     /// In the peers group, `shm` is paired with the peer and with the

@@ -301,7 +301,11 @@ fn runtime_path_block(p: &Plan) -> Block {
                 Ok(())
             },
         ));
-        for path in hub::PATHS {
+        let python = hub::python().is_some() && t != Transport::Zenoh;
+        let paths = hub::PATHS
+            .into_iter()
+            .chain(python.then_some(Regime::HubCallPython));
+        for path in paths {
             cells.push(cell(
                 format!("{} {size} B {}", variant.label(), path.name()),
                 1.0,
@@ -312,10 +316,42 @@ fn runtime_path_block(p: &Plan) -> Block {
                 },
             ));
         }
+        // A large result handed to the hub over shared memory, by a Rust
+        // agent and (when there is one) a Python agent.
+        if t == Transport::Shm {
+            let bulk = hub::LARGE_RESULT;
+            let regimes = [Regime::BulkReply]
+                .into_iter()
+                .chain(hub::python().is_some().then_some(Regime::BulkReplyPython));
+            for regime in regimes {
+                cells.push(cell(
+                    format!(
+                        "{} {} {}",
+                        variant.label(),
+                        bytes_label(bulk),
+                        regime.name()
+                    ),
+                    1.0,
+                    move |r, trial| {
+                        r.hub
+                            .push(hub::measure(variant, bulk, regime, hub::BULK_CALLS, trial)?);
+                        Ok(())
+                    },
+                ));
+            }
+        }
     }
     Block {
         group: Group::Hub,
         cells,
+    }
+}
+
+fn bytes_label(n: usize) -> String {
+    if n >= 1 << 20 {
+        format!("{} MiB", n >> 20)
+    } else {
+        format!("{n} B")
     }
 }
 

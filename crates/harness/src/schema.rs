@@ -70,6 +70,13 @@ pub enum Regime {
     /// The same call with the hub's process and the agent pinned to two
     /// CPUs.
     HubCallPinned,
+    /// The unpinned hub call answered by a Python agent (`ipc_agent`).
+    HubCallPython,
+    /// A Rust agent handing the hub a large result over shared memory (a
+    /// call answered by writing it into a loan), unpinned.
+    BulkReply,
+    /// The same, from a Python agent (`reply_bytes` of a `bytes`).
+    BulkReplyPython,
     /// One hub with many agents (the scale group).
     Scale,
 }
@@ -81,7 +88,12 @@ impl Regime {
     pub fn unpinned(self) -> bool {
         matches!(
             self,
-            Regime::Async | Regime::AsyncMultiThread | Regime::HubCall
+            Regime::Async
+                | Regime::AsyncMultiThread
+                | Regime::HubCall
+                | Regime::HubCallPython
+                | Regime::BulkReply
+                | Regime::BulkReplyPython
         )
     }
 
@@ -109,6 +121,9 @@ impl Regime {
             Regime::AsyncMultiThread => "async-multi-thread".into(),
             Regime::HubCall => "hub-call".into(),
             Regime::HubCallPinned => "hub-call-pinned".into(),
+            Regime::HubCallPython => "hub-call-python".into(),
+            Regime::BulkReply => "bulk-reply".into(),
+            Regime::BulkReplyPython => "bulk-reply-python".into(),
             Regime::Scale => "scale".into(),
         }
     }

@@ -736,6 +736,52 @@ fn loans_both_ways(via: Via) -> Result<(), Failed> {
 /// codecs a type that gained an optional field still passes an agent of
 /// the older type both ways. Postcard, positional, cannot: said, not
 /// hidden.
+/// `Agent::join_speaking` names its codec; the agent's `AgentHandle`
+/// calls the hub (typed, in that codec, and raw) and logs from another
+/// task while the `Agent` answers the hub's raw call.
+fn a_handle_works_beside_the_events(via: Via) -> Result<(), Failed> {
+    runtime().block_on(async {
+        let mut s = Setup::new(via, HubConfig::default())?;
+        let peers = s.start(&["handle"]).await?;
+        ensure(peers[0].codec == Some(ipc_hub::BodyCodec::Json), || {
+            format!("{:?}", peers[0].codec)
+        })?;
+        let hub = s.hub.handle();
+        let to = peers[0].id;
+        let raw = tokio::spawn(async move { hub.call_raw(to, b"abc", LONG).await });
+        let (mut report, mut logged) = (None, false);
+        while report.is_none() || !logged {
+            match s.next().await? {
+                HubEvent::Call(request) => {
+                    if request.bytes().as_ref() == b"raw call" {
+                        request.reply_bytes(b"raw reply").await?;
+                    } else {
+                        // JSON on the wire: the codec the agent chose.
+                        ensure(request.bytes().as_ref() == b"\"from the handle\"", || {
+                            format!("{:?}", request.bytes())
+                        })?;
+                        let text: String = request.decode()?;
+                        request.reply(&format!("hub got {text}")).await?;
+                    }
+                }
+                HubEvent::Message { payload, .. } => report = Some(payload.decode::<String>()?),
+                HubEvent::Log { record, .. } => {
+                    logged = ipc_tracing::decode(&record)?.message == "from the handle";
+                }
+                _ => {}
+            }
+        }
+        ensure(
+            report.as_deref() == Some("hub got from the handle|raw reply"),
+            || format!("{report:?}"),
+        )?;
+        let reversed = raw.await.map_err(|e| e.to_string())??;
+        ensure(reversed.as_ref() == b"cba", || format!("{reversed:?}"))?;
+        let closed = s.hub.shutdown(LONG).await.closed;
+        ensure(closed == 1, || format!("{closed} closed"))
+    })
+}
+
 fn codecs_per_peer(via: Via) -> Result<(), Failed> {
     use ipc_hub::BodyCodec;
     runtime().block_on(async {
@@ -995,9 +1041,61 @@ async fn codec_agent<C: ipc_hub::HubCodec>(role: &str) -> Result<(), Box<dyn std
     Ok(())
 }
 
+/// An agent joined with a codec chosen at run time (JSON), whose
+/// `AgentHandle` calls the hub (typed and raw) and ships a log record from
+/// another task while the agent answers the hub's raw call, then reports.
+async fn handle_agent(role: &str) -> Result<(), Box<dyn std::error::Error>> {
+    let config = Config::default();
+    let address = match (std::env::var(SHM_ENV), std::env::var_os(SOCKET_ENV)) {
+        (Ok(name), _) => Address::Shm(name),
+        (_, Some(path)) => Address::Uds(path.into()),
+        _ => Address::Stdio,
+    };
+    let conn = ipc_any::connect_async(&address, &config).await?;
+    let mut agent =
+        Agent::join_speaking(conn, role, ipc_hub::BodyCodec::Json, HubConfig::default()).await?;
+    let handle = agent.handle();
+    let beside = tokio::spawn(async move {
+        let typed: String = handle.call(&"from the handle".to_string(), LONG).await?;
+        let raw = handle.call_raw(b"raw call", LONG).await?;
+        let record = ipc_tracing::EventRecord {
+            emitted_ns: ipc_tracing::monotonic_ns(),
+            level: "INFO".into(),
+            target: "handle".into(),
+            message: "from the handle".into(),
+            fields: Vec::new(),
+            spans: Vec::new(),
+            agent: "handle".into(),
+            pid: std::process::id(),
+            dropped: 0,
+        };
+        handle.try_log(&postcard::to_stdvec(&record)?)?;
+        Ok::<_, Box<dyn std::error::Error + Send + Sync>>(format!(
+            "{typed}|{}",
+            String::from_utf8_lossy(&raw)
+        ))
+    });
+    // Meanwhile this task takes the hub's raw call.
+    if let Some(AgentEvent::Call(request)) = agent.next().await {
+        let mut answer = request.bytes().to_vec();
+        answer.reverse();
+        request.reply_bytes(&answer).await?;
+    }
+    let report = beside.await?.map_err(|e| e.to_string())?;
+    agent.send(&report).await?;
+    while let Some(event) = agent.next().await {
+        if !matches!(event, AgentEvent::Message(_)) {
+            break;
+        }
+    }
+    agent.close("done", LONG).await;
+    Ok(())
+}
+
 fn agent_main(role: &str) -> Result<(), Box<dyn std::error::Error>> {
     runtime().block_on(async {
         match role {
+            "handle" => return handle_agent(role).await,
             "codec-json" => return codec_agent::<ipc_core::Json>(role).await,
             "codec-msgpack" => return codec_agent::<ipc_core::MessagePack>(role).await,
             "codec-postcard" => return codec_agent::<ipc_core::Postcard>(role).await,
@@ -1258,6 +1356,9 @@ fn main() {
             }),
             Trial::test(name("loans_both_ways"), move || loans_both_ways(via)),
             Trial::test(name("codecs_per_peer"), move || codecs_per_peer(via)),
+            Trial::test(name("a_handle_works_beside_the_events"), move || {
+                a_handle_works_beside_the_events(via)
+            }),
             Trial::test(name("an_oversized_frame_is_the_senders_error"), move || {
                 an_oversized_frame_is_the_senders_error(via)
             }),

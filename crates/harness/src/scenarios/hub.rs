@@ -35,6 +35,83 @@ pub const PATHS: [Regime; 4] = [
     Regime::HubCallPinned,
 ];
 
+/// The Python figures (a call answered by a Python agent, a large result
+/// handed over by one) run when this names an interpreter with
+/// `ipc_agent` installed: `cargo xtask bench` prepares one and sets it;
+/// without it they are left out, and the summary says so.
+pub const PYTHON_ENV: &str = "IPC_BENCH_PYTHON";
+
+/// The interpreter of [`PYTHON_ENV`], if set.
+pub fn python() -> Option<std::path::PathBuf> {
+    std::env::var_os(PYTHON_ENV)
+        .filter(|p| !p.is_empty())
+        .map(Into::into)
+}
+
+/// The size of the large result of [`Regime::BulkReply`].
+pub const LARGE_RESULT: usize = 64 << 20;
+/// The largest frame the bulk cells' connections carry.
+const BULK_MAX: usize = 2 * LARGE_RESULT;
+/// Calls per bulk cell: warm-up, then recorded (each moves 64 MiB).
+pub const BULK_CALLS: (u64, u64) = (2, 8);
+
+/// The Python agent: joins the hub in `IPC_ADDRESS` and answers each
+/// [`Probe`] with itself (decoded into Python values and encoded back),
+/// or, given `IPC_BENCH_BULK` bytes, each call with a result of that
+/// size made once beforehand (`i % 251`).
+const PYTHON_AGENT: &str = r#"
+import os, ipc_agent
+bulk = int(os.environ.get("IPC_BENCH_BULK", "0"))
+agent = ipc_agent.Agent.join("echo-py", max_message_size=int(os.environ["IPC_BENCH_MAX"]))
+if bulk:
+    result = (bytes(range(251)) * (bulk // 251 + 1))[:bulk]
+    agent.serve(lambda body: result, raw=True)
+else:
+    agent.serve(lambda probe: probe)
+"#;
+
+/// Who answers the hub's calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Answerer {
+    Rust,
+    Python,
+}
+
+impl Answerer {
+    fn of(regime: Regime) -> Answerer {
+        match regime {
+            Regime::HubCallPython | Regime::BulkReplyPython => Answerer::Python,
+            _ => Answerer::Rust,
+        }
+    }
+
+    /// The agent process for `task`, told nothing yet of where to connect.
+    fn command(self, task: &AgentTask, bulk: usize) -> Result<std::process::Command> {
+        match self {
+            Answerer::Rust => agent_command(task),
+            Answerer::Python => {
+                let python = python().ok_or_else(|| {
+                    HarnessError::Invalid(format!("no Python agent: {PYTHON_ENV} is not set"))
+                })?;
+                let mut cmd = std::process::Command::new(python);
+                cmd.args(["-c", PYTHON_AGENT])
+                    .env("IPC_BENCH_BULK", bulk.to_string())
+                    .env(
+                        "IPC_BENCH_MAX",
+                        BULK_MAX
+                            .max(task.variant.config().max_message_size)
+                            .to_string(),
+                    )
+                    // A pipe agent's address (uds and shm get theirs).
+                    .env(ADDRESS_ENV, Address::Stdio.to_string())
+                    .stdin(std::process::Stdio::null())
+                    .stdout(std::process::Stdio::null());
+                Ok(cmd)
+            }
+        }
+    }
+}
+
 /// How long one round trip may take before the scenario fails.
 const CALL_LIMIT: Duration = Duration::from_secs(10);
 /// How long an agent may take to connect.
@@ -71,6 +148,7 @@ pub fn measure(
     let runtime = builder.enable_all().build()?;
     let role = match regime {
         Regime::Async | Regime::AsyncMultiThread => Role::AsyncEcho,
+        Regime::BulkReply | Regime::BulkReplyPython => Role::HubBulk { size },
         _ => Role::HubEcho,
     };
     let task = AgentTask {
@@ -83,10 +161,12 @@ pub fn measure(
         warmup,
         samples,
     };
+    let who = Answerer::of(regime);
     let (stats, cpu_ns_per_op) = runtime.block_on(async {
         match regime {
             Regime::Async | Regime::AsyncMultiThread => bounce(&task, run).await,
-            _ => call(&task, run).await,
+            Regime::BulkReply | Regime::BulkReplyPython => bulk(&task, run, who).await,
+            _ => call(&task, run, who).await,
         }
     })?;
     Ok(LatencyResult {
@@ -180,7 +260,11 @@ fn unsupported(address: &Address) -> HarnessError {
 
 /// Starts the agent of `task` told to connect to `address`.
 fn start_agent(task: &AgentTask, address: &Address) -> Result<Reaped> {
-    let mut cmd = agent_command(task)?;
+    start(agent_command(task)?, address)
+}
+
+/// Starts `cmd` told to connect to `address`.
+fn start(mut cmd: std::process::Command, address: &Address) -> Result<Reaped> {
     cmd.env(ADDRESS_ENV, address.to_string());
     Ok(Reaped(cmd.spawn()?))
 }
@@ -257,9 +341,16 @@ fn check_echo(seq: u64, len: usize, echo: &[u8]) -> Result<()> {
     Ok(())
 }
 
-/// Typed calls through a [`Hub`] to one agent serving them.
-async fn call(task: &AgentTask, run: Window) -> Result<Measured> {
-    let config = task.variant.config();
+/// A hub listening on a fresh address of `task`'s transport (with room
+/// for a bulk result), and the agent `cmd` joined to it.
+async fn hub_with_agent(
+    task: &AgentTask,
+    cmd: std::process::Command,
+) -> Result<(Hub, ipc_hub::PeerInfo, Vec<Reaped>)> {
+    let mut config = task.variant.config();
+    if matches!(task.role, Role::HubBulk { .. }) {
+        config = config.with_max_message_size(BULK_MAX);
+    }
     let hub_config = HubConfig::default().with_send_timeout(CALL_LIMIT);
     let mut hub =
         Hub::new(hub_config).map_err(|e| HarnessError::Invalid(format!("hub config: {e}")))?;
@@ -267,31 +358,74 @@ async fn call(task: &AgentTask, run: Window) -> Result<Measured> {
     let mut children = Vec::new();
     match &address {
         Address::Stdio => {
-            let conn = ipc_pipe::spawn_async(agent_command(task)?, &config).await?;
+            let conn = ipc_pipe::spawn_async(cmd, &config).await?;
             hub.add(conn)
                 .await
                 .map_err(|e| HarnessError::Agent(format!("the agent did not join: {e}")))?;
         }
-        Address::Uds(path) => hub.listen(ipc_uds::AsyncUdsListener::bind(path, &config)?)?,
+        Address::Uds(path) => {
+            hub.listen(ipc_uds::AsyncUdsListener::bind(path, &config)?)?;
+            children.push(start(cmd, &address)?);
+        }
         Address::Shm(_) => {
-            hub.listen(ipc_shm::AsyncShmListener::bind_address(&address, &config)?)?
+            hub.listen(ipc_shm::AsyncShmListener::bind_address(&address, &config)?)?;
+            children.push(start(cmd, &address)?);
         }
         Address::Zenoh { .. } => {
             let listener = ipc_zenoh::AsyncZenohListener::bind(&address, &config)?;
             let address = listener.address().clone();
             hub.listen(listener)?;
-            children.push(start_agent(task, &address)?);
+            children.push(start(cmd, &address)?);
         }
         other => return Err(unsupported(other)),
-    }
-    if matches!(address, Address::Uds(_) | Address::Shm(_)) {
-        children.push(start_agent(task, &address)?);
     }
     let peer = hub
         .wait_for_peers(1, JOIN_LIMIT)
         .await
         .map_err(|e| HarnessError::Agent(format!("the agent did not join: {e}")))?
         .remove(0);
+    Ok((hub, peer, children))
+}
+
+/// Calls an agent that answers each with a large result written where
+/// the hub reads it (on shared memory, a memory file passed, not copied):
+/// the time from the call to the whole result in the hub's hands.
+async fn bulk(task: &AgentTask, run: Window, who: Answerer) -> Result<Measured> {
+    let (hub, peer, children) = hub_with_agent(task, who.command(task, run.size)?).await?;
+    let handle = hub.handle();
+    let calls = async {
+        let mut samples = Samples::new(run, peer.credentials.pid.unwrap_or(0));
+        for seq in samples.seqs() {
+            let start = Instant::now();
+            let result = handle
+                .call_raw(peer.id, &[], CALL_LIMIT)
+                .await
+                .map_err(|e| HarnessError::Agent(format!("call failed: {e}")))?;
+            let took = start.elapsed();
+            let whole = result.len() == run.size
+                && (0..run.size)
+                    .step_by(4093)
+                    .all(|i| result[i] == (i % 251) as u8);
+            if !whole {
+                return Err(HarnessError::Agent(format!(
+                    "a bulk result of {} bytes is not the {} written",
+                    result.len(),
+                    run.size
+                )));
+            }
+            samples.took(seq, took);
+        }
+        Ok(samples.finish())
+    };
+    let result = calls.await;
+    hub.shutdown(Duration::from_secs(1)).await;
+    drop(children);
+    result
+}
+
+/// Typed calls through a [`Hub`] to one agent serving them.
+async fn call(task: &AgentTask, run: Window, who: Answerer) -> Result<Measured> {
+    let (hub, peer, children) = hub_with_agent(task, who.command(task, 0)?).await?;
     let agent_pid = peer.credentials.pid.unwrap_or(0);
     let handle = hub.handle();
     let mut probe = Probe {
@@ -379,6 +513,38 @@ pub fn hub_echo(variant: &Variant) -> Result<()> {
             }
             other => Err(unsupported(&other)),
         }
+    })
+}
+
+/// The agent of [`Role::HubBulk`]: joins the hub over shared memory and
+/// answers every call with `size` bytes (`i % 251`, made once) copied
+/// into a loan, as a tool hands over a result it holds.
+pub fn hub_bulk(variant: &Variant, size: usize) -> Result<()> {
+    agent_runtime()?.block_on(async {
+        let config = variant.config().with_max_message_size(BULK_MAX);
+        let address = Address::from_env().unwrap_or(Address::Stdio);
+        let Address::Shm(_) = address else {
+            return Err(unsupported(&address));
+        };
+        let conn = ipc_shm::AsyncShm.connect(&address, &config).await?;
+        let hub = HubConfig::default().with_send_timeout(CALL_LIMIT);
+        let mut agent = Agent::join(conn, "bulk", hub)
+            .await
+            .map_err(|e| HarnessError::Agent(format!("join: {e}")))?;
+        let result: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+        while let Some(event) = agent.next().await {
+            match event {
+                ipc_hub::AgentEvent::Call(request) => {
+                    let mut loan = request.loan(size)?;
+                    loan.copy_from_slice(&result);
+                    let _ = request.reply_loan(loan).await;
+                }
+                ipc_hub::AgentEvent::Message(_) => {}
+                _ => break,
+            }
+        }
+        agent.close("done", Duration::from_secs(1)).await;
+        Ok(())
     })
 }
 
