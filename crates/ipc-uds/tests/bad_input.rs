@@ -3,7 +3,7 @@
 
 use std::io::Write;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
-use std::os::unix::net::{UnixListener as StdListener, UnixStream as StdStream};
+use std::os::unix::net::UnixStream as StdStream;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -17,6 +17,22 @@ fn path(tag: &str) -> PathBuf {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
     std::env::temp_dir().join(format!("ipc-uds-{tag}-{}-{n}.sock", std::process::id()))
+}
+
+/// Leaves at `p` the socket file of a listener that died: bound, never
+/// listening. (A listener bound and dropped is not enough: a child that
+/// another test forks meanwhile holds its descriptor until it execs, and
+/// a connect in that window succeeds.)
+fn dead_listener_file(p: &std::path::Path) {
+    use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
+    let fd = rustix::net::socket_with(
+        AddressFamily::UNIX,
+        SocketType::STREAM,
+        SocketFlags::CLOEXEC,
+        None,
+    )
+    .unwrap();
+    rustix::net::bind(&fd, &SocketAddrUnix::new(p).unwrap()).unwrap();
 }
 
 fn config() -> Config {
@@ -45,7 +61,7 @@ fn lock_path(p: &std::path::Path) -> PathBuf {
 fn stale_socket_file_is_replaced() {
     let p = path("stale");
     // A listener that died without cleaning up leaves its file behind.
-    drop(StdListener::bind(&p).unwrap());
+    dead_listener_file(&p);
     assert!(p.exists());
     let mut listener = UdsListener::bind(&p, &config()).unwrap();
     let mut agent = Uds.connect(listener.address(), &config()).unwrap();
@@ -57,7 +73,7 @@ fn stale_socket_file_is_replaced() {
 #[test]
 fn files_left_by_a_killed_listener_are_reclaimed() {
     let p = path("killed");
-    drop(StdListener::bind(&p).unwrap());
+    dead_listener_file(&p);
     std::fs::write(lock_path(&p), b"").unwrap();
     let listener = UdsListener::bind(&p, &config()).unwrap();
     drop(listener);
@@ -111,7 +127,7 @@ fn bad_paths_and_addresses_get_specific_errors() {
     assert!(matches!(err, ConnectError::NotFound(_)), "{err:?}");
 
     let stale = path("refused");
-    drop(StdListener::bind(&stale).unwrap());
+    dead_listener_file(&stale);
     let err = Uds
         .connect(&ipc_core::Address::Uds(stale.clone()), &config())
         .unwrap_err();
