@@ -9,8 +9,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use ipc_core::admission::Admission;
 use ipc_core::{
-    AsyncConnection, AsyncFrameReceiver, AsyncFrameSender, AsyncListener, AsyncSplit, ConnectError,
-    PeerCredentials, Postcard, RecvError,
+    AsyncConnection, AsyncFrameReceiver, AsyncListener, AsyncSplit, ConnectError, PeerCredentials,
+    Postcard, RecvError,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -1000,23 +1000,17 @@ async fn join<T: AsyncSplit + 'static>(
     hello: Hello<T>,
 ) -> Result<PeerInfo, AdmitError> {
     let Hello {
-        halves: (read, mut write),
+        halves: (read, write),
         credentials,
         receive_spins,
         max_frame,
         name,
         codec,
     } = hello;
-    let timeout = shared.config.handshake_timeout;
     let id = PeerId(shared.next_peer.fetch_add(1, Ordering::Relaxed));
-    write
-        .send_timeout(&wire::encode(Kind::Welcome, id.0, b""), timeout)
-        .await
-        .map_err(|e| AdmitError::Connection(e.to_string()))?;
-    let halves = (read, write);
     let (link, reader) = Link::new(
         id,
-        halves,
+        (read, write),
         receive_spins,
         PeerCodec(codec),
         max_frame,
@@ -1034,6 +1028,14 @@ async fn join<T: AsyncSplit + 'static>(
         if shared.closing.load(Ordering::Acquire) {
             link.abort();
             return Err(AdmitError::ShuttingDown);
+        }
+        // The welcome is the link's first frame, queued under the lock a
+        // shutdown takes to say goodbye: a peer is welcomed only as one
+        // of the peers, so a welcomed peer always gets its goodbye (sent
+        // before, a shutdown in between dropped it without one).
+        if let Err(e) = link.try_post(wire::encode(Kind::Welcome, id.0, b"")) {
+            link.abort();
+            return Err(AdmitError::Connection(e.to_string()));
         }
         peers.insert(
             id,

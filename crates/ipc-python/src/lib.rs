@@ -59,11 +59,25 @@ where
     let mut fut = std::pin::pin!(fut);
     loop {
         let step = py.detach(|| {
-            runtime.block_on(async { tokio::time::timeout(SIGNAL_CHECK, fut.as_mut()).await })
+            // A bug in Rust is an `IpcError` for Python, not a
+            // `PanicException` (a BaseException most handlers let through).
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                runtime.block_on(async { tokio::time::timeout(SIGNAL_CHECK, fut.as_mut()).await })
+            }))
         });
         match step {
-            Ok(done) => return Ok(done),
-            Err(_) => py.check_signals()?,
+            Ok(Ok(done)) => return Ok(done),
+            Ok(Err(_)) => py.check_signals()?,
+            Err(panic) => {
+                let why = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                return Err(errors::IpcError::new_err(format!(
+                    "internal error in ipc_agent (a bug, please report it): {why}"
+                )));
+            }
         }
     }
 }

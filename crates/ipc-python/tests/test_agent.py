@@ -2,6 +2,7 @@
 each agent its own process (and, for uds and shm, this test process
 joining too)."""
 
+import logging
 import os
 import signal
 import subprocess
@@ -158,6 +159,14 @@ def test_a_gone_hub_is_a_connection_error(listening_hub):
     assert agent.next_event(timeout=10) is None and agent.left
     with pytest.raises(ConnectionError):
         agent.call(1, timeout=1)
+    # Logging to a gone hub neither raises nor waits: records are refused
+    # at once and counted (the first one or two may still be queued, until
+    # the writer's next write finds the connection closed).
+    log = logging.getLogger("ipc-test-gone")
+    log.addHandler(agent.log_handler())
+    for n in range(100):
+        log.warning("nobody hears %d", n)
+    assert agent.logs_dropped >= 90
     agent.close()
 
 
