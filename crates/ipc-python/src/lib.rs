@@ -100,6 +100,23 @@ fn codec_named(name: &str) -> PyResult<BodyCodec> {
     }
 }
 
+/// `body` copied into a loan, if it is large and the connection lends
+/// shared memory (then it is passed, not copied again); `None` otherwise.
+fn lent(
+    body: &[u8],
+    loan: impl FnOnce(usize) -> std::io::Result<ipc_hub::LoanedBody>,
+) -> Result<Option<ipc_hub::LoanedBody>, ipc_hub::SendToError> {
+    if body.len() < LEND_FROM {
+        return Ok(None);
+    }
+    let mut lent = loan(body.len()).map_err(ipc_hub::SendToError::Memory)?;
+    if !lent.is_shared() {
+        return Ok(None);
+    }
+    lent.copy_from_slice(body);
+    Ok(Some(lent))
+}
+
 /// An agent's membership of a hub.
 #[pyclass(frozen, module = "ipc_agent._native")]
 struct NativeAgent {
@@ -216,16 +233,10 @@ impl NativeAgent {
         let body = value::bytes_of(body)?;
         let handle = &self.handle;
         wait(py, async {
-            if body.len() >= LEND_FROM {
-                let mut loan = handle
-                    .loan(body.len())
-                    .map_err(ipc_hub::SendToError::Memory)?;
-                if loan.is_shared() {
-                    loan.copy_from_slice(&body);
-                    return handle.send_loan(loan).await;
-                }
+            match lent(&body, |n| handle.loan(n))? {
+                Some(loan) => handle.send_loan(loan).await,
+                None => handle.send_bytes(&body).await,
             }
-            handle.send_bytes(&body).await
         })?
         .map_err(send_error)
     }
@@ -402,16 +413,10 @@ impl NativeRequest {
         let body = value::bytes_of(body)?;
         let request = self.take()?;
         wait(py, async move {
-            if body.len() >= LEND_FROM {
-                let mut loan = request
-                    .loan(body.len())
-                    .map_err(ipc_hub::SendToError::Memory)?;
-                if loan.is_shared() {
-                    loan.copy_from_slice(&body);
-                    return request.reply_loan(loan).await;
-                }
+            match lent(&body, |n| request.loan(n))? {
+                Some(loan) => request.reply_loan(loan).await,
+                None => request.reply_bytes(&body).await,
             }
-            request.reply_bytes(&body).await
         })?
         .map_err(send_error)
     }

@@ -110,12 +110,13 @@ def leftovers(workdir: Path) -> set:
     return found
 
 
-@pytest.fixture(params=["pipe", "uds", "shm"])
-def hub(request):
+def _hub_over(transport: str):
+    """A hub over `transport` for one test; afterwards, nothing of it may
+    be left in /dev/shm or its socket directory."""
     with tempfile.TemporaryDirectory(prefix="ipc-pytest-") as tmp:
         workdir = Path(tmp)
         before = leftovers(workdir)
-        hub = Hub(request.param, workdir)
+        hub = Hub(transport, workdir)
         try:
             yield hub
             hub.shutdown()
@@ -123,19 +124,14 @@ def hub(request):
             hub.kill()
         left = leftovers(workdir) - before
         assert not left, f"left behind: {sorted(left)}"
+
+
+@pytest.fixture(params=["pipe", "uds", "shm"])
+def hub(request):
+    yield from _hub_over(request.param)
 
 
 @pytest.fixture(params=["uds", "shm"])
 def listening_hub(request):
     """A hub this test process can join itself."""
-    with tempfile.TemporaryDirectory(prefix="ipc-pytest-") as tmp:
-        workdir = Path(tmp)
-        before = leftovers(workdir)
-        hub = Hub(request.param, workdir)
-        try:
-            yield hub
-            hub.shutdown()
-        finally:
-            hub.kill()
-        left = leftovers(workdir) - before
-        assert not left, f"left behind: {sorted(left)}"
+    yield from _hub_over(request.param)

@@ -184,8 +184,11 @@ def test_join_errors_are_python_exceptions(tmp_path, monkeypatch):
 
 
 def test_ctrl_c_interrupts_a_waiting_call(listening_hub):
+    # Python's own Ctrl-C handler, even where this test runs with SIGINT
+    # ignored (a shell's background job is, and Python keeps that).
     code = (
-        "import ipc_agent, sys\n"
+        "import ipc_agent, signal, sys\n"
+        "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
         "agent = ipc_agent.Agent.join('patient')\n"
         "print('joined', flush=True)\n"
         "try:\n"

@@ -53,7 +53,7 @@ pub const LARGE_RESULT: usize = 64 << 20;
 /// The largest frame the bulk cells' connections carry.
 const BULK_MAX: usize = 2 * LARGE_RESULT;
 /// Calls per bulk cell: warm-up, then recorded (each moves 64 MiB).
-pub const BULK_CALLS: (u64, u64) = (2, 8);
+pub const BULK_CALLS: (u64, u64) = (1, 5);
 
 /// The Python agent: joins the hub in `IPC_ADDRESS` and answers each
 /// [`Probe`] with itself (decoded into Python values and encoded back),
@@ -387,6 +387,13 @@ async fn hub_with_agent(
     Ok((hub, peer, children))
 }
 
+/// Shuts the hub down, reaps its agents, and passes `result` on.
+async fn ended<T>(hub: Hub, children: Vec<Reaped>, result: Result<T>) -> Result<T> {
+    hub.shutdown(Duration::from_secs(1)).await;
+    drop(children);
+    result
+}
+
 /// Calls an agent that answers each with a large result written where
 /// the hub reads it (on shared memory, a memory file passed, not copied):
 /// the time from the call to the whole result in the hub's hands.
@@ -417,10 +424,7 @@ async fn bulk(task: &AgentTask, run: Window, who: Answerer) -> Result<Measured> 
         }
         Ok(samples.finish())
     };
-    let result = calls.await;
-    hub.shutdown(Duration::from_secs(1)).await;
-    drop(children);
-    result
+    ended(hub, children, calls.await).await
 }
 
 /// Typed calls through a [`Hub`] to one agent serving them.
@@ -454,10 +458,7 @@ async fn call(task: &AgentTask, run: Window, who: Answerer) -> Result<Measured> 
         }
         Ok(samples.finish())
     };
-    let result = calls.await;
-    hub.shutdown(Duration::from_secs(1)).await;
-    drop(children);
-    result
+    ended(hub, children, calls.await).await
 }
 
 /// The agent of [`Role::AsyncEcho`]: echoes every frame with the async
