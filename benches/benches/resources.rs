@@ -8,7 +8,7 @@ fn main() {
 
 mod resources {
     use divan::Bencher;
-    use harness::agent::{AgentTask, Role};
+    use harness::task::{AgentTask, Role};
     use harness::transport::{AnyListener, connect, spawn_agent};
     use ipc_core::{FrameReceiver, FrameSender};
 

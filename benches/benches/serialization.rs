@@ -72,9 +72,9 @@ mod serialization {
     /// A typed tool call (postcard) round trip through an echo agent.
     #[divan::bench(args = benches::TRANSPORTS)]
     fn typed_round_trip(bencher: Bencher<'_, '_>, transport: &str) {
-        let mut agent = harness::transport::spawn_agent(&harness::agent::AgentTask {
+        let mut agent = harness::transport::spawn_agent(&harness::task::AgentTask {
             cpu: None,
-            role: harness::agent::Role::Echo,
+            role: harness::task::Role::Echo,
             variant: benches::variant(transport),
         })
         .expect("echo agent");

@@ -148,7 +148,7 @@ fn build(root: &Path, target: &Path, commit: &str, cache: &Path) -> Result<(), F
     // One target directory for every old build: dependencies are built
     // once, only the workspace's own crates again for another commit.
     let build_dir = target.join("ab").join("target");
-    let status = crate::bench::runner_build(&tree)
+    let status = crate::workspace::runner_build(&tree)
         .arg("--target-dir")
         .arg(&build_dir)
         .env_remove("CARGO_TARGET_DIR")
@@ -202,7 +202,7 @@ mod tests {
 
     #[test]
     fn refuses_what_is_neither_a_runner_nor_a_revision() {
-        let root = crate::bench::workspace_root();
+        let root = crate::workspace::workspace_root();
         let target = tempfile::tempdir().unwrap();
         let e = old_build(&root, target.path(), "no-such-revision-xyz").unwrap_err();
         assert!(

@@ -18,6 +18,7 @@ use harness::{Group, Transport};
 use crate::ab::{self, OldBuild};
 use crate::record::{self, Against, BenchRecord, Machine};
 use crate::report::Baseline;
+use crate::workspace::{build_runner, target_dir, workspace_root};
 use crate::{Failure, Outcome, exports, report, targets};
 
 /// What `cargo xtask bench` was asked.
@@ -230,50 +231,6 @@ fn previous_run(dir: &Path, want: &harness::Plan) -> Result<(String, BenchRecord
         ));
     }
     Err(why)
-}
-
-/// The workspace root (xtask lives in `<root>/xtask`).
-pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("xtask is inside the workspace")
-        .to_owned()
-}
-
-/// `cargo build` of the runner in the workspace at `root`.
-pub fn runner_build(root: &Path) -> Command {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut command = Command::new(cargo);
-    command
-        .args([
-            "build",
-            "--release",
-            "--package",
-            "harness",
-            // The runner and the idle agents (one per transport).
-            "--bins",
-            // The peers group (iceoryx2) is part of every run.
-            "--features",
-            "peers",
-        ])
-        .current_dir(root);
-    command
-}
-
-pub fn build_runner(root: &Path) -> Result<PathBuf, Failure> {
-    eprintln!("building the benchmark runner (release)...");
-    let status = runner_build(root)
-        .status()
-        .map_err(|e| Failure::Error(format!("running cargo: {e}")))?;
-    if !status.success() {
-        return Err(Failure::Error("building the runner failed".into()));
-    }
-    Ok(target_dir(root).join("release").join("ipc-bench"))
-}
-
-/// Cargo's target directory for the workspace at `root`.
-pub fn target_dir(root: &Path) -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from)
 }
 
 /// Shows where a run is: on one line rewritten in place at a terminal,

@@ -2,7 +2,7 @@
 //! github-action-benchmark's `customSmallerIsBetter`. Both carry every
 //! judged figure: the median over trials, with its interval.
 
-use harness::figures::{Better, Unit};
+use harness::figure::{Better, Unit};
 use harness::{Figure, RunResults, Statistic};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
@@ -104,7 +104,7 @@ pub fn smaller_is_better(r: &RunResults) -> Vec<CustomEntry> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use harness::figures::FigureId;
+    use harness::figure::FigureId;
     use harness::{Group, Regime, Subject, Transport, Variant};
 
     #[test]

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use crate::Failure;
-use crate::bench::workspace_root;
+use crate::workspace::workspace_root;
 
 /// The fuzz targets in `fuzz/fuzz_targets`.
 pub const TARGETS: [&str; 6] = [

@@ -5,7 +5,7 @@
 use std::fmt::Write;
 use std::path::Path;
 
-use harness::figures::FigureId;
+use harness::figure::FigureId;
 use harness::{Group, Regime, Statistic, Subject, Transport, Variant};
 
 use crate::record;

@@ -6,6 +6,7 @@
 mod ab;
 mod bench;
 mod charts;
+mod cycles;
 mod exports;
 mod fuzz;
 mod history;
@@ -14,6 +15,7 @@ mod record;
 mod report;
 mod soak;
 mod targets;
+mod workspace;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -103,6 +105,12 @@ enum Cmd {
         /// Passed to pytest (after `--`).
         #[arg(last = true)]
         pytest_args: Vec<String>,
+    },
+    /// List import cycles between the modules of each crate (exit 1 if
+    /// there is one; `cargo test -p xtask` fails on one too).
+    Cycles {
+        /// The workspace to scan (default: this one).
+        root: Option<PathBuf>,
     },
     /// Show the headline figures of every stored run, oldest first.
     History {
@@ -240,6 +248,11 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             python_only,
             pytest_args,
         } => pytest::run(python_only, &pytest_args),
+        Cmd::Cycles { root } => {
+            let root = root.unwrap_or_else(workspace::workspace_root);
+            let clean = cycles::report(&root).map_err(|e| Failure::Error(e.to_string()))?;
+            Ok(if clean { 0 } else { 1 })
+        }
         Cmd::History { dir } => {
             print!("{}", history::table(&dir).map_err(Failure::Input)?);
             Ok(0)

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::Failure;
-use crate::bench::workspace_root;
+use crate::workspace::workspace_root;
 
 /// What the Python tests need, pinned.
 pub const PINNED: [&str; 2] = ["maturin==1.16.0", "pytest==9.2.0"];

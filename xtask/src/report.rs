@@ -8,7 +8,7 @@ use std::fmt::Write;
 use std::path::Path;
 
 use harness::compare::{AbComparison, Comparison};
-use harness::figures::{FigureId, Unit};
+use harness::figure::{FigureId, Unit};
 use harness::schema::Mechanism;
 use harness::{Figure, Group, Regime, RunResults, Statistic, Subject, Variant};
 

@@ -3,7 +3,7 @@
 use std::process::Command;
 
 use crate::Failure;
-use crate::bench::{build_runner, workspace_root};
+use crate::workspace::{build_runner, workspace_root};
 
 /// Parses `90`, `90s`, `10m`, `1h` into seconds.
 pub fn parse_duration(s: &str) -> Result<u64, Failure> {

@@ -4,7 +4,8 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use harness::figures::{FigureId, mechanism_of};
+use harness::figure::FigureId;
+use harness::figures::mechanism_of;
 use harness::schema::Regime;
 use harness::{Figure, Group, RunResults, Statistic, Subject, Transport, Variant};
 use serde::{Deserialize, Serialize};
@@ -387,7 +388,7 @@ mod tests {
 
     #[test]
     fn verdicts_have_value_limit_and_margin_per_transport() {
-        use harness::figures::{Better, Unit};
+        use harness::figure::{Better, Unit};
         let mut r = RunResults::default();
         r.plan.transports = vec![Transport::Pipe, Transport::Uds, Transport::Shm];
         r.plan.sizes = vec![64];

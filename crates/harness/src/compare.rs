@@ -28,7 +28,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::figures::{Better, Figure, FigureId, Statistic, Subject, Summary};
+use crate::figure::{Better, Figure, FigureId, Statistic, Subject, Summary};
 
 /// The thresholds of the rule.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -261,7 +261,7 @@ pub struct Paired {
     /// Which figure (its key).
     pub figure: String,
     /// The unit of `old` and `new`.
-    pub unit: crate::figures::Unit,
+    pub unit: crate::figure::Unit,
     /// The old build's median and interval.
     pub old: (f64, f64, f64),
     /// The new build's median and interval.
@@ -376,10 +376,10 @@ pub fn paired(old: &[Figure], new: &[Figure], factor: f64) -> AbComparison {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::figures::{FigureId, Subject, Unit};
+    use crate::figure::{FigureId, Subject, Unit};
     use crate::plan::Group;
     use crate::schema::{Mechanism, Regime};
-    use crate::transport::{Transport, Variant};
+    use crate::variant::{Transport, Variant};
 
     fn uds() -> Variant {
         Variant::of(Transport::Uds)

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use crate::compare::{Rule, paired};
 use crate::error::{HarnessError, Result};
-use crate::figures::{Figure, FigureId, Statistic};
+use crate::figure::{Figure, FigureId, Statistic};
 use crate::runner::{BlockInfo, Progress};
 use crate::schema::{ExtraBlock, ExtraTrials, RunResults};
 use crate::serve::Client;

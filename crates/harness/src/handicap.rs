@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::transport::Variant;
+use crate::variant::Variant;
 
 /// The environment variable `ipc-bench` reads.
 pub const HANDICAP_ENV: &str = "IPC_BENCH_HANDICAP";

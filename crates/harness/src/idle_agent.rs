@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use ipc_core::{Address, Config, Connector, FrameReceiver, RecvError};
 
-use crate::transport::{Net, Transport, Variant};
+use crate::variant::{Net, Transport, Variant};
 
 /// The file name of `transport`'s idle agent binary.
 pub fn program_name(transport: Transport) -> String {

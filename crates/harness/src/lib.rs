@@ -4,8 +4,10 @@
 
 pub mod agent;
 pub mod compare;
+pub mod dimension;
 pub mod drive;
 pub mod error;
+pub mod figure;
 pub mod figures;
 pub mod handicap;
 pub mod idle_agent;
@@ -17,13 +19,15 @@ pub mod scenarios;
 pub mod schema;
 pub mod serve;
 pub mod stats;
+pub mod task;
 pub mod transport;
+pub mod variant;
 
 pub use error::HarnessError;
-pub use figures::{Figure, FigureId, Statistic, Subject};
+pub use figure::{Figure, FigureId, Statistic, Subject};
 pub use plan::{Group, Plan};
 pub use schema::{Regime, RunResults, SCHEMA_VERSION};
-pub use transport::{Strategy, Transport, Variant};
+pub use variant::{Strategy, Transport, Variant};
 
 /// Call first thing in `main` of any binary that runs scenarios: when this
 /// process was started as a scenario's agent, it plays that part and exits;

@@ -15,7 +15,7 @@ use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{HarnessError, Result};
-use crate::figures::Figure;
+use crate::figure::Figure;
 use crate::plan::Plan;
 use crate::runner::{BlockInfo, Session};
 use crate::schema::RunResults;

@@ -11,7 +11,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use harness::agent::{AgentTask, Role};
+use harness::task::{AgentTask, Role};
 use harness::transport::{
     AnyListener, Transport, Variant, agent_command, spawn_agent, unique_name,
 };

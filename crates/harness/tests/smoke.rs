@@ -4,7 +4,7 @@
 //!
 //! `harness = false`: this binary is also the agent the scenarios spawn.
 
-use harness::agent::{AgentReport, AgentTask, Role};
+use harness::task::{AgentReport, AgentTask, Role};
 use harness::transport::{Strategy, Transport, Variant, spawn_agent};
 use harness::{Group, Plan};
 use ipc_core::{FrameReceiver, FrameSender, payload};
@@ -435,7 +435,7 @@ fn a_real_slowdown_is_flagged() -> Result<(), Failed> {
 /// random, every drop waited 2 s for an agent whose connection was still
 /// open elsewhere, then killed it).
 fn spawned_agents_own_their_connections() -> Result<(), Failed> {
-    use harness::agent::{AgentTask, Role};
+    use harness::task::{AgentTask, Role};
     for transport in [harness::Transport::Uds, harness::Transport::Shm] {
         let task = AgentTask {
             cpu: None,

@@ -25,118 +25,25 @@
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering, fence};
 use std::time::{Duration, Instant};
 
 use ipc_core::payload;
 use rustix::mm::{MapFlags, ProtFlags};
 use rustix::thread::futex;
-use serde::{Deserialize, Serialize};
 
-use crate::agent::{AgentTask, Role};
 use crate::error::{HarnessError, Result};
-use crate::procfs;
+pub use crate::scenarios::echoing::Echoing;
+use crate::scenarios::echoing::{ABANDONED, Reaped, placed, record_round_trips, task};
 use crate::schema::{BaselineBandwidth, BaselineLatency, Mechanism, Regime};
-use crate::stats::Recorder;
-use crate::transport::{Variant, agent_command};
-
-/// An agent waiting this long with no change gives up (its parent died).
-pub(crate) const ABANDONED: Duration = Duration::from_secs(10);
+pub use crate::task::Hand;
+use crate::task::Role;
+use crate::transport::agent_command;
 
 /// How long a [`Hand::Adaptive`] side spins before it sleeps: the
 /// adaptive wait's spin phase (`ipc_shm`'s `ADAPTIVE_SPIN`).
 const ADAPTIVE_SPIN: Duration = Duration::from_micros(50);
-
-pub(crate) fn task(role: Role, cpu: Option<usize>) -> AgentTask {
-    AgentTask {
-        role,
-        variant: Variant::of(crate::Transport::Pipe),
-        cpu,
-    }
-}
-
-/// Runs `measure` with the parent pinned (and hands it the agent's CPU),
-/// if `pin` and the machine has two CPUs.
-pub(crate) fn placed<T>(
-    pin: bool,
-    measure: impl FnOnce(Option<usize>) -> Result<T>,
-) -> Result<(T, bool)> {
-    let cpus = pin.then(crate::pin::cpus).flatten();
-    let _pinned = crate::pin::PinGuard::new(cpus.map(|c| c.0));
-    Ok((measure(cpus.map(|c| c.1))?, cpus.is_some()))
-}
-
-/// Reaps a baseline agent, killing it if it does not exit soon.
-#[derive(Debug)]
-pub(crate) struct Reaped(pub(crate) Child);
-
-impl Reaped {
-    pub(crate) fn cpu_ns(&self) -> u64 {
-        procfs::cpu_ns(self.0.id()).unwrap_or(0)
-    }
-}
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(2);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.0.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// A round-trip mechanism with a child on the other side.
-pub trait Echoing {
-    /// One round trip of the current payload: timed part only.
-    fn round_trip(&mut self) -> Result<Duration>;
-    /// The payload buffer to fill before, and the echo to verify after.
-    fn buffers(&mut self) -> (&mut [u8], &[u8]);
-    /// CPU time the child has used so far, nanoseconds.
-    fn child_cpu_ns(&self) -> u64;
-
-    /// One round trip of the current payload (for benches).
-    fn once(&mut self) -> Result<Duration> {
-        self.round_trip()
-    }
-}
-
-/// Warm-up, then `samples` timed round trips (with `gap` before each),
-/// every payload filled before and verified after the timed part. Also
-/// the CPU both processes used over the recorded window, per round trip.
-pub(crate) fn record_round_trips<M: Echoing>(
-    m: &mut M,
-    warmup: u64,
-    samples: u64,
-    gap: Duration,
-) -> Result<(Recorder, f64)> {
-    let mut seq = 0u64;
-    let mut once = |m: &mut M| -> Result<Duration> {
-        payload::fill(seq, m.buffers().0);
-        let took = m.round_trip()?;
-        payload::verify(seq, m.buffers().1)?;
-        seq += 1;
-        Ok(took)
-    };
-    for _ in 0..warmup {
-        once(m)?;
-    }
-    let cpu_start = procfs::self_cpu_ns() + m.child_cpu_ns();
-    let mut recorder = Recorder::new();
-    for _ in 0..samples {
-        if !gap.is_zero() {
-            std::thread::sleep(gap);
-        }
-        recorder.record(once(m)?);
-    }
-    let cpu = (procfs::self_cpu_ns() + m.child_cpu_ns()).saturating_sub(cpu_start);
-    Ok((recorder, cpu as f64 / samples.max(1) as f64))
-}
 
 /// A child echoing `size`-byte blocks on its stdin/stdout: the bare pipe.
 pub struct RawPipe {
@@ -278,16 +185,6 @@ pub(crate) fn raw_socket_echo(size: usize) -> Result<()> {
         socket.write_all(&buf)?;
     }
     Ok(())
-}
-
-/// How a side of the shared buffer waits for the other's store.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Hand {
-    /// Spin on the word.
-    Spin,
-    /// Spin for `ADAPTIVE_SPIN` (50 µs), then sleep on a futex (announced in a
-    /// waiting word so the other side wakes it only when needed).
-    Adaptive,
 }
 
 /// The control words of a shared buffer, each on its own cache line.

@@ -18,12 +18,12 @@ use ipc_core::{
 use ipc_hub::{Agent, Hub, HubConfig};
 use serde::{Deserialize, Serialize};
 
-use crate::agent::{AgentTask, Role};
 use crate::error::{HarnessError, Result};
 use crate::procfs;
-use crate::scenarios::baselines::Reaped;
+use crate::scenarios::echoing::Reaped;
 use crate::schema::{LatencyResult, Regime};
 use crate::stats::Recorder;
+use crate::task::{AgentTask, Role};
 use crate::transport::{Transport, Variant, agent_command, unique_name};
 
 /// The ways the hub group drives a round trip, beside the blocking one
@@ -293,22 +293,41 @@ async fn bounce(task: &AgentTask, run: Window) -> Result<Measured> {
             bounce_on(&mut conn, pid, run).await
         }
         Address::Uds(path) => {
-            let listener = ipc_uds::AsyncUdsListener::bind(path, &config)?;
-            let (mut conn, child) = accept_agent(listener, task).await?;
-            bounce_on(&mut conn, child.0.id(), run).await
+            bounce_accepted(ipc_uds::AsyncUdsListener::bind(path, &config)?, task, run).await
         }
         Address::Shm(_) => {
-            let listener = ipc_shm::AsyncShmListener::bind_address(&address, &config)?;
-            let (mut conn, child) = accept_agent(listener, task).await?;
-            bounce_on(&mut conn, child.0.id(), run).await
+            bounce_accepted(
+                ipc_shm::AsyncShmListener::bind_address(&address, &config)?,
+                task,
+                run,
+            )
+            .await
         }
         Address::Zenoh { .. } => {
-            let listener = ipc_zenoh::AsyncZenohListener::bind(&address, &config)?;
-            let (mut conn, child) = accept_agent(listener, task).await?;
-            bounce_on(&mut conn, child.0.id(), run).await
+            bounce_accepted(
+                ipc_zenoh::AsyncZenohListener::bind(&address, &config)?,
+                task,
+                run,
+            )
+            .await
         }
         other => Err(unsupported(other)),
     }
+}
+
+/// Bare async round trips with the agent of `task` accepted on `listener`.
+async fn bounce_accepted<L: AsyncListener>(
+    listener: L,
+    task: &AgentTask,
+    run: Window,
+) -> Result<Measured> {
+    let (mut conn, child) = accept_agent(listener, task).await?;
+    let measured = bounce_on(&mut conn, child.0.id(), run).await;
+    // Hang up first: the agent exits when its parent leaves, so reaping
+    // it then takes no wait (the other order waited out the reaper's 2 s).
+    drop(conn);
+    drop(child);
+    measured
 }
 
 async fn bounce_on<C: AsyncFrameSender + AsyncFrameReceiver>(

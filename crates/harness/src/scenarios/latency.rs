@@ -5,11 +5,11 @@ use std::time::{Duration, Instant};
 
 use ipc_core::{FrameReceiver, FrameSender, payload};
 
-use crate::agent::{AgentTask, Role};
 use crate::error::{HarnessError, Result};
 use crate::procfs;
 use crate::schema::{LatencyResult, Regime};
 use crate::stats::Recorder;
+use crate::task::{AgentTask, Role};
 use crate::transport::{Agent, Variant, spawn_agent};
 
 /// An echoing agent and a message to bounce off it.

@@ -6,10 +6,10 @@ use std::time::{Duration, Instant};
 use ipc_core::{FrameReceiver, FrameSender};
 use tracing_subscriber::layer::SubscriberExt;
 
-use crate::agent::{AgentTask, Role};
 use crate::error::{HarnessError, Result};
 use crate::schema::{LoggingResult, Regime};
 use crate::stats::Recorder;
+use crate::task::{AgentTask, Role};
 use crate::transport::{AnyConnection, Variant, spawn_agent};
 
 /// Collects `events` events emitted `interval` apart and measures each

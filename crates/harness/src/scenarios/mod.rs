@@ -5,6 +5,7 @@
 //! offers a small struct with a `start` and a per-operation method.
 
 pub mod baselines;
+mod echoing;
 pub mod hub;
 pub mod latency;
 pub mod logging;

@@ -4,13 +4,12 @@
 use std::time::{Duration, Instant};
 
 use ipc_core::{Address, FrameReceiver, FrameSender, payload};
-use serde::{Deserialize, Serialize};
 
-use crate::agent::{AgentReport, AgentTask, Role};
 use crate::error::{HarnessError, Result};
 use crate::pin::PinGuard;
 use crate::schema::{PatternResult, Regime};
 use crate::stats::Recorder;
+use crate::task::{AgentReport, AgentTask, MeshTask, Role};
 use crate::transport::{
     Agent, AnyConnection, AnyListener, Large, Transport, Variant, address_for, connect_retrying,
     spawn_agent, spawn_agents, spawn_detached, unique_name,
@@ -363,23 +362,6 @@ pub(crate) fn relay(variant: &Variant, listen_at: &str, downstream: &str) -> Res
     }
 }
 
-/// One member of an all-to-all mesh.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct MeshTask {
-    /// This member's index.
-    pub index: usize,
-    /// Members in all.
-    pub members: usize,
-    /// Exchange rounds (one message to and from every other member each).
-    pub rounds: u64,
-    /// Name stem of the pair addresses.
-    pub run: String,
-    /// The key of every pair's zenoh listener (made by the parent, so
-    /// both members of a pair know it).
-    #[serde(default)]
-    pub key: Option<String>,
-}
-
 /// The address of the link between members `low` and `high`, which both
 /// compute on their own: for zenoh, a port from the run's name and the
 /// pair (below the ephemeral range, one per pair of the run).
@@ -501,5 +483,5 @@ pub(crate) fn mesh_member(
     }
     report.elapsed_ns = start.elapsed().as_nanos() as u64;
     parent.send(&serde_json::to_vec(&report)?)?;
-    crate::agent::wait_for_parent_to_leave(parent)
+    crate::transport::wait_for_parent_to_leave(parent)
 }

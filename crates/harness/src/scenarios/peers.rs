@@ -16,7 +16,7 @@ use crate::stats::Recorder;
 /// Round trips of `size`-byte samples over iceoryx2 publish-subscribe,
 /// with the echo pinned to `cpu`: the recorder and the CPU both sides
 /// used per round trip. Run it through
-/// [`baselines::back_to_back`](crate::scenarios::baselines::back_to_back)
+/// `baselines::back_to_back`
 /// with [`Mechanism::Iceoryx2`](crate::schema::Mechanism::Iceoryx2).
 pub(crate) fn iceoryx2(
     size: usize,
@@ -63,10 +63,10 @@ mod imp {
     use iceoryx2::prelude::*;
     use iceoryx2::service::port_factory::publish_subscribe::PortFactory;
 
-    use crate::agent::Role;
     use crate::error::{HarnessError, Result};
-    use crate::scenarios::baselines::{ABANDONED, Echoing, Reaped, record_round_trips, task};
+    use crate::scenarios::echoing::{ABANDONED, Echoing, Reaped, record_round_trips, task};
     use crate::stats::Recorder;
+    use crate::task::Role;
     use crate::transport::agent_command;
 
     type Pub = Publisher<ipc::Service, [u8], ()>;

@@ -5,10 +5,10 @@ use std::time::{Duration, Instant};
 
 use ipc_core::{FrameReceiver, FrameSender};
 
-use crate::agent::{AgentReport, AgentTask, Role};
 use crate::error::{HarnessError, Result};
 use crate::procfs;
 use crate::schema::{ChurnResult, IdleResult};
+use crate::task::{AgentReport, AgentTask, Role};
 use crate::transport::{
     AnyListener, Transport, Variant, address_for, spawn_agent, spawn_agents_of, unique_name,
 };

@@ -9,13 +9,13 @@ use std::time::{Duration, Instant};
 use ipc_core::{ADDRESS_ENV, Address, payload};
 use ipc_hub::{Hub, HubConfig};
 
-use crate::agent::{AgentTask, Role};
 use crate::error::{HarnessError, Result};
 use crate::procfs;
-use crate::scenarios::baselines::Reaped;
+use crate::scenarios::echoing::Reaped;
 use crate::scenarios::hub::Probe;
 use crate::schema::ScaleResult;
 use crate::stats::Recorder;
+use crate::task::{AgentTask, Role};
 use crate::transport::{Transport, Variant, agent_command, unique_name};
 
 /// `call_each` rounds recorded per figure (after one warm-up round).

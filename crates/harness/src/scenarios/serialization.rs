@@ -251,9 +251,9 @@ pub fn typed_round_trip<C: Codec + Copy>(
         .filter(|_| pin)
         .map_or((None, None), |(p, a)| (Some(p), Some(a)));
     let _pinned = crate::pin::PinGuard::new(parent_cpu);
-    let mut agent = spawn_agent(&crate::agent::AgentTask {
+    let mut agent = spawn_agent(&crate::task::AgentTask {
         cpu: agent_cpu,
-        role: crate::agent::Role::Echo,
+        role: crate::task::Role::Echo,
         variant,
     })?;
     let conn = agent.conn();

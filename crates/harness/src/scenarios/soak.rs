@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 use ipc_core::{Backpressure, FrameReceiver, FrameSender, RecvError, SendError, payload};
 use serde::{Deserialize, Serialize};
 
-use crate::agent::{AgentReport, AgentTask, Role};
 use crate::error::{HarnessError, Result};
 use crate::procfs;
+use crate::task::{AgentReport, AgentTask, Role};
 use crate::transport::{Transport, Variant, spawn_agent};
 
 /// Growth of the parent's resident memory over a soak (after warm-up)

@@ -5,10 +5,10 @@ use std::time::Instant;
 
 use ipc_core::{FrameReceiver, FrameSender, payload};
 
-use crate::agent::{AgentReport, AgentTask, Role};
 use crate::error::Result;
 use crate::procfs;
 use crate::schema::ThroughputResult;
+use crate::task::{AgentReport, AgentTask, Role};
 use crate::transport::{Agent, Large, Variant, spawn_agent};
 
 /// A sink agent and the sending side, for benches that time sends alone.
