@@ -9,6 +9,9 @@
 //! connected set of two or more modules. The workspace test below keeps
 //! the tree free of them; `cargo-modules dependencies --acyclic` does the
 //! same with rust-analyzer, at the cost of building it in CI.
+//!
+//! It also checks the crate layers: no transport crate depends on another
+//! (their shared plumbing is `ipc-sys`, below them all).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -300,9 +303,55 @@ fn strongly_connected(graph: &BTreeMap<String, BTreeSet<String>>) -> Vec<Vec<Str
     state.out
 }
 
-/// Prints every cycle of every crate; false if there was one.
+/// The transport crates.
+const TRANSPORTS: [&str; 4] = ["ipc-pipe", "ipc-uds", "ipc-shm", "ipc-zenoh"];
+
+/// Every (transport, transport it depends on) pair, from the crates'
+/// manifests (normal and build dependencies; tests may use another
+/// transport as a peer).
+pub fn transport_dependencies(root: &Path) -> Result<Vec<(String, String)>, String> {
+    let mut found = Vec::new();
+    for name in TRANSPORTS {
+        let path = root.join("crates").join(name).join("Cargo.toml");
+        let text =
+            std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let manifest: toml::Table = text
+            .parse()
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        let mut tables: Vec<&toml::Table> = Vec::new();
+        for key in ["dependencies", "build-dependencies"] {
+            tables.extend(manifest.get(key).and_then(toml::Value::as_table));
+        }
+        // Target-specific dependencies too.
+        for target in manifest
+            .get("target")
+            .and_then(toml::Value::as_table)
+            .into_iter()
+        {
+            for spec in target.values().filter_map(toml::Value::as_table) {
+                tables.extend(spec.get("dependencies").and_then(toml::Value::as_table));
+            }
+        }
+        for table in tables {
+            for other in TRANSPORTS
+                .iter()
+                .filter(|&&o| o != name && table.contains_key(o))
+            {
+                found.push((name.to_string(), other.to_string()));
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// Prints every cycle of every crate and every transport depending on
+/// another; false if there was one.
 pub fn report(root: &Path) -> std::io::Result<bool> {
     let mut clean = true;
+    for (from, to) in transport_dependencies(root).map_err(std::io::Error::other)? {
+        clean = false;
+        println!("{from} depends on {to}: transports share code through ipc-sys only");
+    }
     for (name, src) in source_roots(root) {
         for cycle in crate_cycles(&src)? {
             clean = false;
@@ -310,7 +359,9 @@ pub fn report(root: &Path) -> std::io::Result<bool> {
         }
     }
     if clean {
-        println!("no import cycle between the modules of any crate");
+        println!(
+            "no import cycle between the modules of any crate; no transport depends on another"
+        );
     }
     Ok(clean)
 }
@@ -338,6 +389,38 @@ mod tests {
             let cycles = crate_cycles(&src).unwrap();
             assert!(cycles.is_empty(), "{name} has import cycles: {cycles:?}");
         }
+    }
+
+    #[test]
+    fn no_transport_depends_on_another() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        assert_eq!(transport_dependencies(root).unwrap(), Vec::new());
+    }
+
+    #[test]
+    fn a_transport_depending_on_another_is_found() {
+        let dir = tree(&[
+            (
+                "crates/ipc-pipe/Cargo.toml",
+                "[dependencies]\nipc-core = \"1\"\n",
+            ),
+            (
+                "crates/ipc-uds/Cargo.toml",
+                "[dependencies]\nipc-sys = \"1\"\n",
+            ),
+            (
+                "crates/ipc-zenoh/Cargo.toml",
+                "[dev-dependencies]\nipc-uds = \"1\"\n",
+            ),
+            (
+                "crates/ipc-shm/Cargo.toml",
+                "[target.'cfg(unix)'.dependencies]\nipc-uds = { path = \"x\" }\n",
+            ),
+        ]);
+        assert_eq!(
+            transport_dependencies(dir.path()).unwrap(),
+            vec![("ipc-shm".to_string(), "ipc-uds".to_string())]
+        );
     }
 
     #[test]

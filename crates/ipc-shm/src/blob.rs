@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use bytes::Bytes;
 use rustix::fs::{MemfdFlags, SealFlags};
 
-use crate::segment::{Mapping, Populate};
+use ipc_sys::memory::{Mapping, Populate};
 
 /// The seals a received blob must carry.
 const BLOB_SEALS: SealFlags = SealFlags::WRITE
@@ -551,7 +551,7 @@ impl Slot {
             return;
         }
         let len = self.capacity() as u64;
-        if crate::segment::punch_hole(self.fd.as_fd(), SLOT_HEADER as u64, len).is_ok() {
+        if ipc_sys::memory::punch_hole(self.fd.as_fd(), SLOT_HEADER as u64, len).is_ok() {
             self.released = true;
         }
     }

@@ -16,11 +16,11 @@ use crate::CAPABILITIES;
 use crate::bell::Bell;
 use crate::blob::{self, Blob, BlobBuf, MAX_SLOTS, POOL_LIMIT, PeerSlots, SealedBlob, Slot};
 use crate::handoff;
-use crate::liveness::PeerWatch;
 use crate::ring::{Consumer, Corrupt, Producer, Record, Reservation, kind};
 use crate::segment::{Segment, Side};
 use crate::sync::spin_loop;
 use crate::wait::{self, Pacer, SpinBudget, Step};
+use ipc_sys::process::PeerWatch;
 
 /// How long dropping a connection waits to push out the rest of a
 /// committed message.

@@ -20,7 +20,6 @@ mod handoff;
 #[cfg(not(loom))]
 mod listener;
 #[cfg(not(loom))]
-mod liveness;
 mod ring;
 #[cfg(not(loom))]
 mod segment;

@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use ipc_core::admission::{Admission, Ticket};
 use ipc_core::{Address, Config, ConfigError, ConnectError, Connector, Listener};
-use ipc_uds::rendezvous::{self, SocketFile};
+use ipc_sys::socket_file::{self, SocketFile};
+use ipc_sys::unix_socket;
 use rustix::event::{PollFd, PollFlags};
 use rustix::net::SocketFlags;
 
@@ -113,7 +114,7 @@ impl Rendezvous {
         config.validate().map_err(ConnectError::InvalidConfig)?;
         let name = shm_name(address)?;
         let cap = ring_size(config)?;
-        let (sock, file) = rendezvous::bind(&socket_path(name))?;
+        let (sock, file) = socket_file::bind(&socket_path(name))?;
         // Polled before each accept; non-blocking so an agent that gives up
         // in between costs an EAGAIN, not a wait.
         rustix::io::ioctl_fionbio(&sock, true).map_err(io::Error::from)?;
@@ -223,7 +224,7 @@ impl Rendezvous {
             ) => return Ok(()),
             Err(e) => return Err(ConnectError::Io(e.into())),
         };
-        let pid = rendezvous::peer_credentials(&sock).map_or(0, |c| c.pid.unwrap_or(0));
+        let pid = unix_socket::peer_credentials(&sock).map_or(0, |c| c.pid.unwrap_or(0));
         let handshake = Handshake {
             sock,
             sent: None,
@@ -460,7 +461,7 @@ pub(crate) fn attach(
     config: &Config,
 ) -> Result<ShmConnection, ConnectError> {
     let what = address.to_string();
-    let listener_pid = rendezvous::peer_credentials(&sock).map_or(0, |c| c.pid.unwrap_or(0));
+    let listener_pid = unix_socket::peer_credentials(&sock).map_or(0, |c| c.pid.unwrap_or(0));
     let mut hello = [0u8; 8];
     let (n, fds) = handoff::recv_fds(sock.as_fd(), &mut hello, 3).map_err(|e| {
         ConnectError::Incompatible(format!("{what}: a bad handshake from the listener: {e}"))
@@ -496,7 +497,7 @@ pub(crate) fn attach(
 pub(crate) fn connect_socket(address: &Address, config: &Config) -> Result<OwnedFd, ConnectError> {
     config.validate().map_err(ConnectError::InvalidConfig)?;
     let name = shm_name(address)?;
-    let sock = rendezvous::connect(&socket_path(name), config).map_err(|e| match e {
+    let sock = unix_socket::connect(&socket_path(name), config).map_err(|e| match e {
         ConnectError::NotFound(why) => ConnectError::NotFound(format!("{address} ({why})")),
         other => other,
     })?;

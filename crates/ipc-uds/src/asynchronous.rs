@@ -9,11 +9,14 @@ use ipc_core::{Address, AsyncConnector, AsyncListener, Config, ConnectError};
 use tokio::net::UnixStream;
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 
-use crate::CAPABILITIES;
-use crate::listener::{SocketFile, bind, uds_path};
-use crate::socket::{
-    MAX_CONNECT_PAUSE, UnixSocket, check_owner, connect_error, peer_credentials, socket_addr,
+use ipc_sys::socket_file::{SocketFile, bind};
+use ipc_sys::unix_socket::{
+    MAX_CONNECT_PAUSE, check_owner, connect_error, peer_credentials, socket_addr,
 };
+
+use crate::CAPABILITIES;
+use crate::listener::uds_path;
+use crate::socket::UnixSocket;
 
 /// An async connection over a Unix stream socket.
 pub type AsyncUdsConnection = AsyncFramedStream<OwnedReadHalf, OwnedWriteHalf>;

@@ -12,46 +12,9 @@ use ipc_core::{Address, Capabilities, Config, ConnectError, Connector, MAX_MESSA
 
 #[cfg(feature = "tokio")]
 pub use asynchronous::{AsyncUds, AsyncUdsConnection, AsyncUdsListener};
+pub use ipc_sys::unix_socket::MAX_PATH_LEN;
 pub use listener::UdsListener;
-pub use socket::{MAX_PATH_LEN, UnixSocket};
-
-/// Binding and connecting socket files for transports that meet over a
-/// Unix socket and then talk another way: `ipc-shm` hands each agent its
-/// shared memory over one. Same rules as [`UdsListener`]: owner-only
-/// files, stale files of dead listeners replaced, live ones never, the
-/// listener's owner checked against [`Config::peer_owner`].
-pub mod rendezvous {
-    use std::os::fd::{AsFd, OwnedFd};
-    use std::path::Path;
-
-    use ipc_core::{Config, ConnectError, PeerCredentials};
-
-    pub use crate::listener::SocketFile;
-
-    /// Binds and listens on `path`; returns the listening socket (blocking,
-    /// close-on-exec) and the guard that removes the file on drop.
-    pub fn bind(path: &Path) -> Result<(OwnedFd, SocketFile), ConnectError> {
-        crate::listener::bind(path)
-    }
-
-    /// Connects to the listener at `path` (non-blocking socket), retrying a
-    /// full queue until [`Config::connect_timeout`], and checks the
-    /// listener's owner.
-    pub fn connect(path: &Path, config: &Config) -> Result<OwnedFd, ConnectError> {
-        Ok(crate::socket::UnixSocket::connect(path, config)?.into_fd())
-    }
-
-    /// What `SO_PEERCRED` says about the process at the other end.
-    pub fn peer_credentials(fd: &impl AsFd) -> Result<PeerCredentials, ConnectError> {
-        crate::socket::peer_credentials(fd)
-    }
-
-    /// Checks the listener at the other end of `fd` belongs to the user
-    /// [`Config::peer_owner`] names.
-    pub fn check_owner(fd: &impl AsFd, path: &Path, config: &Config) -> Result<(), ConnectError> {
-        crate::socket::check_owner(fd, path, config)
-    }
-}
+pub use socket::UnixSocket;
 
 /// A blocking connection over a Unix stream socket.
 pub type UdsConnection = FramedStream<UnixSocket>;

@@ -30,7 +30,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering, fence};
 use std::time::{Duration, Instant};
 
 use ipc_core::payload;
-use rustix::mm::{MapFlags, ProtFlags};
+use ipc_sys::memory::{Mapping, Populate};
 use rustix::thread::futex;
 
 use crate::error::{HarnessError, Result};
@@ -212,12 +212,11 @@ const DATA_AT: usize = 4096;
 /// Value that tells the child to stop.
 const STOP: u64 = u64::MAX;
 
-/// A memory mapping shared with a child through a memfd: a control page,
-/// then two `slot`-byte data slots.
+/// A memory mapping shared with a child through a sealed memory file
+/// (`ipc_sys::memory`): a control page, then two `slot`-byte data slots.
 #[derive(Debug)]
 struct SharedBuffer {
-    ptr: *mut std::ffi::c_void,
-    len: usize,
+    map: Mapping,
     slot: usize,
 }
 
@@ -227,33 +226,22 @@ impl SharedBuffer {
         (slot, DATA_AT + 2 * slot)
     }
 
-    /// Creates the memfd for `size`-byte blocks and maps it.
+    /// Creates the memory file for `size`-byte blocks and maps it.
     fn create(size: usize) -> Result<(Self, OwnedFd)> {
-        let fd = rustix::fs::memfd_create("ipc-baseline", rustix::fs::MemfdFlags::CLOEXEC)?;
         let (_, len) = Self::layout(size);
-        rustix::fs::ftruncate(&fd, len as u64)?;
+        let fd = ipc_sys::memory::sealed_memfd("ipc-baseline", len)?;
         Ok((Self::map(fd.as_fd(), size)?, fd))
     }
 
     fn map(fd: BorrowedFd<'_>, size: usize) -> Result<Self> {
         let (slot, len) = Self::layout(size);
-        if rustix::fs::fstat(fd)?.st_size < len as i64 {
+        let sealed = ipc_sys::memory::sealed_len(fd, "shared buffer")
+            .map_err(|e| HarnessError::Agent(e.to_string()))?;
+        if sealed < len as u64 {
             return Err(HarnessError::Agent("shared buffer is too small".into()));
         }
-        // SAFETY: a fresh shared mapping of the memfd (checked above to be
-        // at least `len` bytes) at an address the kernel picks; it aliases
-        // no Rust object and is unmapped on drop.
-        let ptr = unsafe {
-            rustix::mm::mmap(
-                std::ptr::null_mut(),
-                len,
-                ProtFlags::READ | ProtFlags::WRITE,
-                MapFlags::SHARED,
-                fd,
-                0,
-            )
-        }?;
-        Ok(SharedBuffer { ptr, len, slot })
+        let map = Mapping::new(fd, len, true, Populate::No)?;
+        Ok(SharedBuffer { map, slot })
     }
 
     fn control(&self) -> &Control {
@@ -261,7 +249,7 @@ impl SharedBuffer {
         // it holds a `Control` (192 bytes, 64-byte aligned) made only of
         // atomics, for which any bit pattern (zeroed at creation) is valid;
         // it lives as long as `self`.
-        unsafe { &*(self.ptr as *const Control) }
+        unsafe { &*(self.map.as_ptr() as *const Control) }
     }
 
     /// Slot `i` (0 or 1) as a raw pointer: both processes write the slots,
@@ -270,7 +258,7 @@ impl SharedBuffer {
     fn slot_ptr(&self, i: usize) -> *mut u8 {
         debug_assert!(i < 2);
         // SAFETY: DATA_AT + (i + 1) * slot <= len by `layout`.
-        unsafe { (self.ptr as *mut u8).add(DATA_AT + i * self.slot) }
+        unsafe { self.map.as_ptr().add(DATA_AT + i * self.slot) }
     }
 
     fn copy_in(&self, i: usize, from: &[u8]) {
@@ -289,14 +277,6 @@ impl SharedBuffer {
         // published (Acquire) and will not write again before this side
         // answers.
         unsafe { std::ptr::copy_nonoverlapping(self.slot_ptr(i), to.as_mut_ptr(), to.len()) };
-    }
-}
-
-impl Drop for SharedBuffer {
-    fn drop(&mut self) {
-        // SAFETY: `ptr` came from our `mmap` of `len` bytes; no reference
-        // into it outlives `self` (they borrow `self`).
-        let _ = unsafe { rustix::mm::munmap(self.ptr, self.len) };
     }
 }
 

@@ -4,9 +4,11 @@
 /// field 22 of `/proc/PID/stat`), so that a recycled pid is not mistaken
 /// for the process that died.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct ProcessId {
-    pub(crate) pid: u32,
-    pub(crate) start: u64,
+pub struct ProcessId {
+    /// Its pid.
+    pub pid: u32,
+    /// Its start time, clock ticks after boot.
+    pub start: u64,
 }
 
 /// What `/proc/PID/stat` says of a process.
@@ -30,7 +32,7 @@ fn read_stat(pid: u32) -> Option<Stat> {
 /// This process's PID namespace (the inode of `/proc/self/ns/pid`), or 0
 /// where it cannot be read. Pids and `/proc` mean something only within
 /// one PID namespace.
-pub(crate) fn pid_namespace() -> u64 {
+pub fn pid_namespace() -> u64 {
     use std::os::unix::fs::MetadataExt;
     std::fs::metadata("/proc/self/ns/pid").map_or(0, |m| m.ino())
 }
@@ -38,14 +40,14 @@ pub(crate) fn pid_namespace() -> u64 {
 impl ProcessId {
     /// The process's user id, while it is this very process (start time
     /// checked, so a recycled pid gives `None`).
-    pub(crate) fn uid(&self) -> Option<u32> {
+    pub fn uid(&self) -> Option<u32> {
         use std::os::unix::fs::MetadataExt;
         let uid = std::fs::metadata(format!("/proc/{}", self.pid)).ok()?.uid();
         self.is_alive().then_some(uid)
     }
 
     /// This process.
-    pub(crate) fn current() -> Self {
+    pub fn current() -> Self {
         let pid = std::process::id();
         let start = read_stat(pid).map_or(0, |s| s.start);
         ProcessId { pid, start }
@@ -53,7 +55,7 @@ impl ProcessId {
 
     /// False once the process has exited (even if not yet reaped: a
     /// zombie is dead) or its pid now names another process.
-    pub(crate) fn is_alive(&self) -> bool {
+    pub fn is_alive(&self) -> bool {
         if self.pid == 0 {
             return false;
         }
@@ -69,18 +71,19 @@ impl ProcessId {
 /// or not, and immune to pid reuse), or, where pidfds are unavailable,
 /// through `/proc`.
 #[derive(Debug)]
-pub(crate) struct PeerWatch {
+pub struct PeerWatch {
     id: ProcessId,
     pidfd: Option<std::os::fd::OwnedFd>,
 }
 
 impl PeerWatch {
     /// The process watched.
-    pub(crate) fn id(&self) -> ProcessId {
+    pub fn id(&self) -> ProcessId {
         self.id
     }
 
-    pub(crate) fn new(id: ProcessId) -> Self {
+    /// Watches `id`, through a pidfd where the kernel gives one.
+    pub fn new(id: ProcessId) -> Self {
         let pidfd = rustix::process::Pid::from_raw(id.pid as i32).and_then(|pid| {
             rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).ok()
         });
@@ -94,13 +97,13 @@ impl PeerWatch {
     }
 
     /// The pidfd, if there is one: readable once the process has exited.
-    pub(crate) fn pidfd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+    pub fn pidfd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
         use std::os::fd::AsFd;
         self.pidfd.as_ref().map(|fd| fd.as_fd())
     }
 
     /// False once the process has exited.
-    pub(crate) fn is_alive(&self) -> bool {
+    pub fn is_alive(&self) -> bool {
         match &self.pidfd {
             Some(fd) => {
                 let mut fds = [rustix::event::PollFd::new(fd, rustix::event::PollFlags::IN)];
