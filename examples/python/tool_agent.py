@@ -2,7 +2,7 @@
 
     cargo xtask test --python-only          # once: builds and installs ipc_agent
     cargo run -p ipc-hub --example hub -- uds:/tmp/hub.sock \
-        --python "target/python-venv/bin/python examples/python/tool_agent.py"
+        "target/python-venv/bin/python examples/python/tool_agent.py"
 
 The hub starts it with IPC_ADDRESS set; it answers the hub's ToolCall
 (a dict in MessagePack: {"tool": ..., "query": ...}) with a ToolResult

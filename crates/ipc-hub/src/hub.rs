@@ -9,8 +9,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use ipc_core::admission::Admission;
 use ipc_core::{
-    AsyncConnection, AsyncFrameReceiver, AsyncListener, AsyncSplit, ConnectError, PeerCredentials,
-    Postcard, RecvError,
+    Address, AsyncConnection, AsyncFrameReceiver, AsyncListener, AsyncSplit, ConnectError,
+    PeerCredentials, Postcard, RecvError,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -510,16 +510,20 @@ impl<C: HubCodec> HubHandle<C> {
     /// with the most is dropped ([`AdmitError::Crowded`]). Running out of
     /// file descriptors pauses accepting (doubling from 10 ms to 1 s)
     /// instead of spinning. Must be called inside a tokio runtime.
-    pub fn listen<L>(&self, listener: L) -> std::io::Result<()>
+    ///
+    /// Returns the listener's address, the one to hand agents (with the
+    /// port or key a listener chose when it bound).
+    pub fn listen<L>(&self, listener: L) -> std::io::Result<Address>
     where
         L: AsyncListener + 'static,
         L::Connection: AsyncSplit + 'static,
     {
         let runtime = tokio::runtime::Handle::try_current()
             .map_err(|e| std::io::Error::other(format!("Hub::listen: {e}")))?;
+        let address = listener.address().clone();
         let task = runtime.spawn(accept_loop::<L>(Arc::clone(&self.shared), listener));
         lock(&self.shared.background).push(task.abort_handle());
-        Ok(())
+        Ok(address)
     }
 
     /// Starts the agent of `spec` and keeps it running by its policy

@@ -114,6 +114,16 @@ impl AgentSpec {
         AgentSpec::new(name, command, Start::Connecting(address))
     }
 
+    /// An agent reached at the hub's `address`: [`pipe`](Self::pipe) for
+    /// `pipe:stdio` (its stdin/stdout), else [`connecting`](Self::connecting)
+    /// to `address`. So a runtime picks a transport by address alone.
+    pub fn at(name: &str, command: Command, address: &Address) -> Self {
+        match address {
+            Address::Stdio => AgentSpec::pipe(name, command),
+            other => AgentSpec::connecting(name, command, other.clone()),
+        }
+    }
+
     /// Sets when it is restarted.
     pub fn with_restart(mut self, restart: Restart) -> Self {
         self.restart = restart;

@@ -90,14 +90,14 @@ impl Drop for Agents {
 /// count its threads), calls each of them once, and shuts down.
 async fn many_agents(address: Address) -> Result<(), Failed> {
     let mut hub = Hub::new(HubConfig::default())?;
-    match &address {
+    let _bound = match &address {
         Address::Uds(path) => hub.listen(ipc_uds::AsyncUdsListener::bind(path, &config())?)?,
         Address::Shm(_) => hub.listen(ipc_shm::AsyncShmListener::bind_address(
             &address,
             &config(),
         )?)?,
         other => return Err(format!("no listener for {other}").into()),
-    }
+    };
     let mut agents = Agents(Vec::new());
     Agents::spawn(&address, FEW, &mut agents)?;
     let mut peers = hub.wait_for_peers(FEW, JOIN_LIMIT).await?;
