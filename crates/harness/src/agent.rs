@@ -51,46 +51,7 @@ fn run(task: &AgentTask) -> Result<()> {
         Role::Sink { count, in_place } => sink(&mut parent(v)?, *count, *in_place),
         Role::Source { count, size } => source(&mut parent(v)?, *count, *size),
         Role::Idle => wait_for_parent_to_leave(&mut parent(v)?),
-        Role::Stall => {
-            let _conn = parent(v)?;
-            std::thread::sleep(Duration::from_secs(120));
-            Ok(())
-        }
         Role::SlowSink { delay_us } => slow_sink(&mut parent(v)?, Duration::from_micros(*delay_us)),
-        Role::Burst { count } => {
-            let mut conn = parent(v)?;
-            let mut buf = vec![0; 256];
-            for seq in 0..*count {
-                payload::fill(seq, &mut buf);
-                conn.send(&buf)?;
-            }
-            conn.flush()?;
-            Ok(())
-        }
-        Role::HalfFrame => half_frame(v),
-        Role::ShutRead => shut_read(),
-        Role::OwnAndWait { address } => {
-            let address: Address = address
-                .parse()
-                .map_err(|e| HarnessError::Invalid(format!("{e}")))?;
-            let _listener = crate::transport::AnyListener::bind(v, &address)?;
-            println!("ready");
-            std::thread::sleep(Duration::from_secs(120));
-            Ok(())
-        }
-        Role::ConnectAs { address } => {
-            let address: Address = address
-                .parse()
-                .map_err(|e| HarnessError::Invalid(format!("{e}")))?;
-            std::process::exit(match connect(v, &address) {
-                Err(ipc_core::ConnectError::PermissionDenied(_)) => 0,
-                Ok(_) => 2,
-                Err(e) => {
-                    eprintln!("connect as another user: {e}");
-                    1
-                }
-            });
-        }
         Role::Churn {
             cycles,
             address_base,
@@ -109,55 +70,6 @@ fn run(task: &AgentTask) -> Result<()> {
         Role::SharedSink { size } => baselines::shared_sink(*size),
         Role::Iceoryx2Echo { size, service } => crate::scenarios::peers::echo(*size, service),
     }
-}
-
-/// Stops reading for good, alive (see [`Role::ShutRead`]).
-fn shut_read() -> Result<()> {
-    let socket = match Address::from_env().unwrap_or(Address::Stdio) {
-        Address::Uds(path) => Some(std::os::unix::net::UnixStream::connect(path)?),
-        _ => None,
-    };
-    std::thread::sleep(Duration::from_millis(300));
-    match &socket {
-        Some(s) => s.shutdown(std::net::Shutdown::Read)?,
-        None => rustix::stdio::dup2_stdin(std::fs::File::open("/dev/null")?)?,
-    }
-    std::thread::sleep(Duration::from_secs(120));
-    Ok(())
-}
-
-/// Leaves a partial frame on the connection and hangs.
-fn half_frame(variant: &Variant) -> Result<()> {
-    use std::io::Write;
-    let header = ipc_core::frame::encode_header(1000);
-    match Address::from_env().unwrap_or(Address::Stdio) {
-        Address::Stdio => {
-            let mut out = std::io::stdout();
-            out.write_all(&header)?;
-            out.write_all(&[7; 500])?;
-            out.flush()?;
-        }
-        Address::Uds(path) => {
-            let mut raw = std::os::unix::net::UnixStream::connect(path)?;
-            raw.write_all(&header)?;
-            raw.write_all(&[7; 500])?;
-            std::mem::forget(raw);
-        }
-        address => {
-            // A message four times the ring, copied through it in chunks
-            // (blobs off: by reference a message is published whole or not
-            // at all): its first chunks go in, the rest waits (the parent
-            // does not read yet) and is held back.
-            let mut conn = connect(variant, &address)?;
-            if let Some(shm) = conn.as_shm() {
-                shm.set_blob_threshold(None);
-            }
-            let _ = conn.send_timeout(&vec![7; 1 << 20], Duration::from_millis(50));
-            std::mem::forget(conn);
-        }
-    }
-    std::thread::sleep(Duration::from_secs(120));
-    Ok(())
 }
 
 fn echo(conn: &mut AnyConnection) -> Result<()> {

@@ -56,40 +56,11 @@ pub enum Role {
     },
     /// Stay connected and idle until the parent leaves.
     Idle,
-    /// Connect, never read, sleep until killed (a hung consumer).
-    Stall,
     /// Receive and verify one message per `delay_us` until an empty frame,
     /// then report.
     SlowSink {
         /// Pause after each message, microseconds.
         delay_us: u64,
-    },
-    /// Send `count` payload messages, then exit at once (a clean close in
-    /// the middle of the parent's stream).
-    Burst {
-        /// Messages to send.
-        count: u64,
-    },
-    /// Connect, wait 300 ms (the parent commits part of a large frame
-    /// meanwhile), then stop reading for good while staying alive: a pipe
-    /// agent puts /dev/null over its stdin, a socket agent shuts down its
-    /// reading side. Hangs until killed.
-    ShutRead,
-    /// Write part of a frame and hang (until killed): pipes and sockets
-    /// get a header and half a body; shared memory the first chunks of a
-    /// large message.
-    HalfFrame,
-    /// Bind `address` as a listener, say `ready` on stdout, and wait to be
-    /// killed (leaving its files behind).
-    OwnAndWait {
-        /// The address to bind.
-        address: String,
-    },
-    /// Try to connect to `address` (run as another user); exit 0 if that
-    /// was refused for permission, 2 if it connected, 1 otherwise.
-    ConnectAs {
-        /// The address to try.
-        address: String,
     },
     /// Connect to `address` and disconnect, `cycles` times, reporting RSS
     /// before and after.

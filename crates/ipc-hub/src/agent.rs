@@ -94,7 +94,7 @@ pub struct Agent<C = Postcard> {
 /// The sending side of an [`Agent`]: calls to the hub, messages, logs and
 /// loans, from any task or thread (`Clone`). It does not keep the agent's
 /// membership: once the `Agent` is closed or dropped, its calls fail with
-/// [`CallError::PeerGone`] and its sends with [`SendToError::Gone`].
+/// [`CallError::PeerGone`] and its sends with [`SendToError::PeerGone`].
 #[derive(Debug)]
 pub struct AgentHandle<C = Postcard> {
     id: PeerId,
@@ -498,7 +498,7 @@ pub struct Served {
     pub left: Option<LeaveReason>,
 }
 
-/// Ships frames to the hub as log records; see [`Agent::log_sink`].
+/// Ships frames to the hub as log records; see [`AgentHandle::log_sink`].
 #[derive(Debug, Clone)]
 pub struct LogSink {
     link: Arc<Link>,

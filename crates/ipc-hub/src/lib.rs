@@ -31,7 +31,7 @@ pub use supervise::{
 pub use wire::{MAX_NAME_LEN, WireError};
 
 /// A request type that names its answer type, so that
-/// [`HubHandle::ask`] and [`Agent::ask`] infer what comes back and
+/// [`HubHandle::ask`] and [`AgentHandle::ask`] infer what comes back and
 /// [`Agent::serve_calls`] checks the handler returns it. An agent that
 /// takes several kinds of request takes an enum of them (answered by an
 /// enum, or by one type all share).

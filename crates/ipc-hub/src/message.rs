@@ -22,7 +22,7 @@ use crate::{PeerId, SendToError};
 /// receiver reads the very pages written here (a broadcast writes it
 /// once). Elsewhere it is heap memory, copied once as it is sent.
 ///
-/// From [`Agent::loan`](crate::Agent::loan),
+/// From [`AgentHandle::loan`](crate::AgentHandle::loan),
 /// [`Request::loan`] or [`HubHandle::loan`](crate::HubHandle::loan);
 /// zeroed; derefs to the body's bytes.
 pub struct LoanedBody(ipc_core::Loan);

@@ -4,7 +4,7 @@
 //!
 //! `ipc_agent._native` is this crate; the Python package
 //! (`python/ipc_agent`) wraps it. Every wait releases the GIL and wakes
-//! every [`SIGNAL_CHECK`] to let Python run its signal handlers (Ctrl-C
+//! every `SIGNAL_CHECK` (50 ms) to let Python run its signal handlers (Ctrl-C
 //! cancels the wait, and with it the call); every failure is a Python
 //! exception of a documented class (`errors.rs`).
 

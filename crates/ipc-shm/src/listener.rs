@@ -18,7 +18,7 @@ use crate::handoff::{self, ATTACHED};
 use crate::segment::{MAX_RING, MIN_RING, Segment};
 
 /// Ring size (each direction) when `Config::buffer_size` is not set.
-/// See docs/ARCHITECTURE.md for the measurement behind it.
+/// See docs/measurements/decisions.md for the measurement behind it.
 pub const DEFAULT_RING_SIZE: usize = 256 << 10;
 
 /// How long an agent has, once connected, to ask for its segment, attach

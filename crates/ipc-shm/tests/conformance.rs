@@ -1,13 +1,15 @@
 //! The ipc-core conformance kit, run against ipc-shm across real processes,
 //! once per wait strategy.
 
+use std::any::Any;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use ipc_core::conformance::{BoxError, Peer, TransportUnderTest};
 use ipc_core::{
-    ADDRESS_ENV, Address, AsyncConnector, AsyncListener, Config, Connector, Listener, WaitStrategy,
+    ADDRESS_ENV, Address, AsyncConnector, AsyncListener, Config, ConnectError, Connector,
+    FrameSender, Listener, WaitStrategy,
 };
 use ipc_shm::{AsyncShm, AsyncShmConnection, AsyncShmListener, Shm, ShmConnection, ShmListener};
 
@@ -93,6 +95,50 @@ impl TransportUnderTest for ShmUnderTest {
         Ok(AsyncShm
             .connect(&Address::from_env()?, &Self::peer_config(config)?)
             .await?)
+    }
+
+    /// Fault cases kill many peers: run them once, with the default wait.
+    fn fault_cases(&self) -> bool {
+        self.strategy == WaitStrategy::Adaptive
+    }
+
+    fn spawn_killed(
+        &self,
+        peer: Command,
+        config: &Config,
+    ) -> Result<Option<ShmConnection>, BoxError> {
+        let (mut listener, mut peer) = self.start(peer, config)?;
+        peer.kill();
+        match listener.accept_timeout(Duration::from_millis(100)) {
+            Err(ConnectError::Timeout) => Ok(None),
+            other => Ok(Some(other?)),
+        }
+    }
+
+    fn leave_half_a_frame(&self, config: &Config) -> Option<Result<Box<dyn Any>, BoxError>> {
+        // A message four times the ring, copied through it in chunks
+        // (blobs off: by reference a message is published whole or not at
+        // all): its first chunks go in, the rest waits and is held back.
+        Some(self.connect_to_parent(config).map(|mut conn| {
+            conn.set_blob_threshold(None);
+            let _ = conn.send_timeout(&vec![7; 1 << 20], Duration::from_millis(50));
+            Box::new(conn) as Box<dyn Any>
+        }))
+    }
+
+    fn fresh_address(&self) -> Option<Address> {
+        Some(Address::Shm(unique_name()))
+    }
+
+    fn bind(&self, address: &Address, config: &Config) -> Result<Box<dyn Any>, BoxError> {
+        let Address::Shm(name) = address else {
+            return Err(format!("not shm: {address}").into());
+        };
+        Ok(Box::new(ShmListener::bind(name, config)?))
+    }
+
+    fn connect(&self, address: &Address, config: &Config) -> Result<ShmConnection, ConnectError> {
+        Shm.connect(address, config)
     }
 }
 

@@ -6,7 +6,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use ipc_core::conformance::{BoxError, Peer, TransportUnderTest};
-use ipc_core::{ADDRESS_ENV, Address, AsyncConnector, AsyncListener, Config, Connector, Listener};
+use ipc_core::{
+    ADDRESS_ENV, Address, AsyncConnector, AsyncListener, Config, ConnectError, Connector, Listener,
+};
 use ipc_zenoh::{
     AsyncZenoh, AsyncZenohConnection, AsyncZenohListener, Zenoh, ZenohConnection, ZenohListener,
 };
@@ -66,6 +68,21 @@ impl TransportUnderTest for ZenohUnderTest {
         config: &Config,
     ) -> Result<AsyncZenohConnection, BoxError> {
         Ok(AsyncZenoh.connect(&Address::from_env()?, config).await?)
+    }
+
+    fn spawn_killed(
+        &self,
+        peer: Command,
+        config: &Config,
+    ) -> Result<Option<ZenohConnection>, BoxError> {
+        let mut listener = ZenohListener::bind(&unique_address(), config)?;
+        let mut child = start(peer, listener.address())?;
+        child.kill()?;
+        child.wait()?;
+        match listener.accept_timeout(Duration::from_millis(100)) {
+            Err(ConnectError::Timeout) => Ok(None),
+            other => Ok(Some(other?)),
+        }
     }
 }
 

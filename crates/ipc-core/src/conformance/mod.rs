@@ -14,18 +14,31 @@
 //! cases (with libtest's command line: filters, `--list`, ...); each case
 //! re-executes the binary as the peer, selected by the [`PEER_ENV`]
 //! environment variable, and talks to it over the transport under test.
+//!
+//! Beside the contract cases, the fault cases (`faults.rs`) prove what
+//! the transport does when its peer fails: killed while sending,
+//! receiving or idle, killed holding half a frame, a clean close in the
+//! middle of a stream, a peer that stops reading for good, a dead
+//! listener's files, and another user at the address. Each must end in a
+//! specific error within its bound, never a hang or panic, and leak no
+//! descriptor, child process or file. Hooks with defaults let a transport
+//! say how its peer leaves half a frame or stops reading and how its
+//! listeners are named; a case whose hook a transport does not provide
+//! is skipped, saying so.
 
 mod cases;
+mod faults;
 mod peer;
 
+use std::any::Any;
 use std::future::Future;
 use std::process::{Command, ExitStatus};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::{AsyncConnection, Config, Connection};
+use crate::{Address, AsyncConnection, Config, ConnectError, Connection};
 
-pub use peer::PeerMode;
+pub use peer::{PeerMode, UNSUPPORTED};
 
 /// Environment variable that puts the test binary in peer mode.
 pub const PEER_ENV: &str = "IPC_CONFORMANCE_PEER";
@@ -68,7 +81,72 @@ pub trait TransportUnderTest: Send + Sync + 'static {
         &self,
         config: &Config,
     ) -> impl Future<Output = Result<Self::AsyncPeerConn, BoxError>> + Send;
+
+    /// Whether the fault cases run for this configuration (a transport
+    /// tested in several configurations may run them in one only: they
+    /// kill many peers).
+    fn fault_cases(&self) -> bool {
+        true
+    }
+
+    /// Starts `peer` and kills it at once, before or just after it
+    /// connects; returns the connection the parent got within 100 ms, if
+    /// any (a queued connection of a dead peer must read as gone). The
+    /// default kills it just after [`spawn`](Self::spawn) connected.
+    fn spawn_killed(&self, peer: Command, config: &Config) -> Result<Option<Self::Conn>, BoxError> {
+        let (conn, mut peer) = self.spawn(peer, config)?;
+        peer.kill();
+        Ok(Some(conn))
+    }
+
+    /// Inside the peer process: connects to the parent and leaves a frame
+    /// unfinished on the connection (a stream: a header and half its body;
+    /// shared memory: the first chunks of a message larger than the
+    /// ring), returning what keeps the connection open. `None`, the
+    /// default: the transport hands over whole messages or nothing, and
+    /// the case is skipped.
+    fn leave_half_a_frame(&self, config: &Config) -> Option<Result<Box<dyn Any>, BoxError>> {
+        let _ = config;
+        None
+    }
+
+    /// Inside the peer process: connects to the parent, waits
+    /// [`STOP_READING_AFTER`] (the parent starts a large send meanwhile),
+    /// then stops reading for good while staying connected; returns what
+    /// keeps the connection open. `None`, the default: not supported, the
+    /// case is skipped.
+    fn stop_reading(&self, config: &Config) -> Option<Result<Box<dyn Any>, BoxError>> {
+        let _ = config;
+        None
+    }
+
+    /// A fresh address a listener of this transport can bind, unique to
+    /// this process (its name holds the process id, so the kit can check
+    /// nothing named after it is left). `None`, the default: no named
+    /// listeners; the cases of stale files and of other users are skipped.
+    fn fresh_address(&self) -> Option<Address> {
+        None
+    }
+
+    /// Binds a listener at `address`; dropping the value closes it.
+    fn bind(&self, address: &Address, config: &Config) -> Result<Box<dyn Any>, BoxError> {
+        let _ = config;
+        Err(format!("no named listeners to bind {address}").into())
+    }
+
+    /// Connects to the listener at `address` (another process's).
+    fn connect(&self, address: &Address, config: &Config) -> Result<Self::Conn, ConnectError> {
+        let _ = config;
+        Err(ConnectError::WrongTransport {
+            address: address.to_string(),
+            expected: "a transport with named listeners",
+        })
+    }
 }
+
+/// How long a [`TransportUnderTest::stop_reading`] peer reads before it
+/// stops.
+pub const STOP_READING_AFTER: Duration = Duration::from_millis(300);
 
 /// A running peer process; killed and reaped when dropped.
 #[derive(Debug)]
@@ -94,6 +172,11 @@ impl Peer {
         }
     }
 
+    /// Its process id, while it runs.
+    pub fn id(&self) -> Option<u32> {
+        self.0.id()
+    }
+
     /// Kills the peer (if still running) and reaps it.
     pub fn kill(&mut self) {
         self.0.kill();
@@ -115,6 +198,8 @@ pub trait PeerProcess: Send + std::fmt::Debug {
     fn try_wait(&mut self) -> Option<ExitStatus>;
     /// Sends SIGKILL.
     fn kill(&mut self);
+    /// Its process id, while it runs.
+    fn id(&self) -> Option<u32>;
 }
 
 impl PeerProcess for std::process::Child {
@@ -123,6 +208,9 @@ impl PeerProcess for std::process::Child {
     }
     fn kill(&mut self) {
         let _ = std::process::Child::kill(self);
+    }
+    fn id(&self) -> Option<u32> {
+        Some(std::process::Child::id(self))
     }
 }
 
@@ -134,6 +222,9 @@ impl PeerProcess for tokio::process::Child {
     }
     fn kill(&mut self) {
         let _ = self.start_kill();
+    }
+    fn id(&self) -> Option<u32> {
+        tokio::process::Child::id(self)
     }
 }
 
@@ -147,8 +238,28 @@ pub fn main<T: TransportUnderTest>(transports: Vec<T>) {
         std::process::exit(peer::run(first.as_ref(), &mode));
     }
     let args = libtest_mimic::Arguments::from_args();
-    let trials = transports.flat_map(cases::trials).collect();
-    libtest_mimic::run(&args, trials).exit();
+    let transports: Vec<Arc<T>> = transports.collect();
+    let (mut contract, mut fault) = (Vec::new(), Vec::new());
+    for transport in transports.iter().cloned() {
+        contract.extend(cases::trials(Arc::clone(&transport)));
+        if transport.fault_cases() {
+            fault.extend(faults::trials(transport));
+        }
+    }
+    let contract = libtest_mimic::run(&args, contract);
+    // The fault cases count this process's descriptors, children and
+    // files before and after: one at a time, after the others.
+    let mut one_at_a_time = args.clone();
+    one_at_a_time.test_threads = Some(1);
+    if !args.list {
+        faults::warm_up(&transports);
+    }
+    let fault = libtest_mimic::run(&one_at_a_time, fault);
+    std::process::exit(if contract.has_failed() || fault.has_failed() {
+        101
+    } else {
+        0
+    });
 }
 
 /// A command that re-runs this test binary as a peer in `mode`.

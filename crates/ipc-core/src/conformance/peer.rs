@@ -10,7 +10,7 @@ use crate::{
 };
 
 /// What a peer process does once connected.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PeerMode {
     /// Sends every frame back until the parent disconnects.
     Echo,
@@ -31,7 +31,29 @@ pub enum PeerMode {
     SendOversized(usize),
     /// Never reads; sleeps until killed (or a minute passes).
     Stall,
+    /// Receives and drops frames until the parent disconnects.
+    Drain,
+    /// Sends this many payload frames, then exits at once (a clean close
+    /// in the middle of the parent's reading).
+    Burst(u64),
+    /// Leaves a frame unfinished ([`TransportUnderTest::leave_half_a_frame`])
+    /// and hangs until killed; exits with [`UNSUPPORTED`] if the transport
+    /// cannot.
+    HalfFrame,
+    /// Stops reading for good while connected
+    /// ([`TransportUnderTest::stop_reading`]) and hangs until killed; exits
+    /// with [`UNSUPPORTED`] if the transport cannot.
+    StopReading,
+    /// Binds a listener at this address, says `ready` on stdout, and hangs
+    /// until killed (leaving its files behind).
+    Own(String),
+    /// Connects to this address: exits 0 if that was refused for
+    /// permission, 2 if it connected, 1 otherwise.
+    ConnectTo(String),
 }
+
+/// The exit code of a peer whose transport cannot do what its mode asks.
+pub const UNSUPPORTED: i32 = 3;
 
 /// The reply of a [`PeerMode::Verify`] peer whose frames all verified.
 pub const VERIFY_OK: &[u8] = b"ok";
@@ -58,6 +80,12 @@ impl fmt::Display for PeerMode {
             PeerMode::ExitAfter(ms) => write!(f, "exit-after:{ms}"),
             PeerMode::SendOversized(n) => write!(f, "send-oversized:{n}"),
             PeerMode::Stall => write!(f, "stall"),
+            PeerMode::Drain => write!(f, "drain"),
+            PeerMode::Burst(n) => write!(f, "burst:{n}"),
+            PeerMode::HalfFrame => write!(f, "half-frame"),
+            PeerMode::StopReading => write!(f, "stop-reading"),
+            PeerMode::Own(address) => write!(f, "own:{address}"),
+            PeerMode::ConnectTo(address) => write!(f, "connect-to:{address}"),
         }
     }
 }
@@ -81,6 +109,12 @@ impl FromStr for PeerMode {
             "exit-after" => PeerMode::ExitAfter(num()?),
             "send-oversized" => PeerMode::SendOversized(num()? as usize),
             "stall" => PeerMode::Stall,
+            "drain" => PeerMode::Drain,
+            "burst" => PeerMode::Burst(num()?),
+            "half-frame" => PeerMode::HalfFrame,
+            "stop-reading" => PeerMode::StopReading,
+            "own" => PeerMode::Own(arg.to_owned()),
+            "connect-to" => PeerMode::ConnectTo(arg.to_owned()),
             _ => return Err(format!("unknown peer mode {s:?}")),
         })
     }
@@ -89,7 +123,7 @@ impl FromStr for PeerMode {
 /// Runs the peer part; returns the process exit code.
 pub(super) fn run<T: TransportUnderTest>(transport: &T, mode: &str) -> i32 {
     match try_run(transport, mode) {
-        Ok(()) => 0,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("conformance peer ({mode}): {e}");
             1
@@ -97,23 +131,62 @@ pub(super) fn run<T: TransportUnderTest>(transport: &T, mode: &str) -> i32 {
     }
 }
 
-fn try_run<T: TransportUnderTest>(transport: &T, mode: &str) -> Result<(), super::BoxError> {
+/// How long a peer that hangs on purpose sleeps (it is killed long before).
+const HANG: Duration = Duration::from_secs(120);
+
+fn try_run<T: TransportUnderTest>(transport: &T, mode: &str) -> Result<i32, super::BoxError> {
     let mode: PeerMode = mode.parse()?;
     let max = std::env::var(PEER_MAX_ENV)
         .ok()
         .and_then(|m| m.parse().ok())
         .unwrap_or(crate::DEFAULT_MAX_MESSAGE_SIZE);
     let config = Config::default().with_max_message_size(max);
-    if mode == PeerMode::AsyncEcho {
-        return async_echo(transport, &config);
+    let hook = match &mode {
+        PeerMode::AsyncEcho => return async_echo(transport, &config).map(|()| 0),
+        PeerMode::HalfFrame => Some(transport.leave_half_a_frame(&config)),
+        PeerMode::StopReading => Some(transport.stop_reading(&config)),
+        PeerMode::Own(address) => {
+            let _listener = transport.bind(&address.parse()?, &config)?;
+            println!("ready");
+            std::thread::sleep(HANG);
+            return Ok(0);
+        }
+        PeerMode::ConnectTo(address) => {
+            return Ok(match transport.connect(&address.parse()?, &config) {
+                Err(crate::ConnectError::PermissionDenied(_)) => 0,
+                Ok(_) => 2,
+                Err(e) => {
+                    eprintln!("connect to {address}: {e}");
+                    1
+                }
+            });
+        }
+        _ => None,
+    };
+    match hook {
+        // Connected so the parent's spawn returns, then says it cannot.
+        Some(None) => {
+            let _conn = transport.connect_to_parent(&config)?;
+            return Ok(UNSUPPORTED);
+        }
+        Some(Some(held)) => {
+            let _held = held?;
+            std::thread::sleep(HANG);
+            return Ok(0);
+        }
+        None => {}
     }
     let mut conn = transport.connect_to_parent(&config)?;
-    match mode {
-        PeerMode::AsyncEcho => unreachable!("handled above"),
+    let done = match mode {
+        PeerMode::AsyncEcho
+        | PeerMode::HalfFrame
+        | PeerMode::StopReading
+        | PeerMode::Own(_)
+        | PeerMode::ConnectTo(_) => unreachable!("handled above"),
         PeerMode::Echo => loop {
             match conn.recv() {
                 Ok(frame) => conn.send(&frame)?,
-                Err(RecvError::Disconnected) => return Ok(()),
+                Err(RecvError::Disconnected) => break Ok(()),
                 Err(e) => return Err(e.into()),
             }
         },
@@ -166,7 +239,25 @@ fn try_run<T: TransportUnderTest>(transport: &T, mode: &str) -> Result<(), super
             std::thread::sleep(Duration::from_secs(60));
             Ok(())
         }
-    }
+        PeerMode::Drain => loop {
+            match conn.recv() {
+                Ok(_) => {}
+                Err(RecvError::Disconnected) => break Ok(()),
+                Err(e) => break Err(e.into()),
+            }
+        },
+        PeerMode::Burst(n) => {
+            let mut buf = vec![0; 1024];
+            for seq in 0..n {
+                let msg = &mut buf[..message_size(seq)];
+                payload::fill(seq, msg);
+                conn.send(msg)?;
+            }
+            conn.flush()?;
+            Ok(())
+        }
+    };
+    done.map(|()| 0)
 }
 
 fn async_echo<T: TransportUnderTest>(
