@@ -9,7 +9,7 @@ use harness::figure::FigureId;
 use harness::{Group, Regime, Statistic, Subject, Transport, Variant};
 
 use crate::record;
-use crate::report::{bytes, ns};
+use crate::report::format::{bytes, ns};
 use crate::targets;
 
 /// The history table of the runs in `dir`.
