@@ -128,11 +128,11 @@ impl AnyListener {
         let name = unique_name();
         let config = variant.config();
         Ok(match variant.transport {
-            Transport::Uds => AnyListener::Uds(UdsListener::bind(
+            Transport::Uds => AnyListener::Uds(UdsListener::bind_path(
                 std::env::temp_dir().join(format!("{name}.sock")),
                 &config,
             )?),
-            Transport::Shm => AnyListener::Shm(ShmListener::bind(&name, &config)?),
+            Transport::Shm => AnyListener::Shm(ShmListener::bind_name(&name, &config)?),
             Transport::Zenoh => {
                 let host = match variant.net {
                     Net::Loopback => "127.0.0.1".to_owned(),
@@ -161,8 +161,8 @@ impl AnyListener {
     pub fn bind(variant: &Variant, address: &Address) -> Result<Self> {
         let config = variant.config();
         Ok(match address {
-            Address::Uds(path) => AnyListener::Uds(UdsListener::bind(path, &config)?),
-            Address::Shm(_) => AnyListener::Shm(ShmListener::bind_address(address, &config)?),
+            Address::Uds(path) => AnyListener::Uds(UdsListener::bind_path(path, &config)?),
+            Address::Shm(_) => AnyListener::Shm(ShmListener::bind(address, &config)?),
             Address::Zenoh { .. } => AnyListener::Zenoh(ZenohListener::bind(address, &config)?),
             _ => return Err(HarnessError::Invalid(format!("cannot listen on {address}"))),
         })

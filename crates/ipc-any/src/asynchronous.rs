@@ -233,11 +233,11 @@ pub enum AsyncListener {
 pub fn bind_async(address: &Address, config: &Config) -> Result<AsyncListener, ConnectError> {
     match address {
         #[cfg(feature = "uds")]
-        Address::Uds(path) => Ok(AsyncListener::Uds(ipc_uds::AsyncUdsListener::bind(
+        Address::Uds(path) => Ok(AsyncListener::Uds(ipc_uds::AsyncUdsListener::bind_path(
             path, config,
         )?)),
         #[cfg(feature = "shm")]
-        Address::Shm(_) => Ok(AsyncListener::Shm(ipc_shm::AsyncShmListener::bind_address(
+        Address::Shm(_) => Ok(AsyncListener::Shm(ipc_shm::AsyncShmListener::bind(
             address, config,
         )?)),
         #[cfg(feature = "zenoh")]

@@ -145,13 +145,9 @@ macro_rules! each_listener {
 pub fn bind(address: &Address, config: &Config) -> Result<Listener, ConnectError> {
     match address {
         #[cfg(feature = "uds")]
-        Address::Uds(_) => Ok(Listener::Uds(ipc_uds::UdsListener::bind_address(
-            address, config,
-        )?)),
+        Address::Uds(_) => Ok(Listener::Uds(ipc_uds::UdsListener::bind(address, config)?)),
         #[cfg(feature = "shm")]
-        Address::Shm(_) => Ok(Listener::Shm(ipc_shm::ShmListener::bind_address(
-            address, config,
-        )?)),
+        Address::Shm(_) => Ok(Listener::Shm(ipc_shm::ShmListener::bind(address, config)?)),
         #[cfg(feature = "zenoh")]
         Address::Zenoh { .. } => Ok(Listener::Zenoh(ipc_zenoh::ZenohListener::bind(
             address, config,

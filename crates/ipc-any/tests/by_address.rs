@@ -125,3 +125,37 @@ fn what_an_address_cannot_do_is_an_error() {
         ));
     }
 }
+
+/// Every transport's listeners bind the same way, blocking and async: an
+/// `&Address` and a `Config` (typed helpers such as `bind_path` stay
+/// beside it). A listener whose shape drifts stops this from compiling;
+/// binding through each shows the address it reports is the one given.
+#[tokio::test]
+async fn every_listener_binds_from_an_address_and_a_config() {
+    type Bind<L> = fn(&Address, &Config) -> Result<L, ConnectError>;
+    let dir = tempfile::tempdir().unwrap();
+    let uds: Address = format!("uds:{}", dir.path().join("shape.sock").display())
+        .parse()
+        .unwrap();
+    let shm: Address = format!("shm:shape-{}", std::process::id()).parse().unwrap();
+    let config = Config::default();
+
+    let bind: Bind<ipc_uds::UdsListener> = ipc_uds::UdsListener::bind;
+    assert_eq!(bind(&uds, &config).unwrap().address(), &uds);
+    let bind: Bind<ipc_uds::AsyncUdsListener> = ipc_uds::AsyncUdsListener::bind;
+    assert_eq!(AsyncListener::address(&bind(&uds, &config).unwrap()), &uds);
+    let bind: Bind<ipc_shm::ShmListener> = ipc_shm::ShmListener::bind;
+    assert_eq!(bind(&shm, &config).unwrap().address(), &shm);
+    let bind: Bind<ipc_shm::AsyncShmListener> = ipc_shm::AsyncShmListener::bind;
+    assert_eq!(AsyncListener::address(&bind(&shm, &config).unwrap()), &shm);
+    #[cfg(feature = "zenoh")]
+    {
+        let _: Bind<ipc_zenoh::ZenohListener> = ipc_zenoh::ZenohListener::bind;
+        let _: Bind<ipc_zenoh::AsyncZenohListener> = ipc_zenoh::AsyncZenohListener::bind;
+    }
+    // A wrong transport's address is refused, not misread.
+    assert!(matches!(
+        ipc_uds::UdsListener::bind(&shm, &config),
+        Err(ConnectError::WrongTransport { .. })
+    ));
+}

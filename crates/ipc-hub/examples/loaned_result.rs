@@ -51,7 +51,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let name = format!("loaned-result-{}", std::process::id());
     let mut hub: Hub = Hub::new(HubConfig::default())?;
-    hub.listen(AsyncShmListener::bind(&name, &config(mib))?)?;
+    hub.listen(AsyncShmListener::bind_name(&name, &config(mib))?)?;
     let mut child = tokio::process::Command::new(std::env::current_exe()?)
         .args([mib.to_string(), trials.to_string()])
         .env(ROLE, &name)

@@ -75,12 +75,12 @@ impl Setup {
         let target = match via {
             Via::Uds => {
                 let path = dir.path().join("hub.sock");
-                hub.listen(ipc_uds::AsyncUdsListener::bind(&path, config)?)?;
+                hub.listen(ipc_uds::AsyncUdsListener::bind_path(&path, config)?)?;
                 format!("uds:{}", path.display())
             }
             Via::Shm => {
                 let name = format!("hostile-{}", std::process::id());
-                hub.listen(ipc_shm::AsyncShmListener::bind(&name, config)?)?;
+                hub.listen(ipc_shm::AsyncShmListener::bind_name(&name, config)?)?;
                 format!("shm:{name}")
             }
         };

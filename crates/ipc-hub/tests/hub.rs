@@ -123,7 +123,7 @@ impl Setup {
         let mut shm_name = String::new();
         match via {
             Via::Uds => {
-                let listener = ipc_uds::AsyncUdsListener::bind(
+                let listener = ipc_uds::AsyncUdsListener::bind_path(
                     dir.path().join("hub.sock"),
                     &Config::default(),
                 )?;
@@ -133,7 +133,7 @@ impl Setup {
                 static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
                 let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 shm_name = format!("hubtest-{}-{n}", std::process::id());
-                hub.listen(ipc_shm::AsyncShmListener::bind(
+                hub.listen(ipc_shm::AsyncShmListener::bind_name(
                     &shm_name,
                     &Config::default(),
                 )?)?;
@@ -803,13 +803,13 @@ fn a_welcomed_agent_always_gets_its_goodbye(via: Via) -> Result<(), Failed> {
             let address = match via {
                 Via::Uds => {
                     let path = dir.path().join(format!("goodbye-{round}.sock"));
-                    hub.listen(ipc_uds::AsyncUdsListener::bind(&path, &config)?)?;
+                    hub.listen(ipc_uds::AsyncUdsListener::bind_path(&path, &config)?)?;
                     Address::Uds(path)
                 }
                 _ => {
                     let name = format!("goodbye-{}-{round}", std::process::id());
                     let address = Address::Shm(name.clone());
-                    hub.listen(ipc_shm::AsyncShmListener::bind(&name, &config)?)?;
+                    hub.listen(ipc_shm::AsyncShmListener::bind_name(&name, &config)?)?;
                     address
                 }
             };

@@ -91,11 +91,8 @@ impl Drop for Agents {
 async fn many_agents(address: Address) -> Result<(), Failed> {
     let mut hub = Hub::new(HubConfig::default())?;
     let _bound = match &address {
-        Address::Uds(path) => hub.listen(ipc_uds::AsyncUdsListener::bind(path, &config())?)?,
-        Address::Shm(_) => hub.listen(ipc_shm::AsyncShmListener::bind_address(
-            &address,
-            &config(),
-        )?)?,
+        Address::Uds(path) => hub.listen(ipc_uds::AsyncUdsListener::bind_path(path, &config())?)?,
+        Address::Shm(_) => hub.listen(ipc_shm::AsyncShmListener::bind(&address, &config())?)?,
         other => return Err(format!("no listener for {other}").into()),
     };
     let mut agents = Agents(Vec::new());

@@ -62,8 +62,10 @@ fn python_agent(codec: Option<ipc_hub::BodyCodec>) {
         let dir = tempfile::tempdir().expect("temp dir");
         let socket = dir.path().join("hub.sock");
         let mut hub = Hub::new(HubConfig::default()).expect("hub");
-        hub.listen(ipc_uds::AsyncUdsListener::bind(&socket, &Config::default()).expect("bind"))
-            .expect("listen");
+        hub.listen(
+            ipc_uds::AsyncUdsListener::bind_path(&socket, &Config::default()).expect("bind"),
+        )
+        .expect("listen");
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/agent.py");
         let mut child = tokio::process::Command::new(python)
             .arg(&script)

@@ -181,7 +181,7 @@ fn sixteen_agents_on_one_name() -> Result<(), Failed> {
     let name = format!("hub16-{}", std::process::id());
     runtime.block_on(async {
         let mut hub: Hub = Hub::new(HubConfig::default())?;
-        hub.listen(AsyncShmListener::bind(&name, &config())?)?;
+        hub.listen(AsyncShmListener::bind_name(&name, &config())?)?;
         let mut children = start_agents(&name, "agent", AGENTS)?;
         let mut peers = hub.wait_for_peers(AGENTS, LONG).await?;
         peers.sort_by_key(|p| p.name.clone());
@@ -270,7 +270,7 @@ fn zero_copy_both_ways() -> Result<(), Failed> {
     let name = format!("hubloan-{}", std::process::id());
     runtime.block_on(async {
         let mut hub: Hub = Hub::new(HubConfig::default())?;
-        hub.listen(AsyncShmListener::bind(&name, &config())?)?;
+        hub.listen(AsyncShmListener::bind_name(&name, &config())?)?;
         let children = start_agents(&name, "loaner", EIGHT)?;
         let peers = hub.wait_for_peers(EIGHT, LONG).await?;
         let ids: Vec<PeerId> = peers.iter().map(|p| p.id).collect();

@@ -44,14 +44,20 @@ impl Setup {
             Via::Pipe => None,
             Via::Uds => {
                 let path = dir.path().join("hub.sock");
-                hub.listen(ipc_uds::AsyncUdsListener::bind(&path, &Config::default())?)?;
+                hub.listen(ipc_uds::AsyncUdsListener::bind_path(
+                    &path,
+                    &Config::default(),
+                )?)?;
                 Some(Address::Uds(path))
             }
             Via::Shm => {
                 static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
                 let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let name = format!("supervise-{}-{n}", std::process::id());
-                hub.listen(ipc_shm::AsyncShmListener::bind(&name, &Config::default())?)?;
+                hub.listen(ipc_shm::AsyncShmListener::bind_name(
+                    &name,
+                    &Config::default(),
+                )?)?;
                 Some(Address::Shm(name))
             }
         };

@@ -23,6 +23,13 @@ pub type AsyncAgentConnection = AsyncFramedStream<ChildStdout, ChildStdin>;
 /// The agent's async connection to its parent over stdio.
 pub type AsyncStdioConnection = AsyncFramedStream<pipe::Receiver, pipe::Sender>;
 
+/// The receiving half of a split [`AsyncAgentProcess`] (the parent's).
+pub type PipeReadHalf = FrameReadHalf<ChildStdout>;
+/// The receiving half of a split [`AsyncStdioConnection`] (the agent's).
+pub type StdioReadHalf = FrameReadHalf<pipe::Receiver>;
+/// The sending half of a split [`AsyncStdioConnection`] (the agent's).
+pub type StdioWriteHalf = ipc_core::stream_async::FrameWriteHalf<pipe::Sender>;
+
 /// Spawns `command` as an agent, like [`spawn`](crate::spawn), on tokio.
 /// Must be called inside a tokio runtime.
 pub async fn spawn_async(
@@ -182,7 +189,7 @@ impl AsyncConnection for AsyncAgentProcess {
 /// when the half drops, its pipe closes and the child gets [`EXIT_GRACE`]
 /// to exit before it is killed and reaped.
 #[derive(Debug)]
-pub struct AgentWriteHalf {
+pub struct PipeWriteHalf {
     // Declared first, so it drops (closing the agent's stdin) first.
     half: FrameWriteHalf<ChildStdin>,
     _child: Reaper,
@@ -199,7 +206,7 @@ impl Drop for Reaper {
     }
 }
 
-impl AsyncFrameSender for AgentWriteHalf {
+impl AsyncFrameSender for PipeWriteHalf {
     async fn send(&mut self, frame: &[u8]) -> Result<(), SendError> {
         self.half.send(frame).await
     }
@@ -212,15 +219,15 @@ impl AsyncFrameSender for AgentWriteHalf {
 }
 
 impl AsyncSplit for AsyncAgentProcess {
-    type ReadHalf = FrameReadHalf<ChildStdout>;
-    type WriteHalf = AgentWriteHalf;
+    type ReadHalf = PipeReadHalf;
+    type WriteHalf = PipeWriteHalf;
 
-    fn into_split(self) -> (FrameReadHalf<ChildStdout>, AgentWriteHalf) {
+    fn into_split(self) -> (PipeReadHalf, PipeWriteHalf) {
         let (conn, child) = self.into_parts();
         let (read, write) = conn.into_split();
         (
             read,
-            AgentWriteHalf {
+            PipeWriteHalf {
                 half: write,
                 _child: Reaper(Some(child)),
             },

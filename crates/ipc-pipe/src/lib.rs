@@ -14,8 +14,8 @@ use ipc_core::{Address, Capabilities, Config, ConnectError, Connector, MAX_MESSA
 pub use agent::{AgentProcess, EXIT_GRACE, spawn};
 #[cfg(feature = "tokio")]
 pub use asynchronous::{
-    AgentWriteHalf, AsyncAgentConnection, AsyncAgentProcess, AsyncStdioConnection,
-    connect_stdio_async, spawn_async,
+    AsyncAgentConnection, AsyncAgentProcess, AsyncStdioConnection, PipeReadHalf, PipeWriteHalf,
+    StdioReadHalf, StdioWriteHalf, connect_stdio_async, spawn_async,
 };
 pub use pipes::PipePair;
 

@@ -27,10 +27,9 @@ use tokio::time::Instant;
 use crate::CAPABILITIES;
 use crate::bell::Bell;
 use crate::blob::{BlobBuf, SealedBlob};
+use crate::connect::{attach, connect_socket};
 use crate::connection::{Dir, Fail, IDLE_RELEASE, RecvView, SendSlot, ShmConnection, Wait};
-use crate::listener::{
-    ACCEPT_QUEUE, Acceptor, Rendezvous, accept_thread_gone, attach, connect_socket,
-};
+use crate::listener::{ACCEPT_QUEUE, Acceptor, Rendezvous, accept_thread_gone};
 use crate::ring::Signal;
 use crate::segment::Segment;
 use crate::sync::{Ordering, fence, spin_loop};
@@ -800,7 +799,7 @@ impl AsyncConnector for AsyncShm {
 ///
 /// # tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(async {
 /// let name = format!("doc-async-{}", std::process::id());
-/// let mut listener = AsyncShmListener::bind(&name, &Config::default())?;
+/// let mut listener = AsyncShmListener::bind_name(&name, &Config::default())?;
 /// let address = listener.address().clone();
 /// // Agents do this in their own processes:
 /// let agents = tokio::spawn(async move {
@@ -828,14 +827,15 @@ pub struct AsyncShmListener {
 }
 
 impl AsyncShmListener {
-    /// Listens as `shm:NAME` (see [`ShmListener::bind`](crate::ShmListener::bind)).
-    pub fn bind(name: &str, config: &Config) -> Result<Self, ConnectError> {
+    /// Listens as `shm:NAME` (see [`ShmListener::bind_name`](crate::ShmListener::bind_name)).
+    pub fn bind_name(name: &str, config: &Config) -> Result<Self, ConnectError> {
         let address: Address = format!("shm:{name}").parse()?;
-        Self::bind_address(&address, config)
+        Self::bind(&address, config)
     }
 
-    /// Listens on a `shm:` address.
-    pub fn bind_address(address: &Address, config: &Config) -> Result<Self, ConnectError> {
+    /// Listens on a `shm:` address. Every listener of the workspace binds
+    /// this way (an `&Address` and a `Config`); `bind_name` takes the name.
+    pub fn bind(address: &Address, config: &Config) -> Result<Self, ConnectError> {
         let rendezvous = Rendezvous::bind(address, config)?;
         let (tx, accepted) = tokio::sync::mpsc::channel(ACCEPT_QUEUE);
         let acceptor = Acceptor::start(rendezvous, move |next| tx.blocking_send(next).is_ok())?;

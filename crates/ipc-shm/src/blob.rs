@@ -41,7 +41,7 @@ const BLOB_SEALS: SealFlags = SealFlags::WRITE
 /// use ipc_shm::{BlobBuf, Shm, ShmListener};
 ///
 /// let name = format!("doc-blob-{}", std::process::id());
-/// let mut listener = ShmListener::bind(&name, &Config::default())?;
+/// let mut listener = ShmListener::bind_name(&name, &Config::default())?;
 /// let mut agent = Shm.connect(listener.address(), &Config::default())?;
 /// let mut hub = listener.accept()?;
 ///
@@ -103,7 +103,7 @@ impl BlobBuf {
 /// use ipc_shm::{BlobBuf, Shm, ShmListener};
 ///
 /// let name = format!("doc-sealed-{}", std::process::id());
-/// let mut listener = ShmListener::bind(&name, &Config::default())?;
+/// let mut listener = ShmListener::bind_name(&name, &Config::default())?;
 /// let mut agents = Vec::new();
 /// let mut hub_side = Vec::new();
 /// for _ in 0..3 {

@@ -11,6 +11,8 @@ mod bell;
 #[cfg(not(loom))]
 mod blob;
 #[cfg(not(loom))]
+mod connect;
+#[cfg(not(loom))]
 mod connection;
 #[cfg(fuzzing)]
 #[doc(hidden)]
@@ -39,12 +41,11 @@ mod exports {
         AsyncShm, AsyncShmConnection, AsyncShmListener, ShmReadHalf, ShmWriteHalf,
     };
     pub use crate::blob::{Blob, BlobBuf, LEND_MIN};
+    pub use crate::connect::Shm;
     pub use crate::connection::{
         DEFAULT_BLOB_THRESHOLD, IDLE_RELEASE, RecvView, SendSlot, ShmConnection,
     };
-    pub use crate::listener::{
-        DEFAULT_RING_SIZE, HANDSHAKE_LIMIT, MAX_HANDSHAKES, Shm, ShmListener,
-    };
+    pub use crate::listener::{DEFAULT_RING_SIZE, HANDSHAKE_LIMIT, MAX_HANDSHAKES, ShmListener};
     pub use crate::segment::{LAYOUT_VERSION, is_shared};
 
     /// What this transport supports.

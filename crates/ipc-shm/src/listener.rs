@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use ipc_core::admission::{Admission, Ticket};
-use ipc_core::{Address, Config, ConfigError, ConnectError, Connector, Listener};
+use ipc_core::{Address, Config, ConfigError, ConnectError, Listener};
 use ipc_sys::socket_file::{self, SocketFile};
 use ipc_sys::unix_socket;
 use rustix::event::{PollFd, PollFlags};
@@ -47,7 +47,7 @@ fn ring_size(config: &Config) -> Result<u64, ConnectError> {
     Ok(size)
 }
 
-fn shm_name(address: &Address) -> Result<&str, ConnectError> {
+pub(crate) fn shm_name(address: &Address) -> Result<&str, ConnectError> {
     match address {
         Address::Shm(name) => Ok(name),
         other => Err(ConnectError::WrongTransport {
@@ -370,7 +370,7 @@ pub(crate) fn accept_thread_gone() -> ConnectError {
 /// use ipc_shm::{Shm, ShmListener};
 ///
 /// let name = format!("doc-{}", std::process::id());
-/// let mut listener = ShmListener::bind(&name, &Config::default())?;
+/// let mut listener = ShmListener::bind_name(&name, &Config::default())?;
 /// // Agents do this in their own processes, given listener.address():
 /// let mut agents = Vec::new();
 /// for i in 0..3 {
@@ -397,13 +397,14 @@ impl ShmListener {
     /// Errors: [`ConnectError::AddrInUse`] (a live listener has the name),
     /// [`ConnectError::InvalidAddress`] (a bad name),
     /// [`ConnectError::InvalidConfig`], [`ConnectError::PermissionDenied`].
-    pub fn bind(name: &str, config: &Config) -> Result<Self, ConnectError> {
+    pub fn bind_name(name: &str, config: &Config) -> Result<Self, ConnectError> {
         let address: Address = format!("shm:{name}").parse()?;
-        Self::bind_address(&address, config)
+        Self::bind(&address, config)
     }
 
-    /// Listens on a `shm:` address.
-    pub fn bind_address(address: &Address, config: &Config) -> Result<Self, ConnectError> {
+    /// Listens on a `shm:` address. Every listener of the workspace binds
+    /// this way (an `&Address` and a `Config`); `bind_name` takes the name.
+    pub fn bind(address: &Address, config: &Config) -> Result<Self, ConnectError> {
         let rendezvous = Rendezvous::bind(address, config)?;
         let (tx, accepted) = std::sync::mpsc::sync_channel(ACCEPT_QUEUE);
         let acceptor = Acceptor::start(rendezvous, move |next| tx.send(next).is_ok())?;
@@ -445,92 +446,5 @@ impl Drop for ShmListener {
         // Connections finished but never accepted close with the queue.
         self.accepted.take();
         self.acceptor.stop();
-    }
-}
-
-/// The shared-memory transport, as a value for generic code:
-/// `Shm.connect(&"shm:NAME".parse()?, &config)` joins a listener.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Shm;
-
-/// The agent's side of the handshake, once its socket is connected and
-/// the listener's hello is readable.
-pub(crate) fn attach(
-    sock: OwnedFd,
-    address: &Address,
-    config: &Config,
-) -> Result<ShmConnection, ConnectError> {
-    let what = address.to_string();
-    let listener_pid = unix_socket::peer_credentials(&sock).map_or(0, |c| c.pid.unwrap_or(0));
-    let mut hello = [0u8; 8];
-    let (n, fds) = handoff::recv_fds(sock.as_fd(), &mut hello, 3).map_err(|e| {
-        ConnectError::Incompatible(format!("{what}: a bad handshake from the listener: {e}"))
-    })?;
-    if n == 0 {
-        return Err(ConnectError::Io(io::Error::new(
-            io::ErrorKind::ConnectionReset,
-            format!("{what}: the listener closed the connection before handing over its memory"),
-        )));
-    }
-    if n != hello.len() || hello != handoff::hello() {
-        return Err(ConnectError::Incompatible(format!(
-            "{what}: the listener does not speak ipc-shm layout {}",
-            crate::LAYOUT_VERSION
-        )));
-    }
-    let Ok([fd, bell0, bell1]) = <[OwnedFd; 3]>::try_from(fds) else {
-        return Err(ConnectError::Incompatible(format!(
-            "{what}: no memory came with the listener's hello (it carries the memory and two doorbells)"
-        )));
-    };
-    let bad_bell = |e| ConnectError::Incompatible(format!("{what}: {e}"));
-    let bells = [
-        Bell::received(bell0).map_err(bad_bell)?,
-        Bell::received(bell1).map_err(bad_bell)?,
-    ];
-    let segment = Segment::attach(fd, listener_pid, &what)?;
-    handoff::send_byte(&sock, ATTACHED)?;
-    ShmConnection::new(segment, config.clone(), Some(sock), bells)
-}
-
-/// Connects the socket of `shm:NAME`: the listener's owner is checked.
-pub(crate) fn connect_socket(address: &Address, config: &Config) -> Result<OwnedFd, ConnectError> {
-    config.validate().map_err(ConnectError::InvalidConfig)?;
-    let name = shm_name(address)?;
-    let sock = unix_socket::connect(&socket_path(name), config).map_err(|e| match e {
-        ConnectError::NotFound(why) => ConnectError::NotFound(format!("{address} ({why})")),
-        other => other,
-    })?;
-    // Ask for a segment: the listener spends nothing on a connection
-    // until it has.
-    handoff::send_bytes(&sock, &handoff::hello()).map_err(|e| {
-        ConnectError::Io(io::Error::new(
-            io::ErrorKind::ConnectionReset,
-            format!(
-                "{address}: the listener closed the connection before handing over its memory ({e})"
-            ),
-        ))
-    })?;
-    Ok(sock)
-}
-
-impl Connector for Shm {
-    type Connection = ShmConnection;
-
-    /// Joins the listener of a `shm:` address and attaches the segment it
-    /// hands over, within [`Config::connect_timeout`].
-    ///
-    /// Errors: [`ConnectError::NotFound`] (no listener, or its process is
-    /// gone), [`ConnectError::Timeout`] (the listener never answered),
-    /// [`ConnectError::Incompatible`] (not an ipc-shm listener, or another
-    /// layout version), [`ConnectError::Corrupted`] (an inconsistent
-    /// segment), [`ConnectError::PermissionDenied`].
-    fn connect(&self, address: &Address, config: &Config) -> Result<ShmConnection, ConnectError> {
-        let deadline = config
-            .connect_timeout
-            .and_then(|t| Instant::now().checked_add(t));
-        let sock = connect_socket(address, config)?;
-        handoff::wait_readable(sock.as_fd(), deadline)?;
-        attach(sock, address, config)
     }
 }

@@ -172,7 +172,7 @@ fn forged_blobs_are_refused_and_nothing_is_kept() {
     let config = Config::default()
         .with_max_message_size(1 << 20)
         .with_recv_timeout(Some(Duration::from_secs(5)));
-    let mut listener = ShmListener::bind(&name(), &config).expect("bind");
+    let mut listener = ShmListener::bind_name(&name(), &config).expect("bind");
     let fds_before = open_fds();
     type Forge = fn(&mut RawPeer);
     let corrupt: [(&str, Forge, &str); 11] = [
@@ -337,7 +337,7 @@ fn blobs_in_flight_are_bounded() {
     let config = Config::default()
         .with_max_message_size(1 << 20)
         .with_send_timeout(Some(Duration::from_millis(300)));
-    let mut listener = ShmListener::bind(&name(), &config).expect("bind");
+    let mut listener = ShmListener::bind_name(&name(), &config).expect("bind");
     let mut agent = Shm.connect(listener.address(), &config).expect("connect");
     let mut hub = listener.accept().expect("accept");
     let blob = |n: u8| {
@@ -372,7 +372,7 @@ fn blobs_in_flight_are_bounded() {
 #[test]
 fn large_frames_go_as_blobs_or_chunks() {
     let config = Config::default();
-    let mut listener = ShmListener::bind(&name(), &config).expect("bind");
+    let mut listener = ShmListener::bind_name(&name(), &config).expect("bind");
     let mut agent = Shm.connect(listener.address(), &config).expect("connect");
     let mut hub = listener.accept().expect("accept");
     let frame: Vec<u8> = (0..(3 << 20) + 5).map(|i| (i * 7 % 251) as u8).collect();
@@ -409,7 +409,7 @@ fn agent_killed_mid_blob() {
     let config = Config::default()
         .with_max_message_size(BIG + 4096)
         .with_recv_timeout(Some(Duration::from_secs(30)));
-    let mut listener = ShmListener::bind(&name, &config).expect("bind");
+    let mut listener = ShmListener::bind_name(&name, &config).expect("bind");
     let spawn = |role: &str| {
         Command::new(std::env::current_exe().expect("exe"))
             .args(["agent_killed_mid_blob", "--exact", "--nocapture"])
@@ -490,7 +490,7 @@ fn sparse_blobs_cost_what_is_read() {
     }
     let name = name();
     let config = Config::default().with_recv_timeout(Some(Duration::from_secs(30)));
-    let mut listener = ShmListener::bind(&name, &config).expect("bind");
+    let mut listener = ShmListener::bind_name(&name, &config).expect("bind");
     let mut sender = Command::new(std::env::current_exe().expect("exe"))
         .args(["sparse_blobs_cost_what_is_read", "--exact", "--nocapture"])
         .env(ROLE_ENV, "sparse")
@@ -617,7 +617,7 @@ fn agent(role: &str) {
 #[test]
 fn idle_connections_give_memory_back() {
     let config = Config::default();
-    let mut listener = ShmListener::bind(&name(), &config).expect("bind");
+    let mut listener = ShmListener::bind_name(&name(), &config).expect("bind");
     let mut agent = Shm.connect(listener.address(), &config).expect("connect");
     let mut hub = listener.accept().expect("accept");
     let busy = |agent: &mut ShmConnection, hub: &mut ShmConnection| {
@@ -668,7 +668,7 @@ fn idle_connections_give_memory_back() {
 #[test]
 fn the_first_send_backs_its_ring_and_only_it() {
     let config = Config::default();
-    let mut listener = ShmListener::bind(&name(), &config).expect("bind");
+    let mut listener = ShmListener::bind_name(&name(), &config).expect("bind");
     let mut agent = Shm.connect(listener.address(), &config).expect("connect");
     let mut hub = listener.accept().expect("accept");
     let ring = agent.ring_capacity() as u64;
@@ -690,7 +690,7 @@ fn the_first_send_backs_its_ring_and_only_it() {
 #[test]
 fn a_receiver_holding_many_large_messages() {
     let config = Config::default();
-    let mut listener = ShmListener::bind(&name(), &config).expect("bind");
+    let mut listener = ShmListener::bind_name(&name(), &config).expect("bind");
     let mut agent = Shm.connect(listener.address(), &config).expect("connect");
     let mut hub = listener.accept().expect("accept");
     let sender = std::thread::spawn(move || {
@@ -744,7 +744,7 @@ fn inode_at(ptr: *const u8) -> Option<u64> {
 #[test]
 fn loans_are_passed_not_copied() {
     let config = Config::default();
-    let mut listener = ShmListener::bind(&name(), &config).expect("bind");
+    let mut listener = ShmListener::bind_name(&name(), &config).expect("bind");
     let mut agents = Vec::new();
     let mut hub_side = Vec::new();
     for _ in 0..3 {
@@ -791,7 +791,7 @@ fn loans_are_passed_not_copied() {
 #[test]
 fn a_loan_over_the_size_limit_is_refused() {
     let config = Config::default().with_max_message_size(1 << 20);
-    let mut listener = ShmListener::bind(&name(), &config).expect("bind");
+    let mut listener = ShmListener::bind_name(&name(), &config).expect("bind");
     let mut agent = Shm.connect(listener.address(), &config).expect("connect");
     let mut hub = listener.accept().expect("accept");
     let frame = hub
@@ -816,7 +816,7 @@ fn a_loan_over_the_size_limit_is_refused() {
 fn a_loan_written_in_part_is_not_a_sparse_blob() {
     let len = 4 << 20;
     let config = Config::default().with_max_message_size(len);
-    let mut listener = ShmListener::bind(&name(), &config).expect("bind");
+    let mut listener = ShmListener::bind_name(&name(), &config).expect("bind");
     let mut agent = Shm.connect(listener.address(), &config).expect("connect");
     let mut hub = listener.accept().expect("accept");
     let mut held = Vec::new();

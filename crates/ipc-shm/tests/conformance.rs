@@ -37,7 +37,7 @@ fn unique_name() -> String {
 impl ShmUnderTest {
     fn start(&self, mut peer: Command, config: &Config) -> Result<(ShmListener, Peer), BoxError> {
         let config = config.clone().with_wait_strategy(self.strategy);
-        let listener = ShmListener::bind(&unique_name(), &config)?;
+        let listener = ShmListener::bind_name(&unique_name(), &config)?;
         peer.env(ADDRESS_ENV, listener.address().to_string())
             .env(STRATEGY_ENV, self.name)
             .stdin(Stdio::null());
@@ -75,7 +75,7 @@ impl TransportUnderTest for ShmUnderTest {
         config: &Config,
     ) -> Result<(AsyncShmConnection, Peer), BoxError> {
         let config = config.clone().with_wait_strategy(self.strategy);
-        let mut listener = AsyncShmListener::bind(&unique_name(), &config)?;
+        let mut listener = AsyncShmListener::bind_name(&unique_name(), &config)?;
         peer.env(ADDRESS_ENV, listener.address().to_string())
             .env(STRATEGY_ENV, self.name)
             .stdin(Stdio::null());
@@ -134,7 +134,7 @@ impl TransportUnderTest for ShmUnderTest {
         let Address::Shm(name) = address else {
             return Err(format!("not shm: {address}").into());
         };
-        Ok(Box::new(ShmListener::bind(name, config)?))
+        Ok(Box::new(ShmListener::bind_name(name, config)?))
     }
 
     fn connect(&self, address: &Address, config: &Config) -> Result<ShmConnection, ConnectError> {

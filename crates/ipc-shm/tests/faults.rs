@@ -83,7 +83,7 @@ struct PeerProcess {
 impl PeerProcess {
     fn start(role: &str, strategy: (&str, WaitStrategy)) -> Result<Self, Failed> {
         let name = name();
-        let mut listener = ShmListener::bind(&name, &config(strategy.1))?;
+        let mut listener = ShmListener::bind_name(&name, &config(strategy.1))?;
         let child = Command::new(std::env::current_exe()?)
             .env(ROLE_ENV, role)
             .env(STRATEGY_ENV, strategy.0)
@@ -277,7 +277,7 @@ fn zero_copy_round_trip() -> CaseResult {
 fn async_zero_copy_round_trip() -> CaseResult {
     let name = name();
     let strategy = STRATEGIES[0];
-    let mut listener = ShmListener::bind(&name, &config(strategy.1))?;
+    let mut listener = ShmListener::bind_name(&name, &config(strategy.1))?;
     let child = Command::new(std::env::current_exe()?)
         .env(ROLE_ENV, "echo-in-place")
         .env(STRATEGY_ENV, strategy.0)
@@ -343,7 +343,7 @@ fn async_zero_copy_round_trip() -> CaseResult {
 fn local_pair() -> Result<(ShmConnection, ShmConnection, std::fs::File), Failed> {
     let name = name();
     let cfg = config(WaitStrategy::Adaptive).with_recv_timeout(Some(Duration::from_millis(20)));
-    let mut listener = ShmListener::bind(&name, &cfg)?;
+    let mut listener = ShmListener::bind_name(&name, &cfg)?;
     let peer = Shm.connect(listener.address(), &cfg)?;
     let owner = listener.accept()?;
     let file = owner.segment_file()?;
@@ -532,7 +532,7 @@ fn random_scribbles_never_panic_or_hang() -> CaseResult {
 /// one-second park to end, blocking the runtime thread.
 fn dropping_a_parked_async_connection_is_prompt() -> CaseResult {
     let name = name();
-    let mut listener = ShmListener::bind(&name, &config(WaitStrategy::Adaptive))?;
+    let mut listener = ShmListener::bind_name(&name, &config(WaitStrategy::Adaptive))?;
     let _peer = Shm.connect(listener.address(), &config(WaitStrategy::Adaptive))?;
     let owner = listener.accept()?;
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -567,7 +567,7 @@ fn another_pid_namespace_is_refused_clearly() -> CaseResult {
         return Ok(());
     }
     let name = name();
-    let _listener = ShmListener::bind(&name, &Config::default())?;
+    let _listener = ShmListener::bind_name(&name, &Config::default())?;
     let out = match Command::new("unshare")
         .args(["--pid", "--fork"])
         .arg(std::env::current_exe()?)
@@ -608,7 +608,7 @@ fn stale_listener_is_replaced() -> CaseResult {
         BufReader::new(child.stdout.take().ok_or("no stdout")?).read_line(&mut line)?;
         ensure(line.trim() == "ready", || format!("owner said {line:?}"))?;
         // A live listener's name is not taken.
-        let live = ShmListener::bind(&name, &Config::default()).err();
+        let live = ShmListener::bind_name(&name, &Config::default()).err();
         ensure(matches!(live, Some(ConnectError::AddrInUse(_))), || {
             format!("live listener: {live:?}")
         })?;
@@ -630,7 +630,7 @@ fn stale_listener_is_replaced() -> CaseResult {
                 let (name, barrier) = (name.clone(), barrier.clone());
                 std::thread::spawn(move || {
                     barrier.wait();
-                    ShmListener::bind(&name, &Config::default())
+                    ShmListener::bind_name(&name, &Config::default())
                 })
             })
             .collect();
@@ -674,19 +674,19 @@ fn bad_input_is_refused_clearly() -> CaseResult {
         matches!(wrong, Some(ConnectError::WrongTransport { .. })),
         || format!("{wrong:?}"),
     )?;
-    let bad_name = ShmListener::bind("a/b", &Config::default()).err();
+    let bad_name = ShmListener::bind_name("a/b", &Config::default()).err();
     ensure(
         matches!(bad_name, Some(ConnectError::InvalidAddress(_))),
         || format!("{bad_name:?}"),
     )?;
     for size in [0, 1 << 31] {
         let cfg = Config::default().with_buffer_size(Some(size));
-        let err = ShmListener::bind(&name(), &cfg).err();
+        let err = ShmListener::bind_name(&name(), &cfg).err();
         ensure(matches!(err, Some(ConnectError::InvalidConfig(_))), || {
             format!("ring {size}: {err:?}")
         })?;
     }
-    let timeout = ShmListener::bind(&name(), &Config::default())?
+    let timeout = ShmListener::bind_name(&name(), &Config::default())?
         .accept_timeout(Duration::from_millis(20))
         .err();
     ensure(matches!(timeout, Some(ConnectError::Timeout)), || {
@@ -698,7 +698,7 @@ fn bad_input_is_refused_clearly() -> CaseResult {
 
 fn run_peer(role: &str) -> Result<(), Box<dyn std::error::Error>> {
     if let Some(name) = role.strip_prefix("own-and-wait:") {
-        let _listener = ShmListener::bind(name, &Config::default())?;
+        let _listener = ShmListener::bind_name(name, &Config::default())?;
         println!("ready");
         std::thread::sleep(Duration::from_secs(60));
         return Ok(());

@@ -48,7 +48,7 @@ fn sixteen_agents_share_one_name_and_leave_nothing_in_dev_shm() {
     const AGENTS: usize = 16;
     let name = name();
     let config = Config::default().with_recv_timeout(Some(Duration::from_secs(30)));
-    let mut listener = ShmListener::bind(&name, &config).expect("bind");
+    let mut listener = ShmListener::bind_name(&name, &config).expect("bind");
     let address = listener.address().clone();
     let agents: Vec<_> = (0..AGENTS)
         .map(|i| {
@@ -106,7 +106,7 @@ fn async_listener_on_a_current_thread_runtime() {
         .expect("runtime");
     runtime.block_on(async {
         let name = name();
-        let mut listener = AsyncShmListener::bind(&name, &Config::default()).expect("bind");
+        let mut listener = AsyncShmListener::bind_name(&name, &Config::default()).expect("bind");
         let address = listener.address().clone();
         let agents = tokio::spawn(async move {
             let mut conns = Vec::new();
@@ -163,7 +163,7 @@ fn async_listener_on_a_current_thread_runtime() {
 #[test]
 fn bad_agents_do_not_stall_accept() {
     let name = name();
-    let mut listener = ShmListener::bind(&name, &Config::default()).expect("bind");
+    let mut listener = ShmListener::bind_name(&name, &Config::default()).expect("bind");
     let path = socket_path(&name);
     let mut hello = [0u8; 8];
 
@@ -243,7 +243,7 @@ fn forged_segments_are_refused_clearly() {
     // Genuine segments come from a real listener this process runs (so its
     // pid is the owner's, as the fake listener's pid is).
     let real_name = name();
-    let real = ShmListener::bind(&real_name, &Config::default()).expect("real listener");
+    let real = ShmListener::bind_name(&real_name, &Config::default()).expect("real listener");
     let real_path = socket_path(&real_name);
     let genuine = move || {
         let sock = common::ask(&real_path);

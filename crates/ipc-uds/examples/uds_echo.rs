@@ -48,7 +48,7 @@ fn parent() -> Result<(), Error> {
     let size: usize = args.next().map_or(Ok(64), |a| a.parse())?;
     let config = Config::default().with_recv_timeout(Some(Duration::from_secs(10)));
     let path = std::env::temp_dir().join(format!("ipc-uds-echo-{}.sock", std::process::id()));
-    let mut listener = UdsListener::bind(&path, &config)?;
+    let mut listener = UdsListener::bind_path(&path, &config)?;
     let mut child = Command::new(std::env::current_exe()?)
         .env(ADDRESS_ENV, listener.address().to_string())
         .spawn()?;

@@ -21,6 +21,11 @@ use crate::socket::UnixSocket;
 /// An async connection over a Unix stream socket.
 pub type AsyncUdsConnection = AsyncFramedStream<OwnedReadHalf, OwnedWriteHalf>;
 
+/// The receiving half of a split [`AsyncUdsConnection`].
+pub type UdsReadHalf = ipc_core::stream_async::FrameReadHalf<OwnedReadHalf>;
+/// The sending half of a split [`AsyncUdsConnection`].
+pub type UdsWriteHalf = ipc_core::stream_async::FrameWriteHalf<OwnedWriteHalf>;
+
 /// Accepts agents on a Unix socket path, asynchronously. Binding follows
 /// the same rules as [`UdsListener`](crate::UdsListener).
 #[derive(Debug)]
@@ -32,8 +37,15 @@ pub struct AsyncUdsListener {
 }
 
 impl AsyncUdsListener {
-    /// Binds `path`. Must be called inside a tokio runtime.
-    pub fn bind(path: impl AsRef<Path>, config: &Config) -> Result<Self, ConnectError> {
+    /// Binds the path of a `uds:` address (the rules of
+    /// [`UdsListener::bind`](crate::UdsListener::bind)). Must be called
+    /// inside a tokio runtime.
+    pub fn bind(address: &Address, config: &Config) -> Result<Self, ConnectError> {
+        Self::bind_path(uds_path(address)?, config)
+    }
+
+    /// Binds `path` (as [`bind`](Self::bind) binds `uds:PATH`).
+    pub fn bind_path(path: impl AsRef<Path>, config: &Config) -> Result<Self, ConnectError> {
         config.validate().map_err(ConnectError::InvalidConfig)?;
         let path = path.as_ref();
         let (fd, file) = bind(path)?;

@@ -11,7 +11,7 @@ use ipc_core::stream::FramedStream;
 use ipc_core::{Address, Capabilities, Config, ConnectError, Connector, MAX_MESSAGE_SIZE_LIMIT};
 
 #[cfg(feature = "tokio")]
-pub use asynchronous::{AsyncUds, AsyncUdsConnection, AsyncUdsListener};
+pub use asynchronous::{AsyncUds, AsyncUdsConnection, AsyncUdsListener, UdsReadHalf, UdsWriteHalf};
 pub use ipc_sys::unix_socket::MAX_PATH_LEN;
 pub use listener::UdsListener;
 pub use socket::UnixSocket;

@@ -22,7 +22,7 @@ use crate::{CAPABILITIES, UdsConnection};
 /// use ipc_core::Connector;
 ///
 /// let path = std::env::temp_dir().join(format!("doc-{}.sock", std::process::id()));
-/// let mut listener = UdsListener::bind(&path, &Config::default())?;
+/// let mut listener = UdsListener::bind_path(&path, &Config::default())?;
 /// // An agent would do this in its own process, given listener.address():
 /// let mut agent = Uds.connect(listener.address(), &Config::default())?;
 /// let mut server = listener.accept()?;
@@ -47,13 +47,21 @@ const FIRST_PAUSE: Duration = Duration::from_millis(10);
 const LONGEST_PAUSE: Duration = Duration::from_secs(1);
 
 impl UdsListener {
-    /// Binds `path`; connections accepted use `config`.
+    /// Binds the path of a `uds:` address; connections accepted use
+    /// `config`. Every listener of the workspace binds this way (an
+    /// `&Address` and a `Config`); [`bind_path`](Self::bind_path) takes the
+    /// path itself.
     ///
-    /// Errors: [`ConnectError::PathTooLong`], [`ConnectError::NotFound`]
+    /// Errors: [`ConnectError::WrongTransport`] (not a `uds:` address), [`ConnectError::PathTooLong`], [`ConnectError::NotFound`]
     /// (missing directory), [`ConnectError::AddrInUse`] (a live listener,
     /// or a file that is not a socket), [`ConnectError::PermissionDenied`],
     /// [`ConnectError::InvalidConfig`].
-    pub fn bind(path: impl AsRef<Path>, config: &Config) -> Result<Self, ConnectError> {
+    pub fn bind(address: &Address, config: &Config) -> Result<Self, ConnectError> {
+        Self::bind_path(uds_path(address)?, config)
+    }
+
+    /// Binds `path` (as [`bind`](Self::bind) binds `uds:PATH`).
+    pub fn bind_path(path: impl AsRef<Path>, config: &Config) -> Result<Self, ConnectError> {
         config.validate().map_err(ConnectError::InvalidConfig)?;
         let path = path.as_ref();
         let (fd, file) = bind(path)?;
@@ -64,11 +72,6 @@ impl UdsListener {
             _file: file,
             out_of_fds_pause: FIRST_PAUSE,
         })
-    }
-
-    /// Binds the path of a `uds:` address.
-    pub fn bind_address(address: &Address, config: &Config) -> Result<Self, ConnectError> {
-        Self::bind(uds_path(address)?, config)
     }
 
     /// Accepts the connection waiting. Out of descriptors, it sleeps

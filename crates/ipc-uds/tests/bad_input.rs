@@ -42,7 +42,7 @@ fn config() -> Config {
 #[test]
 fn socket_file_is_owner_only_and_removed_on_drop() {
     let p = path("mode");
-    let listener = UdsListener::bind(&p, &config()).unwrap();
+    let listener = UdsListener::bind_path(&p, &config()).unwrap();
     let meta = std::fs::symlink_metadata(&p).unwrap();
     assert!(meta.file_type().is_socket());
     assert_eq!(meta.permissions().mode() & 0o777, 0o600);
@@ -63,7 +63,7 @@ fn stale_socket_file_is_replaced() {
     // A listener that died without cleaning up leaves its file behind.
     dead_listener_file(&p);
     assert!(p.exists());
-    let mut listener = UdsListener::bind(&p, &config()).unwrap();
+    let mut listener = UdsListener::bind_path(&p, &config()).unwrap();
     let mut agent = Uds.connect(listener.address(), &config()).unwrap();
     let mut server = listener.accept().unwrap();
     agent.send(b"fresh").unwrap();
@@ -75,7 +75,7 @@ fn files_left_by_a_killed_listener_are_reclaimed() {
     let p = path("killed");
     dead_listener_file(&p);
     std::fs::write(lock_path(&p), b"").unwrap();
-    let listener = UdsListener::bind(&p, &config()).unwrap();
+    let listener = UdsListener::bind_path(&p, &config()).unwrap();
     drop(listener);
     assert!(!p.exists() && !lock_path(&p).exists());
 }
@@ -83,8 +83,8 @@ fn files_left_by_a_killed_listener_are_reclaimed() {
 #[test]
 fn live_listener_is_never_stolen() {
     let p = path("live");
-    let mut first = UdsListener::bind(&p, &config()).unwrap();
-    let err = UdsListener::bind(&p, &config()).unwrap_err();
+    let mut first = UdsListener::bind_path(&p, &config()).unwrap();
+    let err = UdsListener::bind_path(&p, &config()).unwrap_err();
     assert!(matches!(err, ConnectError::AddrInUse(_)), "{err:?}");
     // The first listener still owns the path and works.
     let mut agent = Uds.connect(first.address(), &config()).unwrap();
@@ -98,7 +98,7 @@ fn live_listener_is_never_stolen() {
 fn other_files_are_never_replaced() {
     let p = path("regular");
     std::fs::write(&p, b"precious").unwrap();
-    let err = UdsListener::bind(&p, &config()).unwrap_err();
+    let err = UdsListener::bind_path(&p, &config()).unwrap_err();
     assert!(err.to_string().contains("not a socket"), "{err}");
     assert_eq!(std::fs::read(&p).unwrap(), b"precious");
     std::fs::remove_file(&p).unwrap();
@@ -107,7 +107,7 @@ fn other_files_are_never_replaced() {
 #[test]
 fn bad_paths_and_addresses_get_specific_errors() {
     let long = std::env::temp_dir().join("x".repeat(MAX_PATH_LEN));
-    let err = UdsListener::bind(&long, &config()).unwrap_err();
+    let err = UdsListener::bind_path(&long, &config()).unwrap_err();
     assert!(matches!(err, ConnectError::PathTooLong { .. }), "{err:?}");
     let err = Uds
         .connect(&ipc_core::Address::Uds(long), &config())
@@ -115,7 +115,7 @@ fn bad_paths_and_addresses_get_specific_errors() {
     assert!(matches!(err, ConnectError::PathTooLong { .. }), "{err:?}");
 
     let missing_dir = std::env::temp_dir().join("ipc-no-such-dir/a.sock");
-    let err = UdsListener::bind(&missing_dir, &config()).unwrap_err();
+    let err = UdsListener::bind_path(&missing_dir, &config()).unwrap_err();
     assert!(
         matches!(err, ConnectError::NotFound(ref m) if m.contains("directory")),
         "{err:?}"
@@ -146,14 +146,14 @@ fn bad_paths_and_addresses_get_specific_errors() {
     );
 
     let too_big = Config::default().with_max_message_size(usize::MAX);
-    let err = UdsListener::bind(path("cfg"), &too_big).unwrap_err();
+    let err = UdsListener::bind_path(path("cfg"), &too_big).unwrap_err();
     assert!(matches!(err, ConnectError::InvalidConfig(_)), "{err:?}");
 }
 
 /// A listener and a raw client socket that writes whatever a test wants.
 fn raw_client(tag: &str, max: usize) -> (ipc_uds::UdsConnection, StdStream, UdsListener) {
     let p = path(tag);
-    let mut listener = UdsListener::bind(&p, &config().with_max_message_size(max)).unwrap();
+    let mut listener = UdsListener::bind_path(&p, &config().with_max_message_size(max)).unwrap();
     let raw = StdStream::connect(&p).unwrap();
     let server = listener.accept().unwrap();
     (server, raw, listener)
@@ -206,7 +206,7 @@ fn huge_length_prefix_is_rejected_before_any_body_arrives() {
 #[test]
 fn one_listener_serves_many_agents() {
     let p = path("many");
-    let mut listener = UdsListener::bind(&p, &config()).unwrap();
+    let mut listener = UdsListener::bind_path(&p, &config()).unwrap();
     let mut agents: Vec<_> = (0..8)
         .map(|_| Uds.connect(listener.address(), &config()).unwrap())
         .collect();
@@ -242,7 +242,7 @@ fn kept_small_frames_do_not_pin_large_buffers() {
     const PAIRS: usize = 24;
     const BIG: usize = 8 << 20;
     let p = path("retain");
-    let mut listener = UdsListener::bind(&p, &config()).unwrap();
+    let mut listener = UdsListener::bind_path(&p, &config()).unwrap();
     let mut big = encode_header(BIG).to_vec();
     big.resize(8 + BIG, 7);
     let mut small = encode_header(1).to_vec();
@@ -281,7 +281,7 @@ fn connect_to_a_full_listener_times_out() {
     use ipc_core::AsyncConnector;
     use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
     let p = path("full");
-    let listener = UdsListener::bind(&p, &config()).unwrap();
+    let listener = UdsListener::bind_path(&p, &config()).unwrap();
     // Fill the queue with idle connections until the kernel refuses one.
     let addr = SocketAddrUnix::new(&p).unwrap();
     let mut queued = Vec::new();
@@ -373,7 +373,7 @@ fn accept_at_the_descriptor_limit_backs_off() {
 fn emfile_child() {
     use rustix::process::{Resource, getrlimit, setrlimit};
     let p = path("emfile");
-    let mut listener = UdsListener::bind(&p, &config()).unwrap();
+    let mut listener = UdsListener::bind_path(&p, &config()).unwrap();
     // A peer waiting in the queue, so the listener is readable throughout.
     let _peer = StdStream::connect(&p).unwrap();
     let schedstat = std::fs::File::open("/proc/thread-self/schedstat").unwrap();

@@ -39,7 +39,7 @@ impl TransportUnderTest for UdsUnderTest {
     type AsyncPeerConn = AsyncUdsConnection;
 
     fn spawn(&self, peer: Command, config: &Config) -> Result<(UdsConnection, Peer), BoxError> {
-        let mut listener = UdsListener::bind(unique_path(), config)?;
+        let mut listener = UdsListener::bind_path(unique_path(), config)?;
         let child = start(peer, listener.address())?;
         let peer = Peer::new(child);
         let conn = listener.accept_timeout(Duration::from_secs(30))?;
@@ -51,7 +51,7 @@ impl TransportUnderTest for UdsUnderTest {
         peer: Command,
         config: &Config,
     ) -> Result<(AsyncUdsConnection, Peer), BoxError> {
-        let mut listener = AsyncUdsListener::bind(unique_path(), config)?;
+        let mut listener = AsyncUdsListener::bind_path(unique_path(), config)?;
         let child = start(peer, listener.address())?;
         let peer = Peer::new(child);
         let conn = tokio::time::timeout(Duration::from_secs(30), listener.accept()).await??;
@@ -74,7 +74,7 @@ impl TransportUnderTest for UdsUnderTest {
         peer: Command,
         config: &Config,
     ) -> Result<Option<UdsConnection>, BoxError> {
-        let mut listener = UdsListener::bind(unique_path(), config)?;
+        let mut listener = UdsListener::bind_path(unique_path(), config)?;
         let mut child = start(peer, listener.address())?;
         child.kill()?;
         child.wait()?;
@@ -108,7 +108,7 @@ impl TransportUnderTest for UdsUnderTest {
         let Address::Uds(path) = address else {
             return Err(format!("not uds: {address}").into());
         };
-        Ok(Box::new(UdsListener::bind(path, config)?))
+        Ok(Box::new(UdsListener::bind_path(path, config)?))
     }
 
     fn connect(&self, address: &Address, config: &Config) -> Result<UdsConnection, ConnectError> {

@@ -293,11 +293,16 @@ async fn bounce(task: &AgentTask, run: Window) -> Result<Measured> {
             bounce_on(&mut conn, pid, run).await
         }
         Address::Uds(path) => {
-            bounce_accepted(ipc_uds::AsyncUdsListener::bind(path, &config)?, task, run).await
+            bounce_accepted(
+                ipc_uds::AsyncUdsListener::bind_path(path, &config)?,
+                task,
+                run,
+            )
+            .await
         }
         Address::Shm(_) => {
             bounce_accepted(
-                ipc_shm::AsyncShmListener::bind_address(&address, &config)?,
+                ipc_shm::AsyncShmListener::bind(&address, &config)?,
                 task,
                 run,
             )
@@ -383,11 +388,11 @@ async fn hub_with_agent(
                 .map_err(|e| HarnessError::Agent(format!("the agent did not join: {e}")))?;
         }
         Address::Uds(path) => {
-            hub.listen(ipc_uds::AsyncUdsListener::bind(path, &config)?)?;
+            hub.listen(ipc_uds::AsyncUdsListener::bind_path(path, &config)?)?;
             children.push(start(cmd, &address)?);
         }
         Address::Shm(_) => {
-            hub.listen(ipc_shm::AsyncShmListener::bind_address(&address, &config)?)?;
+            hub.listen(ipc_shm::AsyncShmListener::bind(&address, &config)?)?;
             children.push(start(cmd, &address)?);
         }
         Address::Zenoh { .. } => {

@@ -66,13 +66,13 @@ async fn run(
         Transport::Uds => {
             let address = Address::Uds(std::env::temp_dir().join(format!("{name}.sock")));
             if let Address::Uds(path) = &address {
-                hub.listen(ipc_uds::AsyncUdsListener::bind(path, &config)?)?;
+                hub.listen(ipc_uds::AsyncUdsListener::bind_path(path, &config)?)?;
             }
             address
         }
         Transport::Shm => {
             let address = Address::Shm(name);
-            hub.listen(ipc_shm::AsyncShmListener::bind_address(&address, &config)?)?;
+            hub.listen(ipc_shm::AsyncShmListener::bind(&address, &config)?)?;
             address
         }
         other => {
