@@ -9,7 +9,8 @@ fn main() {
 mod resources {
     use divan::Bencher;
     use harness::task::{AgentTask, Role};
-    use harness::transport::{AnyListener, connect, spawn_agent};
+    use harness::transport::{connect, spawn_agent};
+    use ipc_core::Listener as _;
     use ipc_core::{FrameReceiver, FrameSender};
 
     /// Spawn an idle agent, connect it, and reap it.
@@ -29,7 +30,7 @@ mod resources {
     fn connect_disconnect(bencher: Bencher<'_, '_>, transport: &str) {
         let variant = benches::variant(transport);
         bencher.bench_local(|| {
-            let mut listener = AnyListener::bind_unique(&variant).expect("bind");
+            let mut listener = harness::transport::bind_unique(&variant).expect("bind");
             let mut client = connect(&variant, listener.address()).expect("connect");
             let mut server = listener
                 .accept_timeout(std::time::Duration::from_secs(10))

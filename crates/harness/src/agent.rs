@@ -13,6 +13,7 @@ use crate::error::{HarnessError, Result};
 use crate::procfs;
 use crate::scenarios::{baselines, logging, patterns};
 use crate::task::{AgentReport, AgentTask, Role, TASK_ENV};
+use crate::transport::ConnectionExt;
 use crate::transport::{AnyConnection, Variant, connect, wait_for_parent_to_leave};
 
 /// Runs the task in [`TASK_ENV`], if any, and exits.

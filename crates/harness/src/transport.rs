@@ -6,15 +6,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use ipc_core::{
-    ADDRESS_ENV, Address, ConnectError, Connector, FrameReceiver, FrameSender, Listener, RecvError,
-    SendError,
-};
-use ipc_pipe::PipeConnection;
-use ipc_shm::{Shm, ShmConnection, ShmListener};
-use ipc_uds::{Uds, UdsConnection, UdsListener};
-use ipc_zenoh::{Zenoh, ZenohConnection, ZenohListener};
+use ipc_core::{ADDRESS_ENV, Address, ConnectError, FrameReceiver, Listener, RecvError};
+use ipc_shm::ShmConnection;
 
 use crate::error::{HarnessError, Result};
 use crate::task::{AgentTask, TASK_ENV};
@@ -22,75 +15,35 @@ pub use crate::variant::{
     Large, Net, SCENARIO_TIMEOUT, Strategy, Transport, Variant, ZERO_COPY_RING,
 };
 
-/// A connection of any transport.
-#[derive(Debug)]
-pub enum AnyConnection {
-    /// Over pipes.
-    Pipe(PipeConnection),
-    /// Over a Unix socket.
-    Uds(UdsConnection),
-    /// Over shared memory.
-    Shm(ShmConnection),
-    /// Over zenoh.
-    Zenoh(ZenohConnection),
+/// A connection of any transport: `ipc-any`'s, which dispatches by enum
+/// (static dispatch on the hot path).
+pub type AnyConnection = ipc_any::Connection;
+
+/// A listener of a transport with addresses (`ipc-any`'s).
+pub type AnyListener = ipc_any::Listener;
+
+/// What the scenarios ask of a connection beyond the contract.
+pub trait ConnectionExt {
+    /// Applies what `variant`'s config cannot say to this new connection:
+    /// blobs off for the copying variant.
+    fn tune(&mut self, variant: &Variant);
+    /// The peer's process id, as the operating system reports it (none for
+    /// pipes: the parent knows its child already).
+    fn peer_pid(&self) -> Option<u32>;
+    /// The shared-memory connection inside, for its zero-copy API.
+    fn as_shm(&mut self) -> Option<&mut ShmConnection>;
 }
 
-macro_rules! each {
-    ($conn:expr, $c:ident => $body:expr) => {
-        match $conn {
-            AnyConnection::Pipe($c) => $body,
-            AnyConnection::Uds($c) => $body,
-            AnyConnection::Shm($c) => $body,
-            AnyConnection::Zenoh($c) => $body,
-        }
-    };
-}
-
-impl FrameSender for AnyConnection {
-    fn send(&mut self, frame: &[u8]) -> Result<(), SendError> {
-        each!(self, c => c.send(frame))
-    }
-    fn try_send(&mut self, frame: &[u8]) -> Result<(), SendError> {
-        each!(self, c => c.try_send(frame))
-    }
-    fn send_timeout(&mut self, frame: &[u8], timeout: Duration) -> Result<(), SendError> {
-        each!(self, c => c.send_timeout(frame, timeout))
-    }
-    fn send_batch(&mut self, frames: &[&[u8]]) -> Result<(), ipc_core::BatchSendError> {
-        each!(self, c => c.send_batch(frames))
-    }
-    fn flush(&mut self) -> Result<(), SendError> {
-        each!(self, c => c.flush())
-    }
-}
-
-impl FrameReceiver for AnyConnection {
-    fn recv(&mut self) -> Result<Bytes, RecvError> {
-        each!(self, c => c.recv())
-    }
-    fn try_recv(&mut self) -> Result<Bytes, RecvError> {
-        each!(self, c => c.try_recv())
-    }
-    fn recv_timeout(&mut self, timeout: Duration) -> Result<Bytes, RecvError> {
-        each!(self, c => c.recv_timeout(timeout))
-    }
-}
-
-impl AnyConnection {
-    /// Applies what `variant`'s config cannot say to this new connection: blobs off
-    /// for the copying variant.
-    pub fn tune(&mut self, variant: &Variant) {
+impl ConnectionExt for AnyConnection {
+    fn tune(&mut self, variant: &Variant) {
         if let (Large::Copy, Some(shm)) = (variant.large, self.as_shm()) {
             shm.set_blob_threshold(None);
         }
     }
 
-    /// The peer's process id, as the operating system reports it (none for
-    /// pipes: the parent knows its child already).
-    pub fn peer_pid(&self) -> Option<u32> {
+    fn peer_pid(&self) -> Option<u32> {
         use ipc_core::stream::RawStream;
         match self {
-            AnyConnection::Pipe(_) => None,
             AnyConnection::Uds(c) => {
                 ipc_core::PeerCredentials::of_unix_socket(c.get_ref().read_fd())
                     .ok()
@@ -99,11 +52,11 @@ impl AnyConnection {
             AnyConnection::Shm(c) => c.peer_credentials().pid,
             // The agent's own report: it runs on this host here.
             AnyConnection::Zenoh(c) => Some(c.reported_pid()),
+            _ => None,
         }
     }
 
-    /// The shared-memory connection inside, for its zero-copy API.
-    pub fn as_shm(&mut self) -> Option<&mut ShmConnection> {
+    fn as_shm(&mut self) -> Option<&mut ShmConnection> {
         match self {
             AnyConnection::Shm(c) => Some(c),
             _ => None,
@@ -111,92 +64,43 @@ impl AnyConnection {
     }
 }
 
-/// A listener of a transport with addresses.
-#[derive(Debug)]
-pub enum AnyListener {
-    /// A Unix socket listener.
-    Uds(UdsListener),
-    /// A shared-memory segment awaiting its peer.
-    Shm(ShmListener),
-    /// A zenoh hub.
-    Zenoh(ZenohListener),
+/// Binds a fresh, unique address for `variant` (uds, shm or zenoh).
+pub fn bind_unique(variant: &Variant) -> Result<AnyListener> {
+    let name = unique_name();
+    let address = match variant.transport {
+        Transport::Uds => Address::Uds(std::env::temp_dir().join(format!("{name}.sock"))),
+        Transport::Shm => Address::Shm(name),
+        Transport::Zenoh => {
+            let host = match variant.net {
+                Net::Loopback => "127.0.0.1".to_owned(),
+                Net::Veth => veth::host_ip().ok_or_else(|| {
+                    HarnessError::Invalid("no veth namespace for zenoh-veth".into())
+                })?,
+            };
+            Address::Zenoh {
+                name,
+                key: None,
+                endpoints: vec![format!("tcp/{host}:0")],
+            }
+        }
+        Transport::Pipe => {
+            return Err(HarnessError::Invalid(
+                "pipes have no address to listen on".into(),
+            ));
+        }
+    };
+    bind(variant, &address)
 }
 
-impl AnyListener {
-    /// Binds a fresh, unique address for `variant` (uds or shm).
-    pub fn bind_unique(variant: &Variant) -> Result<Self> {
-        let name = unique_name();
-        let config = variant.config();
-        Ok(match variant.transport {
-            Transport::Uds => AnyListener::Uds(UdsListener::bind_path(
-                std::env::temp_dir().join(format!("{name}.sock")),
-                &config,
-            )?),
-            Transport::Shm => AnyListener::Shm(ShmListener::bind_name(&name, &config)?),
-            Transport::Zenoh => {
-                let host = match variant.net {
-                    Net::Loopback => "127.0.0.1".to_owned(),
-                    Net::Veth => veth::host_ip().ok_or_else(|| {
-                        HarnessError::Invalid("no veth namespace for zenoh-veth".into())
-                    })?,
-                };
-                AnyListener::Zenoh(ZenohListener::bind(
-                    &Address::Zenoh {
-                        name,
-                        key: None,
-                        endpoints: vec![format!("tcp/{host}:0")],
-                    },
-                    &config,
-                )?)
-            }
-            Transport::Pipe => {
-                return Err(HarnessError::Invalid(
-                    "pipes have no address to listen on".into(),
-                ));
-            }
-        })
-    }
-
-    /// Binds `address` (uds or shm) with `variant`'s config.
-    pub fn bind(variant: &Variant, address: &Address) -> Result<Self> {
-        let config = variant.config();
-        Ok(match address {
-            Address::Uds(path) => AnyListener::Uds(UdsListener::bind_path(path, &config)?),
-            Address::Shm(_) => AnyListener::Shm(ShmListener::bind(address, &config)?),
-            Address::Zenoh { .. } => AnyListener::Zenoh(ZenohListener::bind(address, &config)?),
-            _ => return Err(HarnessError::Invalid(format!("cannot listen on {address}"))),
-        })
-    }
-
-    /// The address agents connect to.
-    pub fn address(&self) -> &Address {
-        match self {
-            AnyListener::Uds(l) => l.address(),
-            AnyListener::Shm(l) => l.address(),
-            AnyListener::Zenoh(l) => l.address(),
-        }
-    }
-
-    /// Waits up to `timeout` for a peer.
-    pub fn accept_timeout(&mut self, timeout: Duration) -> Result<AnyConnection, ConnectError> {
-        Ok(match self {
-            AnyListener::Uds(l) => AnyConnection::Uds(l.accept_timeout(timeout)?),
-            AnyListener::Shm(l) => AnyConnection::Shm(l.accept_timeout(timeout)?),
-            AnyListener::Zenoh(l) => AnyConnection::Zenoh(l.accept_timeout(timeout)?),
-        })
-    }
+/// Binds `address` (uds, shm or zenoh) with `variant`'s config.
+pub fn bind(variant: &Variant, address: &Address) -> Result<AnyListener> {
+    Ok(ipc_any::bind(address, &variant.config())?)
 }
 
 /// Connects to `address` with `variant`'s config; pipes connect to the
 /// parent over stdio.
 pub fn connect(variant: &Variant, address: &Address) -> Result<AnyConnection, ConnectError> {
-    let config = variant.config();
-    let mut conn = match address {
-        Address::Stdio => AnyConnection::Pipe(ipc_pipe::connect_stdio(&config)?),
-        Address::Uds(_) => AnyConnection::Uds(Uds.connect(address, &config)?),
-        Address::Zenoh { .. } => AnyConnection::Zenoh(Zenoh.connect(address, &config)?),
-        _ => AnyConnection::Shm(Shm.connect(address, &config)?),
-    };
+    let mut conn = ipc_any::connect(address, &variant.config())?;
     conn.tune(variant);
     Ok(conn)
 }
@@ -404,7 +308,7 @@ pub fn spawn_agent(task: &AgentTask) -> Result<Agent> {
         return spawn_pipe_agent(&std::env::current_exe()?, task);
     }
     let mut cmd = agent_command(task)?;
-    let mut listener = AnyListener::bind_unique(&variant)?;
+    let mut listener = bind_unique(&variant)?;
     cmd.env(ADDRESS_ENV, listener.address().to_string());
     let mut child = cmd.spawn()?;
     match listener.accept_timeout(Duration::from_secs(30)) {
@@ -450,7 +354,7 @@ pub fn spawn_agents_of(program: &Path, task: &AgentTask, count: usize) -> Result
             .map(|_| spawn_pipe_agent(program, task))
             .collect();
     }
-    let mut listener = AnyListener::bind_unique(&variant)?;
+    let mut listener = bind_unique(&variant)?;
     let mut children = Vec::with_capacity(count);
     for _ in 0..count {
         let mut cmd = agent_command_of(program, task)?;

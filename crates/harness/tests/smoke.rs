@@ -445,7 +445,7 @@ fn spawned_agents_own_their_connections() -> Result<(), Failed> {
         let mut agents = harness::transport::spawn_agents(&task, 6)?;
         for agent in &mut agents {
             let pid = agent.pid();
-            let peer = agent.conn().peer_pid();
+            let peer = harness::transport::ConnectionExt::peer_pid(agent.conn());
             ensure(peer == Some(pid), || {
                 format!("{transport}: the connection of agent {pid} leads to {peer:?}")
             })?;

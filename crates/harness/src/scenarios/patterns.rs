@@ -10,10 +10,12 @@ use crate::pin::PinGuard;
 use crate::schema::{PatternResult, Regime};
 use crate::stats::Recorder;
 use crate::task::{AgentReport, AgentTask, MeshTask, Role};
+use crate::transport::ConnectionExt;
 use crate::transport::{
     Agent, AnyConnection, AnyListener, Large, Transport, Variant, address_for, connect_retrying,
     spawn_agent, spawn_agents, spawn_detached, unique_name,
 };
+use ipc_core::Listener as _;
 
 /// How long agents wait for siblings to appear.
 const PATIENCE: Duration = Duration::from_secs(30);
@@ -255,7 +257,7 @@ fn parse(address: &str) -> Result<Address> {
 }
 
 fn listen(variant: &Variant, address: &str) -> Result<AnyListener> {
-    AnyListener::bind(variant, &parse(address)?)
+    crate::transport::bind(variant, &parse(address)?)
 }
 
 /// Kills and reaps pipeline stages that outlive the scenario.

@@ -9,9 +9,11 @@ use crate::error::{HarnessError, Result};
 use crate::procfs;
 use crate::schema::{ChurnResult, IdleResult};
 use crate::task::{AgentReport, AgentTask, Role};
+use crate::transport::ConnectionExt;
 use crate::transport::{
     AnyListener, Transport, Variant, address_for, spawn_agent, spawn_agents_of, unique_name,
 };
+use ipc_core::Listener as _;
 
 /// RSS growth over the churn cycles (after warm-up) above which a leak is
 /// suspected: generous, since allocators keep freed memory.
@@ -186,5 +188,5 @@ fn bind(address: &str, variant: &Variant) -> Result<AnyListener> {
     let address: ipc_core::Address = address
         .parse()
         .map_err(|e| HarnessError::Invalid(format!("{e}")))?;
-    AnyListener::bind(variant, &address)
+    crate::transport::bind(variant, &address)
 }

@@ -9,6 +9,7 @@ use crate::error::Result;
 use crate::procfs;
 use crate::schema::ThroughputResult;
 use crate::task::{AgentReport, AgentTask, Role};
+use crate::transport::ConnectionExt;
 use crate::transport::{Agent, Large, Variant, spawn_agent};
 
 /// A sink agent and the sending side, for benches that time sends alone.
