@@ -81,15 +81,12 @@ struct Watch {
 impl Watch {
     fn new(conn: &ShmConnection, dir: Dir) -> io::Result<Watch> {
         tokio::runtime::Handle::try_current().map_err(io::Error::other)?;
-        let ring = match dir {
-            Dir::Data => conn.rx_ring,
-            Dir::Space => conn.tx_ring,
-        };
+        let (bells, segment, peer) = conn.wait_handles();
         let end = BellEnd {
-            bells: Arc::clone(&conn.bells),
-            ring,
+            bells,
+            ring: conn.ring_of(dir),
         };
-        let process = match conn.peer.pidfd() {
+        let process = match peer.pidfd() {
             Some(fd) => {
                 let fd = fd.try_clone_to_owned()?;
                 // SAFETY: the `OwnedFd` moved in is open and is closed
@@ -107,7 +104,7 @@ impl Watch {
         let bell = unsafe { AsyncFd::register_with_interest(end, Interest::READABLE) }
             .map_err(|e| e.into_parts().1)?;
         Ok(Watch {
-            segment: Arc::clone(&conn.seg),
+            segment,
             dir,
             bell,
             process,
@@ -301,8 +298,8 @@ impl Waiter {
         deadline: Option<Instant>,
         mut step: impl FnMut(&mut ShmConnection) -> Result<T, E>,
     ) -> Result<T, E> {
-        let dir = watch.dir as usize;
-        let (strategy, budget) = conn.with(|c| (c.config().wait_strategy, c.spin[dir]));
+        let dir = watch.dir;
+        let (strategy, budget) = conn.with(|c| (c.config().wait_strategy, *c.spin_budget(dir)));
         let mut pacer = Pacer::new(strategy, budget);
         let (mut release_at, mut released) = (None, watch.dir != Dir::Data);
         let mut spins = 0u32;
@@ -310,7 +307,7 @@ impl Waiter {
             match conn.with(&mut step) {
                 Err(e) if e.would_block() => {}
                 done => {
-                    conn.with(|c| pacer.teach(&mut c.spin[dir]));
+                    conn.with(|c| pacer.teach(c.spin_budget(dir)));
                     return done;
                 }
             }
@@ -347,7 +344,7 @@ impl Waiter {
                             until = Some(until.map_or(at, |d| d.min(at)));
                         }
                     }
-                    let (seen, pending) = conn.with(|c| (c.tx.seen_tail(), c.has_pending()));
+                    let (seen, pending) = conn.with(|c| (c.seen_tail(), c.has_pending()));
                     let also_space = also_space.filter(|_| pending);
                     let still_waiting = || {
                         conn.with(|c| match watch.dir {
@@ -358,7 +355,7 @@ impl Waiter {
                         })
                     };
                     if park(watch, also_space, until, still_waiting).await == Woke::PeerExited {
-                        conn.with(|c| c.gone = true);
+                        conn.with(ShmConnection::mark_gone);
                     }
                 }
             }
