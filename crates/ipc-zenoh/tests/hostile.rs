@@ -10,6 +10,7 @@ use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use ipc_core::conformance::OtherUser;
 use ipc_core::{ADDRESS_ENV, Address, Config, ConnectError, Connector, Listener, NetworkAccess};
 use ipc_core::{FrameReceiver, FrameSender};
 use ipc_zenoh::{Zenoh, ZenohListener};
@@ -152,7 +153,7 @@ fn another_user_cannot_join_a_default_hub() -> Result<(), Failed> {
         println!("    skipped: creating a second user needs root");
         return Ok(());
     }
-    let user = OtherUser::create()?;
+    let user = OtherUser::create(OTHER_USER)?;
     let listener = hub(&config())?;
     let status = spawn("stranger", &with_key(listener.address(), None))?
         .uid(user.uid)
@@ -212,48 +213,7 @@ fn rss_mib() -> f64 {
 
 // ---- the other processes ----
 
-struct OtherUser {
-    uid: u32,
-    gid: u32,
-    created: bool,
-}
-
 const OTHER_USER: &str = "ipc-test-zenoh";
-
-impl OtherUser {
-    fn create() -> Result<OtherUser, Failed> {
-        let id = |flag: &str| -> Option<u32> {
-            let out = Command::new("id").args([flag, OTHER_USER]).output().ok()?;
-            String::from_utf8(out.stdout).ok()?.trim().parse().ok()
-        };
-        let created = id("-u").is_none();
-        if created {
-            let status = Command::new("useradd")
-                .args([
-                    "--system",
-                    "--no-create-home",
-                    "--shell",
-                    "/usr/sbin/nologin",
-                    OTHER_USER,
-                ])
-                .status()?;
-            ensure(status.success(), || format!("useradd failed: {status}"))?;
-        }
-        Ok(OtherUser {
-            uid: id("-u").ok_or("no uid")?,
-            gid: id("-g").ok_or("no gid")?,
-            created,
-        })
-    }
-}
-
-impl Drop for OtherUser {
-    fn drop(&mut self) {
-        if self.created {
-            let _ = Command::new("userdel").arg(OTHER_USER).status();
-        }
-    }
-}
 
 /// Tries to join with the port alone, then to open a bare session.
 fn stranger() -> i32 {

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use libtest_mimic::{Failed, Trial};
 
 use super::peer::{UNSUPPORTED, message_size};
-use super::{Peer, PeerMode, STOP_READING_AFTER, TransportUnderTest, peer_command};
+use super::{OtherUser, Peer, PeerMode, STOP_READING_AFTER, TransportUnderTest, peer_command};
 use crate::{
     AsyncFrameReceiver, AsyncFrameSender, Config, ConnectError, DEFAULT_MAX_MESSAGE_SIZE,
     FrameReceiver, FrameSender, RecvError, SendError, payload,
@@ -420,51 +420,16 @@ fn stale_files_are_reclaimed<T: TransportUnderTest>(t: &T) -> CaseResult {
     Ok(())
 }
 
-/// The uid and gid of a second, unprivileged user, created if missing
-/// (then `true`: the caller removes it again).
-fn other_user() -> Result<(u32, u32, bool), String> {
-    let id = |flag: &str| -> Option<u32> {
-        let out = Command::new("id").args([flag, OTHER_USER]).output().ok()?;
-        String::from_utf8(out.stdout).ok()?.trim().parse().ok()
-    };
-    let created = id("-u").is_none();
-    if created {
-        let status = Command::new("useradd")
-            .args([
-                "--system",
-                "--no-create-home",
-                "--shell",
-                "/usr/sbin/nologin",
-                OTHER_USER,
-            ])
-            .status()
-            .map_err(|e| format!("useradd: {e}"))?;
-        if !status.success() {
-            return Err(format!("useradd failed: {status}"));
-        }
-    }
-    Ok((
-        id("-u").ok_or("no uid")?,
-        id("-g").ok_or("no gid")?,
-        created,
-    ))
-}
-
 /// Runs `case` with a second user's uid and gid, if this process is root
-/// and can make one; removes the user again if it made it.
+/// and can make one; the user is removed again if it was made here.
 fn as_other_user(case: impl FnOnce(u32, u32) -> CaseResult) -> CaseResult {
     if !rustix::process::geteuid().is_root() {
         return skipped("a second user needs root");
     }
-    let (uid, gid, created) = match other_user() {
-        Ok(ids) => ids,
-        Err(e) => return skipped(&e),
-    };
-    let outcome = case(uid, gid);
-    if created {
-        let _ = Command::new("userdel").arg(OTHER_USER).status();
+    match OtherUser::create(OTHER_USER) {
+        Ok(user) => case(user.uid, user.gid),
+        Err(e) => skipped(&e),
     }
-    outcome
 }
 
 fn another_user_cannot_connect<T: TransportUnderTest>(t: &T) -> CaseResult {

@@ -262,6 +262,64 @@ pub fn main<T: TransportUnderTest>(transports: Vec<T>) {
     });
 }
 
+/// A second, unprivileged user for tests of what another user can do (as
+/// root): made if missing, removed on drop if it was made here.
+#[derive(Debug)]
+pub struct OtherUser {
+    /// Its uid.
+    pub uid: u32,
+    /// Its primary gid.
+    pub gid: u32,
+    name: String,
+    created: bool,
+}
+
+impl OtherUser {
+    /// The user `name` (`useradd --system`, no home, no shell if missing).
+    pub fn create(name: &str) -> Result<OtherUser, String> {
+        let id = |flag: &str| -> Option<u32> {
+            let out = Command::new("id").args([flag, name]).output().ok()?;
+            String::from_utf8(out.stdout).ok()?.trim().parse().ok()
+        };
+        let created = id("-u").is_none();
+        if created {
+            let status = Command::new("useradd")
+                .args([
+                    "--system",
+                    "--no-create-home",
+                    "--shell",
+                    "/usr/sbin/nologin",
+                    name,
+                ])
+                .status()
+                .map_err(|e| format!("useradd: {e}"))?;
+            if !status.success() {
+                return Err(format!("useradd failed: {status}"));
+            }
+        }
+        let Some((uid, gid)) = id("-u").zip(id("-g")) else {
+            if created {
+                let _ = Command::new("userdel").arg(name).status();
+            }
+            return Err(format!("no uid or gid for {name}"));
+        };
+        Ok(OtherUser {
+            uid,
+            gid,
+            name: name.to_owned(),
+            created,
+        })
+    }
+}
+
+impl Drop for OtherUser {
+    fn drop(&mut self) {
+        if self.created {
+            let _ = Command::new("userdel").arg(&self.name).status();
+        }
+    }
+}
+
 /// A command that re-runs this test binary as a peer in `mode`.
 pub fn peer_command(mode: &PeerMode, max_message_size: usize) -> Command {
     let exe = std::env::current_exe().expect("the test binary knows its own path");
