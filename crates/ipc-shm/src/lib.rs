@@ -21,7 +21,6 @@ pub mod fuzzing;
 mod handoff;
 #[cfg(not(loom))]
 mod listener;
-#[cfg(not(loom))]
 mod ring;
 #[cfg(not(loom))]
 mod segment;

@@ -169,6 +169,8 @@ fn leak_checked(case: impl FnOnce() -> CaseResult) -> CaseResult {
 /// kept), and whatever a transport starts once per process (zenoh's
 /// runtime threads and descriptors), by one connection made and closed.
 pub(super) fn warm_up<T: TransportUnderTest>(transports: &[Arc<T>]) {
+    // tokio has no `process` module when built for loom model checking.
+    #[cfg(not(loom))]
     if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
