@@ -191,13 +191,7 @@ fn try_run<T: TransportUnderTest>(transport: &T, mode: &str) -> Result<i32, supe
             }
         },
         PeerMode::Generate(n) => {
-            let mut buf = vec![0; 1024];
-            for seq in 0..n {
-                let msg = &mut buf[..message_size(seq)];
-                payload::fill(seq, msg);
-                conn.send(msg)?;
-            }
-            conn.flush()?;
+            send_payloads(&mut conn, n)?;
             wait_for_parent_to_leave(&mut conn)
         }
         PeerMode::Verify(n) => {
@@ -246,16 +240,7 @@ fn try_run<T: TransportUnderTest>(transport: &T, mode: &str) -> Result<i32, supe
                 Err(e) => break Err(e.into()),
             }
         },
-        PeerMode::Burst(n) => {
-            let mut buf = vec![0; 1024];
-            for seq in 0..n {
-                let msg = &mut buf[..message_size(seq)];
-                payload::fill(seq, msg);
-                conn.send(msg)?;
-            }
-            conn.flush()?;
-            Ok(())
-        }
+        PeerMode::Burst(n) => send_payloads(&mut conn, n),
     };
     done.map(|()| 0)
 }
@@ -277,6 +262,19 @@ fn async_echo<T: TransportUnderTest>(
             }
         }
     })
+}
+
+/// Sends `n` payload frames of the mixed sizes (`message_size`), then
+/// flushes.
+fn send_payloads(conn: &mut impl FrameSender, n: u64) -> Result<(), super::BoxError> {
+    let mut buf = vec![0; 1024];
+    for seq in 0..n {
+        let msg = &mut buf[..message_size(seq)];
+        payload::fill(seq, msg);
+        conn.send(msg)?;
+    }
+    conn.flush()?;
+    Ok(())
 }
 
 /// Receives until the parent disconnects; frames that arrive are errors.
