@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use harness::figure::FigureId;
-use harness::figures::mechanism_of;
 use harness::schema::Regime;
 use harness::{Figure, Group, RunResults, Statistic, Subject, Transport, Variant};
 use serde::{Deserialize, Serialize};
@@ -150,7 +149,7 @@ pub const KNOWN: [TargetDef; 7] = [
         extract: |f, t| {
             let size = Some(f.smallest_size());
             let v = Variant::of(t);
-            let over = Subject::Over(v, mechanism_of(v, Regime::BackToBack));
+            let over = Subject::Over(v, v.mechanism(Regime::BackToBack));
             f.select(|id| {
                 id.subject == over
                     && id.regime == Regime::BackToBack

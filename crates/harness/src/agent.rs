@@ -1,4 +1,6 @@
-//! The agent side of every scenario: what a spawned process does.
+//! The agent side of every scenario: what a spawned process does. The
+//! parts many scenarios share are played here; a scenario's own parts
+//! ([`Role::Part`]) by its [`Scenario`](crate::scenarios).
 //!
 //! Scenarios re-run the current binary with [`TASK_ENV`] set to a JSON
 //! [`AgentTask`]; `main_if_requested` (called first in `main`) runs it and
@@ -11,10 +13,10 @@ use ipc_core::{Address, FrameReceiver, FrameSender, RecvError, payload};
 
 use crate::error::{HarnessError, Result};
 use crate::procfs;
-use crate::scenarios::{baselines, logging, patterns};
+use crate::scenarios;
 use crate::task::{AgentReport, AgentTask, Role, TASK_ENV};
 use crate::transport::ConnectionExt;
-use crate::transport::{AnyConnection, Variant, connect, wait_for_parent_to_leave};
+use crate::transport::{AnyConnection, Variant, parent, wait_for_parent_to_leave};
 
 /// Runs the task in [`TASK_ENV`], if any, and exits.
 pub(crate) fn main_if_requested() {
@@ -34,11 +36,6 @@ pub(crate) fn main_if_requested() {
     std::process::exit(code);
 }
 
-fn parent(variant: &Variant) -> Result<AnyConnection> {
-    let address = Address::from_env().unwrap_or(Address::Stdio);
-    Ok(connect(variant, &address)?)
-}
-
 fn run(task: &AgentTask) -> Result<()> {
     if let Some(cpu) = task.cpu {
         crate::pin::pin_current_thread(cpu);
@@ -46,9 +43,6 @@ fn run(task: &AgentTask) -> Result<()> {
     let v = &task.variant;
     match &task.role {
         Role::Echo => echo(&mut parent(v)?),
-        Role::AsyncEcho => crate::scenarios::hub::async_echo(v),
-        Role::HubEcho => crate::scenarios::hub::hub_echo(v),
-        Role::HubBulk { size } => crate::scenarios::hub::hub_bulk(v, *size),
         Role::Sink { count, in_place } => sink(&mut parent(v)?, *count, *in_place),
         Role::Source { count, size } => source(&mut parent(v)?, *count, *size),
         Role::Idle => wait_for_parent_to_leave(&mut parent(v)?),
@@ -58,18 +52,7 @@ fn run(task: &AgentTask) -> Result<()> {
             address_base,
             per_cycle,
         } => churn(v, *cycles, address_base, *per_cycle),
-        Role::Relay { listen, downstream } => patterns::relay(v, listen, downstream),
-        Role::Mesh(mesh) => patterns::mesh_member(v, mesh, &mut parent(v)?),
-        Role::LogEmitter {
-            events,
-            interval_us,
-        } => logging::emit(parent(v)?, *events, Duration::from_micros(*interval_us)),
-        Role::LogEcho => logging::echo_as_events(parent(v)?),
-        Role::RawPipeEcho { size } => baselines::raw_pipe_echo(*size),
-        Role::RawSocketEcho { size } => baselines::raw_socket_echo(*size),
-        Role::SharedEcho { size, hand } => baselines::shared_echo(*size, *hand),
-        Role::SharedSink { size } => baselines::shared_sink(*size),
-        Role::Iceoryx2Echo { size, service } => crate::scenarios::peers::echo(*size, service),
+        Role::Part { group, part } => scenarios::of(*group).agent(part.clone(), task),
     }
 }
 

@@ -3,12 +3,14 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod agent;
+mod block;
 pub mod compare;
 pub mod dimension;
 pub mod drive;
 pub mod error;
 pub mod figure;
 pub mod figures;
+mod gather;
 pub mod handicap;
 pub mod idle_agent;
 pub mod pin;

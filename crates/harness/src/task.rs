@@ -6,6 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{HarnessError, Result};
+use crate::plan::Group;
 use crate::variant::Variant;
 
 /// The environment variable that carries an agent's task.
@@ -23,21 +24,12 @@ pub struct AgentTask {
     pub cpu: Option<usize>,
 }
 
-/// An agent's part in a scenario.
+/// An agent's part in a scenario: one of the parts many scenarios share,
+/// or a part of one scenario's own.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Role {
     /// Send every frame back.
     Echo,
-    /// Send every frame back through the async API.
-    AsyncEcho,
-    /// Join a hub and answer every call with its request.
-    HubEcho,
-    /// Join a hub over shared memory and answer every call with `size`
-    /// bytes written into a loan.
-    HubBulk {
-        /// Bytes each answer.
-        size: usize,
-    },
     /// Receive and verify `count` payload messages (or until the parent
     /// leaves, if `None`), then send an [`AgentReport`].
     Sink {
@@ -73,56 +65,24 @@ pub enum Role {
         /// Whether each cycle has its own address.
         per_cycle: bool,
     },
-    /// Pipeline stage: forward every frame from upstream to downstream.
-    Relay {
-        /// Where this stage accepts its upstream.
-        listen: String,
-        /// Where its downstream listens.
-        downstream: String,
+    /// A part only the scenario of `group` plays: that scenario defines
+    /// its type and reads it back (see [`Role::part`]).
+    Part {
+        /// Whose part.
+        group: Group,
+        /// The part, in the scenario's own type.
+        part: serde_json::Value,
     },
-    /// All-to-all member: exchange with every other member.
-    Mesh(MeshTask),
-    /// Emit `events` tracing events through the shipping layer.
-    LogEmitter {
-        /// Events to emit.
-        events: u64,
-        /// Pause between events, in microseconds (0: back to back).
-        interval_us: u64,
-    },
-    /// For every frame received, emit one tracing event (shipped back).
-    LogEcho,
-    /// Raw baseline: echo `size`-byte blocks on stdin/stdout, no library.
-    RawPipeEcho {
-        /// Block size.
-        size: usize,
-    },
-    /// Raw baseline: echo `size`-byte blocks on the socket at fd 0.
-    RawSocketEcho {
-        /// Block size.
-        size: usize,
-    },
-    /// Raw baseline: echo `size`-byte blocks through a shared buffer
-    /// (memfd at fd 0).
-    SharedEcho {
-        /// Block size.
-        size: usize,
-        /// How each side waits.
-        hand: Hand,
-    },
-    /// Raw baseline: receive and verify `size`-byte blocks streamed
-    /// through two shared slots (memfd at fd 0).
-    SharedSink {
-        /// Block size.
-        size: usize,
-    },
-    /// The peers group: echo `size`-byte samples over iceoryx2 services
-    /// `SERVICE/ping` (in) and `SERVICE/pong` (out).
-    Iceoryx2Echo {
-        /// Sample size.
-        size: usize,
-        /// The services' name prefix.
-        service: String,
-    },
+}
+
+impl Role {
+    /// A part of `group`'s own (a value of the type that scenario reads).
+    pub fn part(group: Group, part: &impl Serialize) -> Result<Role> {
+        Ok(Role::Part {
+            group,
+            part: serde_json::to_value(part)?,
+        })
+    }
 }
 
 /// What a sink (or churn, mesh) agent reports at the end.
@@ -167,31 +127,4 @@ impl AgentReport {
         }
         Ok(())
     }
-}
-
-/// One member of an all-to-all mesh.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct MeshTask {
-    /// This member's index.
-    pub index: usize,
-    /// Members in all.
-    pub members: usize,
-    /// Exchange rounds (one message to and from every other member each).
-    pub rounds: u64,
-    /// Name stem of the pair addresses.
-    pub run: String,
-    /// The key of every pair's zenoh listener (made by the parent, so
-    /// both members of a pair know it).
-    #[serde(default)]
-    pub key: Option<String>,
-}
-
-/// How a side of the shared buffer waits for the other's store.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Hand {
-    /// Spin on the word.
-    Spin,
-    /// Spin for 50 µs (the baselines' `ADAPTIVE_SPIN`), then sleep on a futex (announced in a
-    /// waiting word so the other side wakes it only when needed).
-    Adaptive,
 }

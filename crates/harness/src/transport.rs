@@ -97,6 +97,13 @@ pub fn bind(variant: &Variant, address: &Address) -> Result<AnyListener> {
     Ok(ipc_any::bind(address, &variant.config())?)
 }
 
+/// The connection to this agent's parent: at the address the parent
+/// gave in the environment, else over stdin and stdout.
+pub fn parent(variant: &Variant) -> Result<AnyConnection> {
+    let address = Address::from_env().unwrap_or(Address::Stdio);
+    Ok(connect(variant, &address)?)
+}
+
 /// Connects to `address` with `variant`'s config; pipes connect to the
 /// parent over stdio.
 pub fn connect(variant: &Variant, address: &Address) -> Result<AnyConnection, ConnectError> {

@@ -9,6 +9,7 @@ use std::time::Duration;
 use ipc_core::{Config, WaitStrategy};
 use serde::{Deserialize, Serialize};
 
+use crate::dimension::{Mechanism, Regime};
 use crate::error::{HarnessError, Result};
 
 /// A transport crate.
@@ -164,6 +165,18 @@ pub struct Variant {
 }
 
 impl Variant {
+    /// The bare mechanism this variant's round trip rides on in `regime`:
+    /// what its same-run ratios are taken over.
+    pub fn mechanism(self, regime: Regime) -> Mechanism {
+        match (regime, self.transport) {
+            (Regime::Parked, _) => Mechanism::Futex,
+            (_, Transport::Pipe) => Mechanism::Pipe,
+            (_, Transport::Uds) => Mechanism::Socketpair,
+            (_, Transport::Shm) => Mechanism::SharedBuffer,
+            (_, Transport::Zenoh) => Mechanism::TcpLoopback,
+        }
+    }
+
     /// The transport with its defaults.
     pub fn of(transport: Transport) -> Self {
         Variant {

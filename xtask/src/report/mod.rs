@@ -27,16 +27,6 @@ use harness::{Figure, RunResults, Statistic};
 
 use crate::record::BenchRecord;
 use crate::report::format::{margin, rate, share, table, value};
-use crate::report::group::baselines::section_baselines;
-use crate::report::group::hub::section_hub;
-use crate::report::group::latency::section_latency;
-use crate::report::group::logging::section_logging;
-use crate::report::group::patterns::section_patterns;
-use crate::report::group::peers::section_peers;
-use crate::report::group::resources::section_resources;
-use crate::report::group::scale::section_scale;
-use crate::report::group::serialization::section_serialization;
-use crate::report::group::throughput::section_throughput;
 use crate::report::recommend::recommendations;
 use crate::targets;
 use crate::targets::{Direction, Verdict};
@@ -392,16 +382,9 @@ pub fn summary(
     section_comparison(&mut out, baseline);
     section_method(&mut out, r);
     section_charts(&mut out, charts);
-    section_hub(&mut out, &ix);
-    section_scale(&mut out, &ix);
-    section_latency(&mut out, &ix);
-    section_peers(&mut out, r, &ix);
-    section_throughput(&mut out, &ix);
-    section_baselines(&mut out, &ix);
-    section_serialization(&mut out, &ix);
-    section_resources(&mut out, &ix);
-    section_patterns(&mut out, &ix);
-    section_logging(&mut out, &ix);
+    for (_, section) in group::SECTIONS {
+        section(&mut out, &ix);
+    }
     section_failures(&mut out, r);
     out
 }

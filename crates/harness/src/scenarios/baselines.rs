@@ -33,13 +33,197 @@ use ipc_core::payload;
 use ipc_sys::memory::{Mapping, Populate};
 use rustix::thread::futex;
 
+use serde::{Deserialize, Serialize};
+
+use crate::block::{Block, Cell, cell};
 use crate::error::{HarnessError, Result};
+use crate::figure::{Better, FigureId, Statistic, Subject, Unit};
+use crate::gather::Gather;
+use crate::plan::{Group, Plan};
 pub use crate::scenarios::echoing::Echoing;
 use crate::scenarios::echoing::{ABANDONED, Reaped, placed, record_round_trips, task};
-use crate::schema::{BaselineBandwidth, BaselineLatency, Mechanism, Regime};
-pub use crate::task::Hand;
-use crate::task::Role;
+use crate::scenarios::{Scenario, part};
+use crate::schema::{BaselineBandwidth, BaselineLatency, Mechanism, Regime, RunResults};
+use crate::task::{AgentTask, Role};
 use crate::transport::agent_command;
+use crate::variant::Variant;
+
+/// The baselines group: the bare mechanisms alone (with latency or
+/// throughput in the run, their cells are built here but measured in
+/// those groups' blocks, beside the transports), and in-process memcpy.
+pub(crate) struct Baselines;
+
+impl Scenario for Baselines {
+    fn group(&self) -> Group {
+        Group::Baselines
+    }
+
+    fn blocks(&self, p: &Plan) -> Vec<Block> {
+        let group = Group::Baselines;
+        let mut blocks = Vec::new();
+        if !p.groups.contains(&Group::Latency) {
+            for &size in &p.sizes {
+                let cells = p
+                    .transports
+                    .iter()
+                    .map(|&t| mechanism_cell(p, Variant::of(t).mechanism(Regime::BackToBack), size))
+                    .collect();
+                blocks.push(Block { group, cells });
+            }
+            let cells = vec![parked_mechanism_cell(p, p.sizes[0])];
+            blocks.push(Block { group, cells });
+        }
+        if !p.groups.contains(&Group::Throughput) {
+            let cells = p
+                .sizes
+                .iter()
+                .filter(|&&s| s >= BULK_SIZE)
+                .map(|&s| copy_stream_cell(p, s))
+                .collect();
+            blocks.push(Block { group, cells });
+        }
+        let budget = p.throughput_bytes;
+        let memcpy = cell("memcpy bandwidth".into(), 0.5, move |r, trial| {
+            for size in [64, 4096, 64 << 10, 1 << 20, 64 << 20] {
+                r.baselines.bandwidth.push(memcpy(size, budget, trial));
+            }
+            Ok(())
+        });
+        blocks.push(Block {
+            group,
+            cells: vec![memcpy],
+        });
+        blocks
+    }
+
+    fn figures(&self, r: &RunResults, g: &mut Gather) {
+        for b in &r.baselines.latency {
+            let base = FigureId {
+                group: Group::Baselines,
+                subject: Subject::Mechanism(b.mechanism),
+                regime: b.regime,
+                size: Some(b.size),
+                agents: None,
+                statistic: Statistic::P50,
+            };
+            g.round_trips(base, b.trial, &b.stats, b.cpu_ns_per_op);
+        }
+        for b in &r.baselines.bandwidth {
+            let fid = FigureId {
+                group: Group::Baselines,
+                subject: Subject::Mechanism(b.mechanism),
+                regime: Regime::OneWay,
+                size: Some(b.size),
+                agents: None,
+                statistic: Statistic::Bandwidth,
+            };
+            g.put(fid, Unit::BytesPerS, Better::Higher, b.trial, b.bytes_per_s);
+        }
+    }
+
+    fn agent(&self, task: serde_json::Value, _: &AgentTask) -> Result<()> {
+        match part(task)? {
+            Part::RawPipeEcho { size } => raw_pipe_echo(size),
+            Part::RawSocketEcho { size } => raw_socket_echo(size),
+            Part::SharedEcho { size, hand } => shared_echo(size, hand),
+            Part::SharedSink { size } => shared_sink(size),
+        }
+    }
+}
+
+/// The agent parts of the baselines: echoes and sinks with no library.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+enum Part {
+    /// Echo `size`-byte blocks on stdin/stdout.
+    RawPipeEcho {
+        /// Block size.
+        size: usize,
+    },
+    /// Echo `size`-byte blocks on the socket at fd 0.
+    RawSocketEcho {
+        /// Block size.
+        size: usize,
+    },
+    /// Echo `size`-byte blocks through a shared buffer (memfd at fd 0).
+    SharedEcho {
+        /// Block size.
+        size: usize,
+        /// How each side waits.
+        hand: Hand,
+    },
+    /// Receive and verify `size`-byte blocks streamed through two shared
+    /// slots (memfd at fd 0).
+    SharedSink {
+        /// Block size.
+        size: usize,
+    },
+}
+
+/// The task of a baseline's agent playing `part`, pinned to `cpu`.
+fn part_task(part: Part, cpu: Option<usize>) -> Result<AgentTask> {
+    Ok(task(Role::part(Group::Baselines, &part)?, cpu))
+}
+
+/// How a side of the shared buffer waits for the other's store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Hand {
+    /// Spin on the word.
+    Spin,
+    /// Spin for 50 µs (the adaptive wait's spin phase), then sleep on a
+    /// futex (announced in a waiting word so the other side wakes it only
+    /// when needed).
+    Adaptive,
+}
+
+/// Smallest message size compared with a copy baseline for bandwidth:
+/// below it, per-message costs, not copying, decide throughput.
+pub const BULK_SIZE: usize = 64 << 10;
+
+/// The cell of `mechanism`'s round trips at `size`, back to back.
+pub(crate) fn mechanism_cell(plan: &Plan, mechanism: Mechanism, size: usize) -> Cell {
+    let (w, n, pin) = (plan.latency_warmup, plan.latency_samples_at(size), plan.pin);
+    cell(
+        format!("{} round trip {size} B", mechanism.name()),
+        1.0,
+        move |r, trial| {
+            r.baselines
+                .latency
+                .push(back_to_back(mechanism, size, w, n, pin, trial)?);
+            Ok(())
+        },
+    )
+}
+
+/// The cell of the parked regime's mechanism (the futex) at `size`.
+pub(crate) fn parked_mechanism_cell(plan: &Plan, size: usize) -> Cell {
+    let (w, n, pin) = (plan.latency_warmup / 10, plan.parked_samples, plan.pin);
+    let gap = Duration::from_micros(plan.parked_gap_us);
+    cell(
+        format!("futex round trip {size} B parked"),
+        1.0,
+        move |r, trial| {
+            r.baselines
+                .latency
+                .push(parked(size, gap, w, n, pin, trial)?);
+            Ok(())
+        },
+    )
+}
+
+/// The cell of the cross-process copy stream at `size`.
+pub(crate) fn copy_stream_cell(plan: &Plan, size: usize) -> Cell {
+    let (blocks, pin) = (plan.throughput_messages(size), plan.pin);
+    cell(
+        format!("shared-buffer copy stream {size} B x {blocks}"),
+        1.0,
+        move |r, trial| {
+            r.baselines
+                .bandwidth
+                .push(copy_stream(size, blocks, pin, trial)?);
+            Ok(())
+        },
+    )
+}
 
 /// How long a [`Hand::Adaptive`] side spins before it sleeps: the
 /// adaptive wait's spin phase (`ipc_shm`'s `ADAPTIVE_SPIN`).
@@ -65,7 +249,7 @@ impl std::fmt::Debug for RawPipe {
 impl RawPipe {
     /// Spawns the echoing child (pinned to `cpu`, if given).
     pub fn start(size: usize, cpu: Option<usize>) -> Result<Self> {
-        let mut cmd = agent_command(&task(Role::RawPipeEcho { size }, cpu))?;
+        let mut cmd = agent_command(&part_task(Part::RawPipeEcho { size }, cpu)?)?;
         let mut child = Reaped(cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).spawn()?);
         let to = child
             .0
@@ -103,7 +287,7 @@ impl Echoing for RawPipe {
 }
 
 /// The agent side of the pipe baseline.
-pub(crate) fn raw_pipe_echo(size: usize) -> Result<()> {
+fn raw_pipe_echo(size: usize) -> Result<()> {
     let mut buf = vec![0u8; size];
     let (mut input, mut output) = (std::io::stdin().lock(), std::io::stdout().lock());
     while input.read_exact(&mut buf).is_ok() {
@@ -149,7 +333,7 @@ impl RawSocket {
                 (a.into(), b.into())
             }
         };
-        let mut cmd = agent_command(&task(Role::RawSocketEcho { size }, cpu))?;
+        let mut cmd = agent_command(&part_task(Part::RawSocketEcho { size }, cpu)?)?;
         let child = Reaped(cmd.stdin(Stdio::from(theirs)).spawn()?);
         Ok(RawSocket {
             ours: ours.into(),
@@ -177,7 +361,7 @@ impl Echoing for RawSocket {
 
 /// The agent side of the bare-socket baselines: the socket (of either
 /// kind) is its stdin.
-pub(crate) fn raw_socket_echo(size: usize) -> Result<()> {
+fn raw_socket_echo(size: usize) -> Result<()> {
     let fd = rustix::io::fcntl_dupfd_cloexec(rustix::stdio::stdin(), 3)?;
     let mut socket = std::fs::File::from(fd);
     let mut buf = vec![0u8; size];
@@ -344,7 +528,7 @@ impl SharedEcho {
     /// Spawns the echoing child for `size`-byte blocks (pinned to `cpu`).
     pub fn start(size: usize, hand: Hand, cpu: Option<usize>) -> Result<Self> {
         let (buf, fd) = SharedBuffer::create(size)?;
-        let mut cmd = agent_command(&task(Role::SharedEcho { size, hand }, cpu))?;
+        let mut cmd = agent_command(&part_task(Part::SharedEcho { size, hand }, cpu)?)?;
         let child = Reaped(cmd.stdin(Stdio::from(fd)).spawn()?);
         Ok(SharedEcho {
             buf,
@@ -387,7 +571,7 @@ impl Drop for SharedEcho {
 
 /// The agent side of [`SharedEcho`]: copy out (as `recv` does), copy back
 /// in (as `send` does), publish.
-pub(crate) fn shared_echo(size: usize, hand: Hand) -> Result<()> {
+fn shared_echo(size: usize, hand: Hand) -> Result<()> {
     let buf = SharedBuffer::map(rustix::stdio::stdin(), size)?;
     let c = buf.control();
     let mut local = vec![0u8; size];
@@ -441,7 +625,9 @@ fn round_trips(
             gap,
         ),
         Mechanism::Memcpy => Err(HarnessError::Invalid("memcpy has no round trip".into())),
-        Mechanism::Iceoryx2 => crate::scenarios::peers::iceoryx2(size, cpu, warmup, samples),
+        Mechanism::Iceoryx2 => {
+            crate::scenarios::peers::iceoryx2::round_trips(size, cpu, warmup, samples)
+        }
     })?;
     Ok(BaselineLatency {
         mechanism,
@@ -503,7 +689,7 @@ pub fn parked(
 pub fn copy_stream(size: usize, blocks: u64, pin: bool, trial: u32) -> Result<BaselineBandwidth> {
     let (seconds, _) = placed(pin, |cpu| {
         let (buf, fd) = SharedBuffer::create(size)?;
-        let mut cmd = agent_command(&task(Role::SharedSink { size }, cpu))?;
+        let mut cmd = agent_command(&part_task(Part::SharedSink { size }, cpu)?)?;
         let child = Reaped(cmd.stdin(Stdio::from(fd)).spawn()?);
         let c = buf.control();
         let mut msg = vec![0u8; size];
@@ -541,7 +727,7 @@ pub fn copy_stream(size: usize, blocks: u64, pin: bool, trial: u32) -> Result<Ba
 }
 
 /// The agent side of [`copy_stream`].
-pub(crate) fn shared_sink(size: usize) -> Result<()> {
+fn shared_sink(size: usize) -> Result<()> {
     let buf = SharedBuffer::map(rustix::stdio::stdin(), size)?;
     let c = buf.control();
     let mut local = vec![0u8; size];

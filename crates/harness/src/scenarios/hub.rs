@@ -2,7 +2,7 @@
 //! async API (on a current-thread and on a multi-thread runtime) and a
 //! typed call through `ipc-hub` (unpinned, as a runtime runs, and pinned),
 //! each measured in the same block as the transport's blocking round trip
-//! and paired with it per trial (`figures.rs`).
+//! and paired with it per trial.
 //!
 //! Both ends are what a runtime and its agents run: the parent drives the
 //! async connection (or a [`Hub`]) on a tokio runtime, the agent echoes
@@ -18,13 +18,178 @@ use ipc_core::{
 use ipc_hub::{Agent, Hub, HubConfig};
 use serde::{Deserialize, Serialize};
 
+use crate::block::{Block, bytes_label, cell};
 use crate::error::{HarnessError, Result};
+use crate::figure::{Better, FigureId, Statistic, Subject};
+use crate::gather::{Gather, Pair};
+use crate::plan::{Group, Plan};
 use crate::procfs;
 use crate::scenarios::echoing::Reaped;
-use crate::schema::{LatencyResult, Regime};
+use crate::scenarios::{Scenario, latency, part};
+use crate::schema::{LatencyResult, Regime, RunResults};
 use crate::stats::Recorder;
 use crate::task::{AgentTask, Role};
 use crate::transport::{Transport, Variant, agent_command, unique_name};
+
+/// The hub group, at the smallest size: per transport, the blocking round
+/// trip (pinned, as in the latency group: the floor) beside the async
+/// round trips and the hub calls, so each pairs with it per trial.
+pub(crate) struct HubCalls;
+
+impl Scenario for HubCalls {
+    fn group(&self) -> Group {
+        Group::Hub
+    }
+
+    fn blocks(&self, p: &Plan) -> Vec<Block> {
+        let size = p.sizes[0];
+        let samples = (p.latency_warmup, p.latency_samples_at(size));
+        let pin = p.pin;
+        let mut cells = Vec::new();
+        for &t in &p.transports {
+            let variant = Variant::of(t);
+            cells.push(cell(
+                format!("{} {size} B blocking (hub group)", variant.label()),
+                1.0,
+                move |r, trial| {
+                    r.hub
+                        .push(latency::back_to_back(variant, size, samples, pin, trial)?);
+                    Ok(())
+                },
+            ));
+            let with_python = python().is_some() && t != Transport::Zenoh;
+            let paths = PATHS
+                .into_iter()
+                .chain(with_python.then_some(Regime::HubCallPython));
+            for path in paths {
+                cells.push(cell(
+                    format!("{} {size} B {}", variant.label(), path.name()),
+                    1.0,
+                    move |r, trial| {
+                        r.hub.push(measure(variant, size, path, samples, trial)?);
+                        Ok(())
+                    },
+                ));
+            }
+            // A large result handed to the hub over shared memory, by a
+            // Rust agent and (when there is one) a Python agent.
+            if t == Transport::Shm {
+                let regimes = [Regime::BulkReply]
+                    .into_iter()
+                    .chain(python().is_some().then_some(Regime::BulkReplyPython));
+                for regime in regimes {
+                    let label = bytes_label(LARGE_RESULT);
+                    cells.push(cell(
+                        format!("{} {label} {}", variant.label(), regime.name()),
+                        1.0,
+                        move |r, trial| {
+                            let m = measure(variant, LARGE_RESULT, regime, BULK_CALLS, trial)?;
+                            r.hub.push(m);
+                            Ok(())
+                        },
+                    ));
+                }
+            }
+        }
+        vec![Block {
+            group: Group::Hub,
+            cells,
+        }]
+    }
+
+    fn figures(&self, r: &RunResults, g: &mut Gather) {
+        for l in &r.hub {
+            let base = FigureId {
+                group: Group::Hub,
+                subject: Subject::Transport(l.variant),
+                regime: l.regime,
+                size: Some(l.size),
+                agents: None,
+                statistic: Statistic::P50,
+            };
+            g.round_trips(base, l.trial, &l.stats, l.cpu_ns_per_op);
+        }
+    }
+
+    /// Each path over the same transport's blocking round trip, the hub
+    /// call over the bare async one, a Python agent's over a Rust
+    /// agent's, and shared memory's hub call over the same call over
+    /// Unix sockets.
+    fn ratios(&self, ids: &[FigureId]) -> Vec<Pair> {
+        let uds = Subject::Transport(Variant::of(Transport::Uds));
+        let mut pairs = Vec::new();
+        for &fid in ids {
+            let (Group::Hub, Statistic::P50, Subject::Transport(v)) =
+                (fid.group, fid.statistic, fid.subject)
+            else {
+                continue;
+            };
+            let mut unders = Vec::new();
+            if fid.regime != Regime::BackToBack {
+                unders.push(FigureId {
+                    regime: Regime::BackToBack,
+                    ..fid
+                });
+            }
+            if fid.regime == Regime::HubCall {
+                unders.push(FigureId {
+                    regime: Regime::Async,
+                    ..fid
+                });
+            }
+            // What Python costs: its agent against the Rust one, same
+            // call, same trial.
+            let rust = match fid.regime {
+                Regime::HubCallPython => Some(Regime::HubCall),
+                Regime::BulkReplyPython => Some(Regime::BulkReply),
+                _ => None,
+            };
+            if let Some(regime) = rust {
+                unders.push(FigureId { regime, ..fid });
+            }
+            if matches!(fid.regime, Regime::HubCall | Regime::HubCallPinned)
+                && v == Variant::of(Transport::Shm)
+            {
+                unders.push(FigureId {
+                    subject: uds,
+                    ..fid
+                });
+            }
+            pairs.extend(unders.into_iter().map(|under| (fid, under, Better::Lower)));
+        }
+        pairs
+    }
+
+    fn agent(&self, task: serde_json::Value, t: &AgentTask) -> Result<()> {
+        match part(task)? {
+            Part::AsyncEcho => async_echo(&t.variant),
+            Part::Echo => hub_echo(&t.variant),
+            Part::Bulk { size } => hub_bulk(&t.variant, size),
+        }
+    }
+}
+
+/// The agent parts of the hub group (and of the scale group's agents).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) enum Part {
+    /// Send every frame back through the async API.
+    AsyncEcho,
+    /// Join a hub and answer every call with its request.
+    Echo,
+    /// Join a hub over shared memory and answer every call with `size`
+    /// bytes written into a loan.
+    Bulk {
+        /// Bytes each answer.
+        size: usize,
+    },
+}
+
+impl Part {
+    /// The role of an agent playing this part.
+    pub(crate) fn role(&self) -> Result<Role> {
+        Role::part(Group::Hub, self)
+    }
+}
 
 /// The ways the hub group drives a round trip, beside the blocking one
 /// ([`Regime::BackToBack`]).
@@ -147,10 +312,11 @@ pub fn measure(
     };
     let runtime = builder.enable_all().build()?;
     let role = match regime {
-        Regime::Async | Regime::AsyncMultiThread => Role::AsyncEcho,
-        Regime::BulkReply | Regime::BulkReplyPython => Role::HubBulk { size },
-        _ => Role::HubEcho,
-    };
+        Regime::Async | Regime::AsyncMultiThread => Part::AsyncEcho,
+        Regime::BulkReply | Regime::BulkReplyPython => Part::Bulk { size },
+        _ => Part::Echo,
+    }
+    .role()?;
     let task = AgentTask {
         cpu: cpus.map(|c| c.1),
         role,
@@ -370,9 +536,10 @@ fn check_echo(seq: u64, len: usize, echo: &[u8]) -> Result<()> {
 async fn hub_with_agent(
     task: &AgentTask,
     cmd: std::process::Command,
+    bulk: bool,
 ) -> Result<(Hub, ipc_hub::PeerInfo, Vec<Reaped>)> {
     let mut config = task.variant.config();
-    if matches!(task.role, Role::HubBulk { .. }) {
+    if bulk {
         config = config.with_max_message_size(BULK_MAX);
     }
     let hub_config = HubConfig::default().with_send_timeout(CALL_LIMIT);
@@ -422,7 +589,7 @@ async fn ended<T>(hub: Hub, children: Vec<Reaped>, result: Result<T>) -> Result<
 /// the hub reads it (on shared memory, a memory file passed, not copied):
 /// the time from the call to the whole result in the hub's hands.
 async fn bulk(task: &AgentTask, run: Window, who: Answerer) -> Result<Measured> {
-    let (hub, peer, children) = hub_with_agent(task, who.command(task, run.size)?).await?;
+    let (hub, peer, children) = hub_with_agent(task, who.command(task, run.size)?, true).await?;
     let handle = hub.handle();
     let calls = async {
         let mut samples = Samples::new(run, peer.credentials.pid.unwrap_or(0));
@@ -453,7 +620,7 @@ async fn bulk(task: &AgentTask, run: Window, who: Answerer) -> Result<Measured> 
 
 /// Typed calls through a [`Hub`] to one agent serving them.
 async fn call(task: &AgentTask, run: Window, who: Answerer) -> Result<Measured> {
-    let (hub, peer, children) = hub_with_agent(task, who.command(task, 0)?).await?;
+    let (hub, peer, children) = hub_with_agent(task, who.command(task, 0)?, false).await?;
     let agent_pid = peer.credentials.pid.unwrap_or(0);
     let handle = hub.handle();
     let mut probe = Probe {
@@ -485,9 +652,9 @@ async fn call(task: &AgentTask, run: Window, who: Answerer) -> Result<Measured> 
     ended(hub, children, calls.await).await
 }
 
-/// The agent of [`Role::AsyncEcho`]: echoes every frame with the async
+/// The agent of [`Part::AsyncEcho`]: echoes every frame with the async
 /// API until the parent leaves.
-pub fn async_echo(variant: &Variant) -> Result<()> {
+fn async_echo(variant: &Variant) -> Result<()> {
     agent_runtime()?.block_on(async {
         let config = variant.config();
         match Address::from_env().unwrap_or(Address::Stdio) {
@@ -512,9 +679,9 @@ async fn echo_on<C: AsyncFrameSender + AsyncFrameReceiver>(mut conn: C) -> Resul
     }
 }
 
-/// The agent of [`Role::HubEcho`]: joins the hub and answers every
+/// The agent of [`Part::Echo`]: joins the hub and answers every
 /// [`Probe`] with itself until the hub says goodbye or leaves.
-pub fn hub_echo(variant: &Variant) -> Result<()> {
+fn hub_echo(variant: &Variant) -> Result<()> {
     agent_runtime()?.block_on(async {
         let config = variant.config();
         let hub = HubConfig::default().with_send_timeout(CALL_LIMIT);
@@ -541,10 +708,10 @@ pub fn hub_echo(variant: &Variant) -> Result<()> {
     })
 }
 
-/// The agent of [`Role::HubBulk`]: joins the hub over shared memory and
+/// The agent of [`Part::Bulk`]: joins the hub over shared memory and
 /// answers every call with `size` bytes (`i % 251`, made once) copied
 /// into a loan, as a tool hands over a result it holds.
-pub fn hub_bulk(variant: &Variant, size: usize) -> Result<()> {
+fn hub_bulk(variant: &Variant, size: usize) -> Result<()> {
     agent_runtime()?.block_on(async {
         let config = variant.config().with_max_message_size(BULK_MAX);
         let address = Address::from_env().unwrap_or(Address::Stdio);

@@ -5,12 +5,165 @@ use std::time::{Duration, Instant};
 
 use ipc_core::{FrameReceiver, FrameSender, payload};
 
+use crate::block::{Block, Cell, cell};
 use crate::error::{HarnessError, Result};
+use crate::figure::{Better, FigureId, Statistic, Subject};
+use crate::gather::{Gather, Pair};
+use crate::plan::{Group, Plan};
 use crate::procfs;
-use crate::schema::{LatencyResult, Regime};
+use crate::scenarios::Scenario;
+use crate::scenarios::baselines::{mechanism_cell, parked_mechanism_cell};
+use crate::schema::{LatencyResult, Regime, RunResults};
 use crate::stats::Recorder;
 use crate::task::{AgentTask, Role};
 use crate::transport::{Agent, Variant, spawn_agent};
+use crate::variant::{Strategy, Transport};
+
+/// The latency group: per size, each transport's variants back to back,
+/// each beside the bare mechanism it rides on; then the parked regime
+/// beside its mechanism (the futex).
+pub(crate) struct Latency;
+
+impl Scenario for Latency {
+    fn group(&self) -> Group {
+        Group::Latency
+    }
+
+    fn blocks(&self, p: &Plan) -> Vec<Block> {
+        let (group, smallest) = (Group::Latency, p.sizes[0]);
+        let mut blocks = Vec::new();
+        for &size in &p.sizes {
+            let mut cells = Vec::new();
+            for &t in &p.transports {
+                let mechanism = Variant::of(t).mechanism(Regime::BackToBack);
+                cells.push(mechanism_cell(p, mechanism, size));
+                for v in variants(t, size, smallest) {
+                    cells.push(latency_cell(p, v, size, Regime::BackToBack));
+                }
+            }
+            blocks.push(Block { group, cells });
+        }
+        let mut cells = vec![parked_mechanism_cell(p, smallest)];
+        for &t in &p.transports {
+            for v in parked_variants(t) {
+                cells.push(latency_cell(p, v, smallest, Regime::Parked));
+            }
+        }
+        blocks.push(Block { group, cells });
+        blocks
+    }
+
+    fn figures(&self, r: &RunResults, g: &mut Gather) {
+        for l in &r.latency {
+            let base = FigureId {
+                group: Group::Latency,
+                subject: Subject::Transport(l.variant),
+                regime: l.regime,
+                size: Some(l.size),
+                agents: None,
+                statistic: Statistic::P50,
+            };
+            g.round_trips(base, l.trial, &l.stats, l.cpu_ns_per_op);
+        }
+    }
+
+    /// Each round trip over its mechanism; and the default wait strategy
+    /// over spinning, measured in the same blocks: what waiting
+    /// adaptively costs at each size.
+    fn ratios(&self, ids: &[FigureId]) -> Vec<Pair> {
+        let mut pairs = Vec::new();
+        for &fid in ids {
+            let (Subject::Transport(v), Group::Latency, Statistic::P50) =
+                (fid.subject, fid.group, fid.statistic)
+            else {
+                continue;
+            };
+            pairs.push((
+                fid,
+                FigureId {
+                    group: Group::Baselines,
+                    subject: Subject::Mechanism(v.mechanism(fid.regime)),
+                    ..fid
+                },
+                Better::Lower,
+            ));
+            if v == Variant::of(Transport::Shm) && fid.regime == Regime::BackToBack {
+                let spin = Subject::Transport(Variant::shm(Strategy::Spin));
+                pairs.push((
+                    fid,
+                    FigureId {
+                        subject: spin,
+                        ..fid
+                    },
+                    Better::Lower,
+                ));
+            }
+        }
+        pairs
+    }
+}
+
+/// The latency variants of `transport` at `size`, back to back.
+fn variants(transport: Transport, size: usize, smallest: usize) -> Vec<Variant> {
+    match transport {
+        Transport::Shm if size == smallest => vec![
+            Variant::shm(Strategy::Adaptive),
+            Variant::shm(Strategy::Spin),
+            Variant::shm(Strategy::SpinYield),
+            Variant::shm(Strategy::Blocking),
+        ],
+        Transport::Shm => vec![
+            Variant::shm(Strategy::Adaptive),
+            Variant::shm(Strategy::Spin),
+        ],
+        Transport::Zenoh => zenoh_variants(),
+        t => vec![Variant::of(t)],
+    }
+}
+
+/// Zenoh on loopback, and through a veth pair when the run has made one.
+pub(crate) fn zenoh_variants() -> Vec<Variant> {
+    let mut out = vec![Variant::of(Transport::Zenoh)];
+    if crate::transport::veth::ready() {
+        out.push(Variant::zenoh_veth());
+    }
+    out
+}
+
+/// The variants measured in the parked regime.
+fn parked_variants(transport: Transport) -> Vec<Variant> {
+    match transport {
+        Transport::Shm => vec![
+            Variant::shm(Strategy::Adaptive),
+            Variant::shm(Strategy::Blocking),
+        ],
+        t => vec![Variant::of(t)],
+    }
+}
+
+/// The cell of `variant`'s round trips at `size` in `regime`.
+fn latency_cell(plan: &Plan, variant: Variant, size: usize, regime: Regime) -> Cell {
+    let (samples, gap) = match regime {
+        Regime::Parked => (
+            (plan.latency_warmup / 10, plan.parked_samples),
+            Duration::from_micros(plan.parked_gap_us),
+        ),
+        _ => (
+            (plan.latency_warmup, plan.latency_samples_at(size)),
+            Duration::ZERO,
+        ),
+    };
+    let pin = plan.pin;
+    cell(
+        format!("{} {size} B {}", variant.label(), regime.name()),
+        1.0,
+        move |r, trial| {
+            r.latency
+                .push(measure(variant, size, regime, gap, samples, pin, trial)?);
+            Ok(())
+        },
+    )
+}
 
 /// An echoing agent and a message to bounce off it.
 #[derive(Debug)]

@@ -6,21 +6,129 @@ use std::time::{Duration, Instant};
 use ipc_core::{FrameReceiver, FrameSender};
 use tracing_subscriber::layer::SubscriberExt;
 
+use serde::{Deserialize, Serialize};
+
+use crate::block::{Block, cell, per_transport};
 use crate::error::{HarnessError, Result};
-use crate::schema::{LoggingResult, Regime};
+use crate::figure::{Better, FigureId, Statistic, Subject, Unit};
+use crate::gather::Gather;
+use crate::plan::{Group, Plan};
+use crate::scenarios::{Scenario, part};
+use crate::schema::{LoggingResult, Regime, RunResults};
 use crate::stats::Recorder;
 use crate::task::{AgentTask, Role};
-use crate::transport::{AnyConnection, Variant, spawn_agent};
+use crate::transport::{AnyConnection, Variant, parent, spawn_agent};
+
+/// The logging group: a burst of events, then events 1 ms apart, over
+/// every transport.
+pub(crate) struct Logging;
+
+impl Scenario for Logging {
+    fn group(&self) -> Group {
+        Group::Logging
+    }
+
+    fn blocks(&self, p: &Plan) -> Vec<Block> {
+        let events = p.log_events;
+        // Paced events are 1 ms apart: a fiftieth of the burst keeps
+        // their window near a second in the full preset.
+        let paced = (events / 50).max(10);
+        let mut blocks = Vec::new();
+        for (count, interval, weight) in [
+            (events, Duration::ZERO, 1.0),
+            (paced, Duration::from_millis(1), 2.0),
+        ] {
+            let what = if interval.is_zero() {
+                "burst"
+            } else {
+                "1 ms apart"
+            };
+            let cells = per_transport(p, |t| {
+                let variant = Variant::of(t);
+                cell(
+                    format!("{t}: {count} events, {what}"),
+                    weight,
+                    move |r, trial| {
+                        let mut out = collect(variant, count, interval)?;
+                        out.trial = trial;
+                        r.logging.push(out);
+                        Ok(())
+                    },
+                )
+            });
+            blocks.push(Block {
+                group: Group::Logging,
+                cells,
+            });
+        }
+        blocks
+    }
+
+    fn figures(&self, r: &RunResults, g: &mut Gather) {
+        for l in &r.logging {
+            let base = FigureId {
+                group: Group::Logging,
+                subject: Subject::Transport(l.variant),
+                regime: l.regime,
+                size: None,
+                agents: None,
+                statistic: Statistic::Rate,
+            };
+            if l.regime == Regime::Burst {
+                // A burst's latency is queueing, all or nothing from run
+                // to run; its rate is the figure.
+                g.put(base, Unit::PerS, Better::Higher, l.trial, l.events_per_s);
+            } else {
+                let p50 = FigureId {
+                    statistic: Statistic::P50,
+                    ..base
+                };
+                g.percentiles(p50, l.trial, &l.latency);
+            }
+        }
+    }
+
+    fn agent(&self, task: serde_json::Value, t: &AgentTask) -> Result<()> {
+        match part(task)? {
+            Part::Emitter {
+                events,
+                interval_us,
+            } => emit(
+                parent(&t.variant)?,
+                events,
+                Duration::from_micros(interval_us),
+            ),
+            Part::Echo => echo_as_events(parent(&t.variant)?),
+        }
+    }
+}
+
+/// The agent parts of the logging group.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+enum Part {
+    /// Emit `events` tracing events through the shipping layer.
+    Emitter {
+        /// Events to emit.
+        events: u64,
+        /// Pause between events, in microseconds (0: back to back).
+        interval_us: u64,
+    },
+    /// For every frame received, emit one tracing event (shipped back).
+    Echo,
+}
 
 /// Collects `events` events emitted `interval` apart and measures each
 /// one's latency from emission (in the agent) to decoding (here).
 pub fn collect(variant: Variant, events: u64, interval: Duration) -> Result<LoggingResult> {
     let mut agent = spawn_agent(&AgentTask {
         cpu: None,
-        role: Role::LogEmitter {
-            events,
-            interval_us: interval.as_micros() as u64,
-        },
+        role: Role::part(
+            Group::Logging,
+            &Part::Emitter {
+                events,
+                interval_us: interval.as_micros() as u64,
+            },
+        )?,
         variant,
     })?;
     let conn = agent.conn();
@@ -73,7 +181,7 @@ impl EventRoundTrip {
         Ok(EventRoundTrip {
             agent: spawn_agent(&AgentTask {
                 cpu: None,
-                role: Role::LogEcho,
+                role: Role::part(Group::Logging, &Part::Echo)?,
                 variant,
             })?,
             seq: 0,
@@ -100,7 +208,7 @@ impl EventRoundTrip {
 }
 
 /// The agent side of [`EventRoundTrip`].
-pub(crate) fn echo_as_events(conn: AnyConnection) -> Result<()> {
+fn echo_as_events(conn: AnyConnection) -> Result<()> {
     // The layer and the request loop share the one connection.
     let conn = std::sync::Arc::new(std::sync::Mutex::new(conn));
     let layer = ipc_tracing::ShippingLayer::new(SharedConn(std::sync::Arc::clone(&conn)));
@@ -152,7 +260,7 @@ impl FrameSender for SharedConn {
 }
 
 /// The agent side: wait for the collector's start frame, then emit.
-pub(crate) fn emit(mut conn: AnyConnection, events: u64, interval: Duration) -> Result<()> {
+fn emit(mut conn: AnyConnection, events: u64, interval: Duration) -> Result<()> {
     conn.recv()?;
     let layer = ipc_tracing::ShippingLayer::new(conn);
     let dropped = layer.dropped();

@@ -5,17 +5,210 @@ use std::time::{Duration, Instant};
 
 use ipc_core::{Address, FrameReceiver, FrameSender, payload};
 
+use serde::{Deserialize, Serialize};
+
+use crate::block::{Block, Cell, cell};
 use crate::error::{HarnessError, Result};
+use crate::figure::{Better, FigureId, Statistic, Subject, Unit};
+use crate::gather::Gather;
 use crate::pin::PinGuard;
-use crate::schema::{PatternResult, Regime};
+use crate::plan::{Group, Plan};
+use crate::scenarios::{Scenario, part};
+use crate::schema::{PatternResult, Regime, RunResults};
 use crate::stats::Recorder;
-use crate::task::{AgentReport, AgentTask, MeshTask, Role};
+use crate::task::{AgentReport, AgentTask, Role};
 use crate::transport::ConnectionExt;
 use crate::transport::{
     Agent, AnyConnection, AnyListener, Large, Transport, Variant, address_for, connect_retrying,
-    spawn_agent, spawn_agents, spawn_detached, unique_name,
+    parent, spawn_agent, spawn_agents, spawn_detached, unique_name,
 };
 use ipc_core::Listener as _;
+
+/// The patterns group: each pattern at each agent count, every
+/// transport interleaved; then 1 MiB results to the most agents.
+pub(crate) struct Patterns;
+
+impl Scenario for Patterns {
+    fn group(&self) -> Group {
+        Group::Patterns
+    }
+
+    fn blocks(&self, p: &Plan) -> Vec<Block> {
+        let group = Group::Patterns;
+        let window = Duration::from_millis(p.pattern_window_ms);
+        let pin = p.pin;
+        let mut blocks = Vec::new();
+        let patterns: [(Regime, PatternFn); 5] = [
+            (Regime::FanOut, fan_out),
+            (Regime::FanIn, fan_in),
+            (Regime::Broadcast, broadcast),
+            (Regime::Pipeline, pipeline),
+            (Regime::AllToAll, all_to_all),
+        ];
+        for (pattern, run) in patterns {
+            for &agents in &p.agent_counts {
+                if pattern == Regime::AllToAll && agents < 2 {
+                    continue;
+                }
+                let needs_addresses = matches!(pattern, Regime::Pipeline | Regime::AllToAll);
+                let messages = p.pattern_messages;
+                let cells: Vec<Cell> = p
+                    .transports
+                    .iter()
+                    .filter(|t| !needs_addresses || t.has_addresses())
+                    .map(|&t| {
+                        let label = format!("{} {t} x{agents}", pattern.name());
+                        let variant = Variant::of(t);
+                        pattern_cell(label, 1.5, run, variant, agents, messages, window, pin)
+                    })
+                    .collect();
+                if !cells.is_empty() {
+                    blocks.push(Block { group, cells });
+                }
+            }
+        }
+        // 1 MiB results to the most agents: copied to each, or (shm-blob)
+        // written once and shared by all.
+        let agents = *p.agent_counts.iter().max().expect("validated");
+        let messages = (p.pattern_messages / 100).max(4);
+        let mut variants: Vec<Variant> = p.transports.iter().map(|&t| Variant::of(t)).collect();
+        if p.transports.contains(&Transport::Shm) {
+            variants.push(Variant::shm_large(Large::Blob));
+        }
+        let cells = variants
+            .into_iter()
+            .map(|variant| {
+                let label = format!("bulk-broadcast {} x{agents}", variant.label());
+                pattern_cell(
+                    label,
+                    2.0,
+                    bulk_broadcast,
+                    variant,
+                    agents,
+                    messages,
+                    window,
+                    pin,
+                )
+            })
+            .collect();
+        blocks.push(Block { group, cells });
+        blocks
+    }
+
+    fn figures(&self, r: &RunResults, g: &mut Gather) {
+        for p in &r.patterns {
+            let base = FigureId {
+                group: Group::Patterns,
+                subject: Subject::Transport(p.variant),
+                regime: p.pattern,
+                size: Some(p.size),
+                agents: Some(p.agents),
+                statistic: Statistic::Rate,
+            };
+            g.put(base, Unit::PerS, Better::Higher, p.trial, p.msgs_per_s);
+            if let Some(l) = &p.latency {
+                let p50 = FigureId {
+                    statistic: Statistic::P50,
+                    ..base
+                };
+                g.percentiles(p50, p.trial, l);
+            }
+        }
+    }
+
+    fn agent(&self, task: serde_json::Value, t: &AgentTask) -> Result<()> {
+        let v = &t.variant;
+        match part(task)? {
+            Part::Relay { listen, downstream } => relay(v, &listen, &downstream),
+            Part::Mesh(mesh) => mesh_member(v, &mesh, &mut parent(v)?),
+        }
+    }
+}
+
+/// The agent parts of the patterns.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+enum Part {
+    /// Pipeline stage: forward every frame from upstream to downstream.
+    Relay {
+        /// Where this stage accepts its upstream.
+        listen: String,
+        /// Where its downstream listens.
+        downstream: String,
+    },
+    /// All-to-all member: exchange with every other member.
+    Mesh(MeshTask),
+}
+
+/// One member of an all-to-all mesh.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct MeshTask {
+    /// This member's index.
+    index: usize,
+    /// Members in all.
+    members: usize,
+    /// Exchange rounds (one message to and from every other member each).
+    rounds: u64,
+    /// Name stem of the pair addresses.
+    run: String,
+    /// The key of every pair's zenoh listener (made by the parent, so
+    /// both members of a pair know it).
+    #[serde(default)]
+    key: Option<String>,
+}
+
+/// A pattern's measurement.
+type PatternFn = fn(Variant, usize, u64, bool) -> Result<PatternResult>;
+
+/// The cell of one pattern run, [`calibrated`] to its window.
+#[allow(clippy::too_many_arguments)]
+fn pattern_cell(
+    label: String,
+    weight: f64,
+    run: PatternFn,
+    variant: Variant,
+    agents: usize,
+    messages: u64,
+    window: Duration,
+    pin: bool,
+) -> Cell {
+    cell(label, weight, move |r, trial| {
+        let mut out = calibrated(run, variant, agents, messages, window, pin)?;
+        out.trial = trial;
+        r.patterns.push(out);
+        Ok(())
+    })
+}
+
+/// Runs a pattern with enough messages for a window of at least `window`:
+/// a pilot run with `messages` tells the rate, and a shorter-than-window
+/// run is followed by one with proportionally more (until the window is
+/// reached, at most [`MAX_PATTERN_SCALE`] times the messages). Fast
+/// transports would otherwise give windows of a few milliseconds, too
+/// short to mean anything on a shared host.
+fn calibrated(
+    run: PatternFn,
+    variant: Variant,
+    agents: usize,
+    messages: u64,
+    window: Duration,
+    pin: bool,
+) -> Result<PatternResult> {
+    let most = messages.saturating_mul(MAX_PATTERN_SCALE);
+    let mut count = messages;
+    loop {
+        let out = run(variant, agents, count, pin)?;
+        // Fixed costs (spawning, connecting) make a short run look
+        // slower than it is, so aim past the window and look again.
+        let short_by = window.as_secs_f64() / out.seconds.max(1e-9);
+        if short_by <= 1.0 || count >= most {
+            return Ok(out);
+        }
+        count = ((count as f64 * short_by * 1.5).ceil() as u64).min(most);
+    }
+}
+
+/// Most a pattern's message count is scaled up to reach its window.
+const MAX_PATTERN_SCALE: u64 = 256;
 
 /// How long agents wait for siblings to appear.
 const PATIENCE: Duration = Duration::from_secs(30);
@@ -304,10 +497,13 @@ pub fn pipeline(
     for i in 0..agents {
         stages.0.push(spawn_detached(&AgentTask {
             cpu: agent_cpu,
-            role: Role::Relay {
-                listen: addresses[i].clone(),
-                downstream: addresses[i + 1].clone(),
-            },
+            role: Role::part(
+                Group::Patterns,
+                &Part::Relay {
+                    listen: addresses[i].clone(),
+                    downstream: addresses[i + 1].clone(),
+                },
+            )?,
             variant,
         })?);
     }
@@ -350,7 +546,7 @@ pub fn pipeline(
 
 /// A pipeline stage (agent side): accept upstream at `listen`, connect to
 /// `downstream`, forward until upstream leaves.
-pub(crate) fn relay(variant: &Variant, listen_at: &str, downstream: &str) -> Result<()> {
+fn relay(variant: &Variant, listen_at: &str, downstream: &str) -> Result<()> {
     let mut listener = listen(variant, listen_at)?;
     let mut down = connect_retrying(variant, &parse(downstream)?, PATIENCE)?;
     let mut up = listener.accept_timeout(PATIENCE)?;
@@ -412,13 +608,16 @@ pub fn all_to_all(
         .map(|index| {
             spawn_agent(&AgentTask {
                 cpu: agent_cpu,
-                role: Role::Mesh(MeshTask {
-                    index,
-                    members: agents,
-                    rounds,
-                    run: run.clone(),
-                    key: key.clone(),
-                }),
+                role: Role::part(
+                    Group::Patterns,
+                    &Part::Mesh(MeshTask {
+                        index,
+                        members: agents,
+                        rounds,
+                        run: run.clone(),
+                        key: key.clone(),
+                    }),
+                )?,
                 variant,
             })
         })
@@ -442,11 +641,7 @@ pub fn all_to_all(
 }
 
 /// A mesh member (agent side).
-pub(crate) fn mesh_member(
-    variant: &Variant,
-    task: &MeshTask,
-    parent: &mut AnyConnection,
-) -> Result<()> {
+fn mesh_member(variant: &Variant, task: &MeshTask, parent: &mut AnyConnection) -> Result<()> {
     let mut listeners = Vec::new();
     for other in task.index + 1..task.members {
         listeners.push(listen(

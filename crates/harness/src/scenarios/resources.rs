@@ -5,15 +5,110 @@ use std::time::{Duration, Instant};
 
 use ipc_core::{FrameReceiver, FrameSender};
 
+use crate::block::{Block, cell, per_transport};
 use crate::error::{HarnessError, Result};
+use crate::figure::{Better, FigureId, Statistic, Subject, Unit};
+use crate::gather::Gather;
+use crate::plan::{Group, Plan};
 use crate::procfs;
-use crate::schema::{ChurnResult, IdleResult};
+use crate::scenarios::Scenario;
+use crate::schema::{ChurnResult, IdleResult, Regime, RunResults};
 use crate::task::{AgentReport, AgentTask, Role};
 use crate::transport::ConnectionExt;
 use crate::transport::{
     AnyListener, Transport, Variant, address_for, spawn_agent, spawn_agents_of, unique_name,
 };
 use ipc_core::Listener as _;
+
+/// The resources group: per count, idle agents of every transport
+/// interleaved; then connect/disconnect cycles.
+pub(crate) struct Resources;
+
+impl Scenario for Resources {
+    fn group(&self) -> Group {
+        Group::Resources
+    }
+
+    fn blocks(&self, p: &Plan) -> Vec<Block> {
+        let group = Group::Resources;
+        let window = Duration::from_millis(p.idle_window_ms);
+        let mut blocks = Vec::new();
+        for &agents in &p.idle_agents {
+            let weight = 1.0 + window.as_secs_f64() * 4.0;
+            let cells = per_transport(p, |t| {
+                let variant = Variant::of(t);
+                cell(
+                    format!("{t}: {agents} idle agents"),
+                    weight,
+                    move |r, trial| {
+                        let mut idle = idle(variant, agents, window)?;
+                        idle.trial = trial;
+                        r.idle.push(idle);
+                        Ok(())
+                    },
+                )
+            });
+            blocks.push(Block { group, cells });
+        }
+        let cycles = p.churn_cycles;
+        let cells = per_transport(p, |t| {
+            let variant = Variant::of(t);
+            cell(
+                format!("{t}: {cycles} connect/disconnect cycles"),
+                3.0,
+                move |r, trial| {
+                    let mut churn = churn(variant, cycles)?;
+                    churn.trial = trial;
+                    r.churn.push(churn);
+                    Ok(())
+                },
+            )
+        });
+        blocks.push(Block { group, cells });
+        blocks
+    }
+
+    fn figures(&self, r: &RunResults, g: &mut Gather) {
+        for i in &r.idle {
+            let base = FigureId {
+                group: Group::Resources,
+                subject: Subject::Transport(i.variant),
+                regime: Regime::Idle,
+                size: None,
+                agents: Some(i.agents),
+                statistic: Statistic::CpuPercent,
+            };
+            let cpu = i.agents_cpu_percent;
+            g.put(base, Unit::PercentCore, Better::Lower, i.trial, cpu);
+            let rss = FigureId {
+                statistic: Statistic::Rss,
+                ..base
+            };
+            g.put(rss, Unit::Kib, Better::Lower, i.trial, i.rss_kib_max as f64);
+            if let Some(kib) = i.shm_kib_per_agent {
+                let shared = FigureId {
+                    statistic: Statistic::SharedMemory,
+                    ..base
+                };
+                g.put(shared, Unit::Kib, Better::Lower, i.trial, kib);
+            }
+        }
+        for c in &r.churn {
+            let fid = FigureId {
+                group: Group::Resources,
+                subject: Subject::Transport(c.variant),
+                regime: Regime::Churn,
+                size: None,
+                agents: None,
+                statistic: Statistic::Growth,
+            };
+            let growth = c
+                .parent_rss_growth_kib
+                .max(c.agent_rss_growth_kib.unwrap_or(0));
+            g.put(fid, Unit::Kib, Better::Lower, c.trial, growth as f64);
+        }
+    }
+}
 
 /// RSS growth over the churn cycles (after warm-up) above which a leak is
 /// suspected: generous, since allocators keep freed memory.

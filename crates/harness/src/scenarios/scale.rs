@@ -9,14 +9,76 @@ use std::time::{Duration, Instant};
 use ipc_core::{ADDRESS_ENV, Address, payload};
 use ipc_hub::{Hub, HubConfig};
 
+use crate::block::{Block, cell};
 use crate::error::{HarnessError, Result};
+use crate::figure::{Better, FigureId, Statistic, Subject, Unit};
+use crate::gather::Gather;
+use crate::plan::{Group, Plan};
 use crate::procfs;
+use crate::scenarios::Scenario;
 use crate::scenarios::echoing::Reaped;
-use crate::scenarios::hub::Probe;
-use crate::schema::ScaleResult;
+use crate::scenarios::hub::{self, Probe};
+use crate::schema::{Regime, RunResults, ScaleResult};
 use crate::stats::Recorder;
-use crate::task::{AgentTask, Role};
+use crate::task::AgentTask;
 use crate::transport::{Transport, Variant, agent_command, unique_name};
+
+/// The scale group: per agent count, one hub per transport (uds, shm),
+/// interleaved.
+pub(crate) struct Scale;
+
+impl Scenario for Scale {
+    fn group(&self) -> Group {
+        Group::Scale
+    }
+
+    fn blocks(&self, p: &Plan) -> Vec<Block> {
+        let window = Duration::from_millis(p.idle_window_ms);
+        p.scale_agents
+            .iter()
+            .map(|&agents| Block {
+                group: Group::Scale,
+                cells: transports(&p.transports)
+                    .into_iter()
+                    .map(|t| {
+                        let variant = Variant::of(t);
+                        cell(
+                            format!("{} hub with {agents} agents", variant.label()),
+                            1.0 + agents as f64 / 16.0,
+                            move |r, trial| {
+                                r.scale.push(measure(variant, agents, window, trial)?);
+                                Ok(())
+                            },
+                        )
+                    })
+                    .collect(),
+            })
+            .collect()
+    }
+
+    fn figures(&self, r: &RunResults, g: &mut Gather) {
+        for s in &r.scale {
+            let base = FigureId {
+                group: Group::Scale,
+                subject: Subject::Transport(s.variant),
+                regime: Regime::Scale,
+                size: None,
+                agents: Some(s.agents),
+                statistic: Statistic::P50,
+            };
+            g.percentiles(base, s.trial, &s.call_each);
+            for (statistic, unit, v) in [
+                (Statistic::Time, Unit::Ns, s.join_ns as f64),
+                (Statistic::Threads, Unit::Count, s.hub_threads as f64),
+                (Statistic::Rss, Unit::Kib, s.hub_kib_per_agent),
+                (Statistic::CpuPercent, Unit::PercentCore, s.idle_cpu_percent),
+            ] {
+                let fid = FigureId { statistic, ..base };
+                g.put(fid, unit, Better::Lower, s.trial, v);
+            }
+        }
+    }
+}
 
 /// `call_each` rounds recorded per figure (after one warm-up round).
 const ROUNDS: u64 = 5;
@@ -85,7 +147,7 @@ async fn run(
     let rss_before = self_rss();
     let task = AgentTask {
         cpu: None,
-        role: Role::HubEcho,
+        role: hub::Part::Echo.role()?,
         variant,
     };
     let started = Instant::now();

@@ -6,10 +6,118 @@ use ipc_core::{Bincode, Codec, FrameReceiver, FrameSender, Json, Postcard};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use crate::block::{Block, cell};
 use crate::error::{HarnessError, Result};
-use crate::schema::{CodecKind, CodecResult, Message, TypedRoundTrip};
+use crate::figure::{Better, FigureId, Statistic, Subject, Unit};
+use crate::gather::Gather;
+use crate::plan::{Group, Plan};
+use crate::scenarios::Scenario;
+use crate::schema::{CodecKind, CodecResult, Message, Regime, RunResults, TypedRoundTrip};
 use crate::stats::Recorder;
 use crate::transport::{Variant, spawn_agent};
+
+/// The serialization group: the codecs alone, then typed round trips
+/// over every transport with each codec.
+pub(crate) struct Serialization;
+
+impl Scenario for Serialization {
+    fn group(&self) -> Group {
+        Group::Serialization
+    }
+
+    fn blocks(&self, p: &Plan) -> Vec<Block> {
+        let group = Group::Serialization;
+        let batches = p.codec_batches;
+        let codecs = cell("codecs".into(), 2.0, move |r, trial| {
+            r.serialization.extend(codecs(batches, trial)?);
+            Ok(())
+        });
+        let typed = p
+            .transports
+            .iter()
+            .map(|&t| {
+                let variant = Variant::of(t);
+                let n = (p.latency_warmup / 4, p.latency_samples / 4);
+                let pin = p.pin;
+                cell(
+                    format!("typed round trips over {t}"),
+                    1.5,
+                    move |r, trial| {
+                        let rt = &mut r.typed_round_trips;
+                        rt.push(typed_round_trip(
+                            variant,
+                            Postcard,
+                            CodecKind::Postcard,
+                            n,
+                            pin,
+                            trial,
+                        )?);
+                        rt.push(typed_round_trip(
+                            variant,
+                            Bincode,
+                            CodecKind::Bincode,
+                            n,
+                            pin,
+                            trial,
+                        )?);
+                        rt.push(typed_round_trip(
+                            variant,
+                            Json,
+                            CodecKind::Json,
+                            n,
+                            pin,
+                            trial,
+                        )?);
+                        Ok(())
+                    },
+                )
+            })
+            .collect();
+        vec![
+            Block {
+                group,
+                cells: vec![codecs],
+            },
+            Block {
+                group,
+                cells: typed,
+            },
+        ]
+    }
+
+    fn figures(&self, r: &RunResults, g: &mut Gather) {
+        let id = |subject, regime, statistic| FigureId {
+            group: Group::Serialization,
+            subject,
+            regime,
+            size: None,
+            agents: None,
+            statistic,
+        };
+        for c in &r.serialization {
+            let subject = Subject::Codec(c.codec);
+            for (regime, v) in [
+                (Regime::Encode(c.message), c.encode_ns),
+                (Regime::Decode(c.message), c.decode_ns),
+            ] {
+                let fid = id(subject, regime, Statistic::Time);
+                g.put(fid, Unit::Ns, Better::Lower, c.trial, v);
+            }
+            let size = id(subject, Regime::Encode(c.message), Statistic::EncodedSize);
+            let bytes = c.encoded_bytes as f64;
+            g.put(size, Unit::Bytes, Better::Lower, c.trial, bytes);
+        }
+        for t in &r.typed_round_trips {
+            for (regime, v) in [
+                (Regime::Typed(t.codec), t.typed_p50_ns),
+                (Regime::Raw(t.codec), t.raw_p50_ns),
+            ] {
+                let fid = id(Subject::Transport(t.variant), regime, Statistic::P50);
+                g.put(fid, Unit::Ns, Better::Lower, t.trial, v as f64);
+            }
+        }
+    }
+}
 
 /// A structured log event, as an agent emits many of.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

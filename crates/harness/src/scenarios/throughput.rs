@@ -5,12 +5,149 @@ use std::time::Instant;
 
 use ipc_core::{FrameReceiver, FrameSender, payload};
 
+use crate::block::{Block, Cell, cell};
 use crate::error::Result;
+use crate::figure::{Better, FigureId, Statistic, Subject, Unit};
+use crate::gather::{Gather, Pair};
+use crate::plan::{Group, Plan};
 use crate::procfs;
-use crate::schema::ThroughputResult;
+use crate::scenarios::Scenario;
+use crate::scenarios::baselines::{BULK_SIZE, copy_stream_cell};
+use crate::scenarios::latency::zenoh_variants;
+use crate::schema::{Mechanism, Regime, RunResults, ThroughputResult};
 use crate::task::{AgentReport, AgentTask, Role};
 use crate::transport::ConnectionExt;
 use crate::transport::{Agent, Large, Variant, spawn_agent};
+use crate::variant::Transport;
+
+/// The throughput group: per size, every transport's variants streaming
+/// one way, bulk sizes beside the cross-process copy stream; then
+/// shared memory's ways of moving large messages at the blob sizes.
+pub(crate) struct Throughput;
+
+impl Scenario for Throughput {
+    fn group(&self) -> Group {
+        Group::Throughput
+    }
+
+    fn blocks(&self, p: &Plan) -> Vec<Block> {
+        let group = Group::Throughput;
+        let with_shm = p.transports.contains(&Transport::Shm);
+        let mut blocks = Vec::new();
+        for &size in &p.sizes {
+            let mut cells = Vec::new();
+            if size >= BULK_SIZE && with_shm {
+                cells.push(copy_stream_cell(p, size));
+            }
+            for &t in &p.transports {
+                for variant in variants(t, size, p) {
+                    cells.push(throughput_cell(p, variant, size));
+                }
+            }
+            blocks.push(Block { group, cells });
+        }
+        if with_shm {
+            for size in BLOB_SIZES.into_iter().filter(|s| !p.sizes.contains(s)) {
+                let mut cells = vec![copy_stream_cell(p, size)];
+                cells.extend(
+                    [Large::Default, Large::Copy, Large::Blob]
+                        .map(|large| throughput_cell(p, Variant::shm_large(large), size)),
+                );
+                blocks.push(Block { group, cells });
+            }
+        }
+        blocks
+    }
+
+    fn figures(&self, r: &RunResults, g: &mut Gather) {
+        for t in &r.throughput {
+            let base = FigureId {
+                group: Group::Throughput,
+                subject: Subject::Transport(t.variant),
+                regime: Regime::OneWay,
+                size: Some(t.size),
+                agents: None,
+                statistic: Statistic::Rate,
+            };
+            g.put(base, Unit::PerS, Better::Higher, t.trial, t.msgs_per_s);
+            let bw = FigureId {
+                statistic: Statistic::Bandwidth,
+                ..base
+            };
+            g.put(bw, Unit::BytesPerS, Better::Higher, t.trial, t.bytes_per_s);
+            let cpu = FigureId {
+                statistic: Statistic::CpuPerOp,
+                ..base
+            };
+            g.put(cpu, Unit::Ns, Better::Lower, t.trial, t.cpu_ns_per_msg);
+        }
+    }
+
+    /// Shared memory's bandwidth at bulk sizes over the copy stream
+    /// measured beside it.
+    fn ratios(&self, ids: &[FigureId]) -> Vec<Pair> {
+        ids.iter()
+            .filter(|f| {
+                f.group == Group::Throughput
+                    && f.statistic == Statistic::Bandwidth
+                    && f.size >= Some(BULK_SIZE)
+                    && matches!(f.subject, Subject::Transport(v) if v.transport == Transport::Shm)
+            })
+            .map(|&fid| {
+                let under = FigureId {
+                    group: Group::Baselines,
+                    subject: Subject::Mechanism(Mechanism::SharedBuffer),
+                    ..fid
+                };
+                (fid, under, Better::Higher)
+            })
+            .collect()
+    }
+}
+
+/// The throughput variants of `transport` at `size`: shared memory also
+/// with zero copy, and with other ring sizes at the smallest and largest
+/// message size (why the default ring is what it is).
+fn variants(transport: Transport, size: usize, plan: &Plan) -> Vec<Variant> {
+    match transport {
+        Transport::Shm => {
+            let mut out = vec![Variant::of(Transport::Shm), Variant::shm_zero_copy()];
+            if size > LARGE_FROM {
+                out.extend([Large::Copy, Large::Blob].map(Variant::shm_large));
+            }
+            let ends = [plan.sizes[0], *plan.sizes.last().expect("validated")];
+            if ends.contains(&size) {
+                out.extend(RING_SIZES_KIB.map(Variant::shm_ring));
+            }
+            out
+        }
+        Transport::Zenoh => zenoh_variants(),
+        t => vec![Variant::of(t)],
+    }
+}
+
+/// Above this a message no longer fits a record of the default ring: it
+/// goes as a blob or in chunks, and both ways are measured.
+const LARGE_FROM: usize = ipc_shm::DEFAULT_RING_SIZE / 2;
+
+/// Sizes at which shared memory's blobs and copies are also compared,
+/// beside the plan's sizes.
+const BLOB_SIZES: [usize; 3] = [256 << 10, 4 << 20, 16 << 20];
+
+/// Ring sizes compared (at the largest and smallest message size) to show
+/// why the default is what it is.
+const RING_SIZES_KIB: [u32; 3] = [256, 1024, 4096];
+
+/// The cell streaming `variant` at `size`.
+fn throughput_cell(plan: &Plan, variant: Variant, size: usize) -> Cell {
+    let (count, pin) = (plan.throughput_messages(size), plan.pin);
+    let label = format!("{} {size} B x {count}", variant.label());
+    cell(label, 1.0, move |r, trial| {
+        r.throughput
+            .push(measure(variant, size, count, pin, trial)?);
+        Ok(())
+    })
+}
 
 /// A sink agent and the sending side, for benches that time sends alone.
 #[derive(Debug)]

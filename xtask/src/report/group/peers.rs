@@ -4,19 +4,19 @@ use std::fmt::Write;
 
 use harness::figure::FigureId;
 use harness::schema::Mechanism;
-use harness::{Group, RunResults, Statistic, Subject};
+use harness::{Group, Statistic, Subject};
 
 use crate::report::Index;
 use crate::report::format::{bytes, cell, cell_interval, table, with_interval};
 
-pub(crate) fn section_peers(out: &mut String, r: &RunResults, ix: &Index<'_>) {
+pub(crate) fn section_peers(out: &mut String, ix: &Index<'_>) {
     let theirs = ix.all(|id| {
         id.group == Group::Peers
             && matches!(id.subject, Subject::Mechanism(m) if m != Mechanism::SharedBuffer)
             && id.statistic == Statistic::P50
     });
     if theirs.is_empty() {
-        if r.plan.groups.contains(&Group::Peers) {
+        if ix.r.plan.groups.contains(&Group::Peers) {
             let _ = writeln!(
                 out,
                 "## Against the crates people use instead

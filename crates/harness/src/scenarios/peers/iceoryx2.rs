@@ -1,6 +1,5 @@
-//! The peers group: `shm` against the crate people use instead, iceoryx2
-//! (crates.io), round trips between two processes, interleaved trial by
-//! trial in the same blocks.
+//! iceoryx2 (crates.io), the crate people use instead of `shm`: round
+//! trips between two processes, measured like a bare mechanism.
 //!
 //! Like with like: the same sizes, the payload filled before and verified
 //! after the timed part, both sides spinning on the receive, the same
@@ -10,30 +9,39 @@
 //! Built only with the harness feature `peers` (`cargo xtask bench`
 //! builds the runner with it).
 
+use serde::{Deserialize, Serialize};
+
 use crate::error::Result;
 use crate::stats::Recorder;
+
+/// The agent's part: echo `size`-byte samples over iceoryx2 services
+/// `SERVICE/ping` (in) and `SERVICE/pong` (out).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct EchoPart {
+    /// Sample size.
+    pub(crate) size: usize,
+    /// The services' name prefix.
+    pub(crate) service: String,
+}
 
 /// Round trips of `size`-byte samples over iceoryx2 publish-subscribe,
 /// with the echo pinned to `cpu`: the recorder and the CPU both sides
 /// used per round trip. Run it through
 /// `baselines::back_to_back`
 /// with [`Mechanism::Iceoryx2`](crate::schema::Mechanism::Iceoryx2).
-pub(crate) fn iceoryx2(
+pub(crate) fn round_trips(
     size: usize,
     cpu: Option<usize>,
     warmup: u64,
     samples: u64,
 ) -> Result<(Recorder, f64)> {
-    imp::iceoryx2(size, cpu, warmup, samples)
+    imp::round_trips(size, cpu, warmup, samples)
 }
 
-/// The agent side of [`iceoryx2`].
+/// The agent side of [`round_trips`].
 pub(crate) fn echo(size: usize, service: &str) -> Result<()> {
     imp::echo(size, service)
 }
-
-/// Whether the peers can be measured by this build.
-pub const AVAILABLE: bool = cfg!(feature = "peers");
 
 #[cfg(not(feature = "peers"))]
 mod imp {
@@ -44,7 +52,12 @@ mod imp {
         HarnessError::Invalid("the runner was built without the `peers` feature".into())
     }
 
-    pub(super) fn iceoryx2(_: usize, _: Option<usize>, _: u64, _: u64) -> Result<(Recorder, f64)> {
+    pub(super) fn round_trips(
+        _: usize,
+        _: Option<usize>,
+        _: u64,
+        _: u64,
+    ) -> Result<(Recorder, f64)> {
         Err(missing())
     }
 
@@ -64,6 +77,7 @@ mod imp {
     use iceoryx2::service::port_factory::publish_subscribe::PortFactory;
 
     use crate::error::{HarnessError, Result};
+    use crate::plan::Group;
     use crate::scenarios::echoing::{ABANDONED, Echoing, Reaped, record_round_trips, task};
     use crate::stats::Recorder;
     use crate::task::Role;
@@ -147,10 +161,11 @@ mod imp {
             let n = NEXT.fetch_add(1, Ordering::Relaxed);
             let service = format!("ipc-bench/{}/{n}", std::process::id());
             let ports = Ports::open(&service, "ping", "pong", size)?;
-            let role = Role::Iceoryx2Echo {
+            let part = super::EchoPart {
                 size,
                 service: service.clone(),
             };
+            let role = Role::part(Group::Peers, &part)?;
             let child = Reaped(agent_command(&task(role, cpu))?.spawn()?);
             let echo = Iceoryx2Echo {
                 ports,
@@ -239,7 +254,7 @@ mod imp {
         }
     }
 
-    pub(super) fn iceoryx2(
+    pub(super) fn round_trips(
         size: usize,
         cpu: Option<usize>,
         warmup: u64,
