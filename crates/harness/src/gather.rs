@@ -7,6 +7,8 @@
 use std::collections::BTreeMap;
 
 use crate::figure::{Better, Figure, FigureId, Statistic, Subject, Unit};
+use crate::plan::Group;
+use crate::schema::LatencyResult;
 use crate::stats::LatencyStats;
 
 /// A same-run ratio to compute: `over` / `under`, trial by trial, and
@@ -66,6 +68,21 @@ impl Gather {
             ..base
         };
         self.put(cpu, Unit::Ns, Better::Lower, trial, cpu_ns);
+    }
+
+    /// Every record of `results` as a round-trip figure of `group`.
+    pub(crate) fn latency_results(&mut self, group: Group, results: &[LatencyResult]) {
+        for l in results {
+            let base = FigureId {
+                group,
+                subject: Subject::Transport(l.variant),
+                regime: l.regime,
+                size: Some(l.size),
+                agents: None,
+                statistic: Statistic::P50,
+            };
+            self.round_trips(base, l.trial, &l.stats, l.cpu_ns_per_op);
+        }
     }
 
     /// Ratios of `over` to `under` (a mechanism, or another variant) for

@@ -98,17 +98,7 @@ impl Scenario for HubCalls {
     }
 
     fn figures(&self, r: &RunResults, g: &mut Gather) {
-        for l in &r.hub {
-            let base = FigureId {
-                group: Group::Hub,
-                subject: Subject::Transport(l.variant),
-                regime: l.regime,
-                size: Some(l.size),
-                agents: None,
-                statistic: Statistic::P50,
-            };
-            g.round_trips(base, l.trial, &l.stats, l.cpu_ns_per_op);
-        }
+        g.latency_results(Group::Hub, &r.hub);
     }
 
     /// Each path over the same transport's blocking round trip, the hub

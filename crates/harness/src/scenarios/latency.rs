@@ -54,17 +54,7 @@ impl Scenario for Latency {
     }
 
     fn figures(&self, r: &RunResults, g: &mut Gather) {
-        for l in &r.latency {
-            let base = FigureId {
-                group: Group::Latency,
-                subject: Subject::Transport(l.variant),
-                regime: l.regime,
-                size: Some(l.size),
-                agents: None,
-                statistic: Statistic::P50,
-            };
-            g.round_trips(base, l.trial, &l.stats, l.cpu_ns_per_op);
-        }
+        g.latency_results(Group::Latency, &r.latency);
     }
 
     /// Each round trip over its mechanism; and the default wait strategy

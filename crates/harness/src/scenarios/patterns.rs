@@ -59,7 +59,15 @@ impl Scenario for Patterns {
                     .map(|&t| {
                         let label = format!("{} {t} x{agents}", pattern.name());
                         let variant = Variant::of(t);
-                        pattern_cell(label, 1.5, run, variant, agents, messages, window, pin)
+                        let one = PatternRun {
+                            run,
+                            variant,
+                            agents,
+                            messages,
+                            window,
+                            pin,
+                        };
+                        one.cell(label, 1.5)
                     })
                     .collect();
                 if !cells.is_empty() {
@@ -79,16 +87,15 @@ impl Scenario for Patterns {
             .into_iter()
             .map(|variant| {
                 let label = format!("bulk-broadcast {} x{agents}", variant.label());
-                pattern_cell(
-                    label,
-                    2.0,
-                    bulk_broadcast,
+                let one = PatternRun {
+                    run: bulk_broadcast,
                     variant,
                     agents,
                     messages,
                     window,
                     pin,
-                )
+                };
+                one.cell(label, 2.0)
             })
             .collect();
         blocks.push(Block { group, cells });
@@ -159,51 +166,49 @@ struct MeshTask {
 /// A pattern's measurement.
 type PatternFn = fn(Variant, usize, u64, bool) -> Result<PatternResult>;
 
-/// The cell of one pattern run, [`calibrated`] to its window.
-#[allow(clippy::too_many_arguments)]
-fn pattern_cell(
-    label: String,
-    weight: f64,
+/// One pattern over one variant, as a cell runs it every trial.
+#[derive(Clone, Copy)]
+struct PatternRun {
     run: PatternFn,
     variant: Variant,
     agents: usize,
+    /// Messages of the pilot run.
     messages: u64,
+    /// The shortest window worth measuring.
     window: Duration,
     pin: bool,
-) -> Cell {
-    cell(label, weight, move |r, trial| {
-        let mut out = calibrated(run, variant, agents, messages, window, pin)?;
-        out.trial = trial;
-        r.patterns.push(out);
-        Ok(())
-    })
 }
 
-/// Runs a pattern with enough messages for a window of at least `window`:
-/// a pilot run with `messages` tells the rate, and a shorter-than-window
-/// run is followed by one with proportionally more (until the window is
-/// reached, at most [`MAX_PATTERN_SCALE`] times the messages). Fast
-/// transports would otherwise give windows of a few milliseconds, too
-/// short to mean anything on a shared host.
-fn calibrated(
-    run: PatternFn,
-    variant: Variant,
-    agents: usize,
-    messages: u64,
-    window: Duration,
-    pin: bool,
-) -> Result<PatternResult> {
-    let most = messages.saturating_mul(MAX_PATTERN_SCALE);
-    let mut count = messages;
-    loop {
-        let out = run(variant, agents, count, pin)?;
-        // Fixed costs (spawning, connecting) make a short run look
-        // slower than it is, so aim past the window and look again.
-        let short_by = window.as_secs_f64() / out.seconds.max(1e-9);
-        if short_by <= 1.0 || count >= most {
-            return Ok(out);
+impl PatternRun {
+    /// Its cell, labelled `label`, of relative cost `weight`.
+    fn cell(self, label: String, weight: f64) -> Cell {
+        cell(label, weight, move |r, trial| {
+            let mut out = self.calibrated()?;
+            out.trial = trial;
+            r.patterns.push(out);
+            Ok(())
+        })
+    }
+
+    /// Runs the pattern with enough messages for a window of at least
+    /// `window`: a pilot run with `messages` tells the rate, and a
+    /// shorter-than-window run is followed by one with proportionally
+    /// more (until the window is reached, at most [`MAX_PATTERN_SCALE`]
+    /// times the messages). Fast transports would otherwise give windows
+    /// of a few milliseconds, too short to mean anything on a shared host.
+    fn calibrated(self) -> Result<PatternResult> {
+        let most = self.messages.saturating_mul(MAX_PATTERN_SCALE);
+        let mut count = self.messages;
+        loop {
+            let out = (self.run)(self.variant, self.agents, count, self.pin)?;
+            // Fixed costs (spawning, connecting) make a short run look
+            // slower than it is, so aim past the window and look again.
+            let short_by = self.window.as_secs_f64() / out.seconds.max(1e-9);
+            if short_by <= 1.0 || count >= most {
+                return Ok(out);
+            }
+            count = ((count as f64 * short_by * 1.5).ceil() as u64).min(most);
         }
-        count = ((count as f64 * short_by * 1.5).ceil() as u64).min(most);
     }
 }
 

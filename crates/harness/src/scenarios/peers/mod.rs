@@ -88,10 +88,7 @@ impl Scenario for Peers {
             agents: None,
             statistic: Statistic::P50,
         };
-        for l in &r.peers.ours {
-            let base = id(Subject::Transport(l.variant), l.regime, l.size);
-            g.round_trips(base, l.trial, &l.stats, l.cpu_ns_per_op);
-        }
+        g.latency_results(Group::Peers, &r.peers.ours);
         for b in r.peers.others.iter().chain(&r.peers.floor) {
             let base = id(Subject::Mechanism(b.mechanism), b.regime, b.size);
             g.round_trips(base, b.trial, &b.stats, b.cpu_ns_per_op);
