@@ -10,6 +10,8 @@ The handicap spins NS before every message the parent sends over the
 variant labelled `shm`, so a round trip takes NS longer and a one-way
 stream NS longer per message: expected new / old = (old + NS) / old for
 a round trip's p50 and its ratios, 1 + rate * NS for a stream's rate.
+The async and hub paths do not send through it: a hub call over shm is
+not touched (its ratio over the blocking round trip can only improve).
 
 Usage: handicap_check.py NS RUN... where a RUN is a directory holding
 one A/B record and its LATEST_SUMMARY.md (as `cargo xtask bench ...
@@ -48,8 +50,12 @@ def expected(k, old, ns):
     """Expected new / old of figure key `k`, or None if the handicap does
     not touch it. `old` maps keys to the old side's medians."""
     parts = k.split("/")
-    group, subject = parts[0], parts[1]
+    group, subject, regime = parts[0], parts[1], parts[2]
     if group not in ("latency", "throughput", "hub", "peers"):
+        return None
+    # Only the blocking round trips and one-way streams send through the
+    # handicap (the async and hub paths do not).
+    if regime not in ("back-to-back", "parked", "one-way"):
         return None
     if subject != "shm" and not subject.startswith("shm-over-"):
         return None
