@@ -148,6 +148,9 @@ pub(crate) struct Reader<R> {
     budget_bytes: usize,
     /// See [`Reader::keep_writing_after_goodbye`].
     half_close: bool,
+    /// The transport's receive spins before it parks
+    /// ([`Capabilities::receive_spins`](ipc_core::Capabilities)).
+    receive_spins: bool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -219,6 +222,7 @@ impl Link {
             budget: Arc::new(tokio::sync::Semaphore::new(config.peer_backlog_bytes)),
             budget_bytes: config.peer_backlog_bytes,
             half_close: false,
+            receive_spins,
         };
         (link, reader)
     }
@@ -445,13 +449,12 @@ impl Link {
         Ok(())
     }
 
-    fn complete(&self, id: u64, result: Result<Bytes, CallError>) {
+    /// Hands a reply to its caller; true if one was waiting.
+    fn complete(&self, id: u64, result: Result<Bytes, CallError>) -> bool {
         // A reply to a call that timed out (or was never made) finds no
         // entry and is dropped: its caller already has its answer.
         let waiting = lock(&self.calls).waiting.remove(&id);
-        if let Some(call) = waiting {
-            let _ = call.send(result);
-        }
+        waiting.is_some_and(|call| call.send(result).is_ok())
     }
 }
 
@@ -503,21 +506,43 @@ impl<R: AsyncFrameReceiver + 'static> Reader<R> {
         // share of the peer's backlog, so reading on past them to the
         // replies behind costs no more memory than the backlog allows.
         let mut pending: VecDeque<Inbound> = VecDeque::new();
+        // Something was just handed to a task that may run on this thread.
+        let mut delivered = false;
         let reason = 'read: loop {
-            let received = tokio::select! {
-                biased;
-                // `recv` and `reserve` are cancel-safe: a frame is never
-                // half taken, an event never half sent.
-                _ = stop.wait_for(|stop| *stop) => break LeaveReason::Removed,
-                room = self.inbound.reserve(), if !pending.is_empty() => {
-                    match room {
-                        Ok(room) => room.send(pending.pop_front().expect("not empty")),
-                        // The owner has gone.
-                        Err(_) => break LeaveReason::Removed,
+            let ready = match std::mem::take(&mut delivered) && self.receive_spins {
+                // A receive that spins would hold this thread while the
+                // task it just woke (the agent's handler, a caller) waits
+                // for it: let that task run first, unless the next frame
+                // is already here (a stream is read without a yield per
+                // frame). Measured in docs/ARCHITECTURE.md (hub).
+                true => match self.read.try_recv() {
+                    Err(RecvError::Empty) => {
+                        tokio::task::yield_now().await;
+                        None
                     }
-                    continue;
+                    received => Some(received),
+                },
+                false => None,
+            };
+            let received = if let Some(received) = ready {
+                received
+            } else {
+                tokio::select! {
+                    biased;
+                    // `recv` and `reserve` are cancel-safe: a frame is never
+                    // half taken, an event never half sent.
+                    _ = stop.wait_for(|stop| *stop) => break LeaveReason::Removed,
+                    room = self.inbound.reserve(), if !pending.is_empty() => {
+                        match room {
+                            Ok(room) => room.send(pending.pop_front().expect("not empty")),
+                            // The owner has gone.
+                            Err(_) => break LeaveReason::Removed,
+                        }
+                        delivered = true;
+                        continue;
+                    }
+                    received = self.read.recv() => received,
                 }
-                received = self.read.recv() => received,
             };
             let frame = match received {
                 Ok(frame) => frame,
@@ -545,9 +570,10 @@ impl<R: AsyncFrameReceiver + 'static> Reader<R> {
             match kind {
                 // Replies complete their callers at once, whatever waits
                 // in the owner's queue.
-                Kind::Reply => link.complete(envelope.id, Ok(body)),
+                Kind::Reply => delivered = link.complete(envelope.id, Ok(body)),
                 Kind::Fail => {
-                    link.complete(envelope.id, Err(CallError::Failed(wire::reason(&body))))
+                    delivered =
+                        link.complete(envelope.id, Err(CallError::Failed(wire::reason(&body))))
                 }
                 Kind::Bye => {
                     let reason = wire::reason(&body);

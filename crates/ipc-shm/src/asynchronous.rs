@@ -598,6 +598,11 @@ impl AsyncFrameReceiver for AsyncShmConnection {
             .recv_until(&mut self.inner, deadline, true, FrameReceiver::try_recv)
             .await
     }
+
+    fn try_recv(&mut self) -> Result<Bytes, RecvError> {
+        // One step, without the wait's spin.
+        FrameReceiver::try_recv(&mut self.inner)
+    }
 }
 
 impl AsyncConnection for AsyncShmConnection {
@@ -691,6 +696,10 @@ impl AsyncFrameReceiver for ShmReadHalf {
         self.waiter
             .recv_until(&mut self.conn, deadline, false, FrameReceiver::try_recv)
             .await
+    }
+
+    fn try_recv(&mut self) -> Result<Bytes, RecvError> {
+        self.conn.with(FrameReceiver::try_recv)
     }
 }
 
