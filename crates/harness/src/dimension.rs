@@ -53,6 +53,11 @@ pub enum Regime {
     /// A typed call through `ipc-hub` (hub on a multi-thread runtime, the
     /// agent serving it on a current-thread one), unpinned.
     HubCall,
+    /// The same call made from a task spawned on the hub's runtime (as a
+    /// runtime serving requests makes it), not from the runtime's main
+    /// future (`block_on`, as `#[tokio::main]` runs): a reply then
+    /// completes its caller on the worker that read it. Unpinned.
+    HubCallTask,
     /// The same call with the hub's process and the agent pinned to two
     /// CPUs.
     HubCallPinned,
@@ -77,6 +82,7 @@ impl Regime {
             Regime::Async
                 | Regime::AsyncMultiThread
                 | Regime::HubCall
+                | Regime::HubCallTask
                 | Regime::HubCallPython
                 | Regime::BulkReply
                 | Regime::BulkReplyPython
@@ -106,6 +112,7 @@ impl Regime {
             Regime::Async => "async".into(),
             Regime::AsyncMultiThread => "async-multi-thread".into(),
             Regime::HubCall => "hub-call".into(),
+            Regime::HubCallTask => "hub-call-task".into(),
             Regime::HubCallPinned => "hub-call-pinned".into(),
             Regime::HubCallPython => "hub-call-python".into(),
             Regime::BulkReply => "bulk-reply".into(),

@@ -113,7 +113,7 @@ fn run_group(group: Group) -> Result<(), Failed> {
         }
         Group::Hub => {
             use harness::schema::Regime;
-            // Per transport: the blocking round trip and the four paths;
+            // Per transport: the blocking round trip and the paths;
             // over shm, a 64 MiB result handed over by a Rust agent (no
             // Python agent here: IPC_BENCH_PYTHON is not set).
             // (A Python agent's figures, there when the environment names
@@ -140,8 +140,8 @@ fn run_group(group: Group) -> Result<(), Failed> {
                 )?;
             }
             // Every path of every transport over its blocking round trip,
-            // the hub call over the async one, and shm's calls over uds's,
-            // each paired over every trial.
+            // the two unpinned hub calls over the async one, and shm's
+            // three calls over uds's, each paired over every trial.
             let ratios: Vec<_> = r
                 .figures
                 .iter()
@@ -156,7 +156,7 @@ fn run_group(group: Group) -> Result<(), Failed> {
                 format!("{over_blocking} ratios over the blocking round trip")
             })?;
             ensure(
-                ratios.len() == transports * (paths + 1) + 2
+                ratios.len() == transports * (paths + 2) + 3
                     && ratios.iter().all(|f| f.trials.len() == k),
                 || format!("{} hub ratios", ratios.len()),
             )?;

@@ -121,7 +121,7 @@ impl Scenario for HubCalls {
                     ..fid
                 });
             }
-            if fid.regime == Regime::HubCall {
+            if matches!(fid.regime, Regime::HubCall | Regime::HubCallTask) {
                 unders.push(FigureId {
                     regime: Regime::Async,
                     ..fid
@@ -137,8 +137,10 @@ impl Scenario for HubCalls {
             if let Some(regime) = rust {
                 unders.push(FigureId { regime, ..fid });
             }
-            if matches!(fid.regime, Regime::HubCall | Regime::HubCallPinned)
-                && v == Variant::of(Transport::Shm)
+            if matches!(
+                fid.regime,
+                Regime::HubCall | Regime::HubCallTask | Regime::HubCallPinned
+            ) && v == Variant::of(Transport::Shm)
             {
                 unders.push(FigureId {
                     subject: uds,
@@ -183,10 +185,11 @@ impl Part {
 
 /// The ways the hub group drives a round trip, beside the blocking one
 /// ([`Regime::BackToBack`]).
-pub const PATHS: [Regime; 4] = [
+pub const PATHS: [Regime; 5] = [
     Regime::Async,
     Regime::AsyncMultiThread,
     Regime::HubCall,
+    Regime::HubCallTask,
     Regime::HubCallPinned,
 ];
 
@@ -322,7 +325,7 @@ pub fn measure(
         match regime {
             Regime::Async | Regime::AsyncMultiThread => bounce(&task, run).await,
             Regime::BulkReply | Regime::BulkReplyPython => bulk(&task, run, who).await,
-            _ => call(&task, run, who).await,
+            _ => call(&task, run, who, regime == Regime::HubCallTask).await,
         }
     })?;
     Ok(LatencyResult {
@@ -608,8 +611,9 @@ async fn bulk(task: &AgentTask, run: Window, who: Answerer) -> Result<Measured> 
     ended(hub, children, calls.await).await
 }
 
-/// Typed calls through a [`Hub`] to one agent serving them.
-async fn call(task: &AgentTask, run: Window, who: Answerer) -> Result<Measured> {
+/// Typed calls through a [`Hub`] to one agent serving them, from the
+/// runtime's main future or (`from_task`) from a task spawned on it.
+async fn call(task: &AgentTask, run: Window, who: Answerer, from_task: bool) -> Result<Measured> {
     let (hub, peer, children) = hub_with_agent(task, who.command(task, 0)?, false).await?;
     let agent_pid = peer.credentials.pid.unwrap_or(0);
     let handle = hub.handle();
@@ -617,7 +621,7 @@ async fn call(task: &AgentTask, run: Window, who: Answerer) -> Result<Measured> 
         seq: 0,
         body: vec![0; run.size],
     };
-    let calls = async {
+    let calls = async move {
         let mut samples = Samples::new(run, agent_pid);
         for seq in samples.seqs() {
             probe.seq = seq;
@@ -639,7 +643,13 @@ async fn call(task: &AgentTask, run: Window, who: Answerer) -> Result<Measured> 
         }
         Ok(samples.finish())
     };
-    ended(hub, children, calls.await).await
+    let measured = match from_task {
+        true => tokio::spawn(calls)
+            .await
+            .unwrap_or_else(|e| Err(HarnessError::Agent(format!("the calling task failed: {e}")))),
+        false => calls.await,
+    };
+    ended(hub, children, measured).await
 }
 
 /// The agent of [`Part::AsyncEcho`]: echoes every frame with the async

@@ -39,9 +39,11 @@ pub(crate) fn section_hub(out: &mut String, ix: &Index<'_>) {
                 cell_interval(path(f, Regime::Async)),
                 cell_interval(path(f, Regime::AsyncMultiThread)),
                 cell_interval(path(f, Regime::HubCall)),
+                cell_interval(path(f, Regime::HubCallTask)),
                 cell_interval(path(f, Regime::HubCallPinned)),
                 cell_interval(ratio(f, Regime::Async, Regime::BackToBack)),
                 cell_interval(ratio(f, Regime::HubCall, Regime::BackToBack)),
+                cell_interval(ratio(f, Regime::HubCallTask, Regime::BackToBack)),
                 cell_interval(ratio(f, Regime::HubCallPinned, Regime::BackToBack)),
                 cell_interval(ratio(f, Regime::HubCall, Regime::Async)),
                 cell(path(f, Regime::HubCall).and_then(|c| ix.stat(c.id, Statistic::CpuPerOp))),
@@ -57,8 +59,9 @@ pub(crate) fn section_hub(out: &mut String, ix: &Index<'_>) {
          Blocking: the transport's pinned round trip (its floor). Async: both ends on \
          the async API, current-thread runtimes (multi-thread: the parent's runtime). \
          Hub call: a typed call through `ipc-hub` (hub on a multi-thread runtime, agent \
-         serving on a current-thread one), unpinned as a runtime runs, and pinned. \
-         Ratios paired per trial.\n"
+         serving on a current-thread one), unpinned as a runtime runs, from the runtime's \
+         main future (`block_on`, as `#[tokio::main]`) and from a task spawned on it, and \
+         pinned. Ratios paired per trial.\n"
     );
     table(
         out,
@@ -68,9 +71,11 @@ pub(crate) fn section_hub(out: &mut String, ix: &Index<'_>) {
             "async",
             "async (multi-thread)",
             "hub call",
+            "hub call (from a task)",
             "hub call (pinned)",
             "async / blocking",
             "hub / blocking",
+            "hub task / blocking",
             "hub pinned / blocking",
             "hub / async",
             "CPU / hub call",
