@@ -77,7 +77,7 @@ pub struct BenchArgs {
     pub handicap: Option<String>,
     /// Seconds of extra trials allowed for blocks whose judged figures are
     /// still too noisy after the planned trials (default: 20 with --quick,
-    /// 120 full, 0 tiny; with --against 90 quick, 240 full).
+    /// 120 full, 0 tiny; with --against 150 quick, 240 full).
     #[arg(long, value_name = "SECS")]
     pub extra_budget: Option<f64>,
 }

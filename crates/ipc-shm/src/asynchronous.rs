@@ -405,6 +405,17 @@ impl Waiter {
         frame: &[u8],
         deadline: Option<Instant>,
     ) -> Result<(), SendError> {
+        // The common case in one step under one lock: a frame copied into
+        // the ring, with room for it now (a blob's copy is made outside
+        // the lock, below).
+        let at_once = conn.with(|c| {
+            let copied = crate::blob::lent_blob(frame).is_none() && !c.goes_as_blob(frame.len());
+            copied.then(|| c.send_with(frame, Wait::Never))
+        });
+        match at_once {
+            None | Some(Err(SendError::Full)) => {}
+            Some(done) => return done,
+        }
         self.until_room(conn, deadline, |c| c.flush_pending(&mut Wait::Never))
             .await?;
         if let Some(blob) = crate::blob::lent_blob(frame)
