@@ -124,6 +124,10 @@ macro_rules! sender {
                 each!($enum, self, c => c.send(frame).await)
             }
 
+            fn try_send(&mut self, frame: &[u8]) -> Result<(), SendError> {
+                each!($enum, self, c => c.try_send(frame))
+            }
+
             async fn send_timeout(
                 &mut self,
                 frame: &[u8],

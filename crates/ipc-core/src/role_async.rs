@@ -45,6 +45,17 @@ pub trait AsyncFrameSender: Send {
     /// it wrote stays written, the rest stays held.
     fn flush(&mut self) -> impl Future<Output = Result<(), SendError>> + Send;
 
+    /// Sends one frame if that needs no waiting: `Ok` once it is
+    /// committed (as from [`send`](Self::send)), [`SendError::Full`] with
+    /// nothing of it sent when it would have to wait. Never waits, so it
+    /// needs no task and no timer: the fast path of a caller that writes
+    /// its own frame (a hub). A transport that cannot tell without
+    /// waiting says `Full` (the default), and the caller sends.
+    fn try_send(&mut self, frame: &[u8]) -> Result<(), SendError> {
+        let _ = frame;
+        Err(SendError::Full)
+    }
+
     /// Where memory to write a frame in place comes from: see
     /// [`FrameSender::lender`](crate::FrameSender::lender).
     fn lender(&self) -> crate::Lender {

@@ -81,8 +81,17 @@ type SharedWrite<W> = Arc<tokio::sync::Mutex<Option<W>>>;
 /// A frame's write the caller starts itself (holding the sending half).
 type InlineWrite = Pin<Box<dyn Future<Output = ()> + Send>>;
 
+/// What became of a frame offered to the sending half.
+enum Inline {
+    /// Sent at once ([`AsyncFrameSender::try_send`]: no task, no timer),
+    /// or failed, and the link has ended.
+    Done,
+    /// Its write has started and must be driven to its end.
+    Started(InlineWrite),
+}
+
 /// Starts an inline write of a frame, if the sending half is free now.
-struct TryInline(Box<dyn Fn(Bytes) -> Option<InlineWrite> + Send + Sync>);
+struct TryInline(Box<dyn Fn(Bytes) -> Option<Inline> + Send + Sync>);
 
 impl std::fmt::Debug for TryInline {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -183,13 +192,21 @@ impl Link {
             let weak = weak.clone();
             let try_inline = TryInline(Box::new(move |frame: Bytes| {
                 let mut half = Arc::clone(&inline_write).try_lock_owned().ok()?;
-                half.as_ref()?;
                 let link = weak.upgrade()?;
-                Some(Box::pin(async move {
+                match half.as_mut()?.try_send(&frame) {
+                    Ok(()) => return Some(Inline::Done),
+                    // Nothing of it sent: written the usual way, below.
+                    Err(SendError::Full) => {}
+                    Err(e) => {
+                        link.broken(e);
+                        return Some(Inline::Done);
+                    }
+                }
+                Some(Inline::Started(Box::pin(async move {
                     if let Some(half) = half.as_mut() {
                         write_frame(&link, half, &frame).await;
                     }
-                }) as InlineWrite)
+                })))
             }));
             Link {
                 peer,
@@ -262,6 +279,14 @@ impl Link {
         for (_, call) in waiting {
             let _ = call.send(Err(CallError::PeerGone(reason.clone())));
         }
+    }
+
+    /// Ends the link after a write failed.
+    fn broken(&self, e: SendError) {
+        self.leave(match e {
+            SendError::Disconnected => LeaveReason::Disconnected,
+            e => LeaveReason::Failed(e.to_string()),
+        });
     }
 
     /// Stops both tasks now.
@@ -439,8 +464,10 @@ impl Link {
         if self.queued.load(Ordering::Acquire) != 0 {
             return Err(frame);
         }
-        let Some(mut write) = (self.try_inline.0)(frame.clone()) else {
-            return Err(frame);
+        let mut write = match (self.try_inline.0)(frame.clone()) {
+            None => return Err(frame),
+            Some(Inline::Done) => return Ok(()),
+            Some(Inline::Started(write)) => write,
         };
         let mut cx = Context::from_waker(Waker::noop());
         if write.as_mut().poll(&mut cx).is_pending() {
@@ -696,12 +723,8 @@ async fn write_frame<W: AsyncFrameSender>(link: &Link, half: &mut W, frame: &[u8
                 tokio::time::sleep(pause).await;
                 pause = (pause * 2).min(MAX_PAUSE);
             }
-            Some(Err(SendError::Disconnected)) => {
-                link.leave(LeaveReason::Disconnected);
-                return;
-            }
             Some(Err(e)) => {
-                link.leave(LeaveReason::Failed(e.to_string()));
+                link.broken(e);
                 return;
             }
         }

@@ -573,6 +573,11 @@ impl AsyncFrameSender for AsyncShmConnection {
             .await
     }
 
+    fn try_send(&mut self, frame: &[u8]) -> Result<(), SendError> {
+        // The blocking step: `Full` leaves nothing of the frame sent.
+        self.inner.send_with(frame, Wait::Never)
+    }
+
     async fn send_timeout(&mut self, frame: &[u8], timeout: Duration) -> Result<(), SendError> {
         let deadline = Some(Instant::now() + timeout);
         match self
@@ -744,6 +749,10 @@ impl AsyncFrameSender for ShmWriteHalf {
     async fn send(&mut self, frame: &[u8]) -> Result<(), SendError> {
         let deadline = deadline_after(self.config().send_timeout);
         self.send_until(frame, deadline).await
+    }
+
+    fn try_send(&mut self, frame: &[u8]) -> Result<(), SendError> {
+        self.conn.with(|c| c.send_with(frame, Wait::Never))
     }
 
     async fn send_timeout(&mut self, frame: &[u8], timeout: Duration) -> Result<(), SendError> {

@@ -49,7 +49,7 @@ pub(super) fn trials<T: TransportUnderTest>(transport: Arc<T>) -> Vec<Trial> {
         ("full_buffer_backpressure", full_buffer),
         ("concurrent_connections", concurrent),
     ];
-    let asynchronous: [Case<T>; 8] = [
+    let asynchronous: [Case<T>; 9] = [
         ("capabilities_hold", |t| {
             run_async(async_capabilities_hold(t))
         }),
@@ -71,6 +71,9 @@ pub(super) fn trials<T: TransportUnderTest>(transport: Arc<T>) -> Vec<Trial> {
         ("oversized_frames", |t| run_async(async_oversized(t))),
         ("send_timeout_when_full", |t| {
             run_async(async_send_timeout(t))
+        }),
+        ("try_send_commits_or_sends_nothing", |t| {
+            run_async(async_try_send(t))
         }),
     ];
     let mut trials = Vec::new();
@@ -492,4 +495,37 @@ async fn async_send_timeout<T: TransportUnderTest>(t: &T) -> CaseResult {
     ensure(matches!(timed, Err(SendError::Timeout)), || {
         format!("send_timeout on a full buffer gave {timed:?}")
     })
+}
+
+async fn async_try_send<T: TransportUnderTest>(t: &T) -> CaseResult {
+    // Each frame offered to try_send first and sent on `Full`: the peer
+    // sees every frame once, in order and whole, so `Ok` committed the
+    // frame and `Full` sent nothing of it.
+    let mode = PeerMode::Verify(ORDERING_COUNT);
+    let (mut conn, _peer) = t.spawn_async(peer(mode), &parent_config()).await?;
+    for seq in 0..ORDERING_COUNT {
+        let frame = message(seq, message_size(seq));
+        match conn.try_send(&frame) {
+            Ok(()) => {}
+            Err(SendError::Full) => conn.send(&frame).await?,
+            Err(e) => return Err(format!("try_send of frame {seq} gave {e:?}").into()),
+        }
+    }
+    let report = conn.recv().await?;
+    ensure(&report[..] == VERIFY_OK, || {
+        format!("peer found: {}", String::from_utf8_lossy(&report))
+    })?;
+    // A peer that never reads: try_send reports `Full`, never waits.
+    let (mut conn, _peer) = t
+        .spawn_async(peer(PeerMode::Stall), &parent_config())
+        .await?;
+    let chunk = message(0, 64 * 1024);
+    for _ in 0..100_000 {
+        match conn.try_send(&chunk) {
+            Ok(()) => {}
+            Err(SendError::Full) => return Ok(()),
+            Err(e) => return Err(format!("try_send gave {e:?}").into()),
+        }
+    }
+    Err("try_send never reported Full to a peer that does not read".into())
 }
