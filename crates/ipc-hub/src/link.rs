@@ -646,6 +646,16 @@ impl<R: AsyncFrameReceiver + 'static> Reader<R> {
                     });
                 }
             }
+            // Into the owner's queue now if it has room (the `select`
+            // above waits for room when it has none).
+            while !pending.is_empty() {
+                match self.inbound.try_reserve() {
+                    Ok(room) => room.send(pending.pop_front().expect("not empty")),
+                    Err(mpsc::error::TrySendError::Full(())) => break,
+                    Err(mpsc::error::TrySendError::Closed(())) => break 'read LeaveReason::Removed,
+                }
+                delivered = true;
+            }
         };
         let reason = match reason {
             LeaveReason::Closed(_) if self.half_close => {
