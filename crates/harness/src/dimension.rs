@@ -50,6 +50,10 @@ pub enum Regime {
     /// Round trips through the async API, the parent on a multi-thread
     /// runtime, unpinned.
     AsyncMultiThread,
+    /// [`Async`](Regime::Async) with the two processes pinned to two CPUs
+    /// as the blocking round trip is: the like-with-like ratio of the
+    /// async API over the blocking one.
+    AsyncPinned,
     /// A typed call through `ipc-hub` (hub on a multi-thread runtime, the
     /// agent serving it on a current-thread one), unpinned.
     HubCall,
@@ -111,6 +115,7 @@ impl Regime {
             Regime::Raw(c) => format!("raw {}", c.name()),
             Regime::Async => "async".into(),
             Regime::AsyncMultiThread => "async-multi-thread".into(),
+            Regime::AsyncPinned => "async-pinned".into(),
             Regime::HubCall => "hub-call".into(),
             Regime::HubCallTask => "hub-call-task".into(),
             Regime::HubCallPinned => "hub-call-pinned".into(),

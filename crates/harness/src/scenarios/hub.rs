@@ -1,6 +1,8 @@
 //! The path a runtime takes: each transport's round trip through its
-//! async API (on a current-thread and on a multi-thread runtime) and a
-//! typed call through `ipc-hub` (unpinned, as a runtime runs, and pinned),
+//! async API (on a current-thread and on a multi-thread runtime,
+//! unpinned, and pinned as the blocking one) and a typed call through
+//! `ipc-hub` (unpinned, as a runtime runs, from `block_on` and from a
+//! task, and pinned),
 //! each measured in the same block as the transport's blocking round trip
 //! and paired with it per trial.
 //!
@@ -185,9 +187,10 @@ impl Part {
 
 /// The ways the hub group drives a round trip, beside the blocking one
 /// ([`Regime::BackToBack`]).
-pub const PATHS: [Regime; 5] = [
+pub const PATHS: [Regime; 6] = [
     Regime::Async,
     Regime::AsyncMultiThread,
+    Regime::AsyncPinned,
     Regime::HubCall,
     Regime::HubCallTask,
     Regime::HubCallPinned,
@@ -294,18 +297,18 @@ pub fn measure(
     (warmup, samples): (u64, u64),
     trial: u32,
 ) -> Result<LatencyResult> {
-    let cpus = (regime == Regime::HubCallPinned)
+    let cpus = matches!(regime, Regime::HubCallPinned | Regime::AsyncPinned)
         .then(crate::pin::cpus)
         .flatten();
     // Pins this thread before the runtime starts: its workers inherit it.
     let _pinned = crate::pin::PinGuard::new(cpus.map(|c| c.0));
     let mut builder = match regime {
-        Regime::Async => tokio::runtime::Builder::new_current_thread(),
+        Regime::Async | Regime::AsyncPinned => tokio::runtime::Builder::new_current_thread(),
         _ => tokio::runtime::Builder::new_multi_thread(),
     };
     let runtime = builder.enable_all().build()?;
     let role = match regime {
-        Regime::Async | Regime::AsyncMultiThread => Part::AsyncEcho,
+        Regime::Async | Regime::AsyncMultiThread | Regime::AsyncPinned => Part::AsyncEcho,
         Regime::BulkReply | Regime::BulkReplyPython => Part::Bulk { size },
         _ => Part::Echo,
     }
@@ -323,7 +326,9 @@ pub fn measure(
     let who = Answerer::of(regime);
     let (stats, cpu_ns_per_op) = runtime.block_on(async {
         match regime {
-            Regime::Async | Regime::AsyncMultiThread => bounce(&task, run).await,
+            Regime::Async | Regime::AsyncMultiThread | Regime::AsyncPinned => {
+                bounce(&task, run).await
+            }
             Regime::BulkReply | Regime::BulkReplyPython => bulk(&task, run, who).await,
             _ => call(&task, run, who, regime == Regime::HubCallTask).await,
         }

@@ -38,10 +38,12 @@ pub(crate) fn section_hub(out: &mut String, ix: &Index<'_>) {
                 with_interval(f),
                 cell_interval(path(f, Regime::Async)),
                 cell_interval(path(f, Regime::AsyncMultiThread)),
+                cell_interval(path(f, Regime::AsyncPinned)),
                 cell_interval(path(f, Regime::HubCall)),
                 cell_interval(path(f, Regime::HubCallTask)),
                 cell_interval(path(f, Regime::HubCallPinned)),
                 cell_interval(ratio(f, Regime::Async, Regime::BackToBack)),
+                cell_interval(ratio(f, Regime::AsyncPinned, Regime::BackToBack)),
                 cell_interval(ratio(f, Regime::HubCall, Regime::BackToBack)),
                 cell_interval(ratio(f, Regime::HubCallTask, Regime::BackToBack)),
                 cell_interval(ratio(f, Regime::HubCallPinned, Regime::BackToBack)),
@@ -57,7 +59,8 @@ pub(crate) fn section_hub(out: &mut String, ix: &Index<'_>) {
         out,
         "## The runtime's path: async API and hub calls ({size} B, p50)\n\n\
          Blocking: the transport's pinned round trip (its floor). Async: both ends on \
-         the async API, current-thread runtimes (multi-thread: the parent's runtime). \
+         the async API, current-thread runtimes (multi-thread: the parent's runtime), \
+         unpinned, and pinned as the blocking round trip (like with like). \
          Hub call: a typed call through `ipc-hub` (hub on a multi-thread runtime, agent \
          serving on a current-thread one), unpinned as a runtime runs, from the runtime's \
          main future (`block_on`, as `#[tokio::main]`) and from a task spawned on it, and \
@@ -70,10 +73,12 @@ pub(crate) fn section_hub(out: &mut String, ix: &Index<'_>) {
             "blocking",
             "async",
             "async (multi-thread)",
+            "async (pinned)",
             "hub call",
             "hub call (from a task)",
             "hub call (pinned)",
             "async / blocking",
+            "async pinned / blocking",
             "hub / blocking",
             "hub task / blocking",
             "hub pinned / blocking",
