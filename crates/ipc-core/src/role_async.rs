@@ -50,7 +50,9 @@ pub trait AsyncFrameSender: Send {
     /// nothing of it sent when it would have to wait. Never waits, so it
     /// needs no task and no timer: the fast path of a caller that writes
     /// its own frame (a hub). A transport that cannot tell without
-    /// waiting says `Full` (the default), and the caller sends.
+    /// waiting says `Full` (the default), and so may one for a frame
+    /// `send` handles better (shared memory: one it would copy into
+    /// memory of its own); the caller then sends.
     fn try_send(&mut self, frame: &[u8]) -> Result<(), SendError> {
         let _ = frame;
         Err(SendError::Full)

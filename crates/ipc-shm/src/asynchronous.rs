@@ -409,7 +409,12 @@ impl Waiter {
         // the ring, with room for it now (a blob's copy is made outside
         // the lock, below).
         let at_once = conn.with(|c| {
-            let copied = crate::blob::lent_blob(frame).is_none() && !c.goes_as_blob(frame.len());
+            let (len, max) = (frame.len(), c.config().max_message_size);
+            if len > max {
+                // Whichever way it would go (ring, slot, blob).
+                return Some(Err(SendError::FrameTooLarge { len, max }));
+            }
+            let copied = crate::blob::lent_blob(frame).is_none() && !c.goes_as_blob(len);
             copied.then(|| c.send_with(frame, Wait::Never))
         });
         match at_once {
@@ -465,6 +470,20 @@ impl Waiter {
         })
         .await
     }
+}
+
+/// `try_send`: the blocking step, which leaves nothing of the frame sent
+/// when it says `Full`; except for a frame that would be copied into a
+/// blob of its own (over [`POOL_LIMIT`](crate::blob::POOL_LIMIT)), which
+/// is `Full` here: `send` makes that copy outside the half's lock.
+fn send_now(c: &mut ShmConnection, frame: &[u8]) -> Result<(), SendError> {
+    let own_blob = frame.len() > crate::blob::POOL_LIMIT
+        && c.goes_as_blob(frame.len())
+        && crate::blob::lent_blob(frame).is_none();
+    if own_blob {
+        return Err(SendError::Full);
+    }
+    c.send_with(frame, Wait::Never)
 }
 
 fn deadline_after(timeout: Option<Duration>) -> Option<Instant> {
@@ -574,8 +593,7 @@ impl AsyncFrameSender for AsyncShmConnection {
     }
 
     fn try_send(&mut self, frame: &[u8]) -> Result<(), SendError> {
-        // The blocking step: `Full` leaves nothing of the frame sent.
-        self.inner.send_with(frame, Wait::Never)
+        send_now(&mut self.inner, frame)
     }
 
     async fn send_timeout(&mut self, frame: &[u8], timeout: Duration) -> Result<(), SendError> {
@@ -752,7 +770,7 @@ impl AsyncFrameSender for ShmWriteHalf {
     }
 
     fn try_send(&mut self, frame: &[u8]) -> Result<(), SendError> {
-        self.conn.with(|c| c.send_with(frame, Wait::Never))
+        self.conn.with(|c| send_now(c, frame))
     }
 
     async fn send_timeout(&mut self, frame: &[u8], timeout: Duration) -> Result<(), SendError> {

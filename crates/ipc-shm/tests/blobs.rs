@@ -396,6 +396,64 @@ fn large_frames_go_as_blobs_or_chunks() {
     drop(agent.join().expect("agent"));
 }
 
+/// `try_send` sends what the ring or a slot takes at once, and leaves a
+/// frame that would be copied into a blob of its own to `send` (which
+/// copies it outside the half's lock): `Full`, nothing of it sent.
+#[test]
+fn try_send_leaves_a_copy_into_a_blob_to_send() {
+    use ipc_core::AsyncFrameSender;
+    let config = Config::default().with_max_message_size(64 << 20);
+    let mut listener = ShmListener::bind_name(&name(), &config).expect("bind");
+    let agent = Shm.connect(listener.address(), &config).expect("connect");
+    let mut hub = listener.accept().expect("accept");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let _in_runtime = runtime.enter();
+    let mut agent = ipc_shm::AsyncShmConnection::new(agent).expect("async");
+    agent
+        .try_send(b"small")
+        .expect("a small frame goes at once");
+    assert_eq!(&hub.recv().expect("small")[..], b"small");
+    let big: Vec<u8> = (0..(33 << 20) + 3).map(|i| (i % 251) as u8).collect();
+    let tried = agent.try_send(&big);
+    assert!(matches!(tried, Err(SendError::Full)), "{tried:?}");
+    assert!(matches!(hub.try_recv(), Err(RecvError::Empty)));
+    runtime
+        .block_on(agent.send(&big))
+        .expect("send copies it and sends it");
+    assert!(hub.recv().expect("big") == big);
+}
+
+/// An async send of a frame over the sender's own limit is refused, as a
+/// blocking one is, whichever way it would go (it went out as a blob and
+/// the receiver dropped it).
+#[test]
+fn an_async_send_over_the_limit_is_refused_on_every_path() {
+    use ipc_core::AsyncFrameSender;
+    let max = 4 << 20;
+    let config = Config::default().with_max_message_size(max);
+    let mut listener = ShmListener::bind_name(&name(), &config).expect("bind");
+    let agent = Shm.connect(listener.address(), &config).expect("connect");
+    let _hub = listener.accept().expect("accept");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let _in_runtime = runtime.enter();
+    let mut agent = ipc_shm::AsyncShmConnection::new(agent).expect("async");
+    let (slot_sized, own_blob) = (vec![1u8; max + 1], vec![2u8; 33 << 20]);
+    for frame in [&slot_sized, &own_blob] {
+        let sent = runtime.block_on(agent.send(frame));
+        assert!(
+            matches!(sent, Err(SendError::FrameTooLarge { len, max: m }) if len == frame.len() && m == max),
+            "{} bytes: {sent:?}",
+            frame.len()
+        );
+    }
+}
+
 /// An agent that is killed while it writes and sends 64 MiB blobs: the
 /// hub gets whole blobs or `Disconnected`, keeps serving another agent,
 /// and nothing stays behind (no file in /dev/shm, no descriptor).
