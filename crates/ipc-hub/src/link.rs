@@ -541,7 +541,9 @@ impl<R: AsyncFrameReceiver + 'static> Reader<R> {
                 // task it just woke (the agent's handler, a caller) waits
                 // for it: let that task run first, unless the next frame
                 // is already here (a stream is read without a yield per
-                // frame). Measured in docs/ARCHITECTURE.md (hub).
+                // frame; the stop signal is still looked at for each).
+                // Measured: docs/BENCHMARKS.md, the runtime's path.
+                true if *stop.borrow() => break LeaveReason::Removed,
                 true => match self.read.try_recv() {
                     Err(RecvError::Empty) => {
                         tokio::task::yield_now().await;

@@ -1,9 +1,11 @@
 //! Hostile processes against a hub, across real processes: a connection
-//! flood must not keep a good agent out (uds, shm), and frames begun and
-//! never finished must not hold the hub's memory (uds).
+//! flood must not keep a good agent out (uds, shm), frames begun and
+//! never finished must not hold the hub's memory (uds), and an agent that
+//! never stops talking is still removed when the hub says so (shm, uds).
 //!
 //! `harness = false`: this binary re-runs itself as the flooder, the
-//! slow sender or the good agent (the role in `ROLE_ENV`).
+//! slow sender, the chatterer or the good agent (the role in
+//! `ROLE_ENV`).
 
 use std::collections::VecDeque;
 use std::io::Write;
@@ -151,6 +153,60 @@ fn a_flood_does_not_keep_agents_out(via: Via) -> Result<(), Failed> {
             format!("good agents took {took:?} (median {median:?}) while one process flooded")
         })
     })
+}
+
+/// An agent sends messages as fast as it can, for ever, while the hub
+/// reads them: `remove` ends it within the bound all the same (a reader
+/// that always finds the next frame waiting still looks at its stop
+/// signal).
+fn a_chattering_agent_is_removed_when_told(via: Via) -> Result<(), Failed> {
+    runtime().block_on(async {
+        let mut s = Setup::new(via, &Config::default())?;
+        s.spawn("chatter")?;
+        let deadline = Instant::now() + LONG;
+        let peer = loop {
+            if let HubEvent::Joined(peer) = next_by(&mut s.hub, deadline).await? {
+                break peer;
+            }
+        };
+        let mut heard = 0u64;
+        while heard < 10_000 {
+            if let HubEvent::Message { peer: from, .. } = next_by(&mut s.hub, deadline).await?
+                && from == peer.id
+            {
+                heard += 1;
+            }
+        }
+        let told = Instant::now();
+        ensure(s.hub.remove(peer.id), || {
+            "the chatterer was not there".into()
+        })?;
+        loop {
+            match next_by(&mut s.hub, deadline).await {
+                Ok(HubEvent::Left { peer: left, reason }) if left.id == peer.id => {
+                    eprintln!("{via:?}: removed {:?} after being told", told.elapsed());
+                    return ensure(reason == ipc_hub::LeaveReason::Removed, || {
+                        format!("it left as {reason:?}")
+                    });
+                }
+                Ok(_) => {}
+                Err(_) => {
+                    return Err(format!(
+                        "a chattering agent was still there {LONG:?} after `remove` \
+                         ({heard} messages read before)"
+                    )
+                    .into());
+                }
+            }
+        }
+    })
+}
+
+/// The hub's next event, if one comes before `deadline`.
+async fn next_by(hub: &mut Hub, deadline: Instant) -> Result<HubEvent, Failed> {
+    tokio::time::timeout_at(deadline.into(), hub.next())
+        .await
+        .map_err(|_| Failed::from("no event within the bound"))
 }
 
 /// Eight connections each send all of a 16 MiB frame but its last byte
@@ -424,10 +480,41 @@ fn good(large: bool) -> Result<(), Box<dyn std::error::Error>> {
         })
 }
 
+/// Joins and sends messages as fast as it can until the hub is gone.
+fn chatter() -> Result<(), Box<dyn std::error::Error>> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(async {
+            let config = Config::default();
+            let agent = match target() {
+                Address::Uds(path) => {
+                    let conn = ipc_uds::AsyncUds
+                        .connect(&Address::Uds(path), &config)
+                        .await?;
+                    Agent::join(conn, "chatter", HubConfig::default()).await?
+                }
+                address => {
+                    let conn = ipc_shm::AsyncShm.connect(&address, &config).await?;
+                    Agent::join(conn, "chatter", HubConfig::default()).await?
+                }
+            };
+            let mut n = 0u64;
+            while agent.send(&n).await.is_ok() {
+                n += 1;
+            }
+            Ok(())
+        })
+}
+
 fn main() {
     match std::env::var(ROLE_ENV).as_deref() {
         Ok("flood") => flood(),
         Ok("slow") => slow(),
+        Ok("chatter") => {
+            let _ = chatter();
+            return;
+        }
         Ok(role @ ("good" | "large")) => {
             if let Err(e) = good(role == "large") {
                 eprintln!("good agent: {e}");
@@ -445,6 +532,15 @@ fn main() {
         );
         tests.push(Trial::test(name, move || {
             a_flood_does_not_keep_agents_out(via)
+        }));
+    }
+    for via in [Via::Shm, Via::Uds] {
+        let name = format!(
+            "a_chattering_agent_is_removed_when_told::{}",
+            format!("{via:?}").to_lowercase()
+        );
+        tests.push(Trial::test(name, move || {
+            a_chattering_agent_is_removed_when_told(via)
         }));
     }
     tests.push(Trial::test(
