@@ -454,18 +454,7 @@ fn good(large: bool) -> Result<(), Box<dyn std::error::Error>> {
         .build()?
         .block_on(async {
             let config = Config::default().with_max_message_size(LARGE + (1 << 20));
-            let mut agent = match target() {
-                Address::Uds(path) => {
-                    let conn = ipc_uds::AsyncUds
-                        .connect(&Address::Uds(path), &config)
-                        .await?;
-                    Agent::join(conn, "good", HubConfig::default()).await?
-                }
-                address => {
-                    let conn = ipc_shm::AsyncShm.connect(&address, &config).await?;
-                    Agent::join(conn, "good", HubConfig::default()).await?
-                }
-            };
+            let mut agent = join("good", &config).await?;
             while let Some(event) = agent.next().await {
                 if let AgentEvent::Call(request) = event {
                     let n: u64 = request.decode()?;
@@ -480,25 +469,29 @@ fn good(large: bool) -> Result<(), Box<dyn std::error::Error>> {
         })
 }
 
+/// Joins the hub at the target as `name`.
+async fn join(name: &str, config: &Config) -> Result<Agent, Box<dyn std::error::Error>> {
+    Ok(match target() {
+        Address::Uds(path) => {
+            let conn = ipc_uds::AsyncUds
+                .connect(&Address::Uds(path), config)
+                .await?;
+            Agent::join(conn, name, HubConfig::default()).await?
+        }
+        address => {
+            let conn = ipc_shm::AsyncShm.connect(&address, config).await?;
+            Agent::join(conn, name, HubConfig::default()).await?
+        }
+    })
+}
+
 /// Joins and sends messages as fast as it can until the hub is gone.
 fn chatter() -> Result<(), Box<dyn std::error::Error>> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?
         .block_on(async {
-            let config = Config::default();
-            let agent = match target() {
-                Address::Uds(path) => {
-                    let conn = ipc_uds::AsyncUds
-                        .connect(&Address::Uds(path), &config)
-                        .await?;
-                    Agent::join(conn, "chatter", HubConfig::default()).await?
-                }
-                address => {
-                    let conn = ipc_shm::AsyncShm.connect(&address, &config).await?;
-                    Agent::join(conn, "chatter", HubConfig::default()).await?
-                }
-            };
+            let agent = join("chatter", &Config::default()).await?;
             let mut n = 0u64;
             while agent.send(&n).await.is_ok() {
                 n += 1;

@@ -396,22 +396,33 @@ fn large_frames_go_as_blobs_or_chunks() {
     drop(agent.join().expect("agent"));
 }
 
+/// An async agent connected to a blocking hub side, and a runtime for it.
+fn async_agent(
+    config: &Config,
+) -> (
+    tokio::runtime::Runtime,
+    ipc_shm::AsyncShmConnection,
+    ShmConnection,
+) {
+    let mut listener = ShmListener::bind_name(&name(), config).expect("bind");
+    let agent = Shm.connect(listener.address(), config).expect("connect");
+    let hub = listener.accept().expect("accept");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let agent = ipc_shm::AsyncShmConnection::new(agent).expect("async");
+    (runtime, agent, hub)
+}
+
 /// `try_send` sends what the ring or a slot takes at once, and leaves a
 /// frame that would be copied into a blob of its own to `send` (which
 /// copies it outside the half's lock): `Full`, nothing of it sent.
 #[test]
 fn try_send_leaves_a_copy_into_a_blob_to_send() {
     use ipc_core::AsyncFrameSender;
-    let config = Config::default().with_max_message_size(64 << 20);
-    let mut listener = ShmListener::bind_name(&name(), &config).expect("bind");
-    let agent = Shm.connect(listener.address(), &config).expect("connect");
-    let mut hub = listener.accept().expect("accept");
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let _in_runtime = runtime.enter();
-    let mut agent = ipc_shm::AsyncShmConnection::new(agent).expect("async");
+    let (runtime, mut agent, mut hub) =
+        async_agent(&Config::default().with_max_message_size(64 << 20));
     agent
         .try_send(b"small")
         .expect("a small frame goes at once");
@@ -433,16 +444,7 @@ fn try_send_leaves_a_copy_into_a_blob_to_send() {
 fn an_async_send_over_the_limit_is_refused_on_every_path() {
     use ipc_core::AsyncFrameSender;
     let max = 4 << 20;
-    let config = Config::default().with_max_message_size(max);
-    let mut listener = ShmListener::bind_name(&name(), &config).expect("bind");
-    let agent = Shm.connect(listener.address(), &config).expect("connect");
-    let _hub = listener.accept().expect("accept");
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let _in_runtime = runtime.enter();
-    let mut agent = ipc_shm::AsyncShmConnection::new(agent).expect("async");
+    let (runtime, mut agent, _hub) = async_agent(&Config::default().with_max_message_size(max));
     let (slot_sized, own_blob) = (vec![1u8; max + 1], vec![2u8; 33 << 20]);
     for frame in [&slot_sized, &own_blob] {
         let sent = runtime.block_on(agent.send(frame));
