@@ -500,6 +500,9 @@ fn chatter() -> Result<(), Box<dyn std::error::Error>> {
         })
 }
 
+/// A hostile case run over one transport.
+type Case = fn(Via) -> Result<(), Failed>;
+
 fn main() {
     match std::env::var(ROLE_ENV).as_deref() {
         Ok("flood") => flood(),
@@ -518,23 +521,22 @@ fn main() {
         _ => {}
     }
     let mut tests = Vec::new();
-    for via in [Via::Uds, Via::Shm] {
-        let name = format!(
-            "a_flood_does_not_keep_agents_out::{}",
-            format!("{via:?}").to_lowercase()
-        );
-        tests.push(Trial::test(name, move || {
-            a_flood_does_not_keep_agents_out(via)
-        }));
-    }
-    for via in [Via::Shm, Via::Uds] {
-        let name = format!(
-            "a_chattering_agent_is_removed_when_told::{}",
-            format!("{via:?}").to_lowercase()
-        );
-        tests.push(Trial::test(name, move || {
-            a_chattering_agent_is_removed_when_told(via)
-        }));
+    // The cases run over each transport a hub listens on.
+    let over_each: [(&str, Case); 2] = [
+        (
+            "a_flood_does_not_keep_agents_out",
+            a_flood_does_not_keep_agents_out,
+        ),
+        (
+            "a_chattering_agent_is_removed_when_told",
+            a_chattering_agent_is_removed_when_told,
+        ),
+    ];
+    for (case, run) in over_each {
+        for via in [Via::Uds, Via::Shm] {
+            let name = format!("{case}::{}", format!("{via:?}").to_lowercase());
+            tests.push(Trial::test(name, move || run(via)));
+        }
     }
     tests.push(Trial::test(
         "slow_frames_are_cut_off_at_the_deadline::uds",
