@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::codec::{BodyCodec, HubCodec, PeerCodec};
-use crate::link::{Inbound, Link};
+use crate::link::{Awaited, Inbound, Link};
 use crate::message::LoanedBody;
 use crate::wire::{self, Kind, encode_value as encode};
 use crate::{
@@ -56,6 +56,31 @@ where
         Err(why) => request.fail(&why).await,
     };
     sent.is_ok()
+}
+
+/// The agent's next event, as [`Link::wait_for`] waits for it: taken
+/// and returned in one poll, so [`Agent::next`] stays cancel-safe.
+struct NextEvent<'a> {
+    events: &'a mut mpsc::Receiver<Inbound>,
+    /// `Some(None)`: the queue has closed.
+    got: Option<Option<Inbound>>,
+}
+
+impl Awaited for NextEvent<'_> {
+    fn arrived(&mut self) -> bool {
+        if self.got.is_none() {
+            self.got = match self.events.try_recv() {
+                Ok(event) => Some(Some(event)),
+                Err(mpsc::error::TryRecvError::Disconnected) => Some(None),
+                Err(mpsc::error::TryRecvError::Empty) => None,
+            };
+        }
+        self.got.is_some()
+    }
+
+    async fn handed_over(&mut self) {
+        self.got = Some(self.events.recv().await)
+    }
 }
 
 /// An agent's membership of a hub, over any connection.
@@ -233,7 +258,12 @@ impl<C: HubCodec> Agent<C> {
             return None;
         }
         loop {
-            let Some(inbound) = self.events.recv().await else {
+            let mut next = NextEvent {
+                events: &mut self.events,
+                got: None,
+            };
+            self.handle.link.wait_for(&mut next).await;
+            let Some(inbound) = next.got.flatten() else {
                 self.ended = true;
                 return None;
             };
@@ -326,6 +356,9 @@ impl<C: HubCodec> Agent<C> {
             }
             let room = running.len() < limit;
             tokio::select! {
+                // Calls under way first: an answer goes out before this
+                // task waits for (and may read) the next event.
+                biased;
                 Some(answered) = running.next(), if !running.is_empty() => {
                     served.answered += u64::from(answered);
                 }

@@ -3,11 +3,17 @@
 //! matches replies to waiting calls and hands everything else to the owner
 //! (the hub or the agent), and the table of calls waiting for replies.
 //!
-//! A call avoids the two hops between threads that cost most on a
+//! A call avoids the hops between threads that cost most on a
 //! multi-thread runtime (waking a parked thread costs tens of
 //! microseconds on the machines we measure): when nothing is queued and
-//! the writer is idle, the caller writes its frame itself, and it watches
-//! for its reply for a short while ([`REPLY_SPIN`]) before it sleeps.
+//! the writer is idle, the caller writes its frame itself. Over a
+//! transport whose receive spins (shared memory), a task waiting for
+//! something from the peer (a caller for its reply, an agent for its next
+//! event) also reads the connection itself while no one else does
+//! ([`Link::wait_for`]), so no task has to be woken to hand it over; the
+//! reader task reads when no one waits, and alone waits for room in the
+//! owner's queue and ends the link. Elsewhere the caller watches for its
+//! reply for a short while ([`REPLY_SPIN`]) before it sleeps.
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
@@ -19,7 +25,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use ipc_core::{AsyncFrameReceiver, AsyncFrameSender, RecvError, SendError};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
@@ -127,6 +133,12 @@ pub(crate) struct Link {
     try_inline: TryInline,
     /// How long a caller spins for its reply ([`REPLY_SPIN`] or none).
     reply_spin: Duration,
+    /// Who reads the connection.
+    reading: Arc<dyn Drive>,
+    /// Whether a task waiting for something from the peer reads the
+    /// connection itself (over a transport whose receive spins), rather
+    /// than being woken by the reader task.
+    waiters_read: bool,
     calls: Mutex<Calls>,
     next_call: AtomicU64,
     send_timeout: Duration,
@@ -146,15 +158,12 @@ pub(crate) struct Link {
     reader_done: watch::Sender<bool>,
 }
 
-/// The reader, built but not yet running: the owner starts it once it has
-/// announced the peer, so nothing from the peer comes before its join.
+/// The reader task, built but not yet running: the owner starts it once
+/// it has announced the peer, so nothing from the peer comes before its
+/// join.
 pub(crate) struct Reader<R> {
     link: Arc<Link>,
-    read: R,
-    inbound: mpsc::Sender<Inbound>,
-    /// The peer's share of the owner's queue, in bytes.
-    budget: Arc<tokio::sync::Semaphore>,
-    budget_bytes: usize,
+    reading: Arc<Reading<R>>,
     /// See [`Reader::keep_writing_after_goodbye`].
     half_close: bool,
     /// The transport's receive spins before it parks
@@ -188,7 +197,26 @@ impl Link {
         let lender = write.lender();
         let write: SharedWrite<W> = Arc::new(tokio::sync::Mutex::new(Some(write)));
         let inline_write = Arc::clone(&write);
+        let mut concrete = None;
         let link = Arc::new_cyclic(|weak: &std::sync::Weak<Link>| {
+            let reading = Arc::new(Reading {
+                side: tokio::sync::Mutex::new(ReadSide {
+                    read,
+                    link: weak.clone(),
+                    inbound,
+                    budget: Arc::new(tokio::sync::Semaphore::new(config.peer_backlog_bytes)),
+                    budget_bytes: config.peer_backlog_bytes,
+                    pending: VecDeque::new(),
+                    stalled: None,
+                    goodbye: None,
+                    ended: None,
+                }),
+                reader_bell: Notify::new(),
+                callers_bell: Notify::new(),
+                want: Notify::new(),
+                wanting: AtomicUsize::new(0),
+            });
+            concrete = Some(Arc::clone(&reading));
             let weak = weak.clone();
             let try_inline = TryInline(Box::new(move |frame: Bytes| {
                 let mut half = Arc::clone(&inline_write).try_lock_owned().ok()?;
@@ -218,6 +246,8 @@ impl Link {
                 } else {
                     REPLY_SPIN
                 },
+                reading,
+                waiters_read: receive_spins,
                 calls: Mutex::default(),
                 next_call: AtomicU64::new(1),
                 send_timeout: config.send_timeout,
@@ -234,10 +264,7 @@ impl Link {
         lock(&link.tasks).push(writer.abort_handle());
         let reader = Reader {
             link: Arc::clone(&link),
-            read,
-            inbound,
-            budget: Arc::new(tokio::sync::Semaphore::new(config.peer_backlog_bytes)),
-            budget_bytes: config.peer_backlog_bytes,
+            reading: concrete.expect("made with the link"),
             half_close: false,
             receive_spins,
         };
@@ -434,24 +461,48 @@ impl Link {
                 Err(_) => return Err(CallError::Timeout),
             }
         }
-        let mut rx = rx;
-        // A fast peer answers within the spin: no thread goes to sleep.
-        let spin_until = std::time::Instant::now() + self.reply_spin;
-        loop {
-            match rx.try_recv() {
-                Ok(result) => return result,
-                Err(oneshot::error::TryRecvError::Closed) => return Err(peer_gone()),
-                Err(oneshot::error::TryRecvError::Empty) => {}
+        let mut reply = Reply { rx, got: None };
+        if !self.waiters_read {
+            // A fast peer answers within the spin: no thread goes to sleep.
+            let spin_until = std::time::Instant::now() + self.reply_spin;
+            while !reply.arrived() && std::time::Instant::now() < spin_until {
+                tokio::task::yield_now().await;
             }
-            if std::time::Instant::now() >= spin_until {
-                break;
-            }
-            tokio::task::yield_now().await;
         }
-        match tokio::time::timeout_at(deadline, rx).await {
-            Ok(Ok(result)) => result,
-            Ok(Err(_)) => Err(peer_gone()),
+        match tokio::time::timeout_at(deadline, self.wait_for(&mut reply)).await {
+            Ok(()) => reply.got.flatten().unwrap_or_else(|| Err(peer_gone())),
             Err(_) => Err(CallError::Timeout),
+        }
+    }
+
+    /// Waits until `awaited` has arrived. Where waiters read
+    /// ([`Link::waiters_read`]), the waiting task reads the connection
+    /// itself whenever no one else does, so nothing has to wake it; else
+    /// the reader task hands it over. Cancel-safe.
+    pub(crate) async fn wait_for(&self, awaited: &mut (impl Awaited + Send)) {
+        loop {
+            if awaited.arrived() {
+                return;
+            }
+            if !self.waiters_read {
+                return awaited.handed_over().await;
+            }
+            // Listening before trying: a put-down after the try rings it.
+            let put_down = self.reading.callers_bell().notified();
+            tokio::pin!(put_down);
+            put_down.as_mut().enable();
+            if let Some(read) = self
+                .reading
+                .try_drive(&self.stop, &mut || awaited.arrived())
+            {
+                read.await;
+                continue;
+            }
+            let _wanting = self.reading.want();
+            tokio::select! {
+                () = awaited.handed_over() => return,
+                _ = put_down => {}
+            }
         }
     }
 
@@ -507,6 +558,332 @@ impl Drop for Forget<'_> {
     }
 }
 
+/// The connection's receiving half, and what was read from it but not yet
+/// handed on. Whoever holds it reads: the reader task, or a task waiting
+/// for something from the peer (a caller for its reply, an agent for its
+/// next event), which so needs no wake-up from the reader. Taking a frame
+/// is one synchronous step ([`ReadSide::take`]), so a reader dropped
+/// between frames (a caller's deadline) leaves nothing half done.
+struct ReadSide<R> {
+    read: R,
+    /// The link, for replies and for the calls it hands the owner (weak:
+    /// the link holds this).
+    link: std::sync::Weak<Link>,
+    inbound: mpsc::Sender<Inbound>,
+    /// The peer's share of the owner's queue, in bytes.
+    budget: Arc<tokio::sync::Semaphore>,
+    budget_bytes: usize,
+    /// Messages, calls, logs and goodbyes read but not yet in the owner's
+    /// queue, in order. Each message, call and log holds its share of the
+    /// peer's backlog, so reading on past them to the replies behind
+    /// costs no more memory than the backlog allows.
+    pending: VecDeque<Inbound>,
+    /// A message, call or log read while the backlog was full, with its
+    /// weight: nothing more is read until it has its share (only the
+    /// reader task waits for that).
+    stalled: Option<(Kind, u64, Bytes, u32)>,
+    goodbye: Option<String>,
+    /// Why reading ended, if a caller saw it: the reader task ends the link.
+    ended: Option<LeaveReason>,
+}
+
+impl<R: AsyncFrameReceiver> ReadSide<R> {
+    /// Work only the reader task does: waiting for the backlog or the
+    /// owner's queue, or ending the link.
+    fn needs_reader(&self) -> bool {
+        self.stalled.is_some() || self.ended.is_some() || !self.pending.is_empty()
+    }
+
+    /// Takes one received frame: a reply completes its caller at once,
+    /// whatever waits in the owner's queue; anything else goes to the
+    /// owner in order. True if a task was woken (a caller, the owner).
+    fn take(&mut self, received: Result<Bytes, RecvError>) -> Result<bool, LeaveReason> {
+        let frame = match received {
+            Ok(frame) => frame,
+            Err(RecvError::Disconnected) => {
+                return Err(match self.goodbye.take() {
+                    Some(reason) => LeaveReason::Closed(reason),
+                    None => LeaveReason::Disconnected,
+                });
+            }
+            // A receive timeout in the connection's config: keep going.
+            Err(RecvError::Timeout) => return Ok(false),
+            Err(RecvError::FrameTooLarge { len, max }) => {
+                return Err(LeaveReason::Protocol(format!(
+                    "frame of {len} bytes over the limit of {max}"
+                )));
+            }
+            Err(e) => return Err(LeaveReason::Failed(e.to_string())),
+        };
+        let envelope = wire::decode(frame).map_err(|e| LeaveReason::Protocol(e.to_string()))?;
+        let Some(link) = self.link.upgrade() else {
+            return Err(LeaveReason::Removed);
+        };
+        let (kind, id, body) = (envelope.kind, envelope.id, envelope.body);
+        let mut woke = false;
+        match kind {
+            Kind::Reply => woke = link.complete(id, Ok(body)),
+            Kind::Fail => woke = link.complete(id, Err(CallError::Failed(wire::reason(&body)))),
+            Kind::Bye => {
+                let reason = wire::reason(&body);
+                // Told once: a peer repeating its goodbye adds nothing
+                // that waits (only what holds backlog may pile up).
+                if self.goodbye.is_none() {
+                    self.pending.push_back(Inbound::Bye(reason.clone()));
+                }
+                self.goodbye = Some(reason);
+            }
+            Kind::Hello | Kind::Welcome => {
+                return Err(LeaveReason::Protocol(
+                    "a handshake frame after the handshake".into(),
+                ));
+            }
+            Kind::Message | Kind::Call | Kind::Log => {
+                // Its share of the backlog (a frame over the whole budget
+                // takes all of it). While the backlog is full, this peer
+                // is not read (its transport pushes back), but what was
+                // read still goes to the owner.
+                let weight = (body.len() + FRAME_WEIGHT).min(self.budget_bytes) as u32;
+                match Arc::clone(&self.budget).try_acquire_many_owned(weight) {
+                    Ok(held) => self.pending.push_back(event(&link, kind, id, body, held)),
+                    Err(_) => self.stalled = Some((kind, id, body, weight)),
+                }
+            }
+        }
+        Ok(self.deliver_ready()? || woke)
+    }
+
+    /// Puts what waits into the owner's queue while it has room; true if
+    /// anything went.
+    fn deliver_ready(&mut self) -> Result<bool, LeaveReason> {
+        let mut delivered = false;
+        while !self.pending.is_empty() {
+            match self.inbound.try_reserve() {
+                Ok(room) => room.send(self.pending.pop_front().expect("not empty")),
+                Err(mpsc::error::TrySendError::Full(())) => break,
+                // The owner has gone.
+                Err(mpsc::error::TrySendError::Closed(())) => return Err(LeaveReason::Removed),
+            }
+            delivered = true;
+        }
+        Ok(delivered)
+    }
+
+    /// The stalled frame has its share of the backlog.
+    fn unstall(&mut self, held: Held) -> Result<bool, LeaveReason> {
+        let Some(link) = self.link.upgrade() else {
+            return Err(LeaveReason::Removed);
+        };
+        if let Some((kind, id, body, _)) = self.stalled.take() {
+            self.pending.push_back(event(&link, kind, id, body, held));
+        }
+        self.deliver_ready()
+    }
+}
+
+/// The event a message, call or log becomes.
+fn event(link: &Arc<Link>, kind: Kind, id: u64, body: Bytes, held: Held) -> Inbound {
+    match kind {
+        Kind::Message => Inbound::Message(link.peer, body, link.codec, held),
+        Kind::Call => Inbound::Call(link.peer, id, body, Arc::clone(link), held),
+        _ => Inbound::Log(link.peer, body, held),
+    }
+}
+
+/// Who reads the connection: its [`ReadSide`] behind a lock that is only
+/// ever tried, and the bells that say when it is free. Callers have the
+/// first claim; the reader task reads when none waits, and does what only
+/// it may ([`ReadSide::needs_reader`]).
+struct Reading<R> {
+    side: tokio::sync::Mutex<ReadSide<R>>,
+    /// Rung (with a permit) when the side is put down or no caller waits
+    /// for it any more.
+    reader_bell: Notify,
+    /// Rung for every waiting caller when the side is put down.
+    callers_bell: Notify,
+    /// Rung by a caller that found the side held: the reader task gives
+    /// it up.
+    want: Notify,
+    /// Callers waiting to read.
+    wanting: AtomicUsize,
+}
+
+/// What a [`Link`] needs of its [`Reading`], whatever its transport.
+trait Drive: Send + Sync {
+    /// Reads on the caller's task until `done`, if no one else reads now
+    /// and nothing only the reader task may do waits. The future is
+    /// cancel-safe.
+    fn try_drive<'a>(
+        &'a self,
+        stop: &'a watch::Sender<bool>,
+        done: &'a mut (dyn FnMut() -> bool + Send),
+    ) -> Option<Pin<Box<dyn Future<Output = ()> + Send + 'a>>>;
+    fn callers_bell(&self) -> &Notify;
+    /// Counts a caller as waiting to read, and asks the reader to give way.
+    fn want(&self) -> Wanting<'_>;
+}
+
+impl std::fmt::Debug for dyn Drive {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Drive")
+    }
+}
+
+/// A caller waiting to read; see [`Drive::want`].
+struct Wanting<'a> {
+    wanting: &'a AtomicUsize,
+    reader_bell: &'a Notify,
+}
+
+impl Drop for Wanting<'_> {
+    fn drop(&mut self) {
+        if self.wanting.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.reader_bell.notify_one();
+        }
+    }
+}
+
+/// The side, held. Its fields drop in order: the lock is released
+/// before the bells ring, so a task they wake finds it free.
+struct Holding<'a, R> {
+    side: tokio::sync::MutexGuard<'a, ReadSide<R>>,
+    _bells: Bells<'a>,
+}
+
+/// Rung when a side is put down: for the callers, and for the reader
+/// unless the reader itself put it down for them.
+struct Bells<'a> {
+    reader: Option<&'a Notify>,
+    callers: &'a Notify,
+}
+
+impl Drop for Bells<'_> {
+    fn drop(&mut self) {
+        if let Some(reader) = self.reader {
+            reader.notify_one();
+        }
+        self.callers.notify_waiters();
+    }
+}
+
+impl<R> Reading<R> {
+    /// Holds the side; put down by a caller, it rings both bells, by the
+    /// reader only the callers'.
+    fn holding<'a>(
+        &'a self,
+        side: tokio::sync::MutexGuard<'a, ReadSide<R>>,
+        by_reader: bool,
+    ) -> Holding<'a, R> {
+        Holding {
+            side,
+            _bells: Bells {
+                reader: (!by_reader).then_some(&self.reader_bell),
+                callers: &self.callers_bell,
+            },
+        }
+    }
+}
+
+impl<R: AsyncFrameReceiver + 'static> Drive for Reading<R> {
+    fn try_drive<'a>(
+        &'a self,
+        stop: &'a watch::Sender<bool>,
+        done: &'a mut (dyn FnMut() -> bool + Send),
+    ) -> Option<Pin<Box<dyn Future<Output = ()> + Send + 'a>>> {
+        let side = self.side.try_lock().ok()?;
+        // Also once the link is stopping: the reader task ends it, and a
+        // waiter that read on would find the stop signal at once, again
+        // and again, never letting that task run.
+        if side.needs_reader() || *stop.borrow() {
+            drop(side);
+            self.reader_bell.notify_one();
+            return None;
+        }
+        let held = self.holding(side, false);
+        Some(Box::pin(async move {
+            // The whole of it, bells too (a field alone would be captured).
+            let mut held = held;
+            let mut stop = stop.subscribe();
+            while !done() {
+                let side = &mut *held.side;
+                let received = tokio::select! {
+                    biased;
+                    _ = stop.wait_for(|stop| *stop) => break,
+                    received = side.read.recv() => received,
+                };
+                match side.take(received) {
+                    Ok(_) if side.stalled.is_none() => {}
+                    // Only the reader task waits for the backlog.
+                    Ok(_) => break,
+                    Err(reason) => {
+                        side.ended = Some(reason);
+                        break;
+                    }
+                }
+                // A peer that sends without pause must not keep this task
+                // from its deadline (`timeout_at` looks at it only when
+                // the task gives way): the runtime's budget makes it.
+                tokio::task::coop::consume_budget().await;
+            }
+        }))
+    }
+
+    fn callers_bell(&self) -> &Notify {
+        &self.callers_bell
+    }
+
+    fn want(&self) -> Wanting<'_> {
+        self.wanting.fetch_add(1, Ordering::AcqRel);
+        self.want.notify_one();
+        Wanting {
+            wanting: &self.wanting,
+            reader_bell: &self.reader_bell,
+        }
+    }
+}
+
+/// What the reader task's wait ended with.
+enum Step {
+    Received(Result<Bytes, RecvError>),
+    /// An event went into the owner's queue (false: the owner has gone).
+    Room(bool),
+    /// The stalled frame's share of the backlog (`None`: closed).
+    Backlog(Option<Held>),
+}
+
+/// Something a task waits for from the peer: a call's reply, an agent's
+/// next event. See [`Link::wait_for`].
+pub(crate) trait Awaited {
+    /// Whether it is here (or can never come); looks without waiting.
+    fn arrived(&mut self) -> bool;
+    /// Waits for it to be handed over by whoever reads.
+    fn handed_over(&mut self) -> impl Future<Output = ()> + Send + '_;
+}
+
+/// A call's reply.
+struct Reply {
+    rx: oneshot::Receiver<Result<Bytes, CallError>>,
+    /// `Some(None)`: the link ended without it.
+    got: Option<Option<Result<Bytes, CallError>>>,
+}
+
+impl Awaited for Reply {
+    fn arrived(&mut self) -> bool {
+        if self.got.is_none() {
+            self.got = match self.rx.try_recv() {
+                Ok(result) => Some(Some(result)),
+                Err(oneshot::error::TryRecvError::Closed) => Some(None),
+                Err(oneshot::error::TryRecvError::Empty) => None,
+            };
+        }
+        self.got.is_some()
+    }
+
+    async fn handed_over(&mut self) {
+        self.got = Some((&mut self.rx).await.ok())
+    }
+}
+
 impl<R: AsyncFrameReceiver + 'static> Reader<R> {
     /// When the peer says goodbye and closes its side, this side's writer
     /// goes on (an agent told the hub is shutting down still sends its
@@ -523,141 +900,36 @@ impl<R: AsyncFrameReceiver + 'static> Reader<R> {
         lock(&link.tasks).push(task.abort_handle());
     }
 
-    async fn run(mut self) {
+    async fn run(self) {
         let link = Arc::clone(&self.link);
-        let peer = link.peer;
+        let reading = Arc::clone(&self.reading);
         let mut stop = link.stop.subscribe();
-        let mut goodbye: Option<String> = None;
-        // Messages, calls, logs and goodbyes read but not yet in the
-        // owner's queue, in order. Each message, call and log holds its
-        // share of the peer's backlog, so reading on past them to the
-        // replies behind costs no more memory than the backlog allows.
-        let mut pending: VecDeque<Inbound> = VecDeque::new();
-        // Something was just handed to a task that may run on this thread.
-        let mut delivered = false;
-        let reason = 'read: loop {
-            let ready = match std::mem::take(&mut delivered) && self.receive_spins {
-                // A receive that spins would hold this thread while the
-                // task it just woke (the agent's handler, a caller) waits
-                // for it: let that task run first, unless the next frame
-                // is already here (a stream is read without a yield per
-                // frame; the stop signal is still looked at for each).
-                // Measured: docs/BENCHMARKS.md, the runtime's path.
-                true if *stop.borrow() => break LeaveReason::Removed,
-                true => match self.read.try_recv() {
-                    Err(RecvError::Empty) => {
-                        tokio::task::yield_now().await;
-                        None
-                    }
-                    received => Some(received),
-                },
-                false => None,
+        let (reason, held) = loop {
+            // Reads when no caller waits to, or when there is work only
+            // this task does.
+            let free = match reading.side.try_lock() {
+                Ok(side) if side.needs_reader() || reading.wanting.load(Ordering::Acquire) == 0 => {
+                    Some(side)
+                }
+                Ok(side) => {
+                    drop(side);
+                    reading.callers_bell.notify_waiters();
+                    None
+                }
+                Err(_) => None,
             };
-            let received = if let Some(received) = ready {
-                received
-            } else {
+            let Some(side) = free else {
                 tokio::select! {
                     biased;
-                    // `recv` and `reserve` are cancel-safe: a frame is never
-                    // half taken, an event never half sent.
-                    _ = stop.wait_for(|stop| *stop) => break LeaveReason::Removed,
-                    room = self.inbound.reserve(), if !pending.is_empty() => {
-                        match room {
-                            Ok(room) => room.send(pending.pop_front().expect("not empty")),
-                            // The owner has gone.
-                            Err(_) => break LeaveReason::Removed,
-                        }
-                        delivered = true;
-                        continue;
-                    }
-                    received = self.read.recv() => received,
+                    _ = stop.wait_for(|stop| *stop) => break (LeaveReason::Removed, None),
+                    _ = reading.reader_bell.notified() => continue,
                 }
             };
-            let frame = match received {
-                Ok(frame) => frame,
-                Err(RecvError::Disconnected) => {
-                    break match goodbye.take() {
-                        Some(reason) => LeaveReason::Closed(reason),
-                        None => LeaveReason::Disconnected,
-                    };
-                }
-                // A receive timeout in the connection's config: keep going.
-                Err(RecvError::Timeout) => continue,
-                Err(RecvError::FrameTooLarge { len, max }) => {
-                    break LeaveReason::Protocol(format!(
-                        "frame of {len} bytes over the limit of {max}"
-                    ));
-                }
-                Err(e) => break LeaveReason::Failed(e.to_string()),
-            };
-            let envelope = match wire::decode(frame) {
-                Ok(envelope) => envelope,
-                Err(e) => break LeaveReason::Protocol(e.to_string()),
-            };
-            let body = envelope.body;
-            let kind = envelope.kind;
-            match kind {
-                // Replies complete their callers at once, whatever waits
-                // in the owner's queue.
-                Kind::Reply => delivered = link.complete(envelope.id, Ok(body)),
-                Kind::Fail => {
-                    delivered =
-                        link.complete(envelope.id, Err(CallError::Failed(wire::reason(&body))))
-                }
-                Kind::Bye => {
-                    let reason = wire::reason(&body);
-                    // Told once: a peer repeating its goodbye adds nothing
-                    // that waits (only what holds backlog may pile up).
-                    if goodbye.is_none() {
-                        pending.push_back(Inbound::Bye(reason.clone()));
-                    }
-                    goodbye = Some(reason);
-                }
-                Kind::Hello | Kind::Welcome => {
-                    break LeaveReason::Protocol("a handshake frame after the handshake".into());
-                }
-                Kind::Message | Kind::Call | Kind::Log => {
-                    // Its share of the backlog (a frame over the whole
-                    // budget takes all of it). While the backlog is full,
-                    // this peer is not read (its transport pushes back),
-                    // but what was read still goes to the owner.
-                    let weight = (body.len() + FRAME_WEIGHT).min(self.budget_bytes) as u32;
-                    let held = loop {
-                        if let Ok(held) = Arc::clone(&self.budget).try_acquire_many_owned(weight) {
-                            break held;
-                        }
-                        tokio::select! {
-                            biased;
-                            _ = stop.wait_for(|stop| *stop) => break 'read LeaveReason::Removed,
-                            room = self.inbound.reserve(), if !pending.is_empty() => match room {
-                                Ok(room) => room.send(pending.pop_front().expect("not empty")),
-                                Err(_) => break 'read LeaveReason::Removed,
-                            },
-                            held = Arc::clone(&self.budget).acquire_many_owned(weight) => match held {
-                                Ok(held) => break held,
-                                Err(_) => break 'read LeaveReason::Removed,
-                            },
-                        }
-                    };
-                    pending.push_back(match kind {
-                        Kind::Message => Inbound::Message(peer, body, link.codec, held),
-                        Kind::Call => {
-                            Inbound::Call(peer, envelope.id, body, Arc::clone(&link), held)
-                        }
-                        _ => Inbound::Log(peer, body, held),
-                    });
-                }
+            let mut held = reading.holding(side, true);
+            if let Some(reason) = self.read_while_held(&mut *held.side, &mut stop).await {
+                break (reason, Some(held));
             }
-            // Into the owner's queue now if it has room (the `select`
-            // above waits for room when it has none).
-            while !pending.is_empty() {
-                match self.inbound.try_reserve() {
-                    Ok(room) => room.send(pending.pop_front().expect("not empty")),
-                    Err(mpsc::error::TrySendError::Full(())) => break,
-                    Err(mpsc::error::TrySendError::Closed(())) => break 'read LeaveReason::Removed,
-                }
-                delivered = true;
-            }
+            // Given way to a caller (putting it down rings the callers).
         };
         let reason = match reason {
             LeaveReason::Closed(_) if self.half_close => {
@@ -666,14 +938,100 @@ impl<R: AsyncFrameReceiver + 'static> Reader<R> {
             }
             reason => link.leave(reason),
         };
-        // What the peer sent before it left comes before its `Left`.
-        for event in pending {
-            if self.inbound.send(event).await.is_err() {
+        // What the peer sent before it left comes before its `Left`. A
+        // caller reading puts the side down on the stop signal.
+        let mut held = match held {
+            Some(held) => held,
+            None => reading.holding(reading.side.lock().await, true),
+        };
+        let side = &mut *held.side;
+        for event in side.pending.drain(..) {
+            if side.inbound.send(event).await.is_err() {
                 break;
             }
         }
-        let _ = self.inbound.send(Inbound::Left(peer, reason)).await;
+        let _ = side.inbound.send(Inbound::Left(link.peer, reason)).await;
+        drop(held);
         link.reader_done.send_replace(true);
+    }
+
+    /// Reads while holding the side, until the link ends (`Some`) or a
+    /// caller waits to read (`None`).
+    async fn read_while_held(
+        &self,
+        side: &mut ReadSide<R>,
+        stop: &mut watch::Receiver<bool>,
+    ) -> Option<LeaveReason> {
+        let reading = &self.reading;
+        let wanted = |side: &ReadSide<R>| {
+            reading.wanting.load(Ordering::Acquire) > 0 && !side.needs_reader()
+        };
+        // Something was just handed to a task that may run on this thread.
+        let mut delivered = false;
+        loop {
+            if let Some(reason) = side.ended.take() {
+                return Some(reason);
+            }
+            let ready = match std::mem::take(&mut delivered) && self.receive_spins {
+                // A receive that spins would hold this thread while the
+                // task it just woke (the agent's handler, a caller) waits
+                // for it: let that task run first, unless the next frame
+                // is already here (a stream is read without a yield per
+                // frame; the stop signal is still looked at for each).
+                // Measured: docs/BENCHMARKS.md, the runtime's path.
+                true if *stop.borrow() => return Some(LeaveReason::Removed),
+                true => match side.read.try_recv() {
+                    Err(RecvError::Empty) => {
+                        tokio::task::yield_now().await;
+                        None
+                    }
+                    received => Some(received),
+                },
+                false => None,
+            };
+            if ready.is_none() && wanted(side) {
+                return None;
+            }
+            let received = if let Some(received) = ready {
+                received
+            } else {
+                let weight = side.stalled.as_ref().map_or(0, |stalled| stalled.3);
+                let needs_reader = side.needs_reader();
+                let step = tokio::select! {
+                    biased;
+                    // `recv`, `reserve` and `acquire` are cancel-safe: a
+                    // frame is never half taken, an event never half sent.
+                    _ = stop.wait_for(|stop| *stop) => return Some(LeaveReason::Removed),
+                    _ = reading.want.notified(), if !needs_reader => continue,
+                    room = side.inbound.reserve(), if !side.pending.is_empty() => {
+                        Step::Room(room.map(|room| room.send(side.pending.pop_front().expect("not empty"))).is_ok())
+                    }
+                    held = Arc::clone(&side.budget).acquire_many_owned(weight),
+                        if side.stalled.is_some() => Step::Backlog(held.ok()),
+                    received = side.read.recv(), if side.stalled.is_none() => Step::Received(received),
+                };
+                match step {
+                    Step::Received(received) => received,
+                    // The owner has gone.
+                    Step::Room(false) | Step::Backlog(None) => return Some(LeaveReason::Removed),
+                    Step::Room(true) => {
+                        delivered = true;
+                        continue;
+                    }
+                    Step::Backlog(Some(held)) => {
+                        match side.unstall(held) {
+                            Ok(woke) => delivered = woke,
+                            Err(reason) => return Some(reason),
+                        }
+                        continue;
+                    }
+                }
+            };
+            match side.take(received) {
+                Ok(woke) => delivered = woke,
+                Err(reason) => return Some(reason),
+            }
+        }
     }
 }
 

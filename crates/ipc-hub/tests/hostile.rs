@@ -30,6 +30,9 @@ const FLOOD_HELD: usize = 400;
 /// Slow senders, each with one maximum-size frame but its last byte.
 const SLOW_FRAMES: usize = 8;
 
+/// The deadline of a call to the agent that sends stray replies.
+const STRAY_CALL: Duration = Duration::from_millis(300);
+
 /// A frame of the hub's protocol: a hello from an agent named `x`.
 const HELLO: [u8; 12] = [1, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, b'x'];
 
@@ -199,6 +202,51 @@ fn a_chattering_agent_is_removed_when_told(via: Via) -> Result<(), Failed> {
                 }
             }
         }
+    })
+}
+
+/// An agent answers no call and sends replies to calls never made, as
+/// fast as it can: a call to it still fails at its deadline (the caller,
+/// reading the connection itself while it waits, lets its deadline be
+/// looked at between frames), and its peer is removed when told.
+fn a_call_ends_at_its_deadline_among_stray_replies(via: Via) -> Result<(), Failed> {
+    runtime().block_on(async {
+        let mut s = Setup::new(via, &Config::default())?;
+        s.spawn("stray")?;
+        let deadline = Instant::now() + LONG;
+        let peer = loop {
+            if let HubEvent::Joined(peer) = next_by(&mut s.hub, deadline).await? {
+                break peer;
+            }
+        };
+        // From a task of its own, so that a call which never gives way
+        // is seen here (and removed) rather than hanging this test.
+        let hub = s.hub.handle();
+        let call = tokio::spawn(async move {
+            let started = Instant::now();
+            let answer = hub.call::<_, u64>(peer.id, &1u64, STRAY_CALL).await;
+            (answer, started.elapsed())
+        });
+        let watched = tokio::time::timeout(LONG, call).await;
+        if watched.is_err() {
+            s.hub.remove(peer.id);
+            return Err(format!(
+                "a call with a {STRAY_CALL:?} deadline had not ended after {LONG:?}"
+            )
+            .into());
+        }
+        let (answer, took) = watched?.map_err(|e| e.to_string())?;
+        eprintln!("{via:?}: the call ended after {took:?} as {answer:?}");
+        ensure(matches!(answer, Err(ipc_hub::CallError::Timeout)), || {
+            format!("the call ended as {answer:?}")
+        })?;
+        let bound = STRAY_CALL + Duration::from_secs(1);
+        ensure(took < bound, || {
+            format!("a call with a {STRAY_CALL:?} deadline ended after {took:?}")
+        })?;
+        ensure(s.hub.remove(peer.id), || {
+            "the stray agent was not there".into()
+        })
     })
 }
 
@@ -500,6 +548,39 @@ fn chatter() -> Result<(), Box<dyn std::error::Error>> {
         })
 }
 
+/// Joins by hand (the hub's protocol: `[kind][id u64 LE][body]`), then
+/// sends replies to calls never made, as fast as it can, until the hub
+/// is gone.
+fn stray() -> Result<(), Box<dyn std::error::Error>> {
+    use ipc_core::{AsyncFrameReceiver, AsyncFrameSender};
+    async fn run<C: AsyncFrameSender + AsyncFrameReceiver>(
+        mut conn: C,
+    ) -> Result<(), Box<dyn std::error::Error>> {
+        conn.send(&HELLO).await?;
+        let _welcome = conn.recv().await?;
+        let mut reply = [5u8, 0, 0, 0, 0, 0, 0, 0, 0];
+        for id in (1u64 << 40).. {
+            reply[1..].copy_from_slice(&id.to_le_bytes());
+            if conn.send(&reply).await.is_err() {
+                break;
+            }
+        }
+        Ok(())
+    }
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(async {
+            let config = Config::default();
+            match target() {
+                address @ Address::Uds(_) => {
+                    run(ipc_uds::AsyncUds.connect(&address, &config).await?).await
+                }
+                address => run(ipc_shm::AsyncShm.connect(&address, &config).await?).await,
+            }
+        })
+}
+
 /// A hostile case run over one transport.
 type Case = fn(Via) -> Result<(), Failed>;
 
@@ -509,6 +590,10 @@ fn main() {
         Ok("slow") => slow(),
         Ok("chatter") => {
             let _ = chatter();
+            return;
+        }
+        Ok("stray") => {
+            let _ = stray();
             return;
         }
         Ok(role @ ("good" | "large")) => {
@@ -522,7 +607,7 @@ fn main() {
     }
     let mut tests = Vec::new();
     // The cases run over each transport a hub listens on.
-    let over_each: [(&str, Case); 2] = [
+    let over_each: [(&str, Case); 3] = [
         (
             "a_flood_does_not_keep_agents_out",
             a_flood_does_not_keep_agents_out,
@@ -530,6 +615,10 @@ fn main() {
         (
             "a_chattering_agent_is_removed_when_told",
             a_chattering_agent_is_removed_when_told,
+        ),
+        (
+            "a_call_ends_at_its_deadline_among_stray_replies",
+            a_call_ends_at_its_deadline_among_stray_replies,
         ),
     ];
     for (case, run) in over_each {

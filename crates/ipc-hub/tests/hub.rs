@@ -684,6 +684,63 @@ fn typed_calls_and_chosen_broadcasts(via: Via) -> Result<(), Failed> {
     })
 }
 
+/// Messages the hub sends an agent that gives up waiting for each event
+/// after a moment ([`fickle_agent`]).
+const FICKLE_MESSAGES: u64 = 3_000;
+
+/// `Agent::next` is cancel-safe: an agent that drops it after a few
+/// microseconds, again and again (while it may be reading the connection
+/// itself), still gets every message once and in order, and says so.
+fn next_can_be_dropped_at_any_time(via: Via) -> Result<(), Failed> {
+    runtime().block_on(async {
+        let mut s = Setup::new(via, HubConfig::default())?;
+        let peer = s.start(&["fickle"]).await?[0].id;
+        for n in 0..FICKLE_MESSAGES {
+            s.hub.send_to(peer, &n).await?;
+            // Pauses, so that the agent often waits, and gives up.
+            if n % 50 == 0 {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
+        let (from, report) = next_message(&mut s).await?;
+        let report: String = ipc_core::Codec::decode(&ipc_core::Postcard, &report)?;
+        ensure(from == peer && report == "in order", || {
+            format!("the agent said {report:?}")
+        })
+    })
+}
+
+/// The agent of [`next_can_be_dropped_at_any_time`].
+async fn fickle_agent(role: &str) -> Result<(), Box<dyn std::error::Error>> {
+    let mut agent: Agent = join_as(role).await?;
+    let (mut expected, mut dropped) = (0u64, 0u64);
+    let report = loop {
+        let event = match tokio::time::timeout(Duration::from_micros(20), agent.next()).await {
+            Ok(Some(event)) => event,
+            Ok(None) => return Err("the hub went away".into()),
+            Err(_) => {
+                dropped += 1;
+                continue;
+            }
+        };
+        let AgentEvent::Message(payload) = event else {
+            break format!("{event:?} instead of message {expected}");
+        };
+        let n: u64 = payload.decode()?;
+        if n != expected {
+            break format!("message {n} when {expected} was due");
+        }
+        expected += 1;
+        if expected == FICKLE_MESSAGES {
+            break "in order".to_string();
+        }
+    };
+    eprintln!("fickle agent: dropped `next` {dropped} times");
+    agent.send(&report).await?;
+    agent.close("done", LONG).await;
+    Ok(())
+}
+
 fn pattern(buf: &mut [u8]) {
     for (i, b) in buf.iter_mut().enumerate() {
         *b = (i * 7 % 251) as u8;
@@ -1145,6 +1202,7 @@ fn agent_main(role: &str) -> Result<(), Box<dyn std::error::Error>> {
             "codec-json" => return codec_agent::<ipc_core::Json>(role).await,
             "codec-msgpack" => return codec_agent::<ipc_core::MessagePack>(role).await,
             "codec-postcard" => return codec_agent::<ipc_core::Postcard>(role).await,
+            "fickle" => return fickle_agent(role).await,
             _ => {}
         }
         let mut agent: Agent = join_as(role).await?;
@@ -1401,6 +1459,9 @@ fn main() {
                 events_read_on_a_task_of_their_own(via)
             }),
             Trial::test(name("loans_both_ways"), move || loans_both_ways(via)),
+            Trial::test(name("next_can_be_dropped_at_any_time"), move || {
+                next_can_be_dropped_at_any_time(via)
+            }),
             Trial::test(name("codecs_per_peer"), move || codecs_per_peer(via)),
             Trial::test(name("a_handle_works_beside_the_events"), move || {
                 a_handle_works_beside_the_events(via)
