@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::codec::{BodyCodec, HubCodec, PeerCodec};
-use crate::link::{Awaited, Inbound, Link};
+use crate::link::{Awaited, Inbound, Link, Wait};
 use crate::message::LoanedBody;
 use crate::wire::{self, Kind, encode_value as encode};
 use crate::{
@@ -262,7 +262,7 @@ impl<C: HubCodec> Agent<C> {
                 events: &mut self.events,
                 got: None,
             };
-            self.handle.link.wait_for(&mut next).await;
+            self.handle.link.wait_for(&mut next, Wait::Reading).await;
             let Some(inbound) = next.got.flatten() else {
                 self.ended = true;
                 return None;

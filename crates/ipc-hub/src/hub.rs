@@ -713,7 +713,7 @@ impl<C: HubCodec> HubHandle<C> {
                 let link = link.ok_or(CallError::UnknownPeer(peer))?;
                 let body = bodies.get(link.codec).map_err(CallError::Encode)?;
                 let reply = link
-                    .call(|id| Ok(wire::encode(Kind::Call, id, body)), deadline)
+                    .call_among_many(|id| Ok(wire::encode(Kind::Call, id, body)), deadline)
                     .await?;
                 link.codec.decode::<C, A>(&reply).map_err(CallError::Decode)
             }

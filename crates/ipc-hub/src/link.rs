@@ -433,6 +433,28 @@ impl Link {
         encode: impl FnOnce(u64) -> Result<Bytes, CallError>,
         deadline: Instant,
     ) -> Result<Bytes, CallError> {
+        self.call_waiting(encode, deadline, Wait::Reading).await
+    }
+
+    /// [`call`](Self::call), one of many a task waits for at once
+    /// (`call_each`): the reader task hands the reply over, as one task
+    /// cannot spin on many connections at once (measured: a `call_each`
+    /// to 16 shm agents took 1.26x as long with each call reading,
+    /// docs/measurements/hub/stop35-ab-all-*).
+    pub(crate) async fn call_among_many(
+        &self,
+        encode: impl FnOnce(u64) -> Result<Bytes, CallError>,
+        deadline: Instant,
+    ) -> Result<Bytes, CallError> {
+        self.call_waiting(encode, deadline, Wait::HandedOver).await
+    }
+
+    async fn call_waiting(
+        &self,
+        encode: impl FnOnce(u64) -> Result<Bytes, CallError>,
+        deadline: Instant,
+        wait: Wait,
+    ) -> Result<Bytes, CallError> {
         let id = self.next_call.fetch_add(1, Ordering::Relaxed);
         let frame = encode(id)?;
         if frame.len() > self.max_frame {
@@ -462,14 +484,14 @@ impl Link {
             }
         }
         let mut reply = Reply { rx, got: None };
-        if !self.waiters_read {
+        if !self.waiters_read || wait == Wait::HandedOver {
             // A fast peer answers within the spin: no thread goes to sleep.
             let spin_until = std::time::Instant::now() + self.reply_spin;
             while !reply.arrived() && std::time::Instant::now() < spin_until {
                 tokio::task::yield_now().await;
             }
         }
-        match tokio::time::timeout_at(deadline, self.wait_for(&mut reply)).await {
+        match tokio::time::timeout_at(deadline, self.wait_for(&mut reply, wait)).await {
             Ok(()) => reply.got.flatten().unwrap_or_else(|| Err(peer_gone())),
             Err(_) => Err(CallError::Timeout),
         }
@@ -479,12 +501,12 @@ impl Link {
     /// ([`Link::waiters_read`]), the waiting task reads the connection
     /// itself whenever no one else does, so nothing has to wake it; else
     /// the reader task hands it over. Cancel-safe.
-    pub(crate) async fn wait_for(&self, awaited: &mut (impl Awaited + Send)) {
+    pub(crate) async fn wait_for(&self, awaited: &mut (impl Awaited + Send), wait: Wait) {
         loop {
             if awaited.arrived() {
                 return;
             }
-            if !self.waiters_read {
+            if !self.waiters_read || wait == Wait::HandedOver {
                 return awaited.handed_over().await;
             }
             // Listening before trying: a put-down after the try rings it.
@@ -849,6 +871,16 @@ enum Step {
     Room(bool),
     /// The stalled frame's share of the backlog (`None`: closed).
     Backlog(Option<Held>),
+}
+
+/// How a task waits for something from the peer ([`Link::wait_for`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Wait {
+    /// It reads the connection itself while no one else does, where
+    /// waiters read ([`Link::waiters_read`]).
+    Reading,
+    /// The reader task hands it over.
+    HandedOver,
 }
 
 /// Something a task waits for from the peer: a call's reply, an agent's
