@@ -500,7 +500,10 @@ impl Link {
     /// Waits until `awaited` has arrived. Where waiters read
     /// ([`Link::waiters_read`]), the waiting task reads the connection
     /// itself whenever no one else does, so nothing has to wake it; else
-    /// the reader task hands it over. Cancel-safe.
+    /// the reader task hands it over. Cancel-safe. While it reads, the
+    /// peer's other frames are read by this task: a future left unpolled
+    /// after a wake-up (never done by `.await`, `select!` or a runtime)
+    /// would hold them until it is polled or dropped.
     pub(crate) async fn wait_for(&self, awaited: &mut (impl Awaited + Send), wait: Wait) {
         loop {
             if awaited.arrived() {
