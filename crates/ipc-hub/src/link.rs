@@ -484,8 +484,9 @@ impl Link {
             }
         }
         let mut reply = Reply { rx, got: None };
-        if !self.waiters_read || wait == Wait::HandedOver {
-            // A fast peer answers within the spin: no thread goes to sleep.
+        // A fast peer answers within the spin: no thread goes to sleep.
+        // (None where waiters read, or where the receive spins anyway.)
+        if !self.reply_spin.is_zero() {
             let spin_until = std::time::Instant::now() + self.reply_spin;
             while !reply.arrived() && std::time::Instant::now() < spin_until {
                 tokio::task::yield_now().await;

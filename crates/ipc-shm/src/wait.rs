@@ -90,7 +90,7 @@ pub(crate) const SPINS_BEFORE_YIELD: u32 = 128;
 /// How often a spinning wait looks at the clock, in spins: the clock
 /// read, the deadline and the peer checks cost more than a spin, and a
 /// few spins late is a few hundred nanoseconds.
-const CLOCK_EVERY: u32 = 32;
+pub(crate) const CLOCK_EVERY: u32 = 32;
 
 /// How often a spinning wait polls the peer's pidfd (about a microsecond
 /// each), so a spinning side notices a dead peer within about this long.

@@ -100,14 +100,19 @@ impl ShmConnection {
                 // The closed flag and the doorbells' state are plain
                 // loads; the OS is asked (two system calls) at most every
                 // SPIN_CHECK, so a loop of non-blocking steps learns of a
-                // death that soon without a system call per step.
+                // death that soon without a system call per step. The
+                // clock is read for that every CLOCK_EVERY steps, as a
+                // spinning wait reads it: a step is a few loads, a clock
+                // read costs more than all of them.
                 // Whatever the peer published before it went is still ours.
-                let now = Instant::now();
-                let check_process = self
-                    .last_peer_check
-                    .is_none_or(|t| now.duration_since(t) >= wait::SPIN_CHECK);
+                self.idle_steps = self.idle_steps.wrapping_add(1);
+                let check_process = match self.last_peer_check {
+                    None => true,
+                    Some(_) if !self.idle_steps.is_multiple_of(wait::CLOCK_EVERY) => false,
+                    Some(t) => t.elapsed() >= wait::SPIN_CHECK,
+                };
                 if check_process {
-                    self.last_peer_check = Some(now);
+                    self.last_peer_check = Some(Instant::now());
                 }
                 return match self.peer_gone(check_process) {
                     true => attempt(self)?.ok_or(Fail::Gone),

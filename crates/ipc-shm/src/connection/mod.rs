@@ -122,6 +122,10 @@ pub struct ShmConnection {
     spin: [SpinBudget; 2],
     /// When a non-blocking step last asked the OS whether the peer lives.
     last_peer_check: Option<Instant>,
+    /// Non-blocking steps that found nothing since the clock was last
+    /// read for them (a loop of them reads it every
+    /// [`CLOCK_EVERY`](crate::wait::CLOCK_EVERY)).
+    idle_steps: u32,
 }
 
 /// What a connection keeps about blobs.
@@ -199,6 +203,7 @@ impl ShmConnection {
             rx_populated: false,
             spin: Default::default(),
             last_peer_check: None,
+            idle_steps: 0,
         })
     }
 
