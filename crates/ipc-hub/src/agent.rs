@@ -1,7 +1,9 @@
 //! The agent's side: join a hub, answer its calls, send it messages and
 //! logs, call it.
 
+use std::future::Future;
 use std::marker::PhantomData;
+use std::task::Poll;
 
 use bytes::Bytes;
 use std::sync::Arc;
@@ -372,7 +374,15 @@ impl<C: HubCodec> Agent<C> {
                             .decode::<Q>()
                             .map(&mut handler)
                             .map_err(|e| format!("undecodable request: {e}"));
-                        running.push(answer(request, work));
+                        // Most answers are ready at once: sent now, with no
+                        // place among the calls under way.
+                        let mut call = Box::pin(answer(request, work));
+                        let first =
+                            std::future::poll_fn(|cx| Poll::Ready(call.as_mut().poll(cx))).await;
+                        match first {
+                            Poll::Ready(answered) => served.answered += u64::from(answered),
+                            Poll::Pending => running.push(call),
+                        }
                     }
                     Some(AgentEvent::Message(_)) => served.messages_ignored += 1,
                     Some(AgentEvent::Shutdown(_)) => closing = true,

@@ -1191,3 +1191,79 @@ impl Encoded {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Agent, CallError};
+
+    type Failed = Box<dyn std::error::Error>;
+
+    /// However a call ends (answered, at its deadline, dropped), it takes
+    /// its entry out of its link's table, and a reply that comes too late
+    /// finds none: over a transport whose callers read their replies
+    /// (shm) and one whose reader task hands them over (uds).
+    #[test]
+    fn no_call_leaves_its_entry_behind() -> Result<(), Failed> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?;
+        let dir = tempfile::tempdir()?;
+        runtime.block_on(async {
+            for shm in [true, false] {
+                let config = ipc_core::Config::default();
+                let mut hub = Hub::new(HubConfig::default())?;
+                let address = if shm {
+                    let name = format!("entries-{}", std::process::id());
+                    hub.listen(ipc_shm::AsyncShmListener::bind_name(&name, &config)?)?;
+                    ipc_core::Address::Shm(name)
+                } else {
+                    let path = dir.path().join("entries.sock");
+                    hub.listen(ipc_uds::AsyncUdsListener::bind_path(&path, &config)?)?;
+                    ipc_core::Address::Uds(path)
+                };
+                let conn = ipc_any::connect_async(&address, &config).await?;
+                let agent = Agent::join(conn, "entries", HubConfig::default()).await?;
+                // Even numbers are answered at once, odd ones late (20 in
+                // the first loop, 5 in the second, 1 at the end).
+                let serving = tokio::spawn(agent.serve(|n: u64| async move {
+                    if n % 2 == 1 {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                    Ok::<_, String>(n)
+                }));
+                let peer = hub.wait_for_peers(1, Duration::from_secs(10)).await?[0].id;
+                let handle = hub.handle();
+                for n in 0..20u64 {
+                    let got = handle
+                        .call::<u64, u64>(peer, &n, Duration::from_millis(30))
+                        .await;
+                    match n % 2 {
+                        0 => assert_eq!(got?, n, "shm: {shm}"),
+                        _ => assert!(matches!(got, Err(CallError::Timeout)), "{got:?}"),
+                    }
+                }
+                for n in 0..5u64 {
+                    let odd = 2 * n + 1;
+                    let call = handle.call::<u64, u64>(peer, &odd, LONG_ENOUGH);
+                    let dropped = tokio::time::timeout(Duration::from_millis(10), call).await;
+                    assert!(dropped.is_err(), "{dropped:?}");
+                }
+                let link = handle.link(peer).ok_or("the agent left")?;
+                assert_eq!(link.calls_waiting(), 0, "shm: {shm}");
+                // The late answers come, find nothing, and are dropped.
+                tokio::time::sleep(Duration::from_millis(400)).await;
+                assert_eq!(link.calls_waiting(), 0, "shm: {shm}");
+                assert_eq!(handle.call::<u64, u64>(peer, &2, LONG_ENOUGH).await?, 2);
+                drop(link);
+                hub.shutdown(Duration::from_secs(1)).await;
+                let served = serving.await?;
+                assert_eq!(served.answered, 26, "shm: {shm}");
+            }
+            Ok(())
+        })
+    }
+
+    const LONG_ENOUGH: Duration = Duration::from_secs(10);
+}
