@@ -549,37 +549,28 @@ impl Link {
             if !self.waiters_read || wait == Wait::HandedOver {
                 return awaited.handed_over().await;
             }
-            match self
-                .reading
-                .try_drive(&self.stop, &mut || awaited.arrived())
-            {
-                Driven::Read => continue,
-                Driven::Reading(read) => {
-                    read.await;
-                    continue;
-                }
-                Driven::Busy => {}
-            }
-            // Held by another: listen, then try again (a put-down after
-            // this second try rings the bell listened to).
+            // Tried twice if held by another: first as is, then listening
+            // (a put-down after the second try rings the bell listened to).
             let put_down = self.reading.callers_bell().notified();
             tokio::pin!(put_down);
-            put_down.as_mut().enable();
-            match self
-                .reading
-                .try_drive(&self.stop, &mut || awaited.arrived())
-            {
-                Driven::Read => continue,
-                Driven::Reading(read) => {
-                    read.await;
+            let mut listening = false;
+            loop {
+                let mut arrived = || awaited.arrived();
+                match self.reading.try_drive(&self.stop, &mut arrived) {
+                    Driven::Read => break,
+                    Driven::Reading(read) => break read.await,
+                    Driven::Busy => {}
+                }
+                if !listening {
+                    put_down.as_mut().enable();
+                    listening = true;
                     continue;
                 }
-                Driven::Busy => {}
-            }
-            let _wanting = self.reading.want();
-            tokio::select! {
-                () = awaited.handed_over() => return,
-                _ = put_down => {}
+                let _wanting = self.reading.want();
+                tokio::select! {
+                    () = awaited.handed_over() => return,
+                    _ = put_down.as_mut() => break,
+                }
             }
         }
     }
