@@ -727,6 +727,19 @@ impl<R: AsyncFrameReceiver> ReadSide<R> {
         Ok(self.deliver_ready()? || woke)
     }
 
+    /// [`take`](Self::take) for a waiter reading: false when it must stop
+    /// (the backlog is full or reading has ended), as only the reader
+    /// task waits for the backlog and ends the link.
+    fn take_for_waiter(&mut self, received: Result<Bytes, RecvError>) -> bool {
+        match self.take(received) {
+            Ok(_) => self.stalled.is_none(),
+            Err(reason) => {
+                self.ended = Some(reason);
+                false
+            }
+        }
+    }
+
     /// Puts what waits into the owner's queue while it has room; true if
     /// anything went.
     fn deliver_ready(&mut self) -> Result<bool, LeaveReason> {
@@ -902,15 +915,11 @@ impl<R: AsyncFrameReceiver + 'static> Drive for Reading<R> {
             let side = &mut *held.side;
             match side.read.try_recv() {
                 Err(RecvError::Empty) => std::hint::spin_loop(),
-                received => match side.take(received) {
-                    Ok(_) if side.stalled.is_none() => {}
-                    // Only the reader task waits for the backlog.
-                    Ok(_) => return Driven::Read,
-                    Err(reason) => {
-                        side.ended = Some(reason);
+                received => {
+                    if !side.take_for_waiter(received) {
                         return Driven::Read;
                     }
-                },
+                }
             }
         }
         Driven::Reading(Box::pin(async move {
@@ -927,14 +936,8 @@ impl<R: AsyncFrameReceiver + 'static> Drive for Reading<R> {
                     received = side.read.recv() => received,
                     _ = stop.wait_for(|stop| *stop) => break,
                 };
-                match side.take(received) {
-                    Ok(_) if side.stalled.is_none() => {}
-                    // Only the reader task waits for the backlog.
-                    Ok(_) => break,
-                    Err(reason) => {
-                        side.ended = Some(reason);
-                        break;
-                    }
+                if !side.take_for_waiter(received) {
+                    break;
                 }
                 // A peer that sends without pause must not keep this task
                 // from its deadline (`timeout_at` looks at it only when
