@@ -153,8 +153,6 @@ pub(crate) struct Link {
     /// so frames keep their order).
     queued: AtomicUsize,
     try_inline: TryInline,
-    /// How long a caller spins for its reply ([`REPLY_SPIN`] or none).
-    reply_spin: Duration,
     /// Who reads the connection.
     reading: Arc<dyn Drive>,
     /// Whether a task waiting for something from the peer reads the
@@ -263,11 +261,6 @@ impl Link {
                 out,
                 queued: AtomicUsize::new(0),
                 try_inline,
-                reply_spin: if receive_spins {
-                    Duration::ZERO
-                } else {
-                    REPLY_SPIN
-                },
                 reading,
                 waiters_read: receive_spins,
                 calls: Mutex::default(),
@@ -517,9 +510,9 @@ impl Link {
         }
         let mut reply = Reply { rx, got: None };
         // A fast peer answers within the spin: no thread goes to sleep.
-        // (None where waiters read, or where the receive spins anyway.)
-        if !self.reply_spin.is_zero() {
-            let spin_until = std::time::Instant::now() + self.reply_spin;
+        // Not where waiters read: the receive spins already.
+        if !self.waiters_read {
+            let spin_until = std::time::Instant::now() + REPLY_SPIN;
             while !reply.arrived() && std::time::Instant::now() < spin_until {
                 tokio::task::yield_now().await;
             }
