@@ -2,6 +2,9 @@
 //! logs, call it.
 
 use std::future::Future;
+use std::pin::Pin;
+
+use futures_util::future::OptionFuture;
 use std::marker::PhantomData;
 use std::task::Poll;
 
@@ -19,7 +22,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::codec::{BodyCodec, HubCodec, PeerCodec};
-use crate::link::{Awaited, Inbound, Link, Wait};
+use crate::link::{Awaited, Claim, Inbound, Link, Wait};
 use crate::message::LoanedBody;
 use crate::wire::{self, Kind, encode_value as encode};
 use crate::{
@@ -60,19 +63,42 @@ where
     sent.is_ok()
 }
 
+/// `call` in the spare box if there is one, else in a new one.
+fn boxed<F: Future>(
+    spare: &mut Option<Pin<Box<OptionFuture<F>>>>,
+    call: F,
+) -> Pin<Box<OptionFuture<F>>> {
+    let call = OptionFuture::from(Some(call));
+    match spare.take() {
+        Some(mut slot) => {
+            slot.set(call);
+            slot
+        }
+        None => Box::pin(call),
+    }
+}
+
 /// The agent's next event, as [`Link::wait_for`] waits for it: taken
 /// and returned in one poll, so [`Agent::next`] stays cancel-safe.
 struct NextEvent<'a> {
     events: &'a mut mpsc::Receiver<Inbound>,
     /// `Some(None)`: the queue has closed.
-    got: Option<Option<Inbound>>,
+    got: Option<Option<Next>>,
 }
 
-impl Awaited for NextEvent<'_> {
+/// Where the next event came from.
+enum Next {
+    /// The queue the reader task fills.
+    Queued(Inbound),
+    /// The connection, read by `next` itself with nothing before it.
+    Read(wire::Envelope),
+}
+
+impl Claim for NextEvent<'_> {
     fn arrived(&mut self) -> bool {
         if self.got.is_none() {
             self.got = match self.events.try_recv() {
-                Ok(event) => Some(Some(event)),
+                Ok(event) => Some(Some(Next::Queued(event))),
                 Err(mpsc::error::TryRecvError::Disconnected) => Some(None),
                 Err(mpsc::error::TryRecvError::Empty) => None,
             };
@@ -80,8 +106,18 @@ impl Awaited for NextEvent<'_> {
         self.got.is_some()
     }
 
+    fn claim(&mut self, frame: wire::Envelope, in_order: bool) -> Option<wire::Envelope> {
+        if !in_order || self.got.is_some() || !matches!(frame.kind, Kind::Call | Kind::Message) {
+            return Some(frame);
+        }
+        self.got = Some(Some(Next::Read(frame)));
+        None
+    }
+}
+
+impl Awaited for NextEvent<'_> {
     async fn handed_over(&mut self) {
-        self.got = Some(self.events.recv().await)
+        self.got = Some(self.events.recv().await.map(Next::Queued))
     }
 }
 
@@ -265,9 +301,24 @@ impl<C: HubCodec> Agent<C> {
                 got: None,
             };
             self.handle.link.wait_for(&mut next, Wait::Reading).await;
-            let Some(inbound) = next.got.flatten() else {
-                self.ended = true;
-                return None;
+            let inbound = match next.got.flatten() {
+                Some(Next::Queued(inbound)) => inbound,
+                Some(Next::Read(frame)) => {
+                    let link = &self.handle.link;
+                    return Some(match frame.kind {
+                        Kind::Call => AgentEvent::Call(Request::new(
+                            link.peer,
+                            frame.id,
+                            frame.body,
+                            Arc::clone(link),
+                        )),
+                        _ => AgentEvent::Message(Payload::new(frame.body, link.codec)),
+                    });
+                }
+                None => {
+                    self.ended = true;
+                    return None;
+                }
             };
             return Some(match inbound {
                 // Taking an event frees its share of the backlog.
@@ -351,6 +402,8 @@ impl<C: HubCodec> Agent<C> {
         let limit = limit.max(1);
         let mut served = Served::default();
         let mut running = futures_util::stream::FuturesUnordered::new();
+        // The box of the last call answered at once, for the next.
+        let mut spare = None;
         let mut closing = false;
         loop {
             if closing && running.is_empty() {
@@ -362,7 +415,7 @@ impl<C: HubCodec> Agent<C> {
                 // task waits for (and may read) the next event.
                 biased;
                 Some(answered) = running.next(), if !running.is_empty() => {
-                    served.answered += u64::from(answered);
+                    served.answered += u64::from(answered == Some(true));
                 }
                 event = self.next(), if room || closing => match event {
                     None => break,
@@ -375,12 +428,16 @@ impl<C: HubCodec> Agent<C> {
                             .map(&mut handler)
                             .map_err(|e| format!("undecodable request: {e}"));
                         // Most answers are ready at once: sent now, with no
-                        // place among the calls under way.
-                        let mut call = Box::pin(answer(request, work));
+                        // place among the calls under way, in a box used
+                        // again for the next call.
+                        let mut call = boxed(&mut spare, answer(request, work));
                         let first =
                             std::future::poll_fn(|cx| Poll::Ready(call.as_mut().poll(cx))).await;
                         match first {
-                            Poll::Ready(answered) => served.answered += u64::from(answered),
+                            Poll::Ready(answered) => {
+                                served.answered += u64::from(answered == Some(true));
+                                spare = Some(call);
+                            }
                             Poll::Pending => running.push(call),
                         }
                     }
@@ -492,7 +549,7 @@ impl<C: HubCodec> AgentHandle<C> {
     pub async fn call_raw(&self, body: &[u8], timeout: Duration) -> Result<Bytes, CallError> {
         let deadline = Instant::now() + timeout;
         self.link
-            .call(|id| Ok(wire::encode(Kind::Call, id, body)), deadline)
+            .call(|id| Ok(wire::encode(Kind::Call, id, body).into()), deadline)
             .await
     }
 

@@ -19,7 +19,7 @@ use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
 use crate::codec::{BodyCodec, HubCodec, PeerCodec};
-use crate::link::{Inbound, Link};
+use crate::link::{CounterMap, Inbound, Link};
 use crate::message::LoanedBody;
 use crate::supervise::{AgentNotice, AgentSpec, NotUp, SuperviseError, Supervised};
 use crate::wire::{self, Kind, encode_value as encode};
@@ -84,7 +84,7 @@ struct Peer {
 #[derive(Debug)]
 struct Shared {
     config: HubConfig,
-    peers: Mutex<HashMap<PeerId, Peer>>,
+    peers: Mutex<CounterMap<PeerId, Peer>>,
     next_peer: AtomicU64,
     events: mpsc::Sender<Inbound>,
     /// Handshakes under way; dropping an entry's sender cancels it.
@@ -676,7 +676,7 @@ impl<C: HubCodec> HubHandle<C> {
     ) -> Result<Bytes, CallError> {
         let deadline = Instant::now() + timeout;
         let link = self.link(peer).ok_or(CallError::UnknownPeer(peer))?;
-        link.call(|id| Ok(wire::encode(Kind::Call, id, body)), deadline)
+        link.call(|id| Ok(wire::encode(Kind::Call, id, body).into()), deadline)
             .await
     }
 
@@ -713,7 +713,7 @@ impl<C: HubCodec> HubHandle<C> {
                 let link = link.ok_or(CallError::UnknownPeer(peer))?;
                 let body = bodies.get(link.codec).map_err(CallError::Encode)?;
                 let reply = link
-                    .call_among_many(|id| Ok(wire::encode(Kind::Call, id, body)), deadline)
+                    .call_among_many(|id| Ok(wire::encode(Kind::Call, id, body).into()), deadline)
                     .await?;
                 link.codec.decode::<C, A>(&reply).map_err(CallError::Decode)
             }
@@ -780,7 +780,7 @@ impl<C: HubCodec> HubHandle<C> {
             if let std::collections::hash_map::Entry::Vacant(frame) = frames.entry(link.codec) {
                 // Encoded straight into its envelope, once per codec.
                 let encoded = encode::<C, T>(link.codec, Kind::Message, 0, message);
-                frame.insert(encoded.map_err(SendToError::Encode)?);
+                frame.insert(encoded.map_err(SendToError::Encode)?.into_bytes());
             }
         }
         Ok(self.post_each(links, skipped, |link| frames[&link.codec].clone()))
@@ -1199,32 +1199,52 @@ mod tests {
 
     type Failed = Box<dyn std::error::Error>;
 
-    /// However a call ends (answered, at its deadline, dropped), it takes
-    /// its entry out of its link's table, and a reply that comes too late
-    /// finds none: over a transport whose callers read their replies
-    /// (shm) and one whose reader task hands them over (uds).
-    #[test]
-    fn no_call_leaves_its_entry_behind() -> Result<(), Failed> {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
+    fn runtime() -> Result<tokio::runtime::Runtime, Failed> {
+        Ok(tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
-            .build()?;
+            .build()?)
+    }
+
+    /// A hub listening over shared memory (whose callers read their
+    /// replies) or a Unix socket (whose reader task hands them over).
+    fn listening(
+        shm: bool,
+        name: &str,
+        dir: &std::path::Path,
+        config: HubConfig,
+    ) -> Result<(Hub, ipc_core::Address), Failed> {
+        let conn_config = ipc_core::Config::default();
+        let hub = Hub::new(config)?;
+        let address = if shm {
+            let name = format!("{name}-{}", std::process::id());
+            hub.listen(ipc_shm::AsyncShmListener::bind_name(&name, &conn_config)?)?;
+            ipc_core::Address::Shm(name)
+        } else {
+            let path = dir.join(format!("{name}.sock"));
+            hub.listen(ipc_uds::AsyncUdsListener::bind_path(&path, &conn_config)?)?;
+            ipc_core::Address::Uds(path)
+        };
+        Ok((hub, address))
+    }
+
+    async fn join(address: &ipc_core::Address, name: &str) -> Result<Agent, Failed> {
+        let conn = ipc_any::connect_async(address, &ipc_core::Config::default()).await?;
+        Ok(Agent::join(conn, name, HubConfig::default()).await?)
+    }
+
+    /// However a call ends (answered, at its deadline, dropped), it takes
+    /// its entry out of its link's table, and a reply that comes too late
+    /// finds none.
+    #[test]
+    fn no_call_leaves_its_entry_behind() -> Result<(), Failed> {
         let dir = tempfile::tempdir()?;
-        runtime.block_on(async {
+        runtime()?.block_on(async {
             for shm in [true, false] {
-                let config = ipc_core::Config::default();
-                let mut hub = Hub::new(HubConfig::default())?;
-                let address = if shm {
-                    let name = format!("entries-{}", std::process::id());
-                    hub.listen(ipc_shm::AsyncShmListener::bind_name(&name, &config)?)?;
-                    ipc_core::Address::Shm(name)
-                } else {
-                    let path = dir.path().join("entries.sock");
-                    hub.listen(ipc_uds::AsyncUdsListener::bind_path(&path, &config)?)?;
-                    ipc_core::Address::Uds(path)
-                };
-                let conn = ipc_any::connect_async(&address, &config).await?;
-                let agent = Agent::join(conn, "entries", HubConfig::default()).await?;
+                let (mut hub, address) =
+                    listening(shm, "entries", dir.path(), HubConfig::default())?;
+                let agent = join(&address, "entries").await?;
+                let peer = hub.wait_for_peers(1, LONG_ENOUGH).await?[0].id;
                 // Even numbers are answered at once, odd ones late (20 in
                 // the first loop, 5 in the second, 1 at the end).
                 let serving = tokio::spawn(agent.serve(|n: u64| async move {
@@ -1233,7 +1253,6 @@ mod tests {
                     }
                     Ok::<_, String>(n)
                 }));
-                let peer = hub.wait_for_peers(1, Duration::from_secs(10)).await?[0].id;
                 let handle = hub.handle();
                 for n in 0..20u64 {
                     let got = handle
@@ -1263,6 +1282,82 @@ mod tests {
             }
             Ok(())
         })
+    }
+
+    /// A caller reading its own reply stops at a full backlog (only the
+    /// reader task waits for room) before its reply has come: its call
+    /// then has an entry, and the reader task hands the reply over once
+    /// the hub has taken the messages before it. The hub runs on one
+    /// thread, so its second call finds the read side free (the reader
+    /// task has not run since the first) and is sent holding it.
+    #[test]
+    fn a_reply_behind_a_full_backlog_reaches_its_caller() -> Result<(), Failed> {
+        const MESSAGES: usize = 32;
+        let dir = tempfile::tempdir()?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        for shm in [true, false] {
+            let config = HubConfig::default().with_peer_backlog_bytes(4096);
+            let (mut hub, address) = {
+                let _in_runtime = runtime.enter();
+                listening(shm, "backlog", dir.path(), config)?
+            };
+            let agent_side = std::thread::spawn(move || {
+                let serve = async {
+                    let mut agent = join(&address, "backlog").await?;
+                    let handle = agent.handle();
+                    while let Some(event) = agent.next().await {
+                        let request = match event {
+                            crate::AgentEvent::Call(request) => request,
+                            crate::AgentEvent::Shutdown(_) => break,
+                            _ => continue,
+                        };
+                        // For the second call, messages first, each a
+                        // quarter of the backlog, then the answer.
+                        let n: u64 = request.decode()?;
+                        for i in 0..MESSAGES * usize::from(n == 7) {
+                            handle.send_bytes(&[i as u8; 1024]).await?;
+                        }
+                        request.reply(&n).await?;
+                    }
+                    agent.close("done", Duration::from_secs(1)).await;
+                    Ok::<_, Failed>(())
+                };
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|e| e.to_string())?;
+                runtime.block_on(serve).map_err(|e| e.to_string())
+            });
+            runtime.block_on(async {
+                let peer = hub.wait_for_peers(1, LONG_ENOUGH).await?[0].id;
+                let handle = hub.handle();
+                let calls = tokio::spawn(async move {
+                    let first = handle.call::<u64, u64>(peer, &1, LONG_ENOUGH).await?;
+                    let second = handle.call::<u64, u64>(peer, &7, LONG_ENOUGH).await?;
+                    Ok::<_, CallError>((first, second))
+                });
+                // The hub takes nothing until the call has read up to the
+                // full backlog.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                let mut taken = 0;
+                while taken < MESSAGES {
+                    match tokio::time::timeout(LONG_ENOUGH, hub.next()).await? {
+                        HubEvent::Message { payload, .. } => {
+                            assert_eq!(payload.bytes()[..], [taken as u8; 1024], "shm: {shm}");
+                            taken += 1;
+                        }
+                        other => return Err(format!("shm: {shm}: {other:?}").into()),
+                    }
+                }
+                assert_eq!(calls.await??, (1, 7), "shm: {shm}");
+                hub.shutdown(Duration::from_secs(1)).await;
+                Ok::<_, Failed>(())
+            })?;
+            agent_side.join().map_err(|_| "the agent panicked")??;
+        }
+        Ok(())
     }
 
     const LONG_ENOUGH: Duration = Duration::from_secs(10);

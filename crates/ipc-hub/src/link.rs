@@ -18,7 +18,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Waker};
 use std::time::Duration;
@@ -30,7 +30,7 @@ use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
 use crate::codec::PeerCodec;
-use crate::wire::{self, Kind};
+use crate::wire::{self, Kind, Outgoing};
 use crate::{CallError, LeaveReason, PeerId, SendToError};
 
 /// What each message, call or log costs the peer's backlog beyond its
@@ -82,7 +82,8 @@ pub(crate) const REPLY_SPIN: Duration = Duration::from_micros(50);
 
 /// The connection's sending half, shared by the writer task and the
 /// callers that write inline; taken (and so closed) when the writer ends.
-type SharedWrite<W> = Arc<tokio::sync::Mutex<Option<W>>>;
+/// (futures' lock: putting it down is one atomic when no one waits.)
+type SharedWrite<W> = Arc<futures_util::lock::Mutex<Option<W>>>;
 
 /// A frame's write the caller starts itself (holding the sending half).
 type InlineWrite = Pin<Box<dyn Future<Output = ()> + Send>>;
@@ -96,8 +97,12 @@ enum Inline {
     Started(InlineWrite),
 }
 
-/// Starts an inline write of a frame, if the sending half is free now.
-struct TryInline(Box<dyn Fn(Bytes) -> Option<Inline> + Send + Sync>);
+/// Starts an inline write of a frame, if the sending half is free now
+/// (the frame is copied only for a write that has to wait).
+struct TryInline(Box<InlineStep>);
+
+/// One try at writing a frame of the link on the caller's task.
+type InlineStep = dyn Fn(&Link, &[u8]) -> Option<Inline> + Send + Sync;
 
 impl std::fmt::Debug for TryInline {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -113,13 +118,21 @@ const MAX_PAUSE: Duration = Duration::from_millis(50);
 
 type Waiting = oneshot::Sender<Result<Bytes, CallError>>;
 
-/// Call ids come from this side's own counter, so they need no keyed
-/// hash (a peer can only look ids up, never add one): a multiply spreads
-/// them over the table at a fraction of SipHash's cost.
-#[derive(Debug, Default)]
-struct CallIdHasher(u64);
+/// Bits of [`Link::ended`].
+const LEFT: u8 = 1;
+const NO_REPLIES: u8 = 2;
 
-impl std::hash::Hasher for CallIdHasher {
+/// The hash of keys from this process's own counter (call ids, peer
+/// ids): they need no keyed hash (a peer can only look them up, never add
+/// one), and a multiply spreads them over a table at a fraction of
+/// SipHash's cost.
+#[derive(Debug, Default)]
+pub(crate) struct CounterHasher(u64);
+
+/// A map keyed by [`CounterHasher`].
+pub(crate) type CounterMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<CounterHasher>>;
+
+impl std::hash::Hasher for CounterHasher {
     fn finish(&self) -> u64 {
         self.0
     }
@@ -137,7 +150,7 @@ impl std::hash::Hasher for CallIdHasher {
 
 #[derive(Debug, Default)]
 struct Calls {
-    waiting: HashMap<u64, Waiting, std::hash::BuildHasherDefault<CallIdHasher>>,
+    waiting: CounterMap<u64, Waiting>,
     left: Option<LeaveReason>,
     /// The peer said goodbye and closed its side: no reply can come, but
     /// this side may still send until its owner closes (see
@@ -160,6 +173,9 @@ pub(crate) struct Link {
     /// than being woken by the reader task.
     waiters_read: bool,
     calls: Mutex<Calls>,
+    /// Whether [`Calls::left`] or [`Calls::replies_ended`] is set: looked
+    /// at for every frame sent, without the lock.
+    ended: AtomicU8,
     next_call: AtomicU64,
     send_timeout: Duration,
     /// Where memory for bodies written in place comes from (the
@@ -215,12 +231,12 @@ impl Link {
     {
         let (out, queue) = mpsc::channel(config.queue_len);
         let lender = write.lender();
-        let write: SharedWrite<W> = Arc::new(tokio::sync::Mutex::new(Some(write)));
+        let write: SharedWrite<W> = Arc::new(futures_util::lock::Mutex::new(Some(write)));
         let inline_write = Arc::clone(&write);
         let mut concrete = None;
         let link = Arc::new_cyclic(|weak: &std::sync::Weak<Link>| {
             let reading = Arc::new(Reading {
-                side: tokio::sync::Mutex::new(ReadSide {
+                side: futures_util::lock::Mutex::new(ReadSide {
                     read,
                     link: weak.clone(),
                     inbound,
@@ -238,10 +254,11 @@ impl Link {
             });
             concrete = Some(Arc::clone(&reading));
             let weak = weak.clone();
-            let try_inline = TryInline(Box::new(move |frame: Bytes| {
-                let mut half = Arc::clone(&inline_write).try_lock_owned().ok()?;
-                let link = weak.upgrade()?;
-                match half.as_mut()?.try_send(&frame) {
+            let try_inline = TryInline(Box::new(move |link: &Link, frame: &[u8]| {
+                // Borrowed for the one step (no count of the half or the
+                // link to take and give back); owned only for a write that
+                // has to wait.
+                match inline_write.try_lock()?.as_mut()?.try_send(frame) {
                     Ok(()) => return Some(Inline::Done),
                     // Nothing of it sent: written the usual way, below.
                     Err(SendError::Full) => {}
@@ -250,6 +267,10 @@ impl Link {
                         return Some(Inline::Done);
                     }
                 }
+                // Taken by another in between: queued after it.
+                let mut half = inline_write.try_lock_owned()?;
+                let link = weak.upgrade()?;
+                let frame = Bytes::copy_from_slice(frame);
                 Some(Inline::Started(Box::pin(async move {
                     if let Some(half) = half.as_mut() {
                         write_frame(&link, half, &frame).await;
@@ -264,6 +285,7 @@ impl Link {
                 reading,
                 waiters_read: receive_spins,
                 calls: Mutex::default(),
+                ended: AtomicU8::new(0),
                 next_call: AtomicU64::new(1),
                 send_timeout: config.send_timeout,
                 lender,
@@ -292,6 +314,11 @@ impl Link {
         lock(&self.calls).waiting.len()
     }
 
+    /// Whether the link has ended (no lock).
+    fn has_left(&self) -> bool {
+        self.ended.load(Ordering::Acquire) & LEFT != 0
+    }
+
     /// Why the link ended, if it has.
     pub(crate) fn left(&self) -> Option<LeaveReason> {
         lock(&self.calls).left.clone()
@@ -306,6 +333,7 @@ impl Link {
                 return first.clone();
             }
             calls.left = Some(reason.clone());
+            self.ended.fetch_or(LEFT | NO_REPLIES, Ordering::AcqRel);
             std::mem::take(&mut calls.waiting)
         };
         for (_, call) in waiting {
@@ -322,6 +350,7 @@ impl Link {
         let waiting = {
             let mut calls = lock(&self.calls);
             calls.replies_ended = Some(reason.clone());
+            self.ended.fetch_or(NO_REPLIES, Ordering::AcqRel);
             std::mem::take(&mut calls.waiting)
         };
         for (_, call) in waiting {
@@ -350,7 +379,7 @@ impl Link {
     }
 
     /// Refuses a frame the connection would not take.
-    fn check_size(&self, frame: &Bytes) -> Result<(), SendToError> {
+    fn check_size(&self, frame: &[u8]) -> Result<(), SendToError> {
         if frame.len() > self.max_frame {
             return Err(SendToError::TooLarge {
                 len: frame.len(),
@@ -361,16 +390,25 @@ impl Link {
     }
 
     /// Queues a frame, waiting up to the send timeout for room.
-    pub(crate) async fn post(&self, frame: Bytes, timeout: Duration) -> Result<(), SendToError> {
-        if self.left().is_some() {
+    pub(crate) async fn post(
+        &self,
+        frame: impl Into<Outgoing>,
+        timeout: Duration,
+    ) -> Result<(), SendToError> {
+        let frame = frame.into();
+        if self.has_left() {
             return Err(self.gone());
         }
         self.check_size(&frame)?;
-        let frame = match self.write_inline(frame) {
-            Ok(()) => return self.left().map_or(Ok(()), |_| Err(self.gone())),
-            Err(frame) => frame,
-        };
-        match tokio::time::timeout(timeout, self.enqueue(Out::Frame(frame))).await {
+        if self.write_inline(&frame) {
+            // (A write that failed has ended the link.)
+            return match self.has_left() {
+                true => Err(self.gone()),
+                false => Ok(()),
+            };
+        }
+        let frame = Out::Frame(frame.into_bytes());
+        match tokio::time::timeout(timeout, self.enqueue(frame)).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(_)) => Err(self.gone()),
             Err(_) => Err(SendToError::Full),
@@ -391,13 +429,13 @@ impl Link {
     }
 
     /// Queues a frame with the configured send timeout.
-    pub(crate) async fn post_default(&self, frame: Bytes) -> Result<(), SendToError> {
+    pub(crate) async fn post_default(&self, frame: impl Into<Outgoing>) -> Result<(), SendToError> {
         self.post(frame, self.send_timeout).await
     }
 
     /// Queues a frame if there is room now.
     pub(crate) fn try_post(&self, frame: Bytes) -> Result<(), SendToError> {
-        if self.left().is_some() {
+        if self.has_left() {
             return Err(self.gone());
         }
         self.check_size(&frame)?;
@@ -451,7 +489,7 @@ impl Link {
     /// Sends a call and waits for its reply until `deadline`.
     pub(crate) async fn call(
         &self,
-        encode: impl FnOnce(u64) -> Result<Bytes, CallError>,
+        encode: impl FnOnce(u64) -> Result<Outgoing, CallError>,
         deadline: Instant,
     ) -> Result<Bytes, CallError> {
         self.call_waiting(encode, deadline, Wait::Reading).await
@@ -464,7 +502,7 @@ impl Link {
     /// docs/measurements/hub/stop35-ab-all-*).
     pub(crate) async fn call_among_many(
         &self,
-        encode: impl FnOnce(u64) -> Result<Bytes, CallError>,
+        encode: impl FnOnce(u64) -> Result<Outgoing, CallError>,
         deadline: Instant,
     ) -> Result<Bytes, CallError> {
         self.call_waiting(encode, deadline, Wait::HandedOver).await
@@ -472,7 +510,7 @@ impl Link {
 
     async fn call_waiting(
         &self,
-        encode: impl FnOnce(u64) -> Result<Bytes, CallError>,
+        encode: impl FnOnce(u64) -> Result<Outgoing, CallError>,
         deadline: Instant,
         wait: Wait,
     ) -> Result<Bytes, CallError> {
@@ -484,47 +522,104 @@ impl Link {
                 max: self.max_frame,
             });
         }
-        let (tx, rx) = oneshot::channel();
-        {
-            let mut calls = lock(&self.calls);
-            if let Some(reason) = calls.left.as_ref().or(calls.replies_ended.as_ref()) {
-                return Err(CallError::PeerGone(reason.clone()));
-            }
-            calls.waiting.insert(id, tx);
-        }
-        // Whatever happens from here (deadline, cancellation), the entry
-        // must not outlive the call.
+        // Where the caller reads its own reply, it first tries to hold the
+        // read side before the call goes out: then no one else can read
+        // the reply, and the call needs an entry in the table only if the
+        // caller puts the side down before the reply has come.
+        let by_itself = self.waiters_read && wait == Wait::Reading;
+        let rx = match by_itself {
+            true => match self.refusing_calls() {
+                Some(reason) => return Err(CallError::PeerGone(reason)),
+                None => None,
+            },
+            false => Some(self.register(id)?),
+        };
+        let mut reply = Reply {
+            link: self,
+            id,
+            unsent: Some(frame),
+            rx,
+            got: None,
+            claimed: false,
+        };
+        // Whatever happens from here (deadline, cancellation), no entry
+        // may outlive the call.
         let mut forget = Forget {
             link: self,
             id,
             armed: true,
         };
         let peer_gone = || CallError::PeerGone(self.left().unwrap_or(LeaveReason::Removed));
-        if let Err(frame) = self.write_inline(frame) {
-            let queued = tokio::time::timeout_at(deadline, self.enqueue(Out::Frame(frame))).await;
-            match queued {
-                Ok(Ok(())) => {}
-                Ok(Err(_)) => return Err(peer_gone()),
-                Err(_) => return Err(CallError::Timeout),
+        if by_itself {
+            // Sent by `Reply::held` if the side is free. A reply read on
+            // the spot costs no timer (whose drop alone takes a lock of
+            // the runtime's): as with `timeout_at`, an answer at hand
+            // wins over the deadline.
+            if let Driven::Reading(read) = self.reading.try_drive(self, &mut reply)
+                && tokio::time::timeout_at(deadline, read).await.is_err()
+            {
+                return Err(CallError::Timeout);
             }
         }
-        let mut reply = Reply { rx, got: None };
-        // A fast peer answers within the spin: no thread goes to sleep.
-        // Not where waiters read: the receive spins already.
-        if !self.waiters_read {
-            let spin_until = std::time::Instant::now() + REPLY_SPIN;
-            while !reply.arrived() && std::time::Instant::now() < spin_until {
-                tokio::task::yield_now().await;
+        let waited = match reply.arrived() {
+            true => Ok(Ok(())),
+            false => {
+                tokio::time::timeout_at(deadline, async {
+                    if let Some(frame) = reply.unsent.take() {
+                        if reply.rx.is_none() {
+                            reply.rx = Some(self.register(id)?);
+                        }
+                        if !self.write_inline(&frame) {
+                            self.enqueue(Out::Frame(frame.into_bytes()))
+                                .await
+                                .map_err(|_| peer_gone())?;
+                        }
+                    }
+                    // A fast peer answers within the spin: no thread goes
+                    // to sleep. Not where waiters read: the receive spins
+                    // already.
+                    if !self.waiters_read {
+                        let spin_until = std::time::Instant::now() + REPLY_SPIN;
+                        while !reply.arrived() && std::time::Instant::now() < spin_until {
+                            tokio::task::yield_now().await;
+                        }
+                    }
+                    self.wait_for(&mut reply, wait).await;
+                    Ok(())
+                })
+                .await
             }
-        }
-        match tokio::time::timeout_at(deadline, self.wait_for(&mut reply, wait)).await {
-            Ok(()) => {
-                // Whoever answered took the entry out before answering.
-                forget.armed = !matches!(reply.got, Some(Some(_)));
-                reply.got.flatten().unwrap_or_else(|| Err(peer_gone()))
-            }
+        };
+        forget.armed = reply.rx.is_some() && !reply.entry_taken();
+        match waited {
+            Ok(Ok(())) => reply.got.flatten().unwrap_or_else(|| Err(peer_gone())),
+            Ok(Err(e)) => Err(e),
             Err(_) => Err(CallError::Timeout),
         }
+    }
+
+    /// Why no call can be answered any more, if so.
+    fn refusing_calls(&self) -> Option<LeaveReason> {
+        if self.ended.load(Ordering::Acquire) & NO_REPLIES == 0 {
+            return None;
+        }
+        let calls = lock(&self.calls);
+        calls
+            .left
+            .as_ref()
+            .or(calls.replies_ended.as_ref())
+            .cloned()
+    }
+
+    /// Puts a call's entry in the table, for its reply to be handed over.
+    fn register(&self, id: u64) -> Result<oneshot::Receiver<Result<Bytes, CallError>>, CallError> {
+        let (tx, rx) = oneshot::channel();
+        let mut calls = lock(&self.calls);
+        if let Some(reason) = calls.left.as_ref().or(calls.replies_ended.as_ref()) {
+            return Err(CallError::PeerGone(reason.clone()));
+        }
+        calls.waiting.insert(id, tx);
+        Ok(rx)
     }
 
     /// Waits until `awaited` has arrived. Where waiters read
@@ -543,23 +638,31 @@ impl Link {
                 return awaited.handed_over().await;
             }
             // Tried twice if held by another: first as is, then listening
-            // (a put-down after the second try rings the bell listened to).
+            // and counted (a put-down after the count rings the bell
+            // listened to).
             let put_down = self.reading.callers_bell().notified();
             tokio::pin!(put_down);
-            let mut listening = false;
+            let mut wanting: Option<Wanting<'_>> = None;
             loop {
-                let mut arrived = || awaited.arrived();
-                match self.reading.try_drive(&self.stop, &mut arrived) {
-                    Driven::Read => break,
-                    Driven::Reading(read) => break read.await,
+                match self.reading.try_drive(self, &mut *awaited) {
                     Driven::Busy => {}
+                    driven => {
+                        // Holding the side, it no longer waits for it (its
+                        // own put-down rings the reader).
+                        if let Some(wanting) = wanting.take() {
+                            wanting.quietly();
+                        }
+                        if let Driven::Reading(read) = driven {
+                            read.await;
+                        }
+                        break;
+                    }
                 }
-                if !listening {
+                if wanting.is_none() {
                     put_down.as_mut().enable();
-                    listening = true;
+                    wanting = Some(self.reading.want());
                     continue;
                 }
-                let _wanting = self.reading.want();
                 tokio::select! {
                     () = awaited.handed_over() => return,
                     _ = put_down.as_mut() => break,
@@ -572,21 +675,21 @@ impl Link {
     /// before it and the sending half is free: one hop to the writer task
     /// less. Polled once here; a write that has to wait (for room) goes on
     /// in a task of its own, still holding the half, so frames queued
-    /// after it cannot pass it. `Err`: not started, queue it.
-    fn write_inline(&self, frame: Bytes) -> Result<(), Bytes> {
+    /// after it cannot pass it. False: not started, queue it.
+    fn write_inline(&self, frame: &[u8]) -> bool {
         if self.queued.load(Ordering::Acquire) != 0 {
-            return Err(frame);
+            return false;
         }
-        let mut write = match (self.try_inline.0)(frame.clone()) {
-            None => return Err(frame),
-            Some(Inline::Done) => return Ok(()),
+        let mut write = match (self.try_inline.0)(self, frame) {
+            None => return false,
+            Some(Inline::Done) => return true,
             Some(Inline::Started(write)) => write,
         };
         let mut cx = Context::from_waker(Waker::noop());
         if write.as_mut().poll(&mut cx).is_pending() {
             tokio::spawn(write);
         }
-        Ok(())
+        true
     }
 
     /// Hands a reply to its caller; true if one was waiting.
@@ -663,8 +766,14 @@ impl<R: AsyncFrameReceiver> ReadSide<R> {
 
     /// Takes one received frame: a reply completes its caller at once,
     /// whatever waits in the owner's queue; anything else goes to the
-    /// owner in order. True if a task was woken (a caller, the owner).
-    fn take(&mut self, received: Result<Bytes, RecvError>) -> Result<bool, LeaveReason> {
+    /// owner in order. A waiter reading (`claim`) takes what it waits for
+    /// straight from here: no table, queue or wake-up between. True if a
+    /// task was woken (a caller, the owner).
+    fn take(
+        &mut self,
+        received: Result<Bytes, RecvError>,
+        claim: Option<&mut (dyn Claim + Send)>,
+    ) -> Result<bool, LeaveReason> {
         let frame = match received {
             Ok(frame) => frame,
             Err(RecvError::Disconnected) => {
@@ -682,7 +791,18 @@ impl<R: AsyncFrameReceiver> ReadSide<R> {
             }
             Err(e) => return Err(LeaveReason::Failed(e.to_string())),
         };
-        let envelope = wire::decode(frame).map_err(|e| LeaveReason::Protocol(e.to_string()))?;
+        let mut envelope = wire::decode(frame).map_err(|e| LeaveReason::Protocol(e.to_string()))?;
+        if let Some(claim) = claim {
+            // In order: nothing read before it still waits for the owner
+            // (the owner's queue has all its room, so it is empty).
+            let in_order = self.pending.is_empty()
+                && self.stalled.is_none()
+                && self.inbound.capacity() == self.inbound.max_capacity();
+            match claim.claim(envelope, in_order) {
+                None => return Ok(false),
+                Some(unclaimed) => envelope = unclaimed,
+            }
+        }
         let Some(link) = self.link.upgrade() else {
             return Err(LeaveReason::Removed);
         };
@@ -723,8 +843,12 @@ impl<R: AsyncFrameReceiver> ReadSide<R> {
     /// [`take`](Self::take) for a waiter reading: false when it must stop
     /// (the backlog is full or reading has ended), as only the reader
     /// task waits for the backlog and ends the link.
-    fn take_for_waiter(&mut self, received: Result<Bytes, RecvError>) -> bool {
-        match self.take(received) {
+    fn take_for_waiter(
+        &mut self,
+        received: Result<Bytes, RecvError>,
+        claim: &mut (dyn Claim + Send),
+    ) -> bool {
+        match self.take(received, Some(claim)) {
             Ok(_) => self.stalled.is_none(),
             Err(reason) => {
                 self.ended = Some(reason);
@@ -775,7 +899,10 @@ fn event(link: &Arc<Link>, kind: Kind, id: u64, body: Bytes, held: Held) -> Inbo
 /// first claim; the reader task reads when none waits, and does what only
 /// it may ([`ReadSide::needs_reader`]).
 struct Reading<R> {
-    side: tokio::sync::Mutex<ReadSide<R>>,
+    /// A lock that is only tried (the reader task waits for it once, at
+    /// the end): futures' costs one atomic to take and one to put down
+    /// when no one waits, where tokio's takes a lock to put down.
+    side: futures_util::lock::Mutex<ReadSide<R>>,
     /// Rung (with a permit) when the side is put down or no caller waits
     /// for it any more.
     reader_bell: Notify,
@@ -790,14 +917,11 @@ struct Reading<R> {
 
 /// What a [`Link`] needs of its [`Reading`], whatever its transport.
 trait Drive: Send + Sync {
-    /// Reads on the caller's task until `done`, if no one else reads now
-    /// and nothing only the reader task may do waits. The future is
-    /// cancel-safe.
-    fn try_drive<'a>(
-        &'a self,
-        stop: &'a watch::Sender<bool>,
-        done: &'a mut (dyn FnMut() -> bool + Send),
-    ) -> Driven<'a>;
+    /// Reads on the caller's task until what it waits for has arrived,
+    /// if no one else reads now and nothing only the reader task may do
+    /// waits. The future is cancel-safe: it is ready in the poll that
+    /// claims a frame.
+    fn try_drive<'a>(&'a self, link: &'a Link, awaited: &'a mut (dyn Claim + Send)) -> Driven<'a>;
     fn callers_bell(&self) -> &Notify;
     /// Counts a caller as waiting to read, and asks the reader to give way.
     fn want(&self) -> Wanting<'_>;
@@ -831,6 +955,15 @@ struct Wanting<'a> {
     reader_bell: &'a Notify,
 }
 
+impl Wanting<'_> {
+    /// No longer waiting, without ringing the reader: for a caller that
+    /// holds the side now (its put-down rings it).
+    fn quietly(self) {
+        self.wanting.fetch_sub(1, Ordering::AcqRel);
+        std::mem::forget(self);
+    }
+}
+
 impl Drop for Wanting<'_> {
     fn drop(&mut self) {
         if self.wanting.fetch_sub(1, Ordering::AcqRel) == 1 {
@@ -842,15 +975,16 @@ impl Drop for Wanting<'_> {
 /// The side, held. Its fields drop in order: the lock is released
 /// before the bells ring, so a task they wake finds it free.
 struct Holding<'a, R> {
-    side: tokio::sync::MutexGuard<'a, ReadSide<R>>,
+    side: futures_util::lock::MutexGuard<'a, ReadSide<R>>,
     _bells: Bells<'a>,
 }
 
-/// Rung when a side is put down: for the callers, and for the reader
-/// unless the reader itself put it down for them.
+/// Rung when a side is put down: for the callers waiting to read, and
+/// for the reader unless the reader itself put it down for them.
 struct Bells<'a> {
     reader: Option<&'a Notify>,
     callers: &'a Notify,
+    wanting: &'a AtomicUsize,
 }
 
 impl Drop for Bells<'_> {
@@ -858,7 +992,12 @@ impl Drop for Bells<'_> {
         if let Some(reader) = self.reader {
             reader.notify_one();
         }
-        self.callers.notify_waiters();
+        // Either a caller counted itself before this looks (and is rung),
+        // or its next try, after the count, finds the side free.
+        std::sync::atomic::fence(Ordering::SeqCst);
+        if self.wanting.load(Ordering::Relaxed) > 0 {
+            self.callers.notify_waiters();
+        }
     }
 }
 
@@ -867,7 +1006,7 @@ impl<R> Reading<R> {
     /// reader only the callers'.
     fn holding<'a>(
         &'a self,
-        side: tokio::sync::MutexGuard<'a, ReadSide<R>>,
+        side: futures_util::lock::MutexGuard<'a, ReadSide<R>>,
         by_reader: bool,
     ) -> Holding<'a, R> {
         Holding {
@@ -875,41 +1014,48 @@ impl<R> Reading<R> {
             _bells: Bells {
                 reader: (!by_reader).then_some(&self.reader_bell),
                 callers: &self.callers_bell,
+                wanting: &self.wanting,
             },
         }
     }
 }
 
 impl<R: AsyncFrameReceiver + 'static> Drive for Reading<R> {
-    fn try_drive<'a>(
-        &'a self,
-        stop: &'a watch::Sender<bool>,
-        done: &'a mut (dyn FnMut() -> bool + Send),
-    ) -> Driven<'a> {
-        let Ok(side) = self.side.try_lock() else {
+    fn try_drive<'a>(&'a self, link: &'a Link, awaited: &'a mut (dyn Claim + Send)) -> Driven<'a> {
+        let Some(side) = self.side.try_lock() else {
             return Driven::Busy;
         };
         // Also once the link is stopping: the reader task ends it, and a
         // waiter that read on would find the stop signal at once, again
         // and again, never letting that task run.
-        if side.needs_reader() || *stop.borrow() {
+        if side.needs_reader() || link.has_left() {
             drop(side);
             self.reader_bell.notify_one();
             return Driven::Busy;
         }
         let mut held = self.holding(side, false);
+        if !awaited.held() {
+            return Driven::Busy;
+        }
         // On the spot first: a bounded number of steps, so a peer that
         // never pauses still leaves this to the future below, which gives
-        // the runtime its turns.
+        // the runtime its turns. What is awaited is looked at again only
+        // after a frame: while this task holds the side, only a frame it
+        // takes brings it (the end of the link, which may too, is seen
+        // once the steps are done).
+        if awaited.arrived() {
+            return Driven::Read;
+        }
         for _ in 0..STEPS_ON_THE_SPOT {
-            if done() {
-                return Driven::Read;
-            }
             let side = &mut *held.side;
             match side.read.try_recv() {
                 Err(RecvError::Empty) => std::hint::spin_loop(),
                 received => {
-                    if !side.take_for_waiter(received) {
+                    if !side.take_for_waiter(received, awaited) {
+                        awaited.putting_down();
+                        return Driven::Read;
+                    }
+                    if awaited.arrived() {
                         return Driven::Read;
                     }
                 }
@@ -918,8 +1064,8 @@ impl<R: AsyncFrameReceiver + 'static> Drive for Reading<R> {
         Driven::Reading(Box::pin(async move {
             // The whole of it, bells too (a field alone would be captured).
             let mut held = held;
-            let mut stop = stop.subscribe();
-            while !done() && !*stop.borrow() {
+            let mut stop = link.stop.subscribe();
+            while !awaited.arrived() && !link.has_left() {
                 let side = &mut *held.side;
                 // The receive first: a frame already there (or spun for)
                 // costs no listening for the stop signal, which is looked
@@ -929,13 +1075,18 @@ impl<R: AsyncFrameReceiver + 'static> Drive for Reading<R> {
                     received = side.read.recv() => received,
                     _ = stop.wait_for(|stop| *stop) => break,
                 };
-                if !side.take_for_waiter(received) {
+                if !side.take_for_waiter(received, awaited) || awaited.arrived() {
+                    // Ready in the poll that took it: a claimed event
+                    // lives only in this future until returned.
                     break;
                 }
                 // A peer that sends without pause must not keep this task
                 // from its deadline (`timeout_at` looks at it only when
                 // the task gives way): the runtime's budget makes it.
                 tokio::task::coop::consume_budget().await;
+            }
+            if !awaited.arrived() {
+                awaited.putting_down();
             }
         }))
     }
@@ -946,6 +1097,8 @@ impl<R: AsyncFrameReceiver + 'static> Drive for Reading<R> {
 
     fn want(&self) -> Wanting<'_> {
         self.wanting.fetch_add(1, Ordering::AcqRel);
+        // Pairs with the put-down's (`Bells`): see there.
+        std::sync::atomic::fence(Ordering::SeqCst);
         self.want.notify_one();
         Wanting {
             wanting: &self.wanting,
@@ -973,26 +1126,97 @@ pub(crate) enum Wait {
     HandedOver,
 }
 
-/// Something a task waits for from the peer: a call's reply, an agent's
-/// next event. See [`Link::wait_for`].
-pub(crate) trait Awaited {
+/// What a task waiting for something from the peer looks for, as it
+/// reads the connection itself ([`Link::wait_for`]).
+pub(crate) trait Claim {
     /// Whether it is here (or can never come); looks without waiting.
     fn arrived(&mut self) -> bool;
+    /// Takes a frame this task read if it is what it waits for; else
+    /// hands it back. `in_order`: nothing read before it still waits for
+    /// the owner, so taking an event now keeps the peer's order.
+    fn claim(&mut self, frame: wire::Envelope, in_order: bool) -> Option<wire::Envelope>;
+    /// Told once the task holds the read side, before it reads; false:
+    /// put it down at once.
+    fn held(&mut self) -> bool {
+        true
+    }
+    /// Told before the task puts the read side down without what it
+    /// waits for (not when its future is dropped).
+    fn putting_down(&mut self) {}
+}
+
+/// Something a task waits for from the peer: a call's reply, an agent's
+/// next event. See [`Link::wait_for`].
+pub(crate) trait Awaited: Claim {
     /// Waits for it to be handed over by whoever reads.
     fn handed_over(&mut self) -> impl Future<Output = ()> + Send + '_;
 }
 
 /// A call's reply.
-struct Reply {
-    rx: oneshot::Receiver<Result<Bytes, CallError>>,
+struct Reply<'a> {
+    link: &'a Link,
+    id: u64,
+    /// The call's frame until it is sent: by the caller once it holds the
+    /// read side ([`Claim::held`]), else the usual way.
+    unsent: Option<Outgoing>,
+    /// The receiving end of its entry in the table, once it has one.
+    rx: Option<oneshot::Receiver<Result<Bytes, CallError>>>,
     /// `Some(None)`: the link ended without it.
     got: Option<Option<Result<Bytes, CallError>>>,
+    /// Read by the caller itself: an entry it has is still in the table.
+    claimed: bool,
 }
 
-impl Awaited for Reply {
+impl Reply<'_> {
+    /// Whoever handed the answer over took the entry out of the table.
+    fn entry_taken(&self) -> bool {
+        !self.claimed && matches!(self.got, Some(Some(_)))
+    }
+}
+
+impl Claim for Reply<'_> {
+    fn held(&mut self) -> bool {
+        // Not written at once (queued behind others): sent the usual way,
+        // with an entry.
+        let sent = self
+            .unsent
+            .as_ref()
+            .is_none_or(|frame| self.link.write_inline(frame));
+        if sent {
+            self.unsent = None;
+        }
+        sent
+    }
+
+    fn putting_down(&mut self) {
+        // Sent while holding the side, with no entry yet: whoever reads
+        // next must find one.
+        if self.got.is_some() || self.rx.is_some() || self.unsent.is_some() {
+            return;
+        }
+        match self.link.register(self.id) {
+            Ok(rx) => self.rx = Some(rx),
+            Err(gone) => self.got = Some(Some(Err(gone))),
+        }
+    }
+
+    fn claim(&mut self, frame: wire::Envelope, _: bool) -> Option<wire::Envelope> {
+        if frame.id != self.id || self.got.is_some() {
+            return Some(frame);
+        }
+        let result = match frame.kind {
+            Kind::Reply => Ok(frame.body),
+            Kind::Fail => Err(CallError::Failed(wire::reason(&frame.body))),
+            _ => return Some(frame),
+        };
+        self.got = Some(Some(result));
+        self.claimed = true;
+        None
+    }
+
     fn arrived(&mut self) -> bool {
-        if self.got.is_none() {
-            self.got = match self.rx.try_recv() {
+        if let (None, Some(rx)) = (&self.got, &mut self.rx) {
+            self.got = match rx.try_recv() {
                 Ok(result) => Some(Some(result)),
                 Err(oneshot::error::TryRecvError::Closed) => Some(None),
                 Err(oneshot::error::TryRecvError::Empty) => None,
@@ -1000,9 +1224,16 @@ impl Awaited for Reply {
         }
         self.got.is_some()
     }
+}
 
+impl Awaited for Reply<'_> {
     async fn handed_over(&mut self) {
-        self.got = Some((&mut self.rx).await.ok())
+        // A caller that does not hold the read side has its entry (see
+        // `putting_down`), so `rx` is there.
+        self.got = Some(match &mut self.rx {
+            Some(rx) => rx.await.ok(),
+            None => None,
+        });
     }
 }
 
@@ -1030,15 +1261,17 @@ impl<R: AsyncFrameReceiver + 'static> Reader<R> {
             // Reads when no caller waits to, or when there is work only
             // this task does.
             let free = match reading.side.try_lock() {
-                Ok(side) if side.needs_reader() || reading.wanting.load(Ordering::Acquire) == 0 => {
+                Some(side)
+                    if side.needs_reader() || reading.wanting.load(Ordering::Acquire) == 0 =>
+                {
                     Some(side)
                 }
-                Ok(side) => {
+                Some(side) => {
                     drop(side);
                     reading.callers_bell.notify_waiters();
                     None
                 }
-                Err(_) => None,
+                None => None,
             };
             let Some(side) = free else {
                 tokio::select! {
@@ -1149,7 +1382,7 @@ impl<R: AsyncFrameReceiver + 'static> Reader<R> {
                     }
                 }
             };
-            match side.take(received) {
+            match side.take(received, None) {
                 Ok(woke) => delivered = woke,
                 Err(reason) => return Some(reason),
             }

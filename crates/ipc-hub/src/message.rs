@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 
 use crate::codec::{HubCodec, PeerCodec};
 use crate::link::Link;
-use crate::wire::{self, Kind, encode_value as encode};
+use crate::wire::{self, Kind, Outgoing, encode_value as encode};
 use crate::{PeerId, SendToError};
 
 /// A body written in place: memory lent by the connection (or
@@ -164,7 +164,7 @@ impl<C: HubCodec> Request<C> {
     /// these bytes (from [`HubHandle::call_bytes`](crate::HubHandle::call_bytes)).
     pub async fn reply_bytes(mut self, body: &[u8]) -> Result<(), SendToError> {
         let frame = wire::encode(Kind::Reply, self.id, body);
-        self.answer(Ok(frame), "sent").await
+        self.answer(Ok(frame.into()), "sent").await
     }
 
     /// Memory for an answer of `len` bytes, lent by the caller's
@@ -179,7 +179,7 @@ impl<C: HubCodec> Request<C> {
     /// memory it is passed, not copied.
     pub async fn reply_loan(mut self, body: LoanedBody) -> Result<(), SendToError> {
         let frame = body.into_frame(Kind::Reply, self.id);
-        self.answer(frame, "sealed").await
+        self.answer(frame.map(Into::into), "sealed").await
     }
 
     /// Sends a reply; if it cannot go (not encoded, not sealed, larger
@@ -187,7 +187,7 @@ impl<C: HubCodec> Request<C> {
     /// once instead of waiting out its deadline, and the error returned.
     async fn answer(
         &mut self,
-        frame: Result<Bytes, SendToError>,
+        frame: Result<Outgoing, SendToError>,
         done: &str,
     ) -> Result<(), SendToError> {
         self.answered = true;

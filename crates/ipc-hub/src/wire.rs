@@ -2,7 +2,9 @@
 //! `[kind: u8][id: u64 LE][body]`. Bodies are the application's encoded
 //! values, opaque here. Decoding checks everything a peer could get wrong.
 
-use bytes::{BufMut, Bytes, BytesMut};
+use std::cell::Cell;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use crate::codec::{BodyCodec, HubCodec, PeerCodec};
 
@@ -93,12 +95,77 @@ pub(crate) fn encode_with(
     kind: Kind,
     id: u64,
     fill: impl FnOnce(&mut Vec<u8>) -> Result<(), ipc_core::CodecError>,
-) -> Result<Bytes, ipc_core::CodecError> {
-    let mut out = Vec::with_capacity(64);
+) -> Result<Outgoing, ipc_core::CodecError> {
+    let mut out = SCRATCH.try_with(Cell::take).unwrap_or_default();
+    out.clear();
     out.push(kind as u8);
     out.extend_from_slice(&id.to_le_bytes());
-    fill(&mut out)?;
-    Ok(Bytes::from(out))
+    let filled = fill(&mut out);
+    if out.len() > SCRATCH_MAX {
+        // Large: the buffer becomes the frame, not copied.
+        return filled.map(|()| Outgoing(Frame::Owned(Bytes::from(out))));
+    }
+    let frame = Outgoing(Frame::Scratch(out));
+    filled.map(|()| frame)
+}
+
+thread_local! {
+    /// Where this thread encodes small frames.
+    static SCRATCH: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
+}
+
+/// The largest frame encoded in the thread's scratch buffer; a larger
+/// one is a buffer of its own.
+const SCRATCH_MAX: usize = 4096;
+
+/// A frame to send. A small one encoded here stays in its thread's
+/// scratch buffer: written at once (inline), it costs no allocation, and
+/// it is copied into a buffer of its own only to wait in a queue (where
+/// a new `Vec` would have grown, then been allocated again to share a
+/// buffer whose length is not its capacity).
+#[derive(Debug)]
+pub(crate) struct Outgoing(Frame);
+
+#[derive(Debug)]
+enum Frame {
+    Scratch(Vec<u8>),
+    Owned(Bytes),
+}
+
+impl Outgoing {
+    /// The frame as a buffer of its own, to keep.
+    pub(crate) fn into_bytes(mut self) -> Bytes {
+        match &mut self.0 {
+            Frame::Scratch(out) => Bytes::copy_from_slice(out),
+            Frame::Owned(frame) => std::mem::take(frame),
+        }
+    }
+}
+
+impl std::ops::Deref for Outgoing {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match &self.0 {
+            Frame::Scratch(out) => out,
+            Frame::Owned(frame) => frame,
+        }
+    }
+}
+
+impl From<Bytes> for Outgoing {
+    fn from(frame: Bytes) -> Self {
+        Outgoing(Frame::Owned(frame))
+    }
+}
+
+impl Drop for Outgoing {
+    fn drop(&mut self) {
+        if let Frame::Scratch(out) = &mut self.0 {
+            let out = std::mem::take(out);
+            // (Not while the thread's locals are being torn down.)
+            let _ = SCRATCH.try_with(|scratch| scratch.set(out));
+        }
+    }
 }
 
 /// An envelope of `kind` whose body is `value` encoded for a peer.
@@ -107,20 +174,24 @@ pub(crate) fn encode_value<C: HubCodec, T: serde::Serialize + ?Sized>(
     kind: Kind,
     id: u64,
     value: &T,
-) -> Result<Bytes, ipc_core::CodecError> {
+) -> Result<Outgoing, ipc_core::CodecError> {
     encode_with(kind, id, |out| codec.encode::<C, T>(value, out))
 }
 
-pub(crate) fn decode(frame: Bytes) -> Result<Envelope, WireError> {
+pub(crate) fn decode(mut frame: Bytes) -> Result<Envelope, WireError> {
     if frame.len() < HEADER {
         return Err(WireError::Short(frame.len()));
     }
     let kind = Kind::from_u8(frame[0]).ok_or(WireError::UnknownKind(frame[0]))?;
     let id = u64::from_le_bytes(frame[1..HEADER].try_into().expect("8 bytes"));
+    // The body is the frame moved past its header: no second handle on
+    // the buffer (which `slice` would allocate for a frame made from a
+    // `Vec`).
+    frame.advance(HEADER);
     Ok(Envelope {
         kind,
         id,
-        body: frame.slice(HEADER..),
+        body: frame,
     })
 }
 
@@ -239,5 +310,51 @@ mod tests {
         assert!(parse_hello(&[1]).is_err(), "no version");
         let long = [&[1, 0][..], &[b'a'; MAX_NAME_LEN + 1]].concat();
         assert!(parse_hello(&long).is_err(), "too long");
+    }
+
+    /// Frames encoded in the thread's scratch buffer are whole and their
+    /// own, however they are encoded: small and large, one inside
+    /// another's encoding (a body whose serialization encodes a frame),
+    /// and after a failed encoding.
+    #[test]
+    fn scratch_frames_are_whole_and_their_own() {
+        let fill = |body: Vec<u8>| {
+            move |out: &mut Vec<u8>| {
+                out.extend_from_slice(&body);
+                Ok(())
+            }
+        };
+        let small = encode_with(Kind::Message, 1, fill(vec![7; 64])).unwrap();
+        let large = encode_with(Kind::Reply, 2, fill(vec![8; SCRATCH_MAX * 2])).unwrap();
+        assert!(matches!(small.0, Frame::Scratch(_)));
+        assert!(matches!(large.0, Frame::Owned(_)));
+        let inner = std::cell::RefCell::new(None);
+        let outer = encode_with(Kind::Call, 3, |out| {
+            *inner.borrow_mut() = Some(encode_with(Kind::Log, 4, fill(vec![9; 16])).unwrap());
+            out.extend_from_slice(&[6; 32]);
+            Ok(())
+        })
+        .unwrap();
+        let failed = encode_with(Kind::Call, 5, |out| {
+            out.extend_from_slice(&[5; 100]);
+            Err(ipc_core::CodecError {
+                codec: "test",
+                op: "encode",
+                message: "no".into(),
+            })
+        });
+        assert!(failed.is_err());
+        let again = encode_with(Kind::Message, 6, fill(vec![4; 8])).unwrap();
+        let inner = inner.into_inner().unwrap();
+        for (frame, kind, id, body) in [
+            (small, Kind::Message, 1, vec![7; 64]),
+            (large, Kind::Reply, 2, vec![8; SCRATCH_MAX * 2]),
+            (outer, Kind::Call, 3, vec![6; 32]),
+            (inner, Kind::Log, 4, vec![9; 16]),
+            (again, Kind::Message, 6, vec![4; 8]),
+        ] {
+            let env = decode(frame.into_bytes()).unwrap();
+            assert_eq!((env.kind, env.id, &env.body[..]), (kind, id, &body[..]));
+        }
     }
 }
