@@ -2,16 +2,15 @@
 //! logs, call it.
 
 use std::future::Future;
-use std::pin::Pin;
-
-use futures_util::future::OptionFuture;
 use std::marker::PhantomData;
+use std::pin::Pin;
 use std::task::Poll;
 
 use bytes::Bytes;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::future::OptionFuture;
 use ipc_core::{
     AsyncFrameReceiver, AsyncFrameSender, AsyncSplit, PeerCredentials, Postcard, RecvError,
     SendError,
@@ -312,6 +311,7 @@ impl<C: HubCodec> Agent<C> {
                             frame.body,
                             Arc::clone(link),
                         )),
+                        // (Only calls and messages are claimed.)
                         _ => AgentEvent::Message(Payload::new(frame.body, link.codec)),
                     });
                 }
