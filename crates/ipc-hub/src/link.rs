@@ -158,6 +158,13 @@ struct Calls {
     replies_ended: Option<LeaveReason>,
 }
 
+impl Calls {
+    /// Why no call can be answered any more, if so.
+    fn refusing(&self) -> Option<&LeaveReason> {
+        self.left.as_ref().or(self.replies_ended.as_ref())
+    }
+}
+
 #[derive(Debug)]
 pub(crate) struct Link {
     pub(crate) peer: PeerId,
@@ -603,19 +610,14 @@ impl Link {
         if self.ended.load(Ordering::Acquire) & NO_REPLIES == 0 {
             return None;
         }
-        let calls = lock(&self.calls);
-        calls
-            .left
-            .as_ref()
-            .or(calls.replies_ended.as_ref())
-            .cloned()
+        lock(&self.calls).refusing().cloned()
     }
 
     /// Puts a call's entry in the table, for its reply to be handed over.
     fn register(&self, id: u64) -> Result<oneshot::Receiver<Result<Bytes, CallError>>, CallError> {
         let (tx, rx) = oneshot::channel();
         let mut calls = lock(&self.calls);
-        if let Some(reason) = calls.left.as_ref().or(calls.replies_ended.as_ref()) {
+        if let Some(reason) = calls.refusing() {
             return Err(CallError::PeerGone(reason.clone()));
         }
         calls.waiting.insert(id, tx);
