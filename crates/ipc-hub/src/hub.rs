@@ -1195,7 +1195,8 @@ impl Encoded {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Agent, CallError};
+    use crate::link::WRITE_SLICE;
+    use crate::{Agent, AgentEvent, CallError};
 
     type Failed = Box<dyn std::error::Error>;
 
@@ -1356,6 +1357,131 @@ mod tests {
                 Ok::<_, Failed>(())
             })?;
             agent_side.join().map_err(|_| "the agent panicked")??;
+        }
+        Ok(())
+    }
+
+    /// A frame whose write has to wait for room is written by the link,
+    /// whatever runtime the sender waited on: here a log shipper's own,
+    /// gone before the hub reads (before: the rest of that write was a
+    /// task of the shipper's runtime, and dropped with it, frame and all).
+    #[test]
+    fn a_frame_sent_from_a_runtime_gone_since_still_arrives() -> Result<(), Failed> {
+        const RECORD: usize = 1024;
+        let dir = tempfile::tempdir()?;
+        let runtime = runtime()?;
+        for shm in [true, false] {
+            let config = HubConfig::default()
+                .with_event_queue(4)
+                .with_peer_backlog_bytes(4 * RECORD);
+            let (mut hub, address) = {
+                let _in_runtime = runtime.enter();
+                listening(shm, "gone", dir.path(), config)?
+            };
+            runtime.block_on(async {
+                let agent = join(&address, "gone").await?;
+                hub.wait_for_peers(1, LONG_ENOUGH).await?;
+                use ipc_core::AsyncFrameSender as _;
+                let mut sink = agent.log_sink();
+                // Records until the connection, the hub's backlog and the
+                // agent's queue are full, each sent on the shipper's
+                // runtime, which ends with its thread.
+                let shipper = std::thread::spawn(move || {
+                    let own = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .map_err(|e| e.to_string())?;
+                    let mut sent = 0u64;
+                    let mut record = vec![0u8; RECORD];
+                    loop {
+                        record[..8].copy_from_slice(&sent.to_le_bytes());
+                        let wait = Duration::from_millis(20);
+                        match own.block_on(sink.send_timeout(&record, wait)) {
+                            Ok(()) => sent += 1,
+                            Err(ipc_core::SendError::Timeout) => return Ok::<_, String>(sent),
+                            Err(e) => return Err(e.to_string()),
+                        }
+                    }
+                });
+                let sent = tokio::task::spawn_blocking(|| shipper.join())
+                    .await?
+                    .map_err(|_| "the shipper panicked")??;
+                assert!(
+                    sent > 8,
+                    "shm: {shm}: only {sent} sent before the queues were full"
+                );
+                let mut seqs = Vec::new();
+                while (seqs.len() as u64) < sent {
+                    let next = tokio::time::timeout(Duration::from_secs(2), hub.next()).await;
+                    match next {
+                        Ok(HubEvent::Log { record, .. }) => {
+                            let seq: [u8; 8] = record[..8].try_into()?;
+                            seqs.push(u64::from_le_bytes(seq));
+                        }
+                        Ok(other) => {
+                            return Err(format!(
+                                "shm: {shm}: after {} of {sent}: {other:?}",
+                                seqs.len()
+                            )
+                            .into());
+                        }
+                        Err(_) => break,
+                    }
+                }
+                assert_eq!(seqs, (0..sent).collect::<Vec<_>>(), "shm: {shm}");
+                drop(agent);
+                hub.shutdown(Duration::from_secs(1)).await;
+                Ok::<_, Failed>(())
+            })?;
+        }
+        Ok(())
+    }
+
+    /// A frame larger than the connection holds, to a peer that reads
+    /// none of it for longer than a write's time slice, arrives whole
+    /// once the peer reads, with nothing sent after it (before: the rest
+    /// of it stayed in the hub's half until the next frame).
+    #[test]
+    fn a_large_frame_to_a_peer_slow_to_read_arrives_whole() -> Result<(), Failed> {
+        const LARGE: usize = 4 << 20;
+        let dir = tempfile::tempdir()?;
+        let runtime = runtime()?;
+        for shm in [true, false] {
+            let (mut hub, address) = {
+                let _in_runtime = runtime.enter();
+                listening(shm, "slow", dir.path(), HubConfig::default())?
+            };
+            runtime.block_on(async {
+                // Its backlog holds one message: a second stops its reader.
+                let slow = HubConfig::default()
+                    .with_event_queue(1)
+                    .with_peer_backlog_bytes(1024);
+                let config = ipc_core::Config::default();
+                let conn = ipc_any::connect_async(&address, &config).await?;
+                let mut agent = Agent::join(conn, "slow", slow).await?;
+                let peer = hub.wait_for_peers(1, LONG_ENOUGH).await?[0].id;
+                let handle = hub.handle();
+                for i in 0..2u8 {
+                    handle.send_bytes_to(peer, &[i; 600]).await?;
+                }
+                handle.send_bytes_to(peer, &vec![7u8; LARGE]).await?;
+                tokio::time::sleep(WRITE_SLICE + Duration::from_millis(500)).await;
+                for i in 0..3u8 {
+                    let next = tokio::time::timeout(Duration::from_secs(5), agent.next()).await;
+                    let Ok(Some(AgentEvent::Message(payload))) = next else {
+                        return Err(format!("shm: {shm}: message {i}: {next:?}").into());
+                    };
+                    let (len, byte) = if i < 2 { (600, i) } else { (LARGE, 7) };
+                    let bytes = payload.bytes();
+                    assert!(
+                        bytes.len() == len && bytes.iter().all(|b| *b == byte),
+                        "shm: {shm}"
+                    );
+                }
+                drop(agent);
+                hub.shutdown(Duration::from_secs(1)).await;
+                Ok::<_, Failed>(())
+            })?;
         }
         Ok(())
     }

@@ -112,7 +112,7 @@ impl std::fmt::Debug for TryInline {
 
 /// How long one write attempt waits for room before trying again (and
 /// looking at the stop signal, which also interrupts it).
-const WRITE_SLICE: Duration = Duration::from_secs(1);
+pub(crate) const WRITE_SLICE: Duration = Duration::from_secs(1);
 /// Longest back-off between attempts on a transport that fails when full.
 const MAX_PAUSE: Duration = Duration::from_millis(50);
 
@@ -173,6 +173,8 @@ pub(crate) struct Link {
     /// so frames keep their order).
     queued: AtomicUsize,
     try_inline: TryInline,
+    /// The runtime the link's tasks run on (see [`Link::write_inline`]).
+    runtime: tokio::runtime::Handle,
     /// Who reads the connection.
     reading: Arc<dyn Drive>,
     /// Whether a task waiting for something from the peer reads the
@@ -280,7 +282,8 @@ impl Link {
                 let frame = Bytes::copy_from_slice(frame);
                 Some(Inline::Started(Box::pin(async move {
                     if let Some(half) = half.as_mut() {
-                        write_frame(&link, half, &frame).await;
+                        put_out(&link, half, Write::Frame(&frame)).await;
+                        put_out(&link, half, Write::Tail).await;
                     }
                 })))
             }));
@@ -289,6 +292,7 @@ impl Link {
                 out,
                 queued: AtomicUsize::new(0),
                 try_inline,
+                runtime: tokio::runtime::Handle::current(),
                 reading,
                 waiters_read: receive_spins,
                 calls: Mutex::default(),
@@ -304,7 +308,9 @@ impl Link {
                 reader_done: watch::channel(false).0,
             }
         });
-        let writer = tokio::spawn(run_writer(Arc::clone(&link), write, queue));
+        let writer = link
+            .runtime
+            .spawn(run_writer(Arc::clone(&link), write, queue));
         lock(&link.tasks).push(writer.abort_handle());
         let reader = Reader {
             link: Arc::clone(&link),
@@ -687,9 +693,14 @@ impl Link {
             Some(Inline::Done) => return true,
             Some(Inline::Started(write)) => write,
         };
+        // The write is the link's, not the sender's: its timers, the
+        // waits its connection registers and, if it has to wait, its task
+        // belong to the link's runtime. A sender may wait on a runtime of
+        // its own (a log shipper's), gone before the write ends.
+        let _in_link_runtime = self.runtime.enter();
         let mut cx = Context::from_waker(Waker::noop());
         if write.as_mut().poll(&mut cx).is_pending() {
-            tokio::spawn(write);
+            self.runtime.spawn(write);
         }
         true
     }
@@ -1251,7 +1262,7 @@ impl<R: AsyncFrameReceiver + 'static> Reader<R> {
     /// Runs the reader on its own task.
     pub(crate) fn start(self) {
         let link = Arc::clone(&self.link);
-        let task = tokio::spawn(self.run());
+        let task = link.runtime.spawn(self.run());
         lock(&link.tasks).push(task.abort_handle());
     }
 
@@ -1416,7 +1427,10 @@ async fn run_writer<W: AsyncFrameSender>(
                 break;
             }
         };
-        write_frame(&link, half, &frame).await;
+        put_out(&link, half, Write::Frame(&frame)).await;
+        if queue.is_empty() {
+            put_out(&link, half, Write::Tail).await;
+        }
         drop(guard);
         link.queued.fetch_sub(1, Ordering::AcqRel);
     }
@@ -1425,19 +1439,30 @@ async fn run_writer<W: AsyncFrameSender>(
     link.writer_done.send_replace(true);
 }
 
-/// Writes one frame, as the writer task (or an inline write) does: waits
-/// for room in slices (watching the stop signal between them), backs off
-/// on a transport that fails at once when full, and ends the link if the
+/// What a write puts out: a frame, or the tail of one cut short.
+#[derive(Clone, Copy)]
+enum Write<'a> {
+    Frame(&'a [u8]),
+    /// A frame whose time slice ran out part way is committed, its tail
+    /// held in the half until its next send or flush: pushed out when
+    /// no frame follows at once, as the peer waits for it.
+    Tail,
+}
+
+/// Writes, as the writer task (or an inline write) does: waits for room
+/// in slices (watching the stop signal between them), backs off on a
+/// transport that fails at once when full, and ends the link if the
 /// connection fails.
-async fn write_frame<W: AsyncFrameSender>(link: &Link, half: &mut W, frame: &[u8]) {
+async fn put_out<W: AsyncFrameSender>(link: &Link, half: &mut W, what: Write<'_>) {
     let mut stop = link.stop.subscribe();
     let mut pause = Duration::from_millis(1);
     loop {
-        // `send` is cancel-safe: stopping mid-frame never cuts one.
+        // `send` and `flush` are cancel-safe: stopping mid-frame never
+        // cuts one.
         let sent = tokio::select! {
             biased;
             _ = stop.wait_for(|stop| *stop) => None,
-            sent = half.send_timeout(frame, WRITE_SLICE) => Some(sent),
+            sent = attempt(half, what) => Some(sent),
         };
         match sent {
             None | Some(Ok(())) => return,
@@ -1455,5 +1480,15 @@ async fn write_frame<W: AsyncFrameSender>(link: &Link, half: &mut W, frame: &[u8
                 return;
             }
         }
+    }
+}
+
+/// One slice of a [`put_out`].
+async fn attempt<W: AsyncFrameSender>(half: &mut W, what: Write<'_>) -> Result<(), SendError> {
+    match what {
+        Write::Frame(frame) => half.send_timeout(frame, WRITE_SLICE).await,
+        Write::Tail => tokio::time::timeout(WRITE_SLICE, half.flush())
+            .await
+            .unwrap_or(Err(SendError::Timeout)),
     }
 }

@@ -597,7 +597,11 @@ fn a_reply_never_waits_behind_unread_logs(via: Via) -> Result<(), Failed> {
             }
         }
         ensure(seqs == (0..CHATTY_LOGS).collect::<Vec<_>>(), || {
-            format!("{} of {CHATTY_LOGS} logs delivered", seqs.len())
+            let out_of_place = seqs.iter().enumerate().find(|(i, seq)| *i as u64 != **seq);
+            format!(
+                "{} of {CHATTY_LOGS} logs delivered; first out of place: {out_of_place:?}",
+                seqs.len()
+            )
         })
     })
 }
