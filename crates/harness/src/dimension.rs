@@ -44,6 +44,9 @@ pub enum Regime {
     Typed(CodecKind),
     /// The raw round trip of the same encoded frame.
     Raw(CodecKind),
+    /// Blocking round trips one after another, unpinned as a runtime
+    /// runs: the like-with-like floor of [`Async`](Regime::Async).
+    BackToBackUnpinned,
     /// Round trips through the async API, both ends on current-thread
     /// runtimes, unpinned.
     Async,
@@ -83,7 +86,8 @@ impl Regime {
     pub fn unpinned(self) -> bool {
         matches!(
             self,
-            Regime::Async
+            Regime::BackToBackUnpinned
+                | Regime::Async
                 | Regime::AsyncMultiThread
                 | Regime::HubCall
                 | Regime::HubCallTask
@@ -113,6 +117,7 @@ impl Regime {
             Regime::Decode(m) => format!("decode {}", m.name()),
             Regime::Typed(c) => format!("typed {}", c.name()),
             Regime::Raw(c) => format!("raw {}", c.name()),
+            Regime::BackToBackUnpinned => "back-to-back-unpinned".into(),
             Regime::Async => "async".into(),
             Regime::AsyncMultiThread => "async-multi-thread".into(),
             Regime::AsyncPinned => "async-pinned".into(),

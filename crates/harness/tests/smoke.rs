@@ -113,7 +113,8 @@ fn run_group(group: Group) -> Result<(), Failed> {
         }
         Group::Hub => {
             use harness::schema::Regime;
-            // Per transport: the blocking round trip and the paths;
+            // Per transport: the blocking round trip (pinned and not)
+            // and the paths;
             // over shm, a 64 MiB result handed over by a Rust agent (no
             // Python agent here: IPC_BENCH_PYTHON is not set).
             // (A Python agent's figures, there when the environment names
@@ -122,7 +123,7 @@ fn run_group(group: Group) -> Result<(), Failed> {
             let paths = harness::scenarios::hub::PATHS.len();
             let bulk = usize::from(plan.transports.contains(&harness::Transport::Shm));
             let rust = r.hub.iter().filter(|l| !python(l.regime)).count();
-            ensure(rust == k * (transports * (1 + paths) + bulk), || {
+            ensure(rust == k * (transports * (2 + paths) + bulk), || {
                 format!("{rust} hub records")
             })?;
             for l in &r.hub {
@@ -139,9 +140,11 @@ fn run_group(group: Group) -> Result<(), Failed> {
                     || format!("{l:?}"),
                 )?;
             }
-            // Every path of every transport over its blocking round trip,
-            // the two unpinned hub calls over the async one, and shm's
-            // three calls over uds's, each paired over every trial.
+            // Every path of every transport (and the unpinned blocking
+            // round trip) over its blocking round trip, the async one
+            // over the unpinned blocking one, the two unpinned hub calls
+            // over the async one, and shm's three calls over uds's, each
+            // paired over every trial.
             let ratios: Vec<_> = r
                 .figures
                 .iter()
@@ -152,11 +155,11 @@ fn run_group(group: Group) -> Result<(), Failed> {
                 .iter()
                 .filter(|f| matches!(f.id.subject, harness::Subject::Path(_, Regime::BackToBack)))
                 .count();
-            ensure(over_blocking == transports * paths, || {
+            ensure(over_blocking == transports * (paths + 1), || {
                 format!("{over_blocking} ratios over the blocking round trip")
             })?;
             ensure(
-                ratios.len() == transports * (paths + 2) + 3
+                ratios.len() == transports * (paths + 4) + 3
                     && ratios.iter().all(|f| f.trials.len() == k),
                 || format!("{} hub ratios", ratios.len()),
             )?;

@@ -59,6 +59,22 @@ impl Scenario for HubCalls {
                     Ok(())
                 },
             ));
+            // The same, unpinned: what the async round trip adds where
+            // both run as a runtime does (a transport whose own threads
+            // cross CPUs unpinned pays that in both).
+            cells.push(cell(
+                format!(
+                    "{} {size} B blocking, unpinned (hub group)",
+                    variant.label()
+                ),
+                1.0,
+                move |r, trial| {
+                    let mut unpinned = latency::back_to_back(variant, size, samples, false, trial)?;
+                    unpinned.regime = Regime::BackToBackUnpinned;
+                    r.hub.push(unpinned);
+                    Ok(())
+                },
+            ));
             let with_python = python().is_some() && t != Transport::Zenoh;
             let paths = PATHS
                 .into_iter()
@@ -120,6 +136,12 @@ impl Scenario for HubCalls {
             if fid.regime != Regime::BackToBack {
                 unders.push(FigureId {
                     regime: Regime::BackToBack,
+                    ..fid
+                });
+            }
+            if fid.regime == Regime::Async {
+                unders.push(FigureId {
+                    regime: Regime::BackToBackUnpinned,
                     ..fid
                 });
             }

@@ -36,6 +36,7 @@ pub(crate) fn section_hub(out: &mut String, ix: &Index<'_>) {
             vec![
                 f.id.subject.label(),
                 with_interval(f),
+                cell_interval(path(f, Regime::BackToBackUnpinned)),
                 cell_interval(path(f, Regime::Async)),
                 cell_interval(path(f, Regime::AsyncMultiThread)),
                 cell_interval(path(f, Regime::AsyncPinned)),
@@ -43,6 +44,7 @@ pub(crate) fn section_hub(out: &mut String, ix: &Index<'_>) {
                 cell_interval(path(f, Regime::HubCallTask)),
                 cell_interval(path(f, Regime::HubCallPinned)),
                 cell_interval(ratio(f, Regime::Async, Regime::BackToBack)),
+                cell_interval(ratio(f, Regime::Async, Regime::BackToBackUnpinned)),
                 cell_interval(ratio(f, Regime::AsyncPinned, Regime::BackToBack)),
                 cell_interval(ratio(f, Regime::HubCall, Regime::BackToBack)),
                 cell_interval(ratio(f, Regime::HubCallTask, Regime::BackToBack)),
@@ -58,7 +60,8 @@ pub(crate) fn section_hub(out: &mut String, ix: &Index<'_>) {
     let _ = writeln!(
         out,
         "## The runtime's path: async API and hub calls ({size} B, p50)\n\n\
-         Blocking: the transport's pinned round trip (its floor). Async: both ends on \
+         Blocking: the transport's pinned round trip (its floor), and unpinned (the \
+         floor of the unpinned async figures). Async: both ends on \
          the async API, current-thread runtimes (multi-thread: the parent's runtime), \
          unpinned, and pinned as the blocking round trip (like with like). \
          Hub call: a typed call through `ipc-hub` (hub on a multi-thread runtime, agent \
@@ -71,6 +74,7 @@ pub(crate) fn section_hub(out: &mut String, ix: &Index<'_>) {
         &[
             "transport",
             "blocking",
+            "blocking (unpinned)",
             "async",
             "async (multi-thread)",
             "async (pinned)",
@@ -78,6 +82,7 @@ pub(crate) fn section_hub(out: &mut String, ix: &Index<'_>) {
             "hub call (from a task)",
             "hub call (pinned)",
             "async / blocking",
+            "async / blocking, both unpinned",
             "async pinned / blocking",
             "hub / blocking",
             "hub task / blocking",
