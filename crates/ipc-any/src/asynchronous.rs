@@ -128,6 +128,10 @@ macro_rules! sender {
                 each!($enum, self, c => c.try_send(frame))
             }
 
+            fn gather(&mut self, frame: &[u8]) -> Result<(), SendError> {
+                each!($enum, self, c => c.gather(frame))
+            }
+
             async fn send_timeout(
                 &mut self,
                 frame: &[u8],

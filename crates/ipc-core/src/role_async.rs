@@ -58,6 +58,21 @@ pub trait AsyncFrameSender: Send {
         Err(SendError::Full)
     }
 
+    /// Takes a small frame to go out in one write with the frames after
+    /// it, where the transport has a system call per write to save (a
+    /// byte stream): `Ok` once it is committed, held until the next
+    /// [`send`](Self::send) or [`flush`](Self::flush) writes it (before
+    /// anything sent later). Never waits. [`SendError::Full`], with
+    /// nothing of it taken, where the transport does not gather (the
+    /// default: shared memory and zenoh batch on their own), the frame is
+    /// large, or enough is held already; then send it. A sender that
+    /// gathers must flush when no frame follows (a hub's writer does, when
+    /// its queue is empty).
+    fn gather(&mut self, frame: &[u8]) -> Result<(), SendError> {
+        let _ = frame;
+        Err(SendError::Full)
+    }
+
     /// Where memory to write a frame in place comes from: see
     /// [`FrameSender::lender`](crate::FrameSender::lender).
     fn lender(&self) -> crate::Lender {

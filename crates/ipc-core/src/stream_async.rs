@@ -25,6 +25,11 @@ use crate::{
 /// one plain write, which every writer supports without extra system calls.
 const COALESCE_MAX: usize = 16 * 1024;
 
+/// The most a half holds of gathered frames ([`AsyncFrameSender::gather`]):
+/// one write's worth, well under a socket's or a pipe's buffer, so the
+/// write that follows usually goes through at once.
+const GATHER_MAX: usize = 64 * 1024;
+
 /// A framed async duplex connection. See the [module docs](self).
 ///
 /// [`into_split`](crate::AsyncSplit::into_split) gives its owned halves,
@@ -63,7 +68,8 @@ pub struct FrameReadHalf<R> {
 pub struct FrameWriteHalf<W> {
     writer: W,
     config: Config,
-    /// The unsent tail of a committed frame.
+    /// Committed and not yet written: the tail of a frame cut short, or
+    /// frames gathered to go out in one write.
     pending: Vec<u8>,
     scratch: Vec<u8>,
 }
@@ -266,6 +272,25 @@ impl<W: AsyncWrite + Unpin + Send> FrameWriteHalf<W> {
         Ok(())
     }
 
+    /// Holds a small frame, with its header, behind what is held already
+    /// (see [`AsyncFrameSender::gather`]).
+    fn gather_frame(&mut self, frame: &[u8]) -> Result<(), SendError> {
+        let max = self.config.max_message_size;
+        if frame.len() > max {
+            return Err(SendError::FrameTooLarge {
+                len: frame.len(),
+                max,
+            });
+        }
+        let held = self.pending.len() + HEADER_LEN + frame.len();
+        if frame.len() > COALESCE_MAX || held > GATHER_MAX {
+            return Err(SendError::Full);
+        }
+        self.pending.extend_from_slice(&encode_header(frame.len()));
+        self.pending.extend_from_slice(frame);
+        Ok(())
+    }
+
     fn send_deadline(&self) -> Option<Instant> {
         match self.config.backpressure {
             // An elapsed deadline still lets the write be tried once.
@@ -349,6 +374,10 @@ impl<W: AsyncWrite + Unpin + Send> AsyncFrameSender for FrameWriteHalf<W> {
         }
     }
 
+    fn gather(&mut self, frame: &[u8]) -> Result<(), SendError> {
+        self.gather_frame(frame)
+    }
+
     async fn flush(&mut self) -> Result<(), SendError> {
         match self.send_deadline() {
             Some(at) => tokio::time::timeout_at(at, flush_all(&mut self.writer, &mut self.pending))
@@ -406,6 +435,10 @@ where
 
     async fn send_timeout(&mut self, frame: &[u8], timeout: Duration) -> Result<(), SendError> {
         self.write.send_timeout(frame, timeout).await
+    }
+
+    fn gather(&mut self, frame: &[u8]) -> Result<(), SendError> {
+        self.write.gather_frame(frame)
     }
 
     async fn flush(&mut self) -> Result<(), SendError> {

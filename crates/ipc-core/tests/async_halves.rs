@@ -222,3 +222,160 @@ fn cancelled_sends_never_cut_a_frame() {
         assert_eq!(seen.last(), Some(&99));
     });
 }
+
+/// A writer that counts the writes that moved bytes.
+struct Counting {
+    inner: OwnedWriteHalf,
+    writes: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Counting {
+    fn count(&self, polled: &std::task::Poll<std::io::Result<usize>>) {
+        if let std::task::Poll::Ready(Ok(n)) = polled
+            && *n > 0
+        {
+            self.writes
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+}
+
+impl tokio::io::AsyncWrite for Counting {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let polled = std::pin::Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.count(&polled);
+        polled
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let polled = std::pin::Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.count(&polled);
+        polled
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// A sending half whose writes are counted, and the receiving end.
+fn counted(
+    config: Config,
+) -> (
+    AsyncFramedStream<OwnedReadHalf, Counting>,
+    Conn,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    let (a, b) = UnixStream::pair().expect("socketpair");
+    let (r, w) = a.into_split();
+    let writes = std::sync::Arc::default();
+    let counting = Counting {
+        inner: w,
+        writes: std::sync::Arc::clone(&writes),
+    };
+    let sender = AsyncFramedStream::new(r, counting, config, Capabilities::new(usize::MAX));
+    (sender, wrap(b), writes)
+}
+
+/// Small frames gathered go out in one write, in order, ahead of a frame
+/// sent after them; a gathered frame left alone goes out with `flush`.
+#[test]
+fn gathered_frames_go_out_in_one_write_before_later_ones() {
+    run(async {
+        const GATHERED: u64 = 50;
+        let (sender, receiver, writes) = counted(Config::default());
+        let (_, mut write) = sender.into_split();
+        let (mut read, _) = receiver.into_split();
+        for seq in 0..GATHERED {
+            write.gather(&message(seq, 64)).unwrap();
+        }
+        let count = || writes.load(std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(count(), 0, "a gathered frame waits for the next write");
+        write.send(&message(GATHERED, 64)).await.unwrap();
+        assert_eq!(
+            count(),
+            2,
+            "the gathered frames in one write, then the sent one"
+        );
+        write.gather(&message(GATHERED + 1, 64)).unwrap();
+        write.flush().await.unwrap();
+        assert_eq!(count(), 3);
+        for seq in 0..GATHERED + 2 {
+            let frame = read.recv().await.unwrap();
+            assert_eq!(frame.len(), 64, "frame {seq}");
+            payload::verify(seq, &frame).unwrap();
+        }
+    });
+}
+
+/// A half holds a bounded amount: a frame too large to gather, or one
+/// past the bound, is refused whole (`Full`) and goes out when sent, after
+/// those held; one over the connection's limit is `FrameTooLarge`.
+#[test]
+fn gathering_is_bounded_and_refuses_whole_frames() {
+    run(async {
+        const SIZE: usize = 1024;
+        let config = Config::default().with_max_message_size(32 * 1024);
+        let (sender, receiver, _) = counted(config);
+        let (_, mut write) = sender.into_split();
+        let (mut read, _) = receiver.into_split();
+        let mut held = 0u64;
+        let refused = loop {
+            let frame = message(held, SIZE);
+            match write.gather(&frame) {
+                Ok(()) => held += 1,
+                Err(ipc_core::SendError::Full) => break frame,
+                Err(e) => panic!("gather: {e}"),
+            }
+            assert!(held < 1024, "gathering never refused");
+        };
+        assert!(held >= 8, "only {held} frames of {SIZE} B held");
+        assert!(
+            held as usize * (SIZE + 8) <= 64 * 1024,
+            "{held} frames of {SIZE} B held"
+        );
+        assert!(matches!(
+            write.gather(&message(0, 20 * 1024)),
+            Err(ipc_core::SendError::Full)
+        ));
+        assert!(matches!(
+            write.gather(&message(0, 33 * 1024)),
+            Err(ipc_core::SendError::FrameTooLarge { .. })
+        ));
+        let reading = tokio::spawn(async move {
+            let mut got = Vec::new();
+            for _ in 0..=held {
+                got.push(read.recv().await.unwrap());
+            }
+            got
+        });
+        write.send(&refused).await.unwrap();
+        let got = reading.await.unwrap();
+        for (seq, frame) in got.iter().enumerate() {
+            assert_eq!(frame.len(), SIZE, "frame {seq}");
+            payload::verify(seq as u64, frame).unwrap();
+        }
+    });
+}

@@ -1409,17 +1409,22 @@ async fn run_writer<W: AsyncFrameSender>(
     mut queue: mpsc::Receiver<Out>,
 ) {
     let mut stop = link.stop.subscribe();
+    // A close found behind gathered frames: done next.
+    let mut taken = None;
     loop {
-        let next = tokio::select! {
-            biased;
-            _ = stop.wait_for(|stop| *stop) => break,
-            next = queue.recv() => next,
+        let next = match taken.take() {
+            Some(out) => Some(out),
+            None => tokio::select! {
+                biased;
+                _ = stop.wait_for(|stop| *stop) => break,
+                next = queue.recv() => next,
+            },
         };
         // Waits for an inline write to finish; holds the half while this
         // frame is written, so frames queued after it cannot pass it.
         let mut guard = write.lock().await;
         let Some(half) = guard.as_mut() else { break };
-        let frame = match next {
+        let mut frame = match next {
             Some(Out::Frame(frame)) => frame,
             Some(Out::Close) | None => {
                 let _ = tokio::time::timeout(link.send_timeout, half.flush()).await;
@@ -1427,12 +1432,31 @@ async fn run_writer<W: AsyncFrameSender>(
                 break;
             }
         };
-        put_out(&link, half, Write::Frame(&frame)).await;
+        // While frames wait behind it, a small frame is held to go out in
+        // one write with them, where the transport gathers (a stream: one
+        // system call for many frames, not one each). Held, it is
+        // committed ahead of anything later, so it counts as written.
+        loop {
+            if queue.is_empty() || half.gather(&frame).is_err() {
+                put_out(&link, half, Write::Frame(&frame)).await;
+                link.queued.fetch_sub(1, Ordering::AcqRel);
+                break;
+            }
+            link.queued.fetch_sub(1, Ordering::AcqRel);
+            match queue.try_recv() {
+                Ok(Out::Frame(next)) => frame = next,
+                Ok(close) => {
+                    taken = Some(close);
+                    break;
+                }
+                // (Only this task takes from the queue.)
+                Err(_) => break,
+            }
+        }
         if queue.is_empty() {
             put_out(&link, half, Write::Tail).await;
         }
         drop(guard);
-        link.queued.fetch_sub(1, Ordering::AcqRel);
     }
     // Closes the sending half (waiting for an inline write to finish).
     drop(write.lock().await.take());

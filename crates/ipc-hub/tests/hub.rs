@@ -688,6 +688,66 @@ fn typed_calls_and_chosen_broadcasts(via: Via) -> Result<(), Failed> {
     })
 }
 
+/// Messages of the burst to a slow reader ([`tally_agent`]).
+const BURST: u64 = 4_000;
+
+/// The `seq`th message of a burst: its number, then filler; mostly small
+/// (gathered into one write with those queued behind it, over a stream),
+/// now and then larger than a stream gathers.
+fn burst_message(seq: u64) -> Vec<u8> {
+    let len = match seq % 500 {
+        499 => 20 * 1024,
+        _ => 8 + (seq as usize * 37) % 2048,
+    };
+    let mut message = vec![seq as u8; len];
+    message[..8].copy_from_slice(&seq.to_le_bytes());
+    message
+}
+
+/// Messages sent faster than a slow agent reads pile up in the hub's
+/// queue, and go out (gathered, over a stream) whole and in order, ahead
+/// of the call sent after them.
+fn a_burst_to_a_slow_reader_arrives_whole_and_in_order(via: Via) -> Result<(), Failed> {
+    runtime().block_on(async {
+        let mut s = Setup::new(via, HubConfig::default())?;
+        let peers = s.start(&["tally"]).await?;
+        let handle = s.hub.handle();
+        for seq in 0..BURST {
+            handle
+                .send_bytes_to(peers[0].id, &burst_message(seq))
+                .await?;
+        }
+        let (count, problem): (u64, String) = handle.call(peers[0].id, &BURST, LONG).await?;
+        ensure(count == BURST && problem.is_empty(), || {
+            format!("{count} of {BURST} messages: {problem}")
+        })
+    })
+}
+
+/// Reads nothing for a moment, then checks every message of the burst in
+/// order; answers a call with how many came and the first thing wrong.
+async fn tally_agent(role: &str) -> Result<(), Box<dyn std::error::Error>> {
+    let mut agent: Agent = join_as(role).await?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (mut count, mut problem) = (0u64, String::new());
+    while let Some(event) = agent.next().await {
+        match event {
+            AgentEvent::Message(message) => {
+                let want = burst_message(count);
+                if problem.is_empty() && message.bytes()[..] != want[..] {
+                    problem = format!("message {count} is not the {count}th sent");
+                }
+                count += 1;
+            }
+            AgentEvent::Call(request) => {
+                request.reply(&(count, problem.clone())).await?;
+            }
+            _ => break,
+        }
+    }
+    Ok(())
+}
+
 /// Messages the hub sends an agent that gives up waiting for each event
 /// after a moment ([`fickle_agent`]).
 const FICKLE_MESSAGES: u64 = 3_000;
@@ -1207,6 +1267,7 @@ fn agent_main(role: &str) -> Result<(), Box<dyn std::error::Error>> {
             "codec-msgpack" => return codec_agent::<ipc_core::MessagePack>(role).await,
             "codec-postcard" => return codec_agent::<ipc_core::Postcard>(role).await,
             "fickle" => return fickle_agent(role).await,
+            "tally" => return tally_agent(role).await,
             _ => {}
         }
         let mut agent: Agent = join_as(role).await?;
@@ -1463,6 +1524,10 @@ fn main() {
                 events_read_on_a_task_of_their_own(via)
             }),
             Trial::test(name("loans_both_ways"), move || loans_both_ways(via)),
+            Trial::test(
+                name("a_burst_to_a_slow_reader_arrives_whole_and_in_order"),
+                move || a_burst_to_a_slow_reader_arrives_whole_and_in_order(via),
+            ),
             Trial::test(name("next_can_be_dropped_at_any_time"), move || {
                 next_can_be_dropped_at_any_time(via)
             }),

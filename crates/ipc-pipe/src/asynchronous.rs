@@ -156,6 +156,9 @@ impl AsyncFrameSender for AsyncAgentProcess {
     async fn send(&mut self, frame: &[u8]) -> Result<(), SendError> {
         self.deref_mut().send(frame).await
     }
+    fn gather(&mut self, frame: &[u8]) -> Result<(), SendError> {
+        self.deref_mut().gather(frame)
+    }
     async fn send_timeout(&mut self, frame: &[u8], timeout: Duration) -> Result<(), SendError> {
         self.deref_mut().send_timeout(frame, timeout).await
     }
@@ -209,6 +212,9 @@ impl Drop for Reaper {
 impl AsyncFrameSender for PipeWriteHalf {
     async fn send(&mut self, frame: &[u8]) -> Result<(), SendError> {
         self.half.send(frame).await
+    }
+    fn gather(&mut self, frame: &[u8]) -> Result<(), SendError> {
+        self.half.gather(frame)
     }
     async fn send_timeout(&mut self, frame: &[u8], timeout: Duration) -> Result<(), SendError> {
         self.half.send_timeout(frame, timeout).await

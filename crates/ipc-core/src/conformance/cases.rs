@@ -49,7 +49,7 @@ pub(super) fn trials<T: TransportUnderTest>(transport: Arc<T>) -> Vec<Trial> {
         ("full_buffer_backpressure", full_buffer),
         ("concurrent_connections", concurrent),
     ];
-    let asynchronous: [Case<T>; 9] = [
+    let asynchronous: [Case<T>; 10] = [
         ("capabilities_hold", |t| {
             run_async(async_capabilities_hold(t))
         }),
@@ -74,6 +74,9 @@ pub(super) fn trials<T: TransportUnderTest>(transport: Arc<T>) -> Vec<Trial> {
         }),
         ("try_send_commits_or_sends_nothing", |t| {
             run_async(async_try_send(t))
+        }),
+        ("gather_commits_or_takes_nothing", |t| {
+            run_async(async_gather(t))
         }),
     ];
     let mut trials = Vec::new();
@@ -528,4 +531,40 @@ async fn async_try_send<T: TransportUnderTest>(t: &T) -> CaseResult {
         }
     }
     Err("try_send never reported Full to a peer that does not read".into())
+}
+
+async fn async_gather<T: TransportUnderTest>(t: &T) -> CaseResult {
+    // Each frame offered to gather first and sent on `Full`, then a flush:
+    // the peer sees every frame once, in order and whole, so `Ok`
+    // committed the frame (ahead of those sent later) and `Full` took
+    // nothing of it.
+    let mode = PeerMode::Verify(ORDERING_COUNT);
+    let (mut conn, _peer) = t.spawn_async(peer(mode), &parent_config()).await?;
+    for seq in 0..ORDERING_COUNT {
+        let frame = message(seq, message_size(seq));
+        match conn.gather(&frame) {
+            Ok(()) => {}
+            Err(SendError::Full) => conn.send(&frame).await?,
+            Err(e) => return Err(format!("gather of frame {seq} gave {e:?}").into()),
+        }
+    }
+    conn.flush().await?;
+    let report = conn.recv().await?;
+    ensure(&report[..] == VERIFY_OK, || {
+        format!("peer found: {}", String::from_utf8_lossy(&report))
+    })?;
+    // A peer that never reads: gathering holds a bounded amount, then
+    // reports `Full`; it never waits.
+    let (mut conn, _peer) = t
+        .spawn_async(peer(PeerMode::Stall), &parent_config())
+        .await?;
+    let small = message(0, 1024);
+    for _ in 0..1_000_000 {
+        match conn.gather(&small) {
+            Ok(()) => {}
+            Err(SendError::Full) => return Ok(()),
+            Err(e) => return Err(format!("gather gave {e:?}").into()),
+        }
+    }
+    Err("gather held a gigabyte for a peer that does not read".into())
 }
