@@ -500,52 +500,41 @@ async fn async_send_timeout<T: TransportUnderTest>(t: &T) -> CaseResult {
     })
 }
 
+/// A sender's way to take a frame without waiting: `Ok` commits it,
+/// `Full` takes nothing of it.
+type Offer<C> = fn(&mut C, &[u8]) -> Result<(), SendError>;
+
 async fn async_try_send<T: TransportUnderTest>(t: &T) -> CaseResult {
-    // Each frame offered to try_send first and sent on `Full`: the peer
-    // sees every frame once, in order and whole, so `Ok` committed the
-    // frame and `Full` sent nothing of it.
-    let mode = PeerMode::Verify(ORDERING_COUNT);
-    let (mut conn, _peer) = t.spawn_async(peer(mode), &parent_config()).await?;
-    for seq in 0..ORDERING_COUNT {
-        let frame = message(seq, message_size(seq));
-        match conn.try_send(&frame) {
-            Ok(()) => {}
-            Err(SendError::Full) => conn.send(&frame).await?,
-            Err(e) => return Err(format!("try_send of frame {seq} gave {e:?}").into()),
-        }
-    }
-    let report = conn.recv().await?;
-    ensure(&report[..] == VERIFY_OK, || {
-        format!("peer found: {}", String::from_utf8_lossy(&report))
-    })?;
     // A peer that never reads: try_send reports `Full`, never waits.
-    let (mut conn, _peer) = t
-        .spawn_async(peer(PeerMode::Stall), &parent_config())
-        .await?;
-    let chunk = message(0, 64 * 1024);
-    for _ in 0..100_000 {
-        match conn.try_send(&chunk) {
-            Ok(()) => {}
-            Err(SendError::Full) => return Ok(()),
-            Err(e) => return Err(format!("try_send gave {e:?}").into()),
-        }
-    }
-    Err("try_send never reported Full to a peer that does not read".into())
+    offered_or_sent(t, "try_send", |c, f| c.try_send(f), 64 * 1024).await
 }
 
 async fn async_gather<T: TransportUnderTest>(t: &T) -> CaseResult {
-    // Each frame offered to gather first and sent on `Full`, then a flush:
-    // the peer sees every frame once, in order and whole, so `Ok`
-    // committed the frame (ahead of those sent later) and `Full` took
-    // nothing of it.
+    // A peer that never reads: gathering holds a bounded amount, then
+    // reports `Full`; it never waits.
+    offered_or_sent(t, "gather", |c, f| c.gather(f), 1024).await
+}
+
+/// Each frame offered first (`try_send`, `gather`) and sent on `Full`,
+/// then a flush: the peer sees every frame once, in order and whole, so
+/// `Ok` committed the frame (ahead of those sent later) and `Full` took
+/// nothing of it. Then, to a peer that never reads, frames of `chunk`
+/// bytes are offered until one is refused, as one must be long before a
+/// gigabyte.
+async fn offered_or_sent<T: TransportUnderTest>(
+    t: &T,
+    what: &str,
+    offer: Offer<T::AsyncConn>,
+    chunk: usize,
+) -> CaseResult {
     let mode = PeerMode::Verify(ORDERING_COUNT);
     let (mut conn, _peer) = t.spawn_async(peer(mode), &parent_config()).await?;
     for seq in 0..ORDERING_COUNT {
         let frame = message(seq, message_size(seq));
-        match conn.gather(&frame) {
+        match offer(&mut conn, &frame) {
             Ok(()) => {}
             Err(SendError::Full) => conn.send(&frame).await?,
-            Err(e) => return Err(format!("gather of frame {seq} gave {e:?}").into()),
+            Err(e) => return Err(format!("{what} of frame {seq} gave {e:?}").into()),
         }
     }
     conn.flush().await?;
@@ -553,18 +542,16 @@ async fn async_gather<T: TransportUnderTest>(t: &T) -> CaseResult {
     ensure(&report[..] == VERIFY_OK, || {
         format!("peer found: {}", String::from_utf8_lossy(&report))
     })?;
-    // A peer that never reads: gathering holds a bounded amount, then
-    // reports `Full`; it never waits.
     let (mut conn, _peer) = t
         .spawn_async(peer(PeerMode::Stall), &parent_config())
         .await?;
-    let small = message(0, 1024);
-    for _ in 0..1_000_000 {
-        match conn.gather(&small) {
+    let chunk = message(0, chunk);
+    for _ in 0..(1usize << 30) / chunk.len() {
+        match offer(&mut conn, &chunk) {
             Ok(()) => {}
             Err(SendError::Full) => return Ok(()),
-            Err(e) => return Err(format!("gather gave {e:?}").into()),
+            Err(e) => return Err(format!("{what} gave {e:?}").into()),
         }
     }
-    Err("gather held a gigabyte for a peer that does not read".into())
+    Err(format!("{what} took a gigabyte for a peer that does not read").into())
 }
