@@ -218,13 +218,7 @@ impl<W: AsyncWrite + Unpin + Send> FrameWriteHalf<W> {
         frame: &[u8],
         deadline: Option<Instant>,
     ) -> Result<(), SendError> {
-        let max = self.config.max_message_size;
-        if frame.len() > max {
-            return Err(SendError::FrameTooLarge {
-                len: frame.len(),
-                max,
-            });
-        }
+        self.check_len(frame)?;
         let backpressure = self.config.backpressure;
         match deadline {
             Some(at) => tokio::time::timeout_at(at, flush_all(&mut self.writer, &mut self.pending))
@@ -272,9 +266,9 @@ impl<W: AsyncWrite + Unpin + Send> FrameWriteHalf<W> {
         Ok(())
     }
 
-    /// Holds a small frame, with its header, behind what is held already
-    /// (see [`AsyncFrameSender::gather`]).
-    fn gather_frame(&mut self, frame: &[u8]) -> Result<(), SendError> {
+    /// A frame over the connection's limit is the sender's error, before
+    /// anything of it is sent or held.
+    fn check_len(&self, frame: &[u8]) -> Result<(), SendError> {
         let max = self.config.max_message_size;
         if frame.len() > max {
             return Err(SendError::FrameTooLarge {
@@ -282,12 +276,6 @@ impl<W: AsyncWrite + Unpin + Send> FrameWriteHalf<W> {
                 max,
             });
         }
-        let held = self.pending.len() + HEADER_LEN + frame.len();
-        if frame.len() > COALESCE_MAX || held > GATHER_MAX {
-            return Err(SendError::Full);
-        }
-        self.pending.extend_from_slice(&encode_header(frame.len()));
-        self.pending.extend_from_slice(frame);
         Ok(())
     }
 
@@ -374,8 +362,16 @@ impl<W: AsyncWrite + Unpin + Send> AsyncFrameSender for FrameWriteHalf<W> {
         }
     }
 
+    /// Holds a small frame, with its header, behind what is held already.
     fn gather(&mut self, frame: &[u8]) -> Result<(), SendError> {
-        self.gather_frame(frame)
+        self.check_len(frame)?;
+        let held = self.pending.len() + HEADER_LEN + frame.len();
+        if frame.len() > COALESCE_MAX || held > GATHER_MAX {
+            return Err(SendError::Full);
+        }
+        self.pending.extend_from_slice(&encode_header(frame.len()));
+        self.pending.extend_from_slice(frame);
+        Ok(())
     }
 
     async fn flush(&mut self) -> Result<(), SendError> {
@@ -438,7 +434,7 @@ where
     }
 
     fn gather(&mut self, frame: &[u8]) -> Result<(), SendError> {
-        self.write.gather_frame(frame)
+        self.write.gather(frame)
     }
 
     async fn flush(&mut self) -> Result<(), SendError> {

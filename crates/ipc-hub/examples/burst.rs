@@ -56,7 +56,7 @@ async fn burst(
     messages: u64,
     size: usize,
 ) -> Result<f64, Box<dyn std::error::Error>> {
-    let hub: Hub = Hub::new(HubConfig::default())?;
+    let mut hub: Hub = Hub::new(HubConfig::default())?;
     let mut agent = tokio::process::Command::new(std::env::current_exe()?);
     agent.kill_on_drop(true);
     let child = match via {
@@ -81,7 +81,6 @@ async fn burst(
             Some(agent.spawn()?)
         }
     };
-    let mut hub = hub;
     let peer = hub.wait_for_peers(1, LIMIT).await?[0].id;
     let handle = hub.handle();
     let message = vec![7u8; size];
