@@ -7,8 +7,11 @@
 //! fastest.
 //!
 //! ```text
-//! cargo run --release -p ipc-hub --example burst -- [messages] [bytes] [trials]
+//! cargo run --release -p ipc-hub --example burst -- [messages] [bytes] [trials] [transports]
 //! ```
+//!
+//! `transports`: a comma-separated choice of `pipe`, `uds` and `shm`
+//! (all three by default).
 //!
 //! The agent is this program again, started by the hub (`ROLE`).
 
@@ -26,18 +29,26 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let messages: u64 = args.next().map_or(Ok(200_000), |a| a.parse())?.max(1);
     let size: usize = args.next().map_or(Ok(64), |a| a.parse())?;
     let trials: usize = args.next().map_or(Ok(5), |a| a.parse())?.max(1);
+    let chosen = args.next().unwrap_or_else(|| "pipe,uds,shm".into());
+    let vias: Vec<&str> = ["pipe", "uds", "shm"]
+        .into_iter()
+        .filter(|via| chosen.split(',').any(|c| c == *via))
+        .collect();
+    if vias.is_empty() {
+        return Err(format!("no transport in {chosen:?}: choose from pipe, uds, shm").into());
+    }
     if let Ok(address) = std::env::var(ROLE) {
         return agent(&address).await;
     }
     let dir = tempfile::tempdir()?;
-    let mut rates: [Vec<f64>; 3] = Default::default();
+    let mut rates: Vec<Vec<f64>> = vec![Vec::new(); vias.len()];
     for _ in 0..trials {
-        for (via, rates) in ["pipe", "uds", "shm"].into_iter().zip(&mut rates) {
+        for (via, rates) in vias.iter().zip(&mut rates) {
             rates.push(burst(via, dir.path(), messages, size).await?);
         }
     }
     println!("{messages} messages of {size} B from the hub to one agent, per second:");
-    for (via, mut rates) in ["pipe", "uds", "shm"].into_iter().zip(rates) {
+    for (via, mut rates) in vias.iter().zip(rates) {
         rates.sort_by(f64::total_cmp);
         println!(
             "  {via:>4}: median {:.0} (slowest {:.0}, fastest {:.0}; {trials} trials)",

@@ -1409,49 +1409,47 @@ async fn run_writer<W: AsyncFrameSender>(
     mut queue: mpsc::Receiver<Out>,
 ) {
     let mut stop = link.stop.subscribe();
-    // A close found behind gathered frames: done next.
-    let mut taken = None;
+    // Taken from the queue all at once: their room is freed at once, so a
+    // sender waiting for room is woken once per batch, not once per frame
+    // (measured: a burst over shared memory, docs/measurements/decisions.md).
+    // Until written they still count in `queued`: nothing passes them.
+    let mut batch: Vec<Out> = Vec::with_capacity(link.out.max_capacity());
     loop {
-        let next = match taken.take() {
-            Some(out) => Some(out),
-            None => tokio::select! {
-                biased;
-                _ = stop.wait_for(|stop| *stop) => break,
-                next = queue.recv() => next,
-            },
+        let taken = tokio::select! {
+            biased;
+            _ = stop.wait_for(|stop| *stop) => break,
+            taken = queue.recv_many(&mut batch, link.out.max_capacity()) => taken,
         };
-        // Waits for an inline write to finish; holds the half while this
-        // frame is written, so frames queued after it cannot pass it.
+        if taken == 0 {
+            // Every sender has gone.
+            break;
+        }
+        // Waits for an inline write to finish; holds the half while the
+        // batch is written, so frames queued after it cannot pass it.
         let mut guard = write.lock().await;
         let Some(half) = guard.as_mut() else { break };
-        let mut frame = match next {
-            Some(Out::Frame(frame)) => frame,
-            Some(Out::Close) | None => {
+        let mut frames = batch.drain(..);
+        let mut closing = false;
+        while let Some(out) = frames.next() {
+            let Out::Frame(frame) = out else {
                 let _ = tokio::time::timeout(link.send_timeout, half.flush()).await;
                 link.queued.fetch_sub(1, Ordering::AcqRel);
+                closing = true;
                 break;
-            }
-        };
-        // While frames wait behind it, a small frame is held to go out in
-        // one write with them, where the transport gathers (a stream: one
-        // system call for many frames, not one each). Held, it is
-        // committed ahead of anything later, so it counts as written.
-        loop {
-            if queue.is_empty() || half.gather(&frame).is_err() {
+            };
+            // While frames wait behind it, a small frame is held to go out
+            // in one write with them, where the transport gathers (a
+            // stream: one system call for many frames, not one each).
+            // Held, it is committed ahead of anything later, so it counts
+            // as written.
+            let behind = frames.len() > 0 || !queue.is_empty();
+            if !(behind && half.gather(&frame).is_ok()) {
                 put_out(&link, half, Write::Frame(&frame)).await;
-                link.queued.fetch_sub(1, Ordering::AcqRel);
-                break;
             }
             link.queued.fetch_sub(1, Ordering::AcqRel);
-            match queue.try_recv() {
-                Ok(Out::Frame(next)) => frame = next,
-                Ok(close) => {
-                    taken = Some(close);
-                    break;
-                }
-                // (Only this task takes from the queue.)
-                Err(_) => break,
-            }
+        }
+        if closing {
+            break;
         }
         if queue.is_empty() {
             put_out(&link, half, Write::Tail).await;
