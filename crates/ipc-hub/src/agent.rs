@@ -583,6 +583,9 @@ impl<C: HubCodec> AgentHandle<C> {
             self.link.ended_by(deadline).await;
         }
         self.link.abort();
+        // Closed when this returns, even on a runtime that runs nothing
+        // after it.
+        self.link.reaped().await;
     }
 }
 

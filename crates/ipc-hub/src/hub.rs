@@ -231,7 +231,10 @@ impl<C: HubCodec> Hub<C> {
     /// Says goodbye to every peer still connected, gives each
     /// [`LAST_WORDS`] to close by itself, then closes the hub's side of
     /// those still there, waits up to `grace` in all for their
-    /// connections to close, and closes whatever is left. Meanwhile it keeps reading: what peers
+    /// connections to close, and closes whatever is left (those
+    /// connections are closed when it returns, even on a current-thread
+    /// runtime that runs nothing after; that takes at most 100 ms more
+    /// than `grace`). Meanwhile it keeps reading: what peers
     /// sent while closing (their last logs, messages, calls, which can no
     /// longer be answered) comes back in [`Closed::events`], in order,
     /// each peer's ending with its `Left` (a peer cut off at the deadline
@@ -296,7 +299,13 @@ impl<C: HubCodec> Hub<C> {
             keep(&mut events, event);
         }
         // Peers still there at the deadline are cut off.
-        for (link, _) in links.iter().zip(&ended).filter(|(_, ended)| !**ended) {
+        let cut_off: Vec<&Arc<Link>> = links
+            .iter()
+            .zip(&ended)
+            .filter(|(_, ended)| !**ended)
+            .map(|(link, _)| link)
+            .collect();
+        for link in &cut_off {
             link.abort();
             if let Some(gone) = lock(&shared.peers).remove(&link.peer) {
                 keep(
@@ -308,6 +317,8 @@ impl<C: HubCodec> Hub<C> {
                 );
             }
         }
+        // Their connections close before this returns.
+        futures_util::future::join_all(cut_off.iter().map(|link| link.reaped())).await;
         Closed {
             closed: ended.iter().filter(|ended| **ended).count(),
             events,
@@ -1482,6 +1493,154 @@ mod tests {
                 hub.shutdown(Duration::from_secs(1)).await;
                 Ok::<_, Failed>(())
             })?;
+        }
+        Ok(())
+    }
+
+    /// A peer cut off at the shutdown deadline (it read nothing, so the
+    /// goodbye and the close waited behind a full queue) sees its
+    /// connection end once `shutdown` has returned, though the hub's
+    /// runtime, a current-thread one, runs nothing after it (before: the
+    /// link's halves stayed in its aborted tasks until the runtime was
+    /// dropped, and the peer waited for an end that never came).
+    #[test]
+    fn a_peer_cut_off_at_shutdown_sees_its_connection_end() -> Result<(), Failed> {
+        let dir = tempfile::tempdir()?;
+        for shm in [true, false] {
+            let hub_runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let config = HubConfig::default()
+                .with_queue_len(4)
+                .with_send_timeout(Duration::from_millis(50));
+            let (mut hub, address) = {
+                let _in_runtime = hub_runtime.enter();
+                listening(shm, "cut-off", dir.path(), config)?
+            };
+            let (go, told) = tokio::sync::oneshot::channel::<()>();
+            let agent = std::thread::spawn(move || -> Result<String, String> {
+                let runtime = runtime().map_err(|e| e.to_string())?;
+                runtime.block_on(async {
+                    // Its backlog holds one message: its reader stops soon.
+                    let slow = HubConfig::default()
+                        .with_event_queue(1)
+                        .with_peer_backlog_bytes(1024);
+                    let config = ipc_core::Config::default();
+                    let conn = ipc_any::connect_async(&address, &config)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    let mut agent = Agent::join(conn, "cut-off", slow)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    told.await.map_err(|e| e.to_string())?;
+                    let mut read = 0;
+                    loop {
+                        match tokio::time::timeout(LONG_ENOUGH, agent.next()).await {
+                            Ok(Some(AgentEvent::Left(reason))) => {
+                                return Ok(format!("left ({reason:?}) after {read} messages"));
+                            }
+                            Ok(None) => return Ok(format!("ended after {read} messages")),
+                            Ok(Some(_)) => read += 1,
+                            Err(_) => {
+                                return Err(format!(
+                                    "no end within {LONG_ENOUGH:?} after {read} messages"
+                                ));
+                            }
+                        }
+                    }
+                })
+            });
+            hub_runtime.block_on(async {
+                let peer = hub.wait_for_peers(1, LONG_ENOUGH).await?[0].id;
+                let handle = hub.handle();
+                let mut sent = 0;
+                while sent < 10_000 {
+                    match handle.send_bytes_to(peer, &[7u8; 60_000]).await {
+                        Ok(()) => sent += 1,
+                        Err(crate::SendToError::Full) => break,
+                        Err(e) => return Err(format!("message {sent}: {e}").into()),
+                    }
+                }
+                assert!(sent < 10_000, "shm: {shm}: the agent's side never filled");
+                let closed = hub.shutdown(Duration::from_millis(300)).await.closed;
+                assert_eq!(closed, 0, "shm: {shm}: the agent closed by itself");
+                Ok::<_, Failed>(())
+            })?;
+            // The hub's runtime stays, idle, while the agent reads.
+            let _ = go.send(());
+            let ended = agent.join().map_err(|_| "the agent's thread panicked")?;
+            assert!(ended.is_ok(), "shm: {shm}: {ended:?}");
+            drop(hub_runtime);
+        }
+        Ok(())
+    }
+
+    /// The same from an agent's side: an agent on a current-thread
+    /// runtime that closes while the hub reads nothing is cut off at its
+    /// grace, and the hub sees it leave once `close` has returned, though
+    /// the agent's runtime runs nothing after it.
+    #[test]
+    fn an_agent_cut_off_as_it_closes_is_seen_to_leave() -> Result<(), Failed> {
+        let dir = tempfile::tempdir()?;
+        let runtime = runtime()?;
+        for shm in [true, false] {
+            // Its backlog holds one message: the hub's reader stops soon.
+            let slow = HubConfig::default()
+                .with_event_queue(1)
+                .with_peer_backlog_bytes(1024);
+            let (mut hub, address) = {
+                let _in_runtime = runtime.enter();
+                listening(shm, "closing", dir.path(), slow)?
+            };
+            let (closed_tx, closed) = std::sync::mpsc::channel::<Result<usize, String>>();
+            let (finish, finished) = std::sync::mpsc::channel::<()>();
+            let agent = std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("runtime");
+                let sent = runtime.block_on(async {
+                    let config = HubConfig::default()
+                        .with_queue_len(4)
+                        .with_send_timeout(Duration::from_millis(50));
+                    let conn = ipc_any::connect_async(&address, &ipc_core::Config::default())
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    let agent = Agent::join(conn, "closing", config)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    let mut sent = 0;
+                    while sent < 10_000 {
+                        match agent.send_bytes(&[7u8; 60_000]).await {
+                            Ok(()) => sent += 1,
+                            Err(crate::SendToError::Full) => break,
+                            Err(e) => return Err(format!("message {sent}: {e}")),
+                        }
+                    }
+                    agent.close("done", Duration::from_millis(300)).await;
+                    Ok(sent)
+                });
+                let _ = closed_tx.send(sent);
+                // The runtime stays, idle, while the hub reads (until told,
+                // or the test has ended).
+                let _ = finished.recv();
+            });
+            let sent = closed.recv_timeout(LONG_ENOUGH)??;
+            assert!(sent < 10_000, "shm: {shm}: the hub's side never filled");
+            let left = runtime.block_on(async {
+                tokio::time::timeout(LONG_ENOUGH, async {
+                    loop {
+                        if let HubEvent::Left { reason, .. } = hub.next().await {
+                            return reason;
+                        }
+                    }
+                })
+                .await
+            });
+            let _ = finish.send(());
+            agent.join().map_err(|_| "the agent's thread panicked")?;
+            assert!(left.is_ok(), "shm: {shm}: no Left within {LONG_ENOUGH:?}");
+            runtime.block_on(hub.shutdown(Duration::from_secs(1)));
         }
         Ok(())
     }

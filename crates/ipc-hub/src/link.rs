@@ -26,7 +26,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use ipc_core::{AsyncFrameReceiver, AsyncFrameSender, RecvError, SendError};
 use tokio::sync::{Notify, mpsc, oneshot, watch};
-use tokio::task::AbortHandle;
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::codec::PeerCodec;
@@ -67,6 +67,10 @@ enum Out {
     /// Flush and close the sending side (after a goodbye).
     Close,
 }
+
+/// How long closing waits for a link's aborted tasks to end (see
+/// [`Link::reaped`]).
+pub(crate) const REAP_LIMIT: Duration = Duration::from_millis(100);
 
 /// How long a caller watches for its reply before it sleeps: about what
 /// waking a sleeping thread costs here, the rule the transports' adaptive
@@ -198,7 +202,8 @@ pub(crate) struct Link {
     max_frame: usize,
     /// Set when the link ends: stops the writer even mid-send.
     stop: watch::Sender<bool>,
-    tasks: Mutex<Vec<AbortHandle>>,
+    /// Its reader and writer tasks, which own the connection's halves.
+    tasks: Mutex<Vec<JoinHandle<()>>>,
     writer_done: watch::Sender<bool>,
     reader_done: watch::Sender<bool>,
 }
@@ -311,7 +316,7 @@ impl Link {
         let writer = link
             .runtime
             .spawn(run_writer(Arc::clone(&link), write, queue));
-        lock(&link.tasks).push(writer.abort_handle());
+        lock(&link.tasks).push(writer);
         let reader = Reader {
             link: Arc::clone(&link),
             reading: concrete.expect("made with the link"),
@@ -379,12 +384,26 @@ impl Link {
         });
     }
 
-    /// Stops both tasks now.
+    /// Stops both tasks now. Each drops its half of the connection the
+    /// next time its runtime polls it: see [`reaped`](Self::reaped).
     pub(crate) fn abort(&self) {
         self.leave(LeaveReason::Removed);
-        for task in lock(&self.tasks).drain(..) {
+        for task in lock(&self.tasks).iter() {
             task.abort();
         }
+    }
+
+    /// Waits until the tasks [`abort`](Self::abort) stopped are gone, and
+    /// with them the connection's halves, so the peer sees its end. On a
+    /// current-thread runtime nothing else would poll them once the
+    /// caller's `block_on` returns: the halves would stay open, the peer
+    /// waiting, until the runtime is dropped.
+    /// An aborted task ends at its next poll: [`REAP_LIMIT`] bounds only
+    /// a runtime too busy (or not driven) to poll it.
+    pub(crate) async fn reaped(&self) {
+        let tasks: Vec<JoinHandle<()>> = lock(&self.tasks).drain(..).collect();
+        // (Each ends as cancelled, or done if it ended first.)
+        let _ = tokio::time::timeout(REAP_LIMIT, futures_util::future::join_all(tasks)).await;
     }
 
     fn gone(&self) -> SendToError {
@@ -1263,7 +1282,7 @@ impl<R: AsyncFrameReceiver + 'static> Reader<R> {
     pub(crate) fn start(self) {
         let link = Arc::clone(&self.link);
         let task = link.runtime.spawn(self.run());
-        lock(&link.tasks).push(task.abort_handle());
+        lock(&link.tasks).push(task);
     }
 
     async fn run(self) {
