@@ -1432,7 +1432,8 @@ async fn run_writer<W: AsyncFrameSender>(
     // sender waiting for room is woken once per batch, not once per frame
     // (measured: a burst over shared memory, docs/measurements/decisions.md).
     // Until written they still count in `queued`: nothing passes them.
-    let mut batch: Vec<Out> = Vec::with_capacity(link.out.max_capacity());
+    // (Grown to the largest batch seen: an idle link's costs nothing.)
+    let mut batch: Vec<Out> = Vec::new();
     loop {
         let taken = tokio::select! {
             biased;
