@@ -398,6 +398,7 @@ impl Link {
     /// current-thread runtime nothing else would poll them once the
     /// caller's `block_on` returns: the halves would stay open, the peer
     /// waiting, until the runtime is dropped.
+    ///
     /// An aborted task ends at its next poll: [`REAP_LIMIT`] bounds only
     /// a runtime too busy (or not driven) to poll it.
     pub(crate) async fn reaped(&self) {
