@@ -32,6 +32,20 @@ pub struct TargetDef {
     pub direction: Direction,
     /// Reads the value (a median over trials) for one transport.
     pub extract: fn(&Figures<'_>, Transport) -> Option<f64>,
+    /// Reads the same figure of the bare mechanism the transport rides
+    /// on, measured in the same run, where there is one: a limit that
+    /// mechanism misses too is over this machine's floor, which the
+    /// report says beside the miss.
+    pub floor: Option<fn(&Figures<'_>, Transport) -> Option<Floor>>,
+}
+
+/// The bare mechanism's figure beside a transport's.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Floor {
+    /// The mechanism (`pipe`, `socketpair`, ...).
+    pub mechanism: String,
+    /// Its value, in the target's unit.
+    pub value: f64,
 }
 
 /// A run's figures, looked up by what they are.
@@ -89,6 +103,7 @@ pub const KNOWN: [TargetDef; 7] = [
             f.median(Group::Logging, t, Regime::Paced, None, Statistic::P99)
                 .map(|ns| ns / 1e6)
         },
+        floor: None,
     },
     TargetDef {
         id: "small_message_throughput",
@@ -99,6 +114,7 @@ pub const KNOWN: [TargetDef; 7] = [
             let size = Some(f.smallest_size());
             f.median(Group::Throughput, t, Regime::OneWay, size, Statistic::Rate)
         },
+        floor: None,
     },
     TargetDef {
         id: "idle_cpu",
@@ -114,6 +130,7 @@ pub const KNOWN: [TargetDef; 7] = [
             .max_by_key(|x| x.id.agents)
             .map(|x| x.median / x.id.agents.unwrap_or(1).max(1) as f64)
         },
+        floor: None,
     },
     TargetDef {
         id: "idle_memory",
@@ -129,6 +146,7 @@ pub const KNOWN: [TargetDef; 7] = [
             .map(|x| x.median * 1024.0 / 1e6)
             .reduce(f64::max)
         },
+        floor: None,
     },
     TargetDef {
         id: "p95_round_trip",
@@ -140,6 +158,22 @@ pub const KNOWN: [TargetDef; 7] = [
             f.median(Group::Latency, t, Regime::BackToBack, size, Statistic::P95)
                 .map(|ns| ns / 1e3)
         },
+        floor: Some(|f, t| {
+            let size = Some(f.smallest_size());
+            let mechanism = Variant::of(t).mechanism(Regime::BackToBack);
+            f.select(|id| {
+                id.group == Group::Baselines
+                    && id.subject == Subject::Mechanism(mechanism)
+                    && id.regime == Regime::BackToBack
+                    && id.size == size
+                    && id.statistic == Statistic::P95
+            })
+            .next()
+            .map(|x| Floor {
+                mechanism: mechanism.name().into(),
+                value: x.median / 1e3,
+            })
+        }),
     },
     TargetDef {
         id: "overhead_vs_mechanism",
@@ -159,6 +193,7 @@ pub const KNOWN: [TargetDef; 7] = [
             .next()
             .map(|x| x.median)
         },
+        floor: None,
     },
     TargetDef {
         id: "connection_churn_leak",
@@ -166,6 +201,7 @@ pub const KNOWN: [TargetDef; 7] = [
         unit: "KiB",
         direction: Direction::Below,
         extract: |f, t| f.median(Group::Resources, t, Regime::Churn, None, Statistic::Growth),
+        floor: None,
     },
 ];
 
@@ -276,6 +312,25 @@ pub struct TransportVerdict {
     /// This transport's own limit, when it is not the target's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<f64>,
+    /// The bare mechanism's same figure in the same run, where the
+    /// target has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub floor: Option<Floor>,
+}
+
+impl TransportVerdict {
+    /// The bare mechanism beside a missed target, if it missed the
+    /// limit too: the machine cannot meet it, whatever the transport.
+    pub fn missed_by_floor(&self, verdict: &Verdict) -> Option<&Floor> {
+        let limit = self.limit.unwrap_or(verdict.limit);
+        self.floor.as_ref().filter(|floor| {
+            self.met == Some(false)
+                && match verdict.direction {
+                    Direction::Below => floor.value > limit,
+                    Direction::Above => floor.value < limit,
+                }
+        })
+    }
 }
 
 /// One target's verdicts.
@@ -337,6 +392,7 @@ pub fn evaluate(results: &RunResults, targets: &[Target]) -> Vec<Verdict> {
                         met: margin.map(|m| m >= 1.0),
                         margin,
                         limit: (limit != target.limit).then_some(limit),
+                        floor: target.def.floor.and_then(|floor| floor(&figures, t)),
                     }
                 })
                 .collect(),
@@ -453,5 +509,72 @@ mod tests {
         assert!(!v[1].missed());
         // Met: pipe rate, pipe idle; missed: uds rate; not measured: the rest.
         assert_eq!(tally(&v), (2, 1, 3));
+    }
+
+    #[test]
+    fn a_miss_the_bare_mechanism_shares_is_said_to_be_the_machines() {
+        use harness::figure::{Better, Unit};
+        let mut r = RunResults::default();
+        r.plan.transports = vec![Transport::Pipe, Transport::Uds, Transport::Shm];
+        r.plan.sizes = vec![64];
+        let fig = |group, subject, us: f64| {
+            Figure::new(
+                FigureId {
+                    group,
+                    subject,
+                    regime: Regime::BackToBack,
+                    size: Some(64),
+                    agents: None,
+                    statistic: Statistic::P95,
+                },
+                Unit::Ns,
+                Better::Lower,
+                vec![us * 1e3; 3],
+            )
+        };
+        let transport = |t| Subject::Transport(Variant::of(t));
+        let mechanism = |t| Subject::Mechanism(Variant::of(t).mechanism(Regime::BackToBack));
+        r.figures = vec![
+            // pipe misses, and so does the bare pipe: the machine's floor.
+            fig(Group::Latency, transport(Transport::Pipe), 135.0),
+            fig(Group::Baselines, mechanism(Transport::Pipe), 126.0),
+            // uds misses where the bare socketpair does not: its own.
+            fig(Group::Latency, transport(Transport::Uds), 141.0),
+            fig(Group::Baselines, mechanism(Transport::Uds), 80.0),
+            // shm meets it.
+            fig(Group::Latency, transport(Transport::Shm), 1.0),
+            fig(Group::Baselines, mechanism(Transport::Shm), 0.8),
+        ];
+        let targets = parse("[p95_round_trip]\nlimit = 100", "t").unwrap();
+        let v = evaluate(&r, &targets);
+        let [pipe, uds, shm] = &v[0].transports[..] else {
+            panic!("three transports: {v:?}");
+        };
+        assert_eq!(pipe.met, Some(false));
+        let floor = pipe
+            .missed_by_floor(&v[0])
+            .expect("the bare pipe missed too");
+        assert_eq!(floor.mechanism, "pipe");
+        assert!((floor.value - 126.0).abs() < 1e-9);
+        assert_eq!(uds.met, Some(false));
+        assert_eq!(
+            uds.floor.as_ref().map(|f| f.mechanism.as_str()),
+            Some("socketpair")
+        );
+        assert!(
+            uds.missed_by_floor(&v[0]).is_none(),
+            "the socketpair met it"
+        );
+        assert_eq!(shm.met, Some(true));
+        assert!(shm.missed_by_floor(&v[0]).is_none());
+        // The headline still counts both misses, and names the one that
+        // is the machine's.
+        let line = crate::report::verdict_line(&v, crate::report::Baseline::Missing("none"), 0);
+        assert!(line.starts_with("2 of 3 target checks missed"), "{line}");
+        assert!(
+            line.contains("this machine cannot meet: p95_round_trip (pipe, as the bare pipe)"),
+            "{line}"
+        );
+        assert!(!line.contains("socketpair"), "{line}");
     }
 }

@@ -32,7 +32,8 @@ use crate::targets;
 use crate::targets::{Direction, Verdict};
 
 /// A one-line verdict per target and transport, e.g. `12.5x headroom`.
-fn verdict_cell(t: &crate::targets::TransportVerdict, unit: &str) -> String {
+fn verdict_cell(t: &crate::targets::TransportVerdict, v: &Verdict) -> String {
+    let unit = v.unit.as_str();
     match (t.value, t.met, t.margin) {
         (Some(v), Some(true), Some(m)) => {
             format!(
@@ -42,10 +43,17 @@ fn verdict_cell(t: &crate::targets::TransportVerdict, unit: &str) -> String {
                 own_limit(t, unit)
             )
         }
-        (Some(v), Some(false), Some(m)) => {
+        (Some(x), Some(false), Some(m)) => {
+            let floor = t.missed_by_floor(v).map_or_else(String::new, |floor| {
+                format!(
+                    "; the bare {} beside it: {}, over the limit too",
+                    floor.mechanism,
+                    value(floor.value, unit)
+                )
+            });
             format!(
-                "❌ {} ({}x of limit){}",
-                value(v, unit),
+                "❌ {} ({}x of limit){}{floor}",
+                value(x, unit),
                 margin(1.0 / m),
                 own_limit(t, unit)
             )
@@ -129,6 +137,28 @@ pub fn verdict_line(verdicts: &[Verdict], baseline: Baseline<'_>, failures: usiz
             missed.join(", ")
         )
     };
+    // A limit the bare mechanism beside it misses too is the machine's.
+    let floors: Vec<String> = verdicts
+        .iter()
+        .flat_map(|v| {
+            v.transports.iter().filter_map(move |t| {
+                t.missed_by_floor(v).map(|floor| {
+                    format!(
+                        "{} ({}, as the bare {})",
+                        v.id, t.transport, floor.mechanism
+                    )
+                })
+            })
+        })
+        .collect();
+    if !floors.is_empty() {
+        let _ = write!(
+            line,
+            "; missed by the bare mechanism measured beside it too, a limit this machine \
+             cannot meet: {}",
+            floors.join(", ")
+        );
+    }
     if unmeasured > 0 {
         let _ = write!(line, " ({unmeasured} not measured in this run)");
     }
@@ -322,7 +352,7 @@ fn section_targets(out: &mut String, r: &RunResults, verdicts: &[Verdict]) {
                 value(v.limit, &v.unit)
             );
             let mut row = vec![v.description.clone(), limit];
-            row.extend(v.transports.iter().map(|t| verdict_cell(t, &v.unit)));
+            row.extend(v.transports.iter().map(|t| verdict_cell(t, v)));
             row
         })
         .collect();
