@@ -143,8 +143,9 @@ fn run_group(group: Group) -> Result<(), Failed> {
             // Every path of every transport (and the unpinned blocking
             // round trip) over its blocking round trip, the async one
             // over the unpinned blocking one, the two unpinned hub calls
-            // over the async one, and shm's three calls over uds's, each
-            // paired over every trial.
+            // over the async one, the pinned hub call over the pinned
+            // async one, and shm's three calls over uds's, each paired
+            // over every trial.
             let ratios: Vec<_> = r
                 .figures
                 .iter()
@@ -158,8 +159,18 @@ fn run_group(group: Group) -> Result<(), Failed> {
             ensure(over_blocking == transports * (paths + 1), || {
                 format!("{over_blocking} ratios over the blocking round trip")
             })?;
+            let pinned_over_pinned = ratios
+                .iter()
+                .filter(|f| {
+                    f.id.regime == Regime::HubCallPinned
+                        && matches!(f.id.subject, harness::Subject::Path(_, Regime::AsyncPinned))
+                })
+                .count();
+            ensure(pinned_over_pinned == transports, || {
+                format!("{pinned_over_pinned} pinned hub calls over the pinned async round trip")
+            })?;
             ensure(
-                ratios.len() == transports * (paths + 4) + 3
+                ratios.len() == transports * (paths + 5) + 3
                     && ratios.iter().all(|f| f.trials.len() == k),
                 || format!("{} hub ratios", ratios.len()),
             )?;

@@ -120,7 +120,8 @@ impl Scenario for HubCalls {
     }
 
     /// Each path over the same transport's blocking round trip, the hub
-    /// call over the bare async one, a Python agent's over a Rust
+    /// call over the bare async one (pinned over pinned, unpinned over
+    /// unpinned), a Python agent's over a Rust
     /// agent's, and shared memory's hub call over the same call over
     /// Unix sockets.
     fn ratios(&self, ids: &[FigureId]) -> Vec<Pair> {
@@ -148,6 +149,14 @@ impl Scenario for HubCalls {
             if matches!(fid.regime, Regime::HubCall | Regime::HubCallTask) {
                 unders.push(FigureId {
                     regime: Regime::Async,
+                    ..fid
+                });
+            }
+            // Like with like: unpinned, the async round trip and the hub
+            // call can land on one CPU or across both, apart.
+            if fid.regime == Regime::HubCallPinned {
+                unders.push(FigureId {
+                    regime: Regime::AsyncPinned,
                     ..fid
                 });
             }
