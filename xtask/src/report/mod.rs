@@ -44,11 +44,15 @@ fn verdict_cell(t: &crate::targets::TransportVerdict, v: &Verdict) -> String {
             )
         }
         (Some(x), Some(false), Some(m)) => {
-            let floor = t.missed_by_floor(v).map_or_else(String::new, |floor| {
+            let floor = t.floor.as_ref().map_or_else(String::new, |floor| {
                 format!(
-                    "; the bare {} beside it: {}, over the limit too",
+                    "; the bare {} beside it: {}{}",
                     floor.mechanism,
-                    value(floor.value, unit)
+                    value(floor.value, unit),
+                    match t.missed_by_floor(v) {
+                        Some(_) => ", over the limit too",
+                        None => "",
+                    }
                 )
             });
             format!(
@@ -417,4 +421,46 @@ pub fn summary(
     }
     section_failures(&mut out, r);
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::targets::{Floor, TransportVerdict};
+
+    #[test]
+    fn a_missed_limit_shows_the_bare_mechanism_beside_it() {
+        let missed = |transport: &str, us: f64, mechanism: &str, floor_us: f64| TransportVerdict {
+            transport: transport.into(),
+            value: Some(us),
+            met: Some(false),
+            margin: Some(100.0 / us),
+            limit: None,
+            floor: Some(Floor {
+                mechanism: mechanism.into(),
+                value: floor_us,
+            }),
+        };
+        let verdict = Verdict {
+            id: "p95_round_trip".into(),
+            description: "p95".into(),
+            unit: "us".into(),
+            direction: Direction::Below,
+            limit: 100.0,
+            transports: vec![
+                missed("pipe", 135.0, "pipe", 126.0),
+                missed("uds", 141.0, "socketpair", 80.0),
+            ],
+        };
+        let pipe = verdict_cell(&verdict.transports[0], &verdict);
+        assert!(
+            pipe.ends_with("; the bare pipe beside it: 126.00 us, over the limit too"),
+            "{pipe}"
+        );
+        let uds = verdict_cell(&verdict.transports[1], &verdict);
+        assert!(
+            uds.ends_with("; the bare socketpair beside it: 80.00 us"),
+            "{uds}"
+        );
+    }
 }
