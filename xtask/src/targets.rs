@@ -80,9 +80,23 @@ impl<'a> Figures<'a> {
         size: Option<usize>,
         statistic: Statistic,
     ) -> Option<f64> {
+        let subject = Subject::Transport(Variant::of(t));
+        self.median_of(group, subject, regime, size, statistic)
+    }
+
+    /// The median of `subject`'s figure in `group` / `regime` / `size` /
+    /// `statistic`.
+    fn median_of(
+        &self,
+        group: Group,
+        subject: Subject,
+        regime: Regime,
+        size: Option<usize>,
+        statistic: Statistic,
+    ) -> Option<f64> {
         self.select(|id| {
             id.group == group
-                && id.subject == Subject::Transport(Variant::of(t))
+                && id.subject == subject
                 && id.regime == regime
                 && id.size == size
                 && id.statistic == statistic
@@ -161,17 +175,17 @@ pub const KNOWN: [TargetDef; 7] = [
         floor: Some(|f, t| {
             let size = Some(f.smallest_size());
             let mechanism = Variant::of(t).mechanism(Regime::BackToBack);
-            f.select(|id| {
-                id.group == Group::Baselines
-                    && id.subject == Subject::Mechanism(mechanism)
-                    && id.regime == Regime::BackToBack
-                    && id.size == size
-                    && id.statistic == Statistic::P95
-            })
-            .next()
-            .map(|x| Floor {
+            let subject = Subject::Mechanism(mechanism);
+            f.median_of(
+                Group::Baselines,
+                subject,
+                Regime::BackToBack,
+                size,
+                Statistic::P95,
+            )
+            .map(|ns| Floor {
                 mechanism: mechanism.name().into(),
-                value: x.median / 1e3,
+                value: ns / 1e3,
             })
         }),
     },
