@@ -143,8 +143,9 @@ fn run_group(group: Group) -> Result<(), Failed> {
             // Every path of every transport (and the unpinned blocking
             // round trip) over its blocking round trip, the async one
             // over the unpinned blocking one, the two unpinned hub calls
-            // over the async one, the pinned hub call over the pinned
-            // async one, and shm's three calls over uds's, each paired
+            // over the async one, the one from `block_on` over the
+            // multi-thread async one too, the pinned hub call over the
+            // pinned async one, and shm's three calls over uds's, each paired
             // over every trial.
             let ratios: Vec<_> = r
                 .figures
@@ -169,8 +170,21 @@ fn run_group(group: Group) -> Result<(), Failed> {
             ensure(pinned_over_pinned == transports, || {
                 format!("{pinned_over_pinned} pinned hub calls over the pinned async round trip")
             })?;
+            let same_runtime = ratios
+                .iter()
+                .filter(|f| {
+                    f.id.regime == Regime::HubCall
+                        && matches!(
+                            f.id.subject,
+                            harness::Subject::Path(_, Regime::AsyncMultiThread)
+                        )
+                })
+                .count();
+            ensure(same_runtime == transports, || {
+                format!("{same_runtime} hub calls over the multi-thread async round trip")
+            })?;
             ensure(
-                ratios.len() == transports * (paths + 5) + 3
+                ratios.len() == transports * (paths + 6) + 3
                     && ratios.iter().all(|f| f.trials.len() == k),
                 || format!("{} hub ratios", ratios.len()),
             )?;

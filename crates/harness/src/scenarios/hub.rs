@@ -121,7 +121,8 @@ impl Scenario for HubCalls {
 
     /// Each path over the same transport's blocking round trip, the hub
     /// call over the bare async one (pinned over pinned, unpinned over
-    /// unpinned), a Python agent's over a Rust
+    /// unpinned, and from `block_on` over the multi-thread runtime's),
+    /// a Python agent's over a Rust
     /// agent's, and shared memory's hub call over the same call over
     /// Unix sockets.
     fn ratios(&self, ids: &[FigureId]) -> Vec<Pair> {
@@ -149,6 +150,16 @@ impl Scenario for HubCalls {
             if matches!(fid.regime, Regime::HubCall | Regime::HubCallTask) {
                 unders.push(FigureId {
                     regime: Regime::Async,
+                    ..fid
+                });
+            }
+            // Like with like: the call from `block_on` over the round
+            // trip from `block_on` on the same kind of runtime (on a
+            // current-thread one the two ends can share one CPU, which no
+            // multi-thread runtime's caller does).
+            if fid.regime == Regime::HubCall {
+                unders.push(FigureId {
+                    regime: Regime::AsyncMultiThread,
                     ..fid
                 });
             }

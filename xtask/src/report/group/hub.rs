@@ -50,6 +50,7 @@ pub(crate) fn section_hub(out: &mut String, ix: &Index<'_>) {
                 cell_interval(ratio(f, Regime::HubCallTask, Regime::BackToBack)),
                 cell_interval(ratio(f, Regime::HubCallPinned, Regime::BackToBack)),
                 cell_interval(ratio(f, Regime::HubCall, Regime::Async)),
+                cell_interval(ratio(f, Regime::HubCall, Regime::AsyncMultiThread)),
                 cell_interval(ratio(f, Regime::HubCallPinned, Regime::AsyncPinned)),
                 cell(path(f, Regime::HubCall).and_then(|c| ix.stat(c.id, Statistic::CpuPerOp))),
                 cell_interval(path(f, Regime::HubCallPython)),
@@ -68,7 +69,10 @@ pub(crate) fn section_hub(out: &mut String, ix: &Index<'_>) {
          Hub call: a typed call through `ipc-hub` (hub on a multi-thread runtime, agent \
          serving on a current-thread one), unpinned as a runtime runs, from the runtime's \
          main future (`block_on`, as `#[tokio::main]`) and from a task spawned on it, and \
-         pinned. Ratios paired per trial.\n"
+         pinned. Ratios paired per trial; each hub call is also paired like with like: \
+         from `block_on` over the async round trip from `block_on` on a multi-thread \
+         runtime (on current-thread runtimes both ends can share one CPU, unpinned), \
+         pinned over pinned.\n"
     );
     table(
         out,
@@ -89,6 +93,7 @@ pub(crate) fn section_hub(out: &mut String, ix: &Index<'_>) {
             "hub task / blocking",
             "hub pinned / blocking",
             "hub / async",
+            "hub / async multi-thread",
             "hub pinned / async pinned",
             "CPU / hub call",
             "hub call, Python agent",
