@@ -65,6 +65,9 @@ enum Woke {
     Look,
     /// The peer's process has exited.
     PeerExited,
+    /// The runtime the watch is registered with has shut down: register
+    /// again with the one waiting now.
+    Unregistered,
 }
 
 /// What one direction of an async side waits on, in the reactor: its
@@ -76,11 +79,15 @@ struct Watch {
     bell: AsyncFd<BellEnd>,
     /// A pidfd of the peer's own (each watch registers one).
     process: Option<AsyncFd<OwnedFd>>,
+    /// The runtime whose reactor the two are registered with.
+    runtime: tokio::runtime::Id,
 }
 
 impl Watch {
     fn new(conn: &ShmConnection, dir: Dir) -> io::Result<Watch> {
-        tokio::runtime::Handle::try_current().map_err(io::Error::other)?;
+        let runtime = tokio::runtime::Handle::try_current()
+            .map_err(io::Error::other)?
+            .id();
         let (bells, segment, peer) = conn.wait_handles();
         let end = BellEnd {
             bells,
@@ -108,6 +115,7 @@ impl Watch {
             dir,
             bell,
             process,
+            runtime,
         })
     }
 
@@ -124,20 +132,25 @@ impl Watch {
     }
 
     /// Until the bell rings (or hangs up) or the peer's process exits.
+    /// Readiness fails only when the reactor has shut down (the runtime
+    /// registered with is gone), which says nothing about the peer.
     async fn rang(&self) -> Woke {
         let bell = async {
-            if let Ok(mut ready) = self.bell.readable().await {
-                // Cleared before the drain: a ring after this sets it again.
-                ready.clear_ready();
+            match self.bell.readable().await {
+                Ok(mut ready) => {
+                    // Cleared before the drain: a ring after this sets it again.
+                    ready.clear_ready();
+                    Woke::Look
+                }
+                Err(_) => Woke::Unregistered,
             }
-            Woke::Look
         };
         let exited = async {
             match &self.process {
-                Some(fd) => {
-                    let _ = fd.readable().await;
-                    Woke::PeerExited
-                }
+                Some(fd) => match fd.readable().await {
+                    Ok(_) => Woke::PeerExited,
+                    Err(_) => Woke::Unregistered,
+                },
                 None => std::future::pending().await,
             }
         };
@@ -237,6 +250,7 @@ impl Access for Arc<Mutex<ShmConnection>> {
 trait StepError {
     fn would_block(&self) -> bool;
     fn timeout() -> Self;
+    fn io(e: io::Error) -> Self;
 }
 
 impl StepError for RecvError {
@@ -245,6 +259,9 @@ impl StepError for RecvError {
     }
     fn timeout() -> Self {
         RecvError::Timeout
+    }
+    fn io(e: io::Error) -> Self {
+        RecvError::Io(e)
     }
 }
 
@@ -255,11 +272,16 @@ impl StepError for Fail {
     fn timeout() -> Self {
         Fail::Timeout
     }
+    fn io(e: io::Error) -> Self {
+        Fail::Io(e)
+    }
 }
 
 /// The watches of an async side, by [`Dir`]: both for an unsplit
 /// connection, one for each half. Each is registered with the runtime of
-/// its first wait (so a connection can be made outside a runtime).
+/// its first wait (so a connection can be made outside a runtime), and
+/// again with the runtime of a park if that is another one (a reactor
+/// not driven, or shut down, would never ring).
 #[derive(Debug)]
 struct Waiter {
     watches: [Option<Watch>; 2],
@@ -287,21 +309,44 @@ impl Waiter {
             .ok_or_else(|| io::Error::other("this half does not wait that way"))
     }
 
+    /// Registers the watch of `dir` again, with the runtime running now,
+    /// if it is registered with another (or `stale`: with one shut down).
+    /// Only before a park: a wait that finds its frame at once costs no
+    /// look at the runtime.
+    fn on_this_runtime(&mut self, conn: &mut impl Access, dir: Dir, stale: bool) -> io::Result<()> {
+        let here = tokio::runtime::Handle::try_current()
+            .map_err(io::Error::other)?
+            .id();
+        let slot = &mut self.watches[dir as usize];
+        if stale || slot.as_ref().is_none_or(|w| w.runtime != here) {
+            // The old registration goes first (its reactor, if alive,
+            // deregisters it), then the new one.
+            *slot = None;
+            *slot = Some(conn.with(|c| Watch::new(c, dir))?);
+        }
+        Ok(())
+    }
+
     /// Runs `step` until it stops saying "wait", paced like every wait
-    /// ([`Pacer`]), until `deadline`. Waits for data on `watch` (and, with
-    /// `also_space`, for space too: an unsplit connection pushing out a
-    /// held-back message while it receives).
+    /// ([`Pacer`]), until `deadline`. Waits on the watch of `dir` (and,
+    /// with `also_space`, for space too: an unsplit connection pushing out
+    /// a held-back message while it receives); both are registered.
     async fn wait<A: Access, T, E: StepError>(
+        &mut self,
         conn: &mut A,
-        watch: &Watch,
-        also_space: Option<&Watch>,
+        dir: Dir,
+        also_space: bool,
         deadline: Option<Instant>,
         mut step: impl FnMut(&mut ShmConnection) -> Result<T, E>,
     ) -> Result<T, E> {
-        let dir = watch.dir;
+        // Set when a park found its runtime gone: the registration is
+        // made again, once; a park that finds the new one gone too is an
+        // error (the runtime waiting now is shutting down), not a loop.
+        let mut stale = false;
+        let mut registered_again = false;
         let (strategy, budget) = conn.with(|c| (c.config().wait_strategy, *c.spin_budget(dir)));
         let mut pacer = Pacer::new(strategy, budget);
-        let (mut release_at, mut released) = (None, watch.dir != Dir::Data);
+        let (mut release_at, mut released) = (None, dir != Dir::Data);
         let mut spins = 0u32;
         loop {
             match conn.with(&mut step) {
@@ -345,17 +390,42 @@ impl Waiter {
                         }
                     }
                     let (seen, pending) = conn.with(|c| (c.seen_tail(), c.has_pending()));
-                    let also_space = also_space.filter(|_| pending);
+                    let also_space = also_space && pending;
+                    if stale && registered_again {
+                        return Err(E::io(io::Error::other(
+                            "the runtime this wait runs on is shutting down",
+                        )));
+                    }
+                    let registered =
+                        self.on_this_runtime(conn, dir, stale)
+                            .and_then(|()| match also_space {
+                                true => self.on_this_runtime(conn, Dir::Space, stale),
+                                false => Ok(()),
+                            });
+                    if let Err(e) = registered {
+                        return Err(E::io(e));
+                    }
+                    registered_again |= std::mem::take(&mut stale);
+                    let (watch, space) = match (self.watch(dir), also_space) {
+                        (Ok(watch), false) => (watch, None),
+                        (Ok(watch), true) => match self.watch(Dir::Space) {
+                            Ok(space) => (watch, Some(space)),
+                            Err(e) => return Err(E::io(e)),
+                        },
+                        (Err(e), _) => return Err(E::io(e)),
+                    };
                     let still_waiting = || {
-                        conn.with(|c| match watch.dir {
+                        conn.with(|c| match dir {
                             Dir::Data => {
-                                c.data_absent() && (also_space.is_none() || c.space_unchanged(seen))
+                                c.data_absent() && (space.is_none() || c.space_unchanged(seen))
                             }
                             Dir::Space => c.space_unchanged(seen),
                         })
                     };
-                    if park(watch, also_space, until, still_waiting).await == Woke::PeerExited {
-                        conn.with(ShmConnection::mark_gone);
+                    match park(watch, space, until, still_waiting).await {
+                        Woke::PeerExited => conn.with(ShmConnection::mark_gone),
+                        Woke::Unregistered => stale = true,
+                        Woke::Look => {}
                     }
                 }
             }
@@ -377,11 +447,7 @@ impl Waiter {
         if flush_too {
             self.register(conn, Dir::Space)?;
         }
-        let also_space = match flush_too {
-            true => Some(self.watch(Dir::Space)?),
-            false => None,
-        };
-        Self::wait(conn, self.watch(Dir::Data)?, also_space, deadline, take).await
+        self.wait(conn, Dir::Data, flush_too, deadline, take).await
     }
 
     /// Runs a non-blocking send step until it stops reporting a full ring.
@@ -396,7 +462,7 @@ impl Waiter {
             return conn.with(&mut step).map_err(SendError::from);
         }
         self.register(conn, Dir::Space)?;
-        Ok(Self::wait(conn, self.watch(Dir::Space)?, None, deadline, step).await?)
+        Ok(self.wait(conn, Dir::Space, false, deadline, step).await?)
     }
 
     async fn send_until(
@@ -503,7 +569,9 @@ pub struct AsyncShmConnection {
 impl AsyncShmConnection {
     /// Wraps a blocking connection. No thread: its doorbells and the
     /// peer's pidfd are registered with the reactor of the runtime its
-    /// first wait runs on (a wait outside a runtime is an `Io` error).
+    /// first wait runs on (a wait outside a runtime is an `Io` error),
+    /// and again with another's when a wait parks there, so the
+    /// connection may move to another runtime, or outlive its first.
     pub fn new(inner: ShmConnection) -> Result<Self, ConnectError> {
         Ok(AsyncShmConnection {
             waiter: Waiter::new(),

@@ -41,7 +41,12 @@ pub(crate) enum Fail {
     Timeout,
     Gone,
     Corrupt(String),
-    TooLarge { len: usize, max: usize },
+    TooLarge {
+        len: usize,
+        max: usize,
+    },
+    /// Waiting itself failed (no runtime to wait on).
+    Io(std::io::Error),
 }
 
 impl From<Fail> for SendError {
@@ -52,6 +57,7 @@ impl From<Fail> for SendError {
             Fail::Gone => SendError::Disconnected,
             Fail::Corrupt(m) => SendError::Corrupted(m),
             Fail::TooLarge { len, max } => SendError::FrameTooLarge { len, max },
+            Fail::Io(e) => SendError::Io(e),
         }
     }
 }
@@ -64,6 +70,7 @@ impl From<Fail> for RecvError {
             Fail::Gone => RecvError::Disconnected,
             Fail::Corrupt(m) => RecvError::Corrupted(m),
             Fail::TooLarge { len, max } => RecvError::FrameTooLarge { len, max },
+            Fail::Io(e) => RecvError::Io(e),
         }
     }
 }
