@@ -1448,6 +1448,65 @@ mod tests {
         Ok(())
     }
 
+    /// Calls from a thread with a runtime of its own, beside calls on
+    /// the hub's runtime, to an agent slow now and then: each caller that
+    /// parks on the shared-memory connection registers it with its own
+    /// runtime, and every call is answered, in turn, with its own answer.
+    #[test]
+    fn calls_from_another_runtime_beside_the_hubs() -> Result<(), Failed> {
+        const CALLS: u64 = 300;
+        let dir = tempfile::tempdir()?;
+        let runtime = runtime()?;
+        for shm in [true, false] {
+            let (mut hub, address) = {
+                let _in_runtime = runtime.enter();
+                listening(shm, "foreign", dir.path(), HubConfig::default())?
+            };
+            let (handle, peer, serving) = runtime.block_on(async {
+                let agent = join(&address, "foreign").await?;
+                let peer = hub.wait_for_peers(1, LONG_ENOUGH).await?[0].id;
+                // Every 7th call waits long enough for its caller to park.
+                let serving = tokio::spawn(agent.serve(|n: u64| async move {
+                    if n.is_multiple_of(7) {
+                        tokio::time::sleep(Duration::from_millis(2)).await;
+                    }
+                    Ok::<_, String>(n)
+                }));
+                Ok::<_, Failed>((hub.handle(), peer, serving))
+            })?;
+            let calls = move |first: u64, handle: HubHandle| async move {
+                for n in (first..first + CALLS).map(|i| i * 2) {
+                    let got = handle.call::<u64, u64>(peer, &n, LONG_ENOUGH).await;
+                    if got.as_ref().ok() != Some(&n) {
+                        return Err(format!("shm: {shm}: call {n}: {got:?}"));
+                    }
+                }
+                Ok(())
+            };
+            let foreign = std::thread::spawn({
+                let handle = handle.clone();
+                move || {
+                    let own = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .map_err(|e| e.to_string())?;
+                    own.block_on(calls(1_000, handle))
+                }
+            });
+            runtime.block_on(calls(0, handle.clone()))?;
+            foreign
+                .join()
+                .map_err(|_| "the other runtime's thread panicked")??;
+            runtime.block_on(async {
+                hub.shutdown(Duration::from_secs(1)).await;
+                let served = serving.await?;
+                assert_eq!(served.answered, 2 * CALLS, "shm: {shm}");
+                Ok::<_, Failed>(())
+            })?;
+        }
+        Ok(())
+    }
+
     /// A frame larger than the connection holds, to a peer that reads
     /// none of it for longer than a write's time slice, arrives whole
     /// once the peer reads, with nothing sent after it (before: the rest
