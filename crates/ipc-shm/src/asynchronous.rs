@@ -396,23 +396,16 @@ impl Waiter {
                             "the runtime this wait runs on is shutting down",
                         )));
                     }
-                    let registered =
-                        self.on_this_runtime(conn, dir, stale)
-                            .and_then(|()| match also_space {
-                                true => self.on_this_runtime(conn, Dir::Space, stale),
-                                false => Ok(()),
-                            });
-                    if let Err(e) = registered {
-                        return Err(E::io(e));
+                    self.on_this_runtime(conn, dir, stale).map_err(E::io)?;
+                    if also_space {
+                        self.on_this_runtime(conn, Dir::Space, stale)
+                            .map_err(E::io)?;
                     }
                     registered_again |= std::mem::take(&mut stale);
-                    let (watch, space) = match (self.watch(dir), also_space) {
-                        (Ok(watch), false) => (watch, None),
-                        (Ok(watch), true) => match self.watch(Dir::Space) {
-                            Ok(space) => (watch, Some(space)),
-                            Err(e) => return Err(E::io(e)),
-                        },
-                        (Err(e), _) => return Err(E::io(e)),
+                    let watch = self.watch(dir).map_err(E::io)?;
+                    let space = match also_space {
+                        true => Some(self.watch(Dir::Space).map_err(E::io)?),
+                        false => None,
                     };
                     let still_waiting = || {
                         conn.with(|c| match dir {
