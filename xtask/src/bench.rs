@@ -24,8 +24,8 @@ use crate::{Failure, Outcome, exports, report, targets};
 /// What `cargo xtask bench` was asked.
 #[derive(Debug, Clone, clap::Args)]
 pub struct BenchArgs {
-    /// Groups to run (default: all): baselines, throughput, latency,
-    /// serialization, resources, patterns, logging.
+    /// Groups to run (default: all): baselines, throughput, latency, hub,
+    /// peers, serialization, resources, patterns, logging, scale.
     pub groups: Vec<String>,
     /// Quick preset: every figure, fewer samples (about a minute).
     #[arg(long)]
@@ -34,7 +34,7 @@ pub struct BenchArgs {
     /// meaningful (used by CI to exercise the main job).
     #[arg(long, conflicts_with = "quick")]
     pub tiny: bool,
-    /// Transports, comma-separated (default: pipe,uds,shm).
+    /// Transports, comma-separated (default: pipe,uds,shm,zenoh).
     #[arg(long, value_delimiter = ',')]
     pub transports: Vec<String>,
     /// Message sizes, comma-separated, e.g. 64,4KiB,1MiB.

@@ -94,6 +94,7 @@ pub fn table(dir: &Path) -> Result<String, String> {
             .iter()
             .filter(|f| {
                 f.id.group == Group::Throughput
+                    && f.id.regime == Regime::OneWay
                     && f.id.size == Some(1 << 20)
                     && f.id.statistic == Statistic::Bandwidth
             })

@@ -67,21 +67,8 @@ fn echo(conn: &mut AnyConnection) -> Result<()> {
 }
 
 fn sink(conn: &mut AnyConnection, count: Option<u64>, in_place: bool) -> Result<()> {
-    let mut report = AgentReport {
-        rss_start_kib: procfs::rss_kib(std::process::id()).unwrap_or(0),
-        ..AgentReport::default()
-    };
+    let mut report = AgentReport::begin();
     let start = Instant::now();
-    let note = |report: &mut AgentReport,
-                result: std::result::Result<(), payload::IntegrityError>,
-                len: usize| {
-        report.received += 1;
-        report.bytes += len as u64;
-        if let Err(e) = result {
-            report.errors += 1;
-            report.first_error.get_or_insert_with(|| e.to_string());
-        }
-    };
     while count.is_none_or(|n| report.received < n) {
         let seq = report.received;
         let outcome = match (in_place, conn.as_shm()) {
@@ -93,14 +80,12 @@ fn sink(conn: &mut AnyConnection, count: Option<u64>, in_place: bool) -> Result<
                 .map(|frame| (payload::verify(seq, &frame), frame.len())),
         };
         match outcome {
-            Ok((result, len)) => note(&mut report, result, len),
+            Ok((result, len)) => report.note(result, len),
             Err(RecvError::Disconnected) if count.is_none() => return Ok(()),
             Err(e) => return Err(e.into()),
         }
     }
-    report.elapsed_ns = start.elapsed().as_nanos() as u64;
-    report.cpu_ns = procfs::self_cpu_ns();
-    report.rss_end_kib = procfs::rss_kib(std::process::id()).unwrap_or(0);
+    report.end(start);
     conn.send(&serde_json::to_vec(&report)?)?;
     wait_for_parent_to_leave(conn)
 }

@@ -16,6 +16,13 @@ pub enum Regime {
     Parked,
     /// Streaming one way, as fast as the receiver verifies.
     OneWay,
+    /// [`OneWay`](Regime::OneWay) through the async API: the parent sends
+    /// on a current-thread runtime, the agent receives on one of its own.
+    /// Pinned as the blocking stream is, when the plan pins.
+    OneWayAsync,
+    /// [`OneWayAsync`](Regime::OneWayAsync) with the parent sending on a
+    /// multi-thread runtime (from its main future, as `#[tokio::main]`).
+    OneWayAsyncMultiThread,
     /// Events emitted back to back (logging).
     Burst,
     /// Events emitted with a pause between them (logging).
@@ -103,6 +110,8 @@ impl Regime {
             Regime::BackToBack => "back-to-back".into(),
             Regime::Parked => "parked".into(),
             Regime::OneWay => "one-way".into(),
+            Regime::OneWayAsync => "one-way-async".into(),
+            Regime::OneWayAsyncMultiThread => "one-way-async-multi-thread".into(),
             Regime::Burst => "burst".into(),
             Regime::Paced => "paced".into(),
             Regime::Idle => "idle".into(),

@@ -92,6 +92,14 @@ pub struct ThroughputResult {
     pub cpu_ns_per_msg: f64,
     /// Parent and agent pinned to two different CPUs.
     pub pinned: bool,
+    /// How the parent sent: blocking ([`Regime::OneWay`], and in records
+    /// from before the async streams) or through the async API.
+    #[serde(default = "one_way")]
+    pub regime: Regime,
+}
+
+fn one_way() -> Regime {
+    Regime::OneWay
 }
 
 /// Round-trip latency of `size`-byte messages to an echoing agent.

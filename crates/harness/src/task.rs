@@ -107,6 +107,37 @@ pub struct AgentReport {
 }
 
 impl AgentReport {
+    /// A report begun now: this process's memory at the start of the
+    /// measured part.
+    pub fn begin() -> Self {
+        AgentReport {
+            rss_start_kib: crate::procfs::rss_kib(std::process::id()).unwrap_or(0),
+            ..AgentReport::default()
+        }
+    }
+
+    /// Ends the measured part begun at `start`: its time, and this
+    /// process's CPU and memory now.
+    pub fn end(&mut self, start: std::time::Instant) {
+        self.elapsed_ns = start.elapsed().as_nanos() as u64;
+        self.cpu_ns = crate::procfs::self_cpu_ns();
+        self.rss_end_kib = crate::procfs::rss_kib(std::process::id()).unwrap_or(0);
+    }
+
+    /// Counts a message of `len` bytes received, and how its check went.
+    pub fn note(
+        &mut self,
+        checked: std::result::Result<(), ipc_core::payload::IntegrityError>,
+        len: usize,
+    ) {
+        self.received += 1;
+        self.bytes += len as u64;
+        if let Err(e) = checked {
+            self.errors += 1;
+            self.first_error.get_or_insert_with(|| e.to_string());
+        }
+    }
+
     /// Fails if the agent saw any bad message.
     pub fn check(&self, expected: Option<u64>) -> Result<()> {
         if self.errors > 0 {

@@ -6,7 +6,7 @@
 
 use harness::task::{AgentReport, AgentTask, Role};
 use harness::transport::{Strategy, Transport, Variant, spawn_agent};
-use harness::{Group, Plan};
+use harness::{Group, Plan, Regime};
 use ipc_core::{FrameReceiver, FrameSender, payload};
 use libtest_mimic::{Arguments, Failed, Trial};
 
@@ -57,12 +57,39 @@ fn run_group(group: Group) -> Result<(), Failed> {
             // sizes above a ring record; and shm, shm-copy, shm-blob at the
             // three blob sizes the plan does not have.
             // zenoh-veth beside zenoh where a namespace can be made (root).
+            // Each transport through the async API too, on two runtimes,
+            // at the smallest and the largest size.
             let large = plan.sizes.iter().filter(|&&s| s > 128 << 10).count();
             let veth = usize::from(ipc_zenoh::netns::unavailable().is_none());
+            let ends = 2;
             ensure(
-                r.throughput.len() == k * ((transports + 1 + veth) * sizes + 6 + 2 * large + 3 * 3),
+                r.throughput.len()
+                    == k * ((transports + 1 + veth) * sizes
+                        + 6
+                        + 2 * large
+                        + 3 * 3
+                        + transports * 2 * ends),
                 || format!("{}", r.throughput.len()),
             )?;
+            // Every async stream is paired with the blocking one beside it.
+            for &t in &plan.transports {
+                for regime in harness::scenarios::throughput::ASYNC {
+                    for size in [plan.sizes[0], plan.sizes[sizes - 1]] {
+                        let paired = r.figures.iter().any(|f| {
+                            f.id.group == Group::Throughput
+                                && f.id.regime == regime
+                                && f.id.size == Some(size)
+                                && f.id.statistic == harness::Statistic::Ratio
+                                && f.id.subject
+                                    == harness::Subject::Path(Variant::of(t), Regime::OneWay)
+                                && f.trials.len() == k
+                        });
+                        ensure(paired, || {
+                            format!("no {regime:?} / blocking ratio for {t:?} at {size} B")
+                        })?;
+                    }
+                }
+            }
             ensure(
                 (veth == 1)
                     == r.throughput
@@ -112,7 +139,6 @@ fn run_group(group: Group) -> Result<(), Failed> {
             )?;
         }
         Group::Hub => {
-            use harness::schema::Regime;
             // Per transport: the blocking round trip (pinned and not)
             // and the paths;
             // over shm, a 64 MiB result handed over by a Rust agent (no

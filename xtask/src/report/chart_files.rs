@@ -73,6 +73,7 @@ pub fn write_charts(dir: &Path, r: &RunResults) -> std::io::Result<Vec<(String, 
     let series = line_series(
         &|id| {
             id.group == Group::Throughput
+                && id.regime == Regime::OneWay
                 && id.statistic == Statistic::Bandwidth
                 && !matches!(id.subject, Subject::Transport(v) if v.ring_kib.is_some())
         },

@@ -78,6 +78,7 @@ pub fn recommendations(r: &RunResults) -> Vec<String> {
     }
     let mut bulk = ix.all(|id| {
         id.group == Group::Throughput
+            && id.regime == Regime::OneWay
             && id.size == Some(large)
             && id.statistic == Statistic::Bandwidth
     });

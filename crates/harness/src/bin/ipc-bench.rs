@@ -15,7 +15,7 @@ use harness::{Group, Plan, Transport};
 #[command(version, about)]
 struct Args {
     /// Groups to run (default: all): baselines, throughput, latency, hub, peers,
-    /// serialization, resources, patterns, logging.
+    /// serialization, resources, patterns, logging, scale.
     #[arg(long, value_delimiter = ',')]
     groups: Vec<String>,
     /// Quick preset (fewer samples).
@@ -24,7 +24,7 @@ struct Args {
     /// Tiny preset (smoke test; figures not meaningful).
     #[arg(long, conflicts_with = "quick")]
     tiny: bool,
-    /// Transports (default: pipe,uds,shm).
+    /// Transports (default: pipe,uds,shm,zenoh).
     #[arg(long, value_delimiter = ',')]
     transports: Vec<String>,
     /// Message sizes, e.g. 64,4KiB,1MiB.

@@ -487,58 +487,86 @@ async fn accept_agent<L: AsyncListener>(
     Ok((conn, child))
 }
 
-/// Bare async round trips: the parent's async connection against an
-/// agent echoing with its own.
-async fn bounce(task: &AgentTask, run: Window) -> Result<Measured> {
+/// What a cell does on an async connection to its agent.
+pub(crate) trait OnConnection {
+    /// What it measured.
+    type Output;
+
+    /// Runs on `conn`, whose other end is the agent of pid `agent`.
+    async fn run<C: AsyncFrameSender + AsyncFrameReceiver>(
+        self,
+        conn: &mut C,
+        agent: u32,
+    ) -> Result<Self::Output>;
+}
+
+/// Starts the agent of `task` and runs `work` on an async connection to
+/// it, of its transport's own type (a pipe agent is spawned with its
+/// stdio; the others connect to a listener of this process). The
+/// connection is closed before the agent is reaped.
+pub(crate) async fn with_async_agent<W: OnConnection>(
+    task: &AgentTask,
+    work: W,
+) -> Result<W::Output> {
     let config = task.variant.config();
     let address = fresh_address(task.variant.transport);
     match &address {
         Address::Stdio => {
             let mut conn = ipc_pipe::spawn_async(agent_command(task)?, &config).await?;
             let pid = conn.id().unwrap_or(0);
-            bounce_on(&mut conn, pid, run).await
+            work.run(&mut conn, pid).await
         }
         Address::Uds(path) => {
-            bounce_accepted(
-                ipc_uds::AsyncUdsListener::bind_path(path, &config)?,
-                task,
-                run,
-            )
-            .await
+            let listener = ipc_uds::AsyncUdsListener::bind_path(path, &config)?;
+            on_accepted(listener, task, work).await
         }
         Address::Shm(_) => {
-            bounce_accepted(
-                ipc_shm::AsyncShmListener::bind(&address, &config)?,
-                task,
-                run,
-            )
-            .await
+            let listener = ipc_shm::AsyncShmListener::bind(&address, &config)?;
+            on_accepted(listener, task, work).await
         }
         Address::Zenoh { .. } => {
-            bounce_accepted(
-                ipc_zenoh::AsyncZenohListener::bind(&address, &config)?,
-                task,
-                run,
-            )
-            .await
+            let listener = ipc_zenoh::AsyncZenohListener::bind(&address, &config)?;
+            on_accepted(listener, task, work).await
         }
         other => Err(unsupported(other)),
     }
 }
 
-/// Bare async round trips with the agent of `task` accepted on `listener`.
-async fn bounce_accepted<L: AsyncListener>(
+/// Runs `work` on the connection of the agent of `task`, accepted on
+/// `listener`.
+async fn on_accepted<L: AsyncListener, W: OnConnection>(
     listener: L,
     task: &AgentTask,
-    run: Window,
-) -> Result<Measured> {
+    work: W,
+) -> Result<W::Output> {
     let (mut conn, child) = accept_agent(listener, task).await?;
-    let measured = bounce_on(&mut conn, child.0.id(), run).await;
+    let done = work.run(&mut conn, child.0.id()).await;
     // Hang up first: the agent exits when its parent leaves, so reaping
     // it then takes no wait (the other order waited out the reaper's 2 s).
     drop(conn);
     drop(child);
-    measured
+    done
+}
+
+/// Bare async round trips: the parent's async connection against an
+/// agent echoing with its own.
+async fn bounce(task: &AgentTask, run: Window) -> Result<Measured> {
+    with_async_agent(task, Bounce(run)).await
+}
+
+/// The round trips of [`bounce`].
+struct Bounce(Window);
+
+impl OnConnection for Bounce {
+    type Output = Measured;
+
+    async fn run<C: AsyncFrameSender + AsyncFrameReceiver>(
+        self,
+        conn: &mut C,
+        agent: u32,
+    ) -> Result<Measured> {
+        bounce_on(conn, agent, self.0).await
+    }
 }
 
 async fn bounce_on<C: AsyncFrameSender + AsyncFrameReceiver>(
@@ -795,7 +823,7 @@ async fn serve(agent: Agent) -> Result<()> {
 }
 
 /// An agent's runtime: current-thread, as a small agent runs.
-fn agent_runtime() -> Result<tokio::runtime::Runtime> {
+pub(crate) fn agent_runtime() -> Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?)

@@ -1,9 +1,12 @@
 //! One-way streaming throughput: the parent streams verified payloads to a
 //! sink agent, which checks every one and reports.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use ipc_core::{FrameReceiver, FrameSender, payload};
+use ipc_core::{
+    Address, AsyncFrameReceiver, AsyncFrameSender, FrameReceiver, FrameSender, RecvError, payload,
+};
+use serde::{Deserialize, Serialize};
 
 use crate::block::{Block, Cell, cell};
 use crate::error::Result;
@@ -11,9 +14,9 @@ use crate::figure::{Better, FigureId, Statistic, Subject, Unit};
 use crate::gather::{Gather, Pair};
 use crate::plan::{Group, Plan};
 use crate::procfs;
-use crate::scenarios::Scenario;
 use crate::scenarios::baselines::{BULK_SIZE, copy_stream_cell};
 use crate::scenarios::latency::zenoh_variants;
+use crate::scenarios::{Scenario, hub, part};
 use crate::schema::{Mechanism, Regime, RunResults, ThroughputResult};
 use crate::task::{AgentReport, AgentTask, Role};
 use crate::transport::ConnectionExt;
@@ -34,6 +37,7 @@ impl Scenario for Throughput {
         let group = Group::Throughput;
         let with_shm = p.transports.contains(&Transport::Shm);
         let mut blocks = Vec::new();
+        let ends = [p.sizes[0], *p.sizes.last().expect("validated")];
         for &size in &p.sizes {
             let mut cells = Vec::new();
             if size >= BULK_SIZE && with_shm {
@@ -42,6 +46,9 @@ impl Scenario for Throughput {
             for &t in &p.transports {
                 for variant in variants(t, size, p) {
                     cells.push(throughput_cell(p, variant, size));
+                }
+                if ends.contains(&size) {
+                    cells.extend(ASYNC.map(|regime| async_cell(p, Variant::of(t), size, regime)));
                 }
             }
             blocks.push(Block { group, cells });
@@ -64,7 +71,7 @@ impl Scenario for Throughput {
             let base = FigureId {
                 group: Group::Throughput,
                 subject: Subject::Transport(t.variant),
-                regime: Regime::OneWay,
+                regime: t.regime,
                 size: Some(t.size),
                 agents: None,
                 statistic: Statistic::Rate,
@@ -84,12 +91,15 @@ impl Scenario for Throughput {
     }
 
     /// Shared memory's bandwidth at bulk sizes over the copy stream
-    /// measured beside it.
+    /// measured beside it, and each async stream's rate over the same
+    /// transport's blocking one.
     fn ratios(&self, ids: &[FigureId]) -> Vec<Pair> {
-        ids.iter()
+        let over_copy = ids
+            .iter()
             .filter(|f| {
                 f.group == Group::Throughput
                     && f.statistic == Statistic::Bandwidth
+                    && f.regime == Regime::OneWay
                     && f.size >= Some(BULK_SIZE)
                     && matches!(f.subject, Subject::Transport(v) if v.transport == Transport::Shm)
             })
@@ -100,9 +110,44 @@ impl Scenario for Throughput {
                     ..fid
                 };
                 (fid, under, Better::Higher)
+            });
+        let over_blocking = ids
+            .iter()
+            .filter(|f| {
+                f.group == Group::Throughput
+                    && f.statistic == Statistic::Rate
+                    && ASYNC.contains(&f.regime)
             })
-            .collect()
+            .map(|&fid| {
+                let under = FigureId {
+                    regime: Regime::OneWay,
+                    ..fid
+                };
+                (fid, under, Better::Higher)
+            });
+        over_copy.chain(over_blocking).collect()
     }
+
+    fn agent(&self, task: serde_json::Value, t: &AgentTask) -> Result<()> {
+        match part(task)? {
+            Part::AsyncSink { count } => async_sink(&t.variant, count),
+        }
+    }
+}
+
+/// The streams through the async API, beside the blocking one at the
+/// smallest and the largest size.
+pub const ASYNC: [Regime; 2] = [Regime::OneWayAsync, Regime::OneWayAsyncMultiThread];
+
+/// The agent parts of the throughput group.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+enum Part {
+    /// Receive and verify `count` payload messages through the async
+    /// API, then send an [`AgentReport`] (as [`Role::Sink`] does).
+    AsyncSink {
+        /// Messages to expect.
+        count: u64,
+    },
 }
 
 /// The throughput variants of `transport` at `size`: shared memory also
@@ -265,5 +310,122 @@ pub fn measure(
         bytes_per_s: (count * size as u64) as f64 / seconds,
         cpu_ns_per_msg: window_cpu as f64 / count as f64,
         pinned: cpus.is_some(),
+        regime: Regime::OneWay,
+    })
+}
+
+/// The cell streaming `variant` at `size` through the async API, the
+/// parent on the runtime of `regime`.
+fn async_cell(plan: &Plan, variant: Variant, size: usize, regime: Regime) -> Cell {
+    let (count, pin) = (plan.throughput_messages(size), plan.pin);
+    let label = format!("{} {size} B x {count} {}", variant.label(), regime.name());
+    cell(label, 1.0, move |r, trial| {
+        r.throughput
+            .push(measure_async(variant, size, count, pin, regime, trial)?);
+        Ok(())
+    })
+}
+
+/// Streams `count` messages of `size` bytes through the async API (the
+/// parent on a current-thread or, for
+/// [`OneWayAsyncMultiThread`](Regime::OneWayAsyncMultiThread), a
+/// multi-thread runtime; the agent on a current-thread one) and times it
+/// to the agent's report, with the two processes on two CPUs if `pin`
+/// (the runtime's threads inherit the parent's CPU).
+pub fn measure_async(
+    variant: Variant,
+    size: usize,
+    count: u64,
+    pin: bool,
+    regime: Regime,
+    trial: u32,
+) -> Result<ThroughputResult> {
+    let cpus = pin.then(crate::pin::cpus).flatten();
+    let _pinned = crate::pin::PinGuard::new(cpus.map(|c| c.0));
+    let mut builder = match regime {
+        Regime::OneWayAsyncMultiThread => tokio::runtime::Builder::new_multi_thread(),
+        _ => tokio::runtime::Builder::new_current_thread(),
+    };
+    let runtime = builder.enable_all().build()?;
+    let task = AgentTask {
+        cpu: cpus.map(|c| c.1),
+        role: Role::part(Group::Throughput, &Part::AsyncSink { count })?,
+        variant,
+    };
+    let streamed = runtime.block_on(hub::with_async_agent(&task, AsyncStream { size, count }))?;
+    Ok(ThroughputResult {
+        variant,
+        trial,
+        size,
+        messages: count,
+        seconds: streamed.seconds,
+        msgs_per_s: count as f64 / streamed.seconds,
+        bytes_per_s: (count * size as u64) as f64 / streamed.seconds,
+        cpu_ns_per_msg: streamed.cpu_ns as f64 / count as f64,
+        pinned: cpus.is_some(),
+        regime,
+    })
+}
+
+/// One async stream: `count` messages of `size` bytes, then the agent's
+/// report.
+struct AsyncStream {
+    size: usize,
+    count: u64,
+}
+
+/// What an async stream took: wall time from the first send to the
+/// report, and the CPU of both processes over it.
+struct Streamed {
+    seconds: f64,
+    cpu_ns: u64,
+}
+
+impl hub::OnConnection for AsyncStream {
+    type Output = Streamed;
+
+    async fn run<C: AsyncFrameSender + AsyncFrameReceiver>(
+        self,
+        conn: &mut C,
+        agent: u32,
+    ) -> Result<Streamed> {
+        let mut msg = vec![0; self.size];
+        let cpu = || procfs::self_cpu_ns() + procfs::cpu_ns(agent).unwrap_or(0);
+        let cpu_start = cpu();
+        let start = Instant::now();
+        for seq in 0..self.count {
+            payload::fill(seq, &mut msg);
+            conn.send(&msg).await?;
+        }
+        let report: AgentReport = serde_json::from_slice(&conn.recv().await?)?;
+        let seconds = start.elapsed().as_secs_f64();
+        let cpu_ns = cpu().saturating_sub(cpu_start);
+        report.check(Some(self.count))?;
+        Ok(Streamed { seconds, cpu_ns })
+    }
+}
+
+/// The agent of [`Part::AsyncSink`]: receives and verifies `count`
+/// messages through the async API on a current-thread runtime, reports,
+/// and stays until the parent leaves.
+fn async_sink(variant: &Variant, count: u64) -> Result<()> {
+    hub::agent_runtime()?.block_on(async {
+        let address = Address::from_env().unwrap_or(Address::Stdio);
+        let mut conn = ipc_any::connect_async(&address, &variant.config()).await?;
+        let mut report = AgentReport::begin();
+        let start = Instant::now();
+        while report.received < count {
+            let frame = conn.recv().await?;
+            report.note(payload::verify(report.received, &frame), frame.len());
+        }
+        report.end(start);
+        conn.send(&serde_json::to_vec(&report)?).await?;
+        loop {
+            match conn.recv_timeout(Duration::from_secs(3600)).await {
+                Err(RecvError::Disconnected) => return Ok(()),
+                Err(RecvError::Timeout) | Ok(_) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
     })
 }
