@@ -7,7 +7,6 @@ use std::time::Duration;
 use ipc_core::stream_async::AsyncFramedStream;
 use ipc_core::{Address, AsyncConnector, AsyncListener, Config, ConnectError};
 use tokio::net::UnixStream;
-use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 
 use ipc_sys::socket_file::{SocketFile, bind};
 use ipc_sys::unix_socket::{
@@ -17,14 +16,15 @@ use ipc_sys::unix_socket::{
 use crate::CAPABILITIES;
 use crate::listener::uds_path;
 use crate::socket::UnixSocket;
+use crate::socket_io::{SocketReader, SocketWriter, split};
 
 /// An async connection over a Unix stream socket.
-pub type AsyncUdsConnection = AsyncFramedStream<OwnedReadHalf, OwnedWriteHalf>;
+pub type AsyncUdsConnection = AsyncFramedStream<SocketReader, SocketWriter>;
 
 /// The receiving half of a split [`AsyncUdsConnection`].
-pub type UdsReadHalf = ipc_core::stream_async::FrameReadHalf<OwnedReadHalf>;
+pub type UdsReadHalf = ipc_core::stream_async::FrameReadHalf<SocketReader>;
 /// The sending half of a split [`AsyncUdsConnection`].
-pub type UdsWriteHalf = ipc_core::stream_async::FrameWriteHalf<OwnedWriteHalf>;
+pub type UdsWriteHalf = ipc_core::stream_async::FrameWriteHalf<SocketWriter>;
 
 /// Accepts agents on a Unix socket path, asynchronously. Binding follows
 /// the same rules as [`UdsListener`](crate::UdsListener).
@@ -66,8 +66,7 @@ fn framed(stream: UnixStream, config: &Config) -> Result<AsyncUdsConnection, Con
     let std_stream = stream.into_std()?;
     let socket = UnixSocket::new(std_stream.into(), config)?;
     let std_stream = std::os::unix::net::UnixStream::from(socket.into_fd());
-    std_stream.set_nonblocking(true)?;
-    let (reader, writer) = UnixStream::from_std(std_stream)?.into_split();
+    let (reader, writer) = split(std_stream)?;
     Ok(AsyncFramedStream::new(reader, writer, config.clone(), CAPABILITIES).with_peer(peer))
 }
 

@@ -1,11 +1,15 @@
 #![doc = include_str!("../README.md")]
 #![warn(missing_docs)]
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 #[cfg(feature = "tokio")]
 mod asynchronous;
 mod listener;
 mod socket;
+// Reads into tokio's uninitialized buffers: the crate's one unsafe.
+#[cfg(feature = "tokio")]
+#[allow(unsafe_code)]
+mod socket_io;
 
 use ipc_core::stream::FramedStream;
 use ipc_core::{Address, Capabilities, Config, ConnectError, Connector, MAX_MESSAGE_SIZE_LIMIT};
@@ -15,6 +19,8 @@ pub use asynchronous::{AsyncUds, AsyncUdsConnection, AsyncUdsListener, UdsReadHa
 pub use ipc_sys::unix_socket::MAX_PATH_LEN;
 pub use listener::UdsListener;
 pub use socket::UnixSocket;
+#[cfg(feature = "tokio")]
+pub use socket_io::{SocketReader, SocketWriter};
 
 /// A blocking connection over a Unix stream socket.
 pub type UdsConnection = FramedStream<UnixSocket>;
