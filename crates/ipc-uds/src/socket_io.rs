@@ -107,9 +107,14 @@ impl AsyncRead for SocketReader {
     }
 }
 
+/// The most buffers one `sendmsg` takes (Linux's `IOV_MAX`); a write of
+/// more sends the first ones, as `std`'s vectored writes do.
+const MAX_BUFFERS: usize = 1024;
+
 /// One non-blocking send of `bufs`, never raising `SIGPIPE` (a closed
 /// peer is `BrokenPipe`, as everywhere else).
 fn send(socket: &UnixStream, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+    let bufs = &bufs[..bufs.len().min(MAX_BUFFERS)];
     loop {
         let sent = rustix::net::sendmsg(
             socket,
@@ -185,5 +190,45 @@ impl Drop for SocketWriter {
         // The peer sees the end of the stream even while this side still
         // reads (the reader holds the socket open).
         let _ = self.socket.get_ref().shutdown(Shutdown::Write);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A vectored write of more buffers than one `sendmsg` takes sends
+    /// the first ones, and the rest follow in order (before: the whole
+    /// write failed, `EMSGSIZE`).
+    #[test]
+    fn a_write_of_more_buffers_than_the_kernel_takes_goes_out_whole() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async {
+            let (ours, theirs) = UnixStream::pair().expect("socketpair");
+            let (_, mut writer) = split(ours).expect("split");
+            let (mut reader, _keep) = split(theirs).expect("split");
+            let parts: Vec<Vec<u8>> = (0..3 * MAX_BUFFERS).map(|i| vec![i as u8; 3]).collect();
+            let whole: Vec<u8> = parts.concat();
+            let writing = async {
+                let mut bufs: Vec<IoSlice<'_>> = parts.iter().map(|p| IoSlice::new(p)).collect();
+                let mut slices = &mut bufs[..];
+                while !slices.is_empty() {
+                    let n = writer.write_vectored(slices).await.expect("write");
+                    assert!(n > 0, "a write sends something");
+                    IoSlice::advance_slices(&mut slices, n);
+                }
+            };
+            let reading = async {
+                let mut got = vec![0u8; whole.len()];
+                reader.read_exact(&mut got).await.expect("read");
+                got
+            };
+            let ((), got) = tokio::join!(writing, reading);
+            assert_eq!(got, whole);
+        });
     }
 }

@@ -1,5 +1,7 @@
 //! One-way streaming throughput: the parent streams verified payloads to a
-//! sink agent, which checks every one and reports.
+//! sink agent, which checks every one and reports; at the smallest and
+//! the largest size also through the async API, on a current-thread and
+//! a multi-thread runtime.
 
 use std::time::{Duration, Instant};
 
