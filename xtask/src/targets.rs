@@ -104,10 +104,32 @@ impl<'a> Figures<'a> {
         .next()
         .map(|f| f.median)
     }
+
+    /// The median of transport `t`'s paired ratio in the hub group at the
+    /// smallest size: its `regime` figure over its own `under` figure.
+    fn hub_ratio(&self, t: Transport, regime: Regime, under: Regime) -> Option<f64> {
+        let subject = Subject::Path(Variant::of(t), under);
+        let size = Some(self.smallest_size());
+        self.median_of(Group::Hub, subject, regime, size, Statistic::Ratio)
+    }
+
+    /// Transport `t`'s scale figure `statistic` at the largest agent
+    /// count the run measured, and at the smallest.
+    fn scale_ends(&self, t: Transport, statistic: Statistic) -> Option<(f64, f64)> {
+        let subject = Subject::Transport(Variant::of(t));
+        let by_agents = || {
+            self.select(move |id| {
+                id.group == Group::Scale && id.subject == subject && id.statistic == statistic
+            })
+        };
+        let largest = by_agents().max_by_key(|f| f.id.agents)?;
+        let smallest = by_agents().min_by_key(|f| f.id.agents)?;
+        Some((largest.median, smallest.median))
+    }
 }
 
 /// Every target id the tool knows.
-pub const KNOWN: [TargetDef; 7] = [
+pub const KNOWN: [TargetDef; 13] = [
     TargetDef {
         id: "event_logging_latency",
         description: "event logging latency, p99 (paced events)",
@@ -217,6 +239,67 @@ pub const KNOWN: [TargetDef; 7] = [
         extract: |f, t| f.median(Group::Resources, t, Regime::Churn, None, Statistic::Growth),
         floor: None,
     },
+    TargetDef {
+        id: "async_over_blocking",
+        description: "async round trip over the blocking one, both pinned, paired per trial (what the async API costs; smallest size)",
+        unit: "x",
+        direction: Direction::Below,
+        extract: |f, t| f.hub_ratio(t, Regime::AsyncPinned, Regime::BackToBack),
+        floor: None,
+    },
+    TargetDef {
+        id: "hub_call_over_blocking",
+        description: "typed call through ipc-hub (unpinned, from the runtime's main future) over the blocking round trip (pinned), paired per trial",
+        unit: "x",
+        direction: Direction::Below,
+        extract: |f, t| f.hub_ratio(t, Regime::HubCall, Regime::BackToBack),
+        floor: None,
+    },
+    TargetDef {
+        id: "hub_call_over_async",
+        description: "typed call through ipc-hub over the bare async round trip, both from the main future of a multi-thread runtime, unpinned, paired per trial",
+        unit: "x",
+        direction: Direction::Below,
+        extract: |f, t| f.hub_ratio(t, Regime::HubCall, Regime::AsyncMultiThread),
+        floor: None,
+    },
+    TargetDef {
+        id: "hub_call_speedup_over_uds",
+        description: "how many times faster a typed call through ipc-hub is than the same call over uds, paired per trial (unpinned, from the runtime's main future)",
+        unit: "x",
+        direction: Direction::Above,
+        extract: |f, t| {
+            let v = Variant::of(t);
+            let uds = Variant::of(Transport::Uds);
+            let size = Some(f.smallest_size());
+            let subject = Subject::Versus(v, uds);
+            f.median_of(Group::Hub, subject, Regime::HubCall, size, Statistic::Ratio)
+                .map(|over| 1.0 / over.max(f64::MIN_POSITIVE))
+        },
+        floor: None,
+    },
+    TargetDef {
+        id: "scale_idle_cpu",
+        description: "CPU of one hub and all its agents, connected and idle, at the largest agent count of the scale group (whole system)",
+        unit: "% of a core",
+        direction: Direction::Below,
+        extract: |f, t| {
+            f.scale_ends(t, Statistic::CpuPercent)
+                .map(|(largest, _)| largest)
+        },
+        floor: None,
+    },
+    TargetDef {
+        id: "scale_hub_threads",
+        description: "hub threads at the largest agent count of the scale group over those at the smallest",
+        unit: "x",
+        direction: Direction::Below,
+        extract: |f, t| {
+            f.scale_ends(t, Statistic::Threads)
+                .map(|(largest, smallest)| largest / smallest.max(1.0))
+        },
+        floor: None,
+    },
 ];
 
 /// A target as configured.
@@ -229,6 +312,10 @@ struct TargetConfig {
     /// Limits for particular transports, by name (`{ zenoh = 1000.0 }`).
     #[serde(default)]
     per_transport: BTreeMap<String, f64>,
+    /// The transports the target is set for, by name; every transport
+    /// when absent.
+    #[serde(default)]
+    transports: Option<Vec<String>>,
 }
 
 fn enabled() -> bool {
@@ -247,6 +334,8 @@ pub struct Target {
     pub limit: f64,
     /// Other limits for particular transports, by name.
     pub per_transport: BTreeMap<String, f64>,
+    /// The transports it is set for (`None`: every one).
+    pub transports: Option<Vec<Transport>>,
 }
 
 impl Target {
@@ -256,6 +345,13 @@ impl Target {
             .get(transport.name())
             .copied()
             .unwrap_or(self.limit)
+    }
+
+    /// Whether the target is set for `transport`.
+    pub fn applies_to(&self, transport: Transport) -> bool {
+        self.transports
+            .as_ref()
+            .is_none_or(|only| only.contains(&transport))
     }
 }
 
@@ -277,20 +373,27 @@ pub fn parse(text: &str, origin: &str) -> Result<Vec<Target>, String> {
                 "{origin}: target `{id}` has a limit that is not a number"
             ));
         }
-        if let Some(name) = config
+        let named = config
             .per_transport
             .keys()
+            .chain(config.transports.iter().flatten());
+        if let Some(name) = named
+            .clone()
             .find(|name| name.parse::<Transport>().is_err())
         {
             return Err(format!(
                 "{origin}: target `{id}` names unknown transport `{name}`"
             ));
         }
+        let transports = config
+            .transports
+            .map(|names| names.iter().filter_map(|n| n.parse().ok()).collect());
         if config.enabled {
             targets.push(Target {
                 def,
                 limit: config.limit,
                 per_transport: config.per_transport,
+                transports,
             });
         }
     }
@@ -330,6 +433,14 @@ pub struct TransportVerdict {
     /// target has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub floor: Option<Floor>,
+    /// False where the target is not set for this transport (no value,
+    /// not counted).
+    #[serde(default = "enabled", skip_serializing_if = "is_true")]
+    pub applies: bool,
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
 }
 
 impl TransportVerdict {
@@ -371,9 +482,13 @@ impl Verdict {
     }
 }
 
-/// Target checks met, missed and not measured (no figure in the run).
+/// Target checks met, missed and not measured (no figure in the run);
+/// a transport a target is not set for is none of them.
 pub fn tally(verdicts: &[Verdict]) -> (usize, usize, usize) {
-    let all = verdicts.iter().flat_map(|v| &v.transports);
+    let all = verdicts
+        .iter()
+        .flat_map(|v| &v.transports)
+        .filter(|t| t.applies);
     let count = |m: Option<bool>| all.clone().filter(|t| t.met == m).count();
     (count(Some(true)), count(Some(false)), count(None))
 }
@@ -395,7 +510,8 @@ pub fn evaluate(results: &RunResults, targets: &[Target]) -> Vec<Verdict> {
                 .iter()
                 .map(|&t| {
                     let limit = target.limit_for(t);
-                    let value = (target.def.extract)(&figures, t);
+                    let applies = target.applies_to(t);
+                    let value = applies.then(|| (target.def.extract)(&figures, t)).flatten();
                     let margin = value.map(|v| match target.def.direction {
                         Direction::Below => limit / v.max(f64::MIN_POSITIVE),
                         Direction::Above => v / limit,
@@ -406,7 +522,12 @@ pub fn evaluate(results: &RunResults, targets: &[Target]) -> Vec<Verdict> {
                         met: margin.map(|m| m >= 1.0),
                         margin,
                         limit: (limit != target.limit).then_some(limit),
-                        floor: target.def.floor.and_then(|floor| floor(&figures, t)),
+                        floor: target
+                            .def
+                            .floor
+                            .filter(|_| applies)
+                            .and_then(|floor| floor(&figures, t)),
+                        applies,
                     }
                 })
                 .collect(),
@@ -523,6 +644,159 @@ mod tests {
         assert!(!v[1].missed());
         // Met: pipe rate, pipe idle; missed: uds rate; not measured: the rest.
         assert_eq!(tally(&v), (2, 1, 3));
+    }
+
+    #[test]
+    fn a_target_set_for_some_transports_judges_only_those() {
+        assert!(
+            parse(
+                "[hub_call_over_blocking]\nlimit = 3\ntransports = [\"tcp\"]",
+                "t"
+            )
+            .unwrap_err()
+            .contains("unknown transport `tcp`")
+        );
+        let only = parse(
+            "[hub_call_over_blocking]\nlimit = 3\ntransports = [\"shm\"]",
+            "t",
+        )
+        .unwrap();
+        assert!(only[0].applies_to(Transport::Shm));
+        assert!(!only[0].applies_to(Transport::Uds));
+        let every = parse("[hub_call_over_blocking]\nlimit = 3", "t").unwrap();
+        assert!(every[0].applies_to(Transport::Uds));
+    }
+
+    /// The runtime's-path targets read the hub group's paired ratios
+    /// and the scale group's ends; a transport a target is not set for
+    /// is neither judged nor counted, even where the run measured it.
+    #[test]
+    fn the_runtime_path_targets_read_the_hub_and_scale_figures() {
+        use harness::figure::{Better, Unit};
+        let mut r = RunResults::default();
+        r.plan.transports = vec![Transport::Uds, Transport::Shm];
+        r.plan.sizes = vec![64];
+        let shm = Variant::of(Transport::Shm);
+        let uds = Variant::of(Transport::Uds);
+        let ratio = |subject, regime, v: f64| {
+            Figure::new(
+                FigureId {
+                    group: Group::Hub,
+                    subject,
+                    regime,
+                    size: Some(64),
+                    agents: None,
+                    statistic: Statistic::Ratio,
+                },
+                Unit::Times,
+                Better::Lower,
+                vec![v * 0.95, v, v * 1.05],
+            )
+        };
+        let scale = |v: Variant, agents, statistic, x: f64| {
+            Figure::new(
+                FigureId {
+                    group: Group::Scale,
+                    subject: Subject::Transport(v),
+                    regime: Regime::Scale,
+                    size: None,
+                    agents: Some(agents),
+                    statistic,
+                },
+                Unit::Count,
+                Better::Lower,
+                vec![x; 3],
+            )
+        };
+        let path = |v, under| Subject::Path(v, under);
+        r.figures = vec![
+            ratio(path(shm, Regime::BackToBack), Regime::HubCall, 3.3),
+            ratio(path(uds, Regime::BackToBack), Regime::HubCall, 0.5),
+            ratio(path(uds, Regime::AsyncMultiThread), Regime::HubCall, 1.1),
+            ratio(path(shm, Regime::BackToBack), Regime::AsyncPinned, 1.5),
+            ratio(path(uds, Regime::BackToBack), Regime::AsyncPinned, 1.3),
+            ratio(Subject::Versus(shm, uds), Regime::HubCall, 0.04),
+            scale(shm, 16, Statistic::Threads, 10.0),
+            scale(shm, 1000, Statistic::Threads, 12.0),
+            scale(uds, 16, Statistic::Threads, 9.0),
+            scale(uds, 1000, Statistic::Threads, 9.0),
+            scale(shm, 16, Statistic::CpuPercent, 0.01),
+            scale(shm, 1000, Statistic::CpuPercent, 0.5),
+        ];
+        let targets = load(None).unwrap();
+        let v = evaluate(&r, &targets);
+        let judged = |id: &str| {
+            let verdict = v.iter().find(|x| x.id == id).unwrap();
+            let [uds, shm] = &verdict.transports[..] else {
+                panic!("two transports: {verdict:?}");
+            };
+            [uds, shm].map(|t| {
+                (
+                    t.applies,
+                    t.value.map(|x| (x * 100.0).round() / 100.0),
+                    t.met,
+                )
+            })
+        };
+        // shm's call over its blocking round trip misses 3x; uds's is
+        // measured but not judged.
+        assert_eq!(
+            judged("hub_call_over_blocking"),
+            [(false, None, None), (true, Some(3.3), Some(false))]
+        );
+        assert_eq!(
+            judged("hub_call_over_async"),
+            [(true, Some(1.1), Some(true)), (false, None, None)]
+        );
+        // shm has a limit of its own (2x): 1.5x meets it; uds misses 1.2x.
+        assert_eq!(
+            judged("async_over_blocking"),
+            [
+                (true, Some(1.3), Some(false)),
+                (true, Some(1.5), Some(true))
+            ]
+        );
+        // The ratio shm / uds 0.04 is 25x faster.
+        assert_eq!(
+            judged("hub_call_speedup_over_uds"),
+            [(false, None, None), (true, Some(25.0), Some(true))]
+        );
+        // Threads grew from 10 to 12 on shm (a miss); flat on uds.
+        assert_eq!(
+            judged("scale_hub_threads"),
+            [
+                (true, Some(1.0), Some(true)),
+                (true, Some(1.2), Some(false))
+            ]
+        );
+        // Idle CPU at the largest count: uds has no figure in this run.
+        assert_eq!(
+            judged("scale_idle_cpu"),
+            [(true, None, None), (true, Some(0.5), Some(true))]
+        );
+        let runtime: Vec<Verdict> = v
+            .into_iter()
+            .filter(|x| {
+                [
+                    "hub_call_over_blocking",
+                    "hub_call_over_async",
+                    "async_over_blocking",
+                    "hub_call_speedup_over_uds",
+                    "scale_hub_threads",
+                    "scale_idle_cpu",
+                ]
+                .contains(&x.id.as_str())
+            })
+            .collect();
+        // Met 5, missed 3, not measured 1 (uds's idle CPU); the four
+        // transports the targets are not set for are not counted.
+        assert_eq!(tally(&runtime), (5, 3, 1));
+        let hub = runtime
+            .iter()
+            .find(|x| x.id == "hub_call_over_blocking")
+            .unwrap();
+        let cell = crate::report::verdict_cell(&hub.transports[0], hub);
+        assert_eq!(cell, "not set for it");
     }
 
     #[test]

@@ -44,6 +44,7 @@ pub fn console(record: &BenchRecord, verdicts: &[Verdict], baseline: Baseline<'_
         );
         for t in &v.transports {
             let cell = match (t.value, t.met) {
+                _ if !t.applies => "-".into(),
                 (Some(x), Some(true)) => format!("ok {}", value(x, &v.unit)),
                 (Some(x), Some(false)) => format!("MISSED {}", value(x, &v.unit)),
                 _ => "not measured".into(),

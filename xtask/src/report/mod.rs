@@ -32,8 +32,11 @@ use crate::targets;
 use crate::targets::{Direction, Verdict};
 
 /// A one-line verdict per target and transport, e.g. `12.5x headroom`.
-fn verdict_cell(t: &crate::targets::TransportVerdict, v: &Verdict) -> String {
+pub(crate) fn verdict_cell(t: &crate::targets::TransportVerdict, v: &Verdict) -> String {
     let unit = v.unit.as_str();
+    if !t.applies {
+        return "not set for it".into();
+    }
     match (t.value, t.met, t.margin) {
         (Some(v), Some(true), Some(m)) => {
             format!(
@@ -440,6 +443,7 @@ mod tests {
                 mechanism: mechanism.into(),
                 value: floor_us,
             }),
+            applies: true,
         };
         let verdict = Verdict {
             id: "p95_round_trip".into(),

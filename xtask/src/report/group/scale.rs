@@ -36,7 +36,9 @@ pub(crate) fn section_scale(out: &mut String, ix: &Index<'_>) {
          typed calls: the time from spawning the first until the last has joined, \
          a 64 B `call_each` to all of them, the hub process's threads, its \
          resident memory growth per agent, and the CPU of the hub and every agent \
-         together while they are connected and idle. Reported, not judged.\n"
+         together while they are connected and idle. Not compared across runs; \
+         the idle CPU and the hub's threads at the largest count are targets \
+         (`scale_idle_cpu`, `scale_hub_threads`).\n"
     );
     table(
         out,
