@@ -1296,6 +1296,63 @@ mod tests {
         })
     }
 
+    /// Calls one after another over shared memory (whose callers read
+    /// their replies) do not ring the link's reader task as each puts the
+    /// read side down: it is rung at most about twice per
+    /// [`READER_GRACE`](crate::link::READER_GRACE) (before: once a call,
+    /// each a thread's wake-up, which made 1-2 % of calls wait tens of
+    /// microseconds). And it still reads what comes while no call does:
+    /// a message sent after the last call reaches the hub.
+    #[test]
+    fn calls_in_a_row_do_not_ring_the_reader_each() -> Result<(), Failed> {
+        const CALLS: u64 = 2000;
+        let dir = tempfile::tempdir()?;
+        runtime()?.block_on(async {
+            let (mut hub, address) = listening(true, "rings", dir.path(), HubConfig::default())?;
+            let mut agent = join(&address, "rings").await?;
+            let peer = hub.wait_for_peers(1, LONG_ENOUGH).await?[0].id;
+            let agent_handle = agent.handle();
+            let serving = tokio::spawn(async move {
+                while let Some(event) = agent.next().await {
+                    match event {
+                        AgentEvent::Call(request) => {
+                            let n: u64 = request.decode().map_err(|e| e.to_string())?;
+                            request.reply(&n).await.map_err(|e| e.to_string())?;
+                        }
+                        AgentEvent::Shutdown(_) => break,
+                        _ => {}
+                    }
+                }
+                Ok::<_, String>(())
+            });
+            let handle = hub.handle();
+            let link = handle.link(peer).ok_or("the agent left")?;
+            let start = std::time::Instant::now();
+            for n in 0..CALLS {
+                assert_eq!(handle.call::<u64, u64>(peer, &n, LONG_ENOUGH).await?, n);
+            }
+            let took = start.elapsed();
+            let rings = link.reader_rings();
+            let graces = took.as_secs_f64() / crate::link::READER_GRACE.as_secs_f64();
+            let bound = 2.0 * graces.ceil() + 4.0;
+            assert!(
+                (rings as f64) <= bound,
+                "{CALLS} calls in {took:?} rang the reader {rings} times (at most {bound})"
+            );
+            agent_handle.send(&"after the calls".to_string()).await?;
+            match tokio::time::timeout(LONG_ENOUGH, hub.next()).await? {
+                HubEvent::Message { payload, .. } => {
+                    assert_eq!(payload.decode::<String>()?, "after the calls");
+                }
+                other => return Err(format!("{other:?}").into()),
+            }
+            drop(link);
+            hub.shutdown(Duration::from_secs(1)).await;
+            serving.await??;
+            Ok(())
+        })
+    }
+
     /// A caller reading its own reply stops at a full backlog (only the
     /// reader task waits for room) before its reply has come: its call
     /// then has an entry, and the reader task hands the reply over once

@@ -18,7 +18,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Waker};
 use std::time::Duration;
@@ -83,6 +83,15 @@ pub(crate) const REAP_LIMIT: Duration = Duration::from_millis(100);
 /// the caller asleep; over a Unix socket 74 us without the caller's spin,
 /// 11.7 us with it: `ipc-bench --groups=hub --quick`).
 pub(crate) const REPLY_SPIN: Duration = Duration::from_micros(50);
+
+/// How long the reader task, having given the read side to a caller,
+/// waits before it looks at the side again unless it is rung. A caller
+/// that puts the side down rings it only where it was asked to (the
+/// reader found the side held), or where what came or waits needs it; so
+/// callers one after another cost no thread's wake-up each (measured:
+/// docs/measurements/decisions.md, "The reader is not woken after every
+/// call"). A frame that comes while no one reads waits this long at most.
+pub(crate) const READER_GRACE: Duration = Duration::from_millis(1);
 
 /// The connection's sending half, shared by the writer task and the
 /// callers that write inline; taken (and so closed) when the writer ends.
@@ -167,6 +176,25 @@ impl Calls {
     fn refusing(&self) -> Option<&LeaveReason> {
         self.left.as_ref().or(self.replies_ended.as_ref())
     }
+
+    // The table changes only through these, which keep `count` (the
+    // link's `awaiting`, read without the lock) its size.
+
+    fn insert(&mut self, id: u64, call: Waiting, count: &AtomicUsize) {
+        self.waiting.insert(id, call);
+        count.store(self.waiting.len(), Ordering::Release);
+    }
+
+    fn remove(&mut self, id: u64, count: &AtomicUsize) -> Option<Waiting> {
+        let call = self.waiting.remove(&id);
+        count.store(self.waiting.len(), Ordering::Release);
+        call
+    }
+
+    fn take_all(&mut self, count: &AtomicUsize) -> CounterMap<u64, Waiting> {
+        count.store(0, Ordering::Release);
+        std::mem::take(&mut self.waiting)
+    }
 }
 
 #[derive(Debug)]
@@ -186,6 +214,8 @@ pub(crate) struct Link {
     /// than being woken by the reader task.
     waiters_read: bool,
     calls: Mutex<Calls>,
+    /// How many calls [`Calls`] holds, read without the lock.
+    awaiting: AtomicUsize,
     /// Whether [`Calls::left`] or [`Calls::replies_ended`] is set: looked
     /// at for every frame sent, without the lock.
     ended: AtomicU8,
@@ -265,6 +295,9 @@ impl Link {
                 callers_bell: Notify::new(),
                 want: Notify::new(),
                 wanting: AtomicUsize::new(0),
+                reader_asleep: AtomicBool::new(false),
+                #[cfg(test)]
+                rings: AtomicUsize::new(0),
             });
             concrete = Some(Arc::clone(&reading));
             let weak = weak.clone();
@@ -301,6 +334,7 @@ impl Link {
                 reading,
                 waiters_read: receive_spins,
                 calls: Mutex::default(),
+                awaiting: AtomicUsize::new(0),
                 ended: AtomicU8::new(0),
                 next_call: AtomicU64::new(1),
                 send_timeout: config.send_timeout,
@@ -332,6 +366,12 @@ impl Link {
         lock(&self.calls).waiting.len()
     }
 
+    /// How often a caller putting the read side down rang the reader.
+    #[cfg(test)]
+    pub(crate) fn reader_rings(&self) -> usize {
+        self.reading.reader_rings()
+    }
+
     /// Whether the link has ended (no lock).
     fn has_left(&self) -> bool {
         self.ended.load(Ordering::Acquire) & LEFT != 0
@@ -352,7 +392,7 @@ impl Link {
             }
             calls.left = Some(reason.clone());
             self.ended.fetch_or(LEFT | NO_REPLIES, Ordering::AcqRel);
-            std::mem::take(&mut calls.waiting)
+            calls.take_all(&self.awaiting)
         };
         for (_, call) in waiting {
             let _ = call.send(Err(CallError::PeerGone(reason.clone())));
@@ -369,7 +409,7 @@ impl Link {
             let mut calls = lock(&self.calls);
             calls.replies_ended = Some(reason.clone());
             self.ended.fetch_or(NO_REPLIES, Ordering::AcqRel);
-            std::mem::take(&mut calls.waiting)
+            calls.take_all(&self.awaiting)
         };
         for (_, call) in waiting {
             let _ = call.send(Err(CallError::PeerGone(reason.clone())));
@@ -646,7 +686,7 @@ impl Link {
         if let Some(reason) = calls.refusing() {
             return Err(CallError::PeerGone(reason.clone()));
         }
-        calls.waiting.insert(id, tx);
+        calls.insert(id, tx, &self.awaiting);
         Ok(rx)
     }
 
@@ -729,7 +769,7 @@ impl Link {
     fn complete(&self, id: u64, result: Result<Bytes, CallError>) -> bool {
         // A reply to a call that timed out (or was never made) finds no
         // entry and is dropped: its caller already has its answer.
-        let waiting = lock(&self.calls).waiting.remove(&id);
+        let waiting = lock(&self.calls).remove(id, &self.awaiting);
         waiting.is_some_and(|call| call.send(result).is_ok())
     }
 }
@@ -756,7 +796,7 @@ struct Forget<'a> {
 impl Drop for Forget<'_> {
     fn drop(&mut self) {
         if self.armed {
-            lock(&self.link.calls).waiting.remove(&self.id);
+            lock(&self.link.calls).remove(self.id, &self.link.awaiting);
         }
     }
 }
@@ -790,13 +830,15 @@ struct ReadSide<R> {
     ended: Option<LeaveReason>,
 }
 
-impl<R: AsyncFrameReceiver> ReadSide<R> {
+impl<R> ReadSide<R> {
     /// Work only the reader task does: waiting for the backlog or the
     /// owner's queue, or ending the link.
     fn needs_reader(&self) -> bool {
         self.stalled.is_some() || self.ended.is_some() || !self.pending.is_empty()
     }
+}
 
+impl<R: AsyncFrameReceiver> ReadSide<R> {
     /// Takes one received frame: a reply completes its caller at once,
     /// whatever waits in the owner's queue; anything else goes to the
     /// owner in order. A waiter reading (`claim`) takes what it waits for
@@ -946,6 +988,12 @@ struct Reading<R> {
     want: Notify,
     /// Callers waiting to read.
     wanting: AtomicUsize,
+    /// The reader task found the side held and waits to be rung when it
+    /// is put down (else, in its grace, it looks again by itself).
+    reader_asleep: AtomicBool,
+    /// How often a put-down rang the reader.
+    #[cfg(test)]
+    rings: AtomicUsize,
 }
 
 /// What a [`Link`] needs of its [`Reading`], whatever its transport.
@@ -956,6 +1004,9 @@ trait Drive: Send + Sync {
     /// claims a frame.
     fn try_drive<'a>(&'a self, link: &'a Link, awaited: &'a mut (dyn Claim + Send)) -> Driven<'a>;
     fn callers_bell(&self) -> &Notify;
+    /// How often a caller's put-down rang the reader task.
+    #[cfg(test)]
+    fn reader_rings(&self) -> usize;
     /// Counts a caller as waiting to read, and asks the reader to give way.
     fn want(&self) -> Wanting<'_>;
 }
@@ -1009,21 +1060,52 @@ impl Drop for Wanting<'_> {
 /// before the bells ring, so a task they wake finds it free.
 struct Holding<'a, R> {
     side: futures_util::lock::MutexGuard<'a, ReadSide<R>>,
-    _bells: Bells<'a>,
+    bells: Bells<'a>,
+}
+
+impl<R> Drop for Holding<'_, R> {
+    fn drop(&mut self) {
+        // Put down by a caller: the reader is owed a ring, whether it
+        // asked or not, for work only it does, and for replies that other
+        // calls wait to be handed (no one may read them for a while).
+        if let Some(reader) = &mut self.bells.reader {
+            reader.owed = self.side.needs_reader() || reader.calls.load(Ordering::Acquire) > 0;
+        }
+    }
 }
 
 /// Rung when a side is put down: for the callers waiting to read, and
-/// for the reader unless the reader itself put it down for them.
+/// for the reader where a caller put it down and the reader waits to be
+/// rung ([`READER_GRACE`]).
 struct Bells<'a> {
-    reader: Option<&'a Notify>,
+    reader: Option<ReaderBell<'a>>,
     callers: &'a Notify,
     wanting: &'a AtomicUsize,
 }
 
+/// The reader's bell, as a caller holding the side sees it.
+struct ReaderBell<'a> {
+    bell: &'a Notify,
+    asleep: &'a AtomicBool,
+    /// How many calls wait for replies on the link.
+    calls: &'a AtomicUsize,
+    /// Rung whether the reader asked or not (set as the side goes down).
+    owed: bool,
+    #[cfg(test)]
+    rings: &'a AtomicUsize,
+}
+
 impl Drop for Bells<'_> {
     fn drop(&mut self) {
-        if let Some(reader) = self.reader {
-            reader.notify_one();
+        if let Some(reader) = &self.reader {
+            // Pairs with the reader's (`Reader::run`): either it sees the
+            // side free, or this sees it asleep.
+            std::sync::atomic::fence(Ordering::SeqCst);
+            if reader.asleep.swap(false, Ordering::AcqRel) || reader.owed {
+                #[cfg(test)]
+                reader.rings.fetch_add(1, Ordering::Relaxed);
+                reader.bell.notify_one();
+            }
         }
         // Either a caller counted itself before this looks (and is rung),
         // or its next try, after the count, finds the side free.
@@ -1040,12 +1122,19 @@ impl<R> Reading<R> {
     fn holding<'a>(
         &'a self,
         side: futures_util::lock::MutexGuard<'a, ReadSide<R>>,
-        by_reader: bool,
+        by_caller: Option<&'a Link>,
     ) -> Holding<'a, R> {
         Holding {
             side,
-            _bells: Bells {
-                reader: (!by_reader).then_some(&self.reader_bell),
+            bells: Bells {
+                reader: by_caller.map(|link| ReaderBell {
+                    bell: &self.reader_bell,
+                    asleep: &self.reader_asleep,
+                    calls: &link.awaiting,
+                    owed: false,
+                    #[cfg(test)]
+                    rings: &self.rings,
+                }),
                 callers: &self.callers_bell,
                 wanting: &self.wanting,
             },
@@ -1066,7 +1155,7 @@ impl<R: AsyncFrameReceiver + 'static> Drive for Reading<R> {
             self.reader_bell.notify_one();
             return Driven::Busy;
         }
-        let mut held = self.holding(side, false);
+        let mut held = self.holding(side, Some(link));
         if !awaited.held() {
             return Driven::Busy;
         }
@@ -1126,6 +1215,11 @@ impl<R: AsyncFrameReceiver + 'static> Drive for Reading<R> {
 
     fn callers_bell(&self) -> &Notify {
         &self.callers_bell
+    }
+
+    #[cfg(test)]
+    fn reader_rings(&self) -> usize {
+        self.rings.load(Ordering::Relaxed)
     }
 
     fn want(&self) -> Wanting<'_> {
@@ -1290,6 +1384,8 @@ impl<R: AsyncFrameReceiver + 'static> Reader<R> {
         let link = Arc::clone(&self.link);
         let reading = Arc::clone(&self.reading);
         let mut stop = link.stop.subscribe();
+        // Given the side to a caller just now (see `READER_GRACE`).
+        let mut gave_way = false;
         let (reason, held) = loop {
             // Reads when no caller waits to, or when there is work only
             // this task does.
@@ -1307,17 +1403,45 @@ impl<R: AsyncFrameReceiver + 'static> Reader<R> {
                 None => None,
             };
             let Some(side) = free else {
+                if std::mem::take(&mut gave_way) {
+                    // A caller reads now, and callers often follow one
+                    // another: look again in a while, unless rung (no
+                    // thread is woken for each put-down).
+                    tokio::select! {
+                        biased;
+                        _ = stop.wait_for(|stop| *stop) => break (LeaveReason::Removed, None),
+                        _ = reading.reader_bell.notified() => {}
+                        _ = tokio::time::sleep(READER_GRACE) => {}
+                    }
+                    continue;
+                }
+                // Asleep until rung: the next put-down rings. One that
+                // came between the look above and this either is seen
+                // below or sees this (pairs with `Bells`).
+                reading.reader_asleep.store(true, Ordering::Release);
+                std::sync::atomic::fence(Ordering::SeqCst);
+                let takeable = reading.side.try_lock().is_some_and(|side| {
+                    side.needs_reader() || reading.wanting.load(Ordering::Acquire) == 0
+                });
+                if takeable {
+                    continue;
+                }
                 tokio::select! {
                     biased;
                     _ = stop.wait_for(|stop| *stop) => break (LeaveReason::Removed, None),
-                    _ = reading.reader_bell.notified() => continue,
+                    // Rung as the side went down: if a caller has it
+                    // again by now, callers follow one another.
+                    _ = reading.reader_bell.notified() => gave_way = true,
                 }
+                continue;
             };
-            let mut held = reading.holding(side, true);
+            reading.reader_asleep.store(false, Ordering::Relaxed);
+            let mut held = reading.holding(side, None);
             if let Some(reason) = self.read_while_held(&mut *held.side, &mut stop).await {
                 break (reason, Some(held));
             }
             // Given way to a caller (putting it down rings the callers).
+            gave_way = true;
         };
         let reason = match reason {
             LeaveReason::Closed(_) if self.half_close => {
@@ -1330,7 +1454,7 @@ impl<R: AsyncFrameReceiver + 'static> Reader<R> {
         // caller reading puts the side down on the stop signal.
         let mut held = match held {
             Some(held) => held,
-            None => reading.holding(reading.side.lock().await, true),
+            None => reading.holding(reading.side.lock().await, None),
         };
         let side = &mut *held.side;
         for event in side.pending.drain(..) {
