@@ -1353,6 +1353,59 @@ mod tests {
         })
     }
 
+    /// A call whose reply takes longer than the reader's grace leaves the
+    /// reader asleep (no calls were made meanwhile); the caller's put-down
+    /// rings it, so what the agent sends after the reply reaches the hub
+    /// with no call reading (without that ring it would sit unread). A
+    /// quick call first, so the long one finds the side free and holds it
+    /// from the start (it has no entry in the table to ring for).
+    #[test]
+    fn a_reader_asleep_behind_a_long_call_is_rung_when_it_ends() -> Result<(), Failed> {
+        let dir = tempfile::tempdir()?;
+        runtime()?.block_on(async {
+            let (mut hub, address) = listening(true, "asleep", dir.path(), HubConfig::default())?;
+            let mut agent = join(&address, "asleep").await?;
+            let peer = hub.wait_for_peers(1, LONG_ENOUGH).await?[0].id;
+            let agent_handle = agent.handle();
+            let serving = tokio::spawn(async move {
+                while let Some(event) = agent.next().await {
+                    match event {
+                        AgentEvent::Call(request) => {
+                            let n: u64 = request.decode().map_err(|e| e.to_string())?;
+                            if n % 2 == 1 {
+                                // Long enough for the reader's grace to pass.
+                                tokio::time::sleep(10 * crate::link::READER_GRACE).await;
+                            }
+                            request.reply(&n).await.map_err(|e| e.to_string())?;
+                        }
+                        AgentEvent::Shutdown(_) => break,
+                        _ => {}
+                    }
+                }
+                Ok::<_, String>(())
+            });
+            let handle = hub.handle();
+            let link = handle.link(peer).ok_or("the agent left")?;
+            for n in (1..6u64).step_by(2) {
+                assert_eq!(
+                    handle.call::<u64, u64>(peer, &(n - 1), LONG_ENOUGH).await?,
+                    n - 1
+                );
+                assert_eq!(handle.call::<u64, u64>(peer, &n, LONG_ENOUGH).await?, n);
+                agent_handle.send(&n).await?;
+                match tokio::time::timeout(LONG_ENOUGH, hub.next()).await? {
+                    HubEvent::Message { payload, .. } => assert_eq!(payload.decode::<u64>()?, n),
+                    other => return Err(format!("{other:?}").into()),
+                }
+            }
+            assert!(link.reader_rings() >= 1, "the reader was never rung asleep");
+            drop(link);
+            hub.shutdown(Duration::from_secs(1)).await;
+            serving.await??;
+            Ok(())
+        })
+    }
+
     /// A caller reading its own reply stops at a full backlog (only the
     /// reader task waits for room) before its reply has come: its call
     /// then has an entry, and the reader task hands the reply over once

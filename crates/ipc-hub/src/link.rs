@@ -85,12 +85,16 @@ pub(crate) const REAP_LIMIT: Duration = Duration::from_millis(100);
 pub(crate) const REPLY_SPIN: Duration = Duration::from_micros(50);
 
 /// How long the reader task, having given the read side to a caller,
-/// waits before it looks at the side again unless it is rung. A caller
-/// that puts the side down rings it only where it was asked to (the
-/// reader found the side held), or where what came or waits needs it; so
-/// callers one after another cost no thread's wake-up each (measured:
-/// docs/measurements/decisions.md, "The reader is not woken after every
-/// call"). A frame that comes while no one reads waits this long at most.
+/// waits before it looks at the side again unless it is rung. If calls
+/// were made meanwhile (callers follow one another), it waits as long
+/// again; if the side is still held by the same caller (a reply that
+/// takes long), it sleeps until that caller puts the side down, which
+/// then rings it. A caller putting the side down rings it only then, or
+/// where it is owed (work only it does, calls waiting to be handed their
+/// replies): so calls in a row wake no thread each, and cost at most a
+/// look a grace (measured: docs/measurements/decisions.md, "The reader
+/// is not woken after every call"). A frame that comes while no one
+/// reads waits about this long at most.
 pub(crate) const READER_GRACE: Duration = Duration::from_millis(1);
 
 /// The connection's sending half, shared by the writer task and the
@@ -1097,19 +1101,22 @@ struct ReaderBell<'a> {
 
 impl Drop for Bells<'_> {
     fn drop(&mut self) {
+        // The side is free now (its lock went first). One fence for both
+        // looks below: either a reader that went asleep, or a caller that
+        // counted itself, did so before this looks (and is rung), or its
+        // next try, after that, finds the side free (pairs with
+        // `Reader::run` and `Drive::want`).
+        std::sync::atomic::fence(Ordering::SeqCst);
         if let Some(reader) = &self.reader {
-            // Pairs with the reader's (`Reader::run`): either it sees the
-            // side free, or this sees it asleep.
-            std::sync::atomic::fence(Ordering::SeqCst);
-            if reader.asleep.swap(false, Ordering::AcqRel) || reader.owed {
+            let asleep = || {
+                reader.asleep.load(Ordering::Relaxed) && reader.asleep.swap(false, Ordering::AcqRel)
+            };
+            if reader.owed || asleep() {
                 #[cfg(test)]
                 reader.rings.fetch_add(1, Ordering::Relaxed);
                 reader.bell.notify_one();
             }
         }
-        // Either a caller counted itself before this looks (and is rung),
-        // or its next try, after the count, finds the side free.
-        std::sync::atomic::fence(Ordering::SeqCst);
         if self.wanting.load(Ordering::Relaxed) > 0 {
             self.callers.notify_waiters();
         }
@@ -1386,6 +1393,8 @@ impl<R: AsyncFrameReceiver + 'static> Reader<R> {
         let mut stop = link.stop.subscribe();
         // Given the side to a caller just now (see `READER_GRACE`).
         let mut gave_way = false;
+        // In a grace, since the link had made this many calls.
+        let mut grace_since: Option<u64> = None;
         let (reason, held) = loop {
             // Reads when no caller waits to, or when there is work only
             // this task does.
@@ -1403,10 +1412,15 @@ impl<R: AsyncFrameReceiver + 'static> Reader<R> {
                 None => None,
             };
             let Some(side) = free else {
-                if std::mem::take(&mut gave_way) {
+                // Calls made since the grace began: callers follow one
+                // another (one waiting long for its reply has made none).
+                let calls = link.next_call.load(Ordering::Relaxed);
+                let streaming = grace_since.take().is_some_and(|seen| seen != calls);
+                if std::mem::take(&mut gave_way) || streaming {
                     // A caller reads now, and callers often follow one
                     // another: look again in a while, unless rung (no
                     // thread is woken for each put-down).
+                    grace_since = Some(calls);
                     tokio::select! {
                         biased;
                         _ = stop.wait_for(|stop| *stop) => break (LeaveReason::Removed, None),
@@ -1436,6 +1450,7 @@ impl<R: AsyncFrameReceiver + 'static> Reader<R> {
                 continue;
             };
             reading.reader_asleep.store(false, Ordering::Relaxed);
+            grace_since = None;
             let mut held = reading.holding(side, None);
             if let Some(reason) = self.read_while_held(&mut *held.side, &mut stop).await {
                 break (reason, Some(held));

@@ -37,7 +37,11 @@ pub struct SocketReader {
 pub struct SocketWriter {
     socket: Arc<AsyncFd<UnixStream>>,
     /// A second descriptor of the socket, registered for writability
-    /// while a write waits for room; dropped once the write goes out.
+    /// while a write waits for room; dropped once a write goes out. A
+    /// write cancelled while it waits leaves it registered until the next
+    /// one: meanwhile only the peer's reads of what was already sent can
+    /// wake the reactor (the kernel signals room as they free it), so
+    /// that costs at most a wake-up per buffer the peer reads.
     room: Option<AsyncFd<UnixStream>>,
 }
 
