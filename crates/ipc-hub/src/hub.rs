@@ -1296,6 +1296,25 @@ mod tests {
         })
     }
 
+    /// Answers each call (a number) with itself, odd ones after `odd_wait`,
+    /// until the hub says goodbye.
+    async fn echo_numbers(mut agent: Agent, odd_wait: Duration) -> Result<(), String> {
+        while let Some(event) = agent.next().await {
+            match event {
+                AgentEvent::Call(request) => {
+                    let n: u64 = request.decode().map_err(|e| e.to_string())?;
+                    if n % 2 == 1 {
+                        tokio::time::sleep(odd_wait).await;
+                    }
+                    request.reply(&n).await.map_err(|e| e.to_string())?;
+                }
+                AgentEvent::Shutdown(_) => break,
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
     /// Calls one after another over shared memory (whose callers read
     /// their replies) do not ring the link's reader task as each puts the
     /// read side down: it is rung at most about twice per
@@ -1309,22 +1328,10 @@ mod tests {
         let dir = tempfile::tempdir()?;
         runtime()?.block_on(async {
             let (mut hub, address) = listening(true, "rings", dir.path(), HubConfig::default())?;
-            let mut agent = join(&address, "rings").await?;
+            let agent = join(&address, "rings").await?;
             let peer = hub.wait_for_peers(1, LONG_ENOUGH).await?[0].id;
             let agent_handle = agent.handle();
-            let serving = tokio::spawn(async move {
-                while let Some(event) = agent.next().await {
-                    match event {
-                        AgentEvent::Call(request) => {
-                            let n: u64 = request.decode().map_err(|e| e.to_string())?;
-                            request.reply(&n).await.map_err(|e| e.to_string())?;
-                        }
-                        AgentEvent::Shutdown(_) => break,
-                        _ => {}
-                    }
-                }
-                Ok::<_, String>(())
-            });
+            let serving = tokio::spawn(echo_numbers(agent, Duration::ZERO));
             let handle = hub.handle();
             let link = handle.link(peer).ok_or("the agent left")?;
             let start = std::time::Instant::now();
@@ -1364,26 +1371,11 @@ mod tests {
         let dir = tempfile::tempdir()?;
         runtime()?.block_on(async {
             let (mut hub, address) = listening(true, "asleep", dir.path(), HubConfig::default())?;
-            let mut agent = join(&address, "asleep").await?;
+            let agent = join(&address, "asleep").await?;
             let peer = hub.wait_for_peers(1, LONG_ENOUGH).await?[0].id;
             let agent_handle = agent.handle();
-            let serving = tokio::spawn(async move {
-                while let Some(event) = agent.next().await {
-                    match event {
-                        AgentEvent::Call(request) => {
-                            let n: u64 = request.decode().map_err(|e| e.to_string())?;
-                            if n % 2 == 1 {
-                                // Long enough for the reader's grace to pass.
-                                tokio::time::sleep(10 * crate::link::READER_GRACE).await;
-                            }
-                            request.reply(&n).await.map_err(|e| e.to_string())?;
-                        }
-                        AgentEvent::Shutdown(_) => break,
-                        _ => {}
-                    }
-                }
-                Ok::<_, String>(())
-            });
+            // Odd numbers long enough for the reader's grace to pass.
+            let serving = tokio::spawn(echo_numbers(agent, 10 * crate::link::READER_GRACE));
             let handle = hub.handle();
             let link = handle.link(peer).ok_or("the agent left")?;
             for n in (1..6u64).step_by(2) {
