@@ -617,7 +617,6 @@ impl Link {
             unsent: Some(frame),
             rx,
             got: None,
-            claimed: false,
         };
         // Whatever happens from here (deadline, cancellation), no entry
         // may outlive the call.
@@ -702,6 +701,14 @@ impl Link {
     /// after a wake-up (never done by `.await`, `select!` or a runtime)
     /// would hold them until it is polled or dropped.
     pub(crate) async fn wait_for(&self, awaited: &mut (impl Awaited + Send), wait: Wait) {
+        // Counted as waiting to read from the first try that finds the
+        // side held until this task holds it (then quietly: its own
+        // put-down rings whom it owes) or returns without it (then the
+        // reader is rung: no caller waits any more). Kept from a put-down
+        // to the try after it: dropped between, it rang the reader, which
+        // woke to find the side held by this task and took that for a
+        // long call (see `READER_GRACE`).
+        let mut wanting: Option<Wanting<'_>> = None;
         loop {
             if awaited.arrived() {
                 return;
@@ -714,13 +721,11 @@ impl Link {
             // listened to).
             let put_down = self.reading.callers_bell().notified();
             tokio::pin!(put_down);
-            let mut wanting: Option<Wanting<'_>> = None;
+            let mut listening = false;
             loop {
                 match self.reading.try_drive(self, &mut *awaited) {
                     Driven::Busy => {}
                     driven => {
-                        // Holding the side, it no longer waits for it (its
-                        // own put-down rings the reader).
                         if let Some(wanting) = wanting.take() {
                             wanting.quietly();
                         }
@@ -730,9 +735,12 @@ impl Link {
                         break;
                     }
                 }
-                if wanting.is_none() {
+                if !listening {
                     put_down.as_mut().enable();
-                    wanting = Some(self.reading.want());
+                    listening = true;
+                    if wanting.is_none() {
+                        wanting = Some(self.reading.want());
+                    }
                     continue;
                 }
                 tokio::select! {
@@ -1297,14 +1305,13 @@ struct Reply<'a> {
     rx: Option<oneshot::Receiver<Result<Bytes, CallError>>>,
     /// `Some(None)`: the link ended without it.
     got: Option<Option<Result<Bytes, CallError>>>,
-    /// Read by the caller itself: an entry it has is still in the table.
-    claimed: bool,
 }
 
 impl Reply<'_> {
-    /// Whoever handed the answer over took the entry out of the table.
+    /// Whoever handed the answer over took the entry out of the table
+    /// (one the caller read itself is out and `rx` gone: see `claim`).
     fn entry_taken(&self) -> bool {
-        !self.claimed && matches!(self.got, Some(Some(_)))
+        matches!(self.got, Some(Some(_)))
     }
 }
 
@@ -1344,7 +1351,11 @@ impl Claim for Reply<'_> {
             _ => return Some(frame),
         };
         self.got = Some(Some(result));
-        self.claimed = true;
+        // An entry it has goes now, before the side is put down: counted
+        // there, it would ring the reader for a reply no one waits for.
+        if self.rx.take().is_some() {
+            lock(&self.link.calls).remove(self.id, &self.link.awaiting);
+        }
         None
     }
 
