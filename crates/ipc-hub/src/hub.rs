@@ -1416,19 +1416,70 @@ mod tests {
             let serving = tokio::spawn(echo_numbers(agent, Duration::ZERO));
             let handle = hub.handle();
             let link = handle.link(peer).ok_or("the agent left")?;
-            let mut waited = 0;
+            let (mut waited, mut rang, mut judged) = (0, 0, 0);
             for n in 0..ROUNDS as u64 {
                 // Idle for a few graces: the reader task takes the side.
                 tokio::time::sleep(3 * crate::link::READER_GRACE).await;
                 waited += usize::from(link.calls_waiting() == 0);
+                let (rings, started) = (link.reader_rings(), std::time::Instant::now());
                 assert_eq!(handle.call::<u64, u64>(peer, &n, LONG_ENOUGH).await?, n);
+                // A call that took near a grace (a loaded machine) may ring
+                // the reader rightly: it slept behind what looked long.
+                if started.elapsed() < crate::link::READER_GRACE / 2 {
+                    judged += 1;
+                    rang += usize::from(link.reader_rings() > rings);
+                }
             }
-            let rings = link.reader_rings();
             assert!(
-                rings <= ROUNDS / 4,
-                "{ROUNDS} calls after an idle pause rang the reader {rings} times"
+                rang <= judged / 4,
+                "{judged} quick calls after an idle pause rang the reader {rang} times"
             );
             assert_eq!(waited, ROUNDS, "no call is left in the table");
+            drop(link);
+            hub.shutdown(Duration::from_secs(1)).await;
+            serving.await??;
+            Ok(())
+        })
+    }
+
+    /// A caller on a multi-thread runtime waits on the spot a while longer
+    /// (`SPOT_PATIENCE`) while the agent answers quickly; an answer slower
+    /// than `QUICK_ANSWER` turns that off, so calls to an agent that works
+    /// on its answers do not hold a worker spinning, and a quick one turns
+    /// it back on. (Whether a quick answer is seen within the bound
+    /// depends on the machine: several quick calls are allowed.)
+    #[test]
+    fn a_slow_answer_turns_waiting_on_the_spot_off_and_a_quick_one_on() -> Result<(), Failed> {
+        let dir = tempfile::tempdir()?;
+        runtime()?.block_on(async {
+            let (mut hub, address) = listening(true, "spot", dir.path(), HubConfig::default())?;
+            let agent = join(&address, "spot").await?;
+            let peer = hub.wait_for_peers(1, LONG_ENOUGH).await?[0].id;
+            // Odd numbers answered after 10 ms, far beyond a quick answer.
+            let serving = tokio::spawn(echo_numbers(agent, Duration::from_millis(10)));
+            let handle = hub.handle();
+            let link = handle.link(peer).ok_or("the agent left")?;
+            assert!(link.answers_quick(), "a new link waits on the spot");
+            for round in 0..3u64 {
+                let slow = 2 * round * 1000 + 1;
+                assert_eq!(
+                    handle.call::<u64, u64>(peer, &slow, LONG_ENOUGH).await?,
+                    slow
+                );
+                assert!(!link.answers_quick(), "a 10 ms answer is not quick");
+                let mut quick = slow + 1;
+                while !link.answers_quick() && quick < slow + 400 {
+                    assert_eq!(
+                        handle.call::<u64, u64>(peer, &quick, LONG_ENOUGH).await?,
+                        quick
+                    );
+                    quick += 2;
+                }
+                assert!(
+                    link.answers_quick(),
+                    "200 calls answered at once, none quick"
+                );
+            }
             drop(link);
             hub.shutdown(Duration::from_secs(1)).await;
             serving.await??;

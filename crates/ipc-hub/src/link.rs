@@ -224,6 +224,9 @@ pub(crate) struct Link {
     /// at for every frame sent, without the lock.
     ended: AtomicU8,
     next_call: AtomicU64,
+    /// The last call whose caller read the reply itself had it quickly,
+    /// or the link has had no such call yet (see [`SPOT_PATIENCE`]).
+    answers_quick: AtomicBool,
     send_timeout: Duration,
     /// Where memory for bodies written in place comes from (the
     /// connection's transport).
@@ -341,6 +344,7 @@ impl Link {
                 awaiting: AtomicUsize::new(0),
                 ended: AtomicU8::new(0),
                 next_call: AtomicU64::new(1),
+                answers_quick: AtomicBool::new(true),
                 send_timeout: config.send_timeout,
                 lender,
                 codec,
@@ -368,6 +372,13 @@ impl Link {
     #[cfg(test)]
     pub(crate) fn calls_waiting(&self) -> usize {
         lock(&self.calls).waiting.len()
+    }
+
+    /// Whether the next caller reading its reply waits on the spot a
+    /// while on a multi-thread runtime ([`SPOT_PATIENCE`]).
+    #[cfg(test)]
+    pub(crate) fn answers_quick(&self) -> bool {
+        self.answers_quick.load(Ordering::Relaxed)
     }
 
     /// How often a caller putting the read side down rang the reader.
@@ -626,15 +637,32 @@ impl Link {
             armed: true,
         };
         let peer_gone = || CallError::PeerGone(self.left().unwrap_or(LeaveReason::Removed));
+        // Since when a caller that found the side held waits (its answer's
+        // time is noted as one read on the spot is).
+        let mut waiting_since = None;
         if by_itself {
             // Sent by `Reply::held` if the side is free. A reply read on
             // the spot costs no timer (whose drop alone takes a lock of
             // the runtime's): as with `timeout_at`, an answer at hand
             // wins over the deadline.
-            if let Driven::Reading(read) = self.reading.try_drive(self, &mut reply)
-                && tokio::time::timeout_at(deadline, read).await.is_err()
-            {
-                return Err(CallError::Timeout);
+            let mut on_the_spot = false;
+            match self.reading.try_drive(self, &mut reply) {
+                Driven::Reading(read) => {
+                    let since = std::time::Instant::now();
+                    let timed_out = tokio::time::timeout_at(deadline, read).await.is_err();
+                    self.note_answer_time(!timed_out && since.elapsed() <= QUICK_ANSWER);
+                    if timed_out {
+                        return Err(CallError::Timeout);
+                    }
+                }
+                Driven::Read => on_the_spot = true,
+                Driven::Busy => waiting_since = Some(std::time::Instant::now()),
+            }
+            // Read on the spot, or put down there for the reader's work.
+            match on_the_spot && reply.got.is_some() {
+                true => self.note_answer_time(true),
+                false if on_the_spot => waiting_since = Some(std::time::Instant::now()),
+                false => {}
             }
         }
         let waited = match reply.arrived() {
@@ -667,10 +695,23 @@ impl Link {
             }
         };
         forget.armed = reply.rx.is_some() && !reply.entry_taken();
+        if let Some(since) = waiting_since {
+            let answered = matches!(waited, Ok(Ok(()))) && matches!(reply.got, Some(Some(_)));
+            self.note_answer_time(answered && since.elapsed() <= QUICK_ANSWER);
+        }
         match waited {
             Ok(Ok(())) => reply.got.flatten().unwrap_or_else(|| Err(peer_gone())),
             Ok(Err(e)) => Err(e),
             Err(_) => Err(CallError::Timeout),
+        }
+    }
+
+    /// Notes whether the last answer its caller read came quickly (see
+    /// [`QUICK_ANSWER`]); written only when that changes, as callers on
+    /// other threads read it.
+    fn note_answer_time(&self, quick: bool) {
+        if self.answers_quick.load(Ordering::Relaxed) != quick {
+            self.answers_quick.store(quick, Ordering::Relaxed);
         }
     }
 
@@ -1039,6 +1080,25 @@ enum Driven<'a> {
 /// in-place spin of an async shared-memory wait).
 const STEPS_ON_THE_SPOT: u32 = 64;
 
+/// How long a caller on a multi-thread runtime goes on reading on the
+/// spot, past [`STEPS_ON_THE_SPOT`], while the peer answers quickly
+/// ([`QUICK_ANSWER`]). Its future yields to the runtime at every look: on
+/// a worker, each yield puts the task in the queue, and a worker woken to
+/// steal it takes a CPU the peer needs, which delays the next answer past
+/// the spot too, and so on (measured: from a spawned task, the shm
+/// call's p99 was bimodal by trial, about 3 or 40 us;
+/// docs/measurements/decisions.md, "A caller waits on the spot on a
+/// multi-thread runtime"). Well within tokio's advice for a task between
+/// yields.
+const SPOT_PATIENCE: Duration = Duration::from_micros(20);
+
+/// An answer read within this of its call going out is quick: the next
+/// caller waits on the spot for [`SPOT_PATIENCE`]. A slower one (a peer
+/// that works on its answers) turns that off until an answer is quick
+/// again, so calls to it do not hold a worker for nothing. As long as
+/// the longest spin of an adaptive shared-memory wait.
+const QUICK_ANSWER: Duration = Duration::from_micros(250);
+
 impl std::fmt::Debug for dyn Drive {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Drive")
@@ -1174,16 +1234,18 @@ impl<R: AsyncFrameReceiver + 'static> Drive for Reading<R> {
         if !awaited.held() {
             return Driven::Busy;
         }
-        // On the spot first: a bounded number of steps, so a peer that
-        // never pauses still leaves this to the future below, which gives
-        // the runtime its turns. What is awaited is looked at again only
+        // On the spot first: a bounded number of steps (and, for a caller
+        // on a multi-thread runtime whose peer answers quickly, a bounded
+        // time: `SPOT_PATIENCE`), so a peer that never pauses still leaves
+        // this to the future below, which gives the runtime its turns. What is awaited is looked at again only
         // after a frame: while this task holds the side, only a frame it
         // takes brings it (the end of the link, which may too, is seen
         // once the steps are done).
         if awaited.arrived() {
             return Driven::Read;
         }
-        for _ in 0..STEPS_ON_THE_SPOT {
+        let (mut steps, mut until) = (0u32, None);
+        loop {
             let side = &mut *held.side;
             match side.read.try_recv() {
                 Err(RecvError::Empty) => std::hint::spin_loop(),
@@ -1195,6 +1257,13 @@ impl<R: AsyncFrameReceiver + 'static> Drive for Reading<R> {
                     if awaited.arrived() {
                         return Driven::Read;
                     }
+                }
+            }
+            steps += 1;
+            if steps.is_multiple_of(STEPS_ON_THE_SPOT) {
+                let now = std::time::Instant::now();
+                if now >= *until.get_or_insert_with(|| now + awaited.patience()) {
+                    break;
                 }
             }
         }
@@ -1285,6 +1354,11 @@ pub(crate) trait Claim {
     /// Told before the task puts the read side down without what it
     /// waits for (not when its future is dropped).
     fn putting_down(&mut self) {}
+    /// How long the task may go on reading on the spot after its first
+    /// [`STEPS_ON_THE_SPOT`] (see [`SPOT_PATIENCE`]).
+    fn patience(&self) -> Duration {
+        Duration::ZERO
+    }
 }
 
 /// Something a task waits for from the peer: a call's reply, an agent's
@@ -1316,6 +1390,17 @@ impl Reply<'_> {
 }
 
 impl Claim for Reply<'_> {
+    fn patience(&self) -> Duration {
+        let multi_thread = || {
+            tokio::runtime::Handle::try_current()
+                .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread)
+        };
+        match self.link.answers_quick.load(Ordering::Relaxed) && multi_thread() {
+            true => SPOT_PATIENCE,
+            false => Duration::ZERO,
+        }
+    }
+
     fn held(&mut self) -> bool {
         // Not written at once (queued behind others): sent the usual way,
         // with an entry.
