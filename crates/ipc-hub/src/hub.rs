@@ -1315,6 +1315,47 @@ mod tests {
         Ok(())
     }
 
+    /// A hub over shared memory with one agent answering numbers
+    /// (`echo_numbers`), and the agent's link as the hub sees it.
+    struct Echoing {
+        hub: Hub,
+        peer: PeerId,
+        link: Arc<crate::link::Link>,
+        agent: crate::AgentHandle,
+        serving: tokio::task::JoinHandle<Result<(), String>>,
+    }
+
+    impl Echoing {
+        async fn start(dir: &std::path::Path, odd_wait: Duration) -> Result<Echoing, Failed> {
+            let (mut hub, address) = listening(true, "echoing", dir, HubConfig::default())?;
+            let agent = join(&address, "echoing").await?;
+            let peer = hub.wait_for_peers(1, LONG_ENOUGH).await?[0].id;
+            let agent_handle = agent.handle();
+            let serving = tokio::spawn(echo_numbers(agent, odd_wait));
+            let link = hub.handle().link(peer).ok_or("the agent left")?;
+            Ok(Echoing {
+                hub,
+                peer,
+                link,
+                agent: agent_handle,
+                serving,
+            })
+        }
+
+        async fn call(&self, n: u64) -> Result<(), Failed> {
+            let answer: u64 = self.hub.handle().call(self.peer, &n, LONG_ENOUGH).await?;
+            assert_eq!(answer, n);
+            Ok(())
+        }
+
+        async fn end(self) -> Result<(), Failed> {
+            drop(self.link);
+            self.hub.shutdown(Duration::from_secs(1)).await;
+            self.serving.await??;
+            Ok(())
+        }
+    }
+
     /// Calls one after another over shared memory (whose callers read
     /// their replies) do not ring the link's reader task as each puts the
     /// read side down: it is rung at most about twice per
@@ -1327,36 +1368,27 @@ mod tests {
         const CALLS: u64 = 2000;
         let dir = tempfile::tempdir()?;
         runtime()?.block_on(async {
-            let (mut hub, address) = listening(true, "rings", dir.path(), HubConfig::default())?;
-            let agent = join(&address, "rings").await?;
-            let peer = hub.wait_for_peers(1, LONG_ENOUGH).await?[0].id;
-            let agent_handle = agent.handle();
-            let serving = tokio::spawn(echo_numbers(agent, Duration::ZERO));
-            let handle = hub.handle();
-            let link = handle.link(peer).ok_or("the agent left")?;
+            let mut echoing = Echoing::start(dir.path(), Duration::ZERO).await?;
             let start = std::time::Instant::now();
             for n in 0..CALLS {
-                assert_eq!(handle.call::<u64, u64>(peer, &n, LONG_ENOUGH).await?, n);
+                echoing.call(n).await?;
             }
             let took = start.elapsed();
-            let rings = link.reader_rings();
+            let rings = echoing.link.reader_rings();
             let graces = took.as_secs_f64() / crate::link::READER_GRACE.as_secs_f64();
             let bound = 2.0 * graces.ceil() + 4.0;
             assert!(
                 (rings as f64) <= bound,
                 "{CALLS} calls in {took:?} rang the reader {rings} times (at most {bound})"
             );
-            agent_handle.send(&"after the calls".to_string()).await?;
-            match tokio::time::timeout(LONG_ENOUGH, hub.next()).await? {
+            echoing.agent.send(&"after the calls".to_string()).await?;
+            match tokio::time::timeout(LONG_ENOUGH, echoing.hub.next()).await? {
                 HubEvent::Message { payload, .. } => {
                     assert_eq!(payload.decode::<String>()?, "after the calls");
                 }
                 other => return Err(format!("{other:?}").into()),
             }
-            drop(link);
-            hub.shutdown(Duration::from_secs(1)).await;
-            serving.await??;
-            Ok(())
+            echoing.end().await
         })
     }
 
@@ -1370,59 +1402,49 @@ mod tests {
     fn a_reader_asleep_behind_a_long_call_is_rung_when_it_ends() -> Result<(), Failed> {
         let dir = tempfile::tempdir()?;
         runtime()?.block_on(async {
-            let (mut hub, address) = listening(true, "asleep", dir.path(), HubConfig::default())?;
-            let agent = join(&address, "asleep").await?;
-            let peer = hub.wait_for_peers(1, LONG_ENOUGH).await?[0].id;
-            let agent_handle = agent.handle();
             // Odd numbers long enough for the reader's grace to pass.
-            let serving = tokio::spawn(echo_numbers(agent, 10 * crate::link::READER_GRACE));
-            let handle = hub.handle();
-            let link = handle.link(peer).ok_or("the agent left")?;
+            let mut echoing = Echoing::start(dir.path(), 10 * crate::link::READER_GRACE).await?;
             for n in (1..6u64).step_by(2) {
-                assert_eq!(
-                    handle.call::<u64, u64>(peer, &(n - 1), LONG_ENOUGH).await?,
-                    n - 1
-                );
-                assert_eq!(handle.call::<u64, u64>(peer, &n, LONG_ENOUGH).await?, n);
-                agent_handle.send(&n).await?;
-                match tokio::time::timeout(LONG_ENOUGH, hub.next()).await? {
+                echoing.call(n - 1).await?;
+                echoing.call(n).await?;
+                echoing.agent.send(&n).await?;
+                match tokio::time::timeout(LONG_ENOUGH, echoing.hub.next()).await? {
                     HubEvent::Message { payload, .. } => assert_eq!(payload.decode::<u64>()?, n),
                     other => return Err(format!("{other:?}").into()),
                 }
             }
-            assert!(link.reader_rings() >= 1, "the reader was never rung asleep");
-            drop(link);
-            hub.shutdown(Duration::from_secs(1)).await;
-            serving.await??;
-            Ok(())
+            assert!(
+                echoing.link.reader_rings() >= 1,
+                "the reader was never rung asleep"
+            );
+            echoing.end().await
         })
     }
 
     /// A call made while the reader task holds the read side (the link
-    /// was idle) goes into the table; once the caller has the side and
-    /// reads its own reply, the entry is gone before it puts the side
-    /// down, so the put-down rings no one. Before, the entry rang the
-    /// reader, and each ring was a worker's wake-up: with the hub's
-    /// threads on one CPU, the chain it started stalled about 1 % of calls
+    /// was idle) goes into the table and waits for the side. Once the
+    /// caller has it and reads its own reply, the entry is gone before it
+    /// puts the side down, and it stayed counted as wanting the side from
+    /// the reader's put-down to its own try: so no step of it rings the
+    /// reader. Before, both did (the entry at the put-down; the count,
+    /// dropped in between, woke the reader to find the side held and go
+    /// to sleep until rung), and each ring was a worker's wake-up: with
+    /// the hub's threads on one CPU, the chain stalled about 1 % of calls
     /// by tens of microseconds.
     #[test]
     fn a_caller_that_waited_for_the_side_rings_no_one_for_its_own_reply() -> Result<(), Failed> {
         const ROUNDS: usize = 20;
         let dir = tempfile::tempdir()?;
         runtime()?.block_on(async {
-            let (mut hub, address) = listening(true, "own", dir.path(), HubConfig::default())?;
-            let agent = join(&address, "own").await?;
-            let peer = hub.wait_for_peers(1, LONG_ENOUGH).await?[0].id;
-            let serving = tokio::spawn(echo_numbers(agent, Duration::ZERO));
-            let handle = hub.handle();
-            let link = handle.link(peer).ok_or("the agent left")?;
+            let echoing = Echoing::start(dir.path(), Duration::ZERO).await?;
+            let link = &echoing.link;
             let (mut waited, mut rang, mut judged) = (0, 0, 0);
             for n in 0..ROUNDS as u64 {
                 // Idle for a few graces: the reader task takes the side.
                 tokio::time::sleep(3 * crate::link::READER_GRACE).await;
                 waited += usize::from(link.calls_waiting() == 0);
                 let (rings, started) = (link.reader_rings(), std::time::Instant::now());
-                assert_eq!(handle.call::<u64, u64>(peer, &n, LONG_ENOUGH).await?, n);
+                echoing.call(n).await?;
                 // A call that took near a grace (a loaded machine) may ring
                 // the reader rightly: it slept behind what looked long.
                 if started.elapsed() < crate::link::READER_GRACE / 2 {
@@ -1435,10 +1457,7 @@ mod tests {
                 "{judged} quick calls after an idle pause rang the reader {rang} times"
             );
             assert_eq!(waited, ROUNDS, "no call is left in the table");
-            drop(link);
-            hub.shutdown(Duration::from_secs(1)).await;
-            serving.await??;
-            Ok(())
+            echoing.end().await
         })
     }
 
@@ -1452,27 +1471,17 @@ mod tests {
     fn a_slow_answer_turns_waiting_on_the_spot_off_and_a_quick_one_on() -> Result<(), Failed> {
         let dir = tempfile::tempdir()?;
         runtime()?.block_on(async {
-            let (mut hub, address) = listening(true, "spot", dir.path(), HubConfig::default())?;
-            let agent = join(&address, "spot").await?;
-            let peer = hub.wait_for_peers(1, LONG_ENOUGH).await?[0].id;
             // Odd numbers answered after 10 ms, far beyond a quick answer.
-            let serving = tokio::spawn(echo_numbers(agent, Duration::from_millis(10)));
-            let handle = hub.handle();
-            let link = handle.link(peer).ok_or("the agent left")?;
+            let echoing = Echoing::start(dir.path(), Duration::from_millis(10)).await?;
+            let link = &echoing.link;
             assert!(link.answers_quick(), "a new link waits on the spot");
             for round in 0..3u64 {
                 let slow = 2 * round * 1000 + 1;
-                assert_eq!(
-                    handle.call::<u64, u64>(peer, &slow, LONG_ENOUGH).await?,
-                    slow
-                );
+                echoing.call(slow).await?;
                 assert!(!link.answers_quick(), "a 10 ms answer is not quick");
                 let mut quick = slow + 1;
                 while !link.answers_quick() && quick < slow + 400 {
-                    assert_eq!(
-                        handle.call::<u64, u64>(peer, &quick, LONG_ENOUGH).await?,
-                        quick
-                    );
+                    echoing.call(quick).await?;
                     quick += 2;
                 }
                 assert!(
@@ -1480,10 +1489,7 @@ mod tests {
                     "200 calls answered at once, none quick"
                 );
             }
-            drop(link);
-            hub.shutdown(Duration::from_secs(1)).await;
-            serving.await??;
-            Ok(())
+            echoing.end().await
         })
     }
 

@@ -1237,10 +1237,11 @@ impl<R: AsyncFrameReceiver + 'static> Drive for Reading<R> {
         // On the spot first: a bounded number of steps (and, for a caller
         // on a multi-thread runtime whose peer answers quickly, a bounded
         // time: `SPOT_PATIENCE`), so a peer that never pauses still leaves
-        // this to the future below, which gives the runtime its turns. What is awaited is looked at again only
-        // after a frame: while this task holds the side, only a frame it
-        // takes brings it (the end of the link, which may too, is seen
-        // once the steps are done).
+        // this to the future below, which gives the runtime its turns.
+        // What is awaited is looked at again only after a frame: while
+        // this task holds the side, only a frame it takes brings it (the
+        // end of the link, which may too, is seen once the steps are
+        // done).
         if awaited.arrived() {
             return Driven::Read;
         }
