@@ -637,8 +637,8 @@ impl Link {
             armed: true,
         };
         let peer_gone = || CallError::PeerGone(self.left().unwrap_or(LeaveReason::Removed));
-        // Since when a caller that found the side held waits (its answer's
-        // time is noted as one read on the spot is).
+        // Since when a caller reading its reply waits past the spot: its
+        // answer's time is noted below (see `QUICK_ANSWER`).
         let mut waiting_since = None;
         if by_itself {
             // Sent by `Reply::held` if the side is free. A reply read on
@@ -648,10 +648,9 @@ impl Link {
             let mut on_the_spot = false;
             match self.reading.try_drive(self, &mut reply) {
                 Driven::Reading(read) => {
-                    let since = std::time::Instant::now();
-                    let timed_out = tokio::time::timeout_at(deadline, read).await.is_err();
-                    self.note_answer_time(!timed_out && since.elapsed() <= QUICK_ANSWER);
-                    if timed_out {
+                    waiting_since = Some(std::time::Instant::now());
+                    if tokio::time::timeout_at(deadline, read).await.is_err() {
+                        self.note_answer_time(false);
                         return Err(CallError::Timeout);
                     }
                 }
@@ -659,10 +658,11 @@ impl Link {
                 Driven::Busy => waiting_since = Some(std::time::Instant::now()),
             }
             // Read on the spot, or put down there for the reader's work.
-            match on_the_spot && reply.got.is_some() {
-                true => self.note_answer_time(true),
-                false if on_the_spot => waiting_since = Some(std::time::Instant::now()),
-                false => {}
+            if on_the_spot {
+                match reply.got.is_some() {
+                    true => self.note_answer_time(true),
+                    false => waiting_since = Some(std::time::Instant::now()),
+                }
             }
         }
         let waited = match reply.arrived() {
